@@ -1,0 +1,336 @@
+//! The op trait both backends implement (CPU reference in `cpu/`, WGSL in `gpu/`), with the
+//! parameter types and the shape rules they share. Every op validates its inputs here, in the
+//! shape helpers, so both backends refuse the same inputs with the same messages.
+
+pub mod conv_arith;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::tensor::{dims4, non_empty, Tensor};
+use crate::{Error, Result};
+
+pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// conv2d: square kernel, the same stride/padding/dilation on both axes (PyTorch semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams { stride: 1, padding: 0, dilation: 1 }
+    }
+}
+
+/// conv_transpose2d with PyTorch semantics: H_out = (H-1)s - 2p + d(k-1) + output_padding + 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose2dParams {
+    pub stride: usize,
+    pub padding: usize,
+    pub output_padding: usize,
+    pub dilation: usize,
+}
+
+impl Default for ConvTranspose2dParams {
+    fn default() -> Self {
+        ConvTranspose2dParams { stride: 1, padding: 0, output_padding: 0, dilation: 1 }
+    }
+}
+
+impl ConvTranspose2dParams {
+    /// The conv2d whose backward-input this transposed conv is.
+    pub fn as_conv(&self) -> Conv2dParams {
+        Conv2dParams { stride: self.stride, padding: self.padding, dilation: self.dilation }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Relu,
+    /// max(x, 0) + slope * min(x, 0)
+    LeakyRelu(f32),
+    Tanh,
+    Sigmoid,
+    /// sign(x) in {-1, 0, 1}; its gradient is zero (used by FGSM).
+    Sign,
+    /// x * x
+    Square,
+    /// |x|
+    Abs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// Losses reduce to a scalar tensor of shape [1].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// mean((p - t)^2) over all elements
+    Mse,
+    /// mean(|p - t|) over all elements
+    L1,
+    /// mean(max(x,0) - x t + log(1 + exp(-|x|))) over all elements; t in [0, 1]
+    BceWithLogits,
+    /// rows of the last dimension: mean over rows of -sum_k t_k log softmax(x)_k; t a distribution
+    SoftmaxCrossEntropy,
+    /// least-squares GAN loss (Mao et al.): 0.5 * mean((p - t)^2)
+    LeastSquares,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Distribution {
+    /// uniform in [lo, hi)
+    Uniform { lo: f32, hi: f32 },
+    /// normal with the given mean and standard deviation (Box-Muller over counter pairs)
+    Normal { mean: f32, std: f32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdParams {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+}
+
+/// Adam (Kingma & Ba) with bias correction; `step` counts from 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamParams {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub step: u32,
+}
+
+/// What a backend reports about itself (shown in the page's status line and the bench).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendInfo {
+    /// "cpu" or "gpu"
+    pub kind: &'static str,
+    /// adapter name for the GPU ("llvmpipe", "SwiftShader", "NVIDIA H100"), "native"/"wasm" for the CPU
+    pub adapter: String,
+    /// true for software adapters (lavapipe, SwiftShader) that run on the CPU
+    pub fallback: bool,
+    /// largest storage binding in bytes the backend can use (usize::MAX on the CPU)
+    pub max_binding_bytes: u64,
+}
+
+impl BackendInfo {
+    pub fn describe(&self) -> String {
+        if self.kind == "cpu" {
+            format!("CPU backend ({})", self.adapter)
+        } else if self.fallback {
+            format!("WebGPU/wgpu on {} (software fallback adapter: runs on the CPU)", self.adapter)
+        } else {
+            format!("WebGPU/wgpu on {}", self.adapter)
+        }
+    }
+}
+
+/// The ops. Tensors passed in must live on this backend (else `Error::Invalid`); shapes are
+/// checked and a mismatch is an `Error::Shape`; nothing panics on bad input.
+pub trait Backend {
+    fn info(&self) -> BackendInfo;
+
+    // ---- memory
+    fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Tensor>;
+    fn zeros(&self, shape: &[usize]) -> Result<Tensor>;
+    /// Read a tensor back to the host. On the GPU this maps asynchronously (never blocks a
+    /// browser thread); natively, drive it with `pollster::block_on`.
+    fn read<'a>(&'a self, t: &'a Tensor) -> LocalBoxFuture<'a, Result<Vec<f32>>>;
+    /// Overwrite `dst` with `src` (same element count) in place.
+    fn assign(&self, dst: &Tensor, src: &Tensor) -> Result<()>;
+    /// A filled tensor of the given shape: fill with a constant.
+    fn fill(&self, shape: &[usize], value: f32) -> Result<Tensor>;
+
+    // ---- convolution. x (N,Cin,H,W); w (Cout,Cin,k,k); b (Cout) -> (N,Cout,Ho,Wo)
+    fn conv2d(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor>;
+    fn conv2d_backward_input(&self, gy: &Tensor, w: &Tensor, x_shape: &[usize], p: Conv2dParams) -> Result<Tensor>;
+    fn conv2d_backward_weight(&self, x: &Tensor, gy: &Tensor, w_shape: &[usize], p: Conv2dParams) -> Result<Tensor>;
+    /// x (N,Cin,H,W); w (Cin,Cout,k,k) as PyTorch; b (Cout)
+    fn conv_transpose2d(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: ConvTranspose2dParams) -> Result<Tensor>;
+    fn conv_transpose2d_backward_input(&self, gy: &Tensor, w: &Tensor, x_shape: &[usize], p: ConvTranspose2dParams) -> Result<Tensor>;
+    fn conv_transpose2d_backward_weight(&self, x: &Tensor, gy: &Tensor, w_shape: &[usize], p: ConvTranspose2dParams) -> Result<Tensor>;
+    /// y = x + b broadcast along dim 1 (x is (N,C) or (N,C,H,W), b is (C))
+    fn bias_add(&self, x: &Tensor, b: &Tensor) -> Result<Tensor>;
+    /// gradient of bias_add w.r.t. b: sum of gy over every dim but 1
+    fn bias_grad(&self, gy: &Tensor) -> Result<Tensor>;
+
+    // ---- dense. op(a) (M,K) x op(b) (K,N) -> (M,N); op transposes when the flag is set
+    fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor>;
+
+    // ---- elementwise
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor>;
+    /// y = a * x + b
+    fn affine(&self, x: &Tensor, a: f32, b: f32) -> Result<Tensor>;
+    fn unary(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor>;
+    /// gx = gy * f'(x)
+    fn unary_backward(&self, op: UnaryOp, x: &Tensor, gy: &Tensor) -> Result<Tensor>;
+    fn clamp(&self, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor>;
+
+    // ---- reductions -> shape [1]
+    fn sum(&self, x: &Tensor) -> Result<Tensor>;
+    fn mean(&self, x: &Tensor) -> Result<Tensor>;
+    /// softmax over the last dimension
+    fn softmax(&self, x: &Tensor) -> Result<Tensor>;
+
+    // ---- losses: loss -> [1]; backward returns d loss / d pred scaled by the scalar `gloss` ([1])
+    fn loss(&self, kind: LossKind, pred: &Tensor, target: &Tensor) -> Result<Tensor>;
+    fn loss_backward(&self, kind: LossKind, pred: &Tensor, target: &Tensor, gloss: &Tensor) -> Result<Tensor>;
+
+    // ---- BatchNorm2d over (N,H,W) per channel. Training mode updates running stats in place
+    // (running = (1-momentum) running + momentum batch, unbiased variance as PyTorch) and
+    // returns (y, batch mean, batch 1/sqrt(var+eps)) for the backward.
+    fn batchnorm2d_train(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor, Tensor)>;
+    fn batchnorm2d_eval(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, eps: f32) -> Result<Tensor>;
+    /// returns (gx, ggamma, gbeta)
+    fn batchnorm2d_backward(&self, x: &Tensor, gy: &Tensor, gamma: &Tensor, mean: &Tensor, invstd: &Tensor) -> Result<(Tensor, Tensor, Tensor)>;
+
+    // ---- optimizers, in place on p and the state tensors
+    fn sgd_step(&self, p: &Tensor, g: &Tensor, velocity: &Tensor, hp: SgdParams) -> Result<()>;
+    fn adam_step(&self, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, hp: AdamParams) -> Result<()>;
+
+    // ---- counter-based random numbers (see `rng`): element i depends only on (seed, i)
+    fn random(&self, shape: &[usize], dist: Distribution, seed: u64) -> Result<Tensor>;
+}
+
+/// Read a tensor natively, blocking until the GPU is done.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_blocking(backend: &dyn Backend, t: &Tensor) -> Result<Vec<f32>> {
+    pollster::block_on(backend.read(t))
+}
+
+// ---------------------------------------------------------------- shape rules shared by both backends
+
+fn check_params(stride: usize, dilation: usize, op: &str) -> Result<()> {
+    if stride == 0 || dilation == 0 {
+        return Err(Error::Invalid(format!("{op}: stride and dilation must be >= 1 (got stride {stride}, dilation {dilation})")));
+    }
+    Ok(())
+}
+
+/// Output spatial size of a conv2d along one axis, or an error when the window does not fit.
+pub fn conv_out_size(input: usize, k: usize, p: Conv2dParams) -> Result<usize> {
+    check_params(p.stride, p.dilation, "conv2d")?;
+    let span = p.dilation * (k - 1) + 1;
+    let padded = input + 2 * p.padding;
+    if k == 0 || padded < span {
+        return Err(Error::Shape(format!(
+            "conv2d: kernel {k} (dilation {}) spans {span} pixels, more than the padded input {padded}",
+            p.dilation
+        )));
+    }
+    Ok((padded - span) / p.stride + 1)
+}
+
+/// Output spatial size of a conv_transpose2d along one axis.
+pub fn conv_transpose_out_size(input: usize, k: usize, p: ConvTranspose2dParams) -> Result<usize> {
+    check_params(p.stride, p.dilation, "conv_transpose2d")?;
+    if p.output_padding >= p.stride.max(p.dilation) {
+        return Err(Error::Invalid(format!(
+            "conv_transpose2d: output_padding {} must be smaller than stride {} or dilation {}",
+            p.output_padding, p.stride, p.dilation
+        )));
+    }
+    let full = (input.max(1) - 1) * p.stride + p.dilation * (k.max(1) - 1) + p.output_padding + 1;
+    if k == 0 || input == 0 || full <= 2 * p.padding {
+        return Err(Error::Shape(format!(
+            "conv_transpose2d: input {input}, kernel {k}, stride {}, padding {} gives no output pixels",
+            p.stride, p.padding
+        )));
+    }
+    Ok(full - 2 * p.padding)
+}
+
+/// Validate a conv2d call; returns (N, Cin, H, W, Cout, k, Ho, Wo).
+pub fn conv2d_shapes(x: &[usize], w: &[usize], b: Option<&[usize]>, p: Conv2dParams) -> Result<[usize; 8]> {
+    let [n, c, h, wd] = dims4(x, "conv2d input")?;
+    let [co, ci, kh, kw] = dims4(w, "conv2d weight (Cout, Cin, k, k)")?;
+    non_empty(x, "conv2d input")?;
+    non_empty(w, "conv2d weight")?;
+    if ci != c {
+        return Err(Error::Shape(format!("conv2d: input has {c} channels but the weight {w:?} expects {ci}")));
+    }
+    if kh != kw {
+        return Err(Error::Shape(format!("conv2d: only square kernels are supported, got {kh}x{kw}")));
+    }
+    if let Some(bs) = b {
+        if bs != [co] {
+            return Err(Error::Shape(format!("conv2d: bias must have shape [{co}], got {bs:?}")));
+        }
+    }
+    let ho = conv_out_size(h, kh, p)?;
+    let wo = conv_out_size(wd, kw, p)?;
+    Ok([n, c, h, wd, co, kh, ho, wo])
+}
+
+/// Validate a conv_transpose2d call; returns (N, Cin, H, W, Cout, k, Ho, Wo).
+pub fn conv_transpose2d_shapes(x: &[usize], w: &[usize], b: Option<&[usize]>, p: ConvTranspose2dParams) -> Result<[usize; 8]> {
+    let [n, c, h, wd] = dims4(x, "conv_transpose2d input")?;
+    let [ci, co, kh, kw] = dims4(w, "conv_transpose2d weight (Cin, Cout, k, k)")?;
+    non_empty(x, "conv_transpose2d input")?;
+    non_empty(w, "conv_transpose2d weight")?;
+    if ci != c {
+        return Err(Error::Shape(format!("conv_transpose2d: input has {c} channels but the weight {w:?} expects {ci}")));
+    }
+    if kh != kw {
+        return Err(Error::Shape(format!("conv_transpose2d: only square kernels are supported, got {kh}x{kw}")));
+    }
+    if let Some(bs) = b {
+        if bs != [co] {
+            return Err(Error::Shape(format!("conv_transpose2d: bias must have shape [{co}], got {bs:?}")));
+        }
+    }
+    let ho = conv_transpose_out_size(h, kh, p)?;
+    let wo = conv_transpose_out_size(wd, kw, p)?;
+    Ok([n, c, h, wd, co, kh, ho, wo])
+}
+
+/// Validate a matmul; returns (M, K, N).
+pub fn matmul_shapes(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<[usize; 3]> {
+    let [a0, a1] = crate::tensor::dims2(a, "matmul left operand")?;
+    let [b0, b1] = crate::tensor::dims2(b, "matmul right operand")?;
+    let (m, k) = if ta { (a1, a0) } else { (a0, a1) };
+    let (k2, n) = if tb { (b1, b0) } else { (b0, b1) };
+    if k != k2 {
+        return Err(Error::Shape(format!(
+            "matmul: inner dimensions differ: {a:?}{} x {b:?}{} ({k} vs {k2})",
+            if ta { "^T" } else { "" },
+            if tb { "^T" } else { "" }
+        )));
+    }
+    if m * k * n == 0 {
+        return Err(Error::Shape(format!("matmul: zero-size operand {a:?} x {b:?}")));
+    }
+    Ok([m, k, n])
+}
+
+/// Validate bias_add: x rank >= 2 and b == [x.shape[1]]; returns (outer, C, inner).
+pub fn bias_shapes(x: &[usize], b: &[usize]) -> Result<[usize; 3]> {
+    if x.len() < 2 {
+        return Err(Error::Shape(format!("bias_add: input must have rank >= 2 (N, C, ...), got {x:?}")));
+    }
+    non_empty(x, "bias_add input")?;
+    if b != [x[1]] {
+        return Err(Error::Shape(format!("bias_add: bias must have shape [{}], got {b:?}", x[1])));
+    }
+    Ok([x[0], x[1], x[2..].iter().product()])
+}

@@ -1,0 +1,390 @@
+//! Device creation, the pipeline cache and the launcher shared by every GPU op.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use super::pool::{bytes_for, GpuBuffer, Pool, STORAGE_USAGE};
+use crate::backend::BackendInfo;
+use crate::tensor::{numel, Storage, Tensor};
+use crate::{Error, Result};
+
+/// Shared WGSL helpers, prepended to every shader.
+const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// Options for creating the GPU backend. The caps lower the device limits below what the
+/// adapter offers, to test the splitting paths that real (smaller) GPUs exercise.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    pub max_storage_binding_bytes: Option<u64>,
+    pub max_workgroups_per_dim: Option<u32>,
+}
+
+struct Inner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    pool: Arc<Pool>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
+    /// first uncaptured wgpu error since the last check (validation, out of memory)
+    error: Arc<Mutex<Option<String>>>,
+}
+
+/// The GPU backend. Cloning is cheap (a handle to one device).
+#[derive(Clone)]
+pub struct GpuBackend {
+    inner: Arc<Inner>,
+}
+
+/// A uniform parameter block: u32 words; floats are stored as their bits (`bitcast<f32>` in WGSL).
+/// The first word is reserved for `wg_base`, which the launcher fills.
+#[derive(Clone, Debug)]
+pub struct Params(Vec<u32>);
+
+impl Params {
+    pub fn new() -> Params {
+        Params(vec![0])
+    }
+    pub fn u(mut self, v: usize) -> Params {
+        self.0.push(v as u32);
+        self
+    }
+    pub fn f(mut self, v: f32) -> Params {
+        self.0.push(v.to_bits());
+        self
+    }
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params::new()
+    }
+}
+
+/// A shader: a name (cache key) and its WGSL source (without the prelude).
+#[derive(Clone, Copy)]
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// One storage binding: a whole buffer or a byte range of it (offsets aligned to
+/// minStorageBufferOffsetAlignment, 256 bytes on every WebGPU device).
+pub enum Binding<'a> {
+    Whole(&'a GpuBuffer),
+    Range(&'a GpuBuffer, u64, u64),
+}
+
+impl GpuBackend {
+    /// Open the default adapter. Err (with the reason) where there is none: no WebGPU in this
+    /// browser, no Vulkan driver natively.
+    pub async fn new(opts: GpuOptions) -> Result<GpuBackend> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("no GPU adapter available ({e}); natively install a Vulkan driver (mesa-vulkan-drivers), in a browser enable WebGPU")))?;
+        let info = adapter.get_info();
+        let mut limits = adapter.limits();
+        if let Some(b) = opts.max_storage_binding_bytes {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(b);
+            limits.max_buffer_size = limits.max_buffer_size.min(b.max(1 << 20) * 4);
+        }
+        if let Some(w) = opts.max_workgroups_per_dim {
+            limits.max_compute_workgroups_per_dimension = limits.max_compute_workgroups_per_dimension.min(w);
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("nnlab"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("could not open the GPU device on {}: {e}", info.name)))?;
+        let error = Arc::new(Mutex::new(None::<String>));
+        let slot = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut s = slot.lock().unwrap();
+            if s.is_none() {
+                *s = Some(e.to_string());
+            }
+        }));
+        Ok(GpuBackend {
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                adapter: info,
+                limits,
+                pool: Arc::new(Pool::default()),
+                pipelines: Mutex::new(HashMap::new()),
+                error,
+            }),
+        })
+    }
+
+    /// Natively: open the adapter, blocking.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(opts: GpuOptions) -> Result<GpuBackend> {
+        pollster::block_on(Self::new(opts))
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.adapter
+    }
+    /// Largest storage binding in bytes (ops split their work to stay under it).
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.inner.limits.max_storage_buffer_binding_size
+    }
+    /// Largest binding in f32 elements.
+    pub fn max_binding_elems(&self) -> usize {
+        (self.max_binding_bytes() / 4) as usize
+    }
+
+    pub fn info(&self) -> BackendInfo {
+        let a = &self.inner.adapter;
+        let name = if a.name.is_empty() { format!("{:?} adapter", a.backend) } else { a.name.clone() };
+        BackendInfo {
+            kind: "gpu",
+            adapter: name,
+            fallback: a.device_type == wgpu::DeviceType::Cpu,
+            max_binding_bytes: self.max_binding_bytes(),
+        }
+    }
+
+    /// Return the first wgpu error raised since the last check, as an `Error::Gpu`.
+    pub fn check(&self, what: &str) -> Result<()> {
+        match self.inner.error.lock().unwrap().take() {
+            Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Free pooled buffers no tensor uses.
+    pub fn trim_pool(&self) {
+        self.inner.pool.clear();
+    }
+
+    // ------------------------------------------------------------------ buffers
+
+    /// A new (uninitialised or recycled) buffer for `len` f32 elements. Errors when it exceeds
+    /// the device's largest buffer.
+    pub fn alloc(&self, len: usize) -> Result<GpuBuffer> {
+        let bytes = bytes_for(len);
+        if bytes > self.inner.limits.max_buffer_size {
+            return Err(Error::Gpu(format!(
+                "a tensor of {len} floats ({:.1} MiB) exceeds this device's largest buffer ({:.1} MiB); use a smaller batch or image tile",
+                bytes as f64 / 1048576.0,
+                self.inner.limits.max_buffer_size as f64 / 1048576.0
+            )));
+        }
+        let b = self.inner.pool.take(&self.inner.device, bytes, STORAGE_USAGE);
+        Ok(GpuBuffer::new(b, len, &self.inner.pool))
+    }
+
+    /// A tensor over a fresh buffer; contents unspecified (the op writes all of it).
+    pub fn empty(&self, shape: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::from_storage(shape, Storage::Gpu(Arc::new(self.alloc(numel(shape))?))))
+    }
+
+    pub fn tensor(&self, shape: &[usize], buf: GpuBuffer) -> Tensor {
+        Tensor::from_storage(shape, Storage::Gpu(Arc::new(buf)))
+    }
+
+    pub fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        if numel(shape) != data.len() {
+            return Err(Error::Shape(format!("upload: shape {shape:?} needs {} values, got {}", numel(shape), data.len())));
+        }
+        let buf = self.alloc(data.len())?;
+        if !data.is_empty() {
+            self.inner.queue.write_buffer(buf.raw(), 0, bytemuck::cast_slice(data));
+        }
+        Ok(self.tensor(shape, buf))
+    }
+
+    /// Copy `len` floats from `src[src_off..]` to `dst[dst_off..]` on the GPU.
+    pub fn copy_elems(&self, src: &GpuBuffer, src_off: usize, dst: &GpuBuffer, dst_off: usize, len: usize) -> Result<()> {
+        if src_off + len > src.len() || dst_off + len > dst.len() {
+            return Err(Error::Invalid(format!(
+                "GPU copy out of range: {len} floats from {src_off} of {} to {dst_off} of {}",
+                src.len(),
+                dst.len()
+            )));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let mut enc = self.inner.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(src.raw(), src_off as u64 * 4, dst.raw(), dst_off as u64 * 4, Some(len as u64 * 4));
+        self.inner.queue.submit([enc.finish()]);
+        self.check("GPU copy")
+    }
+
+    /// Read `len` floats of a buffer back. Waits asynchronously for the GPU (map_async): on the
+    /// web the browser's event loop drives it; natively this polls the device.
+    pub async fn read_buffer(&self, src: &GpuBuffer, len: usize) -> Result<Vec<f32>> {
+        if len == 0 {
+            return Ok(vec![]);
+        }
+        let bytes = len as u64 * 4;
+        let staging = self.inner.pool.take(&self.inner.device, bytes_for(len), wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let mut enc = self.inner.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(src.raw(), 0, &staging, 0, Some(bytes));
+        self.inner.queue.submit([enc.finish()]);
+        self.check("GPU read")?;
+        let done = MapFuture::default();
+        let state = done.0.clone();
+        staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+            let mut s = state.lock().unwrap();
+            s.0 = Some(r.map_err(|e| e.to_string()));
+            if let Some(w) = s.1.take() {
+                w.wake();
+            }
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        done.await.map_err(|e| Error::Gpu(format!("reading a GPU buffer failed: {e}")))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(0..bytes)
+                .map_err(|e| Error::Gpu(format!("reading a GPU buffer failed: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        // the staging buffer goes back to the pool through a temporary owner
+        drop(GpuBuffer::new(staging, len, &self.inner.pool));
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------------ launching
+
+    fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<wgpu::ComputePipeline> {
+        let key = (shader.name, entry);
+        if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let src = format!("{PRELUDE}\n{}", shader.source);
+        let module = self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader.name),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        });
+        let pipeline = self.inner.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        self.check(&format!("compiling {}::{entry}", shader.name))?;
+        self.inner.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Run `entry` of `shader` over `workgroups` workgroups (linear count; see the module doc),
+    /// with `params` at binding 0 and `bindings` at 1, 2, ...
+    pub fn launch(&self, shader: Shader, entry: &'static str, params: &Params, bindings: &[Binding<'_>], workgroups: usize) -> Result<()> {
+        if workgroups == 0 {
+            return Ok(());
+        }
+        let max_binding = self.max_binding_bytes();
+        for b in bindings {
+            let size = match b {
+                Binding::Whole(g) => g.raw().size(),
+                Binding::Range(_, _, s) => *s,
+            };
+            if size > max_binding {
+                return Err(Error::Gpu(format!(
+                    "{}::{entry}: a binding of {:.1} MiB exceeds the device limit of {:.1} MiB (the op should have split its work)",
+                    shader.name,
+                    size as f64 / 1048576.0,
+                    max_binding as f64 / 1048576.0
+                )));
+            }
+        }
+        let pipeline = self.pipeline(shader, entry)?;
+        let layout = pipeline.get_bind_group_layout(0);
+        let max_dim = self.inner.limits.max_compute_workgroups_per_dimension.max(1) as usize;
+        let per_dispatch = max_dim * max_dim;
+        let mut enc = self.inner.device.create_command_encoder(&Default::default());
+        // Keep the uniform buffers alive until submit; they return to the pool afterwards.
+        let mut uniforms = Vec::new();
+        let mut base = 0usize;
+        while base < workgroups {
+            let count = (workgroups - base).min(per_dispatch);
+            let mut words = params.0.clone();
+            words[0] = base as u32;
+            while words.len() % 4 != 0 {
+                words.push(0);
+            }
+            let ubytes = words.len() as u64 * 4;
+            let ubuf = self.inner.pool.take(&self.inner.device, ubytes, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
+            self.inner.queue.write_buffer(&ubuf, 0, bytemuck::cast_slice(&words));
+            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: ubuf.as_entire_binding() }];
+            for (i, b) in bindings.iter().enumerate() {
+                let resource = match b {
+                    Binding::Whole(g) => g.raw().as_entire_binding(),
+                    Binding::Range(g, off, size) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: g.raw(),
+                        offset: *off,
+                        size: wgpu::BufferSize::new(*size),
+                    }),
+                };
+                entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
+            }
+            let group = self.inner.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                let x = count.min(max_dim);
+                let y = count.div_ceil(x);
+                pass.dispatch_workgroups(x as u32, y as u32, 1);
+            }
+            uniforms.push(ubuf);
+            base += count;
+        }
+        self.inner.queue.submit([enc.finish()]);
+        for u in uniforms {
+            drop(GpuBuffer::new(u, 0, &self.inner.pool));
+        }
+        self.check(&format!("{}::{entry}", shader.name))
+    }
+}
+
+/// A one-shot future completed by the map_async callback.
+#[derive(Default)]
+struct MapFuture(Arc<Mutex<(Option<std::result::Result<(), String>>, Option<Waker>)>>);
+
+impl Future for MapFuture {
+    type Output = std::result::Result<(), String>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = self.0.lock().unwrap();
+        match s.0.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                s.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}

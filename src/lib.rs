@@ -1,0 +1,20 @@
+//! nnlab: tensor ops on two backends (hand-written WGSL through wgpu, and a CPU reference),
+//! a reverse-mode autodiff tape over them, layers, optimizers and the lecture's models.
+//! See DESIGN.md in the steering repo and the README for the picture.
+
+pub mod autodiff;
+pub mod backend;
+pub mod cpu;
+pub mod error;
+pub mod gpu;
+pub mod nn;
+pub mod rng;
+pub mod tensor;
+pub mod weights;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use backend::{Backend, BackendInfo};
+pub use error::{Error, Result};
+pub use tensor::Tensor;
