@@ -4,6 +4,8 @@
 
 pub mod autodiff;
 pub mod backend;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod cpu;
 pub mod error;
 pub mod gpu;

@@ -1,6 +1,6 @@
 //! The CPU backend: the reference every GPU kernel is tested against, the fallback where a
 //! browser has no WebGPU, and natively (im2col + the `gemm` crate, rayon threads) a practical
-//! trainer on machines without a GPU.
+//! trainer on machines without a GPU. On wasm32 the GEMM is `matrixmultiply` and work is serial.
 
 mod ops;
 
@@ -11,7 +11,11 @@ pub mod optim;
 pub mod random;
 pub mod reduce;
 
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 use crate::backend::BackendInfo;
+use crate::tensor::{Storage, Tensor};
+use crate::{Error, Result};
 
 #[derive(Clone, Debug, Default)]
 pub struct CpuBackend;
@@ -27,5 +31,183 @@ impl CpuBackend {
             fallback: false,
             max_binding_bytes: u64::MAX,
         }
+    }
+}
+
+// ---------------------------------------------------------------- host storage helpers
+
+/// A new CPU tensor owning `data` (callers guarantee data.len() == numel(shape)).
+pub(crate) fn new_tensor(shape: &[usize], data: Vec<f32>) -> Tensor {
+    debug_assert_eq!(data.len(), crate::tensor::numel(shape));
+    Tensor::from_storage(shape, Storage::Cpu(Arc::new(RwLock::new(data))))
+}
+
+/// The host storage of a CPU tensor, checked to hold exactly numel(shape) values.
+pub(crate) struct Host {
+    data: Arc<RwLock<Vec<f32>>>,
+    op: String,
+}
+
+pub(crate) fn host(t: &Tensor, op: &str) -> Result<Host> {
+    let h = Host { data: t.cpu_data(op)?, op: op.to_string() };
+    let len = h.read()?.len();
+    if len != t.numel() {
+        return Err(Error::Invalid(format!("{op}: tensor {:?} has storage of {len} values", t.shape())));
+    }
+    Ok(h)
+}
+
+impl Host {
+    pub(crate) fn read(&self) -> Result<RwLockReadGuard<'_, Vec<f32>>> {
+        self.data.read().map_err(|_| Error::Invalid(format!("{}: tensor storage poisoned by an earlier panic", self.op)))
+    }
+    pub(crate) fn write(&self) -> Result<RwLockWriteGuard<'_, Vec<f32>>> {
+        self.data.write().map_err(|_| Error::Invalid(format!("{}: tensor storage poisoned by an earlier panic", self.op)))
+    }
+    /// True when both handles share one storage (in-place ops must refuse aliasing: it would deadlock).
+    pub(crate) fn same(&self, other: &Host) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
+}
+
+/// A copy of a CPU tensor's values.
+pub(crate) fn to_vec(t: &Tensor, op: &str) -> Result<Vec<f32>> {
+    Ok(host(t, op)?.read()?.clone())
+}
+
+// ---------------------------------------------------------------- GEMM and threads
+
+/// c (m x n) = a (m x k) * b (k x n), plus the old c when `acc`. Each matrix is a slice with
+/// (row stride, column stride), so transposes cost nothing. `par` lets the GEMM use all threads
+/// (natively); callers that already run one GEMM per thread pass false.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    c: (&mut [f32], usize, usize),
+    acc: bool,
+    par: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |r: usize, cc: usize, (rs, cs): (usize, usize)| (r - 1) * rs + (cc - 1) * cs;
+    // Internal invariants (shapes were validated by the callers): out-of-bounds here is a bug.
+    assert!(c.0.len() > last(m, n, (c.1, c.2)), "sgemm: c too small");
+    if k == 0 {
+        if !acc {
+            for i in 0..m {
+                for j in 0..n {
+                    c.0[i * c.1 + j * c.2] = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    assert!(a.0.len() > last(m, k, (a.1, a.2)), "sgemm: a too small");
+    assert!(b.0.len() > last(k, n, (b.1, b.2)), "sgemm: b too small");
+    gemm_impl(m, n, k, a, b, c, acc, par);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::too_many_arguments)]
+fn gemm_impl(m: usize, n: usize, k: usize, a: (&[f32], usize, usize), b: (&[f32], usize, usize), c: (&mut [f32], usize, usize), acc: bool, par: bool) {
+    let par = if par && rayon::current_num_threads() > 1 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the bounds of every matrix were checked in `sgemm`; c does not alias a or b
+    // (it is borrowed mutably). gemm computes dst = alpha*dst + beta*lhs*rhs (dst read when acc).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.0.as_mut_ptr(),
+            c.2 as isize,
+            c.1 as isize,
+            acc,
+            a.0.as_ptr(),
+            a.2 as isize,
+            a.1 as isize,
+            b.0.as_ptr(),
+            b.2 as isize,
+            b.1 as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+#[allow(clippy::too_many_arguments)]
+fn gemm_impl(m: usize, n: usize, k: usize, a: (&[f32], usize, usize), b: (&[f32], usize, usize), c: (&mut [f32], usize, usize), acc: bool, _par: bool) {
+    // SAFETY: bounds checked in `sgemm`; with beta = 0 matrixmultiply never reads c.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.0.as_ptr(),
+            a.1 as isize,
+            a.2 as isize,
+            b.0.as_ptr(),
+            b.1 as isize,
+            b.2 as isize,
+            if acc { 1.0 } else { 0.0 },
+            c.0.as_mut_ptr(),
+            c.1 as isize,
+            c.2 as isize,
+        );
+    }
+}
+
+/// Number of worker threads (1 on wasm32).
+pub(crate) fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        rayon::current_num_threads()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        1
+    }
+}
+
+/// f(chunk index, chunk) over `out` split in chunks of `chunk_len`, in parallel natively.
+pub(crate) fn par_chunks<F>(out: &mut [f32], chunk_len: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+{
+    let chunk_len = chunk_len.max(1);
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        out.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
+/// (0..count).map(f).collect(), in parallel natively.
+pub(crate) fn par_map<T: Send, F>(count: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> T + Sync + Send,
+{
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        (0..count).into_par_iter().map(f).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        (0..count).map(f).collect()
     }
 }

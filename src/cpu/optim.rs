@@ -1,15 +1,61 @@
-//! optim ops on the CPU (stub: to be written)
-#![allow(unused_variables)]
+//! Optimizer steps on the CPU, in place on the parameter and its state (torch.optim semantics).
+
+use super::{host, CpuBackend, Host};
 use crate::backend::*;
-use crate::tensor::Tensor;
+use crate::tensor::{non_empty, same_shape, Tensor};
 use crate::{Error, Result};
-use super::CpuBackend;
 
-pub fn sgd_step(be: &CpuBackend, p: &Tensor, g: &Tensor, velocity: &Tensor, hp: SgdParams) -> Result<()> {
-    Err(Error::Invalid("cpu sgd_step: not implemented yet".into()))
+/// Hosts of (p, g, states...) after checking shapes and that no two share storage
+/// (in-place updates of aliased tensors would be wrong, and locking them twice would deadlock).
+fn operands(op: &str, p: &Tensor, g: &Tensor, states: &[&Tensor]) -> Result<Vec<Host>> {
+    non_empty(p.shape(), op)?;
+    same_shape(p.shape(), g.shape(), op)?;
+    for s in states {
+        same_shape(p.shape(), s.shape(), op)?;
+    }
+    let mut hs = vec![host(p, op)?, host(g, op)?];
+    for s in states {
+        hs.push(host(s, op)?);
+    }
+    for i in 0..hs.len() {
+        for j in i + 1..hs.len() {
+            if hs[i].same(&hs[j]) {
+                return Err(Error::Invalid(format!("{op}: parameter, gradient and optimizer state must be distinct tensors")));
+            }
+        }
+    }
+    Ok(hs)
 }
 
-pub fn adam_step(be: &CpuBackend, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, hp: AdamParams) -> Result<()> {
-    Err(Error::Invalid("cpu adam_step: not implemented yet".into()))
+/// g' = g + wd p; v = mu v + g'; p -= lr v (PyTorch's SGD with momentum, dampening 0).
+pub fn sgd_step(_be: &CpuBackend, p: &Tensor, g: &Tensor, velocity: &Tensor, hp: SgdParams) -> Result<()> {
+    let hs = operands("sgd_step", p, g, &[velocity])?;
+    let (mut pd, gd, mut vd) = (hs[0].write()?, hs[1].read()?, hs[2].write()?);
+    for ((pi, &gi), vi) in pd.iter_mut().zip(gd.iter()).zip(vd.iter_mut()) {
+        let gi = gi + hp.weight_decay * *pi;
+        *vi = hp.momentum * *vi + gi;
+        *pi -= hp.lr * *vi;
+    }
+    Ok(())
 }
 
+/// Adam with L2 weight decay added to the gradient (torch.optim.Adam) and bias correction:
+/// m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2; p -= lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps).
+pub fn adam_step(_be: &CpuBackend, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, hp: AdamParams) -> Result<()> {
+    if hp.step == 0 {
+        return Err(Error::Invalid("adam_step: step counts from 1 (got 0)".into()));
+    }
+    let hs = operands("adam_step", p, g, &[m, v])?;
+    let (mut pd, gd, mut md, mut vd) = (hs[0].write()?, hs[1].read()?, hs[2].write()?, hs[3].write()?);
+    let bc1 = 1.0 - (hp.beta1 as f64).powi(hp.step as i32);
+    let bc2 = 1.0 - (hp.beta2 as f64).powi(hp.step as i32);
+    let step_size = (hp.lr as f64 / bc1) as f32;
+    let sqrt_bc2 = bc2.sqrt() as f32;
+    for i in 0..pd.len() {
+        let gi = gd[i] + hp.weight_decay * pd[i];
+        md[i] = hp.beta1 * md[i] + (1.0 - hp.beta1) * gi;
+        vd[i] = hp.beta2 * vd[i] + (1.0 - hp.beta2) * gi * gi;
+        pd[i] -= step_size * md[i] / (vd[i].sqrt() / sqrt_bc2 + hp.eps);
+    }
+    Ok(())
+}

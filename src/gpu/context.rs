@@ -176,6 +176,16 @@ impl GpuBackend {
         }
     }
 
+    /// Natively: block until all submitted GPU work is done (for timing in the bench).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        self.check("GPU work")
+    }
+
     /// Free pooled buffers no tensor uses.
     pub fn trim_pool(&self) {
         self.inner.pool.clear();

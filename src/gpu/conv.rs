@@ -1,35 +1,394 @@
-//! conv ops on the GPU (stub: to be written)
-#![allow(unused_variables)]
+//! Convolutions and matmul on the GPU (shaders/conv2d.wgsl, shaders/matmul.wgsl).
+//!
+//! Three conv kernels serve all six conv ops, through the identities
+//!   conv_transpose2d forward         == conv2d backward-input  (with the bias added)
+//!   conv_transpose2d backward-input  == conv2d forward
+//!   conv_transpose2d backward-weight == conv2d backward-weight with x and gy swapped
+//! and a `ConvGeom` always described in conv2d terms: x (N, cin, h, w) -> y (N, cout, ho, wo),
+//! weight (cout, cin, k, k). A transposed conv's weight (Cin, Cout, k, k) is exactly the
+//! weight of the conv it transposes, so no weight is ever flipped or copied.
+//!
+//! Binding limits: a tensor larger than one storage binding is processed a batch slice at a
+//! time, each slice bound at a 256-byte aligned offset with the remaining element offset
+//! passed to the shader; backward-weight sums its partial results across slices. The matmul
+//! splits into blocks of C (and of K, accumulating) whose operand ranges each fit one binding.
+
+use super::context::{Binding, Shader};
+use super::{GpuBackend, GpuBuffer, Params};
 use crate::backend::*;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
-use super::GpuBackend;
+
+const CONV: Shader = Shader { name: "conv2d", source: include_str!("../../shaders/conv2d.wgsl") };
+const MATMUL: Shader = Shader { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") };
+
+/// Tile sizes of the shaders: a conv workgroup covers 64 columns (pixels or taps) x 16 channels,
+/// a matmul workgroup 32 x 32 of C.
+const CONV_COLS: usize = 64;
+const CONV_ROWS: usize = 16;
+const MM_TILE: usize = 32;
+/// Binding offsets are aligned down to 64 floats (256 bytes); a span needs that much slack.
+const ALIGN: usize = 64;
+
+/// A conv2d in the kernels' terms: x (n, cin, h, w), y (n, cout, ho, wo), weight (cout, cin, k, k).
+#[derive(Clone, Copy, Debug)]
+struct ConvGeom {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    ho: usize,
+    wo: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+}
+
+impl ConvGeom {
+    fn x_per_sample(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+    fn y_per_sample(&self) -> usize {
+        self.cout * self.ho * self.wo
+    }
+    fn weight_len(&self) -> usize {
+        self.cout * self.cin * self.k * self.k
+    }
+    fn x_shape(&self) -> [usize; 4] {
+        [self.n, self.cin, self.h, self.w]
+    }
+    fn y_shape(&self) -> [usize; 4] {
+        [self.n, self.cout, self.ho, self.wo]
+    }
+    /// The shader's parameter block for `batch` samples at element offsets (x_off, y_off).
+    fn params(&self, batch: usize, x_off: usize, y_off: usize) -> ConvLaunch {
+        ConvLaunch { g: *self, batch, x_off, y_off, has_bias: false, tiles_c: 0, rows_per_split: 0, splits: 0, accumulate: false }
+    }
+}
+
+/// Everything in the conv shader's `Params` struct (in its order).
+struct ConvLaunch {
+    g: ConvGeom,
+    batch: usize,
+    x_off: usize,
+    y_off: usize,
+    has_bias: bool,
+    tiles_c: usize,
+    rows_per_split: usize,
+    splits: usize,
+    accumulate: bool,
+}
+
+impl ConvLaunch {
+    fn build(&self) -> Params {
+        let g = &self.g;
+        Params::new()
+            .u(self.batch)
+            .u(g.cin)
+            .u(g.h)
+            .u(g.w)
+            .u(g.cout)
+            .u(g.ho)
+            .u(g.wo)
+            .u(g.k)
+            .u(g.stride)
+            .u(g.pad)
+            .u(g.dil)
+            .u(self.x_off)
+            .u(self.y_off)
+            .u(self.has_bias as usize)
+            .u(self.tiles_c)
+            .u(self.rows_per_split)
+            .u(self.splits)
+            .u(self.accumulate as usize)
+    }
+}
+
+/// Bind elements [start, start + len) of `buf`: the binding starts at the 256-byte boundary at
+/// or below `start`; returns it with the element offset of `start` inside it.
+fn span(buf: &GpuBuffer, start: usize, len: usize) -> (Binding<'_>, usize) {
+    let base = start / ALIGN * ALIGN;
+    let off = start - base;
+    (Binding::Range(buf, base as u64 * 4, (off + len) as u64 * 4), off)
+}
+
+/// Largest number of floats one bound span may cover (binding limit less the alignment slack).
+fn span_capacity(be: &GpuBackend) -> usize {
+    be.max_binding_elems().saturating_sub(ALIGN)
+}
+
+/// Error unless a tensor that must be bound whole (a weight, a bias) fits one binding.
+fn must_fit(be: &GpuBackend, len: usize, what: &str) -> Result<()> {
+    if len > span_capacity(be) {
+        return Err(Error::Gpu(format!(
+            "{what} has {len} floats ({:.1} MiB), more than this device's largest storage binding ({:.1} MiB); it cannot be split",
+            len as f64 * 4.0 / 1048576.0,
+            be.max_binding_bytes() as f64 / 1048576.0
+        )));
+    }
+    Ok(())
+}
+
+/// Samples per launch so that one slice of x and one of y each fit a binding.
+fn batch_chunk(be: &GpuBackend, g: &ConvGeom, op: &str) -> Result<usize> {
+    let cap = span_capacity(be);
+    let per = g.x_per_sample().max(g.y_per_sample());
+    if per > cap {
+        return Err(Error::Gpu(format!(
+            "{op}: one sample needs {per} floats ({:.1} MiB) in a single binding, more than this device's limit ({:.1} MiB); use smaller images or tiles",
+            per as f64 * 4.0 / 1048576.0,
+            be.max_binding_bytes() as f64 / 1048576.0
+        )));
+    }
+    Ok((cap / per).min(g.n).max(1))
+}
+
+fn shape_is(t: &Tensor, want: &[usize], what: &str) -> Result<()> {
+    if t.shape() != want {
+        return Err(Error::Shape(format!("{what} must have shape {want:?}, got {:?}", t.shape())));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- the three conv kernels
+
+/// y = conv(x, wt) (+ bias over cout): the conv2d forward.
+fn run_fwd(be: &GpuBackend, g: &ConvGeom, x: &Tensor, wt: &Tensor, bias: Option<&Tensor>, op: &str) -> Result<Tensor> {
+    must_fit(be, g.weight_len(), &format!("{op}: the weight"))?;
+    let (xb, wb) = (x.gpu_buffer(op)?, wt.gpu_buffer(op)?);
+    let bb = bias.map(|b| b.gpu_buffer(op)).transpose()?;
+    let out = be.empty(&g.y_shape())?;
+    let ob = out.gpu_buffer(op)?;
+    let chunk = batch_chunk(be, g, op)?;
+    let tiles_c = g.cout.div_ceil(CONV_ROWS);
+    let mut n0 = 0;
+    while n0 < g.n {
+        let nb = chunk.min(g.n - n0);
+        let (ybind, y_off) = span(&ob, n0 * g.y_per_sample(), nb * g.y_per_sample());
+        let (xbind, x_off) = span(&xb, n0 * g.x_per_sample(), nb * g.x_per_sample());
+        let (wbind, _) = span(&wb, 0, g.weight_len());
+        let bbind = match &bb {
+            Some(b) => span(b, 0, g.cout).0,
+            None => span(&wb, 0, g.weight_len()).0, // unused placeholder
+        };
+        let mut lp = g.params(nb, x_off, y_off);
+        lp.has_bias = bb.is_some();
+        lp.tiles_c = tiles_c;
+        let wgs = (nb * g.ho * g.wo).div_ceil(CONV_COLS) * tiles_c;
+        be.launch(CONV, "conv_fwd", &lp.build(), &[ybind, xbind, wbind, bbind], wgs)?;
+        n0 += nb;
+    }
+    Ok(out)
+}
+
+/// x = conv^T(y, wt) (+ bias over cin): the conv2d backward-input.
+fn run_bwd_input(be: &GpuBackend, g: &ConvGeom, y: &Tensor, wt: &Tensor, bias: Option<&Tensor>, op: &str) -> Result<Tensor> {
+    must_fit(be, g.weight_len(), &format!("{op}: the weight"))?;
+    let (yb, wb) = (y.gpu_buffer(op)?, wt.gpu_buffer(op)?);
+    let bb = bias.map(|b| b.gpu_buffer(op)).transpose()?;
+    let out = be.empty(&g.x_shape())?;
+    let ob = out.gpu_buffer(op)?;
+    let chunk = batch_chunk(be, g, op)?;
+    let tiles_c = g.cin.div_ceil(CONV_ROWS);
+    let mut n0 = 0;
+    while n0 < g.n {
+        let nb = chunk.min(g.n - n0);
+        let (xbind, x_off) = span(&ob, n0 * g.x_per_sample(), nb * g.x_per_sample());
+        let (ybind, y_off) = span(&yb, n0 * g.y_per_sample(), nb * g.y_per_sample());
+        let (wbind, _) = span(&wb, 0, g.weight_len());
+        let bbind = match &bb {
+            Some(b) => span(b, 0, g.cin).0,
+            None => span(&wb, 0, g.weight_len()).0, // unused placeholder
+        };
+        let mut lp = g.params(nb, x_off, y_off);
+        lp.has_bias = bb.is_some();
+        lp.tiles_c = tiles_c;
+        let wgs = (nb * g.h * g.w).div_ceil(CONV_COLS) * tiles_c;
+        be.launch(CONV, "conv_bwd_input", &lp.build(), &[xbind, ybind, wbind, bbind], wgs)?;
+        n0 += nb;
+    }
+    Ok(out)
+}
+
+/// gw[co, ci, kh, kw] = sum over samples and output pixels of y * shifted x: the conv2d
+/// backward-weight. K = N*ho*wo is split into slices (more threads than the weight has
+/// outputs / 16, which is few); each slice writes its partial sums, a second kernel adds them.
+fn run_bwd_weight(be: &GpuBackend, g: &ConvGeom, x: &Tensor, y: &Tensor, op: &str) -> Result<Tensor> {
+    let wn = g.weight_len();
+    must_fit(be, wn, &format!("{op}: the weight gradient"))?;
+    let (xb, yb) = (x.gpu_buffer(op)?, y.gpu_buffer(op)?);
+    let out = be.empty(&[g.cout, g.cin, g.k, g.k])?;
+    let ob = out.gpu_buffer(op)?;
+    let chunk = batch_chunk(be, g, op)?;
+    let tiles_c = g.cout.div_ceil(CONV_ROWS);
+    let tiles_r = (g.cin * g.k * g.k).div_ceil(CONV_COLS);
+    // aim for ~64k threads in flight (a real GPU's worth), within the binding for the partials
+    let base_threads = tiles_c * tiles_r * 64;
+    let max_splits = (65536 / base_threads).clamp(1, 64).min(span_capacity(be) / wn).max(1);
+    let partial = be.alloc(max_splits * wn)?;
+    let mut n0 = 0;
+    while n0 < g.n {
+        let nb = chunk.min(g.n - n0);
+        let rows = nb * g.ho;
+        let rows_per_split = rows.div_ceil(max_splits.min(rows));
+        let splits = rows.div_ceil(rows_per_split);
+        let (pbind, _) = span(&partial, 0, splits * wn);
+        let (xbind, x_off) = span(&xb, n0 * g.x_per_sample(), nb * g.x_per_sample());
+        let (ybind, y_off) = span(&yb, n0 * g.y_per_sample(), nb * g.y_per_sample());
+        let mut lp = g.params(nb, x_off, y_off);
+        lp.tiles_c = tiles_c;
+        lp.rows_per_split = rows_per_split;
+        lp.splits = splits;
+        be.launch(CONV, "conv_bwd_weight", &lp.build(), &[pbind, xbind, ybind], splits * tiles_r * tiles_c)?;
+
+        let mut sp = g.params(nb, 0, 0);
+        sp.splits = splits;
+        sp.accumulate = n0 > 0;
+        let (gbind, _) = span(&ob, 0, wn);
+        let (pbind, _) = span(&partial, 0, splits * wn);
+        be.launch(CONV, "sum_partials", &sp.build(), &[gbind, pbind], wn.div_ceil(256))?;
+        n0 += nb;
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- the ops
+
+fn conv_geom(d: [usize; 8], stride: usize, pad: usize, dil: usize) -> ConvGeom {
+    let [n, cin, h, w, cout, k, ho, wo] = d;
+    ConvGeom { n, cin, h, w, cout, ho, wo, k, stride, pad, dil }
+}
+
+/// A transposed conv (x (N,Cin,H,W) -> (N,Cout,Ho,Wo), weight (Cin,Cout,k,k)) as the conv2d
+/// it transposes: that conv maps (N,Cout,Ho,Wo) -> (N,Cin,H,W) with weight (Cin,Cout,k,k).
+fn transposed_geom(d: [usize; 8], p: ConvTranspose2dParams) -> ConvGeom {
+    let [n, ci, h, w, co, k, ho, wo] = d;
+    ConvGeom { n, cin: co, h: ho, w: wo, cout: ci, ho: h, wo: w, k, stride: p.stride, pad: p.padding, dil: p.dilation }
+}
 
 pub fn conv2d(be: &GpuBackend, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
-    Err(Error::Invalid("gpu conv2d: not implemented yet".into()))
+    let d = conv2d_shapes(x.shape(), w.shape(), b.map(|t| t.shape()), p)?;
+    run_fwd(be, &conv_geom(d, p.stride, p.padding, p.dilation), x, w, b, "conv2d")
 }
 
 pub fn conv2d_backward_input(be: &GpuBackend, gy: &Tensor, w: &Tensor, x_shape: &[usize], p: Conv2dParams) -> Result<Tensor> {
-    Err(Error::Invalid("gpu conv2d_backward_input: not implemented yet".into()))
+    let g = conv_geom(conv2d_shapes(x_shape, w.shape(), None, p)?, p.stride, p.padding, p.dilation);
+    shape_is(gy, &g.y_shape(), "conv2d_backward_input: the output gradient")?;
+    run_bwd_input(be, &g, gy, w, None, "conv2d_backward_input")
 }
 
 pub fn conv2d_backward_weight(be: &GpuBackend, x: &Tensor, gy: &Tensor, w_shape: &[usize], p: Conv2dParams) -> Result<Tensor> {
-    Err(Error::Invalid("gpu conv2d_backward_weight: not implemented yet".into()))
+    let g = conv_geom(conv2d_shapes(x.shape(), w_shape, None, p)?, p.stride, p.padding, p.dilation);
+    shape_is(gy, &g.y_shape(), "conv2d_backward_weight: the output gradient")?;
+    run_bwd_weight(be, &g, x, gy, "conv2d_backward_weight")
 }
 
 pub fn conv_transpose2d(be: &GpuBackend, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: ConvTranspose2dParams) -> Result<Tensor> {
-    Err(Error::Invalid("gpu conv_transpose2d: not implemented yet".into()))
+    let g = transposed_geom(conv_transpose2d_shapes(x.shape(), w.shape(), b.map(|t| t.shape()), p)?, p);
+    run_bwd_input(be, &g, x, w, b, "conv_transpose2d")
 }
 
 pub fn conv_transpose2d_backward_input(be: &GpuBackend, gy: &Tensor, w: &Tensor, x_shape: &[usize], p: ConvTranspose2dParams) -> Result<Tensor> {
-    Err(Error::Invalid("gpu conv_transpose2d_backward_input: not implemented yet".into()))
+    let g = transposed_geom(conv_transpose2d_shapes(x_shape, w.shape(), None, p)?, p);
+    shape_is(gy, &g.x_shape(), "conv_transpose2d_backward_input: the output gradient")?;
+    run_fwd(be, &g, gy, w, None, "conv_transpose2d_backward_input")
 }
 
 pub fn conv_transpose2d_backward_weight(be: &GpuBackend, x: &Tensor, gy: &Tensor, w_shape: &[usize], p: ConvTranspose2dParams) -> Result<Tensor> {
-    Err(Error::Invalid("gpu conv_transpose2d_backward_weight: not implemented yet".into()))
+    let g = transposed_geom(conv_transpose2d_shapes(x.shape(), w_shape, None, p)?, p);
+    shape_is(gy, &g.x_shape(), "conv_transpose2d_backward_weight: the output gradient")?;
+    run_bwd_weight(be, &g, gy, x, "conv_transpose2d_backward_weight")
+}
+
+// ---------------------------------------------------------------- matmul
+
+/// A row-major matrix operand seen through strides: element (i, j) of op(X) is at
+/// i * si + j * sj.
+#[derive(Clone, Copy)]
+struct Strided {
+    si: usize,
+    sj: usize,
+}
+
+impl Strided {
+    /// op(X) for a stored row-major matrix with `cols` columns, transposed or not.
+    fn of(cols: usize, trans: bool) -> Strided {
+        if trans {
+            Strided { si: 1, sj: cols }
+        } else {
+            Strided { si: cols, sj: 1 }
+        }
+    }
+    /// First element and length of the stored range block [i0, i0+ni) x [j0, j0+nj) touches.
+    fn range(&self, i0: usize, ni: usize, j0: usize, nj: usize) -> (usize, usize) {
+        let start = i0 * self.si + j0 * self.sj;
+        (start, (ni - 1) * self.si + (nj - 1) * self.sj + 1)
+    }
+}
+
+/// Block sizes (mb, nb, kb) so that the ranges of A, B and C one block touches each fit `cap`.
+/// Halves the dimension that makes an operand's range long (its stored rows first).
+fn matmul_blocks(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: Strided, cap: usize) -> (usize, usize, usize) {
+    let (mut mb, mut nb, mut kb) = (m, n, k);
+    loop {
+        if a.range(0, mb, 0, kb).1 > cap {
+            // the stride-major dimension of A is m when A is not transposed
+            if a.si >= a.sj && mb > 1 || kb == 1 { mb = mb.div_ceil(2) } else { kb = kb.div_ceil(2) }
+        } else if b.range(0, kb, 0, nb).1 > cap {
+            if b.si >= b.sj && kb > 1 || nb == 1 { kb = kb.div_ceil(2) } else { nb = nb.div_ceil(2) }
+        } else if c.range(0, mb, 0, nb).1 > cap {
+            if mb > 1 { mb = mb.div_ceil(2) } else { nb = nb.div_ceil(2) }
+        } else {
+            return (mb, nb, kb);
+        }
+    }
 }
 
 pub fn matmul(be: &GpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
-    Err(Error::Invalid("gpu matmul: not implemented yet".into()))
+    let [m, k, n] = matmul_shapes(a.shape(), b.shape(), trans_a, trans_b)?;
+    let (ab, bb) = (a.gpu_buffer("matmul")?, b.gpu_buffer("matmul")?);
+    let out = be.empty(&[m, n])?;
+    let cb = out.gpu_buffer("matmul")?;
+    let sa = Strided::of(a.shape()[1], trans_a);
+    let sb = Strided::of(b.shape()[1], trans_b);
+    let sc = Strided { si: n, sj: 1 };
+    let cap = span_capacity(be);
+    if cap == 0 {
+        return Err(Error::Gpu("matmul: the device's storage binding limit is too small".into()));
+    }
+    let (mb, nb, kb) = matmul_blocks(m, n, k, sa, sb, sc, cap);
+    for m0 in (0..m).step_by(mb) {
+        let ms = mb.min(m - m0);
+        for n0 in (0..n).step_by(nb) {
+            let ns = nb.min(n - n0);
+            for k0 in (0..k).step_by(kb) {
+                let ks = kb.min(k - k0);
+                let (astart, alen) = sa.range(m0, ms, k0, ks);
+                let (bstart, blen) = sb.range(k0, ks, n0, ns);
+                let (cstart, clen) = sc.range(m0, ms, n0, ns);
+                let (abind, a_off) = span(&ab, astart, alen);
+                let (bbind, b_off) = span(&bb, bstart, blen);
+                let (cbind, c_off) = span(&cb, cstart, clen);
+                let tiles_n = ns.div_ceil(MM_TILE);
+                let params = Params::new()
+                    .u(ms)
+                    .u(ns)
+                    .u(ks)
+                    .u(a_off)
+                    .u(sa.si)
+                    .u(sa.sj)
+                    .u(b_off)
+                    .u(sb.si)
+                    .u(sb.sj)
+                    .u(c_off)
+                    .u(n)
+                    .u((k0 > 0) as usize)
+                    .u(tiles_n);
+                be.launch(MATMUL, "matmul", &params, &[cbind, abind, bbind], ms.div_ceil(MM_TILE) * tiles_n)?;
+            }
+        }
+    }
+    Ok(out)
 }
-

@@ -2,7 +2,7 @@
 //! pipeline cache and one launcher that every op family uses (`launch`). The op families
 //! live in their own files next to their shader in `shaders/`.
 //!
-//! Conventions every shader follows (see shaders/README.md):
+//! Conventions every shader follows (see shaders/prelude.wgsl):
 //! - group 0, binding 0 is a uniform `Params` struct whose first field is `wg_base: u32`;
 //!   storage buffers follow at bindings 1, 2, ... in the order given to `launch`.
 //! - the launcher gets a *linear* workgroup count; it spreads it over x and y (each at most

@@ -1,1 +1,317 @@
-//! wasm-bindgen API (filled by the web work)
+//! The wasm-bindgen API of the page. It runs inside a dedicated Web Worker (www/worker.js);
+//! the page thread only draws. One backend per worker: WebGPU through wgpu when the browser
+//! gives an adapter, else the CPU backend, with the reason kept for the status line.
+//!
+//! Every exported function returns `Result<_, JsError>`: errors reach JS as `Error` objects
+//! carrying nnlab's message; nothing panics on user input.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Array, Float32Array, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::backend::conv_arith::{self, LectureTransposed};
+use crate::backend::{Backend, BackendInfo, Conv2dParams};
+use crate::cpu::CpuBackend;
+use crate::gpu::GpuBackend;
+
+/// Largest sizes the Conv-arithmetic tab accepts (keeps the drawing and the run small).
+const MAX_SIZE: usize = 64;
+const MAX_KERNEL: usize = 15;
+const MAX_STRIDE: usize = 8;
+
+struct State {
+    backend: Rc<dyn Backend>,
+    /// why the GPU is not used (None when it is)
+    gpu_error: Option<String>,
+    /// the browser's own description of its WebGPU adapter (null without one)
+    browser_adapter: JsValue,
+}
+
+impl State {
+    /// The backend's info, with the browser's own name for its adapter where wgpu has none.
+    fn info(&self) -> BackendInfo {
+        let mut info = self.backend.info();
+        if info.kind == "gpu" {
+            if let Some(name) = browser_adapter_name(&self.browser_adapter) {
+                info.adapter = name;
+            }
+        }
+        info
+    }
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+fn err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+    // Reflect::set on a plain object cannot fail.
+    let _ = Reflect::set(obj, &JsValue::from_str(key), &value.into());
+}
+
+fn backend() -> Result<Rc<dyn Backend>, JsError> {
+    STATE.with(|s| s.borrow().as_ref().map(|s| s.backend.clone())).ok_or_else(|| JsError::new("nnlab is not initialised: call init_backend() first"))
+}
+
+/// Ask the browser for a WebGPU adapter in JS terms, so that a failure says what to change
+/// (Chromium exposes `navigator.gpu` but returns a null adapter unless WebGPU is enabled).
+/// Ok: the adapter's `info` as the browser reports it (vendor, architecture, description,
+/// isFallbackAdapter); Err: why there is none.
+async fn probe_webgpu() -> Result<JsValue, String> {
+    let global = js_sys::global();
+    let navigator = Reflect::get(&global, &"navigator".into()).ok().filter(|v| v.is_object()).ok_or("this context has no navigator")?;
+    let gpu = match Reflect::get(&navigator, &"gpu".into()) {
+        Ok(g) if g.is_object() => g,
+        _ => return Err("this browser has no WebGPU (navigator.gpu is missing)".into()),
+    };
+    let request = Reflect::get(&gpu, &"requestAdapter".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .ok_or("navigator.gpu.requestAdapter is missing")?;
+    let promise = request
+        .call0(&gpu)
+        .ok()
+        .and_then(|p| p.dyn_into::<js_sys::Promise>().ok())
+        .ok_or("navigator.gpu.requestAdapter() did not return a promise")?;
+    match JsFuture::from(promise).await {
+        Ok(a) if a.is_object() => Ok(Reflect::get(&a, &"info".into()).unwrap_or(JsValue::NULL)),
+        Ok(_) => Err("navigator.gpu exists but requestAdapter() returned no adapter (WebGPU is disabled or blocklisted in this browser; Chromium on Linux needs --enable-unsafe-webgpu)".into()),
+        Err(e) => Err(format!("requestAdapter() failed: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")))),
+    }
+}
+
+/// The adapter info fields worth showing, copied into a plain object (GPUAdapterInfo's
+/// properties live on its prototype, so they would not survive postMessage).
+fn adapter_object(info: &JsValue) -> JsValue {
+    if !info.is_object() {
+        return JsValue::NULL;
+    }
+    let o = Object::new();
+    for key in ["vendor", "architecture", "device", "description", "isFallbackAdapter"] {
+        set(&o, key, Reflect::get(info, &key.into()).unwrap_or(JsValue::UNDEFINED));
+    }
+    o.into()
+}
+
+/// Pick the backend: WebGPU when the browser gives an adapter, else the CPU with the reason.
+/// Resolves to the same object as `backend_info()`. Safe to call more than once (re-picks).
+#[wasm_bindgen]
+pub async fn init_backend() -> Result<JsValue, JsError> {
+    console_error_panic_hook::set_once();
+    let (backend, gpu_error, browser_adapter): (Rc<dyn Backend>, Option<String>, JsValue) = match probe_webgpu().await {
+        Err(reason) => (Rc::new(CpuBackend::new()), Some(reason), JsValue::NULL),
+        Ok(info) => match GpuBackend::new(Default::default()).await {
+            Ok(gpu) => (Rc::new(gpu), None, adapter_object(&info)),
+            Err(e) => (Rc::new(CpuBackend::new()), Some(e.to_string()), adapter_object(&info)),
+        },
+    };
+    STATE.with(|s| *s.borrow_mut() = Some(State { backend, gpu_error, browser_adapter }));
+    backend_info()
+}
+
+/// `{kind, adapter, fallback, describe, gpu_error, max_binding_bytes, browser_adapter}` of the
+/// backend in use: `kind` is "gpu" or "cpu"; `fallback` is true for software adapters
+/// (SwiftShader); `gpu_error` says why WebGPU is not used (null when it is); `browser_adapter`
+/// is `{vendor, architecture, device, description, isFallbackAdapter}` as the browser gives it.
+#[wasm_bindgen]
+pub fn backend_info() -> Result<JsValue, JsError> {
+    STATE.with(|s| {
+        let s = s.borrow();
+        let s = s.as_ref().ok_or_else(|| JsError::new("nnlab is not initialised: call init_backend() first"))?;
+        let o = info_object(&s.info(), s.gpu_error.as_deref());
+        set(&o, "browser_adapter", s.browser_adapter.clone());
+        Ok(o.into())
+    })
+}
+
+/// A name for the browser's adapter: wgpu's WebGPU backend only copies `description`, which
+/// browsers often leave empty (Chromium's SwiftShader has vendor "google", architecture
+/// "swiftshader"), so fall back to architecture and vendor.
+fn browser_adapter_name(info: &JsValue) -> Option<String> {
+    let field = |k: &str| Reflect::get(info, &k.into()).ok().and_then(|v| v.as_string()).filter(|v| !v.is_empty());
+    if !info.is_object() {
+        return None;
+    }
+    if let Some(d) = field("description") {
+        return Some(d);
+    }
+    match (field("architecture"), field("vendor")) {
+        (Some(a), Some(v)) => Some(format!("{a} ({v})")),
+        (Some(x), None) | (None, Some(x)) => Some(x),
+        (None, None) => None,
+    }
+}
+
+fn info_object(info: &BackendInfo, gpu_error: Option<&str>) -> Object {
+    let o = Object::new();
+    set(&o, "kind", info.kind);
+    set(&o, "adapter", info.adapter.as_str());
+    set(&o, "fallback", info.fallback);
+    set(&o, "describe", info.describe());
+    set(&o, "gpu_error", gpu_error.map(JsValue::from_str).unwrap_or(JsValue::NULL));
+    set(&o, "max_binding_bytes", info.max_binding_bytes as f64);
+    o
+}
+
+fn lecture(i: usize, m: usize, s: usize, p: usize) -> Result<LectureTransposed, JsError> {
+    if i > MAX_SIZE || m > MAX_KERNEL || s > MAX_STRIDE {
+        return Err(JsError::new(&format!(
+            "invalid argument: this tab takes i <= {MAX_SIZE}, m <= {MAX_KERNEL}, s <= {MAX_STRIDE} (got i={i}, m={m}, s={s})"
+        )));
+    }
+    conv_arith::lecture_transposed(i, m, s, p).map_err(err)
+}
+
+/// What each cell of the zero-inserted, padded grid is (row-major, side x side).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cell {
+    /// a pixel of the transposed conv's input (the direct conv's output)
+    Input = 0,
+    /// one of the i' zeros inserted between neighbouring pixels
+    Inserted = 1,
+    /// the p' zeros of padding on every side
+    Padding = 2,
+    /// the a' extra zeros on the bottom/right
+    Extra = 3,
+}
+
+fn cell_kind(lt: &LectureTransposed, y: usize, x: usize) -> Cell {
+    let side = lt.stretched + 2 * lt.p_t + lt.a_t;
+    let body = lt.p_t..lt.p_t + lt.stretched;
+    if y >= side - lt.a_t || x >= side - lt.a_t {
+        Cell::Extra
+    } else if !body.contains(&y) || !body.contains(&x) {
+        Cell::Padding
+    } else if (y - lt.p_t) % (lt.i_t + 1) == 0 && (x - lt.p_t) % (lt.i_t + 1) == 0 {
+        Cell::Input
+    } else {
+        Cell::Inserted
+    }
+}
+
+/// The lecture's parameters for a direct conv (i, m, s, p) and the layout of the zero-inserted,
+/// padded grid: `{i, m, s, p, o, m_t, s_t, p_t, i_t, a_t, stretched, o_t, side, kinds,
+/// input_index, pytorch: {stride, padding, output_padding}}`. `kinds` is a Uint8Array of
+/// side*side cells (0 input pixel, 1 inserted zero, 2 padding, 3 the a' extra row/col);
+/// `input_index` gives, per cell, the index of the input pixel (row-major in o x o) or -1.
+#[wasm_bindgen]
+pub fn conv_arith_params(i: usize, m: usize, s: usize, p: usize) -> Result<JsValue, JsError> {
+    let lt = lecture(i, m, s, p)?;
+    let o = Object::new();
+    for (k, v) in [
+        ("i", i),
+        ("m", m),
+        ("s", s),
+        ("p", p),
+        ("o", lt.o),
+        ("m_t", lt.m_t),
+        ("s_t", lt.s_t),
+        ("p_t", lt.p_t),
+        ("i_t", lt.i_t),
+        ("a_t", lt.a_t),
+        ("stretched", lt.stretched),
+        ("o_t", lt.o_t),
+    ] {
+        set(&o, k, v as u32);
+    }
+    // the grid layout, from the library's own construction applied to pixel indices 1..=o*o
+    let idx: Vec<f32> = (1..=lt.o * lt.o).map(|v| v as f32).collect();
+    let (grid, side) = conv_arith::stretch_and_pad(&idx, 1, 1, lt.o, &lt);
+    let mut kinds = Vec::with_capacity(side * side);
+    let mut input_index = Vec::with_capacity(side * side);
+    for y in 0..side {
+        for x in 0..side {
+            let kind = cell_kind(&lt, y, x);
+            let v = grid[y * side + x];
+            // the library and the classification must agree on where the input pixels are
+            if (kind == Cell::Input) != (v != 0.0) {
+                return Err(JsError::new(&format!("internal: grid cell ({y},{x}) classified {kind:?} but holds {v}")));
+            }
+            kinds.push(kind as u8);
+            input_index.push(if v != 0.0 { v as i32 - 1 } else { -1 });
+        }
+    }
+    set(&o, "side", side as u32);
+    set(&o, "kinds", js_sys::Uint8Array::from(&kinds[..]));
+    set(&o, "input_index", js_sys::Int32Array::from(&input_index[..]));
+    let pt = lt.pytorch_params(s, p);
+    let py = Object::new();
+    set(&py, "stride", pt.stride as u32);
+    set(&py, "padding", pt.padding as u32);
+    set(&py, "output_padding", pt.output_padding as u32);
+    set(&o, "pytorch", py);
+    Ok(o.into())
+}
+
+fn tensor_result(shape_in: &[usize], shape_out: &[usize], values: &[f32]) -> Object {
+    let o = Object::new();
+    set(&o, "in_size", shape_in[2] as u32);
+    set(&o, "out_size", shape_out[2] as u32);
+    set(&o, "values", Float32Array::from(values));
+    o
+}
+
+/// Run the lecture's example on the backend: a conv2d (kernel of ones, stride s, padding p) of
+/// an arange-filled i x i input (0, 1, 2, ...) giving o x o; then the transposed conv (PyTorch
+/// parameters, kernel of ones) of that output back to i x i; and the lecture's construction of
+/// the same transposed conv (a stride-1 direct conv with the 180-degree-rotated kernel on the
+/// zero-inserted, padded grid). Resolves to `{backend, conv: {in_size, out_size, values},
+/// transposed: {...}, lecture: {...}, grid: {side, values}, max_abs_diff}` where
+/// `max_abs_diff` compares the two transposed convs.
+#[wasm_bindgen]
+pub async fn conv_arith_run(i: usize, m: usize, s: usize, p: usize) -> Result<JsValue, JsError> {
+    let lt = lecture(i, m, s, p)?;
+    let be = backend()?;
+    let x_host: Vec<f32> = (0..i * i).map(|v| v as f32).collect();
+    let w_host = vec![1.0f32; m * m];
+    let x = be.upload(&[1, 1, i, i], &x_host).map_err(err)?;
+    let w = be.upload(&[1, 1, m, m], &w_host).map_err(err)?;
+
+    let y = be.conv2d(&x, &w, None, Conv2dParams { stride: s, padding: p, dilation: 1 }).map_err(err)?;
+    let y_host = be.read(&y).await.map_err(err)?;
+
+    let pt = lt.pytorch_params(s, p);
+    let z = be.conv_transpose2d(&y, &w, None, pt).map_err(err)?;
+    let z_host = be.read(&z).await.map_err(err)?;
+
+    let (grid, side) = conv_arith::stretch_and_pad(&y_host, 1, 1, lt.o, &lt);
+    let g = be.upload(&[1, 1, side, side], &grid).map_err(err)?;
+    let w_flip = be.upload(&[1, 1, m, m], &conv_arith::flip_transpose_weight(&w_host, 1, 1, m)).map_err(err)?;
+    let l = be.conv2d(&g, &w_flip, None, Conv2dParams { stride: lt.s_t, padding: 0, dilation: 1 }).map_err(err)?;
+    let l_host = be.read(&l).await.map_err(err)?;
+
+    if z.shape() != l.shape() {
+        return Err(JsError::new(&format!(
+            "the lecture's construction gives {:?} but conv_transpose2d gives {:?}",
+            l.shape(),
+            z.shape()
+        )));
+    }
+    let max_abs_diff = z_host.iter().zip(&l_host).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+
+    let o = Object::new();
+    let describe = STATE.with(|s| s.borrow().as_ref().map(|s| s.info().describe())).unwrap_or_default();
+    set(&o, "backend", describe);
+    set(&o, "conv", tensor_result(x.shape(), y.shape(), &y_host));
+    set(&o, "transposed", tensor_result(y.shape(), z.shape(), &z_host));
+    set(&o, "lecture", tensor_result(g.shape(), l.shape(), &l_host));
+    let go = Object::new();
+    set(&go, "side", side as u32);
+    set(&go, "values", Float32Array::from(&grid[..]));
+    set(&o, "grid", go);
+    set(&o, "max_abs_diff", max_abs_diff as f64);
+    Ok(o.into())
+}
+
+/// The cell legend of `conv_arith_params().kinds`, in kind order.
+#[wasm_bindgen]
+pub fn conv_arith_cell_kinds() -> Array {
+    ["input pixel", "inserted zero (i')", "padding (p')", "extra zero (a')"].iter().map(|s| JsValue::from_str(s)).collect()
+}

@@ -1,0 +1,147 @@
+//! Kernel benchmark (`nnlab bench`, `./build.sh bench`): GFLOP/s of the conv and matmul ops on
+//! DnCNN-like and GAN-like shapes, on every backend that exists here. Timings are wall-clock
+//! over repeated runs after a warm-up; compare them as ratios within one run.
+
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams};
+use crate::cpu::CpuBackend;
+use crate::gpu::{GpuBackend, GpuOptions};
+use crate::tensor::Tensor;
+use crate::{rng, Result};
+
+/// One row of the bench table.
+pub struct BenchRow {
+    pub backend: String,
+    pub op: &'static str,
+    pub shape: String,
+    pub gflop: f64,
+    pub seconds: f64,
+}
+
+impl BenchRow {
+    pub fn gflops(&self) -> f64 {
+        self.gflop / self.seconds
+    }
+}
+
+/// FP32 peak (TFLOP/s) of GPUs we may be lent, matched on the adapter name; None when unknown.
+pub fn fp32_peak_tflops(adapter: &str) -> Option<f64> {
+    let a = adapter.to_lowercase();
+    let table: [(&str, f64); 8] = [
+        ("h200", 66.9),
+        ("h100 pcie", 51.2),
+        ("h100", 66.9),
+        ("a100", 19.5),
+        ("l40s", 91.6),
+        ("a10g", 31.2),
+        ("rtx 4090", 82.6),
+        ("t4", 8.1),
+    ];
+    table.iter().find(|(k, _)| a.contains(k)).map(|(_, v)| *v)
+}
+
+fn rand_tensor(be: &dyn Backend, shape: &[usize], seed: u64) -> Result<Tensor> {
+    let n = shape.iter().product();
+    be.upload(shape, &rng::uniform_vec(n, -1.0, 1.0, seed))
+}
+
+/// Time `f` (which enqueues work) until `budget` has passed, after one warm-up; `sync` waits
+/// for the backend to finish. Returns seconds per call.
+fn time_it(budget: Duration, sync: &dyn Fn() -> Result<()>, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    sync()?;
+    let start = Instant::now();
+    let mut reps = 0u32;
+    while reps < 2 || start.elapsed() < budget {
+        f()?;
+        sync()?;
+        reps += 1;
+        if reps >= 200 {
+            break;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64() / reps as f64)
+}
+
+/// Bench every op on one backend.
+pub fn bench_backend(be: &dyn Backend, sync: &dyn Fn() -> Result<()>, budget: Duration) -> Result<Vec<BenchRow>> {
+    let name = be.info().describe();
+    let mut rows = Vec::new();
+    let mut push = |op: &'static str, shape: String, gflop: f64, secs: f64| {
+        rows.push(BenchRow { backend: name.clone(), op, shape, gflop, seconds: secs });
+    };
+
+    // DnCNN-like: batch 16, 64 -> 64 channels, 3x3, 64x64, stride 1, padding 1.
+    let (n, c, hw, k) = (16, 64, 64, 3);
+    let p = Conv2dParams { stride: 1, padding: 1, dilation: 1 };
+    let x = rand_tensor(be, &[n, c, hw, hw], 1)?;
+    let w = rand_tensor(be, &[c, c, k, k], 2)?;
+    let gy = rand_tensor(be, &[n, c, hw, hw], 3)?;
+    let conv_gflop = 2.0 * (n * c * hw * hw * c * k * k) as f64 / 1e9;
+    let shape = format!("N{n} {c}->{c} {k}x{k} {hw}x{hw}");
+    let t = time_it(budget, sync, &mut || be.conv2d(&x, &w, None, p).map(drop))?;
+    push("conv2d forward", shape.clone(), conv_gflop, t);
+    let t = time_it(budget, sync, &mut || be.conv2d_backward_input(&gy, &w, x.shape(), p).map(drop))?;
+    push("conv2d backward-input", shape.clone(), conv_gflop, t);
+    let t = time_it(budget, sync, &mut || be.conv2d_backward_weight(&x, &gy, w.shape(), p).map(drop))?;
+    push("conv2d backward-weight", shape.clone(), conv_gflop, t);
+    // The same GEMM as the conv's implicit GEMM: (N*H*W) x (Cin*k*k) times (Cin*k*k) x Cout.
+    let (m, kk, nn) = (n * hw * hw, c * k * k, c);
+    let a = rand_tensor(be, &[m, kk], 4)?;
+    let b = rand_tensor(be, &[kk, nn], 5)?;
+    let t = time_it(budget, sync, &mut || be.matmul(&a, &b, false, false).map(drop))?;
+    push("matmul", format!("{m}x{kk} . {kk}x{nn}"), 2.0 * (m * kk * nn) as f64 / 1e9, t);
+    drop((x, w, gy, a, b));
+
+    // GAN-like: batch 64, transposed conv 128 -> 64, 7x7 -> 14x14, k4 s2 p1 (DCGAN generator).
+    let (n, ci, co, hw, k) = (64, 128, 64, 7, 4);
+    let pt = ConvTranspose2dParams { stride: 2, padding: 1, output_padding: 0, dilation: 1 };
+    let x = rand_tensor(be, &[n, ci, hw, hw], 6)?;
+    let w = rand_tensor(be, &[ci, co, k, k], 7)?;
+    let gflop = 2.0 * (n * ci * hw * hw * co * k * k) as f64 / 1e9;
+    let t = time_it(budget, sync, &mut || be.conv_transpose2d(&x, &w, None, pt).map(drop))?;
+    push("conv_transpose2d forward", format!("N{n} {ci}->{co} {k}x{k} s2 {hw}x{hw}->14x14"), gflop, t);
+    // The generator's dense layer: z (64 x 100) -> 128*7*7.
+    let (m, kk, nn) = (64, 100, 128 * 7 * 7);
+    let a = rand_tensor(be, &[m, kk], 8)?;
+    let b = rand_tensor(be, &[nn, kk], 9)?;
+    let t = time_it(budget, sync, &mut || be.matmul(&a, &b, false, true).map(drop))?;
+    push("matmul (x W^T)", format!("{m}x{kk} . ({nn}x{kk})^T"), 2.0 * (m * kk * nn) as f64 / 1e9, t);
+    Ok(rows)
+}
+
+/// Bench the CPU backend and, where an adapter exists, the GPU backend; print a table.
+pub fn run(budget: Duration) -> Result<String> {
+    let mut out = String::new();
+    let cpu = CpuBackend::new();
+    let mut rows = bench_backend(&cpu, &|| Ok(()), budget)?;
+    let mut peak = None;
+    match GpuBackend::new_blocking(GpuOptions::default()) {
+        Ok(gpu) => {
+            let info = gpu.info();
+            peak = if info.fallback { None } else { fp32_peak_tflops(&info.adapter) };
+            rows.extend(bench_backend(&gpu, &|| gpu.wait(), budget)?);
+        }
+        Err(e) => out.push_str(&format!("GPU: not benchmarked: {e}\n")),
+    }
+    out.push_str("| backend | op | shape | GFLOP/s | ms/call |\n|---|---|---|---:|---:|\n");
+    for r in &rows {
+        out.push_str(&format!("| {} | {} | {} | {:.1} | {:.2} |\n", r.backend, r.op, r.shape, r.gflops(), r.seconds * 1e3));
+    }
+    let fwd_bwd: Vec<&BenchRow> = rows.iter().filter(|r| r.backend.starts_with("CPU") && r.op.starts_with("conv2d")).collect();
+    if !fwd_bwd.is_empty() {
+        let gflop: f64 = fwd_bwd.iter().map(|r| r.gflop).sum();
+        let secs: f64 = fwd_bwd.iter().map(|r| r.seconds).sum();
+        out.push_str(&format!("\nCPU conv2d forward+backward (all three passes): {:.1} GFLOP/s (bar: >= 50)\n", gflop / secs));
+    }
+    match peak {
+        Some(tf) => {
+            for r in rows.iter().filter(|r| !r.backend.starts_with("CPU")) {
+                out.push_str(&format!("{}: {:.1}% of FP32 peak ({tf} TFLOP/s)\n", r.op, 100.0 * r.gflops() / (tf * 1e3)));
+            }
+        }
+        None => out.push_str("GPU fraction of FP32 peak: not applicable (no real GPU adapter, or its peak is unknown)\n"),
+    }
+    Ok(out)
+}

@@ -1,0 +1,184 @@
+//! Layers: each owns its `Param`s (named as PyTorch's state_dict would name them) and has a
+//! forward that only composes graph ops. Inputs are checked here first so a wrong shape gets a
+//! message naming the layer.
+
+use super::init::{init_tensor, Init};
+use super::Module;
+use crate::autodiff::{Graph, Param, Var};
+use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams};
+use crate::{Error, Result};
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+}
+
+fn check_channels(layer: &str, g: &Graph<'_>, x: Var, rank: usize, dim1: usize, expect: &str) -> Result<()> {
+    let s = g.shape(x)?;
+    if s.len() != rank || s[1] != dim1 {
+        return Err(Error::Shape(format!("layer {layer}: expected input {expect}, got {s:?}")));
+    }
+    Ok(())
+}
+
+/// 2-d convolution, weight (Cout, Cin, k, k), optional bias (Cout). Weights start Kaiming
+/// normal for a following ReLU, biases at zero; `reinit` changes that.
+pub struct Conv2d {
+    pub name: String,
+    pub weight: Param,
+    pub bias: Option<Param>,
+    pub p: Conv2dParams,
+}
+
+impl Conv2d {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(b: &dyn Backend, name: &str, cin: usize, cout: usize, k: usize, p: Conv2dParams, bias: bool, seed: u64) -> Result<Conv2d> {
+        if cin == 0 || cout == 0 || k == 0 {
+            return Err(Error::Invalid(format!("layer {name}: Conv2d needs cin, cout, k >= 1 (got {cin}, {cout}, {k})")));
+        }
+        let weight = Param::new(join(name, "weight"), init_tensor(b, &[cout, cin, k, k], Init::RELU, seed)?);
+        let bias = if bias { Some(Param::new(join(name, "bias"), b.zeros(&[cout])?)) } else { None };
+        Ok(Conv2d { name: name.to_string(), weight, bias, p })
+    }
+    /// Re-initialise the weight in place (bias back to zero).
+    pub fn reinit(&self, b: &dyn Backend, init: Init, seed: u64) -> Result<()> {
+        reinit(b, &self.weight, self.bias.as_ref(), init, seed)
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        let cin = self.weight.shape()[1];
+        check_channels(&self.name, g, x, 4, cin, &format!("(N, {cin}, H, W)"))?;
+        let w = g.param(&self.weight);
+        let b = self.bias.as_ref().map(|p| g.param(p));
+        g.conv2d(x, w, b, self.p)
+    }
+    fn params(&self) -> Vec<&Param> {
+        std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()
+    }
+}
+
+/// Transposed 2-d convolution, weight (Cin, Cout, k, k) as PyTorch, optional bias (Cout).
+pub struct ConvTranspose2d {
+    pub name: String,
+    pub weight: Param,
+    pub bias: Option<Param>,
+    pub p: ConvTranspose2dParams,
+}
+
+impl ConvTranspose2d {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(b: &dyn Backend, name: &str, cin: usize, cout: usize, k: usize, p: ConvTranspose2dParams, bias: bool, seed: u64) -> Result<ConvTranspose2d> {
+        if cin == 0 || cout == 0 || k == 0 {
+            return Err(Error::Invalid(format!("layer {name}: ConvTranspose2d needs cin, cout, k >= 1 (got {cin}, {cout}, {k})")));
+        }
+        let weight = Param::new(join(name, "weight"), init_tensor(b, &[cin, cout, k, k], Init::RELU, seed)?);
+        let bias = if bias { Some(Param::new(join(name, "bias"), b.zeros(&[cout])?)) } else { None };
+        Ok(ConvTranspose2d { name: name.to_string(), weight, bias, p })
+    }
+    pub fn reinit(&self, b: &dyn Backend, init: Init, seed: u64) -> Result<()> {
+        reinit(b, &self.weight, self.bias.as_ref(), init, seed)
+    }
+}
+
+impl Module for ConvTranspose2d {
+    fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        let cin = self.weight.shape()[0];
+        check_channels(&self.name, g, x, 4, cin, &format!("(N, {cin}, H, W)"))?;
+        let w = g.param(&self.weight);
+        let b = self.bias.as_ref().map(|p| g.param(p));
+        g.conv_transpose2d(x, w, b, self.p)
+    }
+    fn params(&self) -> Vec<&Param> {
+        std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()
+    }
+}
+
+/// Fully connected: y = x W^T + b, x (N, in), W (out, in) as PyTorch, b (out).
+pub struct Linear {
+    pub name: String,
+    pub weight: Param,
+    pub bias: Option<Param>,
+}
+
+impl Linear {
+    pub fn new(b: &dyn Backend, name: &str, inf: usize, outf: usize, bias: bool, seed: u64) -> Result<Linear> {
+        if inf == 0 || outf == 0 {
+            return Err(Error::Invalid(format!("layer {name}: Linear needs in, out >= 1 (got {inf}, {outf})")));
+        }
+        let weight = Param::new(join(name, "weight"), init_tensor(b, &[outf, inf], Init::RELU, seed)?);
+        let bias = if bias { Some(Param::new(join(name, "bias"), b.zeros(&[outf])?)) } else { None };
+        Ok(Linear { name: name.to_string(), weight, bias })
+    }
+    pub fn reinit(&self, b: &dyn Backend, init: Init, seed: u64) -> Result<()> {
+        reinit(b, &self.weight, self.bias.as_ref(), init, seed)
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        let inf = self.weight.shape()[1];
+        check_channels(&self.name, g, x, 2, inf, &format!("(N, {inf}) (flatten images first)"))?;
+        let w = g.param(&self.weight);
+        let b = self.bias.as_ref().map(|p| g.param(p));
+        g.linear(x, w, b)
+    }
+    fn params(&self) -> Vec<&Param> {
+        std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()
+    }
+}
+
+/// BatchNorm2d: `weight` (gamma, starts at 1), `bias` (beta, 0) trainable; `running_mean` (0)
+/// and `running_var` (1) are buffers updated in training mode. PyTorch's defaults
+/// momentum 0.1, eps 1e-5. PyTorch's `num_batches_tracked` is not kept (weights loading
+/// ignores it when present).
+pub struct BatchNorm2d {
+    pub name: String,
+    pub weight: Param,
+    pub bias: Param,
+    pub running_mean: Param,
+    pub running_var: Param,
+    pub momentum: f32,
+    pub eps: f32,
+}
+
+impl BatchNorm2d {
+    pub fn new(b: &dyn Backend, name: &str, c: usize) -> Result<BatchNorm2d> {
+        if c == 0 {
+            return Err(Error::Invalid(format!("layer {name}: BatchNorm2d needs >= 1 channel")));
+        }
+        Ok(BatchNorm2d {
+            name: name.to_string(),
+            weight: Param::new(join(name, "weight"), b.fill(&[c], 1.0)?),
+            bias: Param::new(join(name, "bias"), b.zeros(&[c])?),
+            running_mean: Param::new(join(name, "running_mean"), b.zeros(&[c])?),
+            running_var: Param::new(join(name, "running_var"), b.fill(&[c], 1.0)?),
+            momentum: 0.1,
+            eps: 1e-5,
+        })
+    }
+}
+
+impl Module for BatchNorm2d {
+    fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        let c = self.weight.shape()[0];
+        check_channels(&self.name, g, x, 4, c, &format!("(N, {c}, H, W)"))?;
+        let gamma = g.param(&self.weight);
+        let beta = g.param(&self.bias);
+        g.batchnorm2d(x, gamma, beta, self.running_mean.value(), self.running_var.value(), self.momentum, self.eps)
+    }
+    fn params(&self) -> Vec<&Param> {
+        vec![&self.weight, &self.bias]
+    }
+    fn buffers(&self) -> Vec<&Param> {
+        vec![&self.running_mean, &self.running_var]
+    }
+}
+
+fn reinit(b: &dyn Backend, weight: &Param, bias: Option<&Param>, init: Init, seed: u64) -> Result<()> {
+    b.assign(weight.value(), &init_tensor(b, weight.shape(), init, seed)?)?;
+    if let Some(bias) = bias {
+        b.assign(bias.value(), &b.zeros(bias.shape())?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+// End-to-end: a real headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
+// loads the served page, checks the status line names a WebGPU adapter, and uses the
+// Conv-arithmetic tab for the lecture's example (6x6 input, 3x3 kernel, stride 2, padding 1).
+// Run: node --test tests/e2e/   (after ./build.sh build; ./build.sh test does both).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from './server.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '..', '..');
+const OUT = join(HERE, 'out');
+const CHROMIUM = process.env.NNLAB_CHROMIUM || '/usr/bin/chromium';
+const ARGS = [
+  '--enable-unsafe-webgpu',
+  '--no-sandbox',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+
+let server;
+const browsers = [];
+
+before(async () => {
+  assert.ok(existsSync(join(ROOT, 'www', 'pkg', 'nnlab_bg.wasm')), 'www/pkg is missing: run ./build.sh build first');
+  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (or set NNLAB_CHROMIUM)`);
+  server = await startServer(join(ROOT, 'www'));
+});
+
+after(async () => {
+  for (const b of browsers) {
+    await b.context.close();
+    rmSync(b.profile, { recursive: true, force: true });
+  }
+  await server?.close();
+});
+
+const isForeign = (u) => {
+  const url = new URL(u);
+  return url.protocol !== 'data:' && url.protocol !== 'blob:' && url.hostname !== '127.0.0.1';
+};
+
+/**
+ * Headless Chromium with a fresh user-data-dir and the given flags, with the page loaded.
+ * Returns { page, foreign, problems }: requests that tried to leave 127.0.0.1 (refused) and
+ * errors seen in the page or its worker.
+ */
+async function openPage(args) {
+  const profile = mkdtempSync(join(tmpdir(), 'nnlab-e2e-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args,
+    viewport: { width: 1200, height: 900 },
+  });
+  browsers.push({ context, profile });
+  const foreign = [];
+  const problems = [];
+  // every request (page and worker) is seen here; one that leaves 127.0.0.1 is refused and kept
+  await context.route('**/*', (route) => {
+    if (isForeign(route.request().url())) {
+      foreign.push(route.request().url());
+      return route.abort();
+    }
+    return route.continue();
+  });
+  context.on('request', (req) => isForeign(req.url()) && foreign.push(req.url()));
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
+  page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker console error: ${m.text()}`)));
+  await page.goto(server.url);
+  return { page, foreign, problems };
+}
+
+/** Wait until the status line leaves its "starting" state; returns its text. */
+async function backendStatus(page) {
+  await page.waitForSelector('#status:not(.status-pending)', { timeout: 120_000 });
+  return page.textContent('#status-text');
+}
+
+async function enter(page, { i, m, s, p }) {
+  for (const [k, v] of Object.entries({ i, m, s, p })) await page.fill(`#in-${k}`, String(v));
+  await page.click('#conv-run');
+}
+
+/** Wait for the run to finish (ok or not) and return the result line. */
+async function runResult(page) {
+  await page.waitForSelector('#conv-result[data-agree]', { timeout: 120_000 });
+  return (await page.textContent('#conv-result')).trim();
+}
+
+test('page: status names a WebGPU adapter; Conv-arithmetic tab runs the lecture example', async () => {
+  const { page, foreign, problems } = await openPage(ARGS);
+
+  const status = await backendStatus(page);
+  console.log(`status line: ${status}`);
+  assert.match(status, /^Backend: WebGPU on \S.*/, `the status line must name a WebGPU adapter, got: ${status}`);
+  assert.equal(await page.getAttribute('#status', 'data-kind'), 'gpu');
+  if ((await page.getAttribute('#status', 'data-fallback')) === 'true') {
+    assert.match(status, /software fallback adapter/, 'a fallback adapter must be called so');
+  }
+
+  // the other tabs say honestly that they are not there yet
+  for (const tab of ['denoise', 'autoencoders', 'gan', 'adversarial']) {
+    await page.click(`#tab-${tab}`);
+    assert.match(await page.textContent(`#panel-${tab}`), /coming soon/i);
+  }
+
+  await page.click('#tab-conv');
+  assert.equal(await page.isVisible('#panel-conv'), true);
+  await enter(page, { i: 6, m: 3, s: 2, p: 1 });
+  const result = await runResult(page);
+  console.log(`result line: ${result}`);
+
+  const shown = {};
+  for (const k of ['o', 'm_t', 's_t', 'p_t', 'i_t', 'a_t', 'stretched', 'o_t']) {
+    shown[k] = Number(await page.textContent(`#v-${k}`));
+  }
+  assert.deepEqual(shown, { o: 3, m_t: 3, s_t: 1, p_t: 1, i_t: 1, a_t: 1, stretched: 5, o_t: 6 });
+  assert.match(await page.textContent('#v-pytorch'), /stride=2, padding=1, output_padding=1/);
+
+  assert.equal(result, 'conv: 6x6 -> 3x3; transposed conv: 3x3 -> 6x6 ✓');
+  assert.equal(await page.getAttribute('#conv-result', 'data-agree'), 'true');
+  assert.match(await page.textContent('#conv-check'), /Ran on WebGPU.*equals ConvTranspose2d/);
+
+  // the grid: side S + 2p' + a' = 8; 9 input pixels, 16 inserted zeros, 24 padding, 15 a' cells
+  const counts = await page.$$eval('#conv-grid-svg rect.cell', (cells) =>
+    [0, 1, 2, 3].map((k) => cells.filter((c) => c.classList.contains(`k${k}`)).length),
+  );
+  assert.deepEqual(counts, [9, 16, 24, 15]);
+  // first conv output: the window over rows/cols 0..1 of 0..35 with a kernel of ones: 0+1+6+7
+  assert.equal((await page.textContent('#conv-values figure:nth-child(2) td')).trim(), '14');
+
+  mkdirSync(OUT, { recursive: true });
+  await page.screenshot({ path: join(OUT, 'conv-arith.png'), fullPage: true });
+
+  // bad input gives a readable error, and the tab recovers
+  await enter(page, { i: 6, m: 3, s: 2, p: 3 });
+  await page.waitForSelector('#conv-error:not([hidden])');
+  assert.match(await page.textContent('#conv-error'), /padding p=3 must be at most m-1=2/);
+  await page.click('#conv-example');
+  await page.waitForSelector('#conv-error', { state: 'hidden' });
+  assert.equal(await runResult(page), 'conv: 6x6 -> 3x3; transposed conv: 3x3 -> 6x6 ✓');
+
+  assert.deepEqual(problems, [], 'no errors in the page or the worker');
+  assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
+});
+
+test('page without WebGPU: the status line says why, the tab runs on the CPU backend', async () => {
+  // the same flags without --enable-unsafe-webgpu: Chromium on Linux then gives no adapter
+  const { page, foreign, problems } = await openPage(ARGS.filter((a) => a !== '--enable-unsafe-webgpu'));
+  const status = await backendStatus(page);
+  console.log(`status line without WebGPU: ${status}`);
+  assert.match(status, /^Backend: CPU \(wasm\)\. WebGPU is unavailable: .*requestAdapter/);
+  assert.equal(await page.getAttribute('#status', 'data-kind'), 'cpu');
+  await page.click('#tab-conv');
+  await enter(page, { i: 6, m: 3, s: 2, p: 1 });
+  assert.equal(await runResult(page), 'conv: 6x6 -> 3x3; transposed conv: 3x3 -> 6x6 ✓');
+  assert.match(await page.textContent('#conv-check'), /Ran on CPU backend \(wasm\)/);
+  mkdirSync(OUT, { recursive: true });
+  await page.screenshot({ path: join(OUT, 'conv-arith-cpu.png'), fullPage: true });
+  assert.deepEqual(problems, [], 'no errors in the page or the worker');
+  assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
+});

@@ -1,0 +1,194 @@
+//! wasm tests, run in headless Chromium by wasm-bindgen-test-runner:
+//!   CHROMEDRIVER=/usr/bin/chromedriver cargo test --release --target wasm32-unknown-unknown --test wasm
+//! (`./build.sh test` does this). Chromium is started with --enable-unsafe-webgpu (webdriver.json),
+//! which gives the browser's WebGPU adapter (SwiftShader on a machine without a GPU).
+//!
+//! - the CPU backend works in wasm (golden values of the lecture's example, a small matmul);
+//! - on the browser's WebGPU adapter, GPU conv2d, conv_transpose2d and matmul equal the CPU
+//!   backend over a few shapes (odd sizes, batch > 1, stride 1/2, padding 0/1/2, dilation 2).
+//! No WebGPU adapter is a test failure with the reason, never a skip.
+#![cfg(target_arch = "wasm32")]
+
+use nnlab::backend::{Backend, Conv2dParams, ConvTranspose2dParams};
+use nnlab::cpu::CpuBackend;
+use nnlab::gpu::GpuBackend;
+use nnlab::rng::uniform_vec;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+async fn gpu() -> GpuBackend {
+    match GpuBackend::new(Default::default()).await {
+        Ok(g) => {
+            console_log!("WebGPU backend: {}", nnlab::Backend::info(&g).describe());
+            g
+        }
+        Err(e) => panic!(
+            "no WebGPU adapter in this browser, so the GPU kernels cannot be tested: {e}. \
+             Chromium must run with --enable-unsafe-webgpu (see webdriver.json)"
+        ),
+    }
+}
+
+async fn read(be: &dyn Backend, t: &nnlab::Tensor) -> Vec<f32> {
+    be.read(t).await.expect("read back")
+}
+
+/// Largest |a - b|, after checking both have the same length; panics past `tol * (1 + |b|)`.
+fn compare(what: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: {} values, expected {}", got.len(), want.len());
+    let mut max_err = 0.0f32;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let e = (g - w).abs();
+        assert!(e <= tol * (1.0 + w.abs()), "{what}: element {i} is {g}, the CPU gives {w} (|diff| {e})");
+        max_err = max_err.max(e);
+    }
+    console_log!("{what}: max abs error {max_err:.3e} over {} values", got.len());
+    max_err
+}
+
+// ---------------------------------------------------------------- CPU path in wasm
+
+#[wasm_bindgen_test]
+async fn cpu_backend_lecture_example() {
+    let cpu = CpuBackend::new();
+    // input 6x6 = 0..36, kernel 3x3 of ones, stride 2, padding 1 -> 3x3 (sums of each window)
+    let x: Vec<f32> = (0..36).map(|v| v as f32).collect();
+    let tx = cpu.upload(&[1, 1, 6, 6], &x).unwrap();
+    let tw = cpu.upload(&[1, 1, 3, 3], &[1.0; 9]).unwrap();
+    let y = cpu.conv2d(&tx, &tw, None, Conv2dParams { stride: 2, padding: 1, dilation: 1 }).unwrap();
+    assert_eq!(y.shape(), &[1, 1, 3, 3]);
+    let want_y: Vec<f32> = (0..3)
+        .flat_map(|oy| (0..3).map(move |ox| (oy, ox)))
+        .map(|(oy, ox)| {
+            let mut s = 0.0;
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let (r, c) = ((2 * oy + ky) as i32 - 1, (2 * ox + kx) as i32 - 1);
+                    if (0..6).contains(&r) && (0..6).contains(&c) {
+                        s += (r * 6 + c) as f32;
+                    }
+                }
+            }
+            s
+        })
+        .collect();
+    assert_eq!(read(&cpu, &y).await, want_y);
+    // first window covers rows/cols 0..=1: 0 + 1 + 6 + 7
+    assert_eq!(want_y[0], 14.0);
+
+    // back to 6x6 with a' = 1 (PyTorch output_padding)
+    let lt = nnlab::backend::conv_arith::lecture_transposed(6, 3, 2, 1).unwrap();
+    assert_eq!(lt.a_t, 1);
+    let z = cpu.conv_transpose2d(&y, &tw, None, lt.pytorch_params(2, 1)).unwrap();
+    assert_eq!(z.shape(), &[1, 1, 6, 6]);
+    assert_eq!(read(&cpu, &z).await.len(), 36);
+
+    // matmul: [[1,2,3],[4,5,6]] x [[1,0],[0,1],[1,1]] = [[4,5],[10,11]]
+    let a = cpu.upload(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let b = cpu.upload(&[3, 2], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
+    let c = cpu.matmul(&a, &b, false, false).unwrap();
+    assert_eq!(read(&cpu, &c).await, vec![4.0, 5.0, 10.0, 11.0]);
+
+    // bad input is an error, not a panic
+    assert!(cpu.conv2d(&tx, &tw, None, Conv2dParams { stride: 0, padding: 0, dilation: 1 }).is_err());
+}
+
+// ---------------------------------------------------------------- GPU vs CPU on the browser's WebGPU
+
+#[wasm_bindgen_test]
+async fn webgpu_adapter_is_available() {
+    let g = gpu().await;
+    let info = nnlab::Backend::info(&g);
+    assert_eq!(info.kind, "gpu");
+    assert!(!info.adapter.is_empty(), "the adapter has no name");
+}
+
+/// (N, Cin, H, W, Cout, k, stride, padding, dilation)
+const CONV_SHAPES: &[[usize; 9]] = &[
+    [1, 1, 6, 6, 1, 3, 2, 1, 1], // the lecture's example
+    [2, 3, 7, 5, 5, 3, 1, 1, 1],
+    [2, 3, 9, 9, 4, 3, 2, 0, 2],
+    [1, 5, 13, 11, 7, 5, 2, 2, 1],
+    [3, 2, 8, 8, 9, 1, 1, 0, 1],
+];
+
+#[wasm_bindgen_test]
+async fn gpu_conv2d_equals_cpu() {
+    let (g, cpu) = (gpu().await, CpuBackend::new());
+    for (t, &[n, ci, h, w, co, k, s, p, d]) in CONV_SHAPES.iter().enumerate() {
+        let x = uniform_vec(n * ci * h * w, -1.0, 1.0, 100 + t as u64);
+        let wt = uniform_vec(co * ci * k * k, -1.0, 1.0, 200 + t as u64);
+        let b = uniform_vec(co, -1.0, 1.0, 300 + t as u64);
+        let prm = Conv2dParams { stride: s, padding: p, dilation: d };
+        let run = |be: &dyn Backend| -> nnlab::Result<nnlab::Tensor> {
+            let x = be.upload(&[n, ci, h, w], &x)?;
+            let wt = be.upload(&[co, ci, k, k], &wt)?;
+            let b = be.upload(&[co], &b)?;
+            be.conv2d(&x, &wt, Some(&b), prm)
+        };
+        let want = run(&cpu).expect("CPU conv2d");
+        let got = run(&g).unwrap_or_else(|e| panic!("GPU conv2d {:?}: {e}", CONV_SHAPES[t]));
+        assert_eq!(got.shape(), want.shape());
+        compare(&format!("conv2d {:?}", CONV_SHAPES[t]), &read(&g, &got).await, &read(&cpu, &want).await, 1e-4);
+    }
+}
+
+/// (N, Cin, H, W, Cout, k, stride, padding, output_padding)
+const CONVT_SHAPES: &[[usize; 9]] = &[
+    [1, 1, 3, 3, 1, 3, 2, 1, 1], // the lecture's example: 3x3 -> 6x6 with a' = 1
+    [2, 3, 5, 4, 6, 3, 2, 1, 0],
+    [1, 4, 7, 7, 3, 4, 2, 1, 1],
+    [3, 5, 6, 5, 2, 3, 1, 2, 0],
+    [2, 2, 4, 4, 3, 5, 3, 0, 2],
+];
+
+#[wasm_bindgen_test]
+async fn gpu_conv_transpose2d_equals_cpu() {
+    let (g, cpu) = (gpu().await, CpuBackend::new());
+    for (t, &[n, ci, h, w, co, k, s, p, op]) in CONVT_SHAPES.iter().enumerate() {
+        let x = uniform_vec(n * ci * h * w, -1.0, 1.0, 400 + t as u64);
+        let wt = uniform_vec(ci * co * k * k, -1.0, 1.0, 500 + t as u64);
+        let b = uniform_vec(co, -1.0, 1.0, 600 + t as u64);
+        let prm = ConvTranspose2dParams { stride: s, padding: p, output_padding: op, dilation: 1 };
+        let run = |be: &dyn Backend| -> nnlab::Result<nnlab::Tensor> {
+            let x = be.upload(&[n, ci, h, w], &x)?;
+            let wt = be.upload(&[ci, co, k, k], &wt)?;
+            let b = be.upload(&[co], &b)?;
+            be.conv_transpose2d(&x, &wt, Some(&b), prm)
+        };
+        let want = run(&cpu).expect("CPU conv_transpose2d");
+        let got = run(&g).unwrap_or_else(|e| panic!("GPU conv_transpose2d {:?}: {e}", CONVT_SHAPES[t]));
+        assert_eq!(got.shape(), want.shape());
+        compare(&format!("conv_transpose2d {:?}", CONVT_SHAPES[t]), &read(&g, &got).await, &read(&cpu, &want).await, 1e-4);
+    }
+}
+
+/// (M, K, N, trans_a, trans_b)
+const MATMUL_SHAPES: &[(usize, usize, usize, bool, bool)] = &[
+    (7, 13, 5, false, false),
+    (33, 65, 17, true, false),
+    (64, 64, 64, false, true),
+    (1, 129, 3, true, true),
+    (100, 30, 70, false, false),
+];
+
+#[wasm_bindgen_test]
+async fn gpu_matmul_equals_cpu() {
+    let (g, cpu) = (gpu().await, CpuBackend::new());
+    for (t, &(m, k, n, ta, tb)) in MATMUL_SHAPES.iter().enumerate() {
+        let a = uniform_vec(m * k, -1.0, 1.0, 700 + t as u64);
+        let b = uniform_vec(k * n, -1.0, 1.0, 800 + t as u64);
+        let a_shape = if ta { [k, m] } else { [m, k] };
+        let b_shape = if tb { [n, k] } else { [k, n] };
+        let run = |be: &dyn Backend| -> nnlab::Result<nnlab::Tensor> {
+            let a = be.upload(&a_shape, &a)?;
+            let b = be.upload(&b_shape, &b)?;
+            be.matmul(&a, &b, ta, tb)
+        };
+        let want = run(&cpu).expect("CPU matmul");
+        let got = run(&g).unwrap_or_else(|e| panic!("GPU matmul {:?}: {e}", MATMUL_SHAPES[t]));
+        assert_eq!(got.shape(), &[m, n]);
+        compare(&format!("matmul {:?}", MATMUL_SHAPES[t]), &read(&g, &got).await, &read(&cpu, &want).await, 1e-4);
+    }
+}
