@@ -190,10 +190,11 @@ cmd_test() {
     cmd_build
     [ -x /usr/bin/chromedriver ] || command -v chromedriver >/dev/null 2>&1 || die "chromedriver not found: the wasm tests cannot run"
     local chromedriver="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/chromedriver)}"
-    run_part "native tests" cargo test --release
+    # --no-fail-fast: every test binary runs and reports, even after a failure
+    run_part "native tests" cargo test --release --no-fail-fast
     # SwiftShader kernels can take a while on a 2-core machine: raise the per-test timeout
     run_part "wasm tests" env CHROMEDRIVER="$chromedriver" WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-300}" \
-        cargo test --release --target "$WASM_TARGET" --test wasm
+        cargo test --release --target "$WASM_TARGET" --test wasm -- --nocapture
     run_part "e2e tests" node --test --test-concurrency=1 tests/e2e/*.test.mjs
     echo
     say "summary"

@@ -80,3 +80,68 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
     }
 }
+
+// ---- vec4 variant: the same product when m, n, k, every offset and every non-unit stride are
+// multiples of 4, so a thread's 4x4 block of op(A), op(B) and C is four aligned vec4 loads.
+// A thread owns rows 4*ty.. and columns 4*tx.. (contiguous), 8 x 8 threads per 32 x 32 tile;
+// neighbouring threads read neighbouring 16-byte words. Strides and offsets here count vec4s
+// along the contiguous direction: a_vk / b_vk say whether k is that direction.
+// Bindings: 0 params, 1 c (read_write, f32), 2 a4 (read, vec4), 3 b4 (read, vec4).
+
+@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
+
+// The 4x4 block rows [i0, i0+4) x cols [j0, j0+4) of a strided operand held as vec4s along its
+// contiguous direction, returned as a matrix whose column q is the row i0 + q (vec4 over j).
+fn load_block_a(i0: u32, j0: u32) -> mat4x4<f32> {
+    // op(A)[m, k] with (i, j) = (m, k)
+    if (params.a_sk == 1u) { // vec4 along k: the rows are direct
+        let base = (params.a_off + i0 * params.a_sm + j0) / 4u;
+        let s = params.a_sm / 4u;
+        return mat4x4<f32>(a4[base], a4[base + s], a4[base + 2u * s], a4[base + 3u * s]);
+    }
+    // vec4 along m: the loads are columns, transpose them
+    let base = (params.a_off + j0 * params.a_sk + i0) / 4u;
+    let s = params.a_sk / 4u;
+    return transpose(mat4x4<f32>(a4[base], a4[base + s], a4[base + 2u * s], a4[base + 3u * s]));
+}
+
+fn load_block_b(i0: u32, j0: u32) -> mat4x4<f32> {
+    // op(B)[k, n] with (i, j) = (k, n)
+    if (params.b_sn == 1u) {
+        let base = (params.b_off + i0 * params.b_sk + j0) / 4u;
+        let s = params.b_sk / 4u;
+        return mat4x4<f32>(b4[base], b4[base + s], b4[base + 2u * s], b4[base + 3u * s]);
+    }
+    let base = (params.b_off + j0 * params.b_sn + i0) / 4u;
+    let s = params.b_sn / 4u;
+    return transpose(mat4x4<f32>(b4[base], b4[base + s], b4[base + 2u * s], b4[base + 3u * s]));
+}
+
+@compute @workgroup_size(64)
+fn matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = workgroup_index(wid, nwg, params.wg_base);
+    let m0 = (g / params.tiles_n) * 32u + (lid / 8u) * 4u;
+    let n0 = (g % params.tiles_n) * 32u + (lid % 8u) * 4u;
+    // m and n are multiples of 4: a block is either wholly inside or wholly outside C;
+    // outside blocks load a clamped (valid) block and store nothing
+    let lm = min(m0, params.m - 4u);
+    let ln = min(n0, params.n - 4u);
+    var acc = mat4x4<f32>(); // column q = row m0 + q of C
+    for (var k = 0u; k < params.k; k += 4u) {
+        let ab = load_block_a(lm, k); // column q: op(A)[m0 + q, k..k+4]
+        let bb = load_block_b(k, ln); // column r: op(B)[k + r, n0..n0+4]
+        // C[m0+q, :] += sum_r A[m0+q, k+r] * B[k+r, :]  ==  bb * ab[q]
+        acc += bb * ab;
+    }
+    if (m0 >= params.m || n0 >= params.n) { return; }
+    for (var q = 0u; q < 4u; q++) {
+        let idx = params.c_off + (m0 + q) * params.ldc + n0;
+        var v = acc[q];
+        if (params.accumulate != 0u) { v += vec4<f32>(c[idx], c[idx + 1u], c[idx + 2u], c[idx + 3u]); }
+        c[idx] = v.x;
+        c[idx + 1u] = v.y;
+        c[idx + 2u] = v.z;
+        c[idx + 3u] = v.w;
+    }
+}

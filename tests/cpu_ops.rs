@@ -12,9 +12,12 @@
 //!   eps = 1e-2 (nonlinear ops);
 //! * truncation (nonlinear ops): eps^2 / 6 * |f'''| ~ 2e-5 for the smooth functions used here;
 //!   inputs are kept >= 0.05 away from kinks (relu, abs, l1, clamp) so no difference straddles one.
+//!
 //! The tolerance |analytic - numeric| <= 2e-3 (1 + |numeric|) sits well above that budget and far
 //! below the O(0.1..1) errors an indexing or sign bug produces. Run with --nocapture to see the
 //! measured maxima.
+
+#![allow(clippy::too_many_arguments, clippy::excessive_precision)]
 
 use nnlab::backend::conv_arith::{flip_transpose_weight, lecture_transposed, stretch_and_pad};
 use nnlab::backend::*;
@@ -372,14 +375,18 @@ fn conv2d_speed() {
     let w = t(&[c, c, 3, 3], &rnd(c * c * 9, 2));
     let bias = t(&[c], &rnd(c, 3));
     let flops = 2.0 * (n * c * h * h * c * 9) as f64;
+    // wall time per call; also prints the CPU seconds this process got, since on a shared machine
+    // other processes take cores: GFLOP per CPU-second x cores estimates the unloaded figure
     let time = |f: &dyn Fn()| {
         f(); // warm-up
         let reps = 3;
-        let t0 = std::time::Instant::now();
+        let (t0, c0) = (std::time::Instant::now(), cpu_seconds());
         for _ in 0..reps {
             f();
         }
-        t0.elapsed().as_secs_f64() / reps as f64
+        let (wall, cpu) = (t0.elapsed().as_secs_f64() / reps as f64, (cpu_seconds() - c0) / reps as f64);
+        println!("  wall {:.1} ms, cpu {:.1} ms", wall * 1e3, cpu * 1e3);
+        wall
     };
     let y = b.conv2d(&x, &w, Some(&bias), p).unwrap();
     let tf = time(&|| drop(b.conv2d(&x, &w, Some(&bias), p).unwrap()));
@@ -685,4 +692,13 @@ fn random_is_the_counter_stream() {
     is_err_with(b.random(&[0], Distribution::Uniform { lo: 0.0, hi: 1.0 }, 1), "no elements");
     is_err_with(b.random(&[3], Distribution::Uniform { lo: 1.0, hi: 0.0 }, 1), "lo <= hi");
     is_err_with(b.random(&[3], Distribution::Normal { mean: 0.0, std: -1.0 }, 1), "std");
+}
+
+/// utime + stime of this process from /proc/self/stat (Linux; 0 elsewhere), in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
 }

@@ -257,3 +257,40 @@ fn gpu_kernel_gflops() {
         println!("{} | {} | {} | {:.2} GFLOP/s | {:.1} ms", r.backend, r.op, r.shape, r.gflops(), r.seconds * 1e3);
     }
 }
+
+/// Small, quick timing of each kernel (for tuning on lavapipe).
+#[test]
+#[ignore]
+fn gpu_kernel_quick_timing() {
+    let g = gpu(GpuOptions::default());
+    let time = |what: &str, gflop: f64, f: &dyn Fn() -> Tensor| {
+        drop(f());
+        g.wait().unwrap();
+        // best of 3 (this machine is shared; the best run is the least disturbed)
+        let mut s = f64::MAX;
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            drop(f());
+            g.wait().unwrap();
+            s = s.min(t.elapsed().as_secs_f64());
+        }
+        println!("{what}: {:.2} GFLOP/s ({:.1} ms)", gflop / s, s * 1e3);
+    };
+    let (n, c, hw) = (2, 64, 32);
+    let p = Conv2dParams { stride: 1, padding: 1, dilation: 1 };
+    let x = g.upload(&[n, c, hw, hw], &data(n * c * hw * hw, 1)).unwrap();
+    let w = g.upload(&[c, c, 3, 3], &data(c * c * 9, 2)).unwrap();
+    let gflop = 2.0 * (n * c * hw * hw * c * 9) as f64 / 1e9;
+    time("conv2d fwd", gflop, &|| g.conv2d(&x, &w, None, p).unwrap());
+    time("conv2d bwd-input", gflop, &|| g.conv2d_backward_input(&x, &w, &[n, c, hw, hw], p).unwrap());
+    time("conv2d bwd-weight", gflop, &|| g.conv2d_backward_weight(&x, &x, &[c, c, 3, 3], p).unwrap());
+    let a = g.upload(&[2048, 576], &data(2048 * 576, 3)).unwrap();
+    let b = g.upload(&[576, 64], &data(576 * 64, 4)).unwrap();
+    let sq = g.upload(&[1024, 1024], &data(1024 * 1024, 5)).unwrap();
+    time("matmul 1024^3", 2.0 * 1024f64.powi(3) / 1e9, &|| g.matmul(&sq, &sq, false, false).unwrap());
+    if std::env::var("QUICK").is_ok() { return; }
+    time("matmul 1024^3 ta tb", 2.0 * 1024f64.powi(3) / 1e9, &|| g.matmul(&sq, &sq, true, true).unwrap());
+    let odd = g.upload(&[1023, 1023], &data(1023 * 1023, 5)).unwrap();
+    time("matmul 1023^3 (scalar kernel)", 2.0 * 1023f64.powi(3) / 1e9, &|| g.matmul(&odd, &odd, false, false).unwrap());
+    time("matmul 2048x576x64", 2.0 * 2048.0 * 576.0 * 64.0 / 1e9, &|| g.matmul(&a, &b, false, false).unwrap());
+}

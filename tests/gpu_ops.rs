@@ -322,10 +322,18 @@ fn bad_input_is_an_error() {
     let x1 = g.upload(&[1, 1, 1, 1], &[2.0]).unwrap(); // one value per channel: no batch variance
     let (rm, rv) = (g.zeros(&[1]).unwrap(), g.fill(&[1], 1.0).unwrap());
     assert!(g.batchnorm2d_train(&x1, &one, &one, &rm, &rv, 0.1, 1e-5).is_err());
+    let x2 = g.upload(&[2, 1, 1, 1], &[2.0, 3.0]).unwrap();
+    assert!(g.batchnorm2d_train(&x2, &one, &one, &rm, &rm, 0.1, 1e-5).is_err()); // running stats alias
+    assert!(g.batchnorm2d_train(&x2, &one, &rv, &rm, &rv, 0.1, 1e-5).is_err()); // beta aliases running_var
+    assert!(g.batchnorm2d_train(&x2, &one, &one, &rm, &rv, 0.1, 1e-5).is_ok());
     assert!(g.sgd_step(&a, &b, &a, SgdParams { lr: 0.1, momentum: 0.0, weight_decay: 0.0 }).is_err());
     let adam = AdamParams { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 0 };
     let (m, v) = (g.zeros(&[2, 3]).unwrap(), g.zeros(&[2, 3]).unwrap());
-    assert!(g.adam_step(&a, &a, &m, &v, adam).is_err());
+    assert!(g.adam_step(&a, &b, &m, &v, adam).is_err()); // step 0
+    let adam = AdamParams { step: 1, ..adam };
+    assert!(g.adam_step(&a, &a, &m, &v, adam).is_err()); // gradient aliases the parameter
+    assert!(g.adam_step(&a, &b.reshape(&[2, 3]).unwrap(), &m, &m, adam).is_err()); // m aliases v
+    assert!(g.sgd_step(&a, &b.reshape(&[2, 3]).unwrap(), &a, SgdParams { lr: 0.1, momentum: 0.9, weight_decay: 0.0 }).is_err());
     assert!(g.random(&[0, 3], Distribution::Uniform { lo: 0.0, hi: 1.0 }, 1).is_err());
     // a CPU tensor handed to the GPU backend
     let c = CpuBackend::new().upload(&[2, 3], &[0.0; 6]).unwrap();

@@ -129,6 +129,7 @@ async fn gpu_conv2d_equals_cpu() {
         };
         let want = run(&cpu).expect("CPU conv2d");
         let got = run(&g).unwrap_or_else(|e| panic!("GPU conv2d {:?}: {e}", CONV_SHAPES[t]));
+        assert!(got.is_gpu(), "the GPU backend returned a CPU tensor");
         assert_eq!(got.shape(), want.shape());
         compare(&format!("conv2d {:?}", CONV_SHAPES[t]), &read(&g, &got).await, &read(&cpu, &want).await, 1e-4);
     }
@@ -159,6 +160,7 @@ async fn gpu_conv_transpose2d_equals_cpu() {
         };
         let want = run(&cpu).expect("CPU conv_transpose2d");
         let got = run(&g).unwrap_or_else(|e| panic!("GPU conv_transpose2d {:?}: {e}", CONVT_SHAPES[t]));
+        assert!(got.is_gpu(), "the GPU backend returned a CPU tensor");
         assert_eq!(got.shape(), want.shape());
         compare(&format!("conv_transpose2d {:?}", CONVT_SHAPES[t]), &read(&g, &got).await, &read(&cpu, &want).await, 1e-4);
     }
@@ -188,6 +190,7 @@ async fn gpu_matmul_equals_cpu() {
         };
         let want = run(&cpu).expect("CPU matmul");
         let got = run(&g).unwrap_or_else(|e| panic!("GPU matmul {:?}: {e}", MATMUL_SHAPES[t]));
+        assert!(got.is_gpu(), "the GPU backend returned a CPU tensor");
         assert_eq!(got.shape(), &[m, n]);
         compare(&format!("matmul {:?}", MATMUL_SHAPES[t]), &read(&g, &got).await, &read(&cpu, &want).await, 1e-4);
     }

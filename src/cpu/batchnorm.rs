@@ -30,13 +30,15 @@ fn apply_affine(x: &[f32], c: usize, hw: usize, a: &[f32], b: &[f32]) -> Vec<f32
     y
 }
 
-pub fn train(_be: &crate::cpu::CpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, momentum: f32, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
+#[allow(clippy::too_many_arguments)]
+pub fn train(_be: &CpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, momentum: f32, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batchnorm2d (training)";
     let (n, c, hw) = bn_shapes(x, &[(gamma, "gamma"), (beta, "beta"), (running_mean, "running_mean"), (running_var, "running_var")], op)?;
     let count = n * hw;
     if count < 2 {
         return Err(Error::Shape(format!("{op}: needs more than one value per channel, got input {:?}", x.shape())));
     }
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // written so that NaN is refused too
     if !(eps >= 0.0) || !momentum.is_finite() {
         return Err(Error::Invalid(format!("{op}: eps must be >= 0 and momentum finite (got eps {eps}, momentum {momentum})")));
     }

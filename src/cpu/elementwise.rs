@@ -175,6 +175,7 @@ pub fn unary_backward(_be: &CpuBackend, op: UnaryOp, x: &Tensor, gy: &Tensor) ->
 }
 
 pub fn clamp(_be: &CpuBackend, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> {
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN is refused too
     if !(lo <= hi) {
         return Err(Error::Invalid(format!("clamp: lower bound {lo} must be <= upper bound {hi}")));
     }

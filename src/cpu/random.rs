@@ -17,6 +17,7 @@ pub fn random(_be: &CpuBackend, shape: &[usize], dist: Distribution, seed: u64) 
     const CHUNK: usize = 1 << 16;
     match dist {
         Distribution::Uniform { lo, hi } => {
+            #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN is refused too
             if !(lo <= hi) || !lo.is_finite() || !hi.is_finite() {
                 return Err(Error::Invalid(format!("random: uniform bounds must be finite with lo <= hi (got {lo}, {hi})")));
             }
@@ -27,6 +28,7 @@ pub fn random(_be: &CpuBackend, shape: &[usize], dist: Distribution, seed: u64) 
             });
         }
         Distribution::Normal { mean, std } => {
+            #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN is refused too
             if !(std >= 0.0) || !mean.is_finite() || !std.is_finite() {
                 return Err(Error::Invalid(format!("random: normal needs a finite mean and std >= 0 (got {mean}, {std})")));
             }

@@ -3,7 +3,7 @@
 //! that turns them into coefficients, and one elementwise pass applying them.
 
 use super::context::{Binding, Shader};
-use super::elementwise::run_elementwise;
+use super::elementwise::{distinct, run_elementwise};
 use super::reduce::channel_reduce;
 use super::{GpuBackend, GpuBuffer, Params};
 use crate::tensor::{dims4, non_empty, same_shape, Tensor};
@@ -57,10 +57,11 @@ pub fn train(be: &GpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, running
     if eps.is_nan() || eps < 0.0 || !momentum.is_finite() {
         return Err(Error::Invalid(format!("{op}: eps must be >= 0 and momentum finite (got eps {eps}, momentum {momentum})")));
     }
-    let b = bufs(&[x, gamma, beta, running_mean, running_var], op)?;
-    if std::sync::Arc::ptr_eq(&b[3], &b[4]) {
-        return Err(Error::Invalid(format!("{op}: running_mean and running_var must be different tensors")));
+    let rw = [(running_mean, "running_mean"), (running_var, "running_var")];
+    for other in [(x, "the input"), (gamma, "gamma"), (beta, "beta")] {
+        distinct(op, &[rw[0], rw[1], other])?;
     }
+    let b = bufs(&[x, gamma, beta, running_mean, running_var], op)?;
     let count = (n * inner) as f32;
     let mean = channel_reduce(be, "chan_sum", (n, c, inner), &[&b[0]], &[], 1.0 / count)?;
     let mb = mean.gpu_buffer(op)?;

@@ -368,8 +368,12 @@ pub fn matmul(be: &GpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: b
                 let (astart, alen) = sa.range(m0, ms, k0, ks);
                 let (bstart, blen) = sb.range(k0, ks, n0, ns);
                 let (cstart, clen) = sc.range(m0, ms, n0, ns);
-                let (abind, a_off) = span(&ab, astart, alen);
-                let (bbind, b_off) = span(&bb, bstart, blen);
+                // the vec4 kernel needs every 4x4 block of A and B to be aligned vec4s
+                let aligned4 = |st: Strided, start: usize| st.si.max(st.sj) % 4 == 0 && start % 4 == 0;
+                let vec4 = ms % 4 == 0 && ns % 4 == 0 && ks % 4 == 0 && aligned4(sa, astart) && aligned4(sb, bstart);
+                let pad = |len: usize| if vec4 { len.next_multiple_of(4) } else { len };
+                let (abind, a_off) = span(&ab, astart, pad(alen));
+                let (bbind, b_off) = span(&bb, bstart, pad(blen));
                 let (cbind, c_off) = span(&cb, cstart, clen);
                 let tiles_n = ns.div_ceil(MM_TILE);
                 let params = Params::new()
@@ -386,7 +390,8 @@ pub fn matmul(be: &GpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: b
                     .u(n)
                     .u((k0 > 0) as usize)
                     .u(tiles_n);
-                be.launch(MATMUL, "matmul", &params, &[cbind, abind, bbind], ms.div_ceil(MM_TILE) * tiles_n)?;
+                let entry = if vec4 { "matmul_vec4" } else { "matmul" };
+                be.launch(MATMUL, entry, &params, &[cbind, abind, bbind], ms.div_ceil(MM_TILE) * tiles_n)?;
             }
         }
     }

@@ -36,6 +36,21 @@ pub(crate) fn row_chunks(be: &GpuBackend, rows: usize, row_len: usize, op: &str)
     Ok((0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect())
 }
 
+/// Error unless the named tensors live in distinct buffers: a buffer written in place may not
+/// be bound a second time in the same dispatch (WebGPU rejects it, and in a browser the
+/// rejection only arrives later, asynchronously).
+pub(crate) fn distinct(op: &str, ts: &[(&Tensor, &str)]) -> Result<()> {
+    let bufs = ts.iter().map(|(t, _)| t.gpu_buffer(op)).collect::<Result<Vec<_>>>()?;
+    for i in 0..ts.len() {
+        for j in i + 1..ts.len() {
+            if std::sync::Arc::ptr_eq(&bufs[i], &bufs[j]) {
+                return Err(Error::Invalid(format!("{op}: {} and {} must be different tensors (one is updated in place)", ts[i].1, ts[j].1)));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Run elementwise `entry` of `shader` over `n` elements, in chunks under the binding limit:
 /// `windows` are bound chunk by chunk from binding 1 on (chunks are multiples of 64 floats, so
 /// each begins at index 0 of its binding), then `wholes` entirely. `params(start, len)` builds

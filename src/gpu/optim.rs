@@ -2,7 +2,7 @@
 //! chunked under the storage binding limit.
 
 use super::context::Shader;
-use super::elementwise::run_elementwise;
+use super::elementwise::{distinct, run_elementwise};
 use super::{GpuBackend, Params};
 use crate::backend::*;
 use crate::tensor::{non_empty, same_shape, Tensor};
@@ -25,6 +25,7 @@ fn check(op: &str, p: &Tensor, others: &[(&Tensor, &str)]) -> Result<()> {
 
 pub fn sgd_step(be: &GpuBackend, p: &Tensor, g: &Tensor, velocity: &Tensor, hp: SgdParams) -> Result<()> {
     check("sgd_step", p, &[(g, "gradient"), (velocity, "velocity")])?;
+    distinct("sgd_step", &[(p, "parameter"), (g, "gradient"), (velocity, "velocity")])?;
     let (pb, gb, vb) = (p.gpu_buffer("sgd_step")?, g.gpu_buffer("sgd_step")?, velocity.gpu_buffer("sgd_step")?);
     let h = [hp.lr, hp.momentum, 0.0, 0.0, hp.weight_decay, 1.0, 1.0];
     run_elementwise(be, SHADER, "sgd", p.numel(), &[&pb, &gb, &vb], &[], |_, len| oparams(len, h))
@@ -32,6 +33,7 @@ pub fn sgd_step(be: &GpuBackend, p: &Tensor, g: &Tensor, velocity: &Tensor, hp: 
 
 pub fn adam_step(be: &GpuBackend, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, hp: AdamParams) -> Result<()> {
     check("adam_step", p, &[(g, "gradient"), (m, "first moment"), (v, "second moment")])?;
+    distinct("adam_step", &[(p, "parameter"), (g, "gradient"), (m, "first moment"), (v, "second moment")])?;
     if hp.step == 0 {
         return Err(Error::Invalid("adam_step: step counts from 1, got 0".into()));
     }

@@ -1,8 +1,8 @@
 //! Reductions on the GPU (shaders/reduce.wgsl): sum/mean and the losses reduce to a scalar in
 //! two passes (partials per workgroup, then one workgroup sums the partials); softmax and the
-//! softmax cross-entropy run one workgroup per row; bias_grad and the BatchNorm statistics one
-//! workgroup per channel. Everything is chunked under the storage binding limit; nothing is
-//! read back to the host.
+//! softmax cross-entropy run one workgroup per row; bias_grad and the BatchNorm statistics
+//! split every channel over several workgroups writing partials, then add those per channel.
+//! Everything is chunked under the storage binding limit; nothing is read back to the host.
 
 use super::context::{Binding, Shader};
 use super::elementwise::{row_chunks, run_elementwise, window};
