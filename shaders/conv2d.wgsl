@@ -108,23 +108,33 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    var r = 0u; // flattened (ci, kh, kw), the weight's inner index
-    for (var ci = 0u; ci < params.cin; ci++) {
-        let plane = ci * hw;
-        for (var kh = 0u; kh < params.k; kh++) {
-            let dh = i32(kh * params.dil);
-            for (var kw = 0u; kw < params.k; kw++) {
-                let dw = i32(kw * params.dil);
+    // taps outside, channels inside: the bounds checks are done once per tap, and the long
+    // inner loop is 8 loads and 16 FMAs
+    for (var kh = 0u; kh < params.k; kh++) {
+        for (var kw = 0u; kw < params.k; kw++) {
+            var xidx: vec4<u32>;
+            var ok: vec4<bool>;
+            for (var j = 0u; j < 4u; j++) {
+                let ih = ih0[j] + i32(kh * params.dil);
+                let iw = iw0[j] + i32(kw * params.dil);
+                ok[j] = ih >= 0 && iw >= 0 && ih < i32(params.h) && iw < i32(params.w);
+                xidx[j] = select(0u, xbase[j] + u32(ih) * params.w + u32(iw), ok[j]);
+            }
+            if (!any(ok)) { continue; }
+            var r = kh * params.k + kw; // (ci, kh, kw) flattened, the weight's inner index
+            var plane = 0u;
+            for (var ci = 0u; ci < params.cin; ci++) {
                 let xv = vec4<f32>(
-                    gather_x(xbase[0] + plane, ih0[0] + dh, iw0[0] + dw),
-                    gather_x(xbase[1] + plane, ih0[1] + dh, iw0[1] + dw),
-                    gather_x(xbase[2] + plane, ih0[2] + dh, iw0[2] + dw),
-                    gather_x(xbase[3] + plane, ih0[3] + dh, iw0[3] + dw));
+                    select(0.0, src_a[xidx[0] + plane], ok[0]),
+                    select(0.0, src_a[xidx[1] + plane], ok[1]),
+                    select(0.0, src_a[xidx[2] + plane], ok[2]),
+                    select(0.0, src_a[xidx[3] + plane], ok[3]));
                 acc0 += src_b[wrow[0] + r] * xv;
                 acc1 += src_b[wrow[1] + r] * xv;
                 acc2 += src_b[wrow[2] + r] * xv;
                 acc3 += src_b[wrow[3] + r] * xv;
-                r++;
+                r += kk;
+                plane += hw;
             }
         }
     }

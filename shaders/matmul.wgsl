@@ -1,5 +1,7 @@
 // matmul.wgsl — C = op(A) op(B) (+ C when accumulating), register-blocked: each thread owns a
 // 4x4 block of C in registers (no shared memory, no barriers; see DESIGN.md).
+// Two entry points: `matmul` (scalar loads, any shape) and `matmul_vec4` (aligned shapes: every
+// 4x4 operand block is four 16-byte loads, 64 FMAs per 8 loads); the host picks per launch.
 //
 // Operands are addressed through strides, so transposes cost nothing:
 //   op(A)[m, k] = a[a_off + m * a_sm + k * a_sk]      (M x K)

@@ -2,13 +2,16 @@
 //! a reverse-mode autodiff tape over them, layers, optimizers and the lecture's models.
 //! See DESIGN.md in the steering repo and the README for the picture.
 
+pub mod attack;
 pub mod autodiff;
 pub mod backend;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod cpu;
+pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod models;
 pub mod nn;
 pub mod rng;
 pub mod tensor;

@@ -115,6 +115,11 @@ function showRun(prm, r) {
     `Ran on ${r.backend}. Input: 0, 1, 2, … (arange), kernels of ones. ` +
     `The lecture's construction (a stride-1 conv with the flipped kernel over the grid above) ` +
     `${same ? 'equals' : 'DIFFERS FROM'} ConvTranspose2d: max |difference| = ${r.max_abs_diff === 0 ? '0' : r.max_abs_diff.toExponential(1)}.`;
+  if (!agree) {
+    $('conv-check').textContent =
+      `Sizes disagree: the formulas give o = ${o} and o' = ${o_t}, the backend gave ${conv.out_size} and ` +
+      `${tr.out_size}, and the input was i = ${i}. ` + $('conv-check').textContent;
+  }
   const vals = $('conv-values');
   vals.replaceChildren();
   if (i <= 12) {

@@ -4,7 +4,13 @@
 //! Its transposed conv is itself a *direct* conv, with stride s' = 1 and kernel m' = m, run on the
 //! o-sized input after inserting i' = s - 1 zeros between neighbouring pixels (size
 //! S = o + (o - 1) i'), padding by p' = m - p - 1 on each side and by a' = (i + 2p - m) mod s extra
-//! zeros on the bottom/right. Its output size is o' = s'(S - 1) + a' + m' - 2p', which equals i.
+//! zeros on the bottom/right. Its output size, that of a stride-1 conv over the padded grid of
+//! side S + 2p' + a', is o' = s'(S - 1) + a' + m' - 2p, which equals i.
+//!
+//! Note: the lecture writes the last term as 2p'. That agrees with the above only when
+//! 2p = m - 1 (as in its example: m = 3, p = 1); in general, e.g. i = 1, m = 2, s = 1, p = 1, it
+//! gives o' = 3 instead of 1. We use the padding p of the direct conv, as Dumoulin & Visin's
+//! relationship 14 does, and test that o' = i for every (i, m, s, p).
 //! In PyTorch terms that is ConvTranspose2d(kernel m, stride s, padding p, output_padding a').
 
 use super::{conv_out_size, Conv2dParams, ConvTranspose2dParams};
@@ -28,7 +34,7 @@ pub struct LectureTransposed {
     pub a_t: usize,
     /// size after inserting the zeros, S = o + (o - 1) i'
     pub stretched: usize,
-    /// output size o' = s'(S - 1) + a' + m' - 2p'
+    /// output size o' = s'(S - 1) + a' + m' - 2p (see the module doc on the lecture's 2p')
     pub o_t: usize,
 }
 
@@ -46,7 +52,7 @@ pub fn lecture_transposed(i: usize, m: usize, s: usize, p: usize) -> Result<Lect
     let stretched = o + (o - 1) * i_t;
     let p_t = m - p - 1;
     let a_t = (i + 2 * p - m) % s;
-    let o_t = (stretched - 1) + a_t + m - 2 * p_t;
+    let o_t = (stretched - 1) + a_t + m - 2 * p;
     Ok(LectureTransposed { i, o, m_t: m, s_t: 1, p_t, i_t, a_t, stretched, o_t })
 }
 

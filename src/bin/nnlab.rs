@@ -1,9 +1,11 @@
-//! The nnlab command line: backend info and the kernel bench (training, evaluation and
-//! denoising commands arrive with the model issues).
+//! The nnlab command line: backend info, the kernel bench, and training / evaluation of the
+//! models (`nnlab train classifier`, `nnlab eval classifier`; more arrive with the model issues).
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use std::time::Duration;
+
+    use super::classifier_cli as classifier;
 
     use clap::{Parser, Subcommand};
     use nnlab::cpu::CpuBackend;
@@ -26,6 +28,28 @@ mod cli {
             #[arg(long, default_value_t = 1.0)]
             seconds: f64,
         },
+        /// Train a model
+        Train {
+            #[command(subcommand)]
+            what: TrainWhat,
+        },
+        /// Evaluate a trained model
+        Eval {
+            #[command(subcommand)]
+            what: EvalWhat,
+        },
+    }
+
+    #[derive(Subcommand)]
+    enum TrainWhat {
+        /// The MNIST classifier (standard or adversarial training), on training digits 10000..60000
+        Classifier(classifier::TrainArgs),
+    }
+
+    #[derive(Subcommand)]
+    enum EvalWhat {
+        /// Accuracy and confidence of a classifier on the 10,000 MNIST test digits, under attack
+        Classifier(classifier::EvalArgs),
     }
 
     pub fn main() -> Result<(), String> {
@@ -54,6 +78,8 @@ mod cli {
                 let table = nnlab::bench::run(Duration::from_secs_f64(seconds)).map_err(|e| e.to_string())?;
                 print!("{table}");
             }
+            Cmd::Train { what: TrainWhat::Classifier(a) } => classifier::train(a).map_err(|e| e.to_string())?,
+            Cmd::Eval { what: EvalWhat::Classifier(a) } => classifier::eval(a).map_err(|e| e.to_string())?,
         }
         Ok(())
     }
@@ -69,3 +95,261 @@ fn main() {
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
+
+/// `nnlab train classifier` and `nnlab eval classifier`.
+#[cfg(not(target_arch = "wasm32"))]
+mod classifier_cli {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::time::Instant;
+
+    use clap::{Args, ValueEnum};
+    use nnlab::attack::{self, Attack};
+    use nnlab::backend::read_blocking;
+    use nnlab::cpu::CpuBackend;
+    use nnlab::data::mnist::{one_hot, Mnist, Split, CLASSES, SIDE};
+    use nnlab::gpu::{GpuBackend, GpuOptions};
+    use nnlab::models::classifier::train_step;
+    use nnlab::models::{Classifier, ClassifierConfig};
+    use nnlab::nn::{Adam, Module, Optimizer};
+    use nnlab::{rng, Backend, Error, Result};
+
+    /// The first 10,000 training digits are the page's; the classifier never sees them.
+    const PAGE_DIGITS: usize = 10_000;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+    pub enum BackendKind {
+        Cpu,
+        Gpu,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+    pub enum AttackName {
+        Fgsm,
+        Iterative,
+    }
+
+    #[derive(Args)]
+    pub struct TrainArgs {
+        /// train on alpha C(x) + (1 - alpha) C(x~), x~ the FGSM example
+        #[arg(long)]
+        adversarial: bool,
+        /// weight of the clean loss in adversarial training
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f32,
+        /// FGSM budget used in adversarial training (pixel scale)
+        #[arg(long, default_value_t = 0.25)]
+        eps: f32,
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Adam learning rate at the start (cosine decay to zero over the run)
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "www/models/classifier.safetensors")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+        backend: BackendKind,
+        /// data folder holding mnist/ (default: $NNLAB_DATA, else ../shared/data)
+        #[arg(long)]
+        data: Option<PathBuf>,
+    }
+
+    #[derive(Args)]
+    pub struct EvalArgs {
+        /// weights written by `nnlab train classifier`
+        #[arg(long)]
+        model: PathBuf,
+        /// attacks to run, comma-separated
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "fgsm")]
+        attack: Vec<AttackName>,
+        /// budgets, comma-separated (pixel scale)
+        #[arg(long, value_delimiter = ',', default_value = "0,0.05,0.1,0.15,0.2,0.25,0.3")]
+        eps: Vec<f32>,
+        /// steps of the iterative attack (step size 2.5 eps / steps)
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// push toward this class instead of away from the true label
+        #[arg(long)]
+        target: Option<u8>,
+        /// evaluate on the first N test digits only
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+        backend: BackendKind,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    }
+
+    fn backend(kind: BackendKind) -> Result<Box<dyn Backend>> {
+        Ok(match kind {
+            BackendKind::Cpu => Box::new(CpuBackend::new()),
+            BackendKind::Gpu => Box::new(GpuBackend::new_blocking(GpuOptions::default())?),
+        })
+    }
+
+    fn data_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
+        match arg {
+            Some(d) => Ok(d.clone()),
+            None => Ok(nnlab::data::data_dir(&std::env::current_dir()?)),
+        }
+    }
+
+    fn hms(secs: f64) -> String {
+        let s = secs.max(0.0).round() as u64;
+        if s >= 3600 { format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+    }
+
+    /// A seeded permutation of 0..n (Fisher-Yates on the counter-based RNG).
+    fn permutation(n: usize, seed: u64) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = rng::random_u32(seed, i as u32) as usize % (i + 1);
+            p.swap(i, j);
+        }
+        p
+    }
+
+    pub fn train(a: TrainArgs) -> Result<()> {
+        if a.epochs == 0 || a.batch == 0 || !(a.lr > 0.0 && a.lr.is_finite()) {
+            return Err(Error::Invalid(format!("need epochs >= 1, batch >= 1, lr > 0 (got {}, {}, {})", a.epochs, a.batch, a.lr)));
+        }
+        if a.adversarial {
+            Attack::fgsm(a.eps).validate()?;
+            if !(0.0..=1.0).contains(&a.alpha) {
+                return Err(Error::Invalid(format!("--alpha must be in [0, 1], got {}", a.alpha)));
+            }
+        }
+        let b = backend(a.backend)?;
+        let b: &dyn Backend = b.as_ref();
+        let dir = data_dir(&a.data)?;
+        let all = Mnist::load(&dir, Split::Train)?;
+        let train = all.slice(PAGE_DIGITS..all.len())?;
+        drop(all);
+        let test = Mnist::load(&dir, Split::Test)?;
+        let model = Classifier::new(b, ClassifierConfig::default(), a.seed)?;
+        let mut opt = Adam::new(a.lr, 0.9, 0.999);
+        let steps_per_epoch = train.len() / a.batch;
+        let total = steps_per_epoch * a.epochs;
+        let adv = a.adversarial.then_some((a.eps, a.alpha));
+        println!(
+            "training the MNIST classifier on {} ({} digits {}..{}, batch {}, {} epochs, Adam lr {} cosine, seed {}{})",
+            b.info().describe(),
+            train.len(),
+            PAGE_DIGITS,
+            PAGE_DIGITS + train.len(),
+            a.batch,
+            a.epochs,
+            a.lr,
+            a.seed,
+            if a.adversarial { format!(", adversarial: alpha {} eps {}", a.alpha, a.eps) } else { String::new() }
+        );
+        let start = Instant::now();
+        let mut last_print = Instant::now();
+        let mut step = 0usize;
+        let mut test_acc = 0.0;
+        for epoch in 0..a.epochs {
+            let order = permutation(train.len(), a.seed.wrapping_mul(1000).wrapping_add(epoch as u64 + 1));
+            let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
+            for idx in order.chunks_exact(a.batch) {
+                // cosine decay from lr to 0 over the whole run
+                let t = step as f32 / total as f32;
+                opt.set_lr(a.lr * 0.5 * (1.0 + (std::f32::consts::PI * t).cos()));
+                let (xs, ys) = train.gather(idx)?;
+                let x = b.upload(&[idx.len(), 1, SIDE, SIDE], &xs)?;
+                let tt = b.upload(&[idx.len(), CLASSES], &one_hot(&ys))?;
+                let loss = train_step(b, &model, &mut opt, &x, &tt, adv)?;
+                let l = read_blocking(b, &loss)?[0];
+                if !l.is_finite() {
+                    return Err(Error::Invalid(format!("training diverged at step {step} (loss {l}); try a lower --lr")));
+                }
+                loss_sum += l as f64;
+                loss_n += 1;
+                step += 1;
+                if last_print.elapsed().as_secs_f64() >= 10.0 || step == total {
+                    let el = start.elapsed().as_secs_f64();
+                    let rate = (step * a.batch) as f64 / el;
+                    println!(
+                        "epoch {}/{}  step {step}/{total}  loss {:.4}  {:.0} images/s  elapsed {}  ETA {}",
+                        epoch + 1,
+                        a.epochs,
+                        loss_sum / loss_n as f64,
+                        rate,
+                        hms(el),
+                        hms(el / step as f64 * (total - step) as f64)
+                    );
+                    (loss_sum, loss_n) = (0.0, 0);
+                    last_print = Instant::now();
+                }
+            }
+            let r = attack::evaluate(b, &model, &test.images, &test.labels, 500, None, |_| {})?;
+            test_acc = r.accuracy();
+            println!("epoch {}/{} done: test accuracy {:.2}% ({}/{})  elapsed {}", epoch + 1, a.epochs, 100.0 * test_acc, r.correct, r.n, hms(start.elapsed().as_secs_f64()));
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let mut meta = HashMap::new();
+        meta.insert("model".to_string(), "nnlab MNIST classifier".to_string());
+        meta.insert("command".to_string(), std::env::args().collect::<Vec<_>>().join(" "));
+        meta.insert("data".to_string(), format!("MNIST training digits {}..{}", PAGE_DIGITS, PAGE_DIGITS + train.len()));
+        meta.insert("test_accuracy".to_string(), format!("{:.4}", test_acc));
+        meta.insert("train_seconds".to_string(), format!("{:.0}", secs));
+        meta.insert("backend".to_string(), b.info().describe());
+        meta.insert("seed".to_string(), a.seed.to_string());
+        meta.insert("adversarial".to_string(), if a.adversarial { format!("alpha {} eps {}", a.alpha, a.eps) } else { "no".into() });
+        if let Some(parent) = a.out.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
+            }
+        }
+        nnlab::weights::save_file(b, &model.params(), &a.out, Some(meta))?;
+        println!("trained in {} ; test accuracy {:.2}% ; weights written to {}", hms(secs), 100.0 * test_acc, a.out.display());
+        Ok(())
+    }
+
+    pub fn eval(a: EvalArgs) -> Result<()> {
+        if a.eps.is_empty() || a.attack.is_empty() || a.batch == 0 {
+            return Err(Error::Invalid("need at least one --eps, one --attack and --batch >= 1".into()));
+        }
+        let b = backend(a.backend)?;
+        let b: &dyn Backend = b.as_ref();
+        let model = Classifier::new(b, ClassifierConfig::default(), 0)?;
+        nnlab::weights::load_file(b, &model.params(), &a.model)?;
+        let mut test = Mnist::load(&data_dir(&a.data)?, Split::Test)?;
+        if let Some(n) = a.limit {
+            test = test.slice(0..n.min(test.len()))?;
+        }
+        println!("model {} on {} MNIST test digits, {}", a.model.display(), test.len(), b.info().describe());
+        println!("{:<10} {:>5}  {:>8}  {:>7}  {:>9}  {:>16}{}", "attack", "eps", "accuracy", "error", "mean conf", "conf when wrong", if a.target.is_some() { "  hit target" } else { "" });
+        for name in &a.attack {
+            for &eps in &a.eps {
+                let mut at = match name {
+                    AttackName::Fgsm => Attack::fgsm(eps),
+                    AttackName::Iterative => Attack::iterative(eps, a.steps),
+                };
+                at.target = a.target;
+                at.validate()?;
+                let label = match name {
+                    AttackName::Fgsm => "fgsm".to_string(),
+                    AttackName::Iterative => format!("iter{}", a.steps),
+                };
+                let r = attack::evaluate(b, &model, &test.images, &test.labels, a.batch, Some(&at), |_| {})?;
+                let hit = if a.target.is_some() { format!("  {:>9.2}%", 100.0 * r.target_hits as f64 / r.n as f64) } else { String::new() };
+                println!(
+                    "{:<10} {:>5.2}  {:>7.2}%  {:>6.2}%  {:>8.1}%  {:>15.1}%{hit}",
+                    label,
+                    eps,
+                    100.0 * r.accuracy(),
+                    100.0 * r.error(),
+                    100.0 * r.mean_confidence(),
+                    100.0 * r.mean_wrong_confidence()
+                );
+            }
+        }
+        Ok(())
+    }
+}

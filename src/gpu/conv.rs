@@ -114,9 +114,10 @@ fn span(buf: &GpuBuffer, start: usize, len: usize) -> (Binding<'_>, usize) {
     (Binding::Range(buf, base as u64 * 4, (off + len) as u64 * 4), off)
 }
 
-/// Largest number of floats one bound span may cover (binding limit less the alignment slack).
+/// Largest number of floats one bound span may cover: the binding limit less the alignment
+/// slack of `span` and the rounding of vec4 bindings to whole vec4s.
 fn span_capacity(be: &GpuBackend) -> usize {
-    be.max_binding_elems().saturating_sub(ALIGN)
+    be.max_binding_elems().saturating_sub(ALIGN + 4)
 }
 
 /// Error unless a tensor that must be bound whole (a weight, a bias) fits one binding.
@@ -341,7 +342,9 @@ fn matmul_blocks(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: Stride
         } else if c.range(0, mb, 0, nb).1 > cap {
             if mb > 1 { mb = mb.div_ceil(2) } else { nb = nb.div_ceil(2) }
         } else {
-            return (mb, nb, kb);
+            // blocks of a split product stay multiples of 4 where they can (the vec4 kernel)
+            let round = |b: usize, full: usize| if b < full && b >= 8 { b / 4 * 4 } else { b };
+            return (round(mb, m), round(nb, n), round(kb, k));
         }
     }
 }

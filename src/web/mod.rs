@@ -189,7 +189,7 @@ fn cell_kind(lt: &LectureTransposed, y: usize, x: usize) -> Cell {
         Cell::Extra
     } else if !body.contains(&y) || !body.contains(&x) {
         Cell::Padding
-    } else if (y - lt.p_t) % (lt.i_t + 1) == 0 && (x - lt.p_t) % (lt.i_t + 1) == 0 {
+    } else if (y - lt.p_t).is_multiple_of(lt.i_t + 1) && (x - lt.p_t).is_multiple_of(lt.i_t + 1) {
         Cell::Input
     } else {
         Cell::Inserted

@@ -171,3 +171,18 @@ test('page without WebGPU: the status line says why, the tab runs on the CPU bac
   assert.deepEqual(problems, [], 'no errors in the page or the worker');
   assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
 });
+
+test("Conv-arithmetic tab: a case with p != p' (i=28, m=4, s=2, p=1) goes back to 28x28", async () => {
+  // the lecture's example has p = p' = 1, which hides a formula that confuses them
+  const { page, foreign, problems } = await openPage(ARGS);
+  await backendStatus(page);
+  await page.click('#tab-conv');
+  await enter(page, { i: 28, m: 4, s: 2, p: 1 });
+  const result = await runResult(page);
+  const shown = {};
+  for (const k of ['o', 'p_t', 'i_t', 'a_t', 'stretched', 'o_t']) shown[k] = Number(await page.textContent(`#v-${k}`));
+  assert.deepEqual(shown, { o: 14, p_t: 2, i_t: 1, a_t: 0, stretched: 27, o_t: 28 });
+  assert.equal(result, 'conv: 28x28 -> 14x14; transposed conv: 14x14 -> 28x28 ✓');
+  assert.deepEqual(problems, [], 'no errors in the page or the worker');
+  assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
+});

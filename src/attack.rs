@@ -1,0 +1,265 @@
+//! Adversarial examples (Goodfellow et al. 2014) and adversarial training, on any classifier
+//! `Module` whose forward maps images in [0, 1] to logits.
+//!
+//! - FGSM: x~ = clip(x + eps sign(grad_x C(x, y)), 0, 1), one step.
+//! - Iterative FGSM / PGD without random start (Kurakin et al.; Madry et al.): `steps` signed
+//!   steps of `step_size`, each followed by projection onto the L-inf ball of radius eps around
+//!   x and onto [0, 1].
+//! - Targeted variants descend the loss of a chosen class instead of ascending the true one's.
+//! - Adversarial training: alpha C(x) + (1 - alpha) C(x~), x~ the FGSM example of the current
+//!   parameters, treated as data (no gradient flows through its construction).
+//!
+//! The input gradient is the tape's (`Graph::input` + `backward`): no hand-written backprop.
+//! Every step runs on the backend's ops (sign, affine, add, clamp), so the same code runs on the
+//! CPU and the GPU.
+
+use crate::autodiff::{Graph, Var};
+use crate::backend::{Backend, BinaryOp, UnaryOp};
+use crate::data::mnist::{one_hot, CLASSES};
+use crate::models::classifier::cross_entropy;
+use crate::nn::Module;
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+
+/// Which attack.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AttackKind {
+    Fgsm,
+    /// Iterative FGSM / PGD (no random start).
+    Iterative { steps: usize, step_size: f32 },
+}
+
+/// An attack with its budget eps (L-inf, pixel scale [0, 1]) and optionally a target class.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Attack {
+    pub kind: AttackKind,
+    pub eps: f32,
+    /// Some(class): push every image toward this class; None: away from its true label.
+    pub target: Option<u8>,
+}
+
+impl Attack {
+    pub fn fgsm(eps: f32) -> Attack {
+        Attack { kind: AttackKind::Fgsm, eps, target: None }
+    }
+    /// Iterative attack with the common step size 2.5 eps / steps (Madry et al.), so the walk
+    /// can reach the ball's surface and move along it.
+    pub fn iterative(eps: f32, steps: usize) -> Attack {
+        let step_size = 2.5 * eps / steps.max(1) as f32;
+        Attack { kind: AttackKind::Iterative { steps, step_size }, eps, target: None }
+    }
+    pub fn targeted(self, class: u8) -> Attack {
+        Attack { target: Some(class), ..self }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        check_eps(self.eps)?;
+        if let AttackKind::Iterative { steps, step_size } = self.kind {
+            if steps == 0 || steps > 10_000 {
+                return Err(Error::Invalid(format!("iterative attack: steps must be in 1..=10000, got {steps}")));
+            }
+            if !(step_size.is_finite() && step_size >= 0.0) {
+                return Err(Error::Invalid(format!("iterative attack: step size must be >= 0, got {step_size}")));
+            }
+        }
+        if let Some(c) = self.target {
+            if c as usize >= CLASSES {
+                return Err(Error::Invalid(format!("targeted attack: class {c} is not a digit 0..9")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_eps(eps: f32) -> Result<()> {
+    if !(eps.is_finite() && (0.0..=1.0).contains(&eps)) {
+        return Err(Error::Invalid(format!("attack: eps must be in [0, 1] (pixel scale), got {eps}")));
+    }
+    Ok(())
+}
+
+/// d C(x, t) / d x for every image, with the loss summed over the batch so that each image's
+/// gradient is that of its own loss (the mean would scale all by 1/N). Returns (gradient,
+/// mean loss [1]). `t` holds one-hot (or soft) target rows (N, 10).
+pub fn input_gradient(b: &dyn Backend, model: &dyn Module, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
+    let n = x.shape().first().copied().unwrap_or(0);
+    let mut g = Graph::new(b);
+    g.set_training(false);
+    let xv = g.input(x.clone());
+    let tv = g.constant(t.clone());
+    let loss = cross_entropy(&mut g, model, xv, tv)?;
+    let total = g.scale(loss, n as f32)?;
+    g.backward(total)?;
+    let grad = g.grad(xv).ok_or_else(|| Error::Invalid("attack: the model's output does not depend on its input".into()))?;
+    Ok((grad, g.value(loss)?.clone()))
+}
+
+/// x' = clip(x + step sign(grad), 0, 1), then (with `ball = Some((x0, eps))`) projected onto
+/// [x0 - eps, x0 + eps] before the [0, 1] clip. A negative `step` descends.
+fn signed_step(b: &dyn Backend, x: &Tensor, grad: &Tensor, step: f32, ball: Option<(&Tensor, f32)>) -> Result<Tensor> {
+    let s = b.unary(UnaryOp::Sign, grad)?;
+    let delta = b.affine(&s, step, 0.0)?;
+    let mut y = b.binary(BinaryOp::Add, x, &delta)?;
+    if let Some((x0, eps)) = ball {
+        let d = b.binary(BinaryOp::Sub, &y, x0)?;
+        let d = b.clamp(&d, -eps, eps)?;
+        y = b.binary(BinaryOp::Add, x0, &d)?;
+    }
+    b.clamp(&y, 0.0, 1.0)
+}
+
+/// FGSM: clip(x + eps sign(grad_x C(x, y)), 0, 1); `t` one-hot rows of the true labels.
+pub fn fgsm(b: &dyn Backend, model: &dyn Module, x: &Tensor, t: &Tensor, eps: f32) -> Result<Tensor> {
+    check_eps(eps)?;
+    let (grad, _) = input_gradient(b, model, x, t)?;
+    signed_step(b, x, &grad, eps, None)
+}
+
+/// Targeted FGSM: clip(x - eps sign(grad_x C(x, target)), 0, 1): one step down the target's loss.
+pub fn fgsm_targeted(b: &dyn Backend, model: &dyn Module, x: &Tensor, target: &Tensor, eps: f32) -> Result<Tensor> {
+    check_eps(eps)?;
+    let (grad, _) = input_gradient(b, model, x, target)?;
+    signed_step(b, x, &grad, -eps, None)
+}
+
+/// Iterative FGSM / PGD: `steps` signed steps of `step_size` (up the loss of `t`, or down it
+/// when `targeted`), each projected onto the eps ball around x and onto [0, 1].
+#[allow(clippy::too_many_arguments)]
+pub fn iterative(b: &dyn Backend, model: &dyn Module, x: &Tensor, t: &Tensor, eps: f32, steps: usize, step_size: f32, targeted: bool) -> Result<Tensor> {
+    Attack { kind: AttackKind::Iterative { steps, step_size }, eps, target: None }.validate()?;
+    let step = if targeted { -step_size } else { step_size };
+    let mut xa = x.clone();
+    for _ in 0..steps {
+        let (grad, _) = input_gradient(b, model, &xa, t)?;
+        xa = signed_step(b, &xa, &grad, step, Some((x, eps)))?;
+    }
+    Ok(xa)
+}
+
+/// Adversarial images for `x` (N, 1, H, W) with true `labels` under `attack`.
+pub fn perturb(b: &dyn Backend, model: &dyn Module, x: &Tensor, labels: &[u8], attack: &Attack) -> Result<Tensor> {
+    attack.validate()?;
+    let n = x.shape().first().copied().unwrap_or(0);
+    if labels.len() != n {
+        return Err(Error::Shape(format!("attack: {} labels for a batch of {n} images", labels.len())));
+    }
+    if attack.eps == 0.0 {
+        return Ok(x.clone());
+    }
+    let (rows, targeted) = match attack.target {
+        Some(c) => (one_hot(&vec![c; n]), true),
+        None => (one_hot(labels), false),
+    };
+    let t = b.upload(&[n, CLASSES], &rows)?;
+    match (attack.kind, targeted) {
+        (AttackKind::Fgsm, false) => fgsm(b, model, x, &t, attack.eps),
+        (AttackKind::Fgsm, true) => fgsm_targeted(b, model, x, &t, attack.eps),
+        (AttackKind::Iterative { steps, step_size }, targeted) => iterative(b, model, x, &t, attack.eps, steps, step_size, targeted),
+    }
+}
+
+/// alpha C(x) + (1 - alpha) C(x~) recorded in `g` (x~ given; gradients flow to the parameters
+/// through both terms).
+pub fn adversarial_loss(g: &mut Graph<'_>, model: &dyn Module, x: Var, x_adv: Var, t: Var, alpha: f32) -> Result<Var> {
+    if !(alpha.is_finite() && (0.0..=1.0).contains(&alpha)) {
+        return Err(Error::Invalid(format!("adversarial loss: alpha must be in [0, 1], got {alpha}")));
+    }
+    let clean = cross_entropy(g, model, x, t)?;
+    let adv = cross_entropy(g, model, x_adv, t)?;
+    let a = g.scale(clean, alpha)?;
+    let c = g.scale(adv, 1.0 - alpha)?;
+    g.add(a, c)
+}
+
+/// The adversarial-training objective for a batch: crafts x~ = FGSM(x, eps) with the current
+/// parameters (in a separate graph), then records alpha C(x) + (1 - alpha) C(x~) in `g`.
+pub fn adversarial_training_loss(g: &mut Graph<'_>, model: &dyn Module, x: &Tensor, t: &Tensor, eps: f32, alpha: f32) -> Result<Var> {
+    let b = g.backend();
+    let x_adv = fgsm(b, model, x, t, eps)?;
+    let xv = g.constant(x.clone());
+    let xa = g.constant(x_adv);
+    let tv = g.constant(t.clone());
+    adversarial_loss(g, model, xv, xa, tv, alpha)
+}
+
+/// Accuracy and confidence of a classifier on a labelled set, optionally under attack.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EvalResult {
+    pub n: usize,
+    pub correct: usize,
+    /// sum over images of the probability of the predicted class
+    pub confidence_sum: f64,
+    /// the same, over the misclassified images only
+    pub wrong_confidence_sum: f64,
+    /// images classified as the attack's target class (targeted attacks)
+    pub target_hits: usize,
+}
+
+impl EvalResult {
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.n.max(1) as f64
+    }
+    pub fn error(&self) -> f64 {
+        1.0 - self.accuracy()
+    }
+    pub fn mean_confidence(&self) -> f64 {
+        self.confidence_sum / self.n.max(1) as f64
+    }
+    /// Mean confidence on the misclassified images (Goodfellow et al. report it), 0 if none.
+    pub fn mean_wrong_confidence(&self) -> f64 {
+        let wrong = self.n - self.correct;
+        if wrong == 0 { 0.0 } else { self.wrong_confidence_sum / wrong as f64 }
+    }
+
+    /// Add one batch's class probabilities (n, 10) against its labels.
+    pub fn add_batch(&mut self, probs: &[f32], labels: &[u8], target: Option<u8>) {
+        for (row, &l) in probs.chunks(CLASSES).zip(labels) {
+            let (pred, conf) = row.iter().enumerate().fold((0, f32::MIN), |best, (k, &p)| if p > best.1 { (k, p) } else { best });
+            self.n += 1;
+            self.confidence_sum += conf as f64;
+            if pred == l as usize {
+                self.correct += 1;
+            } else {
+                self.wrong_confidence_sum += conf as f64;
+            }
+            if target == Some(pred as u8) {
+                self.target_hits += 1;
+            }
+        }
+    }
+}
+
+/// Evaluate `model` on `images` (n * 784 values in [0, 1]) with `labels`, in batches, under
+/// `attack` when given (natively: blocks on the reads).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn evaluate(
+    b: &dyn Backend,
+    model: &dyn Module,
+    images: &[f32],
+    labels: &[u8],
+    batch: usize,
+    attack: Option<&Attack>,
+    mut progress: impl FnMut(usize),
+) -> Result<EvalResult> {
+    use crate::data::mnist::{PIXELS, SIDE};
+    if batch == 0 || images.len() != labels.len() * PIXELS {
+        return Err(Error::Invalid(format!("evaluate: {} pixel values for {} labels (batch {batch})", images.len(), labels.len())));
+    }
+    let mut r = EvalResult::default();
+    for (xs, ys) in images.chunks(batch * PIXELS).zip(labels.chunks(batch)) {
+        let x = b.upload(&[ys.len(), 1, SIDE, SIDE], xs)?;
+        let x = match attack {
+            Some(a) => perturb(b, model, &x, ys, a)?,
+            None => x,
+        };
+        let mut g = Graph::new(b);
+        g.set_grad_enabled(false);
+        g.set_training(false);
+        let xv = g.constant(x);
+        let logits = model.forward(&mut g, xv)?;
+        let probs = crate::backend::read_blocking(b, &b.softmax(g.value(logits)?)?)?;
+        r.add_batch(&probs, ys, attack.and_then(|a| a.target));
+        progress(r.n);
+    }
+    Ok(r)
+}
