@@ -3,6 +3,7 @@
 //! shape helpers, so both backends refuse the same inputs with the same messages.
 
 pub mod conv_arith;
+mod forward;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -13,7 +13,7 @@ pub mod reduce;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::backend::BackendInfo;
+use crate::backend::{BackendInfo, LocalBoxFuture};
 use crate::tensor::{Storage, Tensor};
 use crate::{Error, Result};
 
@@ -23,6 +23,13 @@ pub struct CpuBackend;
 impl CpuBackend {
     pub fn new() -> CpuBackend {
         CpuBackend
+    }
+    pub fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        elementwise::upload(shape, data)
+    }
+    /// Read a tensor back: immediate on the CPU, a future only to share the trait's signature.
+    pub fn read_tensor<'a>(&'a self, t: &'a Tensor) -> LocalBoxFuture<'a, Result<Vec<f32>>> {
+        Box::pin(async move { elementwise::read(t) })
     }
     pub fn info(&self) -> BackendInfo {
         BackendInfo {

@@ -228,6 +228,14 @@ impl GpuBackend {
         Ok(self.tensor(shape, buf))
     }
 
+    /// Read a whole tensor back (see `read_buffer`).
+    pub fn read_tensor<'a>(&'a self, t: &'a Tensor) -> crate::backend::LocalBoxFuture<'a, Result<Vec<f32>>> {
+        Box::pin(async move {
+            let b = t.gpu_buffer("read")?;
+            self.read_buffer(&b, t.numel()).await
+        })
+    }
+
     /// Copy `len` floats from `src[src_off..]` to `dst[dst_off..]` on the GPU.
     pub fn copy_elems(&self, src: &GpuBuffer, src_off: usize, dst: &GpuBuffer, dst_off: usize, len: usize) -> Result<()> {
         if src_off + len > src.len() || dst_off + len > dst.len() {
