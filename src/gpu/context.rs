@@ -281,6 +281,12 @@ impl GpuBackend {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
         done.await.map_err(|e| Error::Gpu(format!("reading a GPU buffer failed: {e}")))?;
+        // In the browser validation errors arrive asynchronously; by the time the map completed,
+        // those of all earlier work have, so a read never returns data from a rejected op.
+        if let Err(e) = self.check("GPU work before this read") {
+            staging.unmap();
+            return Err(e);
+        }
         let out = {
             let view = staging
                 .get_mapped_range(0..bytes)
