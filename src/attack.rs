@@ -158,6 +158,30 @@ pub fn perturb(b: &dyn Backend, model: &dyn Module, x: &Tensor, labels: &[u8], a
     }
 }
 
+/// RS-FGSM (Wong, Rice & Kolter 2020, "Fast is better than free"): start at a uniformly random
+/// point of the eps ball, take one signed step of 1.25 eps, project back onto the ball and
+/// [0, 1]. Training on plain FGSM at a large eps can overfit to it "catastrophically": the
+/// model learns to mask its gradient, FGSM stops working while iterative attacks succeed; the
+/// random start prevents that at the cost of one random tensor per step.
+pub fn fgsm_random_start(b: &dyn Backend, model: &dyn Module, x: &Tensor, t: &Tensor, eps: f32, seed: u64) -> Result<Tensor> {
+    check_eps(eps)?;
+    let noise = b.random(x.shape(), crate::backend::Distribution::Uniform { lo: -eps, hi: eps }, seed)?;
+    let x0 = b.clamp(&b.binary(BinaryOp::Add, x, &noise)?, 0.0, 1.0)?;
+    let (grad, _) = input_gradient(b, model, &x0, t)?;
+    signed_step(b, &x0, &grad, 1.25 * eps, Some((x, eps)))
+}
+
+/// How adversarial training crafts its examples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdvTraining {
+    /// FGSM budget (pixel scale)
+    pub eps: f32,
+    /// weight of the clean loss: alpha C(x) + (1 - alpha) C(x~)
+    pub alpha: f32,
+    /// None: plain FGSM (Goodfellow et al.); Some(seed): RS-FGSM with this step's seed
+    pub random_start: Option<u64>,
+}
+
 /// alpha C(x) + (1 - alpha) C(x~) recorded in `g` (x~ given; gradients flow to the parameters
 /// through both terms).
 pub fn adversarial_loss(g: &mut Graph<'_>, model: &dyn Module, x: Var, x_adv: Var, t: Var, alpha: f32) -> Result<Var> {
@@ -171,15 +195,18 @@ pub fn adversarial_loss(g: &mut Graph<'_>, model: &dyn Module, x: Var, x_adv: Va
     g.add(a, c)
 }
 
-/// The adversarial-training objective for a batch: crafts x~ = FGSM(x, eps) with the current
-/// parameters (in a separate graph), then records alpha C(x) + (1 - alpha) C(x~) in `g`.
-pub fn adversarial_training_loss(g: &mut Graph<'_>, model: &dyn Module, x: &Tensor, t: &Tensor, eps: f32, alpha: f32) -> Result<Var> {
+/// The adversarial-training objective for a batch: crafts x~ (FGSM, or RS-FGSM) with the
+/// current parameters (in a separate graph), then records alpha C(x) + (1 - alpha) C(x~) in `g`.
+pub fn adversarial_training_loss(g: &mut Graph<'_>, model: &dyn Module, x: &Tensor, t: &Tensor, cfg: &AdvTraining) -> Result<Var> {
     let b = g.backend();
-    let x_adv = fgsm(b, model, x, t, eps)?;
+    let x_adv = match cfg.random_start {
+        None => fgsm(b, model, x, t, cfg.eps)?,
+        Some(seed) => fgsm_random_start(b, model, x, t, cfg.eps, seed)?,
+    };
     let xv = g.constant(x.clone());
     let xa = g.constant(x_adv);
     let tv = g.constant(t.clone());
-    adversarial_loss(g, model, xv, xa, tv, alpha)
+    adversarial_loss(g, model, xv, xa, tv, cfg.alpha)
 }
 
 /// Accuracy and confidence of a classifier on a labelled set, optionally under attack.

@@ -11,10 +11,12 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod rng;
 pub mod tensor;
+pub mod tiling;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

@@ -38,18 +38,24 @@ mod cli {
             #[command(subcommand)]
             what: EvalWhat,
         },
+        /// Denoise an image with a DnCNN (tiled, any size): nnlab denoise in.png out.png
+        Denoise(nnlab::models::dncnn_cli::DenoiseArgs),
     }
 
     #[derive(Subcommand)]
     enum TrainWhat {
         /// The MNIST classifier (standard or adversarial training), on training digits 10000..60000
         Classifier(classifier::TrainArgs),
+        /// The DnCNN denoiser on Train400 (gray) or CBSD432 (colour): fixed sigma or blind
+        Dncnn(nnlab::models::dncnn_cli::TrainArgs),
     }
 
     #[derive(Subcommand)]
     enum EvalWhat {
         /// Accuracy and confidence of a classifier on the 10,000 MNIST test digits, under attack
         Classifier(classifier::EvalArgs),
+        /// PSNR/SSIM of a DnCNN on Set12 / BSD68 / CBSD68 (paper protocol, fixed noise seed)
+        Dncnn(nnlab::models::dncnn_cli::EvalArgs),
     }
 
     pub fn main() -> Result<(), String> {
@@ -80,6 +86,9 @@ mod cli {
             }
             Cmd::Train { what: TrainWhat::Classifier(a) } => classifier::train(a).map_err(|e| e.to_string())?,
             Cmd::Eval { what: EvalWhat::Classifier(a) } => classifier::eval(a).map_err(|e| e.to_string())?,
+            Cmd::Train { what: TrainWhat::Dncnn(a) } => nnlab::models::dncnn_cli::train(a).map_err(|e| e.to_string())?,
+            Cmd::Eval { what: EvalWhat::Dncnn(a) } => nnlab::models::dncnn_cli::eval(a).map_err(|e| e.to_string())?,
+            Cmd::Denoise(a) => nnlab::models::dncnn_cli::denoise(a).map_err(|e| e.to_string())?,
         }
         Ok(())
     }
@@ -104,10 +113,10 @@ mod classifier_cli {
     use std::time::Instant;
 
     use clap::{Args, ValueEnum};
-    use nnlab::attack::{self, Attack};
+    use nnlab::attack::{self, AdvTraining, Attack};
     use nnlab::backend::read_blocking;
     use nnlab::cpu::CpuBackend;
-    use nnlab::data::mnist::{one_hot, Mnist, Split, CLASSES, SIDE};
+    use nnlab::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PIXELS, SIDE};
     use nnlab::gpu::{GpuBackend, GpuOptions};
     use nnlab::models::classifier::train_step;
     use nnlab::models::{Classifier, ClassifierConfig};
@@ -140,6 +149,10 @@ mod classifier_cli {
         /// FGSM budget used in adversarial training (pixel scale)
         #[arg(long, default_value_t = 0.25)]
         eps: f32,
+        /// adversarial training on RS-FGSM (random start in the eps ball, step 1.25 eps; Wong et
+        /// al. 2020) instead of plain FGSM, which can overfit and mask gradients
+        #[arg(long)]
+        random_start: bool,
         #[arg(long, default_value_t = 3)]
         epochs: usize,
         #[arg(long, default_value_t = 128)]
@@ -149,6 +162,9 @@ mod classifier_cli {
         lr: f32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// augmentation: translate each training digit by up to this many pixels (0: none)
+        #[arg(long, default_value_t = 0)]
+        shift: u32,
         #[arg(long, default_value = "www/models/classifier.safetensors")]
         out: PathBuf,
         #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
@@ -182,6 +198,7 @@ mod classifier_cli {
         batch: usize,
         #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
         backend: BackendKind,
+        /// data folder holding mnist/ (default: $NNLAB_DATA, else ../shared/data)
         #[arg(long)]
         data: Option<PathBuf>,
     }
@@ -215,7 +232,21 @@ mod classifier_cli {
         p
     }
 
+    /// Translate every image of a batch by a seeded random offset in [-max, max]^2.
+    fn shift_batch(xs: &mut [f32], max: u32, seed: u64) {
+        let span = 2 * max + 1;
+        for (i, img) in xs.chunks_mut(PIXELS).enumerate() {
+            let dx = (rng::random_u32(seed, 2 * i as u32) % span) as i32 - max as i32;
+            let dy = (rng::random_u32(seed, 2 * i as u32 + 1) % span) as i32 - max as i32;
+            let moved = translate(img, dx, dy);
+            img.copy_from_slice(&moved);
+        }
+    }
+
     pub fn train(a: TrainArgs) -> Result<()> {
+        if a.shift > 8 {
+            return Err(Error::Invalid(format!("--shift must be at most 8 pixels, got {}", a.shift)));
+        }
         if a.epochs == 0 || a.batch == 0 || !(a.lr > 0.0 && a.lr.is_finite()) {
             return Err(Error::Invalid(format!("need epochs >= 1, batch >= 1, lr > 0 (got {}, {}, {})", a.epochs, a.batch, a.lr)));
         }
@@ -236,9 +267,13 @@ mod classifier_cli {
         let mut opt = Adam::new(a.lr, 0.9, 0.999);
         let steps_per_epoch = train.len() / a.batch;
         let total = steps_per_epoch * a.epochs;
-        let adv = a.adversarial.then_some((a.eps, a.alpha));
+        let adv = |step: usize| AdvTraining {
+            eps: a.eps,
+            alpha: a.alpha,
+            random_start: a.random_start.then(|| a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
+        };
         println!(
-            "training the MNIST classifier on {} ({} digits {}..{}, batch {}, {} epochs, Adam lr {} cosine, seed {}{})",
+            "training the MNIST classifier on {} ({} digits {}..{}, batch {}, {} epochs, Adam lr {} cosine, shift +-{} px, seed {}{})",
             b.info().describe(),
             train.len(),
             PAGE_DIGITS,
@@ -246,8 +281,9 @@ mod classifier_cli {
             a.batch,
             a.epochs,
             a.lr,
+            a.shift,
             a.seed,
-            if a.adversarial { format!(", adversarial: alpha {} eps {}", a.alpha, a.eps) } else { String::new() }
+            if a.adversarial { format!(", adversarial: alpha {} eps {}{}", a.alpha, a.eps, if a.random_start { " RS-FGSM" } else { " FGSM" }) } else { String::new() }
         );
         let start = Instant::now();
         let mut last_print = Instant::now();
@@ -260,10 +296,14 @@ mod classifier_cli {
                 // cosine decay from lr to 0 over the whole run
                 let t = step as f32 / total as f32;
                 opt.set_lr(a.lr * 0.5 * (1.0 + (std::f32::consts::PI * t).cos()));
-                let (xs, ys) = train.gather(idx)?;
+                let (mut xs, ys) = train.gather(idx)?;
+                if a.shift > 0 {
+                    shift_batch(&mut xs, a.shift, a.seed.wrapping_mul(7919).wrapping_add(step as u64));
+                }
                 let x = b.upload(&[idx.len(), 1, SIDE, SIDE], &xs)?;
                 let tt = b.upload(&[idx.len(), CLASSES], &one_hot(&ys))?;
-                let loss = train_step(b, &model, &mut opt, &x, &tt, adv)?;
+                let cfg = adv(step);
+                let loss = train_step(b, &model, &mut opt, &x, &tt, a.adversarial.then_some(&cfg))?;
                 let l = read_blocking(b, &loss)?[0];
                 if !l.is_finite() {
                     return Err(Error::Invalid(format!("training diverged at step {step} (loss {l}); try a lower --lr")));
@@ -300,7 +340,8 @@ mod classifier_cli {
         meta.insert("train_seconds".to_string(), format!("{:.0}", secs));
         meta.insert("backend".to_string(), b.info().describe());
         meta.insert("seed".to_string(), a.seed.to_string());
-        meta.insert("adversarial".to_string(), if a.adversarial { format!("alpha {} eps {}", a.alpha, a.eps) } else { "no".into() });
+        meta.insert("augmentation".to_string(), format!("random translation up to {} px", a.shift));
+        meta.insert("adversarial".to_string(), if a.adversarial { format!("alpha {} eps {} {}", a.alpha, a.eps, if a.random_start { "RS-FGSM" } else { "FGSM" }) } else { "no".into() });
         if let Some(parent) = a.out.parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;

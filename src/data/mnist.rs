@@ -72,8 +72,9 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 /// Check the magic and that the header fits; returns the header's u32 fields after the magic.
 fn header(bytes: &[u8], magic: u32, dims: usize, what: &str) -> Result<Vec<usize>> {
     let len = 4 + 4 * dims;
-    if bytes.len() < len {
-        return Err(corrupt(what, format!("truncated: {} bytes, shorter than the {len}-byte IDX header", bytes.len())));
+    let short = || corrupt(what, format!("truncated: {} bytes, shorter than the {len}-byte IDX header", bytes.len()));
+    if bytes.len() < 4 {
+        return Err(short());
     }
     let m = be_u32(bytes, 0);
     if m != magic {
@@ -81,6 +82,9 @@ fn header(bytes: &[u8], magic: u32, dims: usize, what: &str) -> Result<Vec<usize
             what,
             format!("bad magic number {m} (expected {magic}: {}); not an IDX file of that kind", if magic == IMAGES_MAGIC { "images" } else { "labels" }),
         ));
+    }
+    if bytes.len() < len {
+        return Err(short());
     }
     Ok((0..dims).map(|i| be_u32(bytes, 4 + 4 * i) as usize).collect())
 }
@@ -191,6 +195,26 @@ impl Mnist {
         }
         Ok((x, y))
     }
+}
+
+/// A 28x28 image translated by (dx, dy) pixels (right, down), zero-filled: the augmentation
+/// that teaches a classifier that digits are not always perfectly centred.
+pub fn translate(image: &[f32], dx: i32, dy: i32) -> Vec<f32> {
+    let mut out = vec![0.0; PIXELS];
+    let s = SIDE as i32;
+    for y in 0..s {
+        let sy = y - dy;
+        if !(0..s).contains(&sy) {
+            continue;
+        }
+        for x in 0..s {
+            let sx = x - dx;
+            if (0..s).contains(&sx) {
+                out[(y * s + x) as usize] = image[(sy * s + sx) as usize];
+            }
+        }
+    }
+    out
 }
 
 /// One-hot rows (n, 10) for the softmax cross-entropy loss.

@@ -4,6 +4,8 @@
 //! a base directory (the crate root for tests, the current directory for the CLI).
 
 pub mod mnist;
+pub mod images;
+pub mod patches;
 
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,8 @@
 //!   conv_transpose2d backward-weight == conv2d backward-weight with x and gy swapped
 //! and a `ConvGeom` always described in conv2d terms: x (N, cin, h, w) -> y (N, cout, ho, wo),
 //! weight (cout, cin, k, k). A transposed conv's weight (Cin, Cout, k, k) is exactly the
-//! weight of the conv it transposes, so no weight is ever flipped or copied.
+//! weight of the conv it transposes, so no weight is ever flipped. (The forward and
+//! backward-input kernels read a repacked copy of it, channels contiguous, for vec4 loads.)
 //!
 //! Binding limits: a tensor larger than one storage binding is processed a batch slice at a
 //! time, each slice bound at a 256-byte aligned offset with the remaining element offset
@@ -22,11 +23,12 @@ use crate::{Error, Result};
 const CONV: Shader = Shader { name: "conv2d", source: include_str!("../../shaders/conv2d.wgsl") };
 const MATMUL: Shader = Shader { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") };
 
-/// Tile sizes of the shaders: a conv workgroup covers 64 columns (pixels or taps) x 16 channels,
-/// a matmul workgroup 32 x 32 of C.
-const CONV_COLS: usize = 64;
-const CONV_ROWS: usize = 16;
+/// Tile sizes of the shaders: a conv workgroup covers 128 columns (pixels or taps) x 32 channels,
+/// a matmul workgroup 32 x 32 of C (64 x 64 for the vec4 kernels).
+const CONV_COLS: usize = 128;
+const CONV_ROWS: usize = 32;
 const MM_TILE: usize = 32;
+const MM_TILE_VEC4: usize = 64;
 /// Binding offsets are aligned down to 64 floats (256 bytes); a span needs that much slack.
 const ALIGN: usize = 64;
 
@@ -155,6 +157,24 @@ fn shape_is(t: &Tensor, want: &[usize], what: &str) -> Result<()> {
 
 // ---------------------------------------------------------------- the three conv kernels
 
+/// The weight repacked so that a conv thread's 8 channels are two aligned vec4 loads
+/// (shaders/conv2d.wgsl, pack_w_fwd / pack_w_bwd): `fwd` gives wp[r][co] (rows of cout rounded
+/// up to 4), otherwise wp[co][kh][kw][ci] (rows of cin rounded up to 4).
+fn pack_weight(be: &GpuBackend, g: &ConvGeom, wb: &GpuBuffer, fwd: bool, op: &str) -> Result<GpuBuffer> {
+    let kk = g.k * g.k;
+    let (len, entry) = if fwd {
+        (g.cin * kk * g.cout.next_multiple_of(4), "pack_w_fwd")
+    } else {
+        (g.cout * kk * g.cin.next_multiple_of(4), "pack_w_bwd")
+    };
+    must_fit(be, len, &format!("{op}: the packed weight"))?;
+    let packed = be.alloc(len)?;
+    let (pbind, _) = span(&packed, 0, len);
+    let (wbind, _) = span(wb, 0, g.weight_len());
+    be.launch(CONV, entry, &g.params(g.n, 0, 0).build(), &[pbind, wbind], len.div_ceil(256))?;
+    Ok(packed)
+}
+
 /// y = conv(x, wt) (+ bias over cout): the conv2d forward.
 fn run_fwd(be: &GpuBackend, g: &ConvGeom, x: &Tensor, wt: &Tensor, bias: Option<&Tensor>, op: &str) -> Result<Tensor> {
     must_fit(be, g.weight_len(), &format!("{op}: the weight"))?;
@@ -164,12 +184,13 @@ fn run_fwd(be: &GpuBackend, g: &ConvGeom, x: &Tensor, wt: &Tensor, bias: Option<
     let ob = out.gpu_buffer(op)?;
     let chunk = batch_chunk(be, g, op)?;
     let tiles_c = g.cout.div_ceil(CONV_ROWS);
+    let packed = pack_weight(be, g, &wb, true, op)?;
     let mut n0 = 0;
     while n0 < g.n {
         let nb = chunk.min(g.n - n0);
         let (ybind, y_off) = span(&ob, n0 * g.y_per_sample(), nb * g.y_per_sample());
         let (xbind, x_off) = span(&xb, n0 * g.x_per_sample(), nb * g.x_per_sample());
-        let (wbind, _) = span(&wb, 0, g.weight_len());
+        let (wbind, _) = span(&packed, 0, packed.len());
         let bbind = match &bb {
             Some(b) => span(b, 0, g.cout).0,
             None => span(&wb, 0, g.weight_len()).0, // unused placeholder
@@ -193,12 +214,13 @@ fn run_bwd_input(be: &GpuBackend, g: &ConvGeom, y: &Tensor, wt: &Tensor, bias: O
     let ob = out.gpu_buffer(op)?;
     let chunk = batch_chunk(be, g, op)?;
     let tiles_c = g.cin.div_ceil(CONV_ROWS);
+    let packed = pack_weight(be, g, &wb, false, op)?;
     let mut n0 = 0;
     while n0 < g.n {
         let nb = chunk.min(g.n - n0);
         let (xbind, x_off) = span(&ob, n0 * g.x_per_sample(), nb * g.x_per_sample());
         let (ybind, y_off) = span(&yb, n0 * g.y_per_sample(), nb * g.y_per_sample());
-        let (wbind, _) = span(&wb, 0, g.weight_len());
+        let (wbind, _) = span(&packed, 0, packed.len());
         let bbind = match &bb {
             Some(b) => span(b, 0, g.cin).0,
             None => span(&wb, 0, g.weight_len()).0, // unused placeholder
@@ -370,15 +392,21 @@ pub fn matmul(be: &GpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: b
                 let ks = kb.min(k - k0);
                 let (astart, alen) = sa.range(m0, ms, k0, ks);
                 let (bstart, blen) = sb.range(k0, ks, n0, ns);
-                let (cstart, clen) = sc.range(m0, ms, n0, ns);
-                // the vec4 kernel needs every 4x4 block of A and B to be aligned vec4s
+                // the vec4 kernels need every 4x4 block of A, B and C to be aligned vec4s
                 let aligned4 = |st: Strided, start: usize| st.si.max(st.sj) % 4 == 0 && start % 4 == 0;
-                let vec4 = ms % 4 == 0 && ns % 4 == 0 && ks % 4 == 0 && aligned4(sa, astart) && aligned4(sb, bstart);
+                let (cstart, clen) = sc.range(m0, ms, n0, ns);
+                let vec4 = ms % 4 == 0
+                    && ns % 4 == 0
+                    && ks % 4 == 0
+                    && aligned4(sa, astart)
+                    && aligned4(sb, bstart)
+                    && aligned4(sc, cstart);
                 let pad = |len: usize| if vec4 { len.next_multiple_of(4) } else { len };
                 let (abind, a_off) = span(&ab, astart, pad(alen));
                 let (bbind, b_off) = span(&bb, bstart, pad(blen));
-                let (cbind, c_off) = span(&cb, cstart, clen);
-                let tiles_n = ns.div_ceil(MM_TILE);
+                let (cbind, c_off) = span(&cb, cstart, pad(clen));
+                let tile = if vec4 { MM_TILE_VEC4 } else { MM_TILE };
+                let tiles_n = ns.div_ceil(tile);
                 let params = Params::new()
                     .u(ms)
                     .u(ns)
@@ -393,8 +421,14 @@ pub fn matmul(be: &GpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: b
                     .u(n)
                     .u((k0 > 0) as usize)
                     .u(tiles_n);
-                let entry = if vec4 { "matmul_vec4" } else { "matmul" };
-                be.launch(MATMUL, entry, &params, &[cbind, abind, bbind], ms.div_ceil(MM_TILE) * tiles_n)?;
+                let entry = match (vec4, sa.sj == 1, sb.sj == 1) {
+                    (false, _, _) => "matmul",
+                    (true, true, true) => "matmul_vec4_ak_bn",
+                    (true, true, false) => "matmul_vec4_ak_bk",
+                    (true, false, true) => "matmul_vec4_am_bn",
+                    (true, false, false) => "matmul_vec4_am_bk",
+                };
+                be.launch(MATMUL, entry, &params, &[cbind, abind, bbind], ms.div_ceil(tile) * tiles_n)?;
             }
         }
     }

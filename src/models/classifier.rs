@@ -115,15 +115,15 @@ pub fn cross_entropy(g: &mut Graph<'_>, model: &dyn Module, x: Var, t: Var) -> R
     g.loss(LossKind::SoftmaxCrossEntropy, logits, t)
 }
 
-/// One optimizer step on the clean loss C(x) (or, with `adversarial = Some((eps, alpha))`, on
-/// alpha C(x) + (1 - alpha) C(x~) with x~ the FGSM example). Returns the loss tensor ([1]).
+/// One optimizer step on the clean loss C(x) (or, with `adversarial`, on alpha C(x) +
+/// (1 - alpha) C(x~) with x~ the (RS-)FGSM example). Returns the loss tensor ([1]).
 pub fn train_step(
     b: &dyn Backend,
     model: &dyn Module,
     opt: &mut dyn Optimizer,
     x: &Tensor,
     t: &Tensor,
-    adversarial: Option<(f32, f32)>,
+    adversarial: Option<&crate::attack::AdvTraining>,
 ) -> Result<Tensor> {
     let mut g = Graph::new(b);
     let loss = match adversarial {
@@ -132,7 +132,7 @@ pub fn train_step(
             let tv = g.constant(t.clone());
             cross_entropy(&mut g, model, xv, tv)?
         }
-        Some((eps, alpha)) => crate::attack::adversarial_training_loss(&mut g, model, x, t, eps, alpha)?,
+        Some(cfg) => crate::attack::adversarial_training_loss(&mut g, model, x, t, cfg)?,
     };
     g.backward(loss)?;
     opt.step(&g, &model.params())?;

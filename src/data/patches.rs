@@ -1,0 +1,138 @@
+//! Training batches for the denoiser: random square patches of clean images with one of the 8
+//! flip/rotation augmentations (the dihedral group of the square, as in DnCNN), and white
+//! Gaussian noise of a fixed sigma or a sigma drawn uniformly per patch (blind training).
+//!
+//! Every draw comes from the counter-based RNG (`crate::rng`) keyed by (seed, step, patch), so
+//! batch `step` is a pure function of (images, seed, step): resuming at step s reproduces the
+//! run exactly, and the "RNG position" of a checkpoint is just its step number.
+
+use super::images::Image;
+use crate::{rng, Error, Result};
+
+/// How the noise level of each training patch is chosen (sigma on the 0-255 scale).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NoiseLevel {
+    Fixed(f32),
+    /// uniform in [lo, hi] per patch (DnCNN-B: [0, 55])
+    Uniform { lo: f32, hi: f32 },
+}
+
+/// Streams of the sampler (each gets its own key so they never share counters).
+const STREAM_POS: u64 = 1;
+const STREAM_NOISE: u64 = 2;
+
+/// A key for (seed, stream, step): the step is folded into the 64-bit seed, so counters inside
+/// one step start at 0 and never wrap for realistic batch sizes.
+fn key(seed: u64, stream: u64, step: u64) -> u64 {
+    let s = seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F);
+    s.wrapping_add(step.wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17) ^ step
+}
+
+/// Apply augmentation `mode` (0..8) to a planar (c, p, p) patch: rotate by 90 degrees `mode % 4`
+/// times (counter-clockwise), then flip vertically when `mode >= 4`. Mode 0 is the identity.
+pub fn augment(patch: &[f32], c: usize, p: usize, mode: u8) -> Vec<f32> {
+    let mut out = vec![0.0; patch.len()];
+    let rot = mode % 4;
+    let flip = mode >= 4;
+    for ch in 0..c {
+        let src = &patch[ch * p * p..(ch + 1) * p * p];
+        let dst = &mut out[ch * p * p..(ch + 1) * p * p];
+        for y in 0..p {
+            for x in 0..p {
+                // destination (y, x) reads the source pixel it came from
+                let (yy, xx) = if flip { (p - 1 - y, x) } else { (y, x) };
+                let (sy, sx) = match rot {
+                    0 => (yy, xx),
+                    1 => (xx, p - 1 - yy),
+                    2 => (p - 1 - yy, p - 1 - xx),
+                    _ => (p - 1 - xx, yy),
+                };
+                dst[y * p + x] = src[sy * p + sx];
+            }
+        }
+    }
+    out
+}
+
+/// Random patches from a set of clean images of one colour mode.
+pub struct PatchSampler {
+    images: Vec<Image>,
+    pub patch: usize,
+    pub channels: usize,
+}
+
+/// One training batch on the host: (n, c, p, p) clean and noisy patches and each patch's sigma.
+pub struct Batch {
+    pub clean: Vec<f32>,
+    pub noisy: Vec<f32>,
+    pub sigmas: Vec<f32>,
+}
+
+impl PatchSampler {
+    /// Images smaller than the patch are skipped; an error when none is left or the images
+    /// differ in channel count.
+    pub fn new(images: Vec<Image>, patch: usize) -> Result<PatchSampler> {
+        if patch == 0 {
+            return Err(Error::Invalid("patch size must be >= 1".into()));
+        }
+        let channels = images.first().map(|i| i.channels).unwrap_or(0);
+        if images.iter().any(|i| i.channels != channels) {
+            return Err(Error::Invalid("training images must all have the same number of channels".into()));
+        }
+        let images: Vec<Image> = images.into_iter().filter(|i| i.height >= patch && i.width >= patch).collect();
+        if images.is_empty() {
+            return Err(Error::Invalid(format!("no training image is at least {patch}x{patch} pixels")));
+        }
+        Ok(PatchSampler { images, patch, channels })
+    }
+
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// Patch `k` of batch `step`: a uniformly chosen image, position and augmentation.
+    fn clean_patch(&self, seed: u64, step: u64, k: usize) -> Vec<f32> {
+        let key = key(seed, STREAM_POS, step);
+        let r = |j: u32| rng::random_u32(key, (k as u32).wrapping_mul(4).wrapping_add(j)) as usize;
+        let img = &self.images[r(0) % self.images.len()];
+        let p = self.patch;
+        let y0 = r(1) % (img.height - p + 1);
+        let x0 = r(2) % (img.width - p + 1);
+        let mode = (r(3) % 8) as u8;
+        let plane = img.pixels();
+        let mut out = Vec::with_capacity(self.channels * p * p);
+        for c in 0..self.channels {
+            for y in 0..p {
+                let row = c * plane + (y0 + y) * img.width + x0;
+                out.extend_from_slice(&img.data[row..row + p]);
+            }
+        }
+        augment(&out, self.channels, p, mode)
+    }
+
+    /// Batch `step` of `n` patches with noise at `level`.
+    pub fn batch(&self, n: usize, level: NoiseLevel, seed: u64, step: u64) -> Batch {
+        let per = self.channels * self.patch * self.patch;
+        let nkey = key(seed, STREAM_NOISE, step);
+        let mut clean = Vec::with_capacity(n * per);
+        let mut noisy = Vec::with_capacity(n * per);
+        let mut sigmas = Vec::with_capacity(n);
+        for k in 0..n {
+            let c = self.clean_patch(seed, step, k);
+            let sigma = match level {
+                NoiseLevel::Fixed(s) => s,
+                // counter 0xFFFF_0000 + k sits far above the noise counters of this step
+                NoiseLevel::Uniform { lo, hi } => lo + (hi - lo) * rng::uniform01(nkey, 0xFFFF_0000u32.wrapping_add(k as u32)),
+            };
+            let s = sigma / 255.0;
+            let base = (k * per) as u32;
+            noisy.extend(c.iter().enumerate().map(|(i, &x)| x + s * rng::normal(nkey, base + i as u32)));
+            clean.extend_from_slice(&c);
+            sigmas.push(sigma);
+        }
+        Batch { clean, noisy, sigmas }
+    }
+}

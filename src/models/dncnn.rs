@@ -1,0 +1,391 @@
+//! DnCNN (Zhang, Zuo, Chen, Meng, Zhang 2017, "Beyond a Gaussian Denoiser"): a plain stack of
+//! 3x3 convolutions that predicts the noise of an image (residual learning); the denoised image
+//! is the input minus that prediction.
+//!
+//! ```text
+//! x (N, C, H, W), C = 1 (gray) or 3 (colour)
+//! dncnn.0       conv C -> width, 3x3 pad 1, bias        + ReLU
+//! dncnn.{3i+2}  conv width -> width, 3x3 pad 1, no bias
+//! dncnn.{3i+3}  BatchNorm2d(width)                       + ReLU      i = 0 .. depth-3
+//! dncnn.{3(depth-2)+2}  conv width -> C, 3x3 pad 1, no bias  = predicted noise v
+//! output = x - v
+//! ```
+//! The names are those of PyTorch's `nn.Sequential` attribute `dncnn` holding
+//! [Conv2d, ReLU, (Conv2d, BatchNorm2d, ReLU) x (depth-2), Conv2d] (the ReLUs take indices but
+//! hold no weights), so a file from here loads into that PyTorch module (`strict=False` only
+//! for BatchNorm's `num_batches_tracked`). `depth` counts the conv layers (17 in the paper, 20
+//! for DnCNN-B); the receptive field is (2 depth + 1)^2, i.e. radius `depth`, which is the
+//! halo tiled inference needs.
+//!
+//! Training (`train_step`): MSE between the predicted and the true residual (noisy - clean),
+//! Adam. The optimizer here keeps its state in the open (`AdamState`) so a checkpoint can save
+//! and restore it exactly; it runs the backend's `adam_step` kernel like `nn::Adam`.
+
+use std::collections::HashMap;
+
+use crate::autodiff::{Graph, Param, Var};
+use crate::backend::{AdamParams, Backend, Conv2dParams, LossKind};
+use crate::data::images::Image;
+use crate::nn::{BatchNorm2d, Conv2d, Init, Module};
+use crate::tensor::Tensor;
+use crate::tiling::{self, Tile};
+use crate::weights::{self, NamedTensor};
+use crate::{Error, Result};
+
+/// Shape of a DnCNN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnCnnConfig {
+    /// image channels in and out: 1 (gray) or 3 (colour)
+    pub channels: usize,
+    /// number of conv layers (>= 2)
+    pub depth: usize,
+    /// feature channels of the hidden layers
+    pub width: usize,
+}
+
+impl DnCnnConfig {
+    /// The paper's DnCNN-S: depth 17, width 64.
+    pub fn paper(channels: usize) -> DnCnnConfig {
+        DnCnnConfig { channels, depth: 17, width: 64 }
+    }
+    pub fn validate(&self) -> Result<()> {
+        if self.channels != 1 && self.channels != 3 {
+            return Err(Error::Invalid(format!("DnCNN: channels must be 1 (gray) or 3 (colour), got {}", self.channels)));
+        }
+        if self.depth < 2 || self.depth > 100 {
+            return Err(Error::Invalid(format!("DnCNN: depth must be in 2..=100, got {}", self.depth)));
+        }
+        if self.width == 0 || self.width > 1024 {
+            return Err(Error::Invalid(format!("DnCNN: width must be in 1..=1024, got {}", self.width)));
+        }
+        Ok(())
+    }
+    /// Receptive-field radius in pixels (one per 3x3 conv): the halo tiling needs.
+    pub fn receptive_radius(&self) -> usize {
+        self.depth
+    }
+    /// Number of trainable parameters.
+    pub fn parameter_count(&self) -> usize {
+        let (c, w, d) = (self.channels, self.width, self.depth);
+        (c * w * 9 + w) + (d - 2) * (w * w * 9 + 2 * w) + w * c * 9
+    }
+    /// Index in the `dncnn` Sequential of the last conv.
+    fn last_index(&self) -> usize {
+        3 * (self.depth - 2) + 2
+    }
+}
+
+pub struct DnCnn {
+    pub config: DnCnnConfig,
+    pub first: Conv2d,
+    pub middle: Vec<(Conv2d, BatchNorm2d)>,
+    pub last: Conv2d,
+}
+
+const SAME: Conv2dParams = Conv2dParams { stride: 1, padding: 1, dilation: 1 };
+
+impl DnCnn {
+    /// A freshly initialised DnCNN (Kaiming normal convs, the last one scaled by 0.1, BatchNorm
+    /// gamma 1 beta 0); same seed, same weights on every backend.
+    pub fn new(b: &dyn Backend, config: DnCnnConfig, seed: u64) -> Result<DnCnn> {
+        config.validate()?;
+        let DnCnnConfig { channels, depth, width } = config;
+        let seed = seed.wrapping_mul(1000);
+        let first = Conv2d::new(b, "dncnn.0", channels, width, 3, SAME, true, seed)?;
+        let mut middle = Vec::with_capacity(depth - 2);
+        for i in 0..depth - 2 {
+            let conv = Conv2d::new(b, &format!("dncnn.{}", 3 * i + 2), width, width, 3, SAME, false, seed + 1 + i as u64)?;
+            let bn = BatchNorm2d::new(b, &format!("dncnn.{}", 3 * i + 3), width)?;
+            middle.push((conv, bn));
+        }
+        let last = Conv2d::new(b, &format!("dncnn.{}", config.last_index()), width, channels, 3, SAME, false, seed + depth as u64)?;
+        // the last layer starts at a tenth of Kaiming's scale: the untrained network is then
+        // close to the identity denoiser (predicted noise ~ 0), so the first steps start from a
+        // loss near the noise variance instead of ~0.5
+        let std = 0.1 * (2.0 / (9 * width) as f32).sqrt();
+        last.reinit(b, Init::Normal { mean: 0.0, std }, seed + depth as u64)?;
+        Ok(DnCnn { config, first, middle, last })
+    }
+
+    /// The predicted noise v(x) (same shape as x).
+    pub fn predict_noise(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        let s = g.shape(x)?;
+        if s.len() != 4 || s[1] != self.config.channels {
+            return Err(Error::Shape(format!("DnCNN: expected images (N, {}, H, W), got {s:?}", self.config.channels)));
+        }
+        let h = self.first.forward(g, x)?;
+        let mut h = g.relu(h)?;
+        for (conv, bn) in &self.middle {
+            let y = conv.forward(g, h)?;
+            let y = bn.forward(g, y)?;
+            h = g.relu(y)?;
+        }
+        self.last.forward(g, h)
+    }
+
+    /// A DnCNN whose shape is read from a weights file (the conv weights' names and shapes),
+    /// with the file's values loaded. A training checkpoint works too (its optimizer state,
+    /// the "adam.*" tensors, is ignored).
+    pub fn from_weights(b: &dyn Backend, bytes: &[u8]) -> Result<DnCnn> {
+        let found: Vec<NamedTensor> = weights::from_bytes(bytes)?.into_iter().filter(|t| !t.name.starts_with("adam.")).collect();
+        let config = config_from_tensors(&found)?;
+        let model = DnCnn::new(b, config, 0)?;
+        let state = model.state();
+        let expected: Vec<(&str, &[usize])> = state.iter().map(|p| (p.name(), p.shape())).collect();
+        weights::check(&expected, &found)?;
+        let by_name: HashMap<&str, &NamedTensor> = found.iter().map(|t| (t.name.as_str(), t)).collect();
+        for p in &state {
+            let t = by_name[p.name()];
+            b.assign(p.value(), &b.upload(&t.shape, &t.data)?)?;
+        }
+        Ok(model)
+    }
+
+    /// Serialised weights (params and BatchNorm running statistics) with metadata.
+    pub async fn to_weights(&self, b: &dyn Backend, mut meta: HashMap<String, String>) -> Result<Vec<u8>> {
+        meta.insert("model".into(), "DnCNN".into());
+        meta.insert("channels".into(), self.config.channels.to_string());
+        meta.insert("depth".into(), self.config.depth.to_string());
+        meta.insert("width".into(), self.config.width.to_string());
+        weights::save_params(b, &self.state(), Some(meta)).await
+    }
+
+    /// Denoise a batch (N, C, H, W) in evaluation mode (BatchNorm running statistics), no
+    /// gradients kept. Returns the denoised tensor on the backend.
+    pub fn denoise_tensor(&self, b: &dyn Backend, x: &Tensor) -> Result<Tensor> {
+        let mut g = Graph::new(b);
+        g.set_training(false);
+        g.set_grad_enabled(false);
+        let xv = g.constant(x.clone());
+        let y = self.forward(&mut g, xv)?;
+        Ok(g.value(y)?.clone())
+    }
+}
+
+impl Module for DnCnn {
+    /// The denoised image x - v(x).
+    fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        let v = self.predict_noise(g, x)?;
+        g.sub(x, v)
+    }
+    fn params(&self) -> Vec<&Param> {
+        let mut p = self.first.params();
+        for (conv, bn) in &self.middle {
+            p.extend(conv.params());
+            p.extend(bn.params());
+        }
+        p.extend(self.last.params());
+        p
+    }
+    fn buffers(&self) -> Vec<&Param> {
+        self.middle.iter().flat_map(|(_, bn)| bn.buffers()).collect()
+    }
+}
+
+/// Recover (channels, depth, width) from the conv weights "dncnn.<i>.weight" of rank 4.
+pub fn config_from_tensors(ts: &[NamedTensor]) -> Result<DnCnnConfig> {
+    let mut convs: Vec<(usize, &NamedTensor)> = ts
+        .iter()
+        .filter(|t| t.shape.len() == 4)
+        .filter_map(|t| t.name.strip_prefix("dncnn.")?.strip_suffix(".weight")?.parse::<usize>().ok().map(|i| (i, t)))
+        .collect();
+    convs.sort_by_key(|(i, _)| *i);
+    let (Some((0, first)), Some((_, last))) = (convs.first(), convs.last()) else {
+        return Err(Error::Weights("not a DnCNN weights file: no 'dncnn.0.weight' conv weight".into()));
+    };
+    let config = DnCnnConfig { channels: first.shape[1], depth: convs.len(), width: first.shape[0] };
+    config.validate().map_err(|e| Error::Weights(format!("not a usable DnCNN weights file: {e}")))?;
+    if last.shape[0] != config.channels {
+        return Err(Error::Weights(format!("DnCNN weights: the last conv outputs {} channels, the first takes {}", last.shape[0], config.channels)));
+    }
+    Ok(config)
+}
+
+// ---------------------------------------------------------------- training
+
+/// Adam whose moment tensors are visible (checkpointing), one pair per parameter in the order of
+/// `model.params()`. PyTorch's Adam update, bias-corrected, `t` counting from 1.
+pub struct AdamState {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub m: Vec<Tensor>,
+    pub v: Vec<Tensor>,
+    pub t: u32,
+}
+
+impl AdamState {
+    pub fn new(b: &dyn Backend, params: &[&Param], lr: f32) -> Result<AdamState> {
+        let m = params.iter().map(|p| b.zeros(p.shape())).collect::<Result<Vec<_>>>()?;
+        let v = params.iter().map(|p| b.zeros(p.shape())).collect::<Result<Vec<_>>>()?;
+        Ok(AdamState { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, m, v, t: 0 })
+    }
+
+    /// One update from the gradients in `g`.
+    pub fn step(&mut self, g: &Graph<'_>, params: &[&Param]) -> Result<()> {
+        if params.len() != self.m.len() {
+            return Err(Error::Invalid(format!("Adam: {} parameters but state for {}", params.len(), self.m.len())));
+        }
+        self.t += 1;
+        let b = g.backend();
+        let hp = AdamParams { lr: self.lr, beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: 0.0, step: self.t };
+        for (i, p) in params.iter().enumerate() {
+            let Some(grad) = g.param_grad(p) else { continue };
+            b.adam_step(p.value(), &grad, &self.m[i], &self.v[i], hp)?;
+        }
+        Ok(())
+    }
+}
+
+/// One training step on a batch: loss = mean((v(noisy) - (noisy - clean))^2). Returns the loss
+/// tensor ([1]) without reading it back.
+pub fn train_step(b: &dyn Backend, model: &DnCnn, opt: &mut AdamState, noisy: &Tensor, clean: &Tensor) -> Result<Tensor> {
+    let mut g = Graph::new(b);
+    let y = g.constant(noisy.clone());
+    let residual = b.binary(crate::backend::BinaryOp::Sub, noisy, clean)?;
+    let r = g.constant(residual);
+    let v = model.predict_noise(&mut g, y)?;
+    let loss = g.loss(LossKind::Mse, v, r)?;
+    g.backward(loss)?;
+    opt.step(&g, &model.params())?;
+    Ok(g.value(loss)?.clone())
+}
+
+/// Step-wise learning-rate decay: `lr0`, times 0.1 from 60% of `total` steps, times 0.01 from 85%.
+pub fn lr_at(lr0: f32, step: u64, total: u64) -> f32 {
+    let f = step as f64 / total.max(1) as f64;
+    if f < 0.6 {
+        lr0
+    } else if f < 0.85 {
+        lr0 * 0.1
+    } else {
+        lr0 * 0.01
+    }
+}
+
+/// A training checkpoint as safetensors bytes: the model state, the Adam moments
+/// ("adam.m.<name>", "adam.v.<name>"), and metadata with `step`, `adam_t`, `adam_lr` and the
+/// caller's entries (training arguments). The RNG position is the step (see `data::patches`).
+pub async fn checkpoint_bytes(b: &dyn Backend, model: &DnCnn, opt: &AdamState, step: u64, mut meta: HashMap<String, String>) -> Result<Vec<u8>> {
+    let mut tensors = Vec::new();
+    for p in model.state() {
+        tensors.push(NamedTensor { name: p.name().to_string(), shape: p.shape().to_vec(), data: b.read(p.value()).await? });
+    }
+    for (p, (m, v)) in model.params().iter().zip(opt.m.iter().zip(&opt.v)) {
+        tensors.push(NamedTensor { name: format!("adam.m.{}", p.name()), shape: p.shape().to_vec(), data: b.read(m).await? });
+        tensors.push(NamedTensor { name: format!("adam.v.{}", p.name()), shape: p.shape().to_vec(), data: b.read(v).await? });
+    }
+    meta.insert("step".into(), step.to_string());
+    meta.insert("adam_t".into(), opt.t.to_string());
+    meta.insert("adam_lr".into(), opt.lr.to_string());
+    meta.insert("channels".into(), model.config.channels.to_string());
+    meta.insert("depth".into(), model.config.depth.to_string());
+    meta.insert("width".into(), model.config.width.to_string());
+    weights::to_bytes(&tensors, Some(meta))
+}
+
+/// Restore a checkpoint into a model of the same shape and its optimizer; returns (step, metadata).
+pub fn restore_checkpoint(b: &dyn Backend, model: &DnCnn, opt: &mut AdamState, bytes: &[u8]) -> Result<(u64, HashMap<String, String>)> {
+    let meta = weights::metadata(bytes)?;
+    let found = weights::from_bytes(bytes)?;
+    let by_name: HashMap<&str, &NamedTensor> = found.iter().map(|t| (t.name.as_str(), t)).collect();
+    let state = model.state();
+    let params = model.params();
+    let mut expected: Vec<(String, Vec<usize>)> = state.iter().map(|p| (p.name().to_string(), p.shape().to_vec())).collect();
+    for p in &params {
+        expected.push((format!("adam.m.{}", p.name()), p.shape().to_vec()));
+        expected.push((format!("adam.v.{}", p.name()), p.shape().to_vec()));
+    }
+    let exp_refs: Vec<(&str, &[usize])> = expected.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    weights::check(&exp_refs, &found)?;
+    let num = |k: &str| -> Result<u64> {
+        meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| Error::Weights(format!("checkpoint has no valid '{k}' entry")))
+    };
+    let step = num("step")?;
+    let t = num("adam_t")? as u32;
+    let put = |dst: &Tensor, name: &str| -> Result<()> {
+        let src = by_name[name];
+        b.assign(dst, &b.upload(&src.shape, &src.data)?)
+    };
+    for p in &state {
+        put(p.value(), p.name())?;
+    }
+    for (i, p) in params.iter().enumerate() {
+        put(&opt.m[i], &format!("adam.m.{}", p.name()))?;
+        put(&opt.v[i], &format!("adam.v.{}", p.name()))?;
+    }
+    opt.t = t;
+    Ok((step, meta))
+}
+
+// ---------------------------------------------------------------- inference on images
+
+/// Output tile side for this model on this backend (see `tiling::core_for_limit`): the largest
+/// buffer is an activation (width floats per pixel) on the GPU, the im2col matrix (9 width) on
+/// the CPU.
+pub fn tile_core(b: &dyn Backend, config: &DnCnnConfig) -> Result<usize> {
+    let info = b.info();
+    let per_pixel = config.width.max(config.channels) * if info.kind == "cpu" { 9 } else { 1 };
+    tiling::core_for_limit(info.max_binding_bytes, per_pixel, config.receptive_radius())
+}
+
+/// Denoise a planar image with tiles of output side `core` (halo = the receptive radius).
+/// `progress(done, total)` is called after each tile. Returns the denoised planar data (not
+/// clamped). Reads each tile back asynchronously, so the browser can await it; natively use
+/// [`denoise_tiled`].
+pub async fn denoise_tiled_async(b: &dyn Backend, model: &DnCnn, img: &Image, core: usize, mut progress: impl FnMut(usize, usize)) -> Result<Vec<f32>> {
+    let c = model.config.channels;
+    if img.channels != c {
+        return Err(Error::Invalid(format!("the model denoises {c}-channel images, the image has {}", img.channels)));
+    }
+    let tiles = tiling::plan(img.height, img.width, core, model.config.receptive_radius())?;
+    let mut out = vec![0.0f32; img.data.len()];
+    for (i, t) in tiles.iter().enumerate() {
+        let x = b.upload(&[1, c, t.in_h, t.in_w], &crop(img, t))?;
+        let y = model.denoise_tensor(b, &x)?;
+        let yv = b.read(&y).await?;
+        paste(&mut out, img, t, &yv);
+        progress(i + 1, tiles.len());
+    }
+    Ok(out)
+}
+
+/// [`denoise_tiled_async`], blocking (native).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn denoise_tiled(b: &dyn Backend, model: &DnCnn, img: &Image, core: usize, progress: impl FnMut(usize, usize)) -> Result<Vec<f32>> {
+    pollster::block_on(denoise_tiled_async(b, model, img, core, progress))
+}
+
+/// Denoise a whole image with the tile size chosen for the backend (native).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn denoise_image(b: &dyn Backend, model: &DnCnn, img: &Image) -> Result<Image> {
+    let core = tile_core(b, &model.config)?;
+    img.with_data(denoise_tiled(b, model, img, core, |_, _| {})?)
+}
+
+/// The input rectangle of tile `t` of a planar image, (C, in_h, in_w).
+pub fn crop(img: &Image, t: &Tile) -> Vec<f32> {
+    let plane = img.pixels();
+    let mut v = Vec::with_capacity(img.channels * t.in_h * t.in_w);
+    for c in 0..img.channels {
+        for y in t.in_y..t.in_y + t.in_h {
+            let row = c * plane + y * img.width;
+            v.extend_from_slice(&img.data[row + t.in_x..row + t.in_x + t.in_w]);
+        }
+    }
+    v
+}
+
+/// Copy the interior (output rectangle) of a tile's result `y` (C, in_h, in_w) into `out`.
+pub fn paste(out: &mut [f32], img: &Image, t: &Tile, y: &[f32]) {
+    let plane = img.pixels();
+    let (oy, ox) = t.inner_offset();
+    for c in 0..img.channels {
+        for r in 0..t.out_h {
+            let src = c * t.in_h * t.in_w + (oy + r) * t.in_w + ox;
+            let dst = c * plane + (t.out_y + r) * img.width + t.out_x;
+            out[dst..dst + t.out_w].copy_from_slice(&y[src..src + t.out_w]);
+        }
+    }
+}

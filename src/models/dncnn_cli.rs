@@ -1,0 +1,493 @@
+//! The DnCNN commands of the CLI (native only): `nnlab train dncnn`, `nnlab eval dncnn` and
+//! `nnlab denoise`. The binary only parses; the work is here so tests can call it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+
+use super::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
+use crate::backend::read_blocking;
+use crate::cpu::CpuBackend;
+use crate::data::images::{self, ColorMode, DenoiseSet, Image, DEFAULT_MAX_PIXELS};
+use crate::data::patches::{NoiseLevel, PatchSampler};
+use crate::gpu::{GpuBackend, GpuOptions};
+use crate::nn::Module;
+use crate::{metrics, Backend, Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    Cpu,
+    Gpu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// fixed sigma = 10 (the lecture's model)
+    S10,
+    /// fixed sigma = 15
+    S15,
+    /// fixed sigma = 25
+    S25,
+    /// fixed sigma = 50
+    S50,
+    /// sigma uniform in [0, 55] per patch (DnCNN-B)
+    Blind,
+}
+
+impl Mode {
+    pub fn level(self) -> NoiseLevel {
+        match self {
+            Mode::S10 => NoiseLevel::Fixed(10.0),
+            Mode::S15 => NoiseLevel::Fixed(15.0),
+            Mode::S25 => NoiseLevel::Fixed(25.0),
+            Mode::S50 => NoiseLevel::Fixed(50.0),
+            Mode::Blind => NoiseLevel::Uniform { lo: 0.0, hi: 55.0 },
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::S10 => "s10",
+            Mode::S15 => "s15",
+            Mode::S25 => "s25",
+            Mode::S50 => "s50",
+            Mode::Blind => "blind",
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// noise level of the training patches
+    #[arg(long, value_enum, default_value_t = Mode::Blind)]
+    pub mode: Mode,
+    /// 1 = gray (Train400), 3 = colour (CBSD432)
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// conv layers (the paper: 17, 20 for DnCNN-B)
+    #[arg(long, default_value_t = 17)]
+    pub depth: usize,
+    /// hidden channels (the paper: 64)
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+    #[arg(long, default_value_t = 40)]
+    pub patch: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// optimizer steps in total (lr x0.1 at 60%, x0.01 at 85%)
+    #[arg(long, default_value_t = 10_000)]
+    pub steps: u64,
+    /// Adam learning rate at the start
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// final weights (model state only); default www/models/dncnn_<mode>_<gray|color>.safetensors
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+    /// checkpoint file (weights + Adam state + step), written every --checkpoint-every steps
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: u64,
+    /// continue from --checkpoint (its model shape, mode, seed, patch and batch are used)
+    #[arg(long)]
+    pub resume: bool,
+    /// stop after this step (checkpoint written) without finishing: train in time slices with
+    /// the learning-rate schedule of the full --steps, continue later with --resume
+    #[arg(long)]
+    pub stop_at: Option<u64>,
+    /// seconds between progress lines
+    #[arg(long, default_value_t = 10.0)]
+    pub print_every: f64,
+    /// data folder holding denoise/ (default: $NNLAB_DATA, else ../shared/data)
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EvalArgs {
+    /// weights written by `nnlab train dncnn` (shape read from the file)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// test sets, comma-separated: Set12, BSD68, CBSD68
+    #[arg(long, value_delimiter = ',', default_value = "Set12")]
+    pub set: Vec<String>,
+    /// noise levels (0-255 scale), comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "15,25,50")]
+    pub sigma: Vec<f32>,
+    /// seed of the test noise (fixed, so results repeat)
+    #[arg(long, default_value_t = 0)]
+    pub noise_seed: u64,
+    /// evaluate on the first N images only
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// also print one line per image
+    #[arg(long)]
+    pub per_image: bool,
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DenoiseArgs {
+    /// input image (PNG, JPEG or GIF)
+    pub input: PathBuf,
+    /// output PNG
+    pub output: PathBuf,
+    /// a weights file, or a shipped model: blind (gray), s10 (gray, sigma 10), color (blind,
+    /// colour); default: color for a colour image, blind for a gray one
+    #[arg(long)]
+    pub model: Option<String>,
+    /// add white Gaussian noise of this sigma (0-255 scale) first, and report PSNR/SSIM
+    #[arg(long)]
+    pub add_noise: Option<f32>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// also write the noisy input here (with --add-noise)
+    #[arg(long)]
+    pub noisy_out: Option<PathBuf>,
+    /// output tile side (default: from the backend's buffer limit)
+    #[arg(long)]
+    pub tile: Option<usize>,
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+}
+
+fn backend(kind: BackendKind) -> Result<Box<dyn Backend>> {
+    Ok(match kind {
+        BackendKind::Cpu => Box::new(CpuBackend::new()),
+        BackendKind::Gpu => Box::new(GpuBackend::new_blocking(GpuOptions::default())?),
+    })
+}
+
+fn data_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
+    match arg {
+        Some(d) => Ok(d.clone()),
+        None => Ok(crate::data::data_dir(&std::env::current_dir()?)),
+    }
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s >= 3600 { format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+}
+
+fn ensure_parent(p: &Path) -> Result<()> {
+    if let Some(parent) = p.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// Write bytes atomically (temp file + rename), so a killed run never leaves half a checkpoint.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    ensure_parent(path)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::Io(format!("cannot rename {} to {}: {e}", tmp.display(), path.display())))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))
+}
+
+fn parse_mode(s: &str) -> Result<Mode> {
+    Mode::from_str(s, true).map_err(|_| Error::Weights(format!("checkpoint names an unknown mode '{s}'")))
+}
+
+/// `nnlab train dncnn`.
+pub fn train(mut a: TrainArgs) -> Result<()> {
+    let b = backend(a.backend)?;
+    let b: &dyn Backend = b.as_ref();
+    // on resume, the checkpoint's shape and data settings win (only --steps/--lr/--out may change)
+    let resume_bytes = match (&a.checkpoint, a.resume) {
+        (Some(p), true) if p.exists() => Some(read_file(p)?),
+        (Some(p), true) => {
+            println!("no checkpoint at {} yet: starting from scratch", p.display());
+            None
+        }
+        (None, true) => return Err(Error::Invalid("--resume needs --checkpoint PATH".into())),
+        _ => None,
+    };
+    if let Some(bytes) = &resume_bytes {
+        let meta = crate::weights::metadata(bytes)?;
+        let get = |k: &str| meta.get(k).cloned().ok_or_else(|| Error::Weights(format!("checkpoint has no '{k}' entry")));
+        let num = |k: &str| -> Result<u64> { get(k)?.parse().map_err(|_| Error::Weights(format!("checkpoint entry '{k}' is not a number"))) };
+        a.channels = num("channels")? as usize;
+        a.depth = num("depth")? as usize;
+        a.width = num("width")? as usize;
+        a.patch = num("patch")? as usize;
+        a.batch = num("batch")? as usize;
+        a.seed = num("seed")?;
+        a.mode = parse_mode(&get("mode")?)?;
+    }
+    let config = DnCnnConfig { channels: a.channels, depth: a.depth, width: a.width };
+    config.validate()?;
+    if a.batch == 0 || a.patch < 3 || a.steps == 0 || !(a.lr > 0.0 && a.lr.is_finite()) || a.checkpoint_every == 0 {
+        return Err(Error::Invalid(format!(
+            "need batch >= 1, patch >= 3, steps >= 1, lr > 0, checkpoint-every >= 1 (got {}, {}, {}, {}, {})",
+            a.batch, a.patch, a.steps, a.lr, a.checkpoint_every
+        )));
+    }
+    let mode = ColorMode::from_channels(a.channels)?;
+    let set = if a.channels == 1 { DenoiseSet::Train400 } else { DenoiseSet::Cbsd432 };
+    let dir = data_dir(&a.data)?;
+    let t0 = Instant::now();
+    let imgs: Vec<Image> = images::load_set(&dir, set, mode)?.into_iter().map(|(_, im)| im).collect();
+    let sampler = PatchSampler::new(imgs, a.patch)?;
+    println!("loaded {} {} images from {} in {:.1}s", sampler.len(), set.folder(), images::set_dir(&dir, set).display(), t0.elapsed().as_secs_f64());
+
+    let model = DnCnn::new(b, config, a.seed)?;
+    let mut opt = AdamState::new(b, &model.params(), a.lr)?;
+    let mut step = 0u64;
+    if let Some(bytes) = &resume_bytes {
+        let (s, _) = dncnn::restore_checkpoint(b, &model, &mut opt, bytes)?;
+        step = s;
+        println!("resumed from {} at step {step}", a.checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+    }
+    let level = a.mode.level();
+    println!(
+        "training DnCNN ({} ch, depth {}, width {}, {} parameters) mode {} on {}: patch {}, batch {}, steps {}, Adam lr {} (x0.1 at 60%, x0.01 at 85%), seed {}",
+        a.channels,
+        a.depth,
+        a.width,
+        config.parameter_count(),
+        a.mode.name(),
+        b.info().describe(),
+        a.patch,
+        a.batch,
+        a.steps,
+        a.lr,
+        a.seed
+    );
+    let mut meta = HashMap::new();
+    meta.insert("mode".to_string(), a.mode.name().to_string());
+    meta.insert("patch".to_string(), a.patch.to_string());
+    meta.insert("batch".to_string(), a.batch.to_string());
+    meta.insert("seed".to_string(), a.seed.to_string());
+    meta.insert("lr0".to_string(), a.lr.to_string());
+    meta.insert("steps".to_string(), a.steps.to_string());
+    meta.insert("data".to_string(), set.folder().to_string());
+    meta.insert("backend".to_string(), b.info().describe());
+
+    let shape = [a.batch, a.channels, a.patch, a.patch];
+    let start = Instant::now();
+    let start_step = step;
+    let mut last_print = Instant::now();
+    let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
+    let mut last_loss = f64::NAN;
+    let end = a.stop_at.map_or(a.steps, |s| s.min(a.steps));
+    while step < end {
+        opt.lr = dncnn::lr_at(a.lr, step, a.steps);
+        let batch = sampler.batch(a.batch, level, a.seed, step);
+        let noisy = b.upload(&shape, &batch.noisy)?;
+        let clean = b.upload(&shape, &batch.clean)?;
+        let loss = dncnn::train_step(b, &model, &mut opt, &noisy, &clean)?;
+        let l = read_blocking(b, &loss)?[0];
+        if !l.is_finite() {
+            return Err(Error::Invalid(format!("training diverged at step {step} (loss {l}); try a lower --lr")));
+        }
+        loss_sum += l as f64;
+        loss_n += 1;
+        step += 1;
+        if last_print.elapsed().as_secs_f64() >= a.print_every || step == end {
+            let el = start.elapsed().as_secs_f64();
+            let done = step - start_step;
+            let rate = (done * a.batch as u64) as f64 / el;
+            last_loss = loss_sum / loss_n as f64;
+            // loss is the MSE of the residual in [0,1] units; the PSNR of that MSE is also shown
+            println!(
+                "step {step}/{}  loss {:.3e} ({:.2} dB)  lr {:.1e}  {:.1} patches/s  elapsed {}  ETA {}",
+                a.steps,
+                last_loss,
+                metrics::psnr_from_mse(last_loss),
+                opt.lr,
+                rate,
+                hms(el),
+                hms(el / done as f64 * (a.steps - step) as f64)
+            );
+            (loss_sum, loss_n) = (0.0, 0);
+            last_print = Instant::now();
+        }
+        if let Some(ck) = &a.checkpoint {
+            if step.is_multiple_of(a.checkpoint_every) || step == end {
+                let bytes = pollster::block_on(dncnn::checkpoint_bytes(b, &model, &opt, step, meta.clone()))?;
+                write_atomic(ck, &bytes)?;
+            }
+        }
+    }
+    if step < a.steps {
+        println!("stopped at step {step} of {} (--stop-at); continue with --resume", a.steps);
+        if a.checkpoint.is_none() {
+            println!("warning: no --checkpoint given, so this run cannot be resumed");
+        }
+        return Ok(());
+    }
+    let mut wmeta = meta.clone();
+    wmeta.insert("command".to_string(), std::env::args().collect::<Vec<_>>().join(" "));
+    wmeta.insert("train_seconds_this_run".to_string(), format!("{:.0}", start.elapsed().as_secs_f64()));
+    wmeta.insert("final_loss".to_string(), format!("{last_loss:.4e}"));
+    let bytes = pollster::block_on(model.to_weights(b, wmeta))?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("www/models/dncnn_{}_{}.safetensors", a.mode.name(), if a.channels == 1 { "gray" } else { "color" }))
+    });
+    write_atomic(&out, &bytes)?;
+    println!("trained to step {step} in {} ; weights written to {}", hms(start.elapsed().as_secs_f64()), out.display());
+    Ok(())
+}
+
+/// Load a DnCNN weights file (shape from the file).
+pub fn load_model(b: &dyn Backend, path: &Path) -> Result<DnCnn> {
+    if !path.exists() {
+        return Err(Error::Io(format!(
+            "no model file {} (train one with `nnlab train dncnn --out {}`, or pass --model PATH)",
+            path.display(),
+            path.display()
+        )));
+    }
+    let bytes = read_file(path)?;
+    DnCnn::from_weights(b, &bytes).map_err(|e| match e {
+        Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+/// PSNR and SSIM of one image at one sigma under the paper protocol: clean in [0, 1] (from 8
+/// bits), noise of sigma / 255 with `seed`, no clipping of the noisy input, output clamped and
+/// rounded to 8 bits as a saved image would be, PSNR on the 0-255 scale.
+pub fn eval_image(b: &dyn Backend, model: &DnCnn, clean: &Image, sigma: f32, seed: u64) -> Result<(f64, f64, f64)> {
+    let noisy = clean.with_data(images::add_awgn(&clean.data, sigma, seed, 0))?;
+    let den = dncnn::denoise_image(b, model, &noisy)?;
+    let out = images::quantize8(&den.data);
+    let (c, h, w) = (clean.channels, clean.height, clean.width);
+    let psnr_noisy = metrics::psnr(&clean.data, &noisy.data)?;
+    Ok((psnr_noisy, metrics::psnr(&clean.data, &out)?, metrics::ssim(&clean.data, &out, c, h, w)?))
+}
+
+/// `nnlab eval dncnn`.
+pub fn eval(a: EvalArgs) -> Result<()> {
+    if a.sigma.is_empty() || a.set.is_empty() {
+        return Err(Error::Invalid("need at least one --set and one --sigma".into()));
+    }
+    if let Some(s) = a.sigma.iter().find(|s| !(**s >= 0.0 && s.is_finite())) {
+        return Err(Error::Invalid(format!("--sigma values must be >= 0, got {s}")));
+    }
+    let b = backend(a.backend)?;
+    let b: &dyn Backend = b.as_ref();
+    let model = load_model(b, &a.model)?;
+    let dir = data_dir(&a.data)?;
+    let cfg = model.config;
+    println!("model {} (DnCNN {} ch, depth {}, width {}) on {}, noise seed {}", a.model.display(), cfg.channels, cfg.depth, cfg.width, b.info().describe(), a.noise_seed);
+    println!("{:<8} {:>5}  {:>6}  {:>11}  {:>10}  {:>6}", "set", "sigma", "images", "noisy PSNR", "PSNR (dB)", "SSIM");
+    for name in &a.set {
+        let set = DenoiseSet::parse(name)?;
+        let mode = ColorMode::from_channels(cfg.channels)?;
+        if set.mode() != mode {
+            println!("note: {} is a {:?} set, read as {:?} for this {}-channel model", set.folder(), set.mode(), mode, cfg.channels);
+        }
+        let mut imgs = images::load_set(&dir, set, mode)?;
+        if let Some(n) = a.limit {
+            imgs.truncate(n.max(1));
+        }
+        for &sigma in &a.sigma {
+            let (mut pn, mut p, mut s) = (0.0, 0.0, 0.0);
+            for (i, (fname, img)) in imgs.iter().enumerate() {
+                // one fixed noise stream per (seed, image index, sigma)
+                let seed = a.noise_seed.wrapping_mul(1_000_003).wrapping_add(i as u64 * 1000 + sigma.round() as u64);
+                let (a1, a2, a3) = eval_image(b, &model, img, sigma, seed)?;
+                if a.per_image {
+                    println!("  {fname:<14} sigma {sigma:>4}: noisy {a1:.2} dB -> {a2:.2} dB, SSIM {a3:.4}");
+                }
+                pn += a1;
+                p += a2;
+                s += a3;
+            }
+            let n = imgs.len() as f64;
+            println!("{:<8} {:>5}  {:>6}  {:>11.2}  {:>10.2}  {:>6.4}", set.folder(), sigma, imgs.len(), pn / n, p / n, s / n);
+        }
+    }
+    Ok(())
+}
+
+/// The file of a shipped model name (blind, s10, color) under www/models/, else the name as a path.
+pub fn shipped_model_path(name: &str) -> PathBuf {
+    match name {
+        "blind" => PathBuf::from("www/models/dncnn_blind_gray.safetensors"),
+        "s10" => PathBuf::from("www/models/dncnn_s10_gray.safetensors"),
+        "color" => PathBuf::from("www/models/dncnn_blind_color.safetensors"),
+        other => PathBuf::from(other),
+    }
+}
+
+/// True when the three planes of an RGB image are equal (a gray image stored as colour).
+pub fn is_gray(img: &Image) -> bool {
+    let p = img.pixels();
+    img.channels == 1 || (img.data[..p] == img.data[p..2 * p] && img.data[..p] == img.data[2 * p..])
+}
+
+/// `nnlab denoise in out`.
+pub fn denoise(a: DenoiseArgs) -> Result<()> {
+    let b = backend(a.backend)?;
+    let b: &dyn Backend = b.as_ref();
+    let name = match a.model.as_deref() {
+        Some(m) => m.to_string(),
+        None => {
+            let rgb = images::load_file(&a.input, ColorMode::Rgb, DEFAULT_MAX_PIXELS)?;
+            if is_gray(&rgb) { "blind".into() } else { "color".into() }
+        }
+    };
+    let path = shipped_model_path(&name);
+    let model = load_model(b, &path)?;
+    let mode = ColorMode::from_channels(model.config.channels)?;
+    let clean = images::load_file(&a.input, mode, DEFAULT_MAX_PIXELS)?;
+    let input = match a.add_noise {
+        Some(s) if !(s >= 0.0 && s.is_finite()) => return Err(Error::Invalid(format!("--add-noise must be >= 0, got {s}"))),
+        Some(s) => clean.with_data(images::add_awgn(&clean.data, s, a.seed, 0))?,
+        None => clean.clone(),
+    };
+    if let (Some(p), Some(_)) = (&a.noisy_out, a.add_noise) {
+        images::save_png(p, &input)?;
+    }
+    let core = match a.tile {
+        Some(0) => return Err(Error::Invalid("--tile must be >= 1".into())),
+        Some(t) => t,
+        None => dncnn::tile_core(b, &model.config)?,
+    };
+    let t0 = Instant::now();
+    let data = dncnn::denoise_tiled(b, &model, &input, core, |_, _| {})?;
+    let secs = t0.elapsed().as_secs_f64();
+    let out = input.with_data(data)?;
+    images::save_png(&a.output, &out)?;
+    println!(
+        "denoised {} ({}x{}, {} ch) with {} in {:.2}s ({:.2} MP/s) -> {}",
+        a.input.display(),
+        clean.width,
+        clean.height,
+        clean.channels,
+        path.display(),
+        secs,
+        clean.pixels() as f64 / 1e6 / secs,
+        a.output.display()
+    );
+    if let Some(s) = a.add_noise {
+        let q = images::quantize8(&out.data);
+        let (c, h, w) = (clean.channels, clean.height, clean.width);
+        let ssim = |x: &[f32]| metrics::ssim(&clean.data, x, c, h, w).map(|v| format!("{v:.4}")).unwrap_or_else(|_| "n/a".into());
+        println!(
+            "sigma {s}: noisy PSNR {:.2} dB (SSIM {}), denoised PSNR {:.2} dB (SSIM {})",
+            metrics::psnr(&clean.data, &input.data)?,
+            ssim(&input.data),
+            metrics::psnr(&clean.data, &q)?,
+            ssim(&q)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Tiled inference for fully convolutional models (the denoiser): an image of any size is cut
+//! into tiles, each tile is run with a halo of extra input pixels around it, and only the
+//! tile's interior is kept. For a stack of `depth` 3x3 convolutions (stride 1, zero padding 1)
+//! an output pixel depends on inputs at most `depth` pixels away, so with halo >= depth every
+//! kept pixel sees exactly the inputs it sees in the whole image; where a tile touches the
+//! image border the tile's zero padding is the image's zero padding. Tiled output therefore
+//! equals untiled output (up to float summation order).
+//!
+//! The tile size is chosen so the largest buffer of a tile, (floats per pixel) x (tile +
+//! 2 halo)^2, stays within a byte budget: half the backend's storage-binding limit (the GPU
+//! convs are direct, so a buffer holds one activation: `width` floats per pixel), or on the
+//! CPU, which states no limit, `CPU_BUDGET_BYTES` for its im2col matrix (9 `width` floats per
+//! pixel).
+
+use crate::{Error, Result};
+
+/// One tile: the output rectangle it produces and the (larger) input rectangle it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub out_y: usize,
+    pub out_x: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub in_y: usize,
+    pub in_x: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+}
+
+impl Tile {
+    /// Offset of the output rectangle inside the input rectangle.
+    pub fn inner_offset(&self) -> (usize, usize) {
+        (self.out_y - self.in_y, self.out_x - self.in_x)
+    }
+}
+
+/// Cover an h x w image with tiles whose output is at most `core` x `core`, each read with
+/// `halo` extra pixels on every side (clipped at the image border).
+pub fn plan(h: usize, w: usize, core: usize, halo: usize) -> Result<Vec<Tile>> {
+    if h == 0 || w == 0 {
+        return Err(Error::Invalid(format!("tiling: empty image {w}x{h}")));
+    }
+    if core == 0 {
+        return Err(Error::Invalid("tiling: tile size must be >= 1".into()));
+    }
+    let mut tiles = Vec::new();
+    for out_y in (0..h).step_by(core) {
+        for out_x in (0..w).step_by(core) {
+            let out_h = core.min(h - out_y);
+            let out_w = core.min(w - out_x);
+            let in_y = out_y.saturating_sub(halo);
+            let in_x = out_x.saturating_sub(halo);
+            let in_h = (out_y + out_h + halo).min(h) - in_y;
+            let in_w = (out_x + out_w + halo).min(w) - in_x;
+            tiles.push(Tile { out_y, out_x, out_h, out_w, in_y, in_x, in_h, in_w });
+        }
+    }
+    Ok(tiles)
+}
+
+/// Byte budget for a tile's largest buffer when the backend states no binding limit (the CPU):
+/// there it is the im2col matrix, 9 x width floats per pixel, and this keeps it near 256 MiB.
+pub const CPU_BUDGET_BYTES: u64 = 256 << 20;
+
+/// Largest output tile side such that `floats_per_pixel` x (side + 2 halo)^2 f32 values (the
+/// largest buffer of a tile) fit in half of `max_binding_bytes`, and in `CPU_BUDGET_BYTES`.
+/// Errors when not even a 1-pixel tile fits.
+pub fn core_for_limit(max_binding_bytes: u64, floats_per_pixel: usize, halo: usize) -> Result<usize> {
+    let budget = (max_binding_bytes / 2).min(CPU_BUDGET_BYTES);
+    let floats = budget / 4 / floats_per_pixel.max(1) as u64;
+    let side = (floats as f64).sqrt().floor() as usize;
+    if side < 2 * halo + 1 {
+        return Err(Error::Gpu(format!(
+            "tiling: a storage binding of {max_binding_bytes} bytes cannot hold a {}x{} tile of {floats_per_pixel} values per pixel",
+            2 * halo + 1,
+            2 * halo + 1
+        )));
+    }
+    Ok(side - 2 * halo)
+}
+
+/// Bytes of the largest buffer of a tile plan (max over tiles of floats_per_pixel * in_h * in_w * 4).
+pub fn max_activation_bytes(tiles: &[Tile], floats_per_pixel: usize) -> u64 {
+    tiles.iter().map(|t| (floats_per_pixel * t.in_h * t.in_w * 4) as u64).max().unwrap_or(0)
+}

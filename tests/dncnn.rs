@@ -1,0 +1,484 @@
+//! DnCNN: training lowers the loss, weights and checkpoints round-trip (and resuming repeats
+//! the uninterrupted run), tiled denoising equals untiled, tile plans for a 24-megapixel photo
+//! stay under a buffer limit, PSNR/SSIM known values, the patch augmentations, and every kind of
+//! bad image input. CPU only; tiny models so the whole file runs in seconds.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+
+use nnlab::backend::read_blocking;
+use nnlab::cpu::CpuBackend;
+use nnlab::data::images::{self, ColorMode, Image};
+use nnlab::data::patches::{augment, NoiseLevel, PatchSampler};
+use nnlab::metrics;
+use nnlab::models::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
+use nnlab::nn::Module;
+use nnlab::tiling;
+use nnlab::{rng, Backend};
+
+const TINY: DnCnnConfig = DnCnnConfig { channels: 1, depth: 4, width: 8 };
+
+/// A smooth synthetic image with some edges (values in [0, 1]).
+fn synthetic(c: usize, h: usize, w: usize, seed: u64) -> Image {
+    let mut d = Vec::with_capacity(c * h * w);
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                let v = 0.5 + 0.3 * ((x as f32 * 0.21 + ch as f32 + seed as f32).sin() * (y as f32 * 0.13).cos());
+                let edge = if (x / 7 + y / 9) % 2 == 0 { 0.15 } else { -0.15 };
+                d.push((v + edge).clamp(0.0, 1.0));
+            }
+        }
+    }
+    Image::new(c, h, w, d).unwrap()
+}
+
+fn train_losses(b: &dyn Backend, model: &DnCnn, steps: u64) -> Vec<f32> {
+    let imgs = (0..4).map(|i| synthetic(1, 48, 48, i)).collect();
+    let sampler = PatchSampler::new(imgs, 24).unwrap();
+    let mut opt = AdamState::new(b, &model.params(), 3e-3).unwrap();
+    let shape = [8, 1, 24, 24];
+    (0..steps)
+        .map(|s| {
+            let bt = sampler.batch(8, NoiseLevel::Fixed(25.0), 7, s);
+            let noisy = b.upload(&shape, &bt.noisy).unwrap();
+            let clean = b.upload(&shape, &bt.clean).unwrap();
+            let l = dncnn::train_step(b, model, &mut opt, &noisy, &clean).unwrap();
+            read_blocking(b, &l).unwrap()[0]
+        })
+        .collect()
+}
+
+#[test]
+fn a_few_training_steps_lower_the_loss() {
+    let b = CpuBackend::new();
+    let model = DnCnn::new(&b, TINY, 1).unwrap();
+    let losses = train_losses(&b, &model, 40);
+    let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
+    let last: f32 = losses[35..].iter().sum::<f32>() / 5.0;
+    println!("loss first 5 steps {first:.4e}, last 5 {last:.4e}");
+    assert!(last < 0.7 * first, "loss did not fall: {first} -> {last}");
+}
+
+fn eval_output(b: &dyn Backend, model: &DnCnn, img: &Image) -> Vec<f32> {
+    let x = b.upload(&[1, img.channels, img.height, img.width], &img.data).unwrap();
+    read_blocking(b, &model.denoise_tensor(b, &x).unwrap()).unwrap()
+}
+
+#[test]
+fn weights_round_trip_and_shape_is_read_from_the_file() {
+    let b = CpuBackend::new();
+    let model = DnCnn::new(&b, TINY, 3).unwrap();
+    train_losses(&b, &model, 3); // moves BatchNorm running statistics off their defaults
+    let bytes = pollster::block_on(model.to_weights(&b, HashMap::new())).unwrap();
+    let loaded = DnCnn::from_weights(&b, &bytes).unwrap();
+    assert_eq!(loaded.config, TINY);
+    let names: Vec<String> = loaded.state().iter().map(|p| p.name().to_string()).collect();
+    assert!(names.contains(&"dncnn.0.bias".to_string()) && names.contains(&"dncnn.3.running_var".to_string()) && names.contains(&"dncnn.8.weight".to_string()), "{names:?}");
+    let img = synthetic(1, 20, 17, 5);
+    assert_eq!(eval_output(&b, &model, &img), eval_output(&b, &loaded, &img));
+    // a truncated or foreign file is refused with a weights error
+    let err = DnCnn::from_weights(&b, &bytes[..bytes.len() / 2]).err().unwrap().to_string();
+    assert!(err.contains("weights error"), "{err}");
+    let other = nnlab::weights::to_bytes(&[nnlab::weights::NamedTensor { name: "fc.weight".into(), shape: vec![2, 2], data: vec![0.0; 4] }], None).unwrap();
+    let err = DnCnn::from_weights(&b, &other).err().unwrap().to_string();
+    assert!(err.contains("not a DnCNN"), "{err}");
+}
+
+#[test]
+fn checkpoint_resume_repeats_the_uninterrupted_run() {
+    let b = CpuBackend::new();
+    let straight = DnCnn::new(&b, TINY, 9).unwrap();
+    let losses = train_losses(&b, &straight, 6);
+
+    // run 3 steps, checkpoint, restore into fresh objects, run 3 more with the same batches
+    let imgs: Vec<Image> = (0..4).map(|i| synthetic(1, 48, 48, i)).collect();
+    let sampler = PatchSampler::new(imgs, 24).unwrap();
+    let shape = [8, 1, 24, 24];
+    let run = |model: &DnCnn, opt: &mut AdamState, steps: std::ops::Range<u64>| -> Vec<f32> {
+        steps
+            .map(|s| {
+                let bt = sampler.batch(8, NoiseLevel::Fixed(25.0), 7, s);
+                let l = dncnn::train_step(&b, model, opt, &b.upload(&shape, &bt.noisy).unwrap(), &b.upload(&shape, &bt.clean).unwrap()).unwrap();
+                read_blocking(&b, &l).unwrap()[0]
+            })
+            .collect()
+    };
+    let m1 = DnCnn::new(&b, TINY, 9).unwrap();
+    let mut o1 = AdamState::new(&b, &m1.params(), 3e-3).unwrap();
+    let mut got = run(&m1, &mut o1, 0..3);
+    let ck = pollster::block_on(dncnn::checkpoint_bytes(&b, &m1, &o1, 3, HashMap::new())).unwrap();
+    let m2 = DnCnn::new(&b, TINY, 1234).unwrap();
+    let mut o2 = AdamState::new(&b, &m2.params(), 3e-3).unwrap();
+    let (step, _) = dncnn::restore_checkpoint(&b, &m2, &mut o2, &ck).unwrap();
+    assert_eq!(step, 3);
+    // a checkpoint also loads as plain weights (eval/denoise straight from a checkpoint)
+    let from_ck = DnCnn::from_weights(&b, &ck).unwrap();
+    let probe = synthetic(1, 16, 16, 4);
+    assert_eq!(eval_output(&b, &from_ck, &probe), eval_output(&b, &m1, &probe));
+    got.extend(run(&m2, &mut o2, 3..6));
+    assert_eq!(got, losses, "resumed run differs from the uninterrupted one");
+    let img = synthetic(1, 16, 16, 2);
+    assert_eq!(eval_output(&b, &straight, &img), eval_output(&b, &m2, &img));
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn tiled_denoising_equals_untiled() {
+    let b = CpuBackend::new();
+    for (channels, h, w) in [(1usize, 37usize, 53usize), (3, 29, 31)] {
+        let cfg = DnCnnConfig { channels, depth: 5, width: 8 };
+        let model = DnCnn::new(&b, cfg, 4).unwrap();
+        // a few training steps so BatchNorm's running statistics are not the identity
+        let c = channels;
+        let imgs = (0..2).map(|i| synthetic(c, 40, 40, i)).collect();
+        let sampler = PatchSampler::new(imgs, 16).unwrap();
+        let mut opt = AdamState::new(&b, &model.params(), 1e-3).unwrap();
+        for s in 0..3 {
+            let bt = sampler.batch(4, NoiseLevel::Uniform { lo: 0.0, hi: 55.0 }, 1, s);
+            let sh = [4, c, 16, 16];
+            dncnn::train_step(&b, &model, &mut opt, &b.upload(&sh, &bt.noisy).unwrap(), &b.upload(&sh, &bt.clean).unwrap()).unwrap();
+        }
+        let clean = synthetic(c, h, w, 8);
+        let noisy = clean.with_data(images::add_awgn(&clean.data, 25.0, 3, 0)).unwrap();
+        let whole = eval_output(&b, &model, &noisy);
+        for core in [1usize, 7, 10, 16, 100] {
+            let tiled = dncnn::denoise_tiled(&b, &model, &noisy, core, |_, _| {}).unwrap();
+            let d = max_abs_diff(&whole, &tiled);
+            println!("channels {c}, {w}x{h}, tile {core}: max |tiled - untiled| = {d:.2e}");
+            assert!(d <= 1e-4, "tile {core}: max abs diff {d}");
+        }
+        // a halo smaller than the receptive field is NOT exact: the test can tell
+        let tiles = tiling::plan(h, w, 10, 1).unwrap();
+        let mut out = vec![0.0; noisy.data.len()];
+        for t in &tiles {
+            let x = b.upload(&[1, c, t.in_h, t.in_w], &dncnn::crop(&noisy, t)).unwrap();
+            let y = read_blocking(&b, &model.denoise_tensor(&b, &x).unwrap()).unwrap();
+            dncnn::paste(&mut out, &noisy, t, &y);
+        }
+        assert!(max_abs_diff(&whole, &out) > 1e-4, "a too-small halo should differ");
+    }
+}
+
+/// Every pixel of an h x w image is produced by exactly one tile, and inputs contain outputs.
+fn check_cover(tiles: &[tiling::Tile], h: usize, w: usize, halo: usize) {
+    let mut hits = vec![0u8; h * w];
+    for t in tiles {
+        assert!(t.in_y <= t.out_y && t.in_x <= t.out_x && t.out_y + t.out_h <= t.in_y + t.in_h && t.out_x + t.out_w <= t.in_x + t.in_w);
+        assert!(t.in_y + t.in_h <= h && t.in_x + t.in_w <= w);
+        // the halo is complete wherever the image continues
+        assert!(t.out_y - t.in_y == halo.min(t.out_y) && t.out_x - t.in_x == halo.min(t.out_x));
+        for y in t.out_y..t.out_y + t.out_h {
+            for v in &mut hits[y * w + t.out_x..y * w + t.out_x + t.out_w] {
+                *v += 1;
+            }
+        }
+    }
+    assert!(hits.iter().all(|&v| v == 1), "pixels not covered exactly once");
+}
+
+#[test]
+fn a_24_megapixel_tile_plan_stays_under_the_buffer_limit() {
+    let (h, w) = (4000usize, 6000usize);
+    let cfg = DnCnnConfig::paper(3);
+    let halo = cfg.receptive_radius();
+    // default WebGPU limit (128 MiB) and an artificially low one (4 MiB), one activation per
+    // buffer; the CPU's "no limit" with its im2col matrix (9 width floats per pixel)
+    for (limit, per_pixel) in [(128u64 << 20, cfg.width), (4 << 20, cfg.width), (u64::MAX, 9 * cfg.width)] {
+        let core = tiling::core_for_limit(limit, per_pixel, halo).unwrap();
+        let tiles = tiling::plan(h, w, core, halo).unwrap();
+        let biggest = tiling::max_activation_bytes(&tiles, per_pixel);
+        println!("limit {limit} B: tile core {core}, {} tiles, largest buffer {} KiB", tiles.len(), biggest >> 10);
+        assert!(biggest <= limit / 2 && biggest <= tiling::CPU_BUDGET_BYTES);
+        check_cover(&tiles, h, w, halo);
+    }
+    // a limit too small for even a minimal tile is a clear error, not a panic
+    let err = tiling::core_for_limit(1000, 64, 17).err().unwrap().to_string();
+    assert!(err.contains("cannot hold"), "{err}");
+}
+
+#[test]
+fn psnr_and_ssim_known_values() {
+    let a = vec![0.25f32; 32 * 32];
+    assert_eq!(metrics::psnr(&a, &a).unwrap(), f64::INFINITY);
+    // MSE 0.01 in [0,1] units (25.5 gray levels off everywhere) is 20 dB
+    let b: Vec<f32> = a.iter().map(|v| v + 0.1).collect();
+    assert!((metrics::psnr(&a, &b).unwrap() - 20.0).abs() < 1e-4);
+    // sigma 25 noise on a mid-gray image: PSNR ~ 20 log10(255/25) = 20.17 dB
+    let n = images::add_awgn(&vec![0.5; 256 * 256], 25.0, 1, 0);
+    let p = metrics::psnr(&vec![0.5; 256 * 256], &n).unwrap();
+    assert!((p - 20.17).abs() < 0.05, "{p}");
+    let img = synthetic(1, 40, 30, 1);
+    assert!((metrics::ssim(&img.data, &img.data, 1, 40, 30).unwrap() - 1.0).abs() < 1e-12);
+    // constant images: SSIM = (2 m1 m2 + C1) / (m1^2 + m2^2 + C1), the contrast term being 1
+    let (m1, m2, c1) = (0.25f64, 0.35f64, 1e-4f64);
+    let want = (2.0 * m1 * m2 + c1) / (m1 * m1 + m2 * m2 + c1);
+    assert!((metrics::ssim(&a, &b, 1, 32, 32).unwrap() - want).abs() < 1e-6);
+    // colour: the mean of the channel SSIMs
+    let rgb = synthetic(3, 20, 20, 2);
+    let mut other = rgb.data.clone();
+    for v in &mut other[..400] {
+        *v = 0.5;
+    }
+    let per: Vec<f64> = (0..3).map(|c| metrics::ssim_plane(&rgb.data[c * 400..(c + 1) * 400], &other[c * 400..(c + 1) * 400], 20, 20).unwrap()).collect();
+    assert!((metrics::ssim(&rgb.data, &other, 3, 20, 20).unwrap() - per.iter().sum::<f64>() / 3.0).abs() < 1e-12);
+    assert!(metrics::ssim(&a[..100], &a[..100], 1, 10, 10).is_err(), "smaller than the window must be an error");
+}
+
+#[test]
+fn augmentations_are_the_eight_symmetries_of_the_square() {
+    let p = 5;
+    let patch: Vec<f32> = (0..2 * p * p).map(|i| i as f32).collect();
+    let outs: Vec<Vec<f32>> = (0..8).map(|m| augment(&patch, 2, p, m)).collect();
+    assert_eq!(outs[0], patch);
+    for i in 0..8 {
+        let mut sorted = outs[i].clone();
+        sorted.sort_by(f32::total_cmp);
+        assert_eq!(sorted, patch, "mode {i} is not a permutation");
+        for j in 0..i {
+            assert_ne!(outs[i], outs[j], "modes {i} and {j} coincide");
+        }
+    }
+    // rotating four times is the identity
+    let mut r = patch.clone();
+    for _ in 0..4 {
+        r = augment(&r, 2, p, 1);
+    }
+    assert_eq!(r, patch);
+    // batches repeat for the same (seed, step) and differ across steps
+    let s = PatchSampler::new(vec![synthetic(1, 30, 30, 0)], 8).unwrap();
+    let level = NoiseLevel::Uniform { lo: 0.0, hi: 55.0 };
+    assert_eq!(s.batch(4, level, 1, 5).noisy, s.batch(4, level, 1, 5).noisy);
+    assert_ne!(s.batch(4, level, 1, 5).noisy, s.batch(4, level, 1, 6).noisy);
+    assert!(s.batch(64, level, 1, 0).sigmas.iter().all(|&x| (0.0..=55.0).contains(&x)));
+}
+
+fn png_bytes(img: image::DynamicImage) -> Vec<u8> {
+    let mut c = Cursor::new(Vec::new());
+    img.write_to(&mut c, image::ImageFormat::Png).unwrap();
+    c.into_inner()
+}
+
+#[test]
+fn bad_image_inputs_give_clear_errors_or_work_as_documented() {
+    let cap = images::DEFAULT_MAX_PIXELS;
+    let err = |bytes: &[u8]| images::decode(bytes, ColorMode::Gray, cap).expect_err("should fail").to_string();
+    assert!(err(&[]).contains("empty"));
+    assert!(err(b"hello, this is plain text and not an image at all").contains("not an image"));
+    let gray = image::GrayImage::from_fn(64, 48, |x, y| image::Luma([(x * 3 + y) as u8]));
+    let png = png_bytes(image::DynamicImage::ImageLuma8(gray.clone()));
+    let e = err(&png[..png.len() / 2]);
+    assert!(e.contains("corrupt or truncated"), "{e}");
+    let e = err(&png[..20]);
+    assert!(e.contains("corrupt or truncated") || e.contains("not an image"), "{e}");
+    // over the megapixel cap: refused before decoding, the cap named
+    let e = images::decode(&png, ColorMode::Gray, 1000).err().unwrap().to_string();
+    assert!(e.contains("cap of 0.0 megapixels") && e.contains("64x48"), "{e}");
+
+    // 8-bit gray decodes exactly; PNG encoding round-trips
+    let im = images::decode(&png, ColorMode::Gray, cap).unwrap();
+    assert_eq!((im.channels, im.height, im.width), (1, 48, 64));
+    assert_eq!(im.data[1], 3.0 / 255.0);
+    let again = images::decode(&images::encode_png(&im).unwrap(), ColorMode::Gray, cap).unwrap();
+    assert_eq!(again.data, im.data);
+    // gray in RGB mode: three equal planes
+    let rgb = images::decode(&png, ColorMode::Rgb, cap).unwrap();
+    assert_eq!(rgb.channels, 3);
+    assert_eq!(&rgb.data[..64 * 48], &rgb.data[2 * 64 * 48..]);
+
+    // 16-bit PNG converts at full precision
+    let g16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(8, 8, |x, _| image::Luma([x as u16 * 8000 + 1]));
+    let im = images::decode(&png_bytes(image::DynamicImage::ImageLuma16(g16)), ColorMode::Gray, cap).unwrap();
+    assert!((im.data[3] - 24001.0 / 65535.0).abs() < 1e-6, "{}", im.data[3]);
+
+    // gray + alpha: alpha kept and written back
+    let la = image::GrayAlphaImage::from_fn(5, 4, |x, _| image::LumaA([100, (x * 50) as u8]));
+    let im = images::decode(&png_bytes(image::DynamicImage::ImageLumaA8(la)), ColorMode::Gray, cap).unwrap();
+    let alpha = im.alpha.clone().expect("alpha kept");
+    assert!((alpha[2] - 100.0 / 255.0).abs() < 1e-6);
+    let back = images::decode(&images::encode_png(&im).unwrap(), ColorMode::Gray, cap).unwrap();
+    assert_eq!(back.alpha, im.alpha);
+
+    // animated GIF: the first frame
+    let mut gif = Vec::new();
+    {
+        let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+        let frames = [10u8, 200].map(|v| image::Frame::new(image::RgbaImage::from_pixel(6, 6, image::Rgba([v, v, v, 255]))));
+        enc.encode_frames(frames).unwrap();
+    }
+    let im = images::decode(&gif, ColorMode::Gray, cap).unwrap();
+    assert!((im.data[0] - 10.0 / 255.0).abs() < 0.02, "first frame expected, got {}", im.data[0]);
+
+    // progressive-or-not JPEG in colour, and a 1x1 and a 100000x1 image through a tiny model
+    let mut jpg = Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(16, 16, image::Rgb([200, 30, 60]))).write_to(&mut jpg, image::ImageFormat::Jpeg).unwrap();
+    let im = images::decode(jpg.get_ref(), ColorMode::Rgb, cap).unwrap();
+    assert!((im.data[0] - 200.0 / 255.0).abs() < 0.03 && (im.data[256] - 30.0 / 255.0).abs() < 0.03);
+
+    let b = CpuBackend::new();
+    let model = DnCnn::new(&b, DnCnnConfig { channels: 1, depth: 3, width: 4 }, 1).unwrap();
+    for (w, h) in [(1u32, 1u32), (100_000, 1)] {
+        let im = images::decode(&png_bytes(image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(w, h, image::Luma([128])))), ColorMode::Gray, cap).unwrap();
+        let out = dncnn::denoise_image(&b, &model, &im).unwrap();
+        assert_eq!((out.width, out.height), (w as usize, h as usize));
+        assert!(out.data.iter().all(|v| v.is_finite()));
+    }
+    // a gray model refuses a colour image with a message, not a panic
+    let e = dncnn::denoise_image(&b, &model, &rgb).err().unwrap().to_string();
+    assert!(e.contains("1-channel"), "{e}");
+}
+
+#[test]
+fn noise_is_seeded_and_unclipped() {
+    let clean = vec![0.0f32; 1000];
+    let a = images::add_awgn(&clean, 25.0, 3, 0);
+    assert_eq!(a, images::add_awgn(&clean, 25.0, 3, 0));
+    assert!(a.iter().any(|&v| v < 0.0), "noisy input must not be clipped");
+    assert_eq!(a[10], 25.0 / 255.0 * rng::normal(3, 10));
+}
+
+#[test]
+fn cli_train_checkpoint_resume_eval_and_denoise() {
+    use nnlab::models::dncnn_cli::{self as cli, BackendKind, DenoiseArgs, EvalArgs, Mode, TrainArgs};
+    let root = std::env::temp_dir().join(format!("nnlab_dncnn_cli_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for (set, n, side) in [("Train400", 3u64, 48usize), ("Set12", 1, 32)] {
+        let dir = root.join("denoise").join(set);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            images::save_png(&dir.join(format!("{i:02}.png")), &synthetic(1, side, side, i)).unwrap();
+        }
+    }
+    let ck = root.join("ck.safetensors");
+    let out = root.join("model.safetensors");
+    let args = |stop_at: Option<u64>, resume: bool| TrainArgs {
+        mode: Mode::Blind,
+        channels: 1,
+        depth: 3,
+        width: 4,
+        patch: 16,
+        batch: 4,
+        steps: 6,
+        stop_at,
+        lr: 1e-3,
+        seed: 5,
+        out: Some(out.clone()),
+        backend: BackendKind::Cpu,
+        checkpoint: Some(ck.clone()),
+        checkpoint_every: 2,
+        resume,
+        print_every: 0.0,
+        data: Some(root.clone()),
+    };
+    cli::train(args(Some(4), false)).unwrap();
+    assert!(!out.exists(), "a stopped run writes only the checkpoint");
+    cli::train(args(None, true)).unwrap();
+    let resumed = std::fs::read(&out).unwrap();
+    let ck6 = nnlab::weights::metadata(&std::fs::read(&ck).unwrap()).unwrap();
+    assert_eq!(ck6["step"], "6");
+    // the same 6 steps in one go give the same weights
+    std::fs::remove_file(&ck).unwrap();
+    cli::train(args(None, false)).unwrap();
+    let straight = std::fs::read(&out).unwrap();
+    let w = |bytes: &[u8]| nnlab::weights::from_bytes(bytes).unwrap();
+    assert_eq!(w(&resumed), w(&straight));
+
+    cli::eval(EvalArgs { model: ck.clone(), set: vec!["Set12".into()], sigma: vec![25.0], noise_seed: 0, limit: None, per_image: true, backend: BackendKind::Cpu, data: Some(root.clone()) }).unwrap();
+    let input = root.join("denoise/Set12/00.png");
+    let output = root.join("out.png");
+    cli::denoise(DenoiseArgs { input, output: output.clone(), model: Some(out.to_string_lossy().into_owned()), add_noise: Some(25.0), seed: 1, noisy_out: None, tile: Some(8), backend: BackendKind::Cpu }).unwrap();
+    let den = images::load_file(&output, ColorMode::Gray, images::DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!((den.width, den.height), (32, 32));
+    // a wrong weights file is a clear error
+    std::fs::write(root.join("bad.safetensors"), b"not weights").unwrap();
+    let e = cli::load_model(&CpuBackend::new(), &root.join("bad.safetensors")).err().unwrap().to_string();
+    assert!(e.contains("bad.safetensors") && e.contains("weights error"), "{e}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// CMYK, progressive and EXIF-rotated JPEGs (fixtures made with Pillow 13: a 16x12 image with
+/// red = 16 x, green 120, blue 200; the EXIF one has orientation 6, "rotate 90 clockwise").
+#[test]
+fn cmyk_progressive_and_exif_rotated_jpegs_decode() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/images");
+    let close = |got: f32, want: f32, what: &str| assert!((got * 255.0 - want).abs() <= 12.0, "{what}: got {}, want {want}", got * 255.0);
+    for name in ["cmyk.jpg", "progressive.jpg"] {
+        let im = images::load_file(&dir.join(name), ColorMode::Rgb, images::DEFAULT_MAX_PIXELS).unwrap();
+        assert_eq!((im.width, im.height, im.channels), (16, 12, 3), "{name}");
+        let p = im.pixels();
+        let at = |c: usize, x: usize, y: usize| im.data[c * p + y * 16 + x];
+        close(at(0, 8, 5), 128.0, name);
+        close(at(1, 8, 5), 120.0, name);
+        close(at(2, 8, 5), 200.0, name);
+    }
+    // displayed upright: 12 wide, 16 tall, the red ramp running down the right-hand column
+    let im = images::load_file(&dir.join("exif_rot6.jpg"), ColorMode::Rgb, images::DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!((im.width, im.height), (12, 16));
+    close(im.data[11], 0.0, "top right");
+    close(im.data[15 * 12 + 11], 240.0, "bottom right");
+}
+
+/// The same DnCNN on the GPU backend (lavapipe natively) under a 64 KiB storage-binding limit:
+/// a training step gives the CPU's loss and weights, and tiled GPU denoising (tile size from
+/// the limit) equals untiled CPU denoising. No adapter = failure, as in the other GPU tests.
+#[test]
+fn gpu_train_step_and_tiled_denoise_match_the_cpu() {
+    use nnlab::gpu::{GpuBackend, GpuOptions};
+    let gpu = GpuBackend::new_blocking(GpuOptions { max_storage_binding_bytes: Some(64 << 10), max_workgroups_per_dim: None })
+        .unwrap_or_else(|e| panic!("this test needs a GPU adapter (natively: Vulkan, e.g. mesa-vulkan-drivers): {e}"));
+    let cpu = CpuBackend::new();
+    let (mc, mg) = (DnCnn::new(&cpu, TINY, 6).unwrap(), DnCnn::new(&gpu, TINY, 6).unwrap());
+    let (mut oc, mut og) = (AdamState::new(&cpu, &mc.params(), 1e-3).unwrap(), AdamState::new(&gpu, &mg.params(), 1e-3).unwrap());
+    let sampler = PatchSampler::new(vec![synthetic(1, 40, 40, 1)], 16).unwrap();
+    let sh = [4, 1, 16, 16];
+    let mut worst = 0.0f32;
+    for s in 0..2 {
+        let bt = sampler.batch(4, NoiseLevel::Fixed(25.0), 2, s);
+        let lc = dncnn::train_step(&cpu, &mc, &mut oc, &cpu.upload(&sh, &bt.noisy).unwrap(), &cpu.upload(&sh, &bt.clean).unwrap()).unwrap();
+        let lg = dncnn::train_step(&gpu, &mg, &mut og, &gpu.upload(&sh, &bt.noisy).unwrap(), &gpu.upload(&sh, &bt.clean).unwrap()).unwrap();
+        let (lc, lg) = (read_blocking(&cpu, &lc).unwrap()[0], read_blocking(&gpu, &lg).unwrap()[0]);
+        assert!((lc - lg).abs() <= 1e-4 * lc.abs().max(1e-3), "step {s}: loss cpu {lc} gpu {lg}");
+    }
+    for (pc, pg) in mc.state().iter().zip(mg.state()) {
+        let d = max_abs_diff(&read_blocking(&cpu, pc.value()).unwrap(), &read_blocking(&gpu, pg.value()).unwrap());
+        worst = worst.max(d);
+    }
+    println!("GPU vs CPU after 2 training steps: max |param diff| = {worst:.2e}");
+    assert!(worst <= 1e-4, "parameters differ by {worst}");
+
+    let clean = synthetic(1, 37, 53, 3);
+    let noisy = clean.with_data(images::add_awgn(&clean.data, 25.0, 4, 0)).unwrap();
+    let want = eval_output(&cpu, &mc, &noisy);
+    let core = dncnn::tile_core(&gpu, &mg.config).unwrap();
+    let got = dncnn::denoise_tiled(&gpu, &mg, &noisy, core, |_, _| {}).unwrap();
+    let d = max_abs_diff(&want, &got);
+    println!("GPU tiled (core {core}) vs CPU untiled: max abs diff {d:.2e}");
+    assert!(core < 37 && d <= 1e-4, "core {core}, diff {d}");
+}
+
+/// A 24-megapixel image through a tiny DnCNN on the CPU and, under a 4 MiB binding limit, on the
+/// GPU: runs, right size, finite. Slow on a loaded 2-core machine: run by hand with --ignored.
+#[test]
+#[ignore]
+fn a_24_megapixel_image_denoises_in_tiles() {
+    let (h, w) = (4000usize, 6000usize);
+    let data: Vec<f32> = (0..h * w).map(|i| ((i % 977) as f32) / 977.0).collect();
+    let img = Image::new(1, h, w, data).unwrap();
+    let cfg = DnCnnConfig { channels: 1, depth: 3, width: 4 };
+    let cpu = CpuBackend::new();
+    let m = DnCnn::new(&cpu, cfg, 1).unwrap();
+    let t = std::time::Instant::now();
+    let out = dncnn::denoise_image(&cpu, &m, &img).unwrap();
+    println!("CPU: 24 MP in {:.1}s (tile core {})", t.elapsed().as_secs_f64(), dncnn::tile_core(&cpu, &cfg).unwrap());
+    assert_eq!((out.height, out.width), (h, w));
+    assert!(out.data.iter().all(|v| v.is_finite()));
+    let gpu = nnlab::gpu::GpuBackend::new_blocking(nnlab::gpu::GpuOptions { max_storage_binding_bytes: Some(4 << 20), max_workgroups_per_dim: None }).unwrap();
+    let mg = DnCnn::new(&gpu, cfg, 1).unwrap();
+    let t = std::time::Instant::now();
+    let outg = dncnn::denoise_image(&gpu, &mg, &img).unwrap();
+    println!("GPU (4 MiB bindings): 24 MP in {:.1}s (tile core {}), max |gpu - cpu| {:.2e}", t.elapsed().as_secs_f64(), dncnn::tile_core(&gpu, &cfg).unwrap(), max_abs_diff(&out.data, &outg.data));
+    assert!(max_abs_diff(&out.data, &outg.data) <= 1e-4);
+}
