@@ -226,6 +226,15 @@ fn psnr_and_ssim_known_values() {
     let per: Vec<f64> = (0..3).map(|c| metrics::ssim_plane(&rgb.data[c * 400..(c + 1) * 400], &other[c * 400..(c + 1) * 400], 20, 20).unwrap()).collect();
     assert!((metrics::ssim(&rgb.data, &other, 3, 20, 20).unwrap() - per.iter().sum::<f64>() / 3.0).abs() < 1e-12);
     assert!(metrics::ssim(&a[..100], &a[..100], 1, 10, 10).is_err(), "smaller than the window must be an error");
+    // golden value from scikit-image 0.26: structural_similarity(a, b, gaussian_weights=True,
+    // sigma=1.5, use_sample_covariance=False, data_range=1.0) on these 24x32 f32 images
+    let (h, w) = (24usize, 32usize);
+    let img = |extra: bool| -> Vec<f32> {
+        (0..h * w).map(|i| ((i % w * 7 + i / w * 13 + if extra { (i % w) * (i / w) % 17 } else { 0 }) % 256) as f32 / 255.0).collect()
+    };
+    let got = metrics::ssim(&img(false), &img(true), 1, h, w).unwrap();
+    println!("SSIM {got:.10} vs scikit-image 0.8179185615");
+    assert!((got - 0.8179185614590943).abs() < 1e-6, "{got}");
 }
 
 #[test]
