@@ -115,9 +115,7 @@ mod classifier_cli {
     use clap::{Args, ValueEnum};
     use nnlab::attack::{self, AdvTraining, Attack};
     use nnlab::backend::read_blocking;
-    use nnlab::cpu::CpuBackend;
     use nnlab::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PIXELS, SIDE};
-    use nnlab::gpu::{GpuBackend, GpuOptions};
     use nnlab::models::classifier::train_step;
     use nnlab::models::{Classifier, ClassifierConfig};
     use nnlab::nn::{Adam, Module, Optimizer};
@@ -126,11 +124,8 @@ mod classifier_cli {
     /// The first 10,000 training digits are the page's; the classifier never sees them.
     const PAGE_DIGITS: usize = 10_000;
 
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-    pub enum BackendKind {
-        Cpu,
-        Gpu,
-    }
+    // shared with the dncnn commands
+    use nnlab::models::dncnn_cli::{backend, data_dir, hms, BackendKind};
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
     pub enum AttackName {
@@ -201,25 +196,6 @@ mod classifier_cli {
         /// data folder holding mnist/ (default: $NNLAB_DATA, else ../shared/data)
         #[arg(long)]
         data: Option<PathBuf>,
-    }
-
-    fn backend(kind: BackendKind) -> Result<Box<dyn Backend>> {
-        Ok(match kind {
-            BackendKind::Cpu => Box::new(CpuBackend::new()),
-            BackendKind::Gpu => Box::new(GpuBackend::new_blocking(GpuOptions::default())?),
-        })
-    }
-
-    fn data_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
-        match arg {
-            Some(d) => Ok(d.clone()),
-            None => Ok(nnlab::data::data_dir(&std::env::current_dir()?)),
-        }
-    }
-
-    fn hms(secs: f64) -> String {
-        let s = secs.max(0.0).round() as u64;
-        if s >= 3600 { format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
     }
 
     /// A seeded permutation of 0..n (Fisher-Yates on the counter-based RNG).

@@ -159,21 +159,24 @@ pub struct DenoiseArgs {
     pub backend: BackendKind,
 }
 
-fn backend(kind: BackendKind) -> Result<Box<dyn Backend>> {
+/// The backend a `--backend` flag names (also used by the classifier commands).
+pub fn backend(kind: BackendKind) -> Result<Box<dyn Backend>> {
     Ok(match kind {
         BackendKind::Cpu => Box::new(CpuBackend::new()),
         BackendKind::Gpu => Box::new(GpuBackend::new_blocking(GpuOptions::default())?),
     })
 }
 
-fn data_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
+/// `--data`, else $NNLAB_DATA, else ../shared/data.
+pub fn data_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
     match arg {
         Some(d) => Ok(d.clone()),
         None => Ok(crate::data::data_dir(&std::env::current_dir()?)),
     }
 }
 
-fn hms(secs: f64) -> String {
+/// Seconds as 1h02m03s / 2m03s for progress lines.
+pub fn hms(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     if s >= 3600 { format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
 }
