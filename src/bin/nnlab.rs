@@ -114,7 +114,6 @@ mod classifier_cli {
 
     use clap::{Args, ValueEnum};
     use nnlab::attack::{self, AdvTraining, Attack};
-    use nnlab::backend::read_blocking;
     use nnlab::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PIXELS, SIDE};
     use nnlab::models::classifier::train_step;
     use nnlab::models::{Classifier, ClassifierConfig};
@@ -125,7 +124,7 @@ mod classifier_cli {
     const PAGE_DIGITS: usize = 10_000;
 
     // shared with the dncnn commands
-    use nnlab::models::dncnn_cli::{backend, data_dir, hms, BackendKind};
+    use nnlab::models::dncnn_cli::{backend, data_dir, finite_loss, hms, BackendKind};
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
     pub enum AttackName {
@@ -280,10 +279,7 @@ mod classifier_cli {
                 let tt = b.upload(&[idx.len(), CLASSES], &one_hot(&ys))?;
                 let cfg = adv(step);
                 let loss = train_step(b, &model, &mut opt, &x, &tt, a.adversarial.then_some(&cfg))?;
-                let l = read_blocking(b, &loss)?[0];
-                if !l.is_finite() {
-                    return Err(Error::Invalid(format!("training diverged at step {step} (loss {l}); try a lower --lr")));
-                }
+                let l = finite_loss(b, &loss, step)?;
                 loss_sum += l as f64;
                 loss_n += 1;
                 step += 1;

@@ -175,6 +175,15 @@ pub fn data_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
+/// Read a training step's loss back, refusing a diverged (non-finite) one with advice.
+pub fn finite_loss(b: &dyn Backend, loss: &crate::Tensor, step: impl std::fmt::Display) -> Result<f32> {
+    let l = read_blocking(b, loss)?[0];
+    if !l.is_finite() {
+        return Err(Error::Invalid(format!("training diverged at step {step} (loss {l}); try a lower --lr")));
+    }
+    Ok(l)
+}
+
 /// Seconds as 1h02m03s / 2m03s for progress lines.
 pub fn hms(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
@@ -294,10 +303,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         let noisy = b.upload(&shape, &batch.noisy)?;
         let clean = b.upload(&shape, &batch.clean)?;
         let loss = dncnn::train_step(b, &model, &mut opt, &noisy, &clean)?;
-        let l = read_blocking(b, &loss)?[0];
-        if !l.is_finite() {
-            return Err(Error::Invalid(format!("training diverged at step {step} (loss {l}); try a lower --lr")));
-        }
+        let l = finite_loss(b, &loss, step)?;
         loss_sum += l as f64;
         loss_n += 1;
         step += 1;
