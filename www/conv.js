@@ -149,7 +149,11 @@ export function setupConvTab(call) {
   let timer = null;
 
   async function update() {
+    clearTimeout(timer); // an explicit run supersedes a pending typed one
     const gen = ++generation;
+    // the previous answer is stale from now on (tests wait on data-agree)
+    const res = $('conv-result');
+    delete res.dataset.agree;
     let args;
     try {
       args = readInputs();
@@ -172,10 +176,8 @@ export function setupConvTab(call) {
     showError('');
     fillTable(prm);
     drawGrid(prm, null);
-    const res = $('conv-result');
     res.textContent = 'Running both convolutions on the backend…';
     res.className = 'result';
-    delete res.dataset.agree;
     try {
       const r = await call('conv_arith_run', i, m, s, p);
       if (gen !== generation) return;
