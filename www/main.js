@@ -1,5 +1,7 @@
 // Page thread: tabs, the status line and drawing. All computing happens in worker.js.
 import { setupConvTab } from './conv.js';
+import { setupDenoiseTab } from './denoise.js';
+import { setupAdversarialTab } from './adversarial.js';
 
 // ---------------------------------------------------------------- worker client
 
@@ -93,3 +95,5 @@ const initial = location.hash.slice(1);
 selectTab(tabs.some((t) => t.dataset.tab === initial) ? initial : tabs[0].dataset.tab);
 
 setupConvTab(call);
+setupDenoiseTab(call);
+setupAdversarialTab(call);

@@ -3,13 +3,14 @@
 // Once at start: {type: 'status', info} (or {type: 'status', error}) naming the backend in use.
 import init, * as nn from './pkg/nnlab.js';
 
-// The calls the page may make, by name. Each returns a value or a promise; errors are Error objects.
-const COMMANDS = {
-  backend_info: () => nn.backend_info(),
-  conv_arith_params: (i, m, s, p) => nn.conv_arith_params(i, m, s, p),
-  conv_arith_run: (i, m, s, p) => nn.conv_arith_run(i, m, s, p),
-  conv_arith_cell_kinds: () => nn.conv_arith_cell_kinds(),
-};
+// The calls the page may make: any function the wasm module exports (src/web/*.rs), by name.
+// wasm-bindgen's own entry points are not commands.
+const NOT_COMMANDS = new Set(['default', 'initSync', 'init_backend']);
+function command(name) {
+  const fn = nn[name];
+  if (typeof fn !== 'function' || NOT_COMMANDS.has(name) || name.startsWith('__')) return null;
+  return fn;
+}
 
 function message(e) {
   if (e instanceof Error) return e.message;
@@ -33,7 +34,7 @@ self.onmessage = (ev) => {
   queue = queue.then(async () => {
     try {
       await ready;
-      const fn = COMMANDS[cmd];
+      const fn = command(cmd);
       if (!fn) throw new Error(`unknown command ${cmd}`);
       const result = await fn(...args);
       postMessage({ type: 'reply', id, ok: true, result });

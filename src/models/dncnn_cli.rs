@@ -106,6 +106,10 @@ pub struct TrainArgs {
     /// data folder holding denoise/ (default: $NNLAB_DATA, else ../shared/data)
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// fine-tune: start from these weights (their shape wins over --depth/--width/--channels)
+    /// with a fresh optimizer, instead of a random initialisation
+    #[arg(long)]
+    pub init: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -241,6 +245,15 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         a.seed = num("seed")?;
         a.mode = parse_mode(&get("mode")?)?;
     }
+    let init_bytes = match (&a.init, &resume_bytes) {
+        (Some(_), Some(_)) => return Err(Error::Invalid("--init and --resume exclude each other: a checkpoint already holds weights".into())),
+        (Some(p), None) => Some(read_file(p)?),
+        _ => None,
+    };
+    if let Some(bytes) = &init_bytes {
+        let c = dncnn::config_from_tensors(&crate::weights::from_bytes(bytes)?)?;
+        (a.channels, a.depth, a.width) = (c.channels, c.depth, c.width);
+    }
     let config = DnCnnConfig { channels: a.channels, depth: a.depth, width: a.width };
     config.validate()?;
     if a.batch == 0 || a.patch < 3 || a.steps == 0 || !(a.lr > 0.0 && a.lr.is_finite()) || a.checkpoint_every == 0 {
@@ -257,7 +270,13 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     let sampler = PatchSampler::new(imgs, a.patch)?;
     println!("loaded {} {} images from {} in {:.1}s", sampler.len(), set.folder(), images::set_dir(&dir, set).display(), t0.elapsed().as_secs_f64());
 
-    let model = DnCnn::new(b, config, a.seed)?;
+    let model = match &init_bytes {
+        Some(bytes) => {
+            println!("fine-tuning from {}", a.init.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+            DnCnn::from_weights(b, bytes)?
+        }
+        None => DnCnn::new(b, config, a.seed)?,
+    };
     let mut opt = AdamState::new(b, &model.params(), a.lr)?;
     let mut step = 0u64;
     if let Some(bytes) = &resume_bytes {
@@ -289,6 +308,9 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     meta.insert("steps".to_string(), a.steps.to_string());
     meta.insert("data".to_string(), set.folder().to_string());
     meta.insert("backend".to_string(), b.info().describe());
+    if let Some(p) = &a.init {
+        meta.insert("init".to_string(), p.display().to_string());
+    }
 
     let shape = [a.batch, a.channels, a.patch, a.patch];
     let start = Instant::now();

@@ -17,6 +17,9 @@ use crate::backend::{Backend, BackendInfo, Conv2dParams};
 use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
 
+mod adversarial;
+mod denoise;
+
 /// Largest sizes the Conv-arithmetic tab accepts (keeps the drawing and the run small).
 const MAX_SIZE: usize = 64;
 const MAX_KERNEL: usize = 15;
@@ -47,16 +50,17 @@ thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
 }
 
-fn err(e: impl std::fmt::Display) -> JsError {
+pub(crate) fn err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
-fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+pub(crate) fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
     // Reflect::set on a plain object cannot fail.
     let _ = Reflect::set(obj, &JsValue::from_str(key), &value.into());
 }
 
-fn backend() -> Result<Rc<dyn Backend>, JsError> {
+/// The backend picked by `init_backend` (shared by every tab's API).
+pub(crate) fn backend() -> Result<Rc<dyn Backend>, JsError> {
     STATE.with(|s| s.borrow().as_ref().map(|s| s.backend.clone())).ok_or_else(|| JsError::new("nnlab is not initialised: call init_backend() first"))
 }
 

@@ -1,0 +1,1 @@
+//! wasm API of the Adversarial tab (MNIST classifier, FGSM, adversarial training).

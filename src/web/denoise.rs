@@ -1,0 +1,1 @@
+//! wasm API of the Denoise tab (DnCNN inference and in-tab training).
