@@ -111,17 +111,49 @@ pub fn bench_backend(be: &dyn Backend, sync: &dyn Fn() -> Result<()>, budget: Du
     Ok(rows)
 }
 
+/// The shipped DnCNN models the inference bench runs (those present under www/models/).
+const DNCNN_MODELS: [&str; 3] = ["dncnn_s10_gray", "dncnn_blind_gray", "dncnn_blind_color"];
+/// Side of the test image of the inference bench (small: lavapipe runs ~1 GFLOP/s).
+const DNCNN_SIDE: usize = 128;
+
+/// Megapixels/s of tiled DnCNN inference for each shipped model on one backend; rows of
+/// (model, MP/s, ms per image) and the models that are missing.
+pub fn bench_dncnn(be: &dyn Backend, budget: Duration) -> Result<(Vec<(String, f64, f64)>, Vec<String>)> {
+    use crate::data::images::Image;
+    use crate::models::dncnn::{self, DnCnn};
+    let (mut rows, mut missing) = (Vec::new(), Vec::new());
+    for name in DNCNN_MODELS {
+        let path = std::path::PathBuf::from(format!("www/models/{name}.safetensors"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            missing.push(path.display().to_string());
+            continue;
+        };
+        let model = DnCnn::from_weights(be, &bytes)?;
+        let c = model.config.channels;
+        let img = Image::new(c, DNCNN_SIDE, DNCNN_SIDE, rng::uniform_vec(c * DNCNN_SIDE * DNCNN_SIDE, 0.0, 1.0, 11))?;
+        let core = dncnn::tile_core(be, &model.config)?;
+        // denoise_tiled reads its result back, so each call is already synchronous
+        let t = time_it(budget, &|| Ok(()), &mut || dncnn::denoise_tiled(be, &model, &img, core, |_, _| {}).map(drop))?;
+        rows.push((name.to_string(), img.pixels() as f64 / 1e6 / t, t * 1e3));
+    }
+    Ok((rows, missing))
+}
+
 /// Bench the CPU backend and, where an adapter exists, the GPU backend; print a table.
 pub fn run(budget: Duration) -> Result<String> {
     let mut out = String::new();
     let cpu = CpuBackend::new();
     let mut rows = bench_backend(&cpu, &|| Ok(()), budget)?;
     let mut peak = None;
+    let (mut dn_rows, dn_missing) = bench_dncnn(&cpu, budget)?;
+    let cpu_name = cpu.info().describe();
+    let mut dn: Vec<(String, String, f64, f64)> = dn_rows.drain(..).map(|(m, mp, ms)| (cpu_name.clone(), m, mp, ms)).collect();
     match GpuBackend::new_blocking(GpuOptions::default()) {
         Ok(gpu) => {
             let info = gpu.info();
             peak = if info.fallback { None } else { fp32_peak_tflops(&info.adapter) };
             rows.extend(bench_backend(&gpu, &|| gpu.wait(), budget)?);
+            dn.extend(bench_dncnn(&gpu, budget)?.0.into_iter().map(|(m, mp, ms)| (info.describe(), m, mp, ms)));
         }
         Err(e) => out.push_str(&format!("GPU: not benchmarked: {e}\n")),
     }
@@ -134,6 +166,13 @@ pub fn run(budget: Duration) -> Result<String> {
         let gflop: f64 = fwd_bwd.iter().map(|r| r.gflop).sum();
         let secs: f64 = fwd_bwd.iter().map(|r| r.seconds).sum();
         out.push_str(&format!("\nCPU conv2d forward+backward (all three passes): {:.1} GFLOP/s (bar: >= 50)\n", gflop / secs));
+    }
+    out.push_str(&format!("\nDnCNN inference ({DNCNN_SIDE}x{DNCNN_SIDE} image, tiled as the page and `nnlab denoise` do):\n\n| backend | model | megapixels/s | ms/image |\n|---|---|---:|---:|\n"));
+    for (be, m, mp, ms) in &dn {
+        out.push_str(&format!("| {be} | {m} | {mp:.3} | {ms:.0} |\n"));
+    }
+    for m in &dn_missing {
+        out.push_str(&format!("(not benchmarked: {m} is missing; run from the repository root)\n"));
     }
     match peak {
         Some(tf) => {

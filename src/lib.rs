@@ -14,6 +14,7 @@ pub mod gpu;
 pub mod metrics;
 pub mod models;
 pub mod nn;
+pub mod pca;
 pub mod rng;
 pub mod tensor;
 pub mod tiling;

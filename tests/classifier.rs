@@ -270,14 +270,11 @@ fn classifier_weights_are_named_like_pytorch_and_round_trip() {
 
 // ---------------------------------------------------------------- FGSM on real digits
 
+/// The MNIST folder; a missing data set fails the test (CI always has ../shared/data).
 fn mnist_dir() -> Option<std::path::PathBuf> {
     let dir = nnlab::data::data_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-    if dir.join("mnist").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("\n!!!! SKIPPED: MNIST not found at {}/mnist (set NNLAB_DATA); the FGSM test did not run !!!!\n", dir.display());
-        None
-    }
+    assert!(dir.join("mnist").is_dir(), "MNIST not found at {}/mnist (set NNLAB_DATA): this test needs the real digits", dir.display());
+    Some(dir)
 }
 
 #[test]

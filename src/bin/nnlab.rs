@@ -40,6 +40,17 @@ mod cli {
         },
         /// Denoise an image with a DnCNN (tiled, any size): nnlab denoise in.png out.png
         Denoise(nnlab::models::dncnn_cli::DenoiseArgs),
+        /// Regenerate a lecture figure from the shipped models
+        Figure {
+            #[command(subcommand)]
+            what: FigureWhat,
+        },
+    }
+
+    #[derive(Subcommand)]
+    enum FigureWhat {
+        /// sigma=10 model at sigma 5/10/15, blind model at 10/30/50, and the two compared at 10/25/50
+        Dncnn(nnlab::models::dncnn_figure::FigureArgs),
     }
 
     #[derive(Subcommand)]
@@ -48,6 +59,8 @@ mod cli {
         Classifier(classifier::TrainArgs),
         /// The DnCNN denoiser on Train400 (gray) or CBSD432 (colour): fixed sigma or blind
         Dncnn(nnlab::models::dncnn_cli::TrainArgs),
+        /// An autoencoder on MNIST (plain, sparse, contractive, denoising; dense or conv)
+        Ae(nnlab::models::ae_cli::TrainArgs),
     }
 
     #[derive(Subcommand)]
@@ -56,6 +69,8 @@ mod cli {
         Classifier(classifier::EvalArgs),
         /// PSNR/SSIM of a DnCNN on Set12 / BSD68 / CBSD68 (paper protocol, fixed noise seed)
         Dncnn(nnlab::models::dncnn_cli::EvalArgs),
+        /// Held-out reconstruction MSE of PCA and each autoencoder kind for several code sizes
+        Ae(nnlab::models::ae_cli::EvalArgs),
     }
 
     pub fn main() -> Result<(), String> {
@@ -88,7 +103,10 @@ mod cli {
             Cmd::Eval { what: EvalWhat::Classifier(a) } => classifier::eval(a).map_err(|e| e.to_string())?,
             Cmd::Train { what: TrainWhat::Dncnn(a) } => nnlab::models::dncnn_cli::train(a).map_err(|e| e.to_string())?,
             Cmd::Eval { what: EvalWhat::Dncnn(a) } => nnlab::models::dncnn_cli::eval(a).map_err(|e| e.to_string())?,
+            Cmd::Train { what: TrainWhat::Ae(a) } => nnlab::models::ae_cli::train(a).map_err(|e| e.to_string())?,
+            Cmd::Eval { what: EvalWhat::Ae(a) } => nnlab::models::ae_cli::eval(a).map_err(|e| e.to_string())?,
             Cmd::Denoise(a) => nnlab::models::dncnn_cli::denoise(a).map_err(|e| e.to_string())?,
+            Cmd::Figure { what: FigureWhat::Dncnn(a) } => nnlab::models::dncnn_figure::figure(a).map_err(|e| e.to_string())?,
         }
         Ok(())
     }

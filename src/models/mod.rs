@@ -1,8 +1,13 @@
 //! The lecture's model families, composed from `nn` layers (their backward is the tape's).
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod ae_cli;
+pub mod autoencoder;
 pub mod classifier;
 pub mod dncnn;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dncnn_cli;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod dncnn_figure;
 
 pub use classifier::{Classifier, ClassifierConfig};
