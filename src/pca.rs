@@ -72,7 +72,7 @@ pub fn fit(data: &[f32], n: usize, dim: usize, k: usize, seed: u64) -> Result<Pc
             t[a * p + b] = (0..dim).map(|i| q[i * p + a] * cq[i * p + b]).sum();
         }
     }
-    let (vals, vecs) = jacobi_eigen(t, p);
+    let (vals, vecs) = symmetric_eigen(t, p);
     let mut order: Vec<usize> = (0..p).collect();
     order.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]));
     let mut components = vec![0.0f32; k * dim];
@@ -119,9 +119,9 @@ fn orthonormalise(a: &mut [f64], rows: usize, cols: usize) {
     }
 }
 
-/// Eigen-decomposition of a small symmetric matrix by cyclic Jacobi rotations: (eigenvalues,
-/// eigenvectors as the columns of a row-major n x n matrix).
-fn jacobi_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
+/// Eigen-decomposition of a small symmetric matrix (row-major n x n) by cyclic Jacobi
+/// rotations: (eigenvalues, eigenvectors as the columns of a row-major n x n matrix).
+pub fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut v = vec![0.0f64; n * n];
     for i in 0..n {
         v[i * n + i] = 1.0;

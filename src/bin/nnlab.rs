@@ -61,6 +61,8 @@ mod cli {
         Dncnn(nnlab::models::dncnn_cli::TrainArgs),
         /// An autoencoder on MNIST (plain, sparse, contractive, denoising; dense or conv)
         Ae(nnlab::models::ae_cli::TrainArgs),
+        /// A GAN on MNIST (dense or DCGAN; cross-entropy, minimax or least-squares loss)
+        Gan(nnlab::models::gan_cli::TrainArgs),
     }
 
     #[derive(Subcommand)]
@@ -71,6 +73,8 @@ mod cli {
         Dncnn(nnlab::models::dncnn_cli::EvalArgs),
         /// Held-out reconstruction MSE of PCA and each autoencoder kind for several code sizes
         Ae(nnlab::models::ae_cli::EvalArgs),
+        /// Classifier score and Frechet distance of GAN generators vs real held-out digits
+        Gan(nnlab::models::gan_cli::EvalArgs),
     }
 
     pub fn main() -> Result<(), String> {
@@ -105,6 +109,8 @@ mod cli {
             Cmd::Eval { what: EvalWhat::Dncnn(a) } => nnlab::models::dncnn_cli::eval(a).map_err(|e| e.to_string())?,
             Cmd::Train { what: TrainWhat::Ae(a) } => nnlab::models::ae_cli::train(a).map_err(|e| e.to_string())?,
             Cmd::Eval { what: EvalWhat::Ae(a) } => nnlab::models::ae_cli::eval(a).map_err(|e| e.to_string())?,
+            Cmd::Train { what: TrainWhat::Gan(a) } => nnlab::models::gan_cli::train(a).map_err(|e| e.to_string())?,
+            Cmd::Eval { what: EvalWhat::Gan(a) } => nnlab::models::gan_cli::eval(a).map_err(|e| e.to_string())?,
             Cmd::Denoise(a) => nnlab::models::dncnn_cli::denoise(a).map_err(|e| e.to_string())?,
             Cmd::Figure { what: FigureWhat::Dncnn(a) } => nnlab::models::dncnn_figure::figure(a).map_err(|e| e.to_string())?,
         }

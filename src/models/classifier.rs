@@ -88,6 +88,18 @@ impl Classifier {
 impl Module for Classifier {
     /// Logits (N, 10) for images (N, 1, 28, 28) with pixels in [0, 1].
     fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        let h = self.features(g, x)?;
+        self.fc2.forward(g, h)
+    }
+    fn params(&self) -> Vec<&Param> {
+        [&self.conv1 as &dyn Module, &self.conv2, &self.conv3, &self.fc1, &self.fc2].into_iter().flat_map(|m| m.params()).collect()
+    }
+}
+
+impl Classifier {
+    /// The penultimate features (N, hidden) after fc1's ReLU: what the GAN's Frechet distance
+    /// compares.
+    pub fn features(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
         let s = g.shape(x)?;
         if s.len() != 4 || s[1] != 1 || s[2] != SIDE || s[3] != SIDE {
             return Err(Error::Shape(format!("classifier: expected images (N, 1, {SIDE}, {SIDE}), got {s:?}")));
@@ -101,11 +113,7 @@ impl Module for Classifier {
         let h = g.relu(h)?;
         let h = g.flatten(h)?;
         let h = self.fc1.forward(g, h)?;
-        let h = g.relu(h)?;
-        self.fc2.forward(g, h)
-    }
-    fn params(&self) -> Vec<&Param> {
-        [&self.conv1 as &dyn Module, &self.conv2, &self.conv3, &self.fc1, &self.fc2].into_iter().flat_map(|m| m.params()).collect()
+        g.relu(h)
     }
 }
 

@@ -1,0 +1,373 @@
+//! GANs on MNIST (lecture part 3): min_G max_D E[log D(x)] + E[log(1 - D(G(z)))].
+//!
+//! * dense: MLP generator z -> 256 -> 512 -> 784 (LeakyReLU, tanh out) and MLP discriminator
+//!   784 -> 512 -> 256 -> 1 (LeakyReLU 0.2);
+//! * DCGAN-style hybrid: G = dense -> reshape (2w, 7, 7) -> BatchNorm+ReLU -> transposed conv
+//!   stride 2 (w, 14, 14) -> BatchNorm+ReLU -> transposed conv stride 2 -> tanh 28x28;
+//!   D = strided conv (w) + LeakyReLU -> strided conv (2w) + LeakyReLU -> dense -> 1 logit.
+//!
+//! Digits are scaled to [-1, 1] (tanh range). D outputs a logit; the cross-entropy losses use
+//! BCE with logits, the least-squares losses (Mao et al.) treat the raw output as D's score.
+//! Each step builds one tape; G's update backpropagates through D (D's parameters get
+//! gradients on that tape too, but only G's optimizer steps).
+
+use crate::autodiff::{Graph, Param, Var};
+use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams, LossKind};
+use crate::error::{Error, Result};
+use crate::nn::{BatchNorm2d, Conv2d, ConvTranspose2d, Linear, Module, Optimizer};
+use crate::rng;
+use crate::tensor::Tensor;
+
+pub const PIXELS: usize = 784;
+/// Slope of D's LeakyReLU (DCGAN).
+const SLOPE: f32 = 0.2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GanArch {
+    Dense,
+    Dcgan,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GanLoss {
+    /// cross-entropy; G minimises -log D(G(z)) (non-saturating)
+    CrossEntropy,
+    /// cross-entropy; G minimises log(1 - D(G(z))) as in the minimax game (saturates early)
+    Minimax,
+    /// least squares: D minimises (D(x) - 1)^2 / 2 + D(G(z))^2 / 2, G minimises (D(G(z)) - 1)^2 / 2
+    LeastSquares,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Latent {
+    Normal,
+    /// uniform in [-1, 1]
+    Uniform,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GanConfig {
+    pub arch: GanArch,
+    /// latent size d
+    pub latent: usize,
+    /// base width: DCGAN channels (G's 2w and w, D's w and 2w)
+    pub width: usize,
+}
+
+impl GanConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.latent == 0 || self.latent > 512 {
+            return Err(Error::Invalid(format!("latent size must be 1..=512, got {}", self.latent)));
+        }
+        if self.width == 0 || self.width > 256 {
+            return Err(Error::Invalid(format!("width must be 1..=256, got {}", self.width)));
+        }
+        Ok(())
+    }
+}
+
+/// Latent vectors (n, d) drawn from `latent` with `seed` (the same seed gives the same z).
+pub fn sample_z(n: usize, d: usize, latent: Latent, seed: u64) -> Vec<f32> {
+    match latent {
+        Latent::Normal => rng::normal_vec(n * d, 0.0, 1.0, seed),
+        Latent::Uniform => rng::uniform_vec(n * d, -1.0, 1.0, seed),
+    }
+}
+
+/// Digits in [0, 1] -> the generator's range [-1, 1].
+pub fn to_tanh_range(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|v| 2.0 * v - 1.0).collect()
+}
+
+pub struct Generator {
+    pub config: GanConfig,
+    layers: GLayers,
+}
+
+enum GLayers {
+    Dense { l1: Linear, l2: Linear, out: Linear },
+    Dcgan { l1: Linear, bn1: BatchNorm2d, t1: ConvTranspose2d, bn2: BatchNorm2d, out: ConvTranspose2d },
+}
+
+const UP: ConvTranspose2dParams = ConvTranspose2dParams { stride: 2, padding: 1, output_padding: 0, dilation: 1 };
+const DOWN: Conv2dParams = Conv2dParams { stride: 2, padding: 1, dilation: 1 };
+
+impl Generator {
+    pub fn new(b: &dyn Backend, config: GanConfig, seed: u64) -> Result<Generator> {
+        config.validate()?;
+        let (d, w) = (config.latent, config.width);
+        let layers = match config.arch {
+            GanArch::Dense => GLayers::Dense {
+                l1: Linear::new(b, "g.0", d, 256, true, seed)?,
+                l2: Linear::new(b, "g.1", 256, 512, true, seed + 1)?,
+                out: Linear::new(b, "g.2", 512, PIXELS, true, seed + 2)?,
+            },
+            GanArch::Dcgan => GLayers::Dcgan {
+                l1: Linear::new(b, "g.0", d, 2 * w * 49, true, seed)?,
+                bn1: BatchNorm2d::new(b, "g.1", 2 * w)?,
+                t1: ConvTranspose2d::new(b, "g.2", 2 * w, w, 4, UP, true, seed + 1)?,
+                bn2: BatchNorm2d::new(b, "g.3", w)?,
+                out: ConvTranspose2d::new(b, "g.4", w, 1, 4, UP, true, seed + 2)?,
+            },
+        };
+        Ok(Generator { config, layers })
+    }
+}
+
+impl Module for Generator {
+    /// z (N, d) -> images (N, 784) in [-1, 1].
+    fn forward(&self, g: &mut Graph<'_>, z: Var) -> Result<Var> {
+        let s = g.shape(z)?;
+        if s.len() != 2 || s[1] != self.config.latent {
+            return Err(Error::Shape(format!("generator: expected z (N, {}), got {s:?}", self.config.latent)));
+        }
+        let n = s[0];
+        let logits = match &self.layers {
+            GLayers::Dense { l1, l2, out } => {
+                let h = l1.forward(g, z)?;
+                let h = g.leaky_relu(h, SLOPE)?;
+                let h = l2.forward(g, h)?;
+                let h = g.leaky_relu(h, SLOPE)?;
+                out.forward(g, h)?
+            }
+            GLayers::Dcgan { l1, bn1, t1, bn2, out } => {
+                let w = self.config.width;
+                let h = l1.forward(g, z)?;
+                let h = g.reshape(h, &[n, 2 * w, 7, 7])?;
+                let h = bn1.forward(g, h)?;
+                let h = g.relu(h)?;
+                let h = t1.forward(g, h)?;
+                let h = bn2.forward(g, h)?;
+                let h = g.relu(h)?;
+                let h = out.forward(g, h)?;
+                g.reshape(h, &[n, PIXELS])?
+            }
+        };
+        g.tanh(logits)
+    }
+    fn params(&self) -> Vec<&Param> {
+        match &self.layers {
+            GLayers::Dense { l1, l2, out } => [l1.params(), l2.params(), out.params()].concat(),
+            GLayers::Dcgan { l1, bn1, t1, bn2, out } => [l1.params(), bn1.params(), t1.params(), bn2.params(), out.params()].concat(),
+        }
+    }
+    fn buffers(&self) -> Vec<&Param> {
+        match &self.layers {
+            GLayers::Dense { .. } => Vec::new(),
+            GLayers::Dcgan { bn1, bn2, .. } => [bn1.buffers(), bn2.buffers()].concat(),
+        }
+    }
+}
+
+pub struct Discriminator {
+    pub config: GanConfig,
+    layers: DLayers,
+}
+
+enum DLayers {
+    Dense { l1: Linear, l2: Linear, out: Linear },
+    Dcgan { c1: Conv2d, c2: Conv2d, out: Linear },
+}
+
+impl Discriminator {
+    pub fn new(b: &dyn Backend, config: GanConfig, seed: u64) -> Result<Discriminator> {
+        config.validate()?;
+        let w = config.width;
+        let layers = match config.arch {
+            GanArch::Dense => DLayers::Dense {
+                l1: Linear::new(b, "d.0", PIXELS, 512, true, seed)?,
+                l2: Linear::new(b, "d.1", 512, 256, true, seed + 1)?,
+                out: Linear::new(b, "d.2", 256, 1, true, seed + 2)?,
+            },
+            GanArch::Dcgan => DLayers::Dcgan {
+                c1: Conv2d::new(b, "d.0", 1, w, 4, DOWN, true, seed)?,
+                c2: Conv2d::new(b, "d.1", w, 2 * w, 4, DOWN, true, seed + 1)?,
+                out: Linear::new(b, "d.2", 2 * w * 49, 1, true, seed + 2)?,
+            },
+        };
+        Ok(Discriminator { config, layers })
+    }
+}
+
+impl Module for Discriminator {
+    /// images (N, 784) in [-1, 1] -> logits (N, 1).
+    fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        let s = g.shape(x)?;
+        if s.len() != 2 || s[1] != PIXELS {
+            return Err(Error::Shape(format!("discriminator: expected images (N, {PIXELS}), got {s:?}")));
+        }
+        match &self.layers {
+            DLayers::Dense { l1, l2, out } => {
+                let h = l1.forward(g, x)?;
+                let h = g.leaky_relu(h, SLOPE)?;
+                let h = l2.forward(g, h)?;
+                let h = g.leaky_relu(h, SLOPE)?;
+                out.forward(g, h)
+            }
+            DLayers::Dcgan { c1, c2, out } => {
+                let h = g.reshape(x, &[s[0], 1, 28, 28])?;
+                let h = c1.forward(g, h)?;
+                let h = g.leaky_relu(h, SLOPE)?;
+                let h = c2.forward(g, h)?;
+                let h = g.leaky_relu(h, SLOPE)?;
+                let h = g.flatten(h)?;
+                out.forward(g, h)
+            }
+        }
+    }
+    fn params(&self) -> Vec<&Param> {
+        match &self.layers {
+            DLayers::Dense { l1, l2, out } => [l1.params(), l2.params(), out.params()].concat(),
+            DLayers::Dcgan { c1, c2, out } => [c1.params(), c2.params(), out.params()].concat(),
+        }
+    }
+}
+
+/// A constant (N, 1) target filled with `v`.
+fn target(g: &mut Graph<'_>, n: usize, v: f32) -> Result<Var> {
+    let t = g.backend().upload(&[n, 1], &vec![v; n])?;
+    Ok(g.constant(t))
+}
+
+/// D's loss on real logits and fake logits.
+pub fn d_loss(g: &mut Graph<'_>, loss: GanLoss, real: Var, fake: Var) -> Result<Var> {
+    let (nr, nf) = (g.shape(real)?[0], g.shape(fake)?[0]);
+    let (one, zero) = (target(g, nr, 1.0)?, target(g, nf, 0.0)?);
+    let kind = match loss {
+        GanLoss::CrossEntropy | GanLoss::Minimax => LossKind::BceWithLogits,
+        GanLoss::LeastSquares => LossKind::LeastSquares,
+    };
+    let lr = g.loss(kind, real, one)?;
+    let lf = g.loss(kind, fake, zero)?;
+    g.add(lr, lf)
+}
+
+/// G's loss on the logits D gives its samples.
+pub fn g_loss(g: &mut Graph<'_>, loss: GanLoss, fake: Var) -> Result<Var> {
+    let n = g.shape(fake)?[0];
+    match loss {
+        GanLoss::CrossEntropy => {
+            let one = target(g, n, 1.0)?;
+            g.loss(LossKind::BceWithLogits, fake, one)
+        }
+        GanLoss::Minimax => {
+            // log(1 - D(G(z))) = -BCE(logit, 0)
+            let zero = target(g, n, 0.0)?;
+            let l = g.loss(LossKind::BceWithLogits, fake, zero)?;
+            g.scale(l, -1.0)
+        }
+        GanLoss::LeastSquares => {
+            let one = target(g, n, 1.0)?;
+            g.loss(LossKind::LeastSquares, fake, one)
+        }
+    }
+}
+
+/// Losses and D's accuracy (real called real, fake called fake) of one training step.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepStats {
+    pub d_loss: f32,
+    pub g_loss: f32,
+    /// fraction of the batch's real and fake digits D classifies correctly (threshold: logit 0
+    /// for cross-entropy, score 0.5 for least squares)
+    pub d_accuracy: f32,
+}
+
+/// The tensors one step reads back: [d_loss], [g_loss], real logits, fake logits.
+pub struct StepOutput {
+    pub d_loss: Tensor,
+    pub g_loss: Tensor,
+    pub real_out: Tensor,
+    pub fake_out: Tensor,
+}
+
+impl StepOutput {
+    /// Turn the read-back values into stats.
+    pub fn stats(loss: GanLoss, d: f32, gl: f32, real: &[f32], fake: &[f32]) -> StepStats {
+        let thr = if loss == GanLoss::LeastSquares { 0.5 } else { 0.0 };
+        let right = real.iter().filter(|v| **v > thr).count() + fake.iter().filter(|v| **v <= thr).count();
+        StepStats { d_loss: d, g_loss: gl, d_accuracy: right as f32 / (real.len() + fake.len()).max(1) as f32 }
+    }
+}
+
+/// One alternating step: D on real `x` (N, 784 in [-1, 1]) and G(z) (detached), then G on a
+/// fresh tape through D. Nothing is read back (see `StepOutput`).
+pub fn train_step(
+    b: &dyn Backend,
+    gen: &Generator,
+    disc: &Discriminator,
+    opt_g: &mut dyn Optimizer,
+    opt_d: &mut dyn Optimizer,
+    loss: GanLoss,
+    x: &Tensor,
+    z: &Tensor,
+) -> Result<StepOutput> {
+    // D step: G runs without a tape (its output is a constant here)
+    let fake = {
+        let mut g = Graph::new(b);
+        g.set_grad_enabled(false);
+        let zv = g.constant(z.clone());
+        let f = gen.forward(&mut g, zv)?;
+        g.value(f)?.clone()
+    };
+    let mut g = Graph::new(b);
+    let xv = g.constant(x.clone());
+    let fv = g.constant(fake);
+    let real_out = disc.forward(&mut g, xv)?;
+    let fake_out = disc.forward(&mut g, fv)?;
+    let dl = d_loss(&mut g, loss, real_out, fake_out)?;
+    g.backward(dl)?;
+    opt_d.step(&g, &disc.params())?;
+    let out_real = g.value(real_out)?.clone();
+    let out_fake = g.value(fake_out)?.clone();
+    let d_loss_t = g.value(dl)?.clone();
+    drop(g);
+
+    // G step: through D, only G's parameters move
+    let mut g = Graph::new(b);
+    let zv = g.constant(z.clone());
+    let f = gen.forward(&mut g, zv)?;
+    let fo = disc.forward(&mut g, f)?;
+    let gl = g_loss(&mut g, loss, fo)?;
+    g.backward(gl)?;
+    opt_g.step(&g, &gen.params())?;
+    Ok(StepOutput { d_loss: d_loss_t, g_loss: g.value(gl)?.clone(), real_out: out_real, fake_out: out_fake })
+}
+
+/// Samples G(z) in [0, 1] (N, 784) for latent vectors z (N, d), in inference mode.
+pub fn generate(b: &dyn Backend, gen: &Generator, z: &[f32]) -> Result<Tensor> {
+    let n = z.len() / gen.config.latent;
+    let mut g = Graph::new(b);
+    g.set_grad_enabled(false);
+    g.set_training(false);
+    let zv = g.constant(b.upload(&[n, gen.config.latent], z)?);
+    let f = gen.forward(&mut g, zv)?;
+    // [-1, 1] -> [0, 1]
+    b.affine(g.value(f)?, 0.5, 0.5)
+}
+
+/// Architecture, latent size and width of a generator weights file.
+pub fn config_from_tensors(ts: &[crate::weights::NamedTensor]) -> Result<GanConfig> {
+    let first = ts.iter().find(|t| t.name == "g.0.weight").ok_or_else(|| Error::Weights("not a generator: no 'g.0.weight' tensor".into()))?;
+    let (out, latent) = (first.shape[0], first.shape[1]);
+    let config = if ts.iter().any(|t| t.name == "g.1.running_mean") {
+        GanConfig { arch: GanArch::Dcgan, latent, width: out / 98 }
+    } else {
+        GanConfig { arch: GanArch::Dense, latent, width: 64 }
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// Spherical interpolation between latent vectors (falls back to linear when nearly parallel).
+pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
+    let na = a.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let nb = b.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let cos = (a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * nb).max(1e-12)).clamp(-1.0, 1.0);
+    let omega = cos.acos();
+    if omega.abs() < 1e-4 {
+        return a.iter().zip(b).map(|(x, y)| (1.0 - t) * x + t * y).collect();
+    }
+    let (s0, s1) = (((1.0 - t) * omega).sin() / omega.sin(), (t * omega).sin() / omega.sin());
+    a.iter().zip(b).map(|(x, y)| s0 * x + s1 * y).collect()
+}

@@ -1,0 +1,295 @@
+//! `nnlab train gan` and `nnlab eval gan`.
+//!
+//! Trained on MNIST training digits 10000..60000 (the page's 10,000 are left out); scored by
+//! the shipped classifier (www/models/classifier.safetensors) against real test digits.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+
+use crate::autodiff::Graph;
+use crate::backend::{read_blocking, Backend};
+use crate::data::images::{self, Image};
+use crate::data::mnist::{Mnist, Split};
+use crate::error::{Error, Result};
+use crate::models::dncnn_cli::{backend, data_dir, hms, BackendKind};
+use crate::models::gan::{self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, PIXELS};
+use crate::models::gan_metrics::{classifier_score, frechet_distance};
+use crate::models::Classifier;
+use crate::nn::{Adam, Module};
+
+const PAGE_DIGITS: usize = 10_000;
+/// Fixed seed of the latent vectors of the sample grid (the same z every time).
+const GRID_SEED: u64 = 4242;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ArchArg {
+    Dense,
+    Dcgan,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LossArg {
+    /// cross-entropy, non-saturating G loss
+    Ce,
+    /// cross-entropy, minimax G loss log(1 - D(G(z)))
+    Minimax,
+    /// least squares (the lecture's quadratic V)
+    Ls,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LatentArg {
+    Normal,
+    Uniform,
+}
+
+fn loss(l: LossArg) -> GanLoss {
+    match l {
+        LossArg::Ce => GanLoss::CrossEntropy,
+        LossArg::Minimax => GanLoss::Minimax,
+        LossArg::Ls => GanLoss::LeastSquares,
+    }
+}
+
+fn latent(l: LatentArg) -> Latent {
+    match l {
+        LatentArg::Normal => Latent::Normal,
+        LatentArg::Uniform => Latent::Uniform,
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    #[arg(long, value_enum, default_value_t = ArchArg::Dcgan)]
+    pub arch: ArchArg,
+    #[arg(long, value_enum, default_value_t = LossArg::Ce)]
+    pub loss: LossArg,
+    /// latent size d
+    #[arg(long, default_value_t = 100)]
+    pub latent: usize,
+    #[arg(long, value_enum, default_value_t = LatentArg::Normal)]
+    pub latent_dist: LatentArg,
+    /// DCGAN base width (G: 2w, w channels; D: w, 2w)
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+    #[arg(long, default_value_t = 3000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Adam learning rate (DCGAN: 2e-4, beta1 0.5)
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 0.5)]
+    pub beta1: f32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// generator weights; the discriminator goes beside it as <stem>_d.safetensors
+    #[arg(long, default_value = "www/models/gan_dcgan_g.safetensors")]
+    pub out: PathBuf,
+    /// write the 8x8 sample grid (fixed z) as a PNG at the end
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EvalArgs {
+    /// generator weights files, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "www/models/gan_dcgan_g.safetensors")]
+    pub model: Vec<PathBuf>,
+    /// the classifier that scores the digits
+    #[arg(long, default_value = "www/models/classifier.safetensors")]
+    pub classifier: PathBuf,
+    /// generated digits per model (and real held-out digits for the ceiling)
+    #[arg(long, default_value_t = 5000)]
+    pub samples: usize,
+    #[arg(long, value_enum, default_value_t = LatentArg::Normal)]
+    pub latent_dist: LatentArg,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// 8x8 grid image (with 2-pixel gaps) of 64 digits in [0, 1].
+pub fn grid_image(digits: &[f32]) -> Result<Image> {
+    let (cells, side, gap) = (8usize, 28usize, 2usize);
+    let w = cells * side + (cells - 1) * gap;
+    let mut data = vec![1.0f32; w * w];
+    for (k, d) in digits.chunks(PIXELS).take(cells * cells).enumerate() {
+        let (r, c) = (k / cells, k % cells);
+        for y in 0..side {
+            for x in 0..side {
+                data[(r * (side + gap) + y) * w + c * (side + gap) + x] = d[y * side + x].clamp(0.0, 1.0);
+            }
+        }
+    }
+    Image::new(1, w, w, data)
+}
+
+fn d_path(g_path: &Path) -> PathBuf {
+    let stem = g_path.file_stem().and_then(|s| s.to_str()).unwrap_or("gan");
+    let stem = stem.strip_suffix("_g").unwrap_or(stem);
+    g_path.with_file_name(format!("{stem}_d.safetensors"))
+}
+
+/// `nnlab train gan`.
+pub fn train(a: TrainArgs) -> Result<()> {
+    if a.steps == 0 || a.batch == 0 || !(a.lr > 0.0 && a.lr.is_finite()) || !(0.0..1.0).contains(&a.beta1) {
+        return Err(Error::Invalid(format!("need steps >= 1, batch >= 1, lr > 0, beta1 in [0, 1) (got {}, {}, {}, {})", a.steps, a.batch, a.lr, a.beta1)));
+    }
+    let config = GanConfig { arch: if a.arch == ArchArg::Dense { GanArch::Dense } else { GanArch::Dcgan }, latent: a.latent, width: a.width };
+    config.validate()?;
+    let b = backend(a.backend)?;
+    let b: &dyn Backend = b.as_ref();
+    let dir = data_dir(&a.data)?;
+    let all = Mnist::load(&dir, Split::Train)?;
+    let train = all.slice(PAGE_DIGITS..all.len())?;
+    drop(all);
+    let gen = Generator::new(b, config, a.seed)?;
+    let disc = Discriminator::new(b, config, a.seed + 100)?;
+    let (mut opt_g, mut opt_d) = (Adam::new(a.lr, a.beta1, 0.999), Adam::new(a.lr, a.beta1, 0.999));
+    let l = loss(a.loss);
+    println!(
+        "training a {:?} GAN ({:?} loss, latent {} {:?}, width {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
+        config.arch,
+        l,
+        a.latent,
+        a.latent_dist,
+        a.width,
+        b.info().describe(),
+        train.len(),
+        a.batch,
+        a.steps,
+        a.lr,
+        a.beta1,
+        a.seed
+    );
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let (mut dsum, mut gsum, mut asum, mut cnt) = (0.0f64, 0.0f64, 0.0f64, 0usize);
+    for step in 0..a.steps {
+        let idx: Vec<usize> = (0..a.batch).map(|i| crate::rng::random_u32(a.seed.wrapping_mul(31).wrapping_add(step as u64), i as u32) as usize % train.len()).collect();
+        let (xs, _) = train.gather(&idx)?;
+        let x = b.upload(&[a.batch, PIXELS], &gan::to_tanh_range(&xs))?;
+        let z = b.upload(&[a.batch, a.latent], &gan::sample_z(a.batch, a.latent, latent(a.latent_dist), a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)))?;
+        let out = gan::train_step(b, &gen, &disc, &mut opt_g, &mut opt_d, l, &x, &z)?;
+        let s = read_stats(b, l, &out)?;
+        if !(s.d_loss.is_finite() && s.g_loss.is_finite()) {
+            return Err(Error::Invalid(format!("training diverged at step {step} (D loss {}, G loss {}); try a lower --lr", s.d_loss, s.g_loss)));
+        }
+        dsum += s.d_loss as f64;
+        gsum += s.g_loss as f64;
+        asum += s.d_accuracy as f64;
+        cnt += 1;
+        if last.elapsed().as_secs_f64() >= 15.0 || step + 1 == a.steps {
+            let el = start.elapsed().as_secs_f64();
+            println!(
+                "step {}/{}  D loss {:.3}  G loss {:.3}  D accuracy {:.1}%  {:.2} steps/s  elapsed {}  ETA {}",
+                step + 1,
+                a.steps,
+                dsum / cnt as f64,
+                gsum / cnt as f64,
+                100.0 * asum / cnt as f64,
+                (step + 1) as f64 / el,
+                hms(el),
+                hms(el / (step + 1) as f64 * (a.steps - step - 1) as f64)
+            );
+            (dsum, gsum, asum, cnt) = (0.0, 0.0, 0.0, 0);
+            last = Instant::now();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mut meta = HashMap::new();
+    meta.insert("model".to_string(), format!("nnlab {:?} GAN generator", config.arch));
+    meta.insert("command".to_string(), std::env::args().collect::<Vec<_>>().join(" "));
+    meta.insert("loss".to_string(), format!("{l:?}"));
+    meta.insert("latent_dist".to_string(), format!("{:?}", a.latent_dist));
+    meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
+    meta.insert("backend".to_string(), b.info().describe());
+    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    crate::weights::save_file(b, &gen.state(), &a.out, Some(meta.clone()))?;
+    crate::weights::save_file(b, &disc.state(), &d_path(&a.out), Some(meta))?;
+    if let Some(p) = &a.grid {
+        let z = gan::sample_z(64, a.latent, latent(a.latent_dist), GRID_SEED);
+        let digits = read_blocking(b, &gan::generate(b, &gen, &z)?)?;
+        images::save_png(p, &grid_image(&digits)?)?;
+    }
+    println!("trained in {}; generator -> {}, discriminator -> {}", hms(secs), a.out.display(), d_path(&a.out).display());
+    Ok(())
+}
+
+fn read_stats(b: &dyn Backend, l: GanLoss, out: &StepOutput) -> Result<gan::StepStats> {
+    let d = read_blocking(b, &out.d_loss)?[0];
+    let g = read_blocking(b, &out.g_loss)?[0];
+    Ok(StepOutput::stats(l, d, g, &read_blocking(b, &out.real_out)?, &read_blocking(b, &out.fake_out)?))
+}
+
+/// Classifier probabilities and penultimate features of digits (n, 784) in [0, 1].
+pub fn classify(b: &dyn Backend, clf: &Classifier, digits: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (mut probs, mut feats) = (Vec::new(), Vec::new());
+    for chunk in digits.chunks(500 * PIXELS) {
+        let n = chunk.len() / PIXELS;
+        let mut g = Graph::new(b);
+        g.set_grad_enabled(false);
+        let x = g.constant(b.upload(&[n, 1, 28, 28], chunk)?);
+        let f = clf.features(&mut g, x)?;
+        feats.extend(read_blocking(b, g.value(f)?)?);
+        probs.extend(read_blocking(b, &clf.probabilities_tensor(b, g.value(x)?)?)?);
+    }
+    Ok((probs, feats))
+}
+
+/// Load a generator (shape from the file).
+pub fn load_generator(b: &dyn Backend, path: &Path) -> Result<Generator> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+    let config = gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)?;
+    let gen = Generator::new(b, config, 0)?;
+    crate::weights::load_params(b, &gen.state(), &bytes).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
+    Ok(gen)
+}
+
+/// `nnlab eval gan`.
+pub fn eval(a: EvalArgs) -> Result<()> {
+    if a.samples < 10 {
+        return Err(Error::Invalid(format!("--samples must be at least 10, got {}", a.samples)));
+    }
+    let b = backend(a.backend)?;
+    let b: &dyn Backend = b.as_ref();
+    let clf = Classifier::new(b, Default::default(), 0)?;
+    crate::weights::load_file(b, &clf.params(), &a.classifier)?;
+    let dir = data_dir(&a.data)?;
+    let test = Mnist::load(&dir, Split::Test)?;
+    let n = a.samples.min(test.len() / 2);
+    // real held-out digits: the first n test digits are the reference; the next n give the
+    // ceiling (what real digits score against the reference)
+    let (ref_probs, ref_feats) = classify(b, &clf, &test.images[..n * PIXELS])?;
+    let (real_probs, real_feats) = classify(b, &clf, &test.images[n * PIXELS..2 * n * PIXELS])?;
+    let dim = ref_feats.len() / n;
+    println!("{n} digits per row; Frechet distance on the classifier's {dim} penultimate features against {n} real test digits");
+    println!("| model | classifier score (max 10) | Frechet distance |\n|---|---:|---:|");
+    println!("| real test digits (ceiling) | {:.2} | {:.2} |", classifier_score(&real_probs, 10)?, frechet_distance(&real_feats, &ref_feats, dim)?);
+    let _ = ref_probs;
+    for path in &a.model {
+        let gen = load_generator(b, path)?;
+        let mut digits = Vec::with_capacity(n * PIXELS);
+        for start in (0..n).step_by(500) {
+            let m = (start + 500).min(n) - start;
+            let z = gan::sample_z(m, gen.config.latent, latent(a.latent_dist), a.seed.wrapping_mul(7).wrapping_add(start as u64));
+            digits.extend(read_blocking(b, &gan::generate(b, &gen, &z)?)?);
+        }
+        let (p, f) = classify(b, &clf, &digits)?;
+        println!("| {} | {:.2} | {:.2} |", path.display(), classifier_score(&p, 10)?, frechet_distance(&f, &ref_feats, dim)?);
+    }
+    Ok(())
+}
