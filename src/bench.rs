@@ -139,6 +139,28 @@ pub fn bench_dncnn(be: &dyn Backend, budget: Duration) -> Result<(Vec<(String, f
     Ok((rows, missing))
 }
 
+/// GAN training steps/s (batch 64: one D step and one G step) for both architectures, at the
+/// shipped DCGAN's width 32; rows of (architecture, steps/s).
+pub fn bench_gan(be: &dyn Backend, budget: Duration) -> Result<Vec<(String, f64)>> {
+    use crate::models::gan::{self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent};
+    use crate::nn::Adam;
+    let mut rows = Vec::new();
+    for arch in [GanArch::Dense, GanArch::Dcgan] {
+        let cfg = GanConfig { arch, latent: 100, width: 32 };
+        let (gen, disc) = (Generator::new(be, cfg, 1)?, Discriminator::new(be, cfg, 2)?);
+        let (mut og, mut od) = (Adam::new(2e-4, 0.5, 0.999), Adam::new(2e-4, 0.5, 0.999));
+        let x = be.upload(&[64, gan::PIXELS], &rng::uniform_vec(64 * gan::PIXELS, -1.0, 1.0, 3))?;
+        let z = be.upload(&[64, 100], &gan::sample_z(64, 100, Latent::Normal, 4))?;
+        // read the loss back each step, as a training loop does
+        let t = time_it(budget, &|| Ok(()), &mut || {
+            let out = gan::train_step(be, &gen, &disc, &mut og, &mut od, GanLoss::CrossEntropy, &x, &z)?;
+            crate::backend::read_blocking(be, &out.g_loss).map(drop)
+        })?;
+        rows.push((format!("{arch:?}"), 1.0 / t));
+    }
+    Ok(rows)
+}
+
 /// Bench the CPU backend and, where an adapter exists, the GPU backend; print a table.
 pub fn run(budget: Duration) -> Result<String> {
     let mut out = String::new();
@@ -148,12 +170,14 @@ pub fn run(budget: Duration) -> Result<String> {
     let (mut dn_rows, dn_missing) = bench_dncnn(&cpu, budget)?;
     let cpu_name = cpu.info().describe();
     let mut dn: Vec<(String, String, f64, f64)> = dn_rows.drain(..).map(|(m, mp, ms)| (cpu_name.clone(), m, mp, ms)).collect();
+    let mut gans: Vec<(String, String, f64)> = bench_gan(&cpu, budget)?.into_iter().map(|(a, r)| (cpu_name.clone(), a, r)).collect();
     match GpuBackend::new_blocking(GpuOptions::default()) {
         Ok(gpu) => {
             let info = gpu.info();
             peak = if info.fallback { None } else { fp32_peak_tflops(&info.adapter) };
             rows.extend(bench_backend(&gpu, &|| gpu.wait(), budget)?);
             dn.extend(bench_dncnn(&gpu, budget)?.0.into_iter().map(|(m, mp, ms)| (info.describe(), m, mp, ms)));
+            gans.extend(bench_gan(&gpu, budget)?.into_iter().map(|(a, r)| (info.describe(), a, r)));
         }
         Err(e) => out.push_str(&format!("GPU: not benchmarked: {e}\n")),
     }
@@ -170,6 +194,10 @@ pub fn run(budget: Duration) -> Result<String> {
     out.push_str(&format!("\nDnCNN inference ({DNCNN_SIDE}x{DNCNN_SIDE} image, tiled as the page and `nnlab denoise` do):\n\n| backend | model | megapixels/s | ms/image |\n|---|---|---:|---:|\n"));
     for (be, m, mp, ms) in &dn {
         out.push_str(&format!("| {be} | {m} | {mp:.3} | {ms:.0} |\n"));
+    }
+    out.push_str("\nGAN training (batch 64, one D and one G step, width 32, latent 100):\n\n| backend | architecture | steps/s |\n|---|---|---:|\n");
+    for (be, a, r) in &gans {
+        out.push_str(&format!("| {be} | {a} | {r:.2} |\n"));
     }
     for m in &dn_missing {
         out.push_str(&format!("(not benchmarked: {m} is missing; run from the repository root)\n"));
