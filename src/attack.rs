@@ -256,6 +256,27 @@ impl EvalResult {
     }
 }
 
+/// Add one batch to `r`: images `x` (n, 1, 28, 28) with `labels`, under `attack` when given.
+/// Reads the probabilities asynchronously, so it also runs in wasm (the page's robustness
+/// curve and in-tab evaluation use it one chunk per worker call).
+pub async fn evaluate_batch(b: &dyn Backend, model: &dyn Module, x: &Tensor, labels: &[u8], attack: Option<&Attack>, r: &mut EvalResult) -> Result<()> {
+    let x = match attack {
+        Some(a) => perturb(b, model, x, labels, a)?,
+        None => x.clone(),
+    };
+    let probs = {
+        let mut g = Graph::new(b);
+        g.set_grad_enabled(false);
+        g.set_training(false);
+        let xv = g.constant(x);
+        let logits = model.forward(&mut g, xv)?;
+        b.softmax(g.value(logits)?)?
+    };
+    let probs = b.read(&probs).await?;
+    r.add_batch(&probs, labels, attack.and_then(|a| a.target));
+    Ok(())
+}
+
 /// Evaluate `model` on `images` (n * 784 values in [0, 1]) with `labels`, in batches, under
 /// `attack` when given (natively: blocks on the reads).
 #[cfg(not(target_arch = "wasm32"))]

@@ -149,6 +149,26 @@ impl Mnist {
         Ok(Mnist { images, labels })
     }
 
+    /// Parse the page's digit set (`www/data/mnist_page.bin`, written by tools/page_assets.py):
+    /// b"NNMN", u32 LE count, count labels (u8), count * 784 pixels (u8, row-major 28x28).
+    pub fn from_page_bytes(bytes: &[u8]) -> Result<Mnist> {
+        let what = "page digit set";
+        if bytes.len() < 8 || &bytes[..4] != b"NNMN" {
+            return Err(corrupt(what, "not an nnlab digit file (expected the magic NNMN and a count)"));
+        }
+        let count = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+        if count == 0 {
+            return Err(corrupt(what, "empty digit set (count 0)"));
+        }
+        let expected = count.checked_mul(PIXELS + 1).ok_or_else(|| corrupt(what, "count overflows"))?;
+        let data = payload(bytes, 8, expected, what, &format!("{count} digits"))?;
+        let (labels, pixels) = data.split_at(count);
+        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
+            return Err(corrupt(what, format!("label {l} at index {i} is not a digit 0..9")));
+        }
+        Ok(Mnist { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: labels.to_vec() })
+    }
+
     /// Load a split from `data_dir/mnist/` (`train-images-idx3-ubyte[.gz]` and so on).
     pub fn load(data_dir: &Path, split: Split) -> Result<Mnist> {
         let dir = data_dir.join("mnist");

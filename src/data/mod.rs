@@ -4,6 +4,7 @@
 //! a base directory (the crate root for tests, the current directory for the CLI).
 
 pub mod mnist;
+pub mod drawing;
 pub mod images;
 pub mod patches;
 

@@ -1,1 +1,370 @@
 //! wasm API of the Adversarial tab (MNIST classifier, FGSM, adversarial training).
+//!
+//! The page fetches its assets (the digit set, the shipped weights) and hands the bytes over;
+//! this module keeps them, and answers one short request per worker call: attack one digit,
+//! evaluate one chunk of digits at one eps, or take a few training steps. The page's JS loops
+//! drive the long work (robustness curve, training) so it can pause and cancel between calls.
+//!
+//! The in-tab classifier trains on the page digits whose index is not a multiple of
+//! `HELD_OUT_EVERY`; evaluation (robustness curve, held-out accuracy) uses only multiples of it,
+//! so every model is scored on digits it never saw (the shipped ones never saw any page digit).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use js_sys::{Float32Array, Object};
+use wasm_bindgen::prelude::*;
+
+use super::{backend, err, set};
+use crate::attack::{self, AdvTraining, Attack, EvalResult};
+use crate::backend::{Backend, UnaryOp};
+use crate::data::drawing;
+use crate::data::mnist::{one_hot, Mnist, CLASSES, PIXELS, SIDE};
+use crate::models::classifier::{train_step, Classifier, ClassifierConfig};
+use crate::nn::{Adam, Module};
+use crate::rng;
+
+/// Page digits i with i % HELD_OUT_EVERY == 0 are held out from in-tab training.
+const HELD_OUT_EVERY: usize = 5;
+/// Most digits one evaluation call takes (keeps a call short).
+const MAX_CHUNK: usize = 500;
+/// Most training steps one call takes.
+const MAX_STEPS_PER_CALL: usize = 100;
+/// Steps of the iterative attack (step size 2.5 eps / steps, as in the CLI).
+const ITERATIVE_STEPS: usize = 10;
+
+/// The classifier being trained in the tab, with its optimizer and data order.
+struct Trainer {
+    model: Rc<Classifier>,
+    opt: Adam,
+    adversarial: Option<(f32, f32)>,
+    batch: usize,
+    seed: u64,
+    step: usize,
+    epoch: usize,
+    /// the training digits' indices in this epoch's order, and how far the epoch has got
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+#[derive(Default)]
+struct Tab {
+    digits: Option<Rc<Mnist>>,
+    standard: Option<Rc<Classifier>>,
+    adversarial: Option<Rc<Classifier>>,
+    trainer: Option<Rc<RefCell<Trainer>>>,
+}
+
+thread_local! {
+    static TAB: RefCell<Tab> = RefCell::new(Tab::default());
+}
+
+fn invalid(msg: impl Into<String>) -> JsError {
+    JsError::new(&msg.into())
+}
+
+fn digits() -> Result<Rc<Mnist>, JsError> {
+    TAB.with(|t| t.borrow().digits.clone()).ok_or_else(|| invalid("the page's digit set is not loaded yet (adv_load_digits)"))
+}
+
+/// The classifier named `which`: "standard", "adversarial" (the shipped weights) or "trained"
+/// (the one trained in this tab).
+fn model(which: &str) -> Result<Rc<Classifier>, JsError> {
+    TAB.with(|t| {
+        let t = t.borrow();
+        match which {
+            "standard" => t.standard.clone().ok_or_else(|| invalid("the standard classifier is not loaded (models/classifier.safetensors is missing)")),
+            "adversarial" => {
+                t.adversarial.clone().ok_or_else(|| invalid("the adversarially trained classifier is not loaded (models/classifier_adv.safetensors is missing)"))
+            }
+            "trained" => t.trainer.as_ref().map(|tr| tr.borrow().model.clone()).ok_or_else(|| invalid("no classifier has been trained in this tab yet: press Train first")),
+            other => Err(invalid(format!("unknown model {other:?} (expected standard, adversarial or trained)"))),
+        }
+    })
+}
+
+/// The attack named `kind` ("fgsm", "iterative", "targeted_fgsm", "targeted_iterative") at `eps`.
+fn parse_attack(kind: &str, eps: f32, target: i32) -> Result<Attack, JsError> {
+    let base = |iterative: bool| if iterative { Attack::iterative(eps, ITERATIVE_STEPS) } else { Attack::fgsm(eps) };
+    let attack = match kind {
+        "fgsm" => base(false),
+        "iterative" => base(true),
+        "targeted_fgsm" | "targeted_iterative" => {
+            if !(0..CLASSES as i32).contains(&target) {
+                return Err(invalid(format!("targeted attack: the target class must be a digit 0..9, got {target}")));
+            }
+            base(kind == "targeted_iterative").targeted(target as u8)
+        }
+        other => return Err(invalid(format!("unknown attack {other:?} (expected fgsm, iterative, targeted_fgsm or targeted_iterative)"))),
+    };
+    attack.validate().map_err(err)?;
+    Ok(attack)
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold((0, f32::MIN), |best, (k, &p)| if p > best.1 { (k, p) } else { best }).0
+}
+
+/// A seeded permutation of `items` (Fisher-Yates on the counter-based RNG).
+fn shuffled(mut items: Vec<usize>, seed: u64) -> Vec<usize> {
+    for i in (1..items.len()).rev() {
+        let j = rng::random_u32(seed, i as u32) as usize % (i + 1);
+        items.swap(i, j);
+    }
+    items
+}
+
+/// Load the page's digit set (www/data/mnist_page.bin); resolves to the number of digits.
+#[wasm_bindgen]
+pub fn adv_load_digits(bytes: &[u8]) -> Result<u32, JsError> {
+    let page = Mnist::from_page_bytes(bytes).map_err(err)?;
+    let n = page.len() as u32;
+    TAB.with(|t| t.borrow_mut().digits = Some(Rc::new(page)));
+    Ok(n)
+}
+
+/// Load shipped classifier weights (safetensors bytes) as `which` ("standard" or
+/// "adversarial"). Resolves to the file's metadata (model card fields: test_accuracy,
+/// adversarial, command, ...) as a plain object of strings.
+#[wasm_bindgen]
+pub fn adv_load_model(which: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
+    if which != "standard" && which != "adversarial" {
+        return Err(invalid(format!("adv_load_model: unknown model {which:?} (expected standard or adversarial)")));
+    }
+    let b = backend()?;
+    let m = Classifier::new(b.as_ref(), ClassifierConfig::default(), 0).map_err(err)?;
+    crate::weights::load_params(b.as_ref(), &m.params(), bytes).map_err(|e| invalid(format!("{which} classifier: {e}")))?;
+    let meta: BTreeMap<String, String> = crate::weights::metadata(bytes).map_err(err)?.into_iter().collect();
+    TAB.with(|t| {
+        let mut t = t.borrow_mut();
+        if which == "standard" {
+            t.standard = Some(Rc::new(m));
+        } else {
+            t.adversarial = Some(Rc::new(m));
+        }
+    });
+    let o = Object::new();
+    for (k, v) in meta {
+        set(&o, &k, v);
+    }
+    Ok(o.into())
+}
+
+/// A drawing (one 8-bit channel, width x height, white ink on black) as a 28x28 MNIST-format
+/// image (bounding box scaled to 20 pixels, centred by its centre of mass): 784 values in [0, 1].
+#[wasm_bindgen]
+pub fn adv_preprocess_drawing(pixels: &[u8], width: usize, height: usize) -> Result<Float32Array, JsError> {
+    let img = drawing::mnist_from_drawing_u8(pixels, width, height).map_err(err)?;
+    Ok(Float32Array::from(&img[..]))
+}
+
+/// Attack one digit (784 values in [0, 1]) with model `which`. `label` is the true class, or -1
+/// to take the model's own prediction (a drawn digit). `kind`: fgsm, iterative, targeted_fgsm,
+/// targeted_iterative; `target` the class for targeted kinds. Resolves to `{label, before,
+/// after, adversarial, direction, direction_kind}`: class probabilities before and after (10
+/// each), the adversarial image (784), and the perturbation's direction (784): sign(grad_x C)
+/// for the FGSM kinds (negated for targeted, i.e. the step actually taken), (x~ - x) / eps for
+/// the iterative ones.
+#[wasm_bindgen]
+pub async fn adv_attack(which: &str, pixels: Vec<f32>, label: i32, kind: &str, eps: f32, target: i32) -> Result<JsValue, JsError> {
+    if pixels.len() != PIXELS {
+        return Err(invalid(format!("adv_attack: expected {PIXELS} pixel values (28x28), got {}", pixels.len())));
+    }
+    if label >= CLASSES as i32 {
+        return Err(invalid(format!("adv_attack: label {label} is not a digit 0..9 (or -1 for the model's prediction)")));
+    }
+    let attack = parse_attack(kind, eps, target)?;
+    let (b, m) = (backend()?, model(which)?);
+    let b: &dyn Backend = b.as_ref();
+    let clean: Vec<f32> = pixels.iter().map(|v| if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 }).collect();
+    let x = b.upload(&[1, 1, SIDE, SIDE], &clean).map_err(err)?;
+
+    let before = b.read(&m.probabilities_tensor(b, &x).map_err(err)?).await.map_err(err)?;
+    let label = if label < 0 { argmax(&before) as u8 } else { label as u8 };
+
+    let x_adv = attack::perturb(b, m.as_ref(), &x, &[label], &attack).map_err(err)?;
+    let after = m.probabilities_tensor(b, &x_adv).map_err(err)?;
+    let (direction, direction_kind) = match (attack.kind, attack.target) {
+        (attack::AttackKind::Fgsm, target) => {
+            let t = b.upload(&[1, CLASSES], &one_hot(&[target.unwrap_or(label)])).map_err(err)?;
+            let (grad, _) = attack::input_gradient(b, m.as_ref(), &x, &t).map_err(err)?;
+            let s = b.unary(UnaryOp::Sign, &grad).map_err(err)?;
+            let s = if target.is_some() { b.affine(&s, -1.0, 0.0).map_err(err)? } else { s };
+            (s, if target.is_some() { "-sign(grad of the target's loss)" } else { "sign(grad)" })
+        }
+        (attack::AttackKind::Iterative { .. }, _) => {
+            let d = b.binary(crate::backend::BinaryOp::Sub, &x_adv, &x).map_err(err)?;
+            (b.affine(&d, if eps > 0.0 { 1.0 / eps } else { 0.0 }, 0.0).map_err(err)?, "(x~ - x) / eps")
+        }
+    };
+    let after = b.read(&after).await.map_err(err)?;
+    let adv = b.read(&x_adv).await.map_err(err)?;
+    let direction = b.read(&direction).await.map_err(err)?;
+
+    let o = Object::new();
+    set(&o, "label", label as u32);
+    set(&o, "before", Float32Array::from(&before[..]));
+    set(&o, "after", Float32Array::from(&after[..]));
+    set(&o, "adversarial", Float32Array::from(&adv[..]));
+    set(&o, "direction", Float32Array::from(&direction[..]));
+    set(&o, "direction_kind", direction_kind);
+    Ok(o.into())
+}
+
+/// The page-digit index of the j-th of `n` evaluation digits, spread evenly (the file is sorted
+/// by class, so every class is in): over the held-out digits (multiples of HELD_OUT_EVERY) when
+/// they suffice, else over all page digits (which only the shipped models have never seen).
+fn eval_index(j: usize, n: usize, total: usize) -> usize {
+    let held_out = total.div_ceil(HELD_OUT_EVERY);
+    if n <= held_out {
+        (j * held_out / n) * HELD_OUT_EVERY
+    } else {
+        j * total / n
+    }
+}
+
+/// Evaluate model `which` on evaluation digits start..start+count of an evaluation set of
+/// `n_digits` (see `eval_index`; the in-tab model only on held-out digits) under attack `kind` at `eps` (eps 0: clean). Resolves to
+/// `{n, correct, confidence_sum}`; the page adds chunks up into a robustness curve.
+#[wasm_bindgen]
+pub async fn adv_eval_chunk(which: &str, n_digits: usize, start: usize, count: usize, kind: &str, eps: f32, target: i32) -> Result<JsValue, JsError> {
+    let page = digits()?;
+    let held_out = page.len().div_ceil(HELD_OUT_EVERY);
+    if n_digits == 0 || n_digits > page.len() {
+        return Err(invalid(format!("evaluation: n_digits must be 1..={} (the page digits), got {n_digits}", page.len())));
+    }
+    if which == "trained" && n_digits > held_out {
+        return Err(invalid(format!(
+            "evaluation: the classifier trained in this tab can be scored on at most {held_out} digits (the held-out ones; it trained on the rest)"
+        )));
+    }
+    if count == 0 || count > MAX_CHUNK || start + count > n_digits {
+        return Err(invalid(format!("evaluation: chunk {start}..{} must be 1..={MAX_CHUNK} digits inside 0..{n_digits}", start + count)));
+    }
+    let attack = parse_attack(kind, eps, target)?;
+    let (b, m) = (backend()?, model(which)?);
+    let idx: Vec<usize> = (start..start + count).map(|j| eval_index(j, n_digits, page.len())).collect();
+    let (xs, ys) = page.gather(&idx).map_err(err)?;
+    let x = b.upload(&[count, 1, SIDE, SIDE], &xs).map_err(err)?;
+    let mut r = EvalResult::default();
+    let attack = (eps > 0.0).then_some(&attack);
+    attack::evaluate_batch(b.as_ref(), m.as_ref(), &x, &ys, attack, &mut r).await.map_err(err)?;
+    let o = Object::new();
+    set(&o, "n", r.n as u32);
+    set(&o, "correct", r.correct as u32);
+    set(&o, "confidence_sum", r.confidence_sum);
+    Ok(o.into())
+}
+
+/// Start (or restart) training a classifier from scratch in the tab. `size`: "small" (16, 32,
+/// 32 channels, 64 hidden: fast) or "full" (the shipped model's 32, 64, 64, 128).
+/// `adversarial`: train on alpha C(x) + (1 - alpha) C(x~) with x~ the RS-FGSM example at `eps`
+/// (random start, as the shipped adversarial model). Resolves to `{parameters, train_digits}`.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn classifier_train_reset(size: &str, adversarial: bool, alpha: f32, eps: f32, batch: usize, lr: f32, seed: u32) -> Result<JsValue, JsError> {
+    let page = digits()?;
+    let config = match size {
+        "small" => ClassifierConfig { c1: 16, c2: 32, c3: 32, hidden: 64 },
+        "full" => ClassifierConfig::default(),
+        other => return Err(invalid(format!("unknown model size {other:?} (expected small or full)"))),
+    };
+    if !(1..=256).contains(&batch) {
+        return Err(invalid(format!("training: batch must be 1..=256, got {batch}")));
+    }
+    if !(lr.is_finite() && lr > 0.0 && lr <= 0.1) {
+        return Err(invalid(format!("training: learning rate must be in (0, 0.1], got {lr}")));
+    }
+    if adversarial {
+        if !(alpha.is_finite() && (0.0..=1.0).contains(&alpha)) {
+            return Err(invalid(format!("training: alpha must be in [0, 1], got {alpha}")));
+        }
+        Attack::fgsm(eps).validate().map_err(err)?;
+    }
+    let b = backend()?;
+    let model = Classifier::new(b.as_ref(), config, seed as u64).map_err(err)?;
+    let parameters: usize = model.params().iter().map(|p| p.shape().iter().product::<usize>()).sum();
+    let train: Vec<usize> = (0..page.len()).filter(|i| i % HELD_OUT_EVERY != 0).collect();
+    let n_train = train.len();
+    let seed = seed as u64;
+    let trainer = Trainer {
+        model: Rc::new(model),
+        opt: Adam::new(lr, 0.9, 0.999),
+        adversarial: adversarial.then_some((alpha, eps)),
+        batch,
+        seed,
+        step: 0,
+        epoch: 0,
+        order: shuffled(train, seed.wrapping_mul(1000).wrapping_add(1)),
+        cursor: 0,
+    };
+    TAB.with(|t| t.borrow_mut().trainer = Some(Rc::new(RefCell::new(trainer))));
+    let o = Object::new();
+    set(&o, "parameters", parameters as u32);
+    set(&o, "train_digits", n_train as u32);
+    Ok(o.into())
+}
+
+/// Take `n` training steps (1..=100) on the in-tab classifier. Resolves to `{step, epoch,
+/// losses, batch_accuracy}`: the step count so far, the epoch, each step's loss (Float32Array
+/// of n), and the accuracy on the last batch after its update.
+#[wasm_bindgen]
+pub async fn classifier_train_steps(n: usize) -> Result<JsValue, JsError> {
+    if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
+        return Err(invalid(format!("training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}")));
+    }
+    let page = digits()?;
+    let b = backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let trainer = TAB.with(|t| t.borrow().trainer.clone()).ok_or_else(|| invalid("no classifier to train: reset the trainer first"))?;
+    // compute every step with the trainer borrowed, then read the results without it
+    let (losses, probs, labels, step, epoch) = {
+        let mut tr = trainer.try_borrow_mut().map_err(|_| invalid("training is already running"))?;
+        let mut losses = Vec::with_capacity(n);
+        let mut last = None;
+        for _ in 0..n {
+            if tr.cursor + tr.batch > tr.order.len() {
+                tr.epoch += 1;
+                let seed = tr.seed.wrapping_mul(1000).wrapping_add(tr.epoch as u64 + 1);
+                let order = std::mem::take(&mut tr.order);
+                tr.order = shuffled(order, seed);
+                tr.cursor = 0;
+            }
+            let idx = tr.order[tr.cursor..tr.cursor + tr.batch].to_vec();
+            tr.cursor += tr.batch;
+            let (xs, ys) = page.gather(&idx).map_err(err)?;
+            let x = b.upload(&[idx.len(), 1, SIDE, SIDE], &xs).map_err(err)?;
+            let t = b.upload(&[idx.len(), CLASSES], &one_hot(&ys)).map_err(err)?;
+            let adv = tr.adversarial.map(|(alpha, eps)| AdvTraining {
+                eps,
+                alpha,
+                random_start: Some(tr.seed.wrapping_mul(1_000_003).wrapping_add(tr.step as u64)),
+            });
+            let Trainer { model, opt, .. } = &mut *tr;
+            let loss = train_step(b, model.as_ref(), opt, &x, &t, adv.as_ref()).map_err(err)?;
+            losses.push(loss);
+            tr.step += 1;
+            last = Some((x, ys));
+        }
+        let (x, ys) = last.expect("n >= 1");
+        let probs = tr.model.probabilities_tensor(b, &x).map_err(err)?;
+        (losses, probs, ys, tr.step, tr.epoch)
+    };
+    let mut values = Vec::with_capacity(n);
+    for l in &losses {
+        let v = b.read(l).await.map_err(err)?[0];
+        if !v.is_finite() {
+            return Err(invalid(format!("training diverged: the loss is {v} at step {step}; reset with a smaller learning rate")));
+        }
+        values.push(v);
+    }
+    let mut r = EvalResult::default();
+    r.add_batch(&b.read(&probs).await.map_err(err)?, &labels, None);
+    let o = Object::new();
+    set(&o, "step", step as u32);
+    set(&o, "epoch", epoch as u32);
+    set(&o, "losses", Float32Array::from(&values[..]));
+    set(&o, "batch_accuracy", r.accuracy());
+    Ok(o.into())
+}
