@@ -96,6 +96,10 @@ pub struct TrainArgs {
     pub backend: BackendKind,
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// continue from a generator file (and its <stem>_d.safetensors discriminator) with fresh
+    /// Adam state; its architecture and sizes win over --arch/--latent/--width
+    #[arg(long)]
+    pub init: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -146,7 +150,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if a.steps == 0 || a.batch == 0 || !(a.lr > 0.0 && a.lr.is_finite()) || !(0.0..1.0).contains(&a.beta1) {
         return Err(Error::Invalid(format!("need steps >= 1, batch >= 1, lr > 0, beta1 in [0, 1) (got {}, {}, {}, {})", a.steps, a.batch, a.lr, a.beta1)));
     }
-    let config = GanConfig { arch: if a.arch == ArchArg::Dense { GanArch::Dense } else { GanArch::Dcgan }, latent: a.latent, width: a.width };
+    let config = match &a.init {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| Error::Io(format!("cannot read {}: {e}", p.display())))?;
+            gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)?
+        }
+        None => GanConfig { arch: if a.arch == ArchArg::Dense { GanArch::Dense } else { GanArch::Dcgan }, latent: a.latent, width: a.width },
+    };
     config.validate()?;
     let b = backend(a.backend)?;
     let b: &dyn Backend = b.as_ref();
@@ -156,6 +166,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
     drop(all);
     let gen = Generator::new(b, config, a.seed)?;
     let disc = Discriminator::new(b, config, a.seed + 100)?;
+    if let Some(p) = &a.init {
+        crate::weights::load_file(b, &gen.state(), p)?;
+        crate::weights::load_file(b, &disc.state(), &d_path(p))?;
+        println!("continuing from {} and {}", p.display(), d_path(p).display());
+    }
     let (mut opt_g, mut opt_d) = (Adam::new(a.lr, a.beta1, 0.999), Adam::new(a.lr, a.beta1, 0.999));
     let l = loss(a.loss);
     println!(
@@ -271,15 +286,15 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let dir = data_dir(&a.data)?;
     let test = Mnist::load(&dir, Split::Test)?;
     let n = a.samples.min(test.len() / 2);
-    // real held-out digits: the first n test digits are the reference; the next n give the
-    // ceiling (what real digits score against the reference)
-    let (ref_probs, ref_feats) = classify(b, &clf, &test.images[..n * PIXELS])?;
-    let (real_probs, real_feats) = classify(b, &clf, &test.images[n * PIXELS..2 * n * PIXELS])?;
+    // real held-out digits: even-indexed test digits are the reference, odd-indexed ones give
+    // the ceiling (interleaved: the test set's two halves come from different writers)
+    let pick = |parity: usize| -> Vec<f32> { (0..n).flat_map(|i| test.image(2 * i + parity).to_vec()).collect() };
+    let (_, ref_feats) = classify(b, &clf, &pick(0))?;
+    let (real_probs, real_feats) = classify(b, &clf, &pick(1))?;
     let dim = ref_feats.len() / n;
     println!("{n} digits per row; Frechet distance on the classifier's {dim} penultimate features against {n} real test digits");
     println!("| model | classifier score (max 10) | Frechet distance |\n|---|---:|---:|");
     println!("| real test digits (ceiling) | {:.2} | {:.2} |", classifier_score(&real_probs, 10)?, frechet_distance(&real_feats, &ref_feats, dim)?);
-    let _ = ref_probs;
     for path in &a.model {
         let gen = load_generator(b, path)?;
         let mut digits = Vec::with_capacity(n * PIXELS);
