@@ -1,1 +1,906 @@
-export function setupDenoiseTab(call) {}
+// The Denoise tab: open a photo (file picker, drag and drop, paste, samples), denoise it tile by
+// tile in the worker with a DnCNN (progress, Cancel), show it side by side or under a
+// before/after slider, PSNR/SSIM when synthetic noise was added, download as PNG; the
+// lecture's figures; and a Train panel that trains a small DnCNN in the tab.
+// Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/denoise.rs); this
+// file only drives short calls in loops that can stop between them, and draws.
+
+const $ = (id) => document.getElementById(id);
+
+const SAMPLES = ['camera', 'moon', 'astronaut', 'coffee', 'chelsea'];
+/** Shipped model files (www/models/), by key; a missing one is "not available". */
+const MODEL_FILES = {
+  s10: 'models/dncnn_s10_gray.safetensors',
+  blind: 'models/dncnn_blind_gray.safetensors',
+  color: 'models/dncnn_blind_color.safetensors',
+};
+const MODEL_NAMES = {
+  s10: 'σ=10 gray',
+  blind: 'blind gray',
+  color: 'blind colour',
+  trained: 'trained in this tab',
+  file: 'loaded weights file',
+};
+/** "the blind gray model", "the model trained in this tab", ... */
+const modelPhrase = (key) => (key === 'trained' ? 'the model trained in this tab' : key === 'file' ? 'the loaded weights file' : `the ${MODEL_NAMES[key]} model`);
+const FIGURE_IMAGE = 'camera';
+const FIGURE_CROP = 256;
+const FIGURE_SEED = 1;
+/** Target duration of one training call, so Pause answers quickly and the worker stays free. */
+const TRAIN_CALL_SECONDS = 0.4;
+/** Validate at most every this many seconds, and at most 20% of the time (it is a forward pass). */
+const VALIDATE_EVERY_SECONDS = 2;
+
+const fmtDb = (v) => (v == null ? '–' : `${v.toFixed(2)} dB`);
+const fmtSsim = (v) => (v == null ? '–' : v.toFixed(4));
+const fmtLoss = (v) => (v < 0.01 ? v.toExponential(2) : v.toFixed(4));
+
+function show(el, on) {
+  el.hidden = !on;
+}
+
+function setError(el, text) {
+  el.textContent = text || '';
+  show(el, Boolean(text));
+}
+
+async function fetchBytes(url, what) {
+  let r;
+  try {
+    r = await fetch(url);
+  } catch (e) {
+    throw new Error(`${what}: cannot fetch ${url} (${e.message})`);
+  }
+  if (!r.ok) throw new Error(`${what} not available: ${url} is missing on this server (HTTP ${r.status})`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+function download(bytes, name, type) {
+  const url = URL.createObjectURL(new Blob([bytes], { type }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+/** An ImageData from the worker's RGBA bytes. */
+function imageData(rgba, w, h) {
+  return new ImageData(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.byteLength), w, h);
+}
+
+function paint(canvas, data) {
+  canvas.width = data ? data.width : 0;
+  canvas.height = data ? data.height : 0;
+  if (data) canvas.getContext('2d').putImageData(data, 0, 0);
+}
+
+// ---------------------------------------------------------------- models
+
+function createModels(call, onChange) {
+  const available = {}; // key -> true | false (shipped files), after check()
+  const info = {}; // key -> model info from the worker
+  const loading = {}; // key -> Promise<info>
+  const bytes = {}; // key -> file bytes (for fine-tuning)
+
+  async function load(key) {
+    if (info[key]) return info[key];
+    if (!MODEL_FILES[key]) throw new Error(`model not available: ${MODEL_NAMES[key] || key}`);
+    loading[key] ??= (async () => {
+      const b = await fetchBytes(MODEL_FILES[key], `model ${MODEL_NAMES[key]}`);
+      const i = await call('denoise_load_model', key, b);
+      bytes[key] = b;
+      info[key] = i;
+      onChange();
+      return i;
+    })();
+    try {
+      return await loading[key];
+    } finally {
+      delete loading[key];
+    }
+  }
+
+  /** Which shipped files exist (HEAD requests); then load them in the background. */
+  async function check() {
+    await Promise.all(
+      Object.entries(MODEL_FILES).map(async ([key, url]) => {
+        try {
+          available[key] = (await fetch(url, { method: 'HEAD' })).ok;
+        } catch {
+          available[key] = false;
+        }
+      }),
+    );
+    onChange();
+    for (const key of Object.keys(MODEL_FILES)) {
+      if (available[key]) load(key).catch((e) => { available[key] = false; info[key] = null; onChange(e); });
+    }
+  }
+
+  return {
+    available,
+    info,
+    bytes,
+    load,
+    check,
+    has: (key) => Boolean(available[key] || info[key]),
+    set(key, i) {
+      info[key] = i;
+      onChange();
+    },
+    drop(key) {
+      delete info[key];
+      onChange();
+    },
+  };
+}
+
+// ---------------------------------------------------------------- the tab
+
+export function setupDenoiseTab(call) {
+  const panel = $('panel-denoise');
+  const el = {
+    file: $('dn-file'), drop: $('dn-drop'), model: $('dn-model'), weights: $('dn-weights'),
+    noise: $('dn-noise'), sigma: $('dn-sigma'), sigmaOut: $('dn-sigma-out'), seed: $('dn-seed'),
+    run: $('dn-run'), models: $('dn-models'), error: $('dn-error'), progressRow: $('dn-progress-row'),
+    progress: $('dn-progress'), progressText: $('dn-progress-text'), cancel: $('dn-cancel'),
+    zoom: $('dn-zoom'), download: $('dn-download'), info: $('dn-info'), metrics: $('dn-metrics'),
+    side: $('dn-side'), compare: $('dn-compare'), split: $('dn-split'), divider: $('dn-divider'),
+    canvasIn: $('dn-in'), canvasOut: $('dn-out'), cmpIn: $('dn-cmp-in'), cmpOut: $('dn-cmp-out'),
+    capIn: $('dn-cap-in'), capOut: $('dn-cap-out'), viewCard: panel.querySelector('.dn-view-card'),
+  };
+
+  const models = createModels(call, (e) => {
+    refreshModelList();
+    if (e) setError(el.error, e.message);
+  });
+
+  // what is shown: the opened photo, and the last result
+  let photo = null; // {width, height, gray, alpha, megapixels, name}
+  let view = { input: null, output: null };
+  let jobToken = 0; // a new job or Cancel bumps it; a loop whose token is stale stops
+
+  call('denoise_cap_megapixels').then((cap) => ($('dn-cap').textContent = String(cap)), () => {});
+  models.check();
+
+  // ------------------------------------------------ model list
+
+  function refreshModelList() {
+    const parts = [];
+    for (const key of Object.keys(MODEL_FILES)) {
+      const opt = el.model.querySelector(`option[value="${key}"]`);
+      const i = models.info[key];
+      const known = key in models.available;
+      const ok = models.has(key);
+      opt.disabled = known && !ok;
+      opt.textContent = `${MODEL_NAMES[key]}${known && !ok ? ' (model not available)' : ''}`;
+      if (!known) continue;
+      if (!ok) {
+        parts.push(`<span class="missing">${MODEL_NAMES[key]}: model not available</span>`);
+      } else if (i) {
+        const m = i.meta || {};
+        const progress = m.step && m.steps && Number(m.step) < Number(m.steps) ? `, provisional: step ${m.step} of ${m.steps}` : '';
+        parts.push(`<span class="ok">${MODEL_NAMES[key]} ✓</span> (depth ${i.depth}, width ${i.width}${progress})`);
+      } else {
+        parts.push(`${MODEL_NAMES[key]}: loading…`);
+      }
+    }
+    const file = models.info.file;
+    el.model.querySelector('option[value="file"]').disabled = !file;
+    if (file) parts.push(`<span class="ok">loaded file ✓</span> (${file.channels === 3 ? 'colour' : 'gray'}, depth ${file.depth}, width ${file.width})`);
+    el.model.querySelector('option[value="trained"]').disabled = !models.info.trained;
+    el.models.innerHTML = `Models: ${parts.join(' · ') || 'checking…'}`;
+  }
+
+  /** The model for the open photo: the user's choice, or by the photo's colour. */
+  function pickModel() {
+    const choice = el.model.value;
+    let key = null;
+    if (choice !== 'auto') {
+      if (!models.has(choice)) throw new Error(`model not available: ${MODEL_NAMES[choice]}`);
+      key = choice;
+    } else if (!photo.gray && models.has('color')) {
+      key = 'color';
+    } else {
+      key = ['blind', 's10', 'trained', 'file'].find((k) => models.has(k));
+      if (!key) throw new Error('model not available: there is no DnCNN weights file in www/models/ and none was trained or loaded in this tab');
+    }
+    const i = models.info[key];
+    let note = '';
+    if (!photo.gray && (!i || i.channels === 1)) {
+      note = choice === 'auto' ? ' (colour model not available: each colour plane goes through the gray model)' : ' (each colour plane goes through the gray model)';
+    }
+    return { key, note };
+  }
+
+  // ------------------------------------------------ drawing
+
+  function renderView() {
+    const cmp = el.viewCard.querySelector('input[name="dn-view"]:checked').value === 'slider';
+    show(el.side, !cmp);
+    show(el.compare, cmp);
+    el.viewCard.classList.toggle('dn-zoom', el.zoom.checked);
+    if (cmp) {
+      paint(el.cmpOut, view.output || view.input);
+      paint(el.cmpIn, view.input);
+      paint(el.canvasIn, null);
+      paint(el.canvasOut, null);
+      updateSplit();
+    } else {
+      paint(el.canvasIn, view.input);
+      paint(el.canvasOut, view.output);
+      paint(el.cmpIn, null);
+      paint(el.cmpOut, null);
+    }
+  }
+
+  function updateSplit() {
+    const v = Number(el.split.value);
+    el.cmpIn.style.clipPath = `inset(0 ${100 - v}% 0 0)`;
+    el.divider.style.left = `${v}%`;
+  }
+
+  for (const r of el.viewCard.querySelectorAll('input[name="dn-view"]')) r.addEventListener('change', renderView);
+  el.zoom.addEventListener('change', renderView);
+  el.split.addEventListener('input', updateSplit);
+  // 1:1 side by side: the two boxes scroll together
+  const boxes = [...el.side.querySelectorAll('.dn-scroll')];
+  for (const b of boxes) {
+    b.addEventListener('scroll', () => {
+      for (const o of boxes) {
+        if (o !== b && (o.scrollLeft !== b.scrollLeft || o.scrollTop !== b.scrollTop)) {
+          o.scrollLeft = b.scrollLeft;
+          o.scrollTop = b.scrollTop;
+        }
+      }
+    });
+  }
+
+  function setMetrics(r) {
+    const noise = r && r.psnr_input != null;
+    show(el.metrics, noise);
+    for (const k of ['psnrIn', 'psnrOut', 'gain']) delete el.metrics.dataset[k];
+    if (!noise) return;
+    $('dn-psnr-in').textContent = fmtDb(r.psnr_input);
+    $('dn-psnr-out').textContent = fmtDb(r.psnr_output);
+    const skipped = r.ssim_skipped ? `skipped (${r.ssim_skipped})` : null;
+    $('dn-ssim-in').textContent = skipped || fmtSsim(r.ssim_input);
+    $('dn-ssim-out').textContent = skipped || fmtSsim(r.ssim_output);
+    $('dn-gain').textContent = `${r.gain >= 0 ? '+' : ''}${r.gain.toFixed(2)} dB`;
+    $('dn-gain').classList.toggle('good', r.gain > 0);
+    el.metrics.dataset.psnrIn = r.psnr_input.toFixed(4);
+    el.metrics.dataset.psnrOut = r.psnr_output.toFixed(4);
+    el.metrics.dataset.gain = r.gain.toFixed(4);
+    if (r.ssim_output != null) el.metrics.dataset.ssimOut = r.ssim_output.toFixed(4);
+  }
+
+  function setState(state, text) {
+    el.info.dataset.state = state;
+    el.info.textContent = text;
+  }
+
+  // ------------------------------------------------ opening a photo
+
+  async function open(bytes, name, { sample = false } = {}) {
+    cancelJob();
+    setError(el.error, '');
+    photo = null;
+    view = { input: null, output: null };
+    setMetrics(null);
+    el.download.disabled = true;
+    el.run.disabled = true;
+    el.capIn.textContent = 'input';
+    el.capOut.textContent = 'denoised';
+    renderView();
+    setState('opening', `Opening ${name}…`);
+    let p;
+    try {
+      p = await call('denoise_open', bytes);
+    } catch (e) {
+      setError(el.error, `${name}: ${e.message}`);
+      setState('error', 'No photo open.');
+      return;
+    }
+    photo = { ...p, name };
+    view.input = imageData(p.rgba, p.width, p.height);
+    renderView();
+    el.run.disabled = false;
+    // a sample is clean: show what the denoiser does with synthetic noise on it
+    if (sample && !el.noise.checked) el.noise.checked = true;
+    await denoise();
+  }
+
+  /** Called before the first await of every way to open a photo: the last outcome goes at once. */
+  function opening(name) {
+    cancelJob();
+    setError(el.error, '');
+    setState('opening', `Opening ${name}…`);
+  }
+
+  async function openFile(file) {
+    if (!file) return;
+    opening(file.name || 'pasted image');
+    let bytes;
+    try {
+      bytes = new Uint8Array(await file.arrayBuffer());
+    } catch (e) {
+      setError(el.error, `${file.name}: cannot read the file (${e.message})`);
+      return;
+    }
+    await open(bytes, file.name || 'pasted image');
+  }
+
+  el.file.addEventListener('change', async () => {
+    const f = el.file.files[0];
+    el.file.value = ''; // the same file can be chosen again
+    await openFile(f);
+  });
+  for (const name of SAMPLES) {
+    panel.querySelector(`[data-sample="${name}"]`).addEventListener('click', async () => {
+      opening(`${name}.png`);
+      try {
+        await open(await fetchBytes(`samples/${name}.png`, `sample ${name}`), `${name}.png`, { sample: true });
+      } catch (e) {
+        setError(el.error, `${e.message} (./build.sh setup fetches the samples)`);
+        setState('error', 'No photo open.');
+      }
+    });
+  }
+  el.drop.addEventListener('dragover', (ev) => {
+    ev.preventDefault();
+    el.drop.classList.add('dn-dragging');
+  });
+  el.drop.addEventListener('dragleave', () => el.drop.classList.remove('dn-dragging'));
+  el.drop.addEventListener('drop', (ev) => {
+    ev.preventDefault();
+    el.drop.classList.remove('dn-dragging');
+    const f = ev.dataTransfer && ev.dataTransfer.files[0];
+    if (f) openFile(f);
+    else setError(el.error, 'the drop held no file');
+  });
+  // a file dropped elsewhere on the tab must not make the browser leave the page
+  panel.addEventListener('dragover', (ev) => ev.preventDefault());
+  panel.addEventListener('drop', (ev) => {
+    ev.preventDefault();
+    const f = ev.dataTransfer && ev.dataTransfer.files[0];
+    if (f) openFile(f);
+  });
+  document.addEventListener('paste', (ev) => {
+    if (panel.hidden) return;
+    const items = [...(ev.clipboardData?.items || [])];
+    const item = items.find((i) => i.kind === 'file' && i.type.startsWith('image/'));
+    if (!item) return;
+    ev.preventDefault();
+    openFile(item.getAsFile());
+  });
+
+  // ------------------------------------------------ denoising
+
+  /** Stop the job in progress, if any (its loop sees the new token and ends). */
+  function cancelJob() {
+    jobToken++;
+    const running = !el.progressRow.hidden;
+    if (running) call('denoise_cancel').catch(() => {});
+    show(el.progressRow, false);
+    el.run.disabled = !photo;
+    return running;
+  }
+
+  el.cancel.addEventListener('click', () => {
+    if (cancelJob()) setState('cancelled', `Cancelled after ${el.progressText.textContent.replace(/ \(.*/, '')}.`);
+  });
+
+  async function denoise() {
+    if (!photo) return;
+    const token = ++jobToken;
+    setError(el.error, '');
+    el.run.disabled = true;
+    el.download.disabled = true;
+    view.output = null;
+    setMetrics(null);
+    renderView();
+    const sigma = el.noise.checked ? Number(el.sigma.value) : 0;
+    const seed = Math.max(0, Math.min(4294967295, Math.floor(Number(el.seed.value) || 0)));
+    const size = `${photo.width}×${photo.height}`;
+    try {
+      const { key, note } = pickModel();
+      setState('loading', `Loading ${modelPhrase(key)}…`);
+      await models.load(key);
+      if (token !== jobToken) return;
+      const job = await call('denoise_begin', key, sigma, seed);
+      if (token !== jobToken) return;
+      el.progress.value = 0;
+      el.progressText.textContent = `0 / ${job.tiles} tiles`;
+      show(el.progressRow, true);
+      const what = `${photo.name} (${size}) with ${modelPhrase(key)}${note}${sigma ? `, σ=${sigma} noise added (seed ${seed})` : ''}`;
+      setState('running', `Denoising ${what}…`);
+      const t0 = performance.now();
+      for (let i = 0; i < job.tiles; i++) {
+        const done = await call('denoise_tile', i);
+        if (token !== jobToken) return;
+        el.progress.value = done / job.tiles;
+        el.progressText.textContent = `${done} / ${job.tiles} tiles${job.tiles > 1 ? ` (up to ${job.tile}×${job.tile} pixels each)` : ''}`;
+      }
+      const r = await call('denoise_result');
+      if (token !== jobToken) return;
+      const secs = (performance.now() - t0) / 1000;
+      show(el.progressRow, false);
+      view.input = imageData(r.input_rgba, r.width, r.height);
+      view.output = imageData(r.output_rgba, r.width, r.height);
+      el.capIn.textContent = sigma ? `noisy input (σ=${sigma})` : 'input';
+      el.capOut.textContent = `denoised (${MODEL_NAMES[key]})`;
+      renderView();
+      setMetrics(r);
+      el.download.disabled = false;
+      const mp = (r.width * r.height) / 1e6;
+      setState('done', `Denoised ${what} in ${secs.toFixed(1)} s (${mp / secs >= 0.1 ? (mp / secs).toFixed(2) : (mp / secs).toPrecision(2)} MP/s).${photo.alpha ? ' Alpha kept.' : ''}`);
+    } catch (e) {
+      if (token !== jobToken) return;
+      show(el.progressRow, false);
+      setError(el.error, e.message);
+      setState('error', `Could not denoise ${photo.name}.`);
+    } finally {
+      if (token === jobToken) el.run.disabled = !photo;
+    }
+  }
+
+  el.run.addEventListener('click', denoise);
+  el.sigma.addEventListener('input', () => (el.sigmaOut.textContent = el.sigma.value));
+  el.download.addEventListener('click', async () => {
+    try {
+      const png = await call('denoise_png');
+      const base = (photo?.name || 'photo').replace(/\.[^.]*$/, '');
+      download(png, `${base}-denoised.png`, 'image/png');
+    } catch (e) {
+      setError(el.error, e.message);
+    }
+  });
+
+  el.weights.addEventListener('change', async () => {
+    const f = el.weights.files[0];
+    el.weights.value = '';
+    if (!f) return;
+    setError(el.error, '');
+    try {
+      const i = await call('denoise_load_model', 'file', new Uint8Array(await f.arrayBuffer()));
+      models.set('file', i);
+      el.model.value = 'file';
+      setState(el.info.dataset.state || 'idle', `Loaded ${f.name}: DnCNN ${i.channels === 3 ? 'colour' : 'gray'}, depth ${i.depth}, width ${i.width}. Press Denoise to use it.`);
+    } catch (e) {
+      setError(el.error, `${f.name}: ${e.message}`);
+    }
+  });
+
+  setupFigures(call, models);
+  setupTraining(call, models, {
+    useTrained(info) {
+      models.set('trained', info);
+      el.model.value = 'trained';
+      if (photo) denoise();
+    },
+    dropTrained() {
+      models.drop('trained');
+      if (el.model.value === 'trained') el.model.value = 'auto';
+    },
+  });
+}
+
+// ---------------------------------------------------------------- lecture figures
+
+const FIGURES = {
+  s10: { title: 'σ=10 model at σ 5/10/15', sigmas: [5, 10, 15], rows: ['s10'] },
+  blind: { title: 'blind model at σ 10/30/50', sigmas: [10, 30, 50], rows: ['blind'] },
+  compare: { title: 'σ=10 model vs blind model at σ 10/25/50', sigmas: [10, 25, 50], rows: ['s10', 'blind'] },
+};
+
+function setupFigures(call, models) {
+  const out = $('dn-figure');
+  const status = $('dn-fig-status');
+  let token = 0;
+  let imageReady = null;
+
+  function panelEl(picture, caption) {
+    const f = document.createElement('figure');
+    const c = document.createElement('canvas');
+    paint(c, imageData(picture.rgba, picture.width, picture.height));
+    const cap = document.createElement('figcaption');
+    cap.textContent = caption;
+    f.append(c, cap);
+    return f;
+  }
+
+  function row(label, cells) {
+    const l = document.createElement('div');
+    l.className = 'row-label';
+    l.textContent = label;
+    const r = document.createElement('div');
+    r.className = 'row';
+    r.append(...cells);
+    out.append(l, r);
+    return r;
+  }
+
+  async function generate(name) {
+    const my = ++token;
+    const fig = FIGURES[name];
+    out.replaceChildren();
+    out.dataset.figure = name;
+    delete out.dataset.done;
+    status.textContent = `Generating "${fig.title}"…`;
+    try {
+      imageReady ??= fetchBytes(`samples/${FIGURE_IMAGE}.png`, `sample ${FIGURE_IMAGE}`).then((b) => call('denoise_figure_image', b, FIGURE_CROP));
+      await imageReady.catch((e) => {
+        imageReady = null;
+        throw e;
+      });
+      const usable = [];
+      for (const key of fig.rows) {
+        try {
+          await models.load(key);
+          usable.push(key);
+        } catch {
+          // shown as a row saying so
+        }
+      }
+      if (!usable.length) throw new Error(`model not available: ${fig.rows.map((k) => MODEL_NAMES[k]).join(', ')}`);
+      const noisyCells = [];
+      const rows = Object.fromEntries(fig.rows.map((k) => [k, []]));
+      let n = 0;
+      const total = fig.sigmas.length * usable.length;
+      for (const sigma of fig.sigmas) {
+        for (const key of usable) {
+          const p = await call('denoise_figure_panel', key, sigma, FIGURE_SEED);
+          if (my !== token) return;
+          n++;
+          status.textContent = `Generating "${fig.title}": ${n} / ${total}`;
+          // the noisy panel is the same for every model (one noise seed per sigma)
+          if (noisyCells.length === fig.sigmas.indexOf(sigma)) noisyCells.push(panelEl(p.noisy, `noisy σ=${sigma}: ${p.psnr_noisy.toFixed(2)} dB`));
+          const cell = panelEl(p.denoised, `${MODEL_NAMES[key]} model: ${p.psnr_denoised.toFixed(2)} dB`);
+          cell.dataset.psnr = p.psnr_denoised.toFixed(4);
+          cell.dataset.sigma = String(sigma);
+          rows[key].push(cell);
+        }
+      }
+      out.replaceChildren();
+      row('noisy (above)', noisyCells);
+      for (const key of fig.rows) {
+        if (usable.includes(key)) row(`denoised by the ${MODEL_NAMES[key]} model`, rows[key]);
+        else {
+          const p = document.createElement('p');
+          p.className = 'na';
+          p.textContent = `${MODEL_NAMES[key]}: model not available`;
+          out.append(p);
+        }
+      }
+      out.dataset.done = 'true';
+      status.textContent = `"${fig.title}" on the central ${FIGURE_CROP}×${FIGURE_CROP} of ${FIGURE_IMAGE}.png (PSNR against the clean image).`;
+    } catch (e) {
+      if (my !== token) return;
+      status.textContent = '';
+      const p = document.createElement('p');
+      p.className = 'error';
+      p.textContent = e.message;
+      out.replaceChildren(p);
+    }
+  }
+
+  for (const b of document.querySelectorAll('#panel-denoise [data-figure]')) b.addEventListener('click', () => generate(b.dataset.figure));
+}
+
+// ---------------------------------------------------------------- training in the tab
+
+/** Draw a line plot of [x, y] points with labelled axes (y on a log10 scale when `log`). */
+function plot(canvas, points, { log = false, color = '#2f5fd0', unit = '' } = {}) {
+  const ctx = canvas.getContext('2d');
+  const W = canvas.width;
+  const H = canvas.height;
+  const pad = { l: 58, r: 10, t: 10, b: 26 };
+  ctx.clearRect(0, 0, W, H);
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.fillStyle = '#5b6475';
+  if (points.length === 0) {
+    ctx.fillText('no data yet', W / 2 - 28, H / 2);
+    return;
+  }
+  const f = log ? (v) => Math.log10(v) : (v) => v;
+  const xs = points.map((p) => p[0]);
+  const ys = points.map((p) => f(p[1]));
+  let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  if (x1 === x0) x1 = x0 + 1;
+  if (y1 - y0 < 1e-9) {
+    y0 -= 0.5;
+    y1 += 0.5;
+  }
+  const m = (y1 - y0) * 0.08;
+  y0 -= m;
+  y1 += m;
+  const X = (x) => pad.l + ((x - x0) / (x1 - x0)) * (W - pad.l - pad.r);
+  const Y = (y) => H - pad.b - ((y - y0) / (y1 - y0)) * (H - pad.t - pad.b);
+  // axes and ticks
+  ctx.strokeStyle = '#dde1e8';
+  ctx.lineWidth = 1;
+  ctx.textAlign = 'right';
+  ctx.textBaseline = 'middle';
+  for (let i = 0; i <= 4; i++) {
+    const y = y0 + ((y1 - y0) * i) / 4;
+    ctx.beginPath();
+    ctx.moveTo(pad.l, Y(y));
+    ctx.lineTo(W - pad.r, Y(y));
+    ctx.stroke();
+    const v = log ? 10 ** y : y;
+    ctx.fillText(log ? v.toExponential(1) : `${v.toFixed(1)}${unit}`, pad.l - 4, Y(y));
+  }
+  ctx.textAlign = 'center';
+  ctx.textBaseline = 'top';
+  const xticks = new Set([0, 1, 2, 3, 4].map((i) => Math.round(x0 + ((x1 - x0) * i) / 4)));
+  for (const x of xticks) ctx.fillText(String(x), X(x), H - pad.b + 6);
+  ctx.fillText('step', W - pad.r - 14, H - pad.b + 6 - 14);
+  // the series
+  ctx.strokeStyle = color;
+  ctx.lineWidth = 1.6;
+  ctx.beginPath();
+  points.forEach((p, i) => (i ? ctx.lineTo(X(p[0]), Y(f(p[1]))) : ctx.moveTo(X(p[0]), Y(f(p[1])))));
+  ctx.stroke();
+  if (points.length < 40) {
+    ctx.fillStyle = color;
+    for (const p of points) ctx.fillRect(X(p[0]) - 2, Y(f(p[1])) - 2, 4, 4);
+  }
+}
+
+/** Mean loss over the first / last `k` steps of the recorded calls ({steps, loss} each). */
+function lossOver(calls, k, fromEnd) {
+  const seq = fromEnd ? [...calls].reverse() : calls;
+  let n = 0;
+  let sum = 0;
+  for (const c of seq) {
+    sum += c.loss * c.steps;
+    n += c.steps;
+    if (n >= k) break;
+  }
+  return n ? sum / n : NaN;
+}
+
+function setupTraining(call, models, hooks) {
+  const el = {
+    start: $('dn-train-start'), pause: $('dn-train-pause'), reset: $('dn-train-reset'), use: $('dn-train-use'),
+    save: $('dn-train-save'), error: $('dn-train-error'), stats: $('dn-train-stats'), lossPlot: $('dn-loss-plot'),
+    valPlot: $('dn-val-plot'), valCap: $('dn-val-cap'), files: $('dn-train-files'), list: $('dn-train-list'),
+    depth: $('dn-depth'), width: $('dn-width'), channels: $('dn-channels'), mode: $('dn-noise-mode'),
+    sigma: $('dn-train-sigma'), lo: $('dn-train-lo'), hi: $('dn-train-hi'), batch: $('dn-batch'), lr: $('dn-lr'),
+    finetune: $('dn-finetune'), fixedWrap: $('dn-fixed-wrap'), rangeWrap: $('dn-range-wrap'),
+  };
+  let samplesAdded = false;
+  let imageNames = [];
+  let st = null; // the current run: {token, running, info, calls, losses, vals, batch, ...}
+  let token = 0;
+
+  const fail = (e) => setError(el.error, e.message || String(e));
+
+  el.mode.addEventListener('change', () => {
+    show(el.fixedWrap, el.mode.value === 'fixed');
+    show(el.rangeWrap, el.mode.value !== 'fixed');
+  });
+  el.finetune.addEventListener('change', () => {
+    // a fine-tuned model keeps the shipped model's shape
+    el.depth.disabled = el.width.disabled = el.finetune.checked;
+    if (el.finetune.checked && Number(el.lr.value) >= 1e-3) el.lr.value = '0.0001';
+    if (!el.finetune.checked && Number(el.lr.value) < 1e-3) el.lr.value = '0.001';
+  });
+
+  function showImages(r) {
+    imageNames = r.names;
+    el.list.textContent = imageNames.length ? `${imageNames.length}: ${imageNames.join(', ')}` : 'none';
+  }
+
+  async function addSamples() {
+    if (samplesAdded) return;
+    for (const name of SAMPLES) {
+      const b = await fetchBytes(`samples/${name}.png`, `sample ${name}`);
+      showImages(await call('dncnn_train_add_image', b, name));
+    }
+    samplesAdded = true;
+  }
+
+  el.files.addEventListener('change', async () => {
+    const files = [...el.files.files];
+    el.files.value = '';
+    setError(el.error, '');
+    try {
+      await addSamples();
+    } catch (e) {
+      fail(e);
+    }
+    const bad = [];
+    for (const f of files) {
+      try {
+        showImages(await call('dncnn_train_add_image', new Uint8Array(await f.arrayBuffer()), f.name));
+      } catch (e) {
+        bad.push(e.message);
+      }
+    }
+    if (bad.length) setError(el.error, bad.join('\n'));
+    if (st) el.list.textContent += ' (new photos join at the next Reset + Start)';
+  });
+
+  function options() {
+    const channels = Number(el.channels.value);
+    const fixed = el.mode.value === 'fixed';
+    const lo = fixed ? Number(el.sigma.value) : Number(el.lo.value);
+    const hi = fixed ? lo : Number(el.hi.value);
+    if (!(lo >= 0 && hi >= lo && hi <= 255)) throw new Error(`the noise range must satisfy 0 <= low <= high <= 255 (got ${lo}..${hi})`);
+    const opts = {
+      channels,
+      depth: Number(el.depth.value),
+      width: Number(el.width.value),
+      sigma_lo: lo,
+      sigma_hi: hi,
+      val_sigma: fixed ? lo : 25,
+      batch: Number(el.batch.value),
+      patch: 40,
+      lr: Number(el.lr.value),
+      seed: 1,
+    };
+    if (el.finetune.checked) {
+      // the shipped model that matches: colour, else sigma=10 for fixed sigma 10, else blind gray
+      const keys = channels === 3 ? ['color'] : fixed && lo === 10 ? ['s10', 'blind'] : ['blind', 's10'];
+      const key = keys.find((k) => models.bytes[k]);
+      if (!key) throw new Error(`cannot fine-tune: model not available (${keys.map((k) => MODEL_NAMES[k]).join(' / ')})`);
+      opts.init = models.bytes[key];
+      opts.init_name = MODEL_NAMES[key];
+    }
+    return opts;
+  }
+
+  function draw() {
+    plot(el.lossPlot, st ? st.losses : [], { log: true });
+    plot(el.valPlot, st ? st.vals : [], { color: '#1f8a4c', unit: '' });
+  }
+
+  function stats() {
+    if (!st) {
+      el.stats.textContent = 'Not started.';
+      return;
+    }
+    const last = st.calls[st.calls.length - 1];
+    const v = st.vals[st.vals.length - 1];
+    const i = st.info;
+    const parts = [
+      `DnCNN ${i.channels === 3 ? 'colour' : 'gray'} d${i.depth} w${i.width}${st.from ? ` (fine-tuning ${st.from})` : ''}`,
+      `step ${st.step}`,
+      last ? `loss ${fmtLoss(last.loss)}` : 'loss –',
+      st.rate ? `${st.rate >= 10 ? st.rate.toFixed(0) : st.rate.toPrecision(2)} patches/s` : '',
+      v ? `validation PSNR ${v[1].toFixed(2)} dB (noisy ${st.valNoisy.toFixed(2)} dB, σ=${st.info.val_sigma})` : '',
+      st.running ? 'training…' : 'paused',
+    ].filter(Boolean);
+    el.stats.textContent = parts.join(' · ');
+    const d = el.stats.dataset;
+    d.step = String(st.step);
+    d.running = String(st.running);
+    if (st.calls.length) {
+      d.lossStart = lossOver(st.calls, 5, false).toExponential(4);
+      d.lossRecent = lossOver(st.calls, 5, true).toExponential(4);
+    }
+    if (v) d.valPsnr = v[1].toFixed(3);
+  }
+
+  function buttons() {
+    el.start.disabled = Boolean(st);
+    el.pause.disabled = !st;
+    el.pause.textContent = st && !st.running ? 'Resume' : 'Pause';
+    el.reset.disabled = !st;
+    el.use.disabled = !st || st.step === 0;
+    el.save.disabled = !st || st.step === 0;
+  }
+
+  async function validate() {
+    const t0 = performance.now();
+    const v = await call('dncnn_train_validate');
+    if (st) st.valCost = performance.now() - t0;
+    if (!st || v.step !== st.step) return;
+    st.valNoisy = v.psnr_noisy;
+    if (!st.vals.length || st.vals[st.vals.length - 1][0] !== v.step) st.vals.push([v.step, v.psnr]);
+    st.lastVal = performance.now();
+  }
+
+  async function loop(run) {
+    let n = 1;
+    try {
+      while (run.running && run === st) {
+        const t0 = performance.now();
+        const r = await call('dncnn_train_steps', n);
+        if (run !== st) return;
+        const dt = (performance.now() - t0) / 1000;
+        run.step = r.step;
+        run.calls.push({ steps: n, loss: r.loss });
+        run.losses.push([r.step, r.loss]);
+        run.rate = (n * run.batch) / dt;
+        // aim at TRAIN_CALL_SECONDS per call
+        n = Math.max(1, Math.min(50, Math.round(n * Math.min(2, TRAIN_CALL_SECONDS / Math.max(dt, 1e-3)))));
+        const gap = Math.max(VALIDATE_EVERY_SECONDS * 1000, 4 * run.valCost);
+        if (run.vals.length === 0 || performance.now() - run.lastVal > gap) await validate();
+        if (run !== st) return;
+        stats();
+        draw();
+        buttons();
+      }
+      if (run === st && run.step > 0) await validate();
+    } catch (e) {
+      if (run !== st) return;
+      run.running = false;
+      fail(e);
+    }
+    if (run === st) {
+      stats();
+      draw();
+      buttons();
+    }
+  }
+
+  el.start.addEventListener('click', async () => {
+    setError(el.error, '');
+    el.start.disabled = true;
+    const my = ++token;
+    try {
+      const opts = options();
+      el.stats.textContent = 'Loading the training images…';
+      await addSamples();
+      const info = await call('dncnn_train_init', opts);
+      if (my !== token) return;
+      st = { info, from: opts.init_name, running: true, step: 0, calls: [], losses: [], vals: [], batch: opts.batch, lastVal: 0, valCost: 0, valNoisy: NaN, rate: 0 };
+      // a fine-tuned model has the shipped model's shape: show it in the selectors
+      for (const [sel, v] of [[el.depth, info.depth], [el.width, info.width], [el.channels, info.channels]]) {
+        if (![...sel.options].some((o) => o.value === String(v))) sel.add(new Option(String(v), String(v)));
+        sel.value = String(v);
+      }
+      el.valCap.textContent = `validation PSNR (dB) on 4 fixed 64×64 crops at σ=${info.val_sigma}`;
+      el.stats.textContent = `DnCNN ${info.channels === 3 ? 'colour' : 'gray'}, depth ${info.depth}, width ${info.width} (${info.parameters} parameters)${opts.init ? `, fine-tuning the ${opts.init_name} model` : ''}, on ${info.images} images…`;
+      buttons();
+      loop(st);
+    } catch (e) {
+      fail(e);
+      el.start.disabled = Boolean(st);
+    }
+  });
+
+  el.pause.addEventListener('click', () => {
+    if (!st) return;
+    st.running = !st.running;
+    buttons();
+    stats();
+    if (st.running) loop(st);
+  });
+
+  el.reset.addEventListener('click', () => {
+    token++;
+    st = null;
+    call('dncnn_train_reset').catch(() => {});
+    hooks.dropTrained();
+    setError(el.error, '');
+    stats();
+    draw();
+    buttons();
+  });
+
+  el.use.addEventListener('click', () => {
+    if (!st) return;
+    hooks.useTrained({ ...st.info, step: st.step });
+  });
+
+  el.save.addEventListener('click', async () => {
+    if (!st) return;
+    try {
+      const bytes = await call('dncnn_train_weights');
+      const i = st.info;
+      download(bytes, `dncnn_${i.channels === 3 ? 'color' : 'gray'}_d${i.depth}_w${i.width}_step${st.step}.safetensors`, 'application/octet-stream');
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+  draw();
+  buttons();
+}
