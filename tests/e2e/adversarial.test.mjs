@@ -6,92 +6,25 @@
 // 20 digits, and the 20 training steps of 16 digits run on the CPU backend. Screenshots go to
 // tests/e2e/out/adversarial-*.png.
 // Run: node --test tests/e2e/adversarial.test.mjs   (after ./build.sh build)
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { startServer } from './server.mjs';
+import { join } from 'node:path';
+import { NO_WEBGPU, OUT, WEBGPU, openPage, suite } from './harness.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = join(HERE, '..', '..');
-const OUT = join(HERE, 'out');
-const CHROMIUM = process.env.NNLAB_CHROMIUM || '/usr/bin/chromium';
-const ARGS = [
-  '--enable-unsafe-webgpu',
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-];
 // what this tab loads; other tabs' assets (e.g. weights not trained yet) are theirs to check
 const OUR_ASSETS = /\/(data\/mnist_page\.bin|models\/classifier(_adv)?\.safetensors|adversarial\.(js|css))$/;
 
-let server;
-const browsers = [];
-
-before(async () => {
-  assert.ok(existsSync(join(ROOT, 'www', 'pkg', 'nnlab_bg.wasm')), 'www/pkg is missing: run ./build.sh build first');
-  assert.ok(existsSync(join(ROOT, 'www', 'data', 'mnist_page.bin')), 'www/data/mnist_page.bin is missing: run ./build.sh setup first');
-  assert.ok(existsSync(join(ROOT, 'www', 'models', 'classifier.safetensors')), 'www/models/classifier.safetensors is missing: train it (see the README)');
-  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (or set NNLAB_CHROMIUM)`);
-  server = await startServer(join(ROOT, 'www'));
-  mkdirSync(OUT, { recursive: true });
-});
-
-after(async () => {
-  for (const b of browsers) {
-    await b.context.close();
-    rmSync(b.profile, { recursive: true, force: true });
-  }
-  await server?.close();
-});
-
-const isForeign = (u) => {
-  const url = new URL(u);
-  return url.protocol !== 'data:' && url.protocol !== 'blob:' && url.hostname !== '127.0.0.1';
-};
+const S = suite([
+  ['www/data/mnist_page.bin', 'run ./build.sh setup first'],
+  ['www/models/classifier.safetensors', 'train it (see the README)'],
+]);
 
 /**
  * Headless Chromium (fresh profile, given flags) showing the Adversarial tab. `missing`: URL
- * globs answered with 404. Returns { page, foreign, problems }: requests that tried to leave
- * 127.0.0.1 (refused), and errors in the page or its worker (failed loads of other tabs'
- * assets are left to their tests).
+ * endings answered with 404. Failed loads of other tabs' assets are left to their tests.
  */
-async function openTab(args, { missing = [], hash = '#adversarial' } = {}) {
-  const profile = mkdtempSync(join(tmpdir(), 'nnlab-e2e-'));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args, viewport: { width: 1200, height: 900 } });
-  browsers.push({ context, profile });
-  const foreign = [];
-  const problems = [];
-  await context.route('**/*', (route) => {
-    const url = route.request().url();
-    if (isForeign(url)) {
-      foreign.push(url);
-      return route.abort();
-    }
-    if (missing.some((m) => url.endsWith(m))) return route.fulfill({ status: 404, body: 'not found' });
-    return route.continue();
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  const keep = (what, m) => {
-    const url = m.location?.().url ?? '';
-    if (/Failed to load resource/.test(m.text()) && !OUR_ASSETS.test(url)) return;
-    if (missing.some((x) => url.endsWith(x))) return; // the 404s this test asked for
-    problems.push(`${what}: ${m.text()} ${url}`);
-  };
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => m.type() === 'error' && keep('console error', m));
-  page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && keep('worker console error', m)));
-  await page.goto(`${server.url}${hash}`);
-  await page.waitForSelector('#status:not(.status-pending)', { timeout: 120_000 });
-  return { page, foreign, problems };
-}
+const openTab = (args, { missing = [], hash = '#adversarial' } = {}) =>
+  openPage(S, { args, missing, hash, ignoreLoadFailures: { test: (url) => !OUR_ASSETS.test(url) } });
 
 /** Wait until the attack view has answered the latest change; returns its data attributes. */
 async function attackDone(page) {
@@ -113,7 +46,7 @@ async function curveTable(page) {
 }
 
 test('Adversarial tab on WebGPU: FGSM at eps 0.25 flips a digit; targeted; drawing; curve', async () => {
-  const { page, foreign, problems } = await openTab(ARGS);
+  const { page, foreign, problems } = await openTab(WEBGPU);
   assert.equal(await page.getAttribute('#status', 'data-kind'), 'gpu', 'this test needs WebGPU (SwiftShader)');
   await page.waitForSelector('#adv-model-standard[data-state="loaded"]', { timeout: 120_000 });
   const advLoaded = (await page.getAttribute('#adv-model-adversarial', 'data-state')) === 'loaded';
@@ -205,7 +138,7 @@ test('Adversarial tab on WebGPU: FGSM at eps 0.25 flips a digit; targeted; drawi
 });
 
 test('Adversarial tab without WebGPU: CPU notice; attack; curve of both models; training', async () => {
-  const { page, foreign, problems } = await openTab(ARGS.filter((a) => a !== '--enable-unsafe-webgpu'));
+  const { page, foreign, problems } = await openTab(NO_WEBGPU);
   assert.equal(await page.getAttribute('#status', 'data-kind'), 'cpu');
   await page.waitForSelector('#adv-backend-notice:not([hidden])', { timeout: 60_000 });
   assert.match(await page.textContent('#adv-backend-notice'), /runs on the CPU backend/);
@@ -253,7 +186,7 @@ test('Adversarial tab without WebGPU: CPU notice; attack; curve of both models; 
 test('Adversarial tab: missing model files are named', async () => {
   const missing = ['/models/classifier.safetensors', '/models/classifier_adv.safetensors'];
   // opened on the first tab: the Adversarial tab loads its assets only when first shown
-  const { page, foreign, problems } = await openTab(ARGS.filter((a) => a !== '--enable-unsafe-webgpu'), { missing, hash: '' });
+  const { page, foreign, problems } = await openTab(NO_WEBGPU, { missing, hash: '' });
   assert.equal(await page.getAttribute('#adv-model-standard', 'data-state'), 'loading');
   await page.click('#tab-adversarial');
   for (const which of ['standard', 'adversarial']) {

@@ -2,84 +2,13 @@
 // loads the served page, checks the status line names a WebGPU adapter, and uses the
 // Conv-arithmetic tab for the lecture's example (6x6 input, 3x3 kernel, stride 2, padding 1).
 // Run: node --test tests/e2e/   (after ./build.sh build; ./build.sh test does both).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { startServer } from './server.mjs';
+import { join } from 'node:path';
+import { NO_WEBGPU, OUT, WEBGPU, openPage as open, suite } from './harness.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = join(HERE, '..', '..');
-const OUT = join(HERE, 'out');
-const CHROMIUM = process.env.NNLAB_CHROMIUM || '/usr/bin/chromium';
-const ARGS = [
-  '--enable-unsafe-webgpu',
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-];
-
-let server;
-const browsers = [];
-
-before(async () => {
-  assert.ok(existsSync(join(ROOT, 'www', 'pkg', 'nnlab_bg.wasm')), 'www/pkg is missing: run ./build.sh build first');
-  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (or set NNLAB_CHROMIUM)`);
-  server = await startServer(join(ROOT, 'www'));
-});
-
-after(async () => {
-  for (const b of browsers) {
-    await b.context.close();
-    rmSync(b.profile, { recursive: true, force: true });
-  }
-  await server?.close();
-});
-
-const isForeign = (u) => {
-  const url = new URL(u);
-  return url.protocol !== 'data:' && url.protocol !== 'blob:' && url.hostname !== '127.0.0.1';
-};
-
-/**
- * Headless Chromium with a fresh user-data-dir and the given flags, with the page loaded.
- * Returns { page, foreign, problems }: requests that tried to leave 127.0.0.1 (refused) and
- * errors seen in the page or its worker.
- */
-async function openPage(args) {
-  const profile = mkdtempSync(join(tmpdir(), 'nnlab-e2e-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args,
-    viewport: { width: 1200, height: 900 },
-  });
-  browsers.push({ context, profile });
-  const foreign = [];
-  const problems = [];
-  // every request (page and worker) is seen here; one that leaves 127.0.0.1 is refused and kept
-  await context.route('**/*', (route) => {
-    if (isForeign(route.request().url())) {
-      foreign.push(route.request().url());
-      return route.abort();
-    }
-    return route.continue();
-  });
-  context.on('request', (req) => isForeign(req.url()) && foreign.push(req.url()));
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
-  page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker console error: ${m.text()}`)));
-  await page.goto(server.url);
-  return { page, foreign, problems };
-}
+const S = suite();
+const openPage = (args) => open(S, { args });
 
 /** Wait until the status line leaves its "starting" state; returns its text. */
 async function backendStatus(page) {
@@ -99,7 +28,7 @@ async function runResult(page) {
 }
 
 test('page: status names a WebGPU adapter; Conv-arithmetic tab runs the lecture example', async () => {
-  const { page, foreign, problems } = await openPage(ARGS);
+  const { page, foreign, problems } = await openPage(WEBGPU);
 
   const status = await backendStatus(page);
   console.log(`status line: ${status}`);
@@ -109,12 +38,11 @@ test('page: status names a WebGPU adapter; Conv-arithmetic tab runs the lecture 
     assert.match(status, /software fallback adapter/, 'a fallback adapter must be called so');
   }
 
-  // every tab opens its own panel; the one not built yet says so honestly
+  // every tab opens its own panel
   for (const tab of ['denoise', 'autoencoders', 'gan', 'adversarial']) {
     await page.click(`#tab-${tab}`);
     assert.equal(await page.isVisible(`#panel-${tab}`), true, `${tab} panel`);
   }
-  assert.match(await page.textContent('#panel-gan'), /coming soon/i);
 
   await page.click('#tab-conv');
   assert.equal(await page.isVisible('#panel-conv'), true);
@@ -141,7 +69,6 @@ test('page: status names a WebGPU adapter; Conv-arithmetic tab runs the lecture 
   // first conv output: the window over rows/cols 0..1 of 0..35 with a kernel of ones: 0+1+6+7
   assert.equal((await page.textContent('#conv-values figure:nth-child(2) td')).trim(), '14');
 
-  mkdirSync(OUT, { recursive: true });
   await page.screenshot({ path: join(OUT, 'conv-arith.png'), fullPage: true });
 
   // bad input gives a readable error, and the tab recovers
@@ -158,7 +85,7 @@ test('page: status names a WebGPU adapter; Conv-arithmetic tab runs the lecture 
 
 test('page without WebGPU: the status line says why, the tab runs on the CPU backend', async () => {
   // the same flags without --enable-unsafe-webgpu: Chromium on Linux then gives no adapter
-  const { page, foreign, problems } = await openPage(ARGS.filter((a) => a !== '--enable-unsafe-webgpu'));
+  const { page, foreign, problems } = await openPage(NO_WEBGPU);
   const status = await backendStatus(page);
   console.log(`status line without WebGPU: ${status}`);
   assert.match(status, /^Backend: CPU \(wasm\)\. WebGPU is unavailable: .*requestAdapter/);
@@ -167,7 +94,6 @@ test('page without WebGPU: the status line says why, the tab runs on the CPU bac
   await enter(page, { i: 6, m: 3, s: 2, p: 1 });
   assert.equal(await runResult(page), 'conv: 6x6 -> 3x3; transposed conv: 3x3 -> 6x6 ✓');
   assert.match(await page.textContent('#conv-check'), /Ran on CPU backend \(wasm\)/);
-  mkdirSync(OUT, { recursive: true });
   await page.screenshot({ path: join(OUT, 'conv-arith-cpu.png'), fullPage: true });
   assert.deepEqual(problems, [], 'no errors in the page or the worker');
   assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
@@ -175,7 +101,7 @@ test('page without WebGPU: the status line says why, the tab runs on the CPU bac
 
 test("Conv-arithmetic tab: a case with p != p' (i=28, m=4, s=2, p=1) goes back to 28x28", async () => {
   // the lecture's example has p = p' = 1, which hides a formula that confuses them
-  const { page, foreign, problems } = await openPage(ARGS);
+  const { page, foreign, problems } = await openPage(WEBGPU);
   await backendStatus(page);
   await page.click('#tab-conv');
   await enter(page, { i: 28, m: 4, s: 2, p: 1 });

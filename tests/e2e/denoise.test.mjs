@@ -10,97 +10,34 @@
 // Screenshots go to tests/e2e/out/denoise-*.png. Set12 is read from ../shared/data (or
 // $NNLAB_DATA) in node and uploaded through the file input: it is never served.
 // Run: node --test tests/e2e/denoise.test.mjs   (after ./build.sh build)
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
-import { startServer } from './server.mjs';
+import { DATA, OUT, ROOT, openPage, suite } from './harness.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = join(HERE, '..', '..');
-const OUT = join(HERE, 'out');
-const DATA = process.env.NNLAB_DATA || join(ROOT, '..', 'shared', 'data');
 const SET12 = join(DATA, 'denoise', 'Set12');
-const CHROMIUM = process.env.NNLAB_CHROMIUM || '/usr/bin/chromium';
 const NNLAB = join(ROOT, 'target', 'release', 'nnlab');
-const ARGS = [
-  '--enable-unsafe-webgpu',
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-];
 // SwiftShader emulates the GPU on the CPU: every wait is generous
 const SLOW = 200_000;
 
-let server;
-const browsers = [];
-
-before(async () => {
-  assert.ok(existsSync(join(ROOT, 'www', 'pkg', 'nnlab_bg.wasm')), 'www/pkg is missing: run ./build.sh build first');
-  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (or set NNLAB_CHROMIUM)`);
-  assert.ok(existsSync(join(SET12, '01.png')), `Set12 is missing at ${SET12} (set NNLAB_DATA to the folder holding denoise/)`);
-  assert.ok(existsSync(join(ROOT, 'www', 'models', 'dncnn_blind_gray.safetensors')), 'www/models/dncnn_blind_gray.safetensors is missing');
-  mkdirSync(OUT, { recursive: true });
-  server = await startServer(join(ROOT, 'www'));
-});
-
-after(async () => {
-  for (const b of browsers) {
-    await b.context.close();
-    rmSync(b.profile, { recursive: true, force: true });
-  }
-  await server?.close();
-});
-
-const isForeign = (u) => {
-  const url = new URL(u);
-  return url.protocol !== 'data:' && url.protocol !== 'blob:' && url.hostname !== '127.0.0.1';
-};
+const S = suite([
+  [join(SET12, '01.png'), 'set NNLAB_DATA to the folder holding denoise/'],
+  ['www/models/dncnn_blind_gray.safetensors', 'train it (see the README)'],
+]);
 
 /**
  * The page in a fresh headless Chromium, on the Denoise tab with the backend started.
  * `missing`: www paths answered 404 (to test a missing model file).
  */
 async function openDenoise({ missing = [] } = {}) {
-  const profile = mkdtempSync(join(tmpdir(), 'nnlab-e2e-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1200, height: 900 },
-    acceptDownloads: true,
-  });
-  browsers.push({ context, profile });
-  const foreign = [];
-  const problems = [];
-  await context.route('**/*', (route) => {
-    const url = route.request().url();
-    if (isForeign(url)) {
-      foreign.push(url);
-      return route.abort();
-    }
-    if (missing.some((m) => new URL(url).pathname.endsWith(m))) return route.fulfill({ status: 404, body: 'not found' });
-    return route.continue();
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => m.type() === 'error' && !/404/.test(m.text()) && problems.push(`console error: ${m.text()}`));
-  page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker console error: ${m.text()}`)));
-  await page.goto(`${server.url}#denoise`);
-  await page.waitForSelector('#status:not(.status-pending)', { timeout: 120_000 });
-  const status = await page.textContent('#status-text');
+  const r = await openPage(S, { hash: '#denoise', missing, acceptDownloads: true });
+  const status = await r.page.textContent('#status-text');
   assert.match(status, /^Backend: WebGPU on /, `the tests run on WebGPU; the status line says: ${status}`);
-  assert.equal(await page.isVisible('#panel-denoise'), true);
-  return { page, foreign, problems };
+  assert.equal(await r.page.isVisible('#panel-denoise'), true);
+  return r;
 }
 
 /** Wait until the shipped blind gray model is loaded (the model line names its depth). */
