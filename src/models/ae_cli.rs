@@ -10,13 +10,14 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use crate::autodiff::Graph;
-use crate::backend::{read_blocking, Backend};
+use crate::backend::Backend;
 use crate::data::mnist::{Mnist, Split};
 use crate::error::{Error, Result};
-use crate::models::autoencoder::{self, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, PIXELS};
+use crate::models::autoencoder::{self, codes, jacobian_norm, reconstruction_mse, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, PIXELS};
 use crate::models::dncnn_cli::{backend, data_dir, finite_loss, hms, BackendKind};
 use crate::nn::{Adam, Module, Optimizer};
 use crate::pca;
+use pollster::block_on;
 
 /// The page's digits (MNIST training digits 0..10000) are not trained on.
 const PAGE_DIGITS: usize = 10_000;
@@ -175,7 +176,7 @@ pub fn train_model(b: &dyn Backend, model: &Autoencoder, cost: &AeCost, train: &
         cnt += 1;
         if verbose && (last.elapsed().as_secs_f64() >= 10.0 || step + 1 == a.steps) {
             let el = start.elapsed().as_secs_f64();
-            let mse = reconstruction_mse(b, model, &test.images, None)?;
+            let mse = block_on(reconstruction_mse(b, model, &test.images, None))?;
             println!(
                 "step {}/{}  cost {:.4}  held-out MSE {:.4}  {:.1} steps/s  elapsed {}  ETA {}",
                 step + 1,
@@ -191,57 +192,6 @@ pub fn train_model(b: &dyn Backend, model: &Autoencoder, cost: &AeCost, train: &
         }
     }
     Ok(start.elapsed().as_secs_f64())
-}
-
-/// Mean squared error per pixel of F(input) against `clean` (input = clean when None).
-pub fn reconstruction_mse(b: &dyn Backend, model: &Autoencoder, clean: &[f32], input: Option<&[f32]>) -> Result<f64> {
-    let n = clean.len() / PIXELS;
-    let mut se = 0.0f64;
-    for start in (0..n).step_by(500) {
-        let end = (start + 500).min(n);
-        let src = input.unwrap_or(clean);
-        let x = b.upload(&[end - start, PIXELS], &src[start * PIXELS..end * PIXELS])?;
-        let mut g = Graph::new(b);
-        g.set_grad_enabled(false);
-        let xv = g.constant(x);
-        let y = model.forward(&mut g, xv)?;
-        let out = read_blocking(b, g.value(y)?)?;
-        se += out.iter().zip(&clean[start * PIXELS..end * PIXELS]).map(|(o, c)| ((o - c) as f64).powi(2)).sum::<f64>();
-    }
-    Ok(se / (n * PIXELS) as f64)
-}
-
-/// Codes (n, k) of digits.
-pub fn codes(b: &dyn Backend, model: &Autoencoder, digits: &[f32]) -> Result<Vec<f32>> {
-    let n = digits.len() / PIXELS;
-    let x = b.upload(&[n, PIXELS], digits)?;
-    let mut g = Graph::new(b);
-    g.set_grad_enabled(false);
-    let xv = g.constant(x);
-    let c = model.encode(&mut g, xv)?;
-    read_blocking(b, g.value(c)?)
-}
-
-/// Mean over digits of ||d phi(x) / dx||_F^2, the full encoder's Jacobian, one backward pass
-/// per code unit (each pass gives that unit's gradient row for every digit at once).
-pub fn jacobian_norm(b: &dyn Backend, model: &Autoencoder, digits: &[f32]) -> Result<f64> {
-    let n = digits.len() / PIXELS;
-    let k = model.config.k;
-    let x = b.upload(&[n, PIXELS], digits)?;
-    let mut total = 0.0f64;
-    for j in 0..k {
-        let mut g = Graph::new(b);
-        let xv = g.input(x.clone());
-        let c = model.encode(&mut g, xv)?;
-        let mask: Vec<f32> = (0..n * k).map(|i| if i % k == j { 1.0 } else { 0.0 }).collect();
-        let m = g.constant(b.upload(&[n, k], &mask)?);
-        let picked = g.mul(c, m)?;
-        let s = g.sum(picked)?;
-        g.backward(s)?;
-        let grad = g.grad(xv).ok_or_else(|| Error::Invalid("the code does not depend on the input".into()))?;
-        total += read_blocking(b, &grad)?.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
-    }
-    Ok(total / n as f64)
 }
 
 /// `nnlab train ae`.
@@ -268,7 +218,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         cost
     );
     let secs = train_model(b, &model, &cost, &train, &test, &a.common, true)?;
-    let mse = reconstruction_mse(b, &model, &test.images, None)?;
+    let mse = block_on(reconstruction_mse(b, &model, &test.images, None))?;
     let mut meta = HashMap::new();
     meta.insert("model".to_string(), format!("nnlab {:?} autoencoder", cost.kind));
     meta.insert("command".to_string(), std::env::args().collect::<Vec<_>>().join(" "));
@@ -319,20 +269,20 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         for kind in [AeKind::Plain, AeKind::Sparse, AeKind::Contractive, AeKind::Denoising] {
             let model = Autoencoder::new(b, config, a.common.seed)?;
             let secs = train_model(b, &model, &a.common.cost(kind), &train, &test, &a.common, false)?;
-            let m = reconstruction_mse(b, &model, &test.images, None)?;
+            let m = block_on(reconstruction_mse(b, &model, &test.images, None))?;
             eprintln!("  k = {k}: {kind:?} trained in {}, held-out MSE {m:.4}", hms(secs));
             mse.insert(kind, m);
             models.insert(kind, model);
         }
-        let sparse_codes = codes(b, &models[&AeKind::Sparse], &test.images)?;
+        let sparse_codes = block_on(codes(b, &models[&AeKind::Sparse], &test.images))?;
         let near_zero = sparse_codes.iter().filter(|c| **c < 0.05).count() as f64 / sparse_codes.len() as f64;
         let mean_code = sparse_codes.iter().map(|c| *c as f64).sum::<f64>() / sparse_codes.len() as f64;
-        let plain_codes = codes(b, &models[&AeKind::Plain], &test.images)?;
+        let plain_codes = block_on(codes(b, &models[&AeKind::Plain], &test.images))?;
         let plain_near_zero = plain_codes.iter().filter(|c| **c < 0.05).count() as f64 / plain_codes.len() as f64;
         let jac_digits = &test.images[..200 * PIXELS];
-        let j_ratio = jacobian_norm(b, &models[&AeKind::Contractive], jac_digits)? / jacobian_norm(b, &models[&AeKind::Plain], jac_digits)?;
-        let den_noisy = reconstruction_mse(b, &models[&AeKind::Denoising], &test.images, Some(&noisy_test))?;
-        let plain_noisy = reconstruction_mse(b, &models[&AeKind::Plain], &test.images, Some(&noisy_test))?;
+        let j_ratio = block_on(jacobian_norm(b, &models[&AeKind::Contractive], jac_digits))? / block_on(jacobian_norm(b, &models[&AeKind::Plain], jac_digits))?;
+        let den_noisy = block_on(reconstruction_mse(b, &models[&AeKind::Denoising], &test.images, Some(&noisy_test)))?;
+        let plain_noisy = block_on(reconstruction_mse(b, &models[&AeKind::Plain], &test.images, Some(&noisy_test)))?;
         println!(
             "| {k} | {pca_mse:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.0}% (plain {:.0}%) / {mean_code:.3} | {j_ratio:.3} | {den_noisy:.4} / {plain_noisy:.4} |",
             mse[&AeKind::Plain],

@@ -231,6 +231,13 @@ impl Autoencoder {
     /// The cost of `cost.kind` on clean digits `x` (N, 784), with `noisy` the corrupted input
     /// of a denoising cost (ignored otherwise). Returns (total cost, reconstruction term).
     pub fn cost(&self, g: &mut Graph<'_>, x: &Tensor, noisy: Option<&Tensor>, cost: &AeCost) -> Result<(Var, Var)> {
+        let p = self.cost_parts(g, x, noisy, cost)?;
+        Ok((p.total, p.recon))
+    }
+
+    /// [`Autoencoder::cost`] with the codes and decoder logits it went through, so an
+    /// evaluation can report cost, codes and reconstructions from one forward pass.
+    pub fn cost_parts(&self, g: &mut Graph<'_>, x: &Tensor, noisy: Option<&Tensor>, cost: &AeCost) -> Result<CostParts> {
         let n = x.shape()[0] as f32;
         let target = g.constant(x.clone());
         let input = match (cost.kind, noisy) {
@@ -255,8 +262,20 @@ impl Autoencoder {
             }
             AeKind::Plain | AeKind::Denoising => recon,
         };
-        Ok((total, recon))
+        Ok(CostParts { total, recon, code, logits })
     }
+}
+
+/// The graph nodes of one cost evaluation (see [`Autoencoder::cost_parts`]).
+pub struct CostParts {
+    /// the cost being minimised, shape [1]
+    pub total: Var,
+    /// its reconstruction term (mean binary cross-entropy per pixel), shape [1]
+    pub recon: Var,
+    /// the codes (N, k)
+    pub code: Var,
+    /// the decoder's logits (N, 784); the reconstruction is their sigmoid
+    pub logits: Var,
 }
 
 impl Module for Autoencoder {
@@ -307,4 +326,96 @@ pub fn from_weights(b: &dyn Backend, bytes: &[u8]) -> Result<Autoencoder> {
     let model = Autoencoder::new(b, config_from_tensors(&ts)?, 0)?;
     crate::weights::load_params(b, &model.params(), bytes)?;
     Ok(model)
+}
+
+/// Digits per forward pass in the evaluation helpers below (bounds the activations' memory).
+const EVAL_CHUNK: usize = 500;
+
+/// F(input) on the host for digits `input` (n x 784), in chunks, no gradients kept. Async so
+/// the browser can call it (natively: `pollster::block_on`).
+pub async fn reconstruct(b: &dyn Backend, model: &Autoencoder, input: &[f32]) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(input.len());
+    for chunk in input.chunks(EVAL_CHUNK * PIXELS) {
+        let mut g = Graph::new(b);
+        g.set_grad_enabled(false);
+        let x = g.constant(b.upload(&[chunk.len() / PIXELS, PIXELS], chunk)?);
+        let y = model.forward(&mut g, x)?;
+        out.extend(b.read(g.value(y)?).await?);
+    }
+    Ok(out)
+}
+
+/// Mean squared error per pixel of `reconstruction` against `clean`.
+pub fn mse(reconstruction: &[f32], clean: &[f32]) -> f64 {
+    let se: f64 = reconstruction.iter().zip(clean).map(|(o, c)| ((o - c) as f64).powi(2)).sum();
+    se / clean.len().max(1) as f64
+}
+
+/// Mean squared error per pixel of F(input) against `clean` (input = clean when None).
+pub async fn reconstruction_mse(b: &dyn Backend, model: &Autoencoder, clean: &[f32], input: Option<&[f32]>) -> Result<f64> {
+    let rec = reconstruct(b, model, input.unwrap_or(clean)).await?;
+    Ok(mse(&rec, clean))
+}
+
+/// Codes phi(x) (n x k, in [0, 1]) of digits (n x 784), in chunks.
+pub async fn codes(b: &dyn Backend, model: &Autoencoder, digits: &[f32]) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(digits.len() / PIXELS * model.config.k);
+    for chunk in digits.chunks(EVAL_CHUNK * PIXELS) {
+        let mut g = Graph::new(b);
+        g.set_grad_enabled(false);
+        let x = g.constant(b.upload(&[chunk.len() / PIXELS, PIXELS], chunk)?);
+        let c = model.encode(&mut g, x)?;
+        out.extend(b.read(g.value(c)?).await?);
+    }
+    Ok(out)
+}
+
+/// Decoded digits psi(c) (n x 784, in [0, 1]) of codes (n x k), in chunks.
+pub async fn decode_codes(b: &dyn Backend, model: &Autoencoder, codes: &[f32]) -> Result<Vec<f32>> {
+    let k = model.config.k;
+    if !codes.len().is_multiple_of(k) {
+        return Err(Error::Shape(format!("decode: {} code values are not a whole number of codes of size {k}", codes.len())));
+    }
+    let mut out = Vec::with_capacity(codes.len() / k * PIXELS);
+    for chunk in codes.chunks(EVAL_CHUNK * k) {
+        let mut g = Graph::new(b);
+        g.set_grad_enabled(false);
+        let c = g.constant(b.upload(&[chunk.len() / k, k], chunk)?);
+        let y = model.decode(&mut g, c)?;
+        out.extend(b.read(g.value(y)?).await?);
+    }
+    Ok(out)
+}
+
+/// Mean over digits of ||d phi(x) / dx||_F^2, the full encoder's Jacobian, one backward pass
+/// per code unit (each pass gives that unit's gradient row for every digit at once).
+pub async fn jacobian_norm(b: &dyn Backend, model: &Autoencoder, digits: &[f32]) -> Result<f64> {
+    let n = digits.len() / PIXELS;
+    Ok(jacobian_rows_sq_sum(b, model, digits, 0..model.config.k).await? / n.max(1) as f64)
+}
+
+/// The part of [`jacobian_norm`] from code units `units`, summed over digits (not averaged):
+/// sum_n sum_{j in units} ||d phi_j(x_n) / dx||^2. Lets a caller split the k backward passes
+/// over several short calls.
+pub async fn jacobian_rows_sq_sum(b: &dyn Backend, model: &Autoencoder, digits: &[f32], units: std::ops::Range<usize>) -> Result<f64> {
+    let n = digits.len() / PIXELS;
+    let k = model.config.k;
+    if n == 0 || units.end > k {
+        return Err(Error::Invalid(format!("jacobian: need >= 1 digit and code units inside 0..{k} (got {n} digits, units {units:?})")));
+    }
+    let x = b.upload(&[n, PIXELS], &digits[..n * PIXELS])?;
+    let mut total = 0.0f64;
+    for j in units {
+        let mut g = Graph::new(b);
+        let xv = g.input(x.clone());
+        let c = model.encode(&mut g, xv)?;
+        let mask: Vec<f32> = (0..n * k).map(|i| if i % k == j { 1.0 } else { 0.0 }).collect();
+        let m = g.constant(b.upload(&[n, k], &mask)?);
+        let picked = g.mul(c, m)?;
+        let s = g.sum(picked)?;
+        g.backward(s)?;
+        let grad = g.grad(xv).ok_or_else(|| Error::Invalid("the code does not depend on the input".into()))?;
+        total += b.read(&grad).await?.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+    }
+    Ok(total)
 }
