@@ -3,80 +3,21 @@
 // point; then a fresh model trains 200 steps in the tab, the cost falls and the comparison
 // grid changes. Screenshots of the grid and the manifold go to tests/e2e/out/.
 // Run: node --test tests/e2e/autoencoders.test.mjs   (after ./build.sh build).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { startServer } from './server.mjs';
+import { join } from 'node:path';
+import { NO_WEBGPU, OUT, WEBGPU, openPage as open, suite } from './harness.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = join(HERE, '..', '..');
-const OUT = join(HERE, 'out');
-const CHROMIUM = process.env.NNLAB_CHROMIUM || '/usr/bin/chromium';
-const ARGS = [
-  '--enable-unsafe-webgpu',
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-];
 const TRAIN_STEPS = 200;
 
-let server;
-const browsers = [];
+const S = suite([['www/models/ae_plain_k2.safetensors', 'the shipped model is missing (see the README)']]);
 
-before(async () => {
-  assert.ok(existsSync(join(ROOT, 'www', 'pkg', 'nnlab_bg.wasm')), 'www/pkg is missing: run ./build.sh build first');
-  assert.ok(existsSync(join(ROOT, 'www', 'models', 'ae_plain_k2.safetensors')), 'the shipped model www/models/ae_plain_k2.safetensors is missing');
-  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (or set NNLAB_CHROMIUM)`);
-  server = await startServer(join(ROOT, 'www'));
-  mkdirSync(OUT, { recursive: true });
-});
+// a missing file of another tab (its models may not be shipped yet) is that tab's business;
+// this tab's own files must load
+const MINE = /\/(autoencoders\.(js|css)|data\/mnist_page\.bin|models\/ae_[^/]*\.safetensors)$/;
 
-after(async () => {
-  for (const b of browsers) {
-    await b.context.close();
-    rmSync(b.profile, { recursive: true, force: true });
-  }
-  await server?.close();
-});
-
-const isForeign = (u) => {
-  const url = new URL(u);
-  return url.protocol !== 'data:' && url.protocol !== 'blob:' && url.hostname !== '127.0.0.1';
-};
-
-/** Chromium with `args` and a fresh profile, on the Autoencoders tab; refuses and records foreign requests. */
-async function openPage(args) {
-  const profile = mkdtempSync(join(tmpdir(), 'nnlab-e2e-ae-'));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args, viewport: { width: 1200, height: 900 } });
-  browsers.push({ context, profile });
-  const foreign = [];
-  const problems = [];
-  await context.route('**/*', (route) => {
-    if (isForeign(route.request().url())) {
-      foreign.push(route.request().url());
-      return route.abort();
-    }
-    return route.continue();
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  // a missing file of another tab (its models may not be shipped yet) is that tab's business;
-  // this tab's own files must load
-  const mine = (u) => /\/(autoencoders\.(js|css)|data\/mnist_page\.bin|models\/ae_[^/]*\.safetensors)$/.test(new URL(u).pathname);
-  page.on('response', (r) => r.status() >= 400 && mine(r.url()) && problems.push(`HTTP ${r.status()} for ${r.url()}`));
-  page.on('console', (m) => m.type() === 'error' && !/^Failed to load resource/.test(m.text()) && problems.push(`console error: ${m.text()}`));
-  page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker console error: ${m.text()}`)));
-  await page.goto(`${server.url}#autoencoders`);
-  return { page, foreign, problems };
-}
+/** Chromium with `args` and a fresh profile, on the Autoencoders tab. */
+const openPage = (args) => open(S, { args, hash: '#autoencoders', ignoreLoadFailures: { test: (u) => !MINE.test(u.split(/[?#]/)[0]) } });
 
 /** Summary of a canvas: pixel count, how many are not white/grey (coloured), mean and std of luminance. */
 function canvasStats(page, id) {
@@ -121,7 +62,7 @@ const num = async (page, sel, key) => Number(await page.getAttribute(sel, `data-
 
 test('Autoencoders tab: shipped k=2 manifold and scatter; 200 training steps lower the cost and update the grid', { timeout: 600_000 }, async () => {
   const t0 = Date.now();
-  const { page, foreign, problems } = await openPage(ARGS);
+  const { page, foreign, problems } = await openPage(WEBGPU);
   await page.waitForSelector('#status:not(.status-pending)', { timeout: 120_000 });
   console.log(`status line: ${await page.textContent('#status-text')}`);
   assert.equal(await page.getAttribute('#status', 'data-kind'), 'gpu', 'this test runs on WebGPU');
@@ -205,7 +146,7 @@ test('Autoencoders tab: shipped k=2 manifold and scatter; 200 training steps low
 
 test('Autoencoders tab on the CPU backend: says so; sparse, contractive, denoising and conv train and show their figures', { timeout: 300_000 }, async () => {
   const t0 = Date.now();
-  const { page, foreign, problems } = await openPage(ARGS.filter((a) => a !== '--enable-unsafe-webgpu'));
+  const { page, foreign, problems } = await openPage(NO_WEBGPU);
   await page.waitForSelector('#panel-autoencoders[data-ready="true"]', { timeout: 120_000 });
   await page.waitForSelector('#ae-stats[data-state="paused"]', { timeout: 60_000 });
   assert.equal(await page.getAttribute('#panel-autoencoders', 'data-backend'), 'cpu');
