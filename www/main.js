@@ -2,6 +2,8 @@
 import { setupConvTab } from './conv.js';
 import { setupDenoiseTab } from './denoise.js';
 import { setupAdversarialTab } from './adversarial.js';
+import { setupAutoencodersTab } from './autoencoders.js';
+import { setupGanTab } from './gan.js';
 
 // ---------------------------------------------------------------- worker client
 
@@ -97,3 +99,5 @@ selectTab(tabs.some((t) => t.dataset.tab === initial) ? initial : tabs[0].datase
 setupConvTab(call);
 setupDenoiseTab(call);
 setupAdversarialTab(call);
+setupAutoencodersTab(call);
+setupGanTab(call);

@@ -18,7 +18,9 @@ use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
 
 mod adversarial;
+mod autoencoders;
 mod denoise;
+mod gan;
 
 /// Largest sizes the Conv-arithmetic tab accepts (keeps the drawing and the run small).
 const MAX_SIZE: usize = 64;

@@ -1,0 +1,473 @@
+//! wasm API of the GAN tab: train a dense GAN or a DCGAN on the page digits, load the shipped
+//! DCGAN, and the latent-space tools (samples of given z, interpolation, neighbours), the
+//! classifier-based quality numbers and D's opinion of digits.
+//!
+//! Every request is short: training takes at most `MAX_STEPS_PER_CALL` steps per call and the
+//! quality numbers are computed in chunks, so the page's JS loops can pause between calls.
+//! The models live in `src/models/gan.rs`; this file only keeps state and converts values.
+//!
+//! The tab trains on the page digits whose index is not a multiple of `HELD_OUT_EVERY`; the
+//! Frechet distance compares samples with the held-out ones (multiples of it).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use js_sys::{Float32Array, Object, Uint8Array};
+use wasm_bindgen::prelude::*;
+
+use super::{backend, err, set};
+use crate::autodiff::Graph;
+use crate::backend::Backend;
+use crate::data::mnist::{Mnist, CLASSES, PIXELS, SIDE};
+use crate::models::gan::{self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput};
+use crate::models::gan_metrics::{classifier_score, frechet_distance};
+use crate::models::{Classifier, ClassifierConfig};
+use crate::nn::{Adam, Module};
+use crate::rng;
+
+/// Page digits i with i % HELD_OUT_EVERY == 0 are held out from training (the FID reference).
+const HELD_OUT_EVERY: usize = 5;
+const MAX_STEPS_PER_CALL: usize = 50;
+/// Most digits one generate / classify call takes.
+const MAX_CHUNK: usize = 500;
+/// Half-width of the uniform noise of the local-smoothness tool (the lecture's U(-0.25, 0.25)).
+const NEIGHBOUR_NOISE: f32 = 0.25;
+/** Seed of the held-out real digits the Frechet distance compares with. */
+const REFERENCE_SEED: u64 = 777;
+
+struct Gan {
+    gen: Generator,
+    disc: Discriminator,
+    opt_g: Adam,
+    opt_d: Adam,
+    loss: GanLoss,
+    latent: Latent,
+    batch: usize,
+    seed: u64,
+    step: usize,
+}
+
+/// The quality numbers being accumulated chunk by chunk.
+#[derive(Default)]
+struct Quality {
+    probs: Vec<f32>,
+    fake_feats: Vec<f32>,
+    real_feats: Vec<f32>,
+}
+
+#[derive(Default)]
+struct Tab {
+    digits: Option<Rc<Mnist>>,
+    classifier: Option<Rc<Classifier>>,
+    gan: Option<Rc<RefCell<Gan>>>,
+    quality: Quality,
+}
+
+thread_local! {
+    static TAB: RefCell<Tab> = RefCell::new(Tab::default());
+}
+
+fn invalid(msg: impl Into<String>) -> JsError {
+    JsError::new(&msg.into())
+}
+
+fn digits() -> Result<Rc<Mnist>, JsError> {
+    TAB.with(|t| t.borrow().digits.clone()).ok_or_else(|| invalid("the page's digit set is not loaded yet (gan_load_digits)"))
+}
+
+fn current() -> Result<Rc<RefCell<Gan>>, JsError> {
+    TAB.with(|t| t.borrow().gan.clone()).ok_or_else(|| invalid("no GAN yet: press Reset/Train or load the pretrained DCGAN"))
+}
+
+fn parse_loss(s: &str) -> Result<GanLoss, JsError> {
+    match s {
+        "ce" => Ok(GanLoss::CrossEntropy),
+        "minimax" => Ok(GanLoss::Minimax),
+        "ls" => Ok(GanLoss::LeastSquares),
+        o => Err(invalid(format!("unknown loss {o:?} (expected ce, minimax or ls)"))),
+    }
+}
+
+fn parse_latent(s: &str) -> Result<Latent, JsError> {
+    match s {
+        "normal" => Ok(Latent::Normal),
+        "uniform" => Ok(Latent::Uniform),
+        o => Err(invalid(format!("unknown latent distribution {o:?} (expected normal or uniform)"))),
+    }
+}
+
+fn arch_name(a: GanArch) -> &'static str {
+    match a {
+        GanArch::Dense => "dense",
+        GanArch::Dcgan => "dcgan",
+    }
+}
+
+/// Training settings shared by `gan_reset` and `gan_load`.
+struct Settings {
+    loss: GanLoss,
+    latent: Latent,
+    lr: f32,
+    beta1: f32,
+    batch: usize,
+    seed: u64,
+}
+
+fn settings(loss: &str, dist: &str, lr: f32, beta1: f32, batch: usize, seed: u32) -> Result<Settings, JsError> {
+    if !(1..=256).contains(&batch) {
+        return Err(invalid(format!("batch must be 1..=256, got {batch}")));
+    }
+    // an absurd learning rate is allowed on purpose: the tab shows what divergence looks like
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(invalid(format!("learning rate must be a positive number, got {lr}")));
+    }
+    if !(beta1.is_finite() && (0.0..1.0).contains(&beta1)) {
+        return Err(invalid(format!("beta1 must be in [0, 1), got {beta1}")));
+    }
+    Ok(Settings { loss: parse_loss(loss)?, latent: parse_latent(dist)?, lr, beta1, batch, seed: seed as u64 })
+}
+
+fn install(gen: Generator, disc: Discriminator, s: Settings) -> Object {
+    let count = |ps: Vec<&crate::autodiff::Param>| ps.iter().map(|p| p.shape().iter().product::<usize>()).sum::<usize>();
+    let o = Object::new();
+    set(&o, "arch", arch_name(gen.config.arch));
+    set(&o, "latent", gen.config.latent as u32);
+    set(&o, "width", gen.config.width as u32);
+    set(&o, "g_parameters", count(gen.params()) as u32);
+    set(&o, "d_parameters", count(disc.params()) as u32);
+    let gan = Gan {
+        gen,
+        disc,
+        opt_g: Adam::new(s.lr, s.beta1, 0.999),
+        opt_d: Adam::new(s.lr, s.beta1, 0.999),
+        loss: s.loss,
+        latent: s.latent,
+        batch: s.batch,
+        seed: s.seed,
+        step: 0,
+    };
+    TAB.with(|t| t.borrow_mut().gan = Some(Rc::new(RefCell::new(gan))));
+    o
+}
+
+/// Load the page's digit set (www/data/mnist_page.bin); resolves to the number of digits.
+#[wasm_bindgen]
+pub fn gan_load_digits(bytes: &[u8]) -> Result<u32, JsError> {
+    let page = Mnist::from_page_bytes(bytes).map_err(err)?;
+    let n = page.len() as u32;
+    TAB.with(|t| t.borrow_mut().digits = Some(Rc::new(page)));
+    Ok(n)
+}
+
+/// Load the shipped MNIST classifier (safetensors bytes) that scores generated digits.
+#[wasm_bindgen]
+pub fn gan_load_classifier(bytes: &[u8]) -> Result<(), JsError> {
+    let b = backend()?;
+    let m = Classifier::new(b.as_ref(), ClassifierConfig::default(), 0).map_err(err)?;
+    crate::weights::load_params(b.as_ref(), &m.params(), bytes).map_err(|e| invalid(format!("classifier: {e}")))?;
+    TAB.with(|t| t.borrow_mut().classifier = Some(Rc::new(m)));
+    Ok(())
+}
+
+/// A fresh GAN. `arch`: dense or dcgan; `loss`: ce, minimax or ls; `dist`: normal or uniform;
+/// `width`: DCGAN base width. Resolves to `{arch, latent, width, g_parameters, d_parameters}`.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn gan_reset(arch: &str, loss: &str, latent: usize, dist: &str, width: usize, lr: f32, beta1: f32, batch: usize, seed: u32) -> Result<JsValue, JsError> {
+    let s = settings(loss, dist, lr, beta1, batch, seed)?;
+    let arch = match arch {
+        "dense" => GanArch::Dense,
+        "dcgan" => GanArch::Dcgan,
+        o => return Err(invalid(format!("unknown architecture {o:?} (expected dense or dcgan)"))),
+    };
+    let config = GanConfig { arch, latent, width };
+    config.validate().map_err(err)?;
+    let b = backend()?;
+    let gen = Generator::new(b.as_ref(), config, s.seed).map_err(err)?;
+    let disc = Discriminator::new(b.as_ref(), config, s.seed + 100).map_err(err)?;
+    Ok(install(gen, disc, s).into())
+}
+
+/// Load a generator (safetensors bytes; its architecture and sizes come from the file) and,
+/// when `d_bytes` is non-empty, its discriminator (else D starts fresh). Training continues
+/// from them with fresh Adam state. Resolves like `gan_reset` plus `meta` (the G file's
+/// metadata strings).
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn gan_load(g_bytes: &[u8], d_bytes: &[u8], loss: &str, dist: &str, lr: f32, beta1: f32, batch: usize, seed: u32) -> Result<JsValue, JsError> {
+    let s = settings(loss, dist, lr, beta1, batch, seed)?;
+    let b = backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let config = gan::config_from_tensors(&crate::weights::from_bytes(g_bytes).map_err(err)?).map_err(err)?;
+    let gen = Generator::new(b, config, s.seed).map_err(err)?;
+    crate::weights::load_params(b, &gen.state(), g_bytes).map_err(|e| invalid(format!("generator: {e}")))?;
+    let disc = Discriminator::new(b, config, s.seed + 100).map_err(err)?;
+    if !d_bytes.is_empty() {
+        crate::weights::load_params(b, &disc.state(), d_bytes).map_err(|e| invalid(format!("discriminator (does it belong to this generator?): {e}")))?;
+    }
+    let meta = crate::weights::metadata(g_bytes).map_err(err)?;
+    let o = install(gen, disc, s);
+    let m = Object::new();
+    for (k, v) in meta {
+        set(&m, &k, v);
+    }
+    set(&o, "meta", m);
+    set(&o, "has_d", !d_bytes.is_empty());
+    Ok(o.into())
+}
+
+/// Take `n` training steps (1..=50). Resolves to `{step, d_loss, g_loss, d_accuracy, diverged}`:
+/// the step count, per-step D and G losses and D's batch accuracy (Float32Arrays of the steps
+/// taken), and null or a message when a loss became NaN/inf (the steps stop there).
+#[wasm_bindgen]
+pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
+    if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
+        return Err(invalid(format!("training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}")));
+    }
+    let page = digits()?;
+    let b = backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let gan = current()?;
+    let train: Vec<usize> = (0..page.len()).filter(|i| i % HELD_OUT_EVERY != 0).collect();
+    // queue every step with the model borrowed, then read the results without it
+    let (outputs, loss, first_step) = {
+        let mut gm = gan.try_borrow_mut().map_err(|_| invalid("training is already running"))?;
+        let first_step = gm.step;
+        let mut outputs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let step_seed = gm.seed.wrapping_mul(31).wrapping_add(gm.step as u64);
+            let idx: Vec<usize> = (0..gm.batch).map(|i| train[rng::random_u32(step_seed, i as u32) as usize % train.len()]).collect();
+            let (xs, _) = page.gather(&idx).map_err(err)?;
+            let x = b.upload(&[gm.batch, PIXELS], &gan::to_tanh_range(&xs)).map_err(err)?;
+            let zs = gan::sample_z(gm.batch, gm.gen.config.latent, gm.latent, gm.seed.wrapping_mul(1_000_003).wrapping_add(gm.step as u64));
+            let z = b.upload(&[gm.batch, gm.gen.config.latent], &zs).map_err(err)?;
+            let Gan { gen, disc, opt_g, opt_d, loss, .. } = &mut *gm;
+            outputs.push(gan::train_step(b, gen, disc, opt_g, opt_d, *loss, &x, &z).map_err(err)?);
+            gm.step += 1;
+        }
+        (outputs, gm.loss, first_step)
+    };
+    let (mut dl, mut gl, mut acc) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut diverged = JsValue::NULL;
+    for (k, out) in outputs.iter().enumerate() {
+        let d = b.read(&out.d_loss).await.map_err(err)?[0];
+        let g = b.read(&out.g_loss).await.map_err(err)?[0];
+        let s = StepOutput::stats(loss, d, g, &b.read(&out.real_out).await.map_err(err)?, &b.read(&out.fake_out).await.map_err(err)?);
+        dl.push(s.d_loss);
+        gl.push(s.g_loss);
+        acc.push(s.d_accuracy);
+        if !(d.is_finite() && g.is_finite()) {
+            diverged = JsValue::from_str(&format!(
+                "training diverged at step {}: D loss {d}, G loss {g}. Press Reset (with a smaller learning rate) to start again.",
+                first_step + k + 1
+            ));
+            break;
+        }
+    }
+    let o = Object::new();
+    set(&o, "step", gan.borrow().step as u32);
+    set(&o, "d_loss", Float32Array::from(&dl[..]));
+    set(&o, "g_loss", Float32Array::from(&gl[..]));
+    set(&o, "d_accuracy", Float32Array::from(&acc[..]));
+    set(&o, "diverged", diverged);
+    Ok(o.into())
+}
+
+/// `n` latent vectors (n x d, row-major) from the GAN's latent distribution with `seed`.
+#[wasm_bindgen]
+pub fn gan_sample_z(n: usize, seed: u32) -> Result<Float32Array, JsError> {
+    if !(1..=MAX_CHUNK).contains(&n) {
+        return Err(invalid(format!("gan_sample_z: n must be 1..={MAX_CHUNK}, got {n}")));
+    }
+    let gan = current()?;
+    let gm = gan.borrow();
+    Ok(Float32Array::from(&gan::sample_z(n, gm.gen.config.latent, gm.latent, seed as u64)[..]))
+}
+
+/// G(z) for latent vectors z (a multiple of d values, at most 500 rows): digits in [0, 1],
+/// 784 values each.
+#[wasm_bindgen]
+pub async fn gan_generate(z: Vec<f32>) -> Result<Float32Array, JsError> {
+    let gan = current()?;
+    let b = backend()?;
+    let t = {
+        let gm = gan.borrow();
+        let d = gm.gen.config.latent;
+        if z.is_empty() || !z.len().is_multiple_of(d) || z.len() / d > MAX_CHUNK || z.iter().any(|v| !v.is_finite()) {
+            return Err(invalid(format!("gan_generate: expected 1..={MAX_CHUNK} finite latent vectors of {d} values, got {} values", z.len())));
+        }
+        gan::generate(b.as_ref(), &gm.gen, &z).map_err(err)?
+    };
+    Ok(Float32Array::from(&b.read(&t).await.map_err(err)?[..]))
+}
+
+/// `steps` latent vectors from `a` to `b` (both ends included), linear or spherical.
+#[wasm_bindgen]
+pub fn gan_interpolate(a: Vec<f32>, b: Vec<f32>, steps: usize, spherical: bool) -> Result<Float32Array, JsError> {
+    if a.len() != b.len() || a.is_empty() || !(2..=64).contains(&steps) {
+        return Err(invalid(format!("gan_interpolate: need two latent vectors of the same size and 2..=64 steps (got {}, {}, {steps})", a.len(), b.len())));
+    }
+    let mut out = Vec::with_capacity(steps * a.len());
+    for k in 0..steps {
+        let t = k as f32 / (steps - 1) as f32;
+        if spherical {
+            out.extend(gan::slerp(&a, &b, t));
+        } else {
+            out.extend(a.iter().zip(&b).map(|(x, y)| (1.0 - t) * x + t * y));
+        }
+    }
+    Ok(Float32Array::from(&out[..]))
+}
+
+/// `n` neighbours of `z`: z + U(-0.25, 0.25) noise per coordinate (the lecture's local
+/// smoothness), n x d values.
+#[wasm_bindgen]
+pub fn gan_neighbours(z: Vec<f32>, n: usize, seed: u32) -> Result<Float32Array, JsError> {
+    if z.is_empty() || !(1..=64).contains(&n) {
+        return Err(invalid(format!("gan_neighbours: need a latent vector and 1..=64 neighbours (got {} values, {n})", z.len())));
+    }
+    let noise = rng::uniform_vec(n * z.len(), -NEIGHBOUR_NOISE, NEIGHBOUR_NOISE, seed as u64);
+    let out: Vec<f32> = noise.chunks(z.len()).flat_map(|e| z.iter().zip(e).map(|(a, b)| a + b)).collect();
+    Ok(Float32Array::from(&out[..]))
+}
+
+/// `n` held-out page digits (784 values each in [0, 1]) picked with `seed`.
+#[wasm_bindgen]
+pub fn gan_real_digits(n: usize, seed: u32) -> Result<Float32Array, JsError> {
+    if !(1..=MAX_CHUNK).contains(&n) {
+        return Err(invalid(format!("gan_real_digits: n must be 1..={MAX_CHUNK}, got {n}")));
+    }
+    let page = digits()?;
+    let held = page.len().div_ceil(HELD_OUT_EVERY);
+    let idx: Vec<usize> = (0..n).map(|i| (rng::random_u32(seed as u64, i as u32) as usize % held) * HELD_OUT_EVERY).collect();
+    Ok(Float32Array::from(&page.gather(&idx).map_err(err)?.0[..]))
+}
+
+/// D's probability that each digit (784 values in [0, 1] each) is real: sigmoid of its logit
+/// for the cross-entropy losses, its raw score clamped to [0, 1] for least squares.
+#[wasm_bindgen]
+pub async fn gan_discriminate(digits: Vec<f32>) -> Result<Float32Array, JsError> {
+    let n = digits.len() / PIXELS;
+    if n == 0 || !digits.len().is_multiple_of(PIXELS) || n > MAX_CHUNK {
+        return Err(invalid(format!("gan_discriminate: expected 1..={MAX_CHUNK} digits of {PIXELS} values, got {} values", digits.len())));
+    }
+    let gan = current()?;
+    let b = backend()?;
+    let (t, loss) = {
+        let gm = gan.borrow();
+        let mut g = Graph::new(b.as_ref());
+        g.set_grad_enabled(false);
+        g.set_training(false);
+        let x = g.constant(b.upload(&[n, PIXELS], &gan::to_tanh_range(&digits)).map_err(err)?);
+        let o = gm.disc.forward(&mut g, x).map_err(err)?;
+        (g.value(o).map_err(err)?.clone(), gm.loss)
+    };
+    let out = b.read(&t).await.map_err(err)?;
+    let p: Vec<f32> = out.iter().map(|&v| if loss == GanLoss::LeastSquares { v.clamp(0.0, 1.0) } else { 1.0 / (1.0 + (-v).exp()) }).collect();
+    Ok(Float32Array::from(&p[..]))
+}
+
+/// Classifier probabilities and penultimate features of digits in [0, 1].
+async fn classify(b: &dyn Backend, clf: &Classifier, digits: &[f32]) -> Result<(Vec<f32>, Vec<f32>), JsError> {
+    let n = digits.len() / PIXELS;
+    let x = b.upload(&[n, 1, SIDE, SIDE], digits).map_err(err)?;
+    let feats = {
+        let mut g = Graph::new(b);
+        g.set_grad_enabled(false);
+        let xv = g.constant(x.clone());
+        let f = clf.features(&mut g, xv).map_err(err)?;
+        g.value(f).map_err(err)?.clone()
+    };
+    let probs = clf.probabilities_tensor(b, &x).map_err(err)?;
+    Ok((b.read(&probs).await.map_err(err)?, b.read(&feats).await.map_err(err)?))
+}
+
+/// One chunk of the quality numbers: `count` (1..=500) generated digits from z seeded by
+/// `seed` and as many held-out real digits are classified and their results kept. `start`
+/// 0 clears what earlier chunks kept. Resolves to the number of generated digits kept so far.
+#[wasm_bindgen]
+pub async fn gan_quality_chunk(start: usize, count: usize, seed: u32) -> Result<u32, JsError> {
+    if !(1..=MAX_CHUNK).contains(&count) {
+        return Err(invalid(format!("quality: chunk must be 1..={MAX_CHUNK} digits, got {count}")));
+    }
+    let clf = TAB.with(|t| t.borrow().classifier.clone()).ok_or_else(|| invalid("the classifier is not loaded (models/classifier.safetensors)"))?;
+    let page = digits()?;
+    let gan = current()?;
+    let b = backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let fake = {
+        let gm = gan.borrow();
+        let z = gan::sample_z(count, gm.gen.config.latent, gm.latent, (seed as u64).wrapping_mul(7).wrapping_add(start as u64));
+        gan::generate(b, &gm.gen, &z).map_err(err)?
+    };
+    let fake = b.read(&fake).await.map_err(err)?;
+    let held = page.len().div_ceil(HELD_OUT_EVERY);
+    // the page file is sorted by class: draw the reference digits at random (a fixed seed, so
+    // every scoring compares with the same real digits), not in file order
+    let idx: Vec<usize> = (start..start + count).map(|i| (rng::random_u32(REFERENCE_SEED, i as u32) as usize % held) * HELD_OUT_EVERY).collect();
+    let (real, _) = page.gather(&idx).map_err(err)?;
+    let (probs, fake_feats) = classify(b, &clf, &fake).await?;
+    let (_, real_feats) = classify(b, &clf, &real).await?;
+    TAB.with(|t| {
+        let q = &mut t.borrow_mut().quality;
+        if start == 0 {
+            *q = Quality::default();
+        }
+        q.probs.extend(probs);
+        q.fake_feats.extend(fake_feats);
+        q.real_feats.extend(real_feats);
+        Ok((q.probs.len() / CLASSES) as u32)
+    })
+}
+
+/// The quality numbers of the chunks kept: `{samples, classifier_score, frechet_distance}`.
+#[wasm_bindgen]
+pub fn gan_quality_result() -> Result<JsValue, JsError> {
+    TAB.with(|t| {
+        let t = t.borrow();
+        let q = &t.quality;
+        let n = q.probs.len() / CLASSES;
+        if n < 2 {
+            return Err(invalid("quality: no samples scored yet (gan_quality_chunk)"));
+        }
+        let dim = q.fake_feats.len() / n;
+        let o = Object::new();
+        set(&o, "samples", n as u32);
+        set(&o, "classifier_score", classifier_score(&q.probs, CLASSES).map_err(err)?);
+        set(&o, "frechet_distance", frechet_distance(&q.fake_feats, &q.real_feats, dim).map_err(err)?);
+        Ok(o.into())
+    })
+}
+
+/// The GAN's weights as safetensors files: `{g, d}` (Uint8Arrays), G with metadata.
+#[wasm_bindgen]
+pub async fn gan_save() -> Result<JsValue, JsError> {
+    let gan = current()?;
+    let b = backend()?;
+    let b: &dyn Backend = b.as_ref();
+    // copy what to write (names, shapes, tensor handles) so no borrow lives across an await
+    let (g_params, d_params, meta) = {
+        let gm = gan.try_borrow().map_err(|_| invalid("the GAN is busy"))?;
+        let mut meta = HashMap::new();
+        meta.insert("model".to_string(), format!("nnlab {:?} GAN generator (trained in the page)", gm.gen.config.arch));
+        meta.insert("loss".to_string(), format!("{:?}", gm.loss));
+        meta.insert("latent_dist".to_string(), format!("{:?}", gm.latent));
+        meta.insert("steps".to_string(), gm.step.to_string());
+        let list = |ps: Vec<&crate::autodiff::Param>| ps.iter().map(|p| (p.name().to_string(), p.shape().to_vec(), p.value().clone())).collect::<Vec<_>>();
+        (list(gm.gen.state()), list(gm.disc.state()), meta)
+    };
+    let mut files = Vec::new();
+    for (params, meta) in [(g_params, Some(meta)), (d_params, None)] {
+        let mut tensors = Vec::with_capacity(params.len());
+        for (name, shape, t) in params {
+            tensors.push(crate::weights::NamedTensor { name, shape, data: b.read(&t).await.map_err(err)? });
+        }
+        files.push(crate::weights::to_bytes(&tensors, meta).map_err(err)?);
+    }
+    let (g, d) = (&files[0], &files[1]);
+    let o = Object::new();
+    set(&o, "g", Uint8Array::from(&g[..]));
+    set(&o, "d", Uint8Array::from(&d[..]));
+    Ok(o.into())
+}
