@@ -3,6 +3,7 @@
 // PCA's, and, with k = 2, see the codes of held-out digits and the decoded manifold.
 // Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/autoencoders.rs);
 // this file drives short calls in a loop that can pause between them, and draws on canvases.
+import { download, fetchBytes } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -35,25 +36,6 @@ function setError(text) {
   const el = $('ae-error');
   el.textContent = text || '';
   el.hidden = !text;
-}
-
-async function fetchBytes(url, what) {
-  const r = await fetch(url).catch((e) => {
-    throw new Error(`${what}: cannot fetch ${url} (${e.message})`);
-  });
-  if (!r.ok) throw new Error(`${what} is not available: ${url} is missing on this server (HTTP ${r.status})`);
-  return new Uint8Array(await r.arrayBuffer());
-}
-
-function download(bytes, name) {
-  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 5000);
 }
 
 // ---------------------------------------------------------------- drawing

@@ -4,6 +4,7 @@
 // lecture's figures; and a Train panel that trains a small DnCNN in the tab.
 // Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/denoise.rs); this
 // file only drives short calls in loops that can stop between them, and draws.
+import { download, fetchBytes } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -42,28 +43,6 @@ function show(el, on) {
 function setError(el, text) {
   el.textContent = text || '';
   show(el, Boolean(text));
-}
-
-async function fetchBytes(url, what) {
-  let r;
-  try {
-    r = await fetch(url);
-  } catch (e) {
-    throw new Error(`${what}: cannot fetch ${url} (${e.message})`);
-  }
-  if (!r.ok) throw new Error(`${what} not available: ${url} is missing on this server (HTTP ${r.status})`);
-  return new Uint8Array(await r.arrayBuffer());
-}
-
-function download(bytes, name, type) {
-  const url = URL.createObjectURL(new Blob([bytes], { type }));
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 /** An ImageData from the worker's RGBA bytes. */

@@ -4,6 +4,7 @@
 // and a "Real or Fake?" game against D.
 // Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/gan.rs); this file
 // drives short calls in loops that can pause between them, and draws on canvases.
+import { download, fetchBytes } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -37,25 +38,6 @@ function setError(text) {
   const el = $('gan-error');
   el.textContent = text || '';
   el.hidden = !text;
-}
-
-async function fetchBytes(url, what) {
-  const r = await fetch(url).catch((e) => {
-    throw new Error(`${what}: cannot fetch ${url} (${e.message})`);
-  });
-  if (!r.ok) throw new Error(`${what} is not available: ${url} is missing on this server (HTTP ${r.status})`);
-  return new Uint8Array(await r.arrayBuffer());
-}
-
-function download(bytes, name) {
-  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 5000);
 }
 
 // ---------------------------------------------------------------- drawing

@@ -1,0 +1,25 @@
+// Small helpers the tab modules share.
+
+/** The bytes at a same-origin `url`; `what` names it in the error when it cannot be had. */
+export async function fetchBytes(url, what) {
+  let r;
+  try {
+    r = await fetch(url);
+  } catch (e) {
+    throw new Error(`${what}: cannot fetch ${url} (${e.message})`);
+  }
+  if (!r.ok) throw new Error(`${what} is not available: ${url} is missing on this server (HTTP ${r.status})`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+/** Offer `bytes` as a download called `name` (nothing leaves the tab: a blob URL). */
+export function download(bytes, name, type = 'application/octet-stream') {
+  const url = URL.createObjectURL(new Blob([bytes], { type }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
