@@ -381,6 +381,7 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         resume,
         print_every: 0.0,
         data: Some(root.clone()),
+        init: None,
     };
     cli::train(args(Some(4), false)).unwrap();
     assert!(!out.exists(), "a stopped run writes only the checkpoint");
