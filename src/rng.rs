@@ -63,3 +63,13 @@ mod tests {
         assert_ne!(uniform_vec(10, 0.0, 1.0, 1), uniform_vec(10, 0.0, 1.0, 1 << 32));
     }
 }
+
+/// A seeded permutation of `items` (Fisher-Yates on the counter-based RNG): the same seed
+/// gives the same order on every platform.
+pub fn shuffled<T>(mut items: Vec<T>, seed: u64) -> Vec<T> {
+    for i in (1..items.len()).rev() {
+        let j = random_u32(seed, i as u32) as usize % (i + 1);
+        items.swap(i, j);
+    }
+    items
+}

@@ -138,14 +138,13 @@ mod classifier_cli {
 
     use clap::{Args, ValueEnum};
     use nnlab::attack::{self, AdvTraining, Attack};
-    use nnlab::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PIXELS, SIDE};
+    use nnlab::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PIXELS, SIDE, PAGE_DIGITS};
     use nnlab::models::classifier::train_step;
     use nnlab::models::{Classifier, ClassifierConfig};
     use nnlab::nn::{Adam, Module, Optimizer};
     use nnlab::{rng, Backend, Error, Result};
 
     /// The first 10,000 training digits are the page's; the classifier never sees them.
-    const PAGE_DIGITS: usize = 10_000;
 
     // shared with the dncnn commands
     use nnlab::models::dncnn_cli::{backend, data_dir, finite_loss, hms, BackendKind};
@@ -221,15 +220,6 @@ mod classifier_cli {
         data: Option<PathBuf>,
     }
 
-    /// A seeded permutation of 0..n (Fisher-Yates on the counter-based RNG).
-    fn permutation(n: usize, seed: u64) -> Vec<usize> {
-        let mut p: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            let j = rng::random_u32(seed, i as u32) as usize % (i + 1);
-            p.swap(i, j);
-        }
-        p
-    }
 
     /// Translate every image of a batch by a seeded random offset in [-max, max]^2.
     fn shift_batch(xs: &mut [f32], max: u32, seed: u64) {
@@ -289,7 +279,7 @@ mod classifier_cli {
         let mut step = 0usize;
         let mut test_acc = 0.0;
         for epoch in 0..a.epochs {
-            let order = permutation(train.len(), a.seed.wrapping_mul(1000).wrapping_add(epoch as u64 + 1));
+            let order = rng::shuffled((0..train.len()).collect(), a.seed.wrapping_mul(1000).wrapping_add(epoch as u64 + 1));
             let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
             for idx in order.chunks_exact(a.batch) {
                 // cosine decay from lr to 0 over the whole run

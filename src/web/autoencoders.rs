@@ -109,15 +109,6 @@ fn spread(items: &[usize], count: usize) -> Vec<usize> {
     (0..count).map(|j| items[j * items.len() / count]).collect()
 }
 
-/// A seeded permutation of `items` (Fisher-Yates on the counter-based RNG).
-fn shuffled(mut items: Vec<usize>, seed: u64) -> Vec<usize> {
-    for i in (1..items.len()).rev() {
-        let j = rng::random_u32(seed, i as u32) as usize % (i + 1);
-        items.swap(i, j);
-    }
-    items
-}
-
 fn parse_arch(arch: &str) -> Result<AeArch, JsError> {
     match arch {
         "dense" => Ok(AeArch::Dense),
@@ -202,7 +193,7 @@ fn install(model: Autoencoder, cost: AeCost, lr: f32, batch: usize, seed: u64, h
         seed,
         step: 0,
         history,
-        order: shuffled(train_indices(page.len()), seed.wrapping_mul(1000).wrapping_add(1)),
+        order: rng::shuffled(train_indices(page.len()), seed.wrapping_mul(1000).wrapping_add(1)),
         cursor: 0,
         epoch: 0,
     };
@@ -322,7 +313,7 @@ pub async fn ae_train_steps(n: usize) -> Result<JsValue, JsError> {
                 tr.epoch += 1;
                 let seed = tr.seed.wrapping_mul(1000).wrapping_add(tr.epoch as u64 + 1);
                 let order = std::mem::take(&mut tr.order);
-                tr.order = shuffled(order, seed);
+                tr.order = rng::shuffled(order, seed);
                 tr.cursor = 0;
             }
             let idx = tr.order[tr.cursor..tr.cursor + tr.batch].to_vec();
@@ -397,7 +388,7 @@ fn held_out_batch(page: &Mnist, idx: &[usize], cost: &AeCost) -> Result<(Vec<f32
 /// The held-out digits' page indices in a fixed shuffled order, so that any chunk of it is a
 /// sample of every class (the page digits are sorted by class).
 fn held_out_order(n: usize) -> Vec<usize> {
-    shuffled(held_out_indices(n), HELD_OUT_ORDER_SEED)
+    rng::shuffled(held_out_indices(n), HELD_OUT_ORDER_SEED)
 }
 
 /// Positions start..start+count of the held-out order, checked.
