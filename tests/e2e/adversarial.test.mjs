@@ -56,7 +56,7 @@ test('Adversarial tab on WebGPU: FGSM at eps 0.25 flips a digit; targeted; drawi
   }
 
   // ---- pick a digit the model gets right at eps 0, then move the slider to 0.25 (FGSM)
-  await attackDone(page);
+  await page.waitForSelector('#adv-verdict[data-state="done"]', { timeout: 120_000 }); // digits loaded, first one attacked
   assert.equal(await page.inputValue('#adv-attack'), 'fgsm');
   const thumbs = await page.$$('#adv-grid .adv-thumb');
   assert.ok(thumbs.length >= 10, 'the grid shows digits to pick');
@@ -144,6 +144,9 @@ test('Adversarial tab without WebGPU: CPU notice; attack; curve of both models; 
   assert.match(await page.textContent('#adv-backend-notice'), /runs on the CPU backend/);
   await page.waitForSelector('#adv-model-standard[data-state="loaded"]', { timeout: 60_000 });
   const advLoaded = (await page.getAttribute('#adv-model-adversarial', 'data-state')) === 'loaded';
+  // the page's digits (31 MB) may still be loading after the models are: wait until the first
+  // digit is picked and attacked, or the slider below moves with nothing to attack
+  await page.waitForSelector('#adv-verdict[data-state="done"]', { timeout: 120_000 });
   const v = await setEps(page, 'End'); // eps 0.5
   assert.equal(v.eps, '0.50');
   assert.match(v.text, /After FGSM/);
