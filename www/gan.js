@@ -165,6 +165,11 @@ export function setupGanTab(call) {
     groups: { p: [], q: [], r: [] },
     chunk: 1,
     lastDraw: 0,
+    lastScore: 0,
+    scoreEnd: 0,
+    scoreMs: 0,
+    /** [step, classifier score, Frechet distance] of each scoring of this model */
+    quality: [],
     game: null,
   };
   let assets = null;
@@ -175,7 +180,10 @@ export function setupGanTab(call) {
       const digits = await fetchBytes(DIGITS_URL, 'the page digit set');
       await call('gan_load_digits', digits);
       const clf = await fetchBytes(CLASSIFIER_URL, 'the MNIST classifier').catch(() => null);
-      if (clf) await call('gan_load_classifier', clf);
+      if (clf) {
+        await call('gan_load_classifier', clf);
+        state.hasClassifier = true;
+      }
     })().catch((e) => {
       assets = null;
       throw e;
@@ -214,6 +222,9 @@ export function setupGanTab(call) {
     state.dAcc = [];
     state.picks = { a: null, b: null, centre: null };
     state.groups = { p: [], q: [], r: [] };
+    state.lastScore = 0;
+    state.quality = [];
+    showQualityHistory();
     state.gridZ = await call('gan_sample_z', GRID_COLS * GRID_COLS, GRID_SEED);
     describeModel(m, how);
     drawLosses(lossCanvas, state.dLoss, state.gLoss);
@@ -269,6 +280,10 @@ export function setupGanTab(call) {
           break;
         }
         if (state.step - state.lastDraw >= Math.max(1, num('every'))) await redrawGrid();
+        const scoreEvery = Math.max(10, Number($('gan-quality-every').value) || 200);
+        // scoring is slow on a software adapter: at most ~20% of the time goes to it
+        const rested = performance.now() - state.scoreEnd >= 4 * state.scoreMs;
+        if (state.hasClassifier && $('gan-quality-auto').checked && state.step - state.lastScore >= scoreEvery && rested) await scoreNow();
       }
       if (!$('panel-gan').dataset.diverged) await redrawGrid();
     } finally {
@@ -445,20 +460,35 @@ export function setupGanTab(call) {
 
   // ------------------------------------------------------------ quality
 
-  $('gan-quality').addEventListener(
-    'click',
-    guarded(async () => {
-      const out = $('gan-quality-out');
-      const seed = Math.floor(Math.random() * 1e6);
-      for (let start = 0; start < QUALITY_SAMPLES; start += QUALITY_CHUNK) {
-        out.textContent = `scoring… ${start} / ${QUALITY_SAMPLES} samples`;
-        await call('gan_quality_chunk', start, QUALITY_CHUNK, seed);
-      }
-      const q = await call('gan_quality_result');
-      out.textContent = `At step ${state.step}: classifier score ${fmt(q.classifier_score, 2)} (max 10), Frechet distance ${fmt(q.frechet_distance, 2)} on the classifier's features, ${q.samples} samples vs ${q.samples} held-out page digits.`;
-      out.dataset.score = String(q.classifier_score);
-    }),
-  );
+  /** Score QUALITY_SAMPLES fresh samples (in short worker calls) and add them to the history. */
+  async function scoreNow() {
+    const t0 = performance.now();
+    const out = $('gan-quality-out');
+    const seed = Math.floor(Math.random() * 1e6);
+    for (let start = 0; start < QUALITY_SAMPLES; start += QUALITY_CHUNK) {
+      out.textContent = `scoring… ${start} / ${QUALITY_SAMPLES} samples`;
+      await call('gan_quality_chunk', start, QUALITY_CHUNK, seed);
+    }
+    const q = await call('gan_quality_result');
+    out.textContent = `At step ${state.step}: classifier score ${fmt(q.classifier_score, 2)} (max 10), Frechet distance ${fmt(q.frechet_distance, 2)} on the classifier's features, ${q.samples} samples vs ${q.samples} held-out page digits.`;
+    out.dataset.score = String(q.classifier_score);
+    out.dataset.step = String(state.step);
+    state.lastScore = state.step;
+    state.scoreEnd = performance.now();
+    state.scoreMs = state.scoreEnd - t0;
+    if (state.quality.at(-1)?.[0] !== state.step) state.quality.push([state.step, q.classifier_score, q.frechet_distance]);
+    showQualityHistory();
+  }
+
+  function showQualityHistory() {
+    const h = $('gan-quality-history');
+    h.textContent = state.quality.length
+      ? `So far (step: score / Frechet): ${state.quality.map(([s, c, f]) => `${s}: ${fmt(c, 2)} / ${fmt(f, 0)}`).join(' · ')}`
+      : '';
+    h.dataset.count = String(state.quality.length);
+  }
+
+  $('gan-quality').addEventListener('click', guarded(scoreNow));
 
   // ------------------------------------------------------------ Real or Fake?
 

@@ -1,7 +1,7 @@
 // End-to-end: the Autoencoders tab in headless Chromium on WebGPU (SwiftShader). The shipped
 // k = 2 model loads and the scatter and decoded manifold draw; hovering the plane decodes a
 // point; then a fresh model trains 200 steps in the tab, the cost falls and the comparison
-// grid changes. Screenshots of the grid and the manifold go to tests/e2e/out/.
+// grid changes; sparse, contractive and denoising then train a few steps each. Screenshots of the grid and the manifold go to tests/e2e/out/.
 // Run: node --test tests/e2e/autoencoders.test.mjs   (after ./build.sh build).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,6 +56,37 @@ function gridChange(page) {
     for (let i = 0; i < d.length; i += 4) diff += Math.abs(d[i] - s.d[i]);
     return diff / (d.length / 4);
   });
+}
+
+/** Train `steps` more steps as `kind` from where the model is. */
+async function trainAs(page, kind, steps) {
+  await page.selectOption('#ae-kind', kind);
+  const from = await num(page, '#ae-stats', 'step');
+  await page.fill('#ae-stop', String(from + steps));
+  await page.click('#ae-train');
+  await page.waitForFunction((n) => {
+    const s = document.getElementById('ae-stats');
+    return s.dataset.state === 'paused' && Number(s.dataset.step) === n;
+  }, from + steps, { timeout: 120_000, polling: 250 });
+  assert.equal(await page.isVisible('#ae-error'), false, `${kind}: no error`);
+}
+
+/** The three regularised kinds train on from the current model and show their own figures. */
+async function trainRegularisedKinds(page, steps, label) {
+  // sparse: the code statistics are shown
+  await trainAs(page, 'sparse', steps);
+  assert.match(await page.textContent('#ae-near-zero'), /^\d+\.\d% of 500 × 2$/);
+  // contractive: the Jacobian norm is measured after training, against the plain model's
+  await trainAs(page, 'contractive', steps);
+  await page.waitForSelector('#ae-jac[data-value]');
+  const jac = await page.textContent('#ae-jac');
+  const jacPlain = await page.textContent('#ae-jac-plain');
+  console.log(`${label}: contractive Jacobian norm ${jac}; plain ${jacPlain}`);
+  assert.match(jacPlain, /^\d+\.\d+, ratio \d+\.\d+/);
+  // denoising: the grid gains the noisy-input row
+  await trainAs(page, 'denoising', steps);
+  assert.match(await page.textContent('#ae-grid-note'), /from noisy inputs/);
+  assert.ok((await canvasStats(page, 'ae-grid')).height > 4 * 60, 'four rows: original, noisy, autoencoder, PCA');
 }
 
 const num = async (page, sel, key) => Number(await page.getAttribute(sel, `data-${key}`));
@@ -139,6 +170,11 @@ test('Autoencoders tab: shipped k=2 manifold and scatter; 200 training steps low
   await page.locator('.ae-plane').screenshot({ path: join(OUT, 'autoencoders-manifold-trained.png') });
   await page.screenshot({ path: join(OUT, 'autoencoders-page.png'), fullPage: true });
 
+  // ---- the other three kinds train on WebGPU too (a few steps each, from the model above)
+  const tKinds = Date.now();
+  await trainRegularisedKinds(page, 5, 'WebGPU');
+  console.log(`WebGPU: sparse, contractive and denoising, 5 steps each, in ${((Date.now() - tKinds) / 1000).toFixed(1)} s`);
+
   assert.deepEqual(problems, [], 'no errors in the page or the worker');
   assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
   console.log(`total ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -153,33 +189,9 @@ test('Autoencoders tab on the CPU backend: says so; sparse, contractive, denoisi
   assert.match(await page.textContent('#ae-backend'), /^Running on the CPU backend \(wasm\), not on a GPU/);
   await page.selectOption('#ae-batch', '16');
 
-  /** Train `steps` more steps as `kind` from where the model is. */
-  async function trainAs(kind, steps) {
-    await page.selectOption('#ae-kind', kind);
-    const from = await num(page, '#ae-stats', 'step');
-    await page.fill('#ae-stop', String(from + steps));
-    await page.click('#ae-train');
-    await page.waitForFunction((n) => {
-      const s = document.getElementById('ae-stats');
-      return s.dataset.state === 'paused' && Number(s.dataset.step) === n;
-    }, from + steps, { timeout: 120_000, polling: 250 });
-    assert.equal(await page.isVisible('#ae-error'), false, `${kind}: no error`);
-  }
-
-  // the shipped plain model trains on as sparse: the code statistics are shown
-  await trainAs('sparse', 10);
-  assert.match(await page.textContent('#ae-near-zero'), /^\d+\.\d% of 500 × 2$/);
-  // contractive: the Jacobian norm is measured after training, against the shipped plain model
-  await trainAs('contractive', 10);
-  await page.waitForSelector('#ae-jac[data-value]');
-  const jac = await page.textContent('#ae-jac');
-  const jacPlain = await page.textContent('#ae-jac-plain');
-  console.log(`CPU: contractive Jacobian norm ${jac}; plain ${jacPlain}`);
-  assert.match(jacPlain, /^\d+\.\d+, ratio \d+\.\d+ — shipped/);
-  // denoising: the grid gains the noisy-input row
-  await trainAs('denoising', 10);
-  assert.match(await page.textContent('#ae-grid-note'), /from noisy inputs/);
-  assert.ok((await canvasStats(page, 'ae-grid')).height > 4 * 60, 'four rows: original, noisy, autoencoder, PCA');
+  // the shipped plain model trains on as sparse, contractive and denoising
+  await trainRegularisedKinds(page, 10, 'CPU');
+  assert.match(await page.textContent('#ae-jac-plain'), /— shipped/);
   await page.locator('#ae-grid').screenshot({ path: join(OUT, 'autoencoders-grid-denoising-cpu.png') });
   // a conv model with k = 8: no 2-D plane, PCA refitted with k = 8
   await page.selectOption('#ae-kind', 'plain');
@@ -188,7 +200,7 @@ test('Autoencoders tab on the CPU backend: says so; sparse, contractive, denoisi
   await page.dispatchEvent('#ae-k', 'change');
   await page.waitForFunction(() => /conv autoencoder, k = 8/.test(document.getElementById('ae-model').textContent), null, { timeout: 60_000 });
   await page.waitForFunction(() => /PCA k = 8/.test(document.getElementById('ae-pca-status').textContent), null, { timeout: 120_000 });
-  await trainAs('plain', 5);
+  await trainAs(page, 'plain', 5);
   assert.match(await page.textContent('#ae-plane-note'), /needs a model with k = 2/);
   console.log(`CPU: conv k=8 after 5 steps: ${await page.textContent('#ae-stats')}`);
   await page.screenshot({ path: join(OUT, 'autoencoders-cpu.png'), fullPage: true });

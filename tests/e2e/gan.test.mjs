@@ -3,7 +3,8 @@
 // sees the sample grid change with finite losses; an absurd learning rate diverges, pauses
 // training with a message, and Reset recovers; the pretrained DCGAN draws its grid and the
 // latent tools (interpolation, neighbours, vector arithmetic) and a "Real or Fake?" round work.
-// The quality numbers (500 samples) take ~2 minutes on SwiftShader, so they are left out here.
+// The quality numbers (500 samples) take ~2 minutes on SwiftShader, so they are tested on the
+// CPU backend (recomputed while training); the DCGAN trains a few steps on both.
 // Screenshots go to tests/e2e/out/gan-*.png.
 // Run: node --test tests/e2e/gan.test.mjs   (after ./build.sh build)
 import { test } from 'node:test';
@@ -46,7 +47,7 @@ async function setField(page, name, value) {
 /** Wait until the tab is idle (training stopped, no action running). */
 const stopped = (page, timeout = 120_000) => page.waitForSelector('#gan-form[data-busy="false"]', { timeout });
 
-test('GAN tab on WebGPU: dense GAN trains 50 steps, divergence pauses, pretrained DCGAN draws', async () => {
+test('GAN tab on WebGPU: dense GAN trains 50 steps, DCGAN trains, divergence pauses, pretrained DCGAN draws', async () => {
   const { page, foreign, problems } = await openTab();
   assert.equal(await page.getAttribute('#status', 'data-kind'), 'gpu', 'this test needs WebGPU (SwiftShader)');
   await page.waitForFunction(() => document.getElementById('gan-backend').textContent.length > 0, null, { timeout: 60_000 });
@@ -57,6 +58,7 @@ test('GAN tab on WebGPU: dense GAN trains 50 steps, divergence pauses, pretraine
   // SwiftShader emulates the GPU on the loaded CPU: a smaller batch keeps the test short
   await setField(page, 'batch', 32);
   await setField(page, 'every', 25);
+  await page.uncheck('#gan-quality-auto'); // scoring takes ~2 minutes on SwiftShader: tested on the CPU backend below
   await page.click('#gan-reset');
   await stopped(page);
   const before = await canvasPixels(page, '#gan-grid');
@@ -76,6 +78,25 @@ test('GAN tab on WebGPU: dense GAN trains 50 steps, divergence pauses, pretraine
   for (const v of [m[3], m[4]]) assert.ok(Number.isFinite(Number(v)), `finite loss, got ${v}`);
   assert.equal(await page.isVisible('#gan-error'), false, 'no error');
   await page.screenshot({ path: join(OUT, 'gan-dense-50-steps.png'), fullPage: true });
+
+  // ---- the DCGAN trains on WebGPU too (a few steps of batch 16: SwiftShader is slow)
+  await page.selectOption('#gan-form [name="arch"]', 'dcgan');
+  await setField(page, 'batch', 16);
+  await page.click('#gan-reset');
+  await stopped(page);
+  const dcBefore = await canvasPixels(page, '#gan-grid');
+  const t1 = Date.now();
+  await page.click('#gan-train');
+  await page.waitForFunction(() => Number(document.getElementById('gan-progress').dataset.step) >= 3, null, { timeout: 150_000 });
+  await page.click('#gan-pause');
+  await stopped(page);
+  const dcProgress = await page.textContent('#gan-progress');
+  console.log(`DCGAN on WebGPU, after ${((Date.now() - t1) / 1000).toFixed(1)} s: ${dcProgress}`);
+  assert.doesNotMatch(dcProgress, /NaN|Infinity/);
+  assert.match(await page.textContent('#gan-model'), /DCGAN \(width 32\)/);
+  assert.notEqual((await canvasPixels(page, '#gan-grid')).hash, dcBefore.hash, 'the DCGAN grid changed');
+  await page.selectOption('#gan-form [name="arch"]', 'dense');
+  await setField(page, 'batch', 32);
 
   // ---- an absurd learning rate diverges: training pauses with a message; Reset recovers
   await setField(page, 'lr', '1e10');
@@ -166,13 +187,17 @@ test('GAN tab on the CPU backend: says so; dense GAN and DCGAN train; save and l
   assert.match(note, /CPU backend/);
   await page.selectOption('#gan-form [name="arch"]', 'dense');
   await setField(page, 'batch', 32);
+  await page.fill('#gan-quality-every', '10'); // the quality numbers are recomputed while training
   const t0 = Date.now();
   await page.click('#gan-train');
-  await page.waitForFunction(() => Number(document.getElementById('gan-progress').dataset.step) >= 10, null, { timeout: 120_000 });
+  await page.waitForFunction(() => Number(document.getElementById('gan-quality-history').dataset.count) >= 1, null, { timeout: 120_000 });
   await page.click('#gan-pause');
   await stopped(page);
   const progress = await page.textContent('#gan-progress');
   console.log(`CPU, after ${((Date.now() - t0) / 1000).toFixed(1)} s: ${progress}`);
+  const history = await page.textContent('#gan-quality-history');
+  console.log(`CPU, quality while training: ${history}`);
+  assert.match(history, /\b\d+: \d+\.\d\d \/ \d+/, 'scored while training');
   assert.doesNotMatch(progress, /NaN|Infinity/);
   assert.equal(await page.isVisible('#gan-error'), false);
   // the DCGAN trains too (a few steps)
