@@ -176,9 +176,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         "training a {:?} GAN ({:?} loss, latent {} {:?}, width {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
         config.arch,
         l,
-        a.latent,
+        config.latent,
         a.latent_dist,
-        a.width,
+        config.width,
         b.info().describe(),
         train.len(),
         a.batch,
@@ -194,7 +194,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         let idx: Vec<usize> = (0..a.batch).map(|i| crate::rng::random_u32(a.seed.wrapping_mul(31).wrapping_add(step as u64), i as u32) as usize % train.len()).collect();
         let (xs, _) = train.gather(&idx)?;
         let x = b.upload(&[a.batch, PIXELS], &gan::to_tanh_range(&xs))?;
-        let z = b.upload(&[a.batch, a.latent], &gan::sample_z(a.batch, a.latent, latent(a.latent_dist), a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)))?;
+        let z = b.upload(&[a.batch, config.latent], &gan::sample_z(a.batch, config.latent, latent(a.latent_dist), a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)))?;
         let out = gan::train_step(b, &gen, &disc, &mut opt_g, &mut opt_d, l, &x, &z)?;
         let s = read_stats(b, l, &out)?;
         if !(s.d_loss.is_finite() && s.g_loss.is_finite()) {
@@ -235,7 +235,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     crate::weights::save_file(b, &gen.state(), &a.out, Some(meta.clone()))?;
     crate::weights::save_file(b, &disc.state(), &d_path(&a.out), Some(meta))?;
     if let Some(p) = &a.grid {
-        let z = gan::sample_z(64, a.latent, latent(a.latent_dist), GRID_SEED);
+        let z = gan::sample_z(64, config.latent, latent(a.latent_dist), GRID_SEED);
         let digits = read_blocking(b, &gan::generate(b, &gen, &z)?)?;
         images::save_png(p, &grid_image(&digits)?)?;
     }

@@ -109,9 +109,9 @@ fn argmax(row: &[f32]) -> usize {
 /// Load the page's digit set (www/data/mnist_page.bin); resolves to the number of digits.
 #[wasm_bindgen]
 pub fn adv_load_digits(bytes: &[u8]) -> Result<u32, JsError> {
-    let page = Mnist::from_page_bytes(bytes).map_err(err)?;
+    let page = super::page_digits(bytes)?;
     let n = page.len() as u32;
-    TAB.with(|t| t.borrow_mut().digits = Some(Rc::new(page)));
+    TAB.with(|t| t.borrow_mut().digits = Some(page));
     Ok(n)
 }
 

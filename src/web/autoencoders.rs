@@ -215,9 +215,9 @@ fn model_object(model: &Autoencoder, cost: &AeCost, step: usize, history: &str) 
 /// Load the page's digit set (www/data/mnist_page.bin). Resolves to `{digits, train, held_out}`.
 #[wasm_bindgen]
 pub fn ae_load_digits(bytes: &[u8]) -> Result<JsValue, JsError> {
-    let page = Mnist::from_page_bytes(bytes).map_err(err)?;
+    let page = super::page_digits(bytes)?;
     let n = page.len();
-    TAB.with(|t| t.borrow_mut().digits = Some(Rc::new(page)));
+    TAB.with(|t| t.borrow_mut().digits = Some(page));
     let o = Object::new();
     set(&o, "digits", n as u32);
     set(&o, "train", train_indices(n).len() as u32);

@@ -50,6 +50,20 @@ impl State {
 
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    /// The page's digit set (31 MB as f32) with the byte length it was parsed from: the
+    /// Adversarial, Autoencoders and GAN tabs share one copy.
+    static PAGE_DIGITS: RefCell<Option<(usize, Rc<crate::data::mnist::Mnist>)>> = const { RefCell::new(None) };
+}
+
+/// Parse www/data/mnist_page.bin once per worker; a tab loading the same file again gets the
+/// parsed copy.
+pub(crate) fn page_digits(bytes: &[u8]) -> Result<Rc<crate::data::mnist::Mnist>, JsError> {
+    if let Some(d) = PAGE_DIGITS.with(|p| p.borrow().as_ref().filter(|(len, _)| *len == bytes.len()).map(|(_, d)| d.clone())) {
+        return Ok(d);
+    }
+    let d = Rc::new(crate::data::mnist::Mnist::from_page_bytes(bytes).map_err(err)?);
+    PAGE_DIGITS.with(|p| *p.borrow_mut() = Some((bytes.len(), d.clone())));
+    Ok(d)
 }
 
 pub(crate) fn err(e: impl std::fmt::Display) -> JsError {
