@@ -47,6 +47,20 @@ async function setField(page, name, value) {
 /** Wait until the tab is idle (training stopped, no action running). */
 const stopped = (page, timeout = 120_000) => page.waitForSelector('#gan-form[data-busy="false"]', { timeout });
 
+/**
+ * Train until element `id`'s `data-<key>` reaches `atLeast`, then pause; resolves to the seconds
+ * it took and the progress line. (The page's CSP forbids string predicates.)
+ */
+async function trainUntil(page, [id, key, atLeast], timeout = 120_000) {
+  const t0 = Date.now();
+  await page.click('#gan-train');
+  await page.waitForFunction(([i, k, n]) => Number(document.getElementById(i).dataset[k]) >= n, [id, key, atLeast], { timeout });
+  await page.click('#gan-pause');
+  await stopped(page);
+  return { secs: (Date.now() - t0) / 1000, progress: await page.textContent('#gan-progress') };
+}
+const progressStep = (n) => ['gan-progress', 'step', n];
+
 test('GAN tab on WebGPU: dense GAN trains 50 steps, DCGAN trains, divergence pauses, pretrained DCGAN draws', async () => {
   const { page, foreign, problems } = await openTab();
   assert.equal(await page.getAttribute('#status', 'data-kind'), 'gpu', 'this test needs WebGPU (SwiftShader)');
@@ -62,13 +76,7 @@ test('GAN tab on WebGPU: dense GAN trains 50 steps, DCGAN trains, divergence pau
   await page.click('#gan-reset');
   await stopped(page);
   const before = await canvasPixels(page, '#gan-grid');
-  const t0 = Date.now();
-  await page.click('#gan-train');
-  await page.waitForFunction(() => Number(document.getElementById('gan-grid').dataset.step) >= 50, null, { timeout: 150_000 });
-  await page.click('#gan-pause');
-  await stopped(page);
-  const secs = (Date.now() - t0) / 1000;
-  const progress = await page.textContent('#gan-progress');
+  const { secs, progress } = await trainUntil(page, ['gan-grid', 'step', 50], 150_000);
   console.log(`after ${secs.toFixed(1)} s: ${progress}`);
   const after = await canvasPixels(page, '#gan-grid');
   assert.notEqual(after.hash, before.hash, 'the sample grid changed while training');
@@ -85,13 +93,8 @@ test('GAN tab on WebGPU: dense GAN trains 50 steps, DCGAN trains, divergence pau
   await page.click('#gan-reset');
   await stopped(page);
   const dcBefore = await canvasPixels(page, '#gan-grid');
-  const t1 = Date.now();
-  await page.click('#gan-train');
-  await page.waitForFunction(() => Number(document.getElementById('gan-progress').dataset.step) >= 3, null, { timeout: 150_000 });
-  await page.click('#gan-pause');
-  await stopped(page);
-  const dcProgress = await page.textContent('#gan-progress');
-  console.log(`DCGAN on WebGPU, after ${((Date.now() - t1) / 1000).toFixed(1)} s: ${dcProgress}`);
+  const { secs: dcSecs, progress: dcProgress } = await trainUntil(page, progressStep(3), 150_000);
+  console.log(`DCGAN on WebGPU, after ${dcSecs.toFixed(1)} s: ${dcProgress}`);
   assert.doesNotMatch(dcProgress, /NaN|Infinity/);
   assert.match(await page.textContent('#gan-model'), /DCGAN \(width 32\)/);
   assert.notEqual((await canvasPixels(page, '#gan-grid')).hash, dcBefore.hash, 'the DCGAN grid changed');
@@ -113,11 +116,7 @@ test('GAN tab on WebGPU: dense GAN trains 50 steps, DCGAN trains, divergence pau
   await page.click('#gan-reset');
   await stopped(page);
   assert.equal(await page.getAttribute('#panel-gan', 'data-diverged'), null, 'Reset clears the divergence');
-  await page.click('#gan-train');
-  await page.waitForFunction(() => Number(document.getElementById('gan-progress').dataset.step) >= 3, null, { timeout: 60_000 });
-  await page.click('#gan-pause');
-  await stopped(page);
-  const recovered = await page.textContent('#gan-progress');
+  const { progress: recovered } = await trainUntil(page, progressStep(3), 60_000);
   console.log(`after Reset: ${recovered}`);
   assert.doesNotMatch(recovered, /NaN|Infinity/);
   assert.equal(await page.isVisible('#gan-error'), false);
@@ -188,13 +187,8 @@ test('GAN tab on the CPU backend: says so; dense GAN and DCGAN train; save and l
   await page.selectOption('#gan-form [name="arch"]', 'dense');
   await setField(page, 'batch', 32);
   await page.fill('#gan-quality-every', '10'); // the quality numbers are recomputed while training
-  const t0 = Date.now();
-  await page.click('#gan-train');
-  await page.waitForFunction(() => Number(document.getElementById('gan-quality-history').dataset.count) >= 1, null, { timeout: 120_000 });
-  await page.click('#gan-pause');
-  await stopped(page);
-  const progress = await page.textContent('#gan-progress');
-  console.log(`CPU, after ${((Date.now() - t0) / 1000).toFixed(1)} s: ${progress}`);
+  const { secs, progress } = await trainUntil(page, ['gan-quality-history', 'count', 1]);
+  console.log(`CPU, after ${secs.toFixed(1)} s: ${progress}`);
   const history = await page.textContent('#gan-quality-history');
   console.log(`CPU, quality while training: ${history}`);
   assert.match(history, /\b\d+: \d+\.\d\d \/ \d+/, 'scored while training');
@@ -204,13 +198,8 @@ test('GAN tab on the CPU backend: says so; dense GAN and DCGAN train; save and l
   await page.selectOption('#gan-form [name="arch"]', 'dcgan');
   await page.click('#gan-reset');
   await stopped(page);
-  const t1 = Date.now();
-  await page.click('#gan-train');
-  await page.waitForFunction(() => Number(document.getElementById('gan-progress').dataset.step) >= 3, null, { timeout: 120_000 });
-  await page.click('#gan-pause');
-  await stopped(page);
-  const dc = await page.textContent('#gan-progress');
-  console.log(`CPU DCGAN, after ${((Date.now() - t1) / 1000).toFixed(1)} s: ${dc}`);
+  const { secs: dcSecs, progress: dc } = await trainUntil(page, progressStep(3));
+  console.log(`CPU DCGAN, after ${dcSecs.toFixed(1)} s: ${dc}`);
   assert.doesNotMatch(dc, /NaN|Infinity/);
   assert.match(await page.textContent('#gan-model'), /DCGAN \(width 32\)/);
   // save G and D (two downloads), then load them back through the file inputs
