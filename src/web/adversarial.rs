@@ -16,7 +16,7 @@ use std::rc::Rc;
 use js_sys::{Float32Array, Object};
 use wasm_bindgen::prelude::*;
 
-use super::{backend, err, set};
+use super::{backend, err, page_train_indices, set, HELD_OUT_EVERY};
 use crate::attack::{self, AdvTraining, Attack, EvalResult};
 use crate::backend::{Backend, UnaryOp};
 use crate::data::drawing;
@@ -25,8 +25,6 @@ use crate::models::classifier::{train_step, Classifier, ClassifierConfig};
 use crate::nn::{Adam, Module};
 use crate::rng;
 
-/// Page digits i with i % HELD_OUT_EVERY == 0 are held out from in-tab training.
-const HELD_OUT_EVERY: usize = 5;
 /// Most digits one evaluation call takes (keeps a call short).
 const MAX_CHUNK: usize = 500;
 /// Most training steps one call takes.
@@ -276,7 +274,7 @@ pub fn classifier_train_reset(size: &str, adversarial: bool, alpha: f32, eps: f3
     let b = backend()?;
     let model = Classifier::new(b.as_ref(), config, seed as u64).map_err(err)?;
     let parameters: usize = model.params().iter().map(|p| p.shape().iter().product::<usize>()).sum();
-    let train: Vec<usize> = (0..page.len()).filter(|i| i % HELD_OUT_EVERY != 0).collect();
+    let train = page_train_indices(page.len());
     let n_train = train.len();
     let seed = seed as u64;
     let trainer = Trainer {

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use js_sys::{Float32Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::{backend, err, set};
+use super::{backend, err, page_train_indices, set, HELD_OUT_EVERY};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, PIXELS};
@@ -26,8 +26,6 @@ use crate::nn::{Adam, Module, Optimizer};
 use crate::pca::{self, Pca};
 use crate::rng;
 
-/// Page digits i with i % HELD_OUT_EVERY == 0 are held out from training (models and PCA).
-const HELD_OUT_EVERY: usize = 5;
 /// Most training steps one call takes.
 const MAX_STEPS_PER_CALL: usize = 100;
 /// Most digits one evaluation call takes (bounds its time and activation memory).
@@ -93,10 +91,6 @@ fn current() -> Result<(Rc<Autoencoder>, AeCost), JsError> {
     let tr = trainer()?;
     let tr = tr.try_borrow().map_err(|_| invalid("the autoencoder is busy training"))?;
     Ok((tr.model.clone(), tr.cost))
-}
-
-fn train_indices(n: usize) -> Vec<usize> {
-    (0..n).filter(|i| i % HELD_OUT_EVERY != 0).collect()
 }
 
 fn held_out_indices(n: usize) -> Vec<usize> {
@@ -193,7 +187,7 @@ fn install(model: Autoencoder, cost: AeCost, lr: f32, batch: usize, seed: u64, h
         seed,
         step: 0,
         history,
-        order: rng::shuffled(train_indices(page.len()), seed.wrapping_mul(1000).wrapping_add(1)),
+        order: rng::shuffled(page_train_indices(page.len()), seed.wrapping_mul(1000).wrapping_add(1)),
         cursor: 0,
         epoch: 0,
     };
@@ -220,7 +214,7 @@ pub fn ae_load_digits(bytes: &[u8]) -> Result<JsValue, JsError> {
     TAB.with(|t| t.borrow_mut().digits = Some(page));
     let o = Object::new();
     set(&o, "digits", n as u32);
-    set(&o, "train", train_indices(n).len() as u32);
+    set(&o, "train", page_train_indices(n).len() as u32);
     set(&o, "held_out", held_out_indices(n).len() as u32);
     Ok(o.into())
 }
@@ -466,7 +460,7 @@ pub fn ae_pca_fit(rows: usize) -> Result<JsValue, JsError> {
     let page = digits()?;
     let (model, _) = current()?;
     let k = model.config.k;
-    let train = train_indices(page.len());
+    let train = page_train_indices(page.len());
     if !(k + 1..=train.len()).contains(&rows) {
         return Err(invalid(format!("PCA: rows must be {}..={} (training digits), got {rows}", k + 1, train.len())));
     }

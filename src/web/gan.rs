@@ -16,7 +16,7 @@ use std::rc::Rc;
 use js_sys::{Float32Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::{backend, err, set};
+use super::{backend, err, page_train_indices, set, HELD_OUT_EVERY};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, CLASSES, PIXELS, SIDE};
@@ -26,8 +26,6 @@ use crate::models::{Classifier, ClassifierConfig};
 use crate::nn::{Adam, Module};
 use crate::rng;
 
-/// Page digits i with i % HELD_OUT_EVERY == 0 are held out from training (the FID reference).
-const HELD_OUT_EVERY: usize = 5;
 const MAX_STEPS_PER_CALL: usize = 50;
 /// Most digits one generate / classify call takes.
 const MAX_CHUNK: usize = 500;
@@ -229,7 +227,7 @@ pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
     let b = backend()?;
     let b: &dyn Backend = b.as_ref();
     let gan = current()?;
-    let train: Vec<usize> = (0..page.len()).filter(|i| i % HELD_OUT_EVERY != 0).collect();
+    let train = page_train_indices(page.len());
     // queue every step with the model borrowed, then read the results without it
     let (outputs, loss, first_step) = {
         let mut gm = gan.try_borrow_mut().map_err(|_| invalid("training is already running"))?;

@@ -55,6 +55,15 @@ thread_local! {
     static PAGE_DIGITS: RefCell<Option<(usize, Rc<crate::data::mnist::Mnist>)>> = const { RefCell::new(None) };
 }
 
+/// Page digits i with i % HELD_OUT_EVERY == 0 (2,000 of 10,000, every class) are held out from
+/// every in-tab training (classifier, autoencoders and PCA, GAN) and serve as evaluation digits.
+pub(crate) const HELD_OUT_EVERY: usize = 5;
+
+/// The indices of the page digits (of `n`) that the tabs train on.
+pub(crate) fn page_train_indices(n: usize) -> Vec<usize> {
+    (0..n).filter(|i| i % HELD_OUT_EVERY != 0).collect()
+}
+
 /// Parse www/data/mnist_page.bin once per worker; a tab loading the same file again gets the
 /// parsed copy.
 pub(crate) fn page_digits(bytes: &[u8]) -> Result<Rc<crate::data::mnist::Mnist>, JsError> {
