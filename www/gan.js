@@ -165,6 +165,8 @@ export function setupGanTab(call) {
     groups: { p: [], q: [], r: [] },
     chunk: 1,
     lastDraw: 0,
+    /** the shipped classifier is in the worker (quality numbers need it) */
+    hasClassifier: false,
     lastScore: 0,
     scoreEnd: 0,
     scoreMs: 0,
