@@ -6,7 +6,8 @@
 // attack on one digit per update, one chunk of digits at one eps per curve call, a few steps per
 // training call. The loops live here, so they can pause and cancel between calls.
 
-const DIGITS_URL = 'data/mnist_page.bin';
+import { HELD_OUT_EVERY, SIDE, pageDigitBytes } from './digits.js';
+
 const MODELS = {
   standard: {
     url: 'models/classifier.safetensors',
@@ -22,9 +23,7 @@ const MODELS = {
 const CURVE_EPS = [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3];
 const COLORS = { standard: '#2f5fd0', adversarial: '#1f8a4c', trained: '#c0392b' };
 const LABELS = { standard: 'standard', adversarial: 'adversarially trained', trained: 'trained in this tab' };
-const HELD_OUT_EVERY = 5; // page digits i % 5 == 0 are never used to train the in-tab model
 const GRID_SIZE = 30;
-const SIDE = 28;
 // Goodfellow et al. 2014 (maxout network, FGSM at eps 0.25): 89.4% error, 17.9% after
 // adversarial training; shown on the curve as reference marks.
 const PAPER = [
@@ -228,9 +227,7 @@ export function setupAdversarialTab(call) {
 
   async function loadDigits() {
     try {
-      const res = await fetch(DIGITS_URL);
-      if (!res.ok) throw new Error(`${DIGITS_URL} was not found (HTTP ${res.status}): run ./build.sh setup to make it`);
-      const bytes = new Uint8Array(await res.arrayBuffer());
+      const bytes = await pageDigitBytes();
       const count = await call('adv_load_digits', bytes);
       const labels = bytes.subarray(8, 8 + count);
       const pixels = bytes.subarray(8 + count);

@@ -3,17 +3,15 @@
 // PCA's, and, with k = 2, see the codes of held-out digits and the decoded manifold.
 // Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/autoencoders.rs);
 // this file drives short calls in a loop that can pause between them, and draws on canvases.
+import { PIXELS, SIDE, pageDigitBytes } from './digits.js';
 import { download, fetchBytes } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 
-const DIGITS_URL = 'data/mnist_page.bin';
 const SHIPPED_URL = 'models/ae_plain_k2.safetensors';
 /** The ten label colours of the scatter (Tableau 10). */
 const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#5c5c5c'];
 const MANIFOLD_SIDE = 15;
-const SIDE = 28;
-const PIXELS = SIDE * SIDE;
 /** Target duration of one training call: Pause answers within about this long. */
 const TRAIN_CALL_MS = 300;
 /** Evaluations (held-out cost, grid, scatter, manifold) take at most ~1/7 of the time. */
@@ -719,7 +717,7 @@ export function setupAutoencodersTab(call) {
     redrawPlanes();
     try {
       await showBackend();
-      const digits = await fetchBytes(DIGITS_URL, 'the digit set');
+      const digits = await pageDigitBytes();
       await call('ae_load_digits', digits);
       state.ready = true;
       try {

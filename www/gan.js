@@ -4,16 +4,14 @@
 // and a "Real or Fake?" game against D.
 // Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/gan.rs); this file
 // drives short calls in loops that can pause between them, and draws on canvases.
+import { PIXELS, SIDE, pageDigitBytes } from './digits.js';
 import { download, fetchBytes } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 
-const DIGITS_URL = 'data/mnist_page.bin';
 const CLASSIFIER_URL = 'models/classifier.safetensors';
 const PRETRAINED_G = 'models/gan_dcgan_g.safetensors';
 const PRETRAINED_D = 'models/gan_dcgan_d.safetensors';
-const SIDE = 28;
-const PIXELS = SIDE * SIDE;
 /** The grid's fixed latent vectors come from this seed (the same z after every reset). */
 const GRID_SEED = 4242;
 const GRID_COLS = 8;
@@ -179,7 +177,7 @@ export function setupGanTab(call) {
   /** Load the digit set and the classifier into the worker once. */
   function ensureAssets() {
     assets ??= (async () => {
-      const digits = await fetchBytes(DIGITS_URL, 'the page digit set');
+      const digits = await pageDigitBytes();
       await call('gan_load_digits', digits);
       const clf = await fetchBytes(CLASSIFIER_URL, 'the MNIST classifier').catch(() => null);
       if (clf) {
