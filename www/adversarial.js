@@ -6,7 +6,7 @@
 // attack on one digit per update, one chunk of digits at one eps per curve call, a few steps per
 // training call. The loops live here, so they can pause and cancel between calls.
 
-import { HELD_OUT_EVERY, SIDE, pageDigitBytes } from './digits.js';
+import { HELD_OUT_EVERY, SIDE, digitsImage, pageDigitBytes } from './digits.js';
 
 const MODELS = {
   standard: {
@@ -40,13 +40,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Draw 784 values in [0, 1] (white on black) magnified to fill `canvas`, without smoothing. */
 function drawDigit(canvas, pixels) {
-  const ctx = canvas.getContext('2d');
-  const img = new ImageData(SIDE, SIDE);
-  for (let i = 0; i < SIDE * SIDE; i++) {
-    const v = Math.round(255 * Math.min(1, Math.max(0, pixels[i])));
-    img.data.set([v, v, v, 255], 4 * i);
-  }
-  blit(ctx, img, canvas);
+  blit(canvas.getContext('2d'), digitsImage(pixels, 1, 1), canvas);
 }
 
 /** Draw 784 values in [-1, 1] with a diverging colormap: blue (-1), white (0), red (+1). */

@@ -3,7 +3,7 @@
 // PCA's, and, with k = 2, see the codes of held-out digits and the decoded manifold.
 // Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/autoencoders.rs);
 // this file drives short calls in a loop that can pause between them, and draws on canvases.
-import { PIXELS, SIDE, pageDigitBytes } from './digits.js';
+import { PIXELS, SIDE, digitsImage, pageDigitBytes } from './digits.js';
 import { download, fetchBytes } from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -37,29 +37,6 @@ function setError(text) {
 }
 
 // ---------------------------------------------------------------- drawing
-
-/** Write `count` digits (784 values in [0, 1] each) into an ImageData grid of `cols` columns. */
-function digitsImage(values, count, cols, scale = 1, gap = 0) {
-  const rows = Math.ceil(count / cols);
-  const cell = SIDE * scale + gap;
-  const img = new ImageData(cols * cell - gap, rows * cell - gap);
-  img.data.fill(255);
-  for (let d = 0; d < count; d++) {
-    const ox = (d % cols) * cell;
-    const oy = Math.floor(d / cols) * cell;
-    for (let y = 0; y < SIDE * scale; y++) {
-      for (let x = 0; x < SIDE * scale; x++) {
-        const v = values[d * PIXELS + Math.floor(y / scale) * SIDE + Math.floor(x / scale)];
-        // ink is white on black, as MNIST
-        const g = Math.round(255 * Math.min(1, Math.max(0, v)));
-        const i = ((oy + y) * img.width + ox + x) * 4;
-        img.data[i] = img.data[i + 1] = img.data[i + 2] = g;
-        img.data[i + 3] = 255;
-      }
-    }
-  }
-  return img;
-}
 
 /** Training cost (each step, drawn smoothed) and held-out cost (at evaluations) vs step. */
 function drawLoss(canvas, train, held) {

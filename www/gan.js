@@ -4,7 +4,7 @@
 // and a "Real or Fake?" game against D.
 // Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/gan.rs); this file
 // drives short calls in loops that can pause between them, and draws on canvases.
-import { PIXELS, SIDE, pageDigitBytes } from './digits.js';
+import { PIXELS, SIDE, digitsImage, pageDigitBytes } from './digits.js';
 import { download, fetchBytes } from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -42,24 +42,8 @@ function setError(text) {
 
 /** Draw `count` digits (784 values in [0, 1] each) on `canvas` in `cols` columns. */
 function drawDigits(canvas, values, count, cols, scale = GRID_SCALE, gap = GRID_GAP) {
-  const rows = Math.ceil(count / cols);
-  const cell = SIDE * scale + gap;
-  canvas.width = cols * cell - gap;
-  canvas.height = rows * cell - gap;
-  const img = new ImageData(canvas.width, canvas.height);
-  img.data.fill(255);
-  for (let d = 0; d < count; d++) {
-    const ox = (d % cols) * cell;
-    const oy = Math.floor(d / cols) * cell;
-    for (let y = 0; y < SIDE * scale; y++) {
-      for (let x = 0; x < SIDE * scale; x++) {
-        const v = values[d * PIXELS + Math.floor(y / scale) * SIDE + Math.floor(x / scale)];
-        const g = Math.round(255 * Math.min(1, Math.max(0, v)));
-        const i = ((oy + y) * img.width + ox + x) * 4;
-        img.data[i] = img.data[i + 1] = img.data[i + 2] = g;
-      }
-    }
-  }
+  const img = digitsImage(values, count, cols, scale, gap);
+  [canvas.width, canvas.height] = [img.width, img.height];
   canvas.getContext('2d').putImageData(img, 0, 0);
 }
 

@@ -16,14 +16,13 @@ use std::rc::Rc;
 use js_sys::{Float32Array, Object};
 use wasm_bindgen::prelude::*;
 
-use super::{backend, err, page_train_indices, set, HELD_OUT_EVERY};
+use super::{backend, err, set, EpochOrder, HELD_OUT_EVERY};
 use crate::attack::{self, AdvTraining, Attack, EvalResult};
 use crate::backend::{Backend, UnaryOp};
 use crate::data::drawing;
 use crate::data::mnist::{one_hot, Mnist, CLASSES, PIXELS, SIDE};
 use crate::models::classifier::{train_step, Classifier, ClassifierConfig};
 use crate::nn::{Adam, Module};
-use crate::rng;
 
 /// Most digits one evaluation call takes (keeps a call short).
 const MAX_CHUNK: usize = 500;
@@ -40,10 +39,7 @@ struct Trainer {
     batch: usize,
     seed: u64,
     step: usize,
-    epoch: usize,
-    /// the training digits' indices in this epoch's order, and how far the epoch has got
-    order: Vec<usize>,
-    cursor: usize,
+    order: EpochOrder,
 }
 
 #[derive(Default)]
@@ -274,9 +270,9 @@ pub fn classifier_train_reset(size: &str, adversarial: bool, alpha: f32, eps: f3
     let b = backend()?;
     let model = Classifier::new(b.as_ref(), config, seed as u64).map_err(err)?;
     let parameters: usize = model.params().iter().map(|p| p.shape().iter().product::<usize>()).sum();
-    let train = page_train_indices(page.len());
-    let n_train = train.len();
     let seed = seed as u64;
+    let order = EpochOrder::new(page.len(), seed);
+    let n_train = order.len();
     let trainer = Trainer {
         model: Rc::new(model),
         opt: Adam::new(lr, 0.9, 0.999),
@@ -284,9 +280,7 @@ pub fn classifier_train_reset(size: &str, adversarial: bool, alpha: f32, eps: f3
         batch,
         seed,
         step: 0,
-        epoch: 0,
-        order: rng::shuffled(train, seed.wrapping_mul(1000).wrapping_add(1)),
-        cursor: 0,
+        order,
     };
     TAB.with(|t| t.borrow_mut().trainer = Some(Rc::new(RefCell::new(trainer))));
     let o = Object::new();
@@ -313,15 +307,8 @@ pub async fn classifier_train_steps(n: usize) -> Result<JsValue, JsError> {
         let mut losses = Vec::with_capacity(n);
         let mut last = None;
         for _ in 0..n {
-            if tr.cursor + tr.batch > tr.order.len() {
-                tr.epoch += 1;
-                let seed = tr.seed.wrapping_mul(1000).wrapping_add(tr.epoch as u64 + 1);
-                let order = std::mem::take(&mut tr.order);
-                tr.order = rng::shuffled(order, seed);
-                tr.cursor = 0;
-            }
-            let idx = tr.order[tr.cursor..tr.cursor + tr.batch].to_vec();
-            tr.cursor += tr.batch;
+            let batch = tr.batch;
+            let idx = tr.order.next_batch(batch);
             let (xs, ys) = page.gather(&idx).map_err(err)?;
             let x = b.upload(&[idx.len(), 1, SIDE, SIDE], &xs).map_err(err)?;
             let t = b.upload(&[idx.len(), CLASSES], &one_hot(&ys)).map_err(err)?;
@@ -338,7 +325,7 @@ pub async fn classifier_train_steps(n: usize) -> Result<JsValue, JsError> {
         }
         let (x, ys) = last.expect("n >= 1");
         let probs = tr.model.probabilities_tensor(b, &x).map_err(err)?;
-        (losses, probs, ys, tr.step, tr.epoch)
+        (losses, probs, ys, tr.step, tr.order.epoch)
     };
     let mut values = Vec::with_capacity(n);
     for l in &losses {

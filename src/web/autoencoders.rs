@@ -17,7 +17,7 @@ use std::rc::Rc;
 use js_sys::{Float32Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::{backend, err, page_train_indices, set, HELD_OUT_EVERY};
+use super::{backend, err, page_train_indices, set, EpochOrder, HELD_OUT_EVERY};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, PIXELS};
@@ -49,10 +49,7 @@ struct Trainer {
     step: usize,
     /// how the model came to be, for the weights file and the page ("shipped", "new", ...)
     history: String,
-    /// the training digits' page indices in this epoch's order, and how far the epoch has got
-    order: Vec<usize>,
-    cursor: usize,
-    epoch: usize,
+    order: EpochOrder,
 }
 
 /// A plain autoencoder kept for comparison (contractive: Jacobian norm vs the plain one).
@@ -187,9 +184,7 @@ fn install(model: Autoencoder, cost: AeCost, lr: f32, batch: usize, seed: u64, h
         seed,
         step: 0,
         history,
-        order: rng::shuffled(page_train_indices(page.len()), seed.wrapping_mul(1000).wrapping_add(1)),
-        cursor: 0,
-        epoch: 0,
+        order: EpochOrder::new(page.len(), seed),
     };
     TAB.with(|t| t.borrow_mut().trainer = Some(Rc::new(RefCell::new(trainer))));
     Ok(model)
@@ -303,15 +298,8 @@ pub async fn ae_train_steps(n: usize) -> Result<JsValue, JsError> {
         let mut tr = trainer.try_borrow_mut().map_err(|_| invalid("training is already running"))?;
         let mut results = Vec::with_capacity(n);
         for _ in 0..n {
-            if tr.cursor + tr.batch > tr.order.len() {
-                tr.epoch += 1;
-                let seed = tr.seed.wrapping_mul(1000).wrapping_add(tr.epoch as u64 + 1);
-                let order = std::mem::take(&mut tr.order);
-                tr.order = rng::shuffled(order, seed);
-                tr.cursor = 0;
-            }
-            let idx = tr.order[tr.cursor..tr.cursor + tr.batch].to_vec();
-            tr.cursor += tr.batch;
+            let batch = tr.batch;
+            let idx = tr.order.next_batch(batch);
             let (xs, _) = page.gather(&idx).map_err(err)?;
             let x = b.upload(&[idx.len(), PIXELS], &xs).map_err(err)?;
             let noisy = match tr.cost.kind {
@@ -329,7 +317,7 @@ pub async fn ae_train_steps(n: usize) -> Result<JsValue, JsError> {
             results.push((g.value(total).map_err(err)?.clone(), g.value(recon).map_err(err)?.clone()));
             tr.step += 1;
         }
-        (results, tr.step, tr.epoch)
+        (results, tr.step, tr.order.epoch)
     };
     let (mut losses, mut recon) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for (total, rec) in &results {

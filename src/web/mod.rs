@@ -64,6 +64,38 @@ pub(crate) fn page_train_indices(n: usize) -> Vec<usize> {
     (0..n).filter(|i| i % HELD_OUT_EVERY != 0).collect()
 }
 
+/// The page's training digits (of `n`) in a seeded random order, reshuffled at each epoch: the
+/// batches of the tabs that train on the page digits (Adversarial, Autoencoders).
+pub(crate) struct EpochOrder {
+    order: Vec<usize>,
+    cursor: usize,
+    seed: u64,
+    /// completed passes over the training digits
+    pub epoch: usize,
+}
+
+impl EpochOrder {
+    pub fn new(n: usize, seed: u64) -> EpochOrder {
+        EpochOrder { order: crate::rng::shuffled(page_train_indices(n), seed.wrapping_mul(1000).wrapping_add(1)), cursor: 0, seed, epoch: 0 }
+    }
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+    /// The next `batch` page indices; a batch that would run past the epoch's end starts a new
+    /// epoch instead (the remainder is dropped).
+    pub fn next_batch(&mut self, batch: usize) -> Vec<usize> {
+        if self.cursor + batch > self.order.len() {
+            self.epoch += 1;
+            let seed = self.seed.wrapping_mul(1000).wrapping_add(self.epoch as u64 + 1);
+            self.order = crate::rng::shuffled(std::mem::take(&mut self.order), seed);
+            self.cursor = 0;
+        }
+        let idx = self.order[self.cursor..self.cursor + batch].to_vec();
+        self.cursor += batch;
+        idx
+    }
+}
+
 /// Parse www/data/mnist_page.bin once per worker; a tab loading the same file again gets the
 /// parsed copy.
 pub(crate) fn page_digits(bytes: &[u8]) -> Result<Rc<crate::data::mnist::Mnist>, JsError> {

@@ -198,7 +198,7 @@ test('Autoencoders tab on the CPU backend: says so; sparse, contractive, denoisi
   await page.selectOption('#ae-arch', 'conv');
   await page.fill('#ae-k', '8');
   await page.dispatchEvent('#ae-k', 'change');
-  await page.waitForFunction(() => /conv autoencoder, k = 8/.test(document.getElementById('ae-model').textContent), null, { timeout: 60_000 });
+  await page.waitForFunction(() => /conv autoencoder, k = 8/.test(document.getElementById('ae-model').textContent), null, { timeout: 180_000 });
   await page.waitForFunction(() => /PCA k = 8/.test(document.getElementById('ae-pca-status').textContent), null, { timeout: 120_000 });
   await trainAs(page, 'plain', 5);
   assert.match(await page.textContent('#ae-plane-note'), /needs a model with k = 2/);
