@@ -26,7 +26,10 @@ use crate::{Error, Result};
 pub enum AttackKind {
     Fgsm,
     /// Iterative FGSM / PGD (no random start).
-    Iterative { steps: usize, step_size: f32 },
+    Iterative {
+        steps: usize,
+        step_size: f32,
+    },
 }
 
 /// An attack with its budget eps (L-inf, pixel scale [0, 1]) and optionally a target class.
@@ -40,31 +43,48 @@ pub struct Attack {
 
 impl Attack {
     pub fn fgsm(eps: f32) -> Attack {
-        Attack { kind: AttackKind::Fgsm, eps, target: None }
+        Attack {
+            kind: AttackKind::Fgsm,
+            eps,
+            target: None,
+        }
     }
     /// Iterative attack with the common step size 2.5 eps / steps (Madry et al.), so the walk
     /// can reach the ball's surface and move along it.
     pub fn iterative(eps: f32, steps: usize) -> Attack {
         let step_size = 2.5 * eps / steps.max(1) as f32;
-        Attack { kind: AttackKind::Iterative { steps, step_size }, eps, target: None }
+        Attack {
+            kind: AttackKind::Iterative { steps, step_size },
+            eps,
+            target: None,
+        }
     }
     pub fn targeted(self, class: u8) -> Attack {
-        Attack { target: Some(class), ..self }
+        Attack {
+            target: Some(class),
+            ..self
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
         check_eps(self.eps)?;
         if let AttackKind::Iterative { steps, step_size } = self.kind {
             if steps == 0 || steps > 10_000 {
-                return Err(Error::Invalid(format!("iterative attack: steps must be in 1..=10000, got {steps}")));
+                return Err(Error::Invalid(format!(
+                    "iterative attack: steps must be in 1..=10000, got {steps}"
+                )));
             }
             if !(step_size.is_finite() && step_size >= 0.0) {
-                return Err(Error::Invalid(format!("iterative attack: step size must be >= 0, got {step_size}")));
+                return Err(Error::Invalid(format!(
+                    "iterative attack: step size must be >= 0, got {step_size}"
+                )));
             }
         }
         if let Some(c) = self.target {
             if c as usize >= CLASSES {
-                return Err(Error::Invalid(format!("targeted attack: class {c} is not a digit 0..9")));
+                return Err(Error::Invalid(format!(
+                    "targeted attack: class {c} is not a digit 0..9"
+                )));
             }
         }
         Ok(())
@@ -73,7 +93,9 @@ impl Attack {
 
 fn check_eps(eps: f32) -> Result<()> {
     if !(eps.is_finite() && (0.0..=1.0).contains(&eps)) {
-        return Err(Error::Invalid(format!("attack: eps must be in [0, 1] (pixel scale), got {eps}")));
+        return Err(Error::Invalid(format!(
+            "attack: eps must be in [0, 1] (pixel scale), got {eps}"
+        )));
     }
     Ok(())
 }
@@ -81,7 +103,12 @@ fn check_eps(eps: f32) -> Result<()> {
 /// d C(x, t) / d x for every image, with the loss summed over the batch so that each image's
 /// gradient is that of its own loss (the mean would scale all by 1/N). Returns (gradient,
 /// mean loss [1]). `t` holds one-hot (or soft) target rows (N, 10).
-pub fn input_gradient(b: &dyn Backend, model: &dyn Module, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
+pub fn input_gradient(
+    b: &dyn Backend,
+    model: &dyn Module,
+    x: &Tensor,
+    t: &Tensor,
+) -> Result<(Tensor, Tensor)> {
     let n = x.shape().first().copied().unwrap_or(0);
     let mut g = Graph::new(b);
     g.set_training(false);
@@ -90,13 +117,21 @@ pub fn input_gradient(b: &dyn Backend, model: &dyn Module, x: &Tensor, t: &Tenso
     let loss = cross_entropy(&mut g, model, xv, tv)?;
     let total = g.scale(loss, n as f32)?;
     g.backward(total)?;
-    let grad = g.grad(xv).ok_or_else(|| Error::Invalid("attack: the model's output does not depend on its input".into()))?;
+    let grad = g.grad(xv).ok_or_else(|| {
+        Error::Invalid("attack: the model's output does not depend on its input".into())
+    })?;
     Ok((grad, g.value(loss)?.clone()))
 }
 
 /// x' = clip(x + step sign(grad), 0, 1), then (with `ball = Some((x0, eps))`) projected onto
 /// [x0 - eps, x0 + eps] before the [0, 1] clip. A negative `step` descends.
-fn signed_step(b: &dyn Backend, x: &Tensor, grad: &Tensor, step: f32, ball: Option<(&Tensor, f32)>) -> Result<Tensor> {
+fn signed_step(
+    b: &dyn Backend,
+    x: &Tensor,
+    grad: &Tensor,
+    step: f32,
+    ball: Option<(&Tensor, f32)>,
+) -> Result<Tensor> {
     let s = b.unary(UnaryOp::Sign, grad)?;
     let delta = b.affine(&s, step, 0.0)?;
     let mut y = b.binary(BinaryOp::Add, x, &delta)?;
@@ -109,14 +144,26 @@ fn signed_step(b: &dyn Backend, x: &Tensor, grad: &Tensor, step: f32, ball: Opti
 }
 
 /// FGSM: clip(x + eps sign(grad_x C(x, y)), 0, 1); `t` one-hot rows of the true labels.
-pub fn fgsm(b: &dyn Backend, model: &dyn Module, x: &Tensor, t: &Tensor, eps: f32) -> Result<Tensor> {
+pub fn fgsm(
+    b: &dyn Backend,
+    model: &dyn Module,
+    x: &Tensor,
+    t: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
     check_eps(eps)?;
     let (grad, _) = input_gradient(b, model, x, t)?;
     signed_step(b, x, &grad, eps, None)
 }
 
 /// Targeted FGSM: clip(x - eps sign(grad_x C(x, target)), 0, 1): one step down the target's loss.
-pub fn fgsm_targeted(b: &dyn Backend, model: &dyn Module, x: &Tensor, target: &Tensor, eps: f32) -> Result<Tensor> {
+pub fn fgsm_targeted(
+    b: &dyn Backend,
+    model: &dyn Module,
+    x: &Tensor,
+    target: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
     check_eps(eps)?;
     let (grad, _) = input_gradient(b, model, x, target)?;
     signed_step(b, x, &grad, -eps, None)
@@ -125,8 +172,22 @@ pub fn fgsm_targeted(b: &dyn Backend, model: &dyn Module, x: &Tensor, target: &T
 /// Iterative FGSM / PGD: `steps` signed steps of `step_size` (up the loss of `t`, or down it
 /// when `targeted`), each projected onto the eps ball around x and onto [0, 1].
 #[allow(clippy::too_many_arguments)]
-pub fn iterative(b: &dyn Backend, model: &dyn Module, x: &Tensor, t: &Tensor, eps: f32, steps: usize, step_size: f32, targeted: bool) -> Result<Tensor> {
-    Attack { kind: AttackKind::Iterative { steps, step_size }, eps, target: None }.validate()?;
+pub fn iterative(
+    b: &dyn Backend,
+    model: &dyn Module,
+    x: &Tensor,
+    t: &Tensor,
+    eps: f32,
+    steps: usize,
+    step_size: f32,
+    targeted: bool,
+) -> Result<Tensor> {
+    Attack {
+        kind: AttackKind::Iterative { steps, step_size },
+        eps,
+        target: None,
+    }
+    .validate()?;
     let step = if targeted { -step_size } else { step_size };
     let mut xa = x.clone();
     for _ in 0..steps {
@@ -137,11 +198,20 @@ pub fn iterative(b: &dyn Backend, model: &dyn Module, x: &Tensor, t: &Tensor, ep
 }
 
 /// Adversarial images for `x` (N, 1, H, W) with true `labels` under `attack`.
-pub fn perturb(b: &dyn Backend, model: &dyn Module, x: &Tensor, labels: &[u8], attack: &Attack) -> Result<Tensor> {
+pub fn perturb(
+    b: &dyn Backend,
+    model: &dyn Module,
+    x: &Tensor,
+    labels: &[u8],
+    attack: &Attack,
+) -> Result<Tensor> {
     attack.validate()?;
     let n = x.shape().first().copied().unwrap_or(0);
     if labels.len() != n {
-        return Err(Error::Shape(format!("attack: {} labels for a batch of {n} images", labels.len())));
+        return Err(Error::Shape(format!(
+            "attack: {} labels for a batch of {n} images",
+            labels.len()
+        )));
     }
     if attack.eps == 0.0 {
         return Ok(x.clone());
@@ -154,7 +224,9 @@ pub fn perturb(b: &dyn Backend, model: &dyn Module, x: &Tensor, labels: &[u8], a
     match (attack.kind, targeted) {
         (AttackKind::Fgsm, false) => fgsm(b, model, x, &t, attack.eps),
         (AttackKind::Fgsm, true) => fgsm_targeted(b, model, x, &t, attack.eps),
-        (AttackKind::Iterative { steps, step_size }, targeted) => iterative(b, model, x, &t, attack.eps, steps, step_size, targeted),
+        (AttackKind::Iterative { steps, step_size }, targeted) => {
+            iterative(b, model, x, &t, attack.eps, steps, step_size, targeted)
+        }
     }
 }
 
@@ -163,9 +235,20 @@ pub fn perturb(b: &dyn Backend, model: &dyn Module, x: &Tensor, labels: &[u8], a
 /// [0, 1]. Training on plain FGSM at a large eps can overfit to it "catastrophically": the
 /// model learns to mask its gradient, FGSM stops working while iterative attacks succeed; the
 /// random start prevents that at the cost of one random tensor per step.
-pub fn fgsm_random_start(b: &dyn Backend, model: &dyn Module, x: &Tensor, t: &Tensor, eps: f32, seed: u64) -> Result<Tensor> {
+pub fn fgsm_random_start(
+    b: &dyn Backend,
+    model: &dyn Module,
+    x: &Tensor,
+    t: &Tensor,
+    eps: f32,
+    seed: u64,
+) -> Result<Tensor> {
     check_eps(eps)?;
-    let noise = b.random(x.shape(), crate::backend::Distribution::Uniform { lo: -eps, hi: eps }, seed)?;
+    let noise = b.random(
+        x.shape(),
+        crate::backend::Distribution::Uniform { lo: -eps, hi: eps },
+        seed,
+    )?;
     let x0 = b.clamp(&b.binary(BinaryOp::Add, x, &noise)?, 0.0, 1.0)?;
     let (grad, _) = input_gradient(b, model, &x0, t)?;
     signed_step(b, &x0, &grad, 1.25 * eps, Some((x, eps)))
@@ -184,9 +267,18 @@ pub struct AdvTraining {
 
 /// alpha C(x) + (1 - alpha) C(x~) recorded in `g` (x~ given; gradients flow to the parameters
 /// through both terms).
-pub fn adversarial_loss(g: &mut Graph<'_>, model: &dyn Module, x: Var, x_adv: Var, t: Var, alpha: f32) -> Result<Var> {
+pub fn adversarial_loss(
+    g: &mut Graph<'_>,
+    model: &dyn Module,
+    x: Var,
+    x_adv: Var,
+    t: Var,
+    alpha: f32,
+) -> Result<Var> {
     if !(alpha.is_finite() && (0.0..=1.0).contains(&alpha)) {
-        return Err(Error::Invalid(format!("adversarial loss: alpha must be in [0, 1], got {alpha}")));
+        return Err(Error::Invalid(format!(
+            "adversarial loss: alpha must be in [0, 1], got {alpha}"
+        )));
     }
     let clean = cross_entropy(g, model, x, t)?;
     let adv = cross_entropy(g, model, x_adv, t)?;
@@ -197,7 +289,13 @@ pub fn adversarial_loss(g: &mut Graph<'_>, model: &dyn Module, x: Var, x_adv: Va
 
 /// The adversarial-training objective for a batch: crafts x~ (FGSM, or RS-FGSM) with the
 /// current parameters (in a separate graph), then records alpha C(x) + (1 - alpha) C(x~) in `g`.
-pub fn adversarial_training_loss(g: &mut Graph<'_>, model: &dyn Module, x: &Tensor, t: &Tensor, cfg: &AdvTraining) -> Result<Var> {
+pub fn adversarial_training_loss(
+    g: &mut Graph<'_>,
+    model: &dyn Module,
+    x: &Tensor,
+    t: &Tensor,
+    cfg: &AdvTraining,
+) -> Result<Var> {
     let b = g.backend();
     let x_adv = match cfg.random_start {
         None => fgsm(b, model, x, t, cfg.eps)?,
@@ -235,13 +333,21 @@ impl EvalResult {
     /// Mean confidence on the misclassified images (Goodfellow et al. report it), 0 if none.
     pub fn mean_wrong_confidence(&self) -> f64 {
         let wrong = self.n - self.correct;
-        if wrong == 0 { 0.0 } else { self.wrong_confidence_sum / wrong as f64 }
+        if wrong == 0 {
+            0.0
+        } else {
+            self.wrong_confidence_sum / wrong as f64
+        }
     }
 
     /// Add one batch's class probabilities (n, 10) against its labels.
     pub fn add_batch(&mut self, probs: &[f32], labels: &[u8], target: Option<u8>) {
         for (row, &l) in probs.chunks(CLASSES).zip(labels) {
-            let (pred, conf) = row.iter().enumerate().fold((0, f32::MIN), |best, (k, &p)| if p > best.1 { (k, p) } else { best });
+            let (pred, conf) =
+                row.iter().enumerate().fold(
+                    (0, f32::MIN),
+                    |best, (k, &p)| if p > best.1 { (k, p) } else { best },
+                );
             self.n += 1;
             self.confidence_sum += conf as f64;
             if pred == l as usize {
@@ -259,7 +365,14 @@ impl EvalResult {
 /// Add one batch to `r`: images `x` (n, 1, 28, 28) with `labels`, under `attack` when given.
 /// Reads the probabilities asynchronously, so it also runs in wasm (the page's robustness
 /// curve and in-tab evaluation use it one chunk per worker call).
-pub async fn evaluate_batch(b: &dyn Backend, model: &dyn Module, x: &Tensor, labels: &[u8], attack: Option<&Attack>, r: &mut EvalResult) -> Result<()> {
+pub async fn evaluate_batch(
+    b: &dyn Backend,
+    model: &dyn Module,
+    x: &Tensor,
+    labels: &[u8],
+    attack: Option<&Attack>,
+    r: &mut EvalResult,
+) -> Result<()> {
     let x = match attack {
         Some(a) => perturb(b, model, x, labels, a)?,
         None => x.clone(),
@@ -291,7 +404,11 @@ pub fn evaluate(
 ) -> Result<EvalResult> {
     use crate::data::mnist::{PIXELS, SIDE};
     if batch == 0 || images.len() != labels.len() * PIXELS {
-        return Err(Error::Invalid(format!("evaluate: {} pixel values for {} labels (batch {batch})", images.len(), labels.len())));
+        return Err(Error::Invalid(format!(
+            "evaluate: {} pixel values for {} labels (batch {batch})",
+            images.len(),
+            labels.len()
+        )));
     }
     let mut r = EvalResult::default();
     for (xs, ys) in images.chunks(batch * PIXELS).zip(labels.chunks(batch)) {

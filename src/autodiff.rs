@@ -46,7 +46,11 @@ pub struct Param {
 impl Param {
     /// `name` as PyTorch's state_dict would spell it ("conv1.weight").
     pub fn new(name: impl Into<String>, value: Tensor) -> Param {
-        Param { id: fresh_id(), name: name.into(), value }
+        Param {
+            id: fresh_id(),
+            name: name.into(),
+            value,
+        }
     }
     pub fn name(&self) -> &str {
         &self.name
@@ -90,7 +94,14 @@ pub struct Graph<'b> {
 impl<'b> Graph<'b> {
     /// A new, empty graph in training mode with gradients enabled.
     pub fn new(backend: &'b dyn Backend) -> Graph<'b> {
-        Graph { backend, id: fresh_id(), nodes: Vec::new(), params: HashMap::new(), training: true, grad_enabled: true }
+        Graph {
+            backend,
+            id: fresh_id(),
+            nodes: Vec::new(),
+            params: HashMap::new(),
+            training: true,
+            grad_enabled: true,
+        }
     }
 
     pub fn backend(&self) -> &'b dyn Backend {
@@ -134,7 +145,10 @@ impl<'b> Graph<'b> {
     /// a layer applied twice in one graph (a GAN discriminator on real and fake) sums its grads.
     pub fn param(&mut self, p: &Param) -> Var {
         if let Some(&i) = self.params.get(&p.id) {
-            return Var { graph: self.id, index: i };
+            return Var {
+                graph: self.id,
+                index: i,
+            };
         }
         let v = self.leaf(p.value.clone(), true);
         self.params.insert(p.id, v.index);
@@ -147,15 +161,26 @@ impl<'b> Graph<'b> {
     }
 
     fn leaf(&mut self, t: Tensor, requires_grad: bool) -> Var {
-        self.nodes.push(Node { value: t, inputs: Vec::new(), backward: None, requires_grad, grad: None });
-        Var { graph: self.id, index: self.nodes.len() - 1 }
+        self.nodes.push(Node {
+            value: t,
+            inputs: Vec::new(),
+            backward: None,
+            requires_grad,
+            grad: None,
+        });
+        Var {
+            graph: self.id,
+            index: self.nodes.len() - 1,
+        }
     }
 
     // ------------------------------------------------------------------ access
 
     fn index(&self, v: Var) -> Result<usize> {
         if v.graph != self.id || v.index >= self.nodes.len() {
-            return Err(Error::Invalid("autodiff: this Var belongs to another graph".into()));
+            return Err(Error::Invalid(
+                "autodiff: this Var belongs to another graph".into(),
+            ));
         }
         Ok(v.index)
     }
@@ -172,7 +197,9 @@ impl<'b> Graph<'b> {
     }
     /// d loss / d p for a parameter used in this graph.
     pub fn param_grad(&self, p: &Param) -> Option<Tensor> {
-        self.params.get(&p.id).and_then(|&i| self.nodes[i].grad.clone())
+        self.params
+            .get(&p.id)
+            .and_then(|&i| self.nodes[i].grad.clone())
     }
 
     /// Record an op: its output, inputs and backward (dropped when gradients are disabled or no
@@ -185,8 +212,17 @@ impl<'b> Graph<'b> {
         let requires_grad = self.grad_enabled && idx.iter().any(|&i| self.nodes[i].requires_grad);
         let backward = if requires_grad { Some(backward) } else { None };
         let inputs = if requires_grad { idx } else { Vec::new() };
-        self.nodes.push(Node { value, inputs, backward, requires_grad, grad: None });
-        Ok(Var { graph: self.id, index: self.nodes.len() - 1 })
+        self.nodes.push(Node {
+            value,
+            inputs,
+            backward,
+            requires_grad,
+            grad: None,
+        });
+        Ok(Var {
+            graph: self.id,
+            index: self.nodes.len() - 1,
+        })
     }
 
     fn vals<const N: usize>(&self, vs: [Var; N]) -> Result<[Tensor; N]> {
@@ -204,7 +240,9 @@ impl<'b> Graph<'b> {
     pub fn backward(&mut self, loss: Var) -> Result<()> {
         let li = self.index(loss)?;
         if !self.grad_enabled {
-            return Err(Error::Invalid("autodiff: backward on a graph with gradients disabled".into()));
+            return Err(Error::Invalid(
+                "autodiff: backward on a graph with gradients disabled".into(),
+            ));
         }
         if self.nodes[li].value.numel() != 1 {
             return Err(Error::Shape(format!(
@@ -229,7 +267,11 @@ impl<'b> Graph<'b> {
                 }
                 continue;
             };
-            let needs: Vec<bool> = node.inputs.iter().map(|&j| self.nodes[j].requires_grad).collect();
+            let needs: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|&j| self.nodes[j].requires_grad)
+                .collect();
             let gins = bw(b, &gy, &needs)?;
             for (&j, g) in node.inputs.iter().zip(gins) {
                 let Some(g) = g else { continue };
@@ -237,7 +279,11 @@ impl<'b> Graph<'b> {
                     continue;
                 }
                 // ops may return a gradient with the input's elements but another shape
-                let g = if g.shape() != self.nodes[j].value.shape() { g.reshape(self.nodes[j].value.shape())? } else { g };
+                let g = if g.shape() != self.nodes[j].value.shape() {
+                    g.reshape(self.nodes[j].value.shape())?
+                } else {
+                    g
+                };
                 grads[j] = Some(match grads[j].take() {
                     Some(acc) => b.binary(BinaryOp::Add, &acc, &g)?,
                     None => g,
@@ -260,11 +306,23 @@ impl<'b> Graph<'b> {
             y,
             &inputs,
             Box::new(move |be, gy, needs| {
-                let gx = if needs[0] { Some(be.conv2d_backward_input(gy, &wt, xt.shape(), p)?) } else { None };
-                let gw = if needs[1] { Some(be.conv2d_backward_weight(&xt, gy, wt.shape(), p)?) } else { None };
+                let gx = if needs[0] {
+                    Some(be.conv2d_backward_input(gy, &wt, xt.shape(), p)?)
+                } else {
+                    None
+                };
+                let gw = if needs[1] {
+                    Some(be.conv2d_backward_weight(&xt, gy, wt.shape(), p)?)
+                } else {
+                    None
+                };
                 let mut out = vec![gx, gw];
                 if needs.len() > 2 {
-                    out.push(if needs[2] { Some(be.bias_grad(gy)?) } else { None });
+                    out.push(if needs[2] {
+                        Some(be.bias_grad(gy)?)
+                    } else {
+                        None
+                    });
                 }
                 Ok(out)
             }),
@@ -272,7 +330,13 @@ impl<'b> Graph<'b> {
     }
 
     /// conv_transpose2d with PyTorch semantics; x (N,Cin,H,W), w (Cin,Cout,k,k), b (Cout).
-    pub fn conv_transpose2d(&mut self, x: Var, w: Var, b: Option<Var>, p: ConvTranspose2dParams) -> Result<Var> {
+    pub fn conv_transpose2d(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        p: ConvTranspose2dParams,
+    ) -> Result<Var> {
         let [xt, wt] = self.vals([x, w])?;
         let bt = b.map(|b| self.value(b).cloned()).transpose()?;
         let y = self.backend.conv_transpose2d(&xt, &wt, bt.as_ref(), p)?;
@@ -282,11 +346,23 @@ impl<'b> Graph<'b> {
             y,
             &inputs,
             Box::new(move |be, gy, needs| {
-                let gx = if needs[0] { Some(be.conv_transpose2d_backward_input(gy, &wt, xt.shape(), p)?) } else { None };
-                let gw = if needs[1] { Some(be.conv_transpose2d_backward_weight(&xt, gy, wt.shape(), p)?) } else { None };
+                let gx = if needs[0] {
+                    Some(be.conv_transpose2d_backward_input(gy, &wt, xt.shape(), p)?)
+                } else {
+                    None
+                };
+                let gw = if needs[1] {
+                    Some(be.conv_transpose2d_backward_weight(&xt, gy, wt.shape(), p)?)
+                } else {
+                    None
+                };
                 let mut out = vec![gx, gw];
                 if needs.len() > 2 {
-                    out.push(if needs[2] { Some(be.bias_grad(gy)?) } else { None });
+                    out.push(if needs[2] {
+                        Some(be.bias_grad(gy)?)
+                    } else {
+                        None
+                    });
                 }
                 Ok(out)
             }),
@@ -344,7 +420,11 @@ impl<'b> Graph<'b> {
             y,
             &[x, b],
             Box::new(move |be, gy, needs| {
-                let gb = if needs[1] { Some(be.bias_grad(gy)?) } else { None };
+                let gb = if needs[1] {
+                    Some(be.bias_grad(gy)?)
+                } else {
+                    None
+                };
                 Ok(vec![Some(gy.clone()), gb])
             }),
         )
@@ -362,12 +442,24 @@ impl<'b> Graph<'b> {
                 Ok(match op {
                     BinaryOp::Add => vec![Some(gy.clone()), Some(gy.clone())],
                     BinaryOp::Sub => {
-                        let gb = if needs[1] { Some(be.affine(gy, -1.0, 0.0)?) } else { None };
+                        let gb = if needs[1] {
+                            Some(be.affine(gy, -1.0, 0.0)?)
+                        } else {
+                            None
+                        };
                         vec![Some(gy.clone()), gb]
                     }
                     BinaryOp::Mul => {
-                        let ga = if needs[0] { Some(be.binary(BinaryOp::Mul, gy, &bt)?) } else { None };
-                        let gb = if needs[1] { Some(be.binary(BinaryOp::Mul, gy, &at)?) } else { None };
+                        let ga = if needs[0] {
+                            Some(be.binary(BinaryOp::Mul, gy, &bt)?)
+                        } else {
+                            None
+                        };
+                        let gb = if needs[1] {
+                            Some(be.binary(BinaryOp::Mul, gy, &at)?)
+                        } else {
+                            None
+                        };
                         vec![ga, gb]
                     }
                 })
@@ -388,7 +480,11 @@ impl<'b> Graph<'b> {
     pub fn affine(&mut self, x: Var, a: f32, b: f32) -> Result<Var> {
         let [xt] = self.vals([x])?;
         let y = self.backend.affine(&xt, a, b)?;
-        self.push(y, &[x], Box::new(move |be, gy, _| Ok(vec![Some(be.affine(gy, a, 0.0)?)])))
+        self.push(
+            y,
+            &[x],
+            Box::new(move |be, gy, _| Ok(vec![Some(be.affine(gy, a, 0.0)?)])),
+        )
     }
     /// y = a * x
     pub fn scale(&mut self, x: Var, a: f32) -> Result<Var> {
@@ -402,7 +498,11 @@ impl<'b> Graph<'b> {
         if op == UnaryOp::Sign {
             return Ok(self.constant(y));
         }
-        self.push(y, &[x], Box::new(move |be, gy, _| Ok(vec![Some(be.unary_backward(op, &xt, gy)?)])))
+        self.push(
+            y,
+            &[x],
+            Box::new(move |be, gy, _| Ok(vec![Some(be.unary_backward(op, &xt, gy)?)])),
+        )
     }
     pub fn relu(&mut self, x: Var) -> Result<Var> {
         self.unary(UnaryOp::Relu, x)
@@ -430,7 +530,9 @@ impl<'b> Graph<'b> {
     /// clamp(x, lo, hi); the gradient passes where lo <= x <= hi (as PyTorch) and is 0 elsewhere.
     pub fn clamp(&mut self, x: Var, lo: f32, hi: f32) -> Result<Var> {
         if lo.is_nan() || hi.is_nan() || lo > hi {
-            return Err(Error::Invalid(format!("clamp: lo {lo} must not exceed hi {hi}")));
+            return Err(Error::Invalid(format!(
+                "clamp: lo {lo} must not exceed hi {hi}"
+            )));
         }
         let [xt] = self.vals([x])?;
         let y = self.backend.clamp(&xt, lo, hi)?;
@@ -456,7 +558,11 @@ impl<'b> Graph<'b> {
         let [xt] = self.vals([x])?;
         let y = xt.reshape(shape)?;
         let xs = xt.shape().to_vec();
-        self.push(y, &[x], Box::new(move |_, gy, _| Ok(vec![Some(gy.reshape(&xs)?)])))
+        self.push(
+            y,
+            &[x],
+            Box::new(move |_, gy, _| Ok(vec![Some(gy.reshape(&xs)?)])),
+        )
     }
     /// (N, ...) -> (N, product of the rest), as `torch.flatten(x, 1)`.
     pub fn flatten(&mut self, x: Var) -> Result<Var> {
@@ -480,7 +586,11 @@ impl<'b> Graph<'b> {
     }
     fn reduce(&mut self, x: Var, mean: bool) -> Result<Var> {
         let [xt] = self.vals([x])?;
-        let y = if mean { self.backend.mean(&xt)? } else { self.backend.sum(&xt)? };
+        let y = if mean {
+            self.backend.mean(&xt)?
+        } else {
+            self.backend.sum(&xt)?
+        };
         let xs = xt.shape().to_vec();
         self.push(
             y,
@@ -488,7 +598,11 @@ impl<'b> Graph<'b> {
             Box::new(move |be, gy, _| {
                 let n = numel(&xs);
                 let g = broadcast_scalar(be, gy, n)?;
-                let g = if mean { be.affine(&g, 1.0 / n as f32, 0.0)? } else { g };
+                let g = if mean {
+                    be.affine(&g, 1.0 / n as f32, 0.0)?
+                } else {
+                    g
+                };
                 Ok(vec![Some(g.reshape(&xs)?)])
             }),
         )
@@ -515,7 +629,9 @@ impl<'b> Graph<'b> {
                 let ones_row = be.fill(&[1, k], 1.0)?;
                 let sb = be.matmul(&s, &ones_row, false, false)?; // (rows, k)
                 let d = be.binary(BinaryOp::Sub, &g2, &sb)?;
-                Ok(vec![Some(be.binary(BinaryOp::Mul, &y2, &d)?.reshape(&shape)?)])
+                Ok(vec![Some(
+                    be.binary(BinaryOp::Mul, &y2, &d)?.reshape(&shape)?,
+                )])
             }),
         )
     }
@@ -539,7 +655,11 @@ impl<'b> Graph<'b> {
             &[pred, target],
             Box::new(move |be, gl, needs| {
                 let gp = be.loss_backward(kind, &pt, &tt, gl)?;
-                let gt = if needs[1] { Some(be.affine(&gp, -1.0, 0.0)?) } else { None };
+                let gt = if needs[1] {
+                    Some(be.affine(&gp, -1.0, 0.0)?)
+                } else {
+                    None
+                };
                 Ok(vec![Some(gp), gt])
             }),
         )
@@ -563,7 +683,15 @@ impl<'b> Graph<'b> {
     ) -> Result<Var> {
         let [xt, gt, bt] = self.vals([x, gamma, beta])?;
         if self.training {
-            let (y, mean, invstd) = self.backend.batchnorm2d_train(&xt, &gt, &bt, running_mean, running_var, momentum, eps)?;
+            let (y, mean, invstd) = self.backend.batchnorm2d_train(
+                &xt,
+                &gt,
+                &bt,
+                running_mean,
+                running_var,
+                momentum,
+                eps,
+            )?;
             self.push(
                 y,
                 &[x, gamma, beta],
@@ -573,7 +701,9 @@ impl<'b> Graph<'b> {
                 }),
             )
         } else {
-            let y = self.backend.batchnorm2d_eval(&xt, &gt, &bt, running_mean, running_var, eps)?;
+            let y = self
+                .backend
+                .batchnorm2d_eval(&xt, &gt, &bt, running_mean, running_var, eps)?;
             let (rm, rv) = (running_mean.clone(), running_var.clone());
             self.push(
                 y,
@@ -584,7 +714,11 @@ impl<'b> Graph<'b> {
                     // xhat = eval(x; gamma 1, beta 0, rm, rv).
                     let c = gt.numel();
                     let zeros = be.zeros(&[c])?;
-                    let gx = if needs[0] { Some(be.batchnorm2d_eval(gy, &gt, &zeros, &zeros, &rv, eps)?) } else { None };
+                    let gx = if needs[0] {
+                        Some(be.batchnorm2d_eval(gy, &gt, &zeros, &zeros, &rv, eps)?)
+                    } else {
+                        None
+                    };
                     let gg = if needs[1] {
                         let ones = be.fill(&[c], 1.0)?;
                         let xhat = be.batchnorm2d_eval(&xt, &ones, &zeros, &rm, &rv, eps)?;
@@ -592,7 +726,11 @@ impl<'b> Graph<'b> {
                     } else {
                         None
                     };
-                    let gb = if needs[2] { Some(be.bias_grad(gy)?) } else { None };
+                    let gb = if needs[2] {
+                        Some(be.bias_grad(gy)?)
+                    } else {
+                        None
+                    };
                     Ok(vec![gx, gg, gb])
                 }),
             )

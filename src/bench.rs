@@ -48,7 +48,11 @@ fn rand_tensor(be: &dyn Backend, shape: &[usize], seed: u64) -> Result<Tensor> {
 
 /// Time `f` (which enqueues work) until `budget` has passed, after one warm-up; `sync` waits
 /// for the backend to finish. Returns seconds per call.
-fn time_it(budget: Duration, sync: &dyn Fn() -> Result<()>, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+fn time_it(
+    budget: Duration,
+    sync: &dyn Fn() -> Result<()>,
+    f: &mut dyn FnMut() -> Result<()>,
+) -> Result<f64> {
     f()?;
     sync()?;
     let start = Instant::now();
@@ -65,16 +69,30 @@ fn time_it(budget: Duration, sync: &dyn Fn() -> Result<()>, f: &mut dyn FnMut() 
 }
 
 /// Bench every op on one backend.
-pub fn bench_backend(be: &dyn Backend, sync: &dyn Fn() -> Result<()>, budget: Duration) -> Result<Vec<BenchRow>> {
+pub fn bench_backend(
+    be: &dyn Backend,
+    sync: &dyn Fn() -> Result<()>,
+    budget: Duration,
+) -> Result<Vec<BenchRow>> {
     let name = be.info().describe();
     let mut rows = Vec::new();
     let mut push = |op: &'static str, shape: String, gflop: f64, secs: f64| {
-        rows.push(BenchRow { backend: name.clone(), op, shape, gflop, seconds: secs });
+        rows.push(BenchRow {
+            backend: name.clone(),
+            op,
+            shape,
+            gflop,
+            seconds: secs,
+        });
     };
 
     // DnCNN-like: batch 16, 64 -> 64 channels, 3x3, 64x64, stride 1, padding 1.
     let (n, c, hw, k) = (16, 64, 64, 3);
-    let p = Conv2dParams { stride: 1, padding: 1, dilation: 1 };
+    let p = Conv2dParams {
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+    };
     let x = rand_tensor(be, &[n, c, hw, hw], 1)?;
     let w = rand_tensor(be, &[c, c, k, k], 2)?;
     let gy = rand_tensor(be, &[n, c, hw, hw], 3)?;
@@ -82,32 +100,62 @@ pub fn bench_backend(be: &dyn Backend, sync: &dyn Fn() -> Result<()>, budget: Du
     let shape = format!("N{n} {c}->{c} {k}x{k} {hw}x{hw}");
     let t = time_it(budget, sync, &mut || be.conv2d(&x, &w, None, p).map(drop))?;
     push("conv2d forward", shape.clone(), conv_gflop, t);
-    let t = time_it(budget, sync, &mut || be.conv2d_backward_input(&gy, &w, x.shape(), p).map(drop))?;
+    let t = time_it(budget, sync, &mut || {
+        be.conv2d_backward_input(&gy, &w, x.shape(), p).map(drop)
+    })?;
     push("conv2d backward-input", shape.clone(), conv_gflop, t);
-    let t = time_it(budget, sync, &mut || be.conv2d_backward_weight(&x, &gy, w.shape(), p).map(drop))?;
+    let t = time_it(budget, sync, &mut || {
+        be.conv2d_backward_weight(&x, &gy, w.shape(), p).map(drop)
+    })?;
     push("conv2d backward-weight", shape.clone(), conv_gflop, t);
     // The same GEMM as the conv's implicit GEMM: (N*H*W) x (Cin*k*k) times (Cin*k*k) x Cout.
     let (m, kk, nn) = (n * hw * hw, c * k * k, c);
     let a = rand_tensor(be, &[m, kk], 4)?;
     let b = rand_tensor(be, &[kk, nn], 5)?;
-    let t = time_it(budget, sync, &mut || be.matmul(&a, &b, false, false).map(drop))?;
-    push("matmul", format!("{m}x{kk} . {kk}x{nn}"), 2.0 * (m * kk * nn) as f64 / 1e9, t);
+    let t = time_it(budget, sync, &mut || {
+        be.matmul(&a, &b, false, false).map(drop)
+    })?;
+    push(
+        "matmul",
+        format!("{m}x{kk} . {kk}x{nn}"),
+        2.0 * (m * kk * nn) as f64 / 1e9,
+        t,
+    );
     drop((x, w, gy, a, b));
 
     // GAN-like: batch 64, transposed conv 128 -> 64, 7x7 -> 14x14, k4 s2 p1 (DCGAN generator).
     let (n, ci, co, hw, k) = (64, 128, 64, 7, 4);
-    let pt = ConvTranspose2dParams { stride: 2, padding: 1, output_padding: 0, dilation: 1 };
+    let pt = ConvTranspose2dParams {
+        stride: 2,
+        padding: 1,
+        output_padding: 0,
+        dilation: 1,
+    };
     let x = rand_tensor(be, &[n, ci, hw, hw], 6)?;
     let w = rand_tensor(be, &[ci, co, k, k], 7)?;
     let gflop = 2.0 * (n * ci * hw * hw * co * k * k) as f64 / 1e9;
-    let t = time_it(budget, sync, &mut || be.conv_transpose2d(&x, &w, None, pt).map(drop))?;
-    push("conv_transpose2d forward", format!("N{n} {ci}->{co} {k}x{k} s2 {hw}x{hw}->14x14"), gflop, t);
+    let t = time_it(budget, sync, &mut || {
+        be.conv_transpose2d(&x, &w, None, pt).map(drop)
+    })?;
+    push(
+        "conv_transpose2d forward",
+        format!("N{n} {ci}->{co} {k}x{k} s2 {hw}x{hw}->14x14"),
+        gflop,
+        t,
+    );
     // The generator's dense layer: z (64 x 100) -> 128*7*7.
     let (m, kk, nn) = (64, 100, 128 * 7 * 7);
     let a = rand_tensor(be, &[m, kk], 8)?;
     let b = rand_tensor(be, &[nn, kk], 9)?;
-    let t = time_it(budget, sync, &mut || be.matmul(&a, &b, false, true).map(drop))?;
-    push("matmul (x W^T)", format!("{m}x{kk} . ({nn}x{kk})^T"), 2.0 * (m * kk * nn) as f64 / 1e9, t);
+    let t = time_it(budget, sync, &mut || {
+        be.matmul(&a, &b, false, true).map(drop)
+    })?;
+    push(
+        "matmul (x W^T)",
+        format!("{m}x{kk} . ({nn}x{kk})^T"),
+        2.0 * (m * kk * nn) as f64 / 1e9,
+        t,
+    );
     Ok(rows)
 }
 
@@ -118,7 +166,10 @@ const DNCNN_SIDE: usize = 128;
 
 /// Megapixels/s of tiled DnCNN inference for each shipped model on one backend; rows of
 /// (model, MP/s, ms per image) and the models that are missing.
-pub fn bench_dncnn(be: &dyn Backend, budget: Duration) -> Result<(Vec<(String, f64, f64)>, Vec<String>)> {
+pub fn bench_dncnn(
+    be: &dyn Backend,
+    budget: Duration,
+) -> Result<(Vec<(String, f64, f64)>, Vec<String>)> {
     use crate::data::images::Image;
     use crate::models::dncnn::{self, DnCnn};
     let (mut rows, mut missing) = (Vec::new(), Vec::new());
@@ -130,10 +181,17 @@ pub fn bench_dncnn(be: &dyn Backend, budget: Duration) -> Result<(Vec<(String, f
         };
         let model = DnCnn::from_weights(be, &bytes)?;
         let c = model.config.channels;
-        let img = Image::new(c, DNCNN_SIDE, DNCNN_SIDE, rng::uniform_vec(c * DNCNN_SIDE * DNCNN_SIDE, 0.0, 1.0, 11))?;
+        let img = Image::new(
+            c,
+            DNCNN_SIDE,
+            DNCNN_SIDE,
+            rng::uniform_vec(c * DNCNN_SIDE * DNCNN_SIDE, 0.0, 1.0, 11),
+        )?;
         let core = dncnn::tile_core(be, &model.config)?;
         // denoise_tiled reads its result back, so each call is already synchronous
-        let t = time_it(budget, &|| Ok(()), &mut || dncnn::denoise_tiled(be, &model, &img, core, |_, _| {}).map(drop))?;
+        let t = time_it(budget, &|| Ok(()), &mut || {
+            dncnn::denoise_tiled(be, &model, &img, core, |_, _| {}).map(drop)
+        })?;
         rows.push((name.to_string(), img.pixels() as f64 / 1e6 / t, t * 1e3));
     }
     Ok((rows, missing))
@@ -146,14 +204,30 @@ pub fn bench_gan(be: &dyn Backend, budget: Duration) -> Result<Vec<(String, f64)
     use crate::nn::Adam;
     let mut rows = Vec::new();
     for arch in [GanArch::Dense, GanArch::Dcgan] {
-        let cfg = GanConfig { arch, latent: 100, width: 32 };
+        let cfg = GanConfig {
+            arch,
+            latent: 100,
+            width: 32,
+        };
         let (gen, disc) = (Generator::new(be, cfg, 1)?, Discriminator::new(be, cfg, 2)?);
         let (mut og, mut od) = (Adam::new(2e-4, 0.5, 0.999), Adam::new(2e-4, 0.5, 0.999));
-        let x = be.upload(&[64, gan::PIXELS], &rng::uniform_vec(64 * gan::PIXELS, -1.0, 1.0, 3))?;
+        let x = be.upload(
+            &[64, gan::PIXELS],
+            &rng::uniform_vec(64 * gan::PIXELS, -1.0, 1.0, 3),
+        )?;
         let z = be.upload(&[64, 100], &gan::sample_z(64, 100, Latent::Normal, 4))?;
         // read the loss back each step, as a training loop does
         let t = time_it(budget, &|| Ok(()), &mut || {
-            let out = gan::train_step(be, &gen, &disc, &mut og, &mut od, GanLoss::CrossEntropy, &x, &z)?;
+            let out = gan::train_step(
+                be,
+                &gen,
+                &disc,
+                &mut og,
+                &mut od,
+                GanLoss::CrossEntropy,
+                &x,
+                &z,
+            )?;
             crate::backend::read_blocking(be, &out.g_loss).map(drop)
         })?;
         rows.push((format!("{arch:?}"), 1.0 / t));
@@ -169,27 +243,59 @@ pub fn run(budget: Duration) -> Result<String> {
     let mut peak = None;
     let (mut dn_rows, dn_missing) = bench_dncnn(&cpu, budget)?;
     let cpu_name = cpu.info().describe();
-    let mut dn: Vec<(String, String, f64, f64)> = dn_rows.drain(..).map(|(m, mp, ms)| (cpu_name.clone(), m, mp, ms)).collect();
-    let mut gans: Vec<(String, String, f64)> = bench_gan(&cpu, budget)?.into_iter().map(|(a, r)| (cpu_name.clone(), a, r)).collect();
+    let mut dn: Vec<(String, String, f64, f64)> = dn_rows
+        .drain(..)
+        .map(|(m, mp, ms)| (cpu_name.clone(), m, mp, ms))
+        .collect();
+    let mut gans: Vec<(String, String, f64)> = bench_gan(&cpu, budget)?
+        .into_iter()
+        .map(|(a, r)| (cpu_name.clone(), a, r))
+        .collect();
     match GpuBackend::new_blocking(GpuOptions::default()) {
         Ok(gpu) => {
             let info = gpu.info();
-            peak = if info.fallback { None } else { fp32_peak_tflops(&info.adapter) };
+            peak = if info.fallback {
+                None
+            } else {
+                fp32_peak_tflops(&info.adapter)
+            };
             rows.extend(bench_backend(&gpu, &|| gpu.wait(), budget)?);
-            dn.extend(bench_dncnn(&gpu, budget)?.0.into_iter().map(|(m, mp, ms)| (info.describe(), m, mp, ms)));
-            gans.extend(bench_gan(&gpu, budget)?.into_iter().map(|(a, r)| (info.describe(), a, r)));
+            dn.extend(
+                bench_dncnn(&gpu, budget)?
+                    .0
+                    .into_iter()
+                    .map(|(m, mp, ms)| (info.describe(), m, mp, ms)),
+            );
+            gans.extend(
+                bench_gan(&gpu, budget)?
+                    .into_iter()
+                    .map(|(a, r)| (info.describe(), a, r)),
+            );
         }
         Err(e) => out.push_str(&format!("GPU: not benchmarked: {e}\n")),
     }
     out.push_str("| backend | op | shape | GFLOP/s | ms/call |\n|---|---|---|---:|---:|\n");
     for r in &rows {
-        out.push_str(&format!("| {} | {} | {} | {:.1} | {:.2} |\n", r.backend, r.op, r.shape, r.gflops(), r.seconds * 1e3));
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {:.2} |\n",
+            r.backend,
+            r.op,
+            r.shape,
+            r.gflops(),
+            r.seconds * 1e3
+        ));
     }
-    let fwd_bwd: Vec<&BenchRow> = rows.iter().filter(|r| r.backend.starts_with("CPU") && r.op.starts_with("conv2d")).collect();
+    let fwd_bwd: Vec<&BenchRow> = rows
+        .iter()
+        .filter(|r| r.backend.starts_with("CPU") && r.op.starts_with("conv2d"))
+        .collect();
     if !fwd_bwd.is_empty() {
         let gflop: f64 = fwd_bwd.iter().map(|r| r.gflop).sum();
         let secs: f64 = fwd_bwd.iter().map(|r| r.seconds).sum();
-        out.push_str(&format!("\nCPU conv2d forward+backward (all three passes): {:.1} GFLOP/s (bar: >= 50)\n", gflop / secs));
+        out.push_str(&format!(
+            "\nCPU conv2d forward+backward (all three passes): {:.1} GFLOP/s (bar: >= 50)\n",
+            gflop / secs
+        ));
     }
     out.push_str(&format!("\nDnCNN inference ({DNCNN_SIDE}x{DNCNN_SIDE} image, tiled as the page and `nnlab denoise` do):\n\n| backend | model | megapixels/s | ms/image |\n|---|---|---:|---:|\n"));
     for (be, m, mp, ms) in &dn {
@@ -200,7 +306,9 @@ pub fn run(budget: Duration) -> Result<String> {
         out.push_str(&format!("| {be} | {a} | {r:.2} |\n"));
     }
     for m in &dn_missing {
-        out.push_str(&format!("(not benchmarked: {m} is missing; run from the repository root)\n"));
+        out.push_str(&format!(
+            "(not benchmarked: {m} is missing; run from the repository root)\n"
+        ));
     }
     match peak {
         Some(tf) => {

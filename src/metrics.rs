@@ -17,7 +17,11 @@ pub const SSIM_SIGMA: f64 = 1.5;
 
 fn check_same(a: &[f32], b: &[f32], what: &str) -> Result<()> {
     if a.len() != b.len() {
-        return Err(Error::Shape(format!("{what}: images differ in size ({} vs {} values)", a.len(), b.len())));
+        return Err(Error::Shape(format!(
+            "{what}: images differ in size ({} vs {} values)",
+            a.len(),
+            b.len()
+        )));
     }
     if a.is_empty() {
         return Err(Error::Shape(format!("{what}: empty images")));
@@ -28,7 +32,11 @@ fn check_same(a: &[f32], b: &[f32], what: &str) -> Result<()> {
 /// Mean squared error (computed in f64).
 pub fn mse(a: &[f32], b: &[f32]) -> Result<f64> {
     check_same(a, b, "mse")?;
-    Ok(a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64)
+    Ok(a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64)
 }
 
 /// PSNR in dB for images in [0, 1] (peak 1), equal to the 0-255 scale PSNR. Identical images
@@ -39,7 +47,11 @@ pub fn psnr(a: &[f32], b: &[f32]) -> Result<f64> {
 
 /// PSNR in dB for a given MSE of [0, 1] images.
 pub fn psnr_from_mse(mse: f64) -> f64 {
-    if mse <= 0.0 { f64::INFINITY } else { -10.0 * mse.log10() }
+    if mse <= 0.0 {
+        f64::INFINITY
+    } else {
+        -10.0 * mse.log10()
+    }
 }
 
 /// Normalised 1-d Gaussian of `SSIM_WINDOW` taps (the 2-d window is its outer product).
@@ -60,13 +72,21 @@ fn filter_valid(x: &[f64], h: usize, w: usize, taps: &[f64; SSIM_WINDOW]) -> Vec
     let mut rows = vec![0.0; h * wo];
     for y in 0..h {
         for xo in 0..wo {
-            rows[y * wo + xo] = taps.iter().enumerate().map(|(k, t)| t * x[y * w + xo + k]).sum();
+            rows[y * wo + xo] = taps
+                .iter()
+                .enumerate()
+                .map(|(k, t)| t * x[y * w + xo + k])
+                .sum();
         }
     }
     let mut out = vec![0.0; ho * wo];
     for yo in 0..ho {
         for xo in 0..wo {
-            out[yo * wo + xo] = taps.iter().enumerate().map(|(k, t)| t * rows[(yo + k) * wo + xo]).sum();
+            out[yo * wo + xo] = taps
+                .iter()
+                .enumerate()
+                .map(|(k, t)| t * rows[(yo + k) * wo + xo])
+                .sum();
         }
     }
     out
@@ -76,10 +96,15 @@ fn filter_valid(x: &[f64], h: usize, w: usize, taps: &[f64; SSIM_WINDOW]) -> Vec
 pub fn ssim_plane(a: &[f32], b: &[f32], h: usize, w: usize) -> Result<f64> {
     check_same(a, b, "ssim")?;
     if a.len() != h * w {
-        return Err(Error::Shape(format!("ssim: {} values for a {h}x{w} plane", a.len())));
+        return Err(Error::Shape(format!(
+            "ssim: {} values for a {h}x{w} plane",
+            a.len()
+        )));
     }
     if h < SSIM_WINDOW || w < SSIM_WINDOW {
-        return Err(Error::Invalid(format!("ssim: the image ({w}x{h}) is smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} window")));
+        return Err(Error::Invalid(format!(
+            "ssim: the image ({w}x{h}) is smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} window"
+        )));
     }
     let taps = gaussian_taps();
     let af: Vec<f64> = a.iter().map(|&v| v as f64).collect();
@@ -95,7 +120,8 @@ pub fn ssim_plane(a: &[f32], b: &[f32], h: usize, w: usize) -> Result<f64> {
     for i in 0..mu_a.len() {
         let (ma, mb) = (mu_a[i], mu_b[i]);
         let (va, vb, cov) = (aa[i] - ma * ma, bb[i] - mb * mb, ab[i] - ma * mb);
-        sum += ((2.0 * ma * mb + c1) * (2.0 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+        sum +=
+            ((2.0 * ma * mb + c1) * (2.0 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
     }
     Ok(sum / mu_a.len() as f64)
 }
@@ -104,12 +130,20 @@ pub fn ssim_plane(a: &[f32], b: &[f32], h: usize, w: usize) -> Result<f64> {
 pub fn ssim(a: &[f32], b: &[f32], channels: usize, h: usize, w: usize) -> Result<f64> {
     check_same(a, b, "ssim")?;
     if channels == 0 || a.len() != channels * h * w {
-        return Err(Error::Shape(format!("ssim: {} values for a {channels}x{h}x{w} image", a.len())));
+        return Err(Error::Shape(format!(
+            "ssim: {} values for a {channels}x{h}x{w} image",
+            a.len()
+        )));
     }
     let plane = h * w;
     let mut s = 0.0;
     for c in 0..channels {
-        s += ssim_plane(&a[c * plane..(c + 1) * plane], &b[c * plane..(c + 1) * plane], h, w)?;
+        s += ssim_plane(
+            &a[c * plane..(c + 1) * plane],
+            &b[c * plane..(c + 1) * plane],
+            h,
+            w,
+        )?;
     }
     Ok(s / channels as f64)
 }

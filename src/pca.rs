@@ -27,10 +27,15 @@ const MAX_ITERS: usize = 300;
 /// Fit PCA with `k` components to `n` rows of length `dim` (row-major `data`).
 pub fn fit(data: &[f32], n: usize, dim: usize, k: usize, seed: u64) -> Result<Pca> {
     if n < 2 || dim == 0 || data.len() != n * dim {
-        return Err(Error::Invalid(format!("PCA needs >= 2 rows of {dim} values (got {} values for {n} rows)", data.len())));
+        return Err(Error::Invalid(format!(
+            "PCA needs >= 2 rows of {dim} values (got {} values for {n} rows)",
+            data.len()
+        )));
     }
     if k == 0 || k > dim {
-        return Err(Error::Invalid(format!("PCA components k must be 1..={dim}, got {k}")));
+        return Err(Error::Invalid(format!(
+            "PCA components k must be 1..={dim}, got {k}"
+        )));
     }
     let mut mean = vec![0.0f64; dim];
     for row in data.chunks(dim) {
@@ -39,26 +44,47 @@ pub fn fit(data: &[f32], n: usize, dim: usize, k: usize, seed: u64) -> Result<Pc
         }
     }
     let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-    let centred: Vec<f32> = data.chunks(dim).flat_map(|row| row.iter().zip(&mean).map(|(v, m)| v - m)).collect();
+    let centred: Vec<f32> = data
+        .chunks(dim)
+        .flat_map(|row| row.iter().zip(&mean).map(|(v, m)| v - m))
+        .collect();
     // covariance C = Xc^T Xc / (n - 1), dim x dim
     let mut cov = vec![0.0f32; dim * dim];
-    sgemm(dim, dim, n, (&centred, 1, dim), (&centred, dim, 1), (&mut cov, dim, 1), false, true);
+    sgemm(
+        dim,
+        dim,
+        n,
+        (&centred, 1, dim),
+        (&centred, dim, 1),
+        (&mut cov, dim, 1),
+        false,
+        true,
+    );
     let scale = 1.0 / (n - 1) as f32;
     cov.iter_mut().for_each(|c| *c *= scale);
     let total_variance = (0..dim).map(|i| cov[i * dim + i] as f64).sum();
 
     let p = (k + OVERSAMPLE).min(dim);
     // q: dim x p, columns orthonormalised
-    let mut q: Vec<f64> = rng::normal_vec(dim * p, 0.0, 1.0, seed).into_iter().map(f64::from).collect();
+    let mut q: Vec<f64> = rng::normal_vec(dim * p, 0.0, 1.0, seed)
+        .into_iter()
+        .map(f64::from)
+        .collect();
     orthonormalise(&mut q, dim, p);
     let mut prev = vec![0.0f64; p];
     for _ in 0..MAX_ITERS {
         let z = cov_times(&cov, &q, dim, p);
         // Rayleigh quotients before re-orthonormalising: diag(Q^T C Q)
-        let ritz: Vec<f64> = (0..p).map(|j| (0..dim).map(|i| q[i * p + j] * z[i * p + j]).sum()).collect();
+        let ritz: Vec<f64> = (0..p)
+            .map(|j| (0..dim).map(|i| q[i * p + j] * z[i * p + j]).sum())
+            .collect();
         q = z;
         orthonormalise(&mut q, dim, p);
-        let done = ritz.iter().zip(&prev).take(k).all(|(a, b)| (a - b).abs() <= 1e-7 * a.abs().max(1e-12));
+        let done = ritz
+            .iter()
+            .zip(&prev)
+            .take(k)
+            .all(|(a, b)| (a - b).abs() <= 1e-7 * a.abs().max(1e-12));
         prev = ritz;
         if done {
             break;
@@ -78,11 +104,18 @@ pub fn fit(data: &[f32], n: usize, dim: usize, k: usize, seed: u64) -> Result<Pc
     let mut components = vec![0.0f32; k * dim];
     for (r, &j) in order.iter().take(k).enumerate() {
         for i in 0..dim {
-            components[r * dim + i] = (0..p).map(|a| q[i * p + a] * vecs[a * p + j]).sum::<f64>() as f32;
+            components[r * dim + i] =
+                (0..p).map(|a| q[i * p + a] * vecs[a * p + j]).sum::<f64>() as f32;
         }
     }
     let variances = order.iter().take(k).map(|&j| vals[j].max(0.0)).collect();
-    Ok(Pca { dim, mean, components, variances, total_variance })
+    Ok(Pca {
+        dim,
+        mean,
+        components,
+        variances,
+        total_variance,
+    })
 }
 
 /// C (dim x dim, f32) times Q (dim x p, f64) -> dim x p.
@@ -105,12 +138,17 @@ fn cov_times(cov: &[f32], q: &[f64], dim: usize, p: usize) -> Vec<f64> {
 fn orthonormalise(a: &mut [f64], rows: usize, cols: usize) {
     for j in 0..cols {
         for prev in 0..j {
-            let dot: f64 = (0..rows).map(|i| a[i * cols + j] * a[i * cols + prev]).sum();
+            let dot: f64 = (0..rows)
+                .map(|i| a[i * cols + j] * a[i * cols + prev])
+                .sum();
             for i in 0..rows {
                 a[i * cols + j] -= dot * a[i * cols + prev];
             }
         }
-        let norm = (0..rows).map(|i| a[i * cols + j].powi(2)).sum::<f64>().sqrt();
+        let norm = (0..rows)
+            .map(|i| a[i * cols + j].powi(2))
+            .sum::<f64>()
+            .sqrt();
         // a column that vanished (rank-deficient data) is left at zero
         let inv = if norm > 1e-300 { 1.0 / norm } else { 0.0 };
         for i in 0..rows {
@@ -127,7 +165,10 @@ pub fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
         v[i * n + i] = 1.0;
     }
     for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * n + j].powi(2)).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j].powi(2))
+            .sum();
         let diag: f64 = (0..n).map(|i| a[i * n + i].powi(2)).sum();
         if off <= 1e-24 * diag.max(1e-300) {
             break;
@@ -171,14 +212,25 @@ impl Pca {
 
     /// Fraction of the total variance each component explains (decreasing).
     pub fn explained_variance_ratio(&self) -> Vec<f64> {
-        self.variances.iter().map(|v| v / self.total_variance.max(1e-300)).collect()
+        self.variances
+            .iter()
+            .map(|v| v / self.total_variance.max(1e-300))
+            .collect()
     }
 
     /// Codes (n x k) of `n` rows.
     pub fn project(&self, data: &[f32]) -> Vec<f32> {
         let (d, k) = (self.dim, self.k());
         data.chunks(d)
-            .flat_map(|row| (0..k).map(move |c| row.iter().zip(&self.mean).zip(&self.components[c * d..(c + 1) * d]).map(|((x, m), w)| (x - m) * w).sum::<f32>()))
+            .flat_map(|row| {
+                (0..k).map(move |c| {
+                    row.iter()
+                        .zip(&self.mean)
+                        .zip(&self.components[c * d..(c + 1) * d])
+                        .map(|((x, m), w)| (x - m) * w)
+                        .sum::<f32>()
+                })
+            })
             .collect()
     }
 
@@ -187,7 +239,14 @@ impl Pca {
         let (d, k) = (self.dim, self.k());
         codes
             .chunks(k)
-            .flat_map(|c| (0..d).map(move |i| self.mean[i] + (0..k).map(|j| c[j] * self.components[j * d + i]).sum::<f32>()))
+            .flat_map(|c| {
+                (0..d).map(move |i| {
+                    self.mean[i]
+                        + (0..k)
+                            .map(|j| c[j] * self.components[j * d + i])
+                            .sum::<f32>()
+                })
+            })
             .collect()
     }
 }

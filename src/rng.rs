@@ -34,11 +34,15 @@ pub fn normal(seed: u64, i: u32) -> f32 {
 
 /// Host-side stream helpers (data order, init), same numbers as the device op.
 pub fn uniform_vec(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
-    (0..n).map(|i| lo + (hi - lo) * uniform01(seed, i as u32)).collect()
+    (0..n)
+        .map(|i| lo + (hi - lo) * uniform01(seed, i as u32))
+        .collect()
 }
 
 pub fn normal_vec(n: usize, mean: f32, std: f32, seed: u64) -> Vec<f32> {
-    (0..n).map(|i| mean + std * normal(seed, i as u32)).collect()
+    (0..n)
+        .map(|i| mean + std * normal(seed, i as u32))
+        .collect()
 }
 
 #[cfg(test)]
@@ -53,14 +57,20 @@ mod tests {
         let g = normal_vec(100_000, 0.0, 1.0, 7);
         let m: f64 = g.iter().map(|&x| x as f64).sum::<f64>() / g.len() as f64;
         let v: f64 = g.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / g.len() as f64;
-        assert!(m.abs() < 0.02 && (v - 1.0).abs() < 0.02, "normal mean {m} var {v}");
+        assert!(
+            m.abs() < 0.02 && (v - 1.0).abs() < 0.02,
+            "normal mean {m} var {v}"
+        );
     }
 
     #[test]
     fn seeds_differ_and_repeat() {
         assert_eq!(uniform_vec(10, 0.0, 1.0, 1), uniform_vec(10, 0.0, 1.0, 1));
         assert_ne!(uniform_vec(10, 0.0, 1.0, 1), uniform_vec(10, 0.0, 1.0, 2));
-        assert_ne!(uniform_vec(10, 0.0, 1.0, 1), uniform_vec(10, 0.0, 1.0, 1 << 32));
+        assert_ne!(
+            uniform_vec(10, 0.0, 1.0, 1),
+            uniform_vec(10, 0.0, 1.0, 1 << 32)
+        );
     }
 }
 

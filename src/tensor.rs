@@ -23,7 +23,10 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn from_storage(shape: &[usize], storage: Storage) -> Tensor {
-        Tensor { shape: shape.to_vec(), storage }
+        Tensor {
+            shape: shape.to_vec(),
+            storage,
+        }
     }
     pub fn shape(&self) -> &[usize] {
         &self.shape
@@ -48,27 +51,39 @@ impl Tensor {
                 numel(shape)
             )));
         }
-        Ok(Tensor { shape: shape.to_vec(), storage: self.storage.clone() })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            storage: self.storage.clone(),
+        })
     }
     /// The CPU storage, or an error naming the op when the tensor lives on the GPU.
     pub fn cpu_data(&self, op: &str) -> Result<Arc<RwLock<Vec<f32>>>> {
         match &self.storage {
             Storage::Cpu(d) => Ok(d.clone()),
-            Storage::Gpu(_) => Err(Error::Invalid(format!("{op}: tensor lives on the GPU, the CPU backend was asked"))),
+            Storage::Gpu(_) => Err(Error::Invalid(format!(
+                "{op}: tensor lives on the GPU, the CPU backend was asked"
+            ))),
         }
     }
     /// The GPU buffer, or an error naming the op when the tensor lives on the CPU.
     pub fn gpu_buffer(&self, op: &str) -> Result<Arc<GpuBuffer>> {
         match &self.storage {
             Storage::Gpu(b) => Ok(b.clone()),
-            Storage::Cpu(_) => Err(Error::Invalid(format!("{op}: tensor lives on the CPU, the GPU backend was asked"))),
+            Storage::Cpu(_) => Err(Error::Invalid(format!(
+                "{op}: tensor lives on the CPU, the GPU backend was asked"
+            ))),
         }
     }
 }
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor({:?}, {})", self.shape, if self.is_gpu() { "gpu" } else { "cpu" })
+        write!(
+            f,
+            "Tensor({:?}, {})",
+            self.shape,
+            if self.is_gpu() { "gpu" } else { "cpu" }
+        )
     }
 }
 
@@ -80,7 +95,9 @@ pub fn numel(shape: &[usize]) -> usize {
 pub fn dims4(shape: &[usize], what: &str) -> Result<[usize; 4]> {
     match shape {
         [a, b, c, d] => Ok([*a, *b, *c, *d]),
-        _ => Err(Error::Shape(format!("{what} must be rank 4 (N, C, H, W), got {shape:?}"))),
+        _ => Err(Error::Shape(format!(
+            "{what} must be rank 4 (N, C, H, W), got {shape:?}"
+        ))),
     }
 }
 
@@ -88,7 +105,9 @@ pub fn dims4(shape: &[usize], what: &str) -> Result<[usize; 4]> {
 pub fn dims2(shape: &[usize], what: &str) -> Result<[usize; 2]> {
     match shape {
         [a, b] => Ok([*a, *b]),
-        _ => Err(Error::Shape(format!("{what} must be rank 2, got {shape:?}"))),
+        _ => Err(Error::Shape(format!(
+            "{what} must be rank 2, got {shape:?}"
+        ))),
     }
 }
 
@@ -103,7 +122,9 @@ pub fn same_shape(a: &[usize], b: &[usize], op: &str) -> Result<()> {
 /// Error for tensors with no elements, which no op accepts.
 pub fn non_empty(shape: &[usize], what: &str) -> Result<()> {
     if numel(shape) == 0 {
-        return Err(Error::Shape(format!("{what} has no elements (shape {shape:?})")));
+        return Err(Error::Shape(format!(
+            "{what} has no elements (shape {shape:?})"
+        )));
     }
     Ok(())
 }

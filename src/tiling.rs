@@ -52,7 +52,16 @@ pub fn plan(h: usize, w: usize, core: usize, halo: usize) -> Result<Vec<Tile>> {
             let in_x = out_x.saturating_sub(halo);
             let in_h = (out_y + out_h + halo).min(h) - in_y;
             let in_w = (out_x + out_w + halo).min(w) - in_x;
-            tiles.push(Tile { out_y, out_x, out_h, out_w, in_y, in_x, in_h, in_w });
+            tiles.push(Tile {
+                out_y,
+                out_x,
+                out_h,
+                out_w,
+                in_y,
+                in_x,
+                in_h,
+                in_w,
+            });
         }
     }
     Ok(tiles)
@@ -65,7 +74,11 @@ pub const CPU_BUDGET_BYTES: u64 = 256 << 20;
 /// Largest output tile side such that `floats_per_pixel` x (side + 2 halo)^2 f32 values (the
 /// largest buffer of a tile) fit in half of `max_binding_bytes`, and in `CPU_BUDGET_BYTES`.
 /// Errors when not even a 1-pixel tile fits.
-pub fn core_for_limit(max_binding_bytes: u64, floats_per_pixel: usize, halo: usize) -> Result<usize> {
+pub fn core_for_limit(
+    max_binding_bytes: u64,
+    floats_per_pixel: usize,
+    halo: usize,
+) -> Result<usize> {
     let budget = (max_binding_bytes / 2).min(CPU_BUDGET_BYTES);
     let floats = budget / 4 / floats_per_pixel.max(1) as u64;
     let side = (floats as f64).sqrt().floor() as usize;
@@ -81,5 +94,9 @@ pub fn core_for_limit(max_binding_bytes: u64, floats_per_pixel: usize, halo: usi
 
 /// Bytes of the largest buffer of a tile plan (max over tiles of floats_per_pixel * in_h * in_w * 4).
 pub fn max_activation_bytes(tiles: &[Tile], floats_per_pixel: usize) -> u64 {
-    tiles.iter().map(|t| (floats_per_pixel * t.in_h * t.in_w * 4) as u64).max().unwrap_or(0)
+    tiles
+        .iter()
+        .map(|t| (floats_per_pixel * t.in_h * t.in_w * 4) as u64)
+        .max()
+        .unwrap_or(0)
 }

@@ -31,11 +31,17 @@ fn ignored(name: &str) -> bool {
 }
 
 /// Serialise named F32 tensors (plus optional free-form string metadata) to safetensors bytes.
-pub fn to_bytes(tensors: &[NamedTensor], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+pub fn to_bytes(
+    tensors: &[NamedTensor],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     let mut seen = BTreeSet::new();
     for t in tensors {
         if !seen.insert(t.name.as_str()) {
-            return Err(Error::Weights(format!("cannot save: the name '{}' appears twice", t.name)));
+            return Err(Error::Weights(format!(
+                "cannot save: the name '{}' appears twice",
+                t.name
+            )));
         }
         if numel(&t.shape) != t.data.len() {
             return Err(Error::Weights(format!(
@@ -47,17 +53,27 @@ pub fn to_bytes(tensors: &[NamedTensor], metadata: Option<HashMap<String, String
             )));
         }
     }
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
     let mut views = Vec::with_capacity(tensors.len());
     for (t, b) in tensors.iter().zip(&bytes) {
-        let v = TensorView::new(Dtype::F32, t.shape.clone(), b).map_err(|e| Error::Weights(format!("cannot save '{}': {e}", t.name)))?;
+        let v = TensorView::new(Dtype::F32, t.shape.clone(), b)
+            .map_err(|e| Error::Weights(format!("cannot save '{}': {e}", t.name)))?;
         views.push((t.name.as_str(), v));
     }
-    safetensors::serialize(views, metadata).map_err(|e| Error::Weights(format!("cannot serialise weights: {e}")))
+    safetensors::serialize(views, metadata)
+        .map_err(|e| Error::Weights(format!("cannot serialise weights: {e}")))
 }
 
 fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>> {
-    SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("not a valid safetensors file ({} bytes): {e}", bytes.len())))
+    SafeTensors::deserialize(bytes).map_err(|e| {
+        Error::Weights(format!(
+            "not a valid safetensors file ({} bytes): {e}",
+            bytes.len()
+        ))
+    })
 }
 
 /// Every tensor of a safetensors file (F32 only; other dtypes are an error, except PyTorch's
@@ -70,10 +86,21 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Vec<NamedTensor>> {
             continue;
         }
         if view.dtype() != Dtype::F32 {
-            return Err(Error::Weights(format!("tensor '{name}' has dtype {:?}; nnlab reads F32 only", view.dtype())));
+            return Err(Error::Weights(format!(
+                "tensor '{name}' has dtype {:?}; nnlab reads F32 only",
+                view.dtype()
+            )));
         }
-        let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        out.push(NamedTensor { name, shape: view.shape().to_vec(), data });
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.push(NamedTensor {
+            name,
+            shape: view.shape().to_vec(),
+            data,
+        });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -81,24 +108,34 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Vec<NamedTensor>> {
 
 /// The free-form metadata of a safetensors file (empty when it has none).
 pub fn metadata(bytes: &[u8]) -> Result<HashMap<String, String>> {
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| Error::Weights(format!("not a valid safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::Weights(format!("not a valid safetensors file: {e}")))?;
     Ok(meta.metadata().clone().unwrap_or_default())
 }
 
 /// Compare what a file holds with what a model expects; one error listing every problem.
 pub fn check(expected: &[(&str, &[usize])], found: &[NamedTensor]) -> Result<()> {
-    let found_map: HashMap<&str, &[usize]> = found.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
+    let found_map: HashMap<&str, &[usize]> = found
+        .iter()
+        .map(|t| (t.name.as_str(), t.shape.as_slice()))
+        .collect();
     let expected_names: BTreeSet<&str> = expected.iter().map(|(n, _)| *n).collect();
     let mut missing = Vec::new();
     let mut wrong = Vec::new();
     for (name, shape) in expected {
         match found_map.get(name) {
             None => missing.push(name.to_string()),
-            Some(s) if s != shape => wrong.push(format!("'{name}' expected {shape:?}, file has {s:?}")),
+            Some(s) if s != shape => {
+                wrong.push(format!("'{name}' expected {shape:?}, file has {s:?}"))
+            }
             Some(_) => {}
         }
     }
-    let mut unexpected: Vec<&str> = found.iter().map(|t| t.name.as_str()).filter(|n| !expected_names.contains(n)).collect();
+    let mut unexpected: Vec<&str> = found
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| !expected_names.contains(n))
+        .collect();
     unexpected.sort();
     if missing.is_empty() && wrong.is_empty() && unexpected.is_empty() {
         return Ok(());
@@ -113,15 +150,26 @@ pub fn check(expected: &[(&str, &[usize])], found: &[NamedTensor]) -> Result<()>
     if !wrong.is_empty() {
         parts.push(format!("shape mismatch: {}", wrong.join("; ")));
     }
-    Err(Error::Weights(format!("weights file does not match the model ({})", parts.join(" | "))))
+    Err(Error::Weights(format!(
+        "weights file does not match the model ({})",
+        parts.join(" | ")
+    )))
 }
 
 /// Read `params` from the backend (asynchronously, so the browser can call it) and serialise.
-pub async fn save_params(backend: &dyn Backend, params: &[&Param], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+pub async fn save_params(
+    backend: &dyn Backend,
+    params: &[&Param],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     let mut tensors = Vec::with_capacity(params.len());
     for p in params {
         let data = backend.read(p.value()).await?;
-        tensors.push(NamedTensor { name: p.name().to_string(), shape: p.shape().to_vec(), data });
+        tensors.push(NamedTensor {
+            name: p.name().to_string(),
+            shape: p.shape().to_vec(),
+            data,
+        });
     }
     to_bytes(&tensors, metadata)
 }
@@ -143,15 +191,22 @@ pub fn load_params(backend: &dyn Backend, params: &[&Param], bytes: &[u8]) -> Re
 
 /// Save `params` to a file (native).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn save_file(backend: &dyn Backend, params: &[&Param], path: &std::path::Path, metadata: Option<HashMap<String, String>>) -> Result<()> {
+pub fn save_file(
+    backend: &dyn Backend,
+    params: &[&Param],
+    path: &std::path::Path,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
     let bytes = pollster::block_on(save_params(backend, params, metadata))?;
-    std::fs::write(path, bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, bytes)
+        .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Load `params` from a file (native); see [`load_params`].
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_file(backend: &dyn Backend, params: &[&Param], path: &std::path::Path) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
     load_params(backend, params, &bytes).map_err(|e| match e {
         Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
         other => other,

@@ -4,7 +4,9 @@
 use nnlab::autodiff::{Graph, Param, Var};
 use nnlab::backend::{read_blocking, Backend, Conv2dParams, ConvTranspose2dParams, LossKind};
 use nnlab::cpu::CpuBackend;
-use nnlab::nn::{Activation, BatchNorm2d, Conv2d, ConvTranspose2d, Flatten, Linear, Module, Sequential};
+use nnlab::nn::{
+    Activation, BatchNorm2d, Conv2d, ConvTranspose2d, Flatten, Linear, Module, Sequential,
+};
 use nnlab::rng;
 use nnlab::weights::{self, NamedTensor};
 use nnlab::{Error, Tensor};
@@ -22,12 +24,21 @@ fn set(b: &dyn Backend, t: &Tensor, i: usize, v: f32) {
 
 /// Compare the tape's gradient of every element of `leaves` with central differences of
 /// `loss_of()` (the same forward, re-run). Returns the max abs error and the largest |grad|.
-fn fd_check(b: &dyn Backend, leaves: &[(&str, Tensor, Vec<f32>)], h: f32, loss_of: &dyn Fn() -> f64) -> (f64, f64) {
+fn fd_check(
+    b: &dyn Backend,
+    leaves: &[(&str, Tensor, Vec<f32>)],
+    h: f32,
+    loss_of: &dyn Fn() -> f64,
+) -> (f64, f64) {
     let mut max_err: f64 = 0.0;
     let mut max_g: f64 = 0.0;
     for (name, t, analytic) in leaves {
         let orig = read(b, t);
-        assert_eq!(orig.len(), analytic.len(), "{name}: gradient has the wrong number of elements");
+        assert_eq!(
+            orig.len(),
+            analytic.len(),
+            "{name}: gradient has the wrong number of elements"
+        );
         for i in 0..orig.len() {
             set(b, t, i, orig[i] + h);
             let lp = loss_of();
@@ -65,15 +76,60 @@ struct Net {
 
 impl Net {
     fn new(b: &dyn Backend) -> Net {
-        let conv = Conv2d::new(b, "conv", 2, 3, 3, Conv2dParams { stride: 1, padding: 1, dilation: 1 }, true, 11).unwrap();
+        let conv = Conv2d::new(
+            b,
+            "conv",
+            2,
+            3,
+            3,
+            Conv2dParams {
+                stride: 1,
+                padding: 1,
+                dilation: 1,
+            },
+            true,
+            11,
+        )
+        .unwrap();
         let bn = BatchNorm2d::new(b, "bn", 3).unwrap();
         // make gamma/beta non-trivial so their gradients are exercised in general position
-        b.assign(bn.weight.value(), &b.upload(&[3], &[1.2, 0.7, -0.9]).unwrap()).unwrap();
-        b.assign(bn.bias.value(), &b.upload(&[3], &[0.1, -0.2, 0.3]).unwrap()).unwrap();
-        let up = ConvTranspose2d::new(b, "up", 3, 2, 3, ConvTranspose2dParams { stride: 2, padding: 1, output_padding: 1, dilation: 1 }, true, 12).unwrap();
-        b.assign(up.bias.as_ref().unwrap().value(), &b.upload(&[2], &[0.05, -0.05]).unwrap()).unwrap();
+        b.assign(
+            bn.weight.value(),
+            &b.upload(&[3], &[1.2, 0.7, -0.9]).unwrap(),
+        )
+        .unwrap();
+        b.assign(bn.bias.value(), &b.upload(&[3], &[0.1, -0.2, 0.3]).unwrap())
+            .unwrap();
+        let up = ConvTranspose2d::new(
+            b,
+            "up",
+            3,
+            2,
+            3,
+            ConvTranspose2dParams {
+                stride: 2,
+                padding: 1,
+                output_padding: 1,
+                dilation: 1,
+            },
+            true,
+            12,
+        )
+        .unwrap();
+        b.assign(
+            up.bias.as_ref().unwrap().value(),
+            &b.upload(&[2], &[0.05, -0.05]).unwrap(),
+        )
+        .unwrap();
         let fc = Linear::new(b, "fc", 2 * 6 * 6, 4, true, 13).unwrap();
-        Net { conv, bn, act: Activation::LeakyRelu(0.2), up, flat: Flatten, fc }
+        Net {
+            conv,
+            bn,
+            act: Activation::LeakyRelu(0.2),
+            up,
+            flat: Flatten,
+            fc,
+        }
     }
     fn forward(&self, g: &mut Graph<'_>, x: Var) -> nnlab::Result<Var> {
         let x = self.conv.forward(g, x)?;
@@ -112,23 +168,45 @@ fn composed_graph_gradients_match_finite_differences() {
             return (l, (vec![], None));
         }
         g.backward(loss).unwrap();
-        let pg = net.params().iter().map(|p| g.param_grad(p).map(|t| read(&b, &t))).collect();
+        let pg = net
+            .params()
+            .iter()
+            .map(|p| g.param_grad(p).map(|t| read(&b, &t)))
+            .collect();
         (l, (pg, g.grad(xv).map(|t| read(&b, &t))))
     };
     let (_, (pgrads, xgrad)) = run(true);
     let mut leaves: Vec<(&str, Tensor, Vec<f32>)> = Vec::new();
     for (p, gr) in net.params().iter().zip(pgrads) {
-        leaves.push((p.name(), p.value().clone(), gr.unwrap_or_else(|| panic!("no gradient for {}", p.name()))));
+        leaves.push((
+            p.name(),
+            p.value().clone(),
+            gr.unwrap_or_else(|| panic!("no gradient for {}", p.name())),
+        ));
     }
-    leaves.push(("input", x.clone(), xgrad.expect("no gradient for the input")));
+    leaves.push((
+        "input",
+        x.clone(),
+        xgrad.expect("no gradient for the input"),
+    ));
     let (err, gmax) = fd_check(&b, &leaves, 1e-2, &|| run(false).0);
-    println!("composed graph: max abs error vs finite differences {err:.3e} (largest |grad| {gmax:.3e})");
+    println!(
+        "composed graph: max abs error vs finite differences {err:.3e} (largest |grad| {gmax:.3e})"
+    );
 }
 
 /// Run a one-op (or few-op) graph over fresh leaves and check every leaf's gradient.
-fn check_op(name: &str, shapes: &[&[usize]], build: &dyn Fn(&mut Graph<'_>, &[Var]) -> nnlab::Result<Var>) {
+fn check_op(
+    name: &str,
+    shapes: &[&[usize]],
+    build: &dyn Fn(&mut Graph<'_>, &[Var]) -> nnlab::Result<Var>,
+) {
     let b = CpuBackend::new();
-    let ts: Vec<Tensor> = shapes.iter().enumerate().map(|(i, s)| b.upload(s, &data(s, 100 + i as u64)).unwrap()).collect();
+    let ts: Vec<Tensor> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| b.upload(s, &data(s, 100 + i as u64)).unwrap())
+        .collect();
     let run = |with_grad: bool| -> (f64, Vec<Vec<f32>>) {
         let mut g = Graph::new(&b);
         let vs: Vec<Var> = ts.iter().map(|t| g.input(t.clone())).collect();
@@ -143,10 +221,23 @@ fn check_op(name: &str, shapes: &[&[usize]], build: &dyn Fn(&mut Graph<'_>, &[Va
             return (l, vec![]);
         }
         g.backward(loss).unwrap();
-        (l, vs.iter().map(|&v| g.grad(v).map(|t| read(&b, &t)).unwrap_or_else(|| vec![0.0; g.value(v).unwrap().numel()])).collect())
+        (
+            l,
+            vs.iter()
+                .map(|&v| {
+                    g.grad(v)
+                        .map(|t| read(&b, &t))
+                        .unwrap_or_else(|| vec![0.0; g.value(v).unwrap().numel()])
+                })
+                .collect(),
+        )
     };
     let (_, grads) = run(true);
-    let leaves: Vec<(&str, Tensor, Vec<f32>)> = ts.iter().zip(grads).map(|(t, g)| (name, t.clone(), g)).collect();
+    let leaves: Vec<(&str, Tensor, Vec<f32>)> = ts
+        .iter()
+        .zip(grads)
+        .map(|(t, g)| (name, t.clone(), g))
+        .collect();
     let (err, gmax) = fd_check(&b, &leaves, 1e-2, &|| run(false).0);
     println!("{name}: max abs error {err:.3e} (largest |grad| {gmax:.3e})");
 }
@@ -156,7 +247,9 @@ fn matmul_with_every_transpose_matches_finite_differences() {
     for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
         let a: &[usize] = if ta { &[4, 3] } else { &[3, 4] };
         let bs: &[usize] = if tb { &[5, 4] } else { &[4, 5] };
-        check_op(&format!("matmul ta={ta} tb={tb}"), &[a, bs], &|g, v| g.matmul(v[0], v[1], ta, tb));
+        check_op(&format!("matmul ta={ta} tb={tb}"), &[a, bs], &|g, v| {
+            g.matmul(v[0], v[1], ta, tb)
+        });
     }
 }
 
@@ -168,7 +261,9 @@ fn elementwise_and_reduction_grads_match_finite_differences() {
     check_op("mul", &[s, s], &|g, v| g.mul(v[0], v[1]));
     check_op("affine", &[s], &|g, v| g.affine(v[0], -1.5, 0.25));
     check_op("bias_add 4d", &[s, &[3]], &|g, v| g.bias_add(v[0], v[1]));
-    check_op("bias_add 2d", &[&[4, 3], &[3]], &|g, v| g.bias_add(v[0], v[1]));
+    check_op("bias_add 2d", &[&[4, 3], &[3]], &|g, v| {
+        g.bias_add(v[0], v[1])
+    });
     check_op("relu", &[s], &|g, v| g.relu(v[0]));
     check_op("leaky_relu", &[s], &|g, v| g.leaky_relu(v[0], 0.1));
     check_op("tanh", &[s], &|g, v| g.tanh(v[0]));
@@ -180,7 +275,9 @@ fn elementwise_and_reduction_grads_match_finite_differences() {
     check_op("sum", &[s], &|g, v| g.sum(v[0]));
     check_op("mean", &[s], &|g, v| g.mean(v[0]));
     check_op("softmax", &[&[3, 5]], &|g, v| g.softmax(v[0]));
-    check_op("linear", &[&[3, 4], &[2, 4], &[2]], &|g, v| g.linear(v[0], v[1], Some(v[2])));
+    check_op("linear", &[&[3, 4], &[2, 4], &[2]], &|g, v| {
+        g.linear(v[0], v[1], Some(v[2]))
+    });
 }
 
 #[test]
@@ -188,12 +285,16 @@ fn loss_grads_match_finite_differences() {
     let s: &[usize] = &[3, 4];
     // difference losses: gradients to pred and target
     for kind in [LossKind::Mse, LossKind::L1, LossKind::LeastSquares] {
-        check_op(&format!("{kind:?}"), &[s, s], &|g, v| g.loss(kind, v[0], v[1]));
+        check_op(&format!("{kind:?}"), &[s, s], &|g, v| {
+            g.loss(kind, v[0], v[1])
+        });
     }
     // target must be a constant in [0, 1] / a distribution for these
     let b = CpuBackend::new();
     let t01 = b.upload(s, &rng::uniform_vec(12, 0.0, 1.0, 5)).unwrap();
-    let onehot = b.upload(s, &[1., 0., 0., 0., 0., 0., 1., 0., 0.25, 0.25, 0.25, 0.25]).unwrap();
+    let onehot = b
+        .upload(s, &[1., 0., 0., 0., 0., 0., 1., 0., 0.25, 0.25, 0.25, 0.25])
+        .unwrap();
     check_op("BceWithLogits", &[s], &|g, v| {
         let t = g.constant(t01.clone());
         g.loss(LossKind::BceWithLogits, v[0], t)
@@ -214,21 +315,50 @@ fn loss_grads_match_finite_differences() {
 
 #[test]
 fn conv_and_batchnorm_grads_match_finite_differences() {
-    let p = Conv2dParams { stride: 2, padding: 1, dilation: 1 };
-    check_op("conv2d s2 p1", &[&[2, 2, 5, 5], &[3, 2, 3, 3], &[3]], &|g, v| g.conv2d(v[0], v[1], Some(v[2]), p));
-    let pd = Conv2dParams { stride: 1, padding: 2, dilation: 2 };
-    check_op("conv2d d2 p2 no bias", &[&[1, 2, 4, 4], &[2, 2, 3, 3]], &|g, v| g.conv2d(v[0], v[1], None, pd));
-    let pt = ConvTranspose2dParams { stride: 2, padding: 1, output_padding: 1, dilation: 1 };
-    check_op("conv_transpose2d s2 p1 op1", &[&[2, 3, 3, 3], &[3, 2, 3, 3], &[2]], &|g, v| g.conv_transpose2d(v[0], v[1], Some(v[2]), pt));
+    let p = Conv2dParams {
+        stride: 2,
+        padding: 1,
+        dilation: 1,
+    };
+    check_op(
+        "conv2d s2 p1",
+        &[&[2, 2, 5, 5], &[3, 2, 3, 3], &[3]],
+        &|g, v| g.conv2d(v[0], v[1], Some(v[2]), p),
+    );
+    let pd = Conv2dParams {
+        stride: 1,
+        padding: 2,
+        dilation: 2,
+    };
+    check_op(
+        "conv2d d2 p2 no bias",
+        &[&[1, 2, 4, 4], &[2, 2, 3, 3]],
+        &|g, v| g.conv2d(v[0], v[1], None, pd),
+    );
+    let pt = ConvTranspose2dParams {
+        stride: 2,
+        padding: 1,
+        output_padding: 1,
+        dilation: 1,
+    };
+    check_op(
+        "conv_transpose2d s2 p1 op1",
+        &[&[2, 3, 3, 3], &[3, 2, 3, 3], &[2]],
+        &|g, v| g.conv_transpose2d(v[0], v[1], Some(v[2]), pt),
+    );
 
     let b = CpuBackend::new();
     let rm = b.upload(&[3], &[0.1, -0.3, 0.2]).unwrap();
     let rv = b.upload(&[3], &[0.8, 1.5, 0.6]).unwrap();
-    check_op("batchnorm2d train", &[&[2, 3, 2, 3], &[3], &[3]], &|g, v| {
-        // fresh running stats per call: training mode updates them in place
-        let (m, r) = (b.zeros(&[3]).unwrap(), b.fill(&[3], 1.0).unwrap());
-        g.batchnorm2d(v[0], v[1], v[2], &m, &r, 0.1, 1e-5)
-    });
+    check_op(
+        "batchnorm2d train",
+        &[&[2, 3, 2, 3], &[3], &[3]],
+        &|g, v| {
+            // fresh running stats per call: training mode updates them in place
+            let (m, r) = (b.zeros(&[3]).unwrap(), b.fill(&[3], 1.0).unwrap());
+            g.batchnorm2d(v[0], v[1], v[2], &m, &r, 0.1, 1e-5)
+        },
+    );
     check_op("batchnorm2d eval", &[&[2, 3, 2, 3], &[3], &[3]], &|g, v| {
         g.set_training(false);
         g.batchnorm2d(v[0], v[1], v[2], &rm, &rv, 0.1, 1e-5)
@@ -247,12 +377,21 @@ fn var_used_twice_accumulates_gradients() {
     g.backward(l).unwrap();
     let gx = read(&b, &g.grad(x).unwrap());
     for i in 0..3 {
-        assert!((gx[i] - (2.0 * xs[i] + 1.0)).abs() < 1e-6, "d/dx (x^2 + x) at {}: {}", xs[i], gx[i]);
+        assert!(
+            (gx[i] - (2.0 * xs[i] + 1.0)).abs() < 1e-6,
+            "d/dx (x^2 + x) at {}: {}",
+            xs[i],
+            gx[i]
+        );
     }
 
     // the same parameter fetched twice is one leaf; a layer applied twice sums its gradients
     let lin = Linear::new(&b, "fc", 2, 1, false, 3).unwrap();
-    b.assign(lin.weight.value(), &b.upload(&[1, 2], &[2.0, -1.0]).unwrap()).unwrap();
+    b.assign(
+        lin.weight.value(),
+        &b.upload(&[1, 2], &[2.0, -1.0]).unwrap(),
+    )
+    .unwrap();
     let mut g = Graph::new(&b);
     assert_eq!(g.param(&lin.weight), g.param(&lin.weight));
     let a = g.constant(b.upload(&[1, 2], &[1.0, 2.0]).unwrap());
@@ -262,7 +401,10 @@ fn var_used_twice_accumulates_gradients() {
     let s = g.add(ya, yc).unwrap();
     let l = g.sum(s).unwrap();
     g.backward(l).unwrap();
-    assert_eq!(read(&b, &g.param_grad(&lin.weight).unwrap()), vec![4.0, 7.0]);
+    assert_eq!(
+        read(&b, &g.param_grad(&lin.weight).unwrap()),
+        vec![4.0, 7.0]
+    );
     // constants get no gradient; sign passes none
     assert!(g.grad(a).is_none());
 }
@@ -288,7 +430,8 @@ fn bad_inputs_give_errors_not_panics() {
     let conv = Conv2d::new(&b, "conv1", 3, 4, 3, Conv2dParams::default(), true, 1).unwrap();
     let fc = Linear::new(&b, "fc", 8, 2, true, 1).unwrap();
     let bn = BatchNorm2d::new(&b, "bn1", 4).unwrap();
-    let up = ConvTranspose2d::new(&b, "up", 4, 2, 3, ConvTranspose2dParams::default(), true, 1).unwrap();
+    let up =
+        ConvTranspose2d::new(&b, "up", 4, 2, 3, ConvTranspose2dParams::default(), true, 1).unwrap();
     let mut g = Graph::new(&b);
     let x4 = g.constant(b.zeros(&[2, 2, 5, 5]).unwrap());
     let x2 = g.constant(b.zeros(&[2, 7]).unwrap());
@@ -296,7 +439,10 @@ fn bad_inputs_give_errors_not_panics() {
     let cases: Vec<(&str, nnlab::Result<Var>)> = vec![
         ("conv wrong channels", conv.forward(&mut g, x4)),
         ("conv rank 2", conv.forward(&mut g, x2)),
-        ("conv input smaller than kernel", conv.forward(&mut g, small)),
+        (
+            "conv input smaller than kernel",
+            conv.forward(&mut g, small),
+        ),
         ("linear wrong features", fc.forward(&mut g, x2)),
         ("linear rank 4", fc.forward(&mut g, x4)),
         ("bn wrong channels", bn.forward(&mut g, x4)),
@@ -322,7 +468,19 @@ fn bad_inputs_give_errors_not_panics() {
 
 fn model(b: &dyn Backend, seed: u64) -> Sequential {
     Sequential::new()
-        .push(Conv2d::new(b, "features.0", 1, 2, 3, Conv2dParams::default(), true, seed).unwrap())
+        .push(
+            Conv2d::new(
+                b,
+                "features.0",
+                1,
+                2,
+                3,
+                Conv2dParams::default(),
+                true,
+                seed,
+            )
+            .unwrap(),
+        )
         .push(BatchNorm2d::new(b, "features.1", 2).unwrap())
         .push(Activation::Relu)
         .push(Flatten)
@@ -340,25 +498,45 @@ fn save_load_round_trip() {
     let names: Vec<&str> = m1.state().iter().map(|p| p.name()).collect();
     assert_eq!(
         names,
-        ["features.0.weight", "features.0.bias", "features.1.weight", "features.1.bias", "classifier.weight", "classifier.bias", "features.1.running_mean", "features.1.running_var"]
+        [
+            "features.0.weight",
+            "features.0.bias",
+            "features.1.weight",
+            "features.1.bias",
+            "classifier.weight",
+            "classifier.bias",
+            "features.1.running_mean",
+            "features.1.running_var"
+        ]
     );
-    let meta = [("command".to_string(), "test".to_string())].into_iter().collect();
+    let meta = [("command".to_string(), "test".to_string())]
+        .into_iter()
+        .collect();
     let bytes = pollster::block_on(weights::save_params(&b, &m1.state(), Some(meta))).unwrap();
     assert_eq!(weights::metadata(&bytes).unwrap()["command"], "test");
 
     let m2 = model(&b, 2);
-    assert_ne!(read(&b, m1.params()[0].value()), read(&b, m2.params()[0].value()));
+    assert_ne!(
+        read(&b, m1.params()[0].value()),
+        read(&b, m2.params()[0].value())
+    );
     weights::load_params(&b, &m2.state(), &bytes).unwrap();
     for (p, q) in m1.state().iter().zip(m2.state()) {
         assert_eq!(read(&b, p.value()), read(&b, q.value()), "{}", p.name());
     }
 
     // through a file, too
-    let path = std::env::temp_dir().join(format!("nnlab_roundtrip_{}.safetensors", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "nnlab_roundtrip_{}.safetensors",
+        std::process::id()
+    ));
     weights::save_file(&b, &m1.state(), &path, None).unwrap();
     let m3 = model(&b, 3);
     weights::load_file(&b, &m3.state(), &path).unwrap();
-    assert_eq!(read(&b, m1.params()[4].value()), read(&b, m3.params()[4].value()));
+    assert_eq!(
+        read(&b, m1.params()[4].value()),
+        read(&b, m3.params()[4].value())
+    );
     std::fs::remove_file(&path).ok();
 }
 
@@ -366,7 +544,10 @@ fn save_load_round_trip() {
 fn mismatched_or_corrupt_weights_give_clear_errors() {
     let b = CpuBackend::new();
     let m = model(&b, 1);
-    let good = weights::from_bytes(&pollster::block_on(weights::save_params(&b, &m.state(), None)).unwrap()).unwrap();
+    let good = weights::from_bytes(
+        &pollster::block_on(weights::save_params(&b, &m.state(), None)).unwrap(),
+    )
+    .unwrap();
     let expect_weights_err = |bytes: &[u8], needles: &[&str]| {
         let before = read(&b, m.params()[0].value());
         match weights::load_params(&b, &m.state(), bytes) {
@@ -378,22 +559,46 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
             }
             other => panic!("expected Error::Weights, got {other:?}"),
         }
-        assert_eq!(before, read(&b, m.params()[0].value()), "a failed load must not change the model");
+        assert_eq!(
+            before,
+            read(&b, m.params()[0].value()),
+            "a failed load must not change the model"
+        );
     };
 
     // missing name
-    let missing: Vec<NamedTensor> = good.iter().filter(|t| t.name != "classifier.bias").cloned().collect();
-    expect_weights_err(&weights::to_bytes(&missing, None).unwrap(), &["missing", "classifier.bias"]);
+    let missing: Vec<NamedTensor> = good
+        .iter()
+        .filter(|t| t.name != "classifier.bias")
+        .cloned()
+        .collect();
+    expect_weights_err(
+        &weights::to_bytes(&missing, None).unwrap(),
+        &["missing", "classifier.bias"],
+    );
     // wrong shape
     let mut wrong = good.clone();
-    let w = wrong.iter_mut().find(|t| t.name == "classifier.weight").unwrap();
+    let w = wrong
+        .iter_mut()
+        .find(|t| t.name == "classifier.weight")
+        .unwrap();
     w.shape = vec![3, 16];
     w.data.truncate(48);
-    expect_weights_err(&weights::to_bytes(&wrong, None).unwrap(), &["shape mismatch", "classifier.weight", "[3, 32]", "[3, 16]"]);
+    expect_weights_err(
+        &weights::to_bytes(&wrong, None).unwrap(),
+        &["shape mismatch", "classifier.weight", "[3, 32]", "[3, 16]"],
+    );
     // unexpected name
     let mut extra = good.clone();
-    extra.push(NamedTensor { name: "fc2.weight".into(), shape: vec![1], data: vec![0.0] });
-    expect_weights_err(&weights::to_bytes(&extra, None).unwrap(), &["unexpected", "fc2.weight"]);
+    extra.push(NamedTensor {
+        name: "fc2.weight".into(),
+        shape: vec![1],
+        data: vec![0.0],
+    });
+    expect_weights_err(
+        &weights::to_bytes(&extra, None).unwrap(),
+        &["unexpected", "fc2.weight"],
+    );
     // truncated and garbage bytes
     let bytes = weights::to_bytes(&good, None).unwrap();
     expect_weights_err(&bytes[..bytes.len() - 7], &["safetensors"]);
@@ -402,19 +607,39 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
     expect_weights_err(&[], &["safetensors"]);
     // PyTorch's BatchNorm counter is tolerated
     let mut with_counter: Vec<(String, safetensors::tensor::TensorView<'_>)> = Vec::new();
-    let raw: Vec<Vec<u8>> = good.iter().map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let raw: Vec<Vec<u8>> = good
+        .iter()
+        .map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
     for (t, r) in good.iter().zip(&raw) {
-        with_counter.push((t.name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), r).unwrap()));
+        with_counter.push((
+            t.name.clone(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), r)
+                .unwrap(),
+        ));
     }
     let counter = 5i64.to_le_bytes();
-    with_counter.push(("features.1.num_batches_tracked".into(), safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![], &counter).unwrap()));
+    with_counter.push((
+        "features.1.num_batches_tracked".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![], &counter).unwrap(),
+    ));
     let torch_like = safetensors::serialize(with_counter, None).unwrap();
     weights::load_params(&b, &m.state(), &torch_like).unwrap();
     // saving duplicate names or inconsistent data is refused
     let dup = vec![good[0].clone(), good[0].clone()];
-    assert!(matches!(weights::to_bytes(&dup, None), Err(Error::Weights(_))));
-    let bad = vec![NamedTensor { name: "x".into(), shape: vec![2, 2], data: vec![0.0; 3] }];
-    assert!(matches!(weights::to_bytes(&bad, None), Err(Error::Weights(_))));
+    assert!(matches!(
+        weights::to_bytes(&dup, None),
+        Err(Error::Weights(_))
+    ));
+    let bad = vec![NamedTensor {
+        name: "x".into(),
+        shape: vec![2, 2],
+        data: vec![0.0; 3],
+    }];
+    assert!(matches!(
+        weights::to_bytes(&bad, None),
+        Err(Error::Weights(_))
+    ));
 }
 
 #[test]
@@ -429,22 +654,41 @@ fn init_has_the_right_scale_and_repeats_with_the_seed() {
     let shape = [64, 32, 3, 3];
     let kn = init_values(&shape, Init::KaimingNormal { slope: 0.0 }, 1).unwrap();
     let want = (2.0f64 / 288.0).sqrt();
-    assert!((std(&kn) / want - 1.0).abs() < 0.03, "Kaiming normal std {} want {want}", std(&kn));
+    assert!(
+        (std(&kn) / want - 1.0).abs() < 0.03,
+        "Kaiming normal std {} want {want}",
+        std(&kn)
+    );
     let ku = init_values(&shape, Init::KaimingUniform { slope: 0.0 }, 1).unwrap();
     let bound = (6.0f32 / 288.0).sqrt();
-    assert!(ku.iter().all(|x| x.abs() <= bound) && (std(&ku) / (bound as f64 / 3f64.sqrt()) - 1.0).abs() < 0.03);
+    assert!(
+        ku.iter().all(|x| x.abs() <= bound)
+            && (std(&ku) / (bound as f64 / 3f64.sqrt()) - 1.0).abs() < 0.03
+    );
     let xu = init_values(&shape, Init::XavierUniform { gain: 1.0 }, 1).unwrap();
     let bound = (6.0f32 / (288.0 + 576.0)).sqrt();
-    assert!(xu.iter().all(|x| x.abs() <= bound) && (std(&xu) / (bound as f64 / 3f64.sqrt()) - 1.0).abs() < 0.03);
-    assert_eq!(kn, init_values(&shape, Init::KaimingNormal { slope: 0.0 }, 1).unwrap());
-    assert_ne!(kn, init_values(&shape, Init::KaimingNormal { slope: 0.0 }, 2).unwrap());
+    assert!(
+        xu.iter().all(|x| x.abs() <= bound)
+            && (std(&xu) / (bound as f64 / 3f64.sqrt()) - 1.0).abs() < 0.03
+    );
+    assert_eq!(
+        kn,
+        init_values(&shape, Init::KaimingNormal { slope: 0.0 }, 1).unwrap()
+    );
+    assert_ne!(
+        kn,
+        init_values(&shape, Init::KaimingNormal { slope: 0.0 }, 2).unwrap()
+    );
     assert!(fans(&[5]).is_err());
     // layers: biases zero, BatchNorm gamma 1 beta 0
     let b = CpuBackend::new();
     let l = Linear::new(&b, "fc", 3, 2, true, 1).unwrap();
     assert_eq!(read(&b, l.bias.as_ref().unwrap().value()), vec![0.0; 2]);
     let bn = BatchNorm2d::new(&b, "bn", 2).unwrap();
-    assert_eq!((read(&b, bn.weight.value()), read(&b, bn.bias.value())), (vec![1.0; 2], vec![0.0; 2]));
+    assert_eq!(
+        (read(&b, bn.weight.value()), read(&b, bn.bias.value())),
+        (vec![1.0; 2], vec![0.0; 2])
+    );
 }
 
 #[test]
@@ -472,14 +716,21 @@ fn optimizers_update_params_in_place() {
     for i in 0..2 {
         assert!((got[i] - (1.0 - 0.29 * g0[i])).abs() < 1e-6, "sgd: {got:?}");
     }
-    assert_eq!(read(&b, unused.value()), vec![3.0; 2], "a parameter without gradient must not move");
+    assert_eq!(
+        read(&b, unused.value()),
+        vec![3.0; 2],
+        "a parameter without gradient must not move"
+    );
     // Adam's first bias-corrected step moves each weight by lr * sign(g)
     let p = Param::new("p", b.fill(&[2], 1.0).unwrap());
     let mut adam = Adam::new(0.01, 0.9, 0.999);
     step(&mut adam, &p, &unused);
     let got = read(&b, p.value());
     for i in 0..2 {
-        assert!((got[i] - (1.0 - 0.01 * g0[i].signum())).abs() < 1e-6, "adam: {got:?}");
+        assert!(
+            (got[i] - (1.0 - 0.01 * g0[i].signum())).abs() < 1e-6,
+            "adam: {got:?}"
+        );
     }
     assert_eq!((adam.steps(&p), adam.steps(&unused)), (1, 0));
 }

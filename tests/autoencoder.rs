@@ -5,11 +5,19 @@ use nnlab::autodiff::Graph;
 use nnlab::backend::{read_blocking, Backend};
 use nnlab::cpu::CpuBackend;
 use nnlab::data::mnist::{Mnist, Split};
-use nnlab::models::autoencoder::{corrupt, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, PIXELS};
+use nnlab::models::autoencoder::{
+    corrupt, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, PIXELS,
+};
 use nnlab::nn::{Adam, Module, Optimizer};
 use nnlab::{pca, rng, Tensor};
 
-fn cost_value(b: &CpuBackend, model: &Autoencoder, x: &Tensor, noisy: Option<&Tensor>, cost: &AeCost) -> f64 {
+fn cost_value(
+    b: &CpuBackend,
+    model: &Autoencoder,
+    x: &Tensor,
+    noisy: Option<&Tensor>,
+    cost: &AeCost,
+) -> f64 {
     let mut g = Graph::new(b);
     g.set_grad_enabled(false);
     let (total, _) = model.cost(&mut g, x, noisy, cost).unwrap();
@@ -24,7 +32,9 @@ fn check_gradients(arch: AeArch, cost: AeCost) {
     let n = 3;
     let xs = rng::uniform_vec(n * PIXELS, 0.0, 1.0, 5);
     let x = b.upload(&[n, PIXELS], &xs).unwrap();
-    let noisy = b.upload(&[n, PIXELS], &corrupt(&xs, cost.noise, cost.level, 3)).unwrap();
+    let noisy = b
+        .upload(&[n, PIXELS], &corrupt(&xs, cost.noise, cost.level, 3))
+        .unwrap();
     let mut g = Graph::new(&b);
     let (total, _) = model.cost(&mut g, &x, Some(&noisy), &cost).unwrap();
     g.backward(total).unwrap();
@@ -33,7 +43,11 @@ fn check_gradients(arch: AeArch, cost: AeCost) {
         if !(p.name().starts_with("code") || p.name() == "enc.0.weight") {
             continue;
         }
-        let grad = read_blocking(&b, &g.param_grad(p).expect("every parameter gets a gradient")).unwrap();
+        let grad = read_blocking(
+            &b,
+            &g.param_grad(p).expect("every parameter gets a gradient"),
+        )
+        .unwrap();
         let vals = read_blocking(&b, p.value()).unwrap();
         let mut coords: Vec<usize> = (0..grad.len()).collect();
         coords.sort_by(|&i, &j| grad[j].abs().total_cmp(&grad[i].abs()));
@@ -46,27 +60,70 @@ fn check_gradients(arch: AeArch, cost: AeCost) {
             let at = |v: f32| {
                 let mut w = vals.clone();
                 w[i] = v;
-                b.assign(p.value(), &b.upload(p.shape(), &w).unwrap()).unwrap();
+                b.assign(p.value(), &b.upload(p.shape(), &w).unwrap())
+                    .unwrap();
                 cost_value(&b, &model, &x, Some(&noisy), &cost)
             };
             let fd = (at(vals[i] + h) - at(vals[i] - h)) / (2.0 * h as f64);
-            b.assign(p.value(), &b.upload(p.shape(), &vals).unwrap()).unwrap();
+            b.assign(p.value(), &b.upload(p.shape(), &vals).unwrap())
+                .unwrap();
             let err = (fd - grad[i] as f64).abs();
             worst = worst.max(err);
-            assert!(err <= 2e-4 + 0.03 * fd.abs(), "{:?} {}[{i}]: tape {} vs finite differences {fd}", cost.kind, p.name(), grad[i]);
+            assert!(
+                err <= 2e-4 + 0.03 * fd.abs(),
+                "{:?} {}[{i}]: tape {} vs finite differences {fd}",
+                cost.kind,
+                p.name(),
+                grad[i]
+            );
         }
     }
-    println!("{:?} {arch:?}: gradient vs finite differences, max abs error {worst:.2e}", cost.kind);
+    println!(
+        "{:?} {arch:?}: gradient vs finite differences, max abs error {worst:.2e}",
+        cost.kind
+    );
 }
 
 #[test]
 fn each_cost_gradient_matches_finite_differences() {
-    let base = AeCost { kind: AeKind::Plain, lambda: 0.0, noise: NoiseKind::Gaussian, level: 0.3 };
+    let base = AeCost {
+        kind: AeKind::Plain,
+        lambda: 0.0,
+        noise: NoiseKind::Gaussian,
+        level: 0.3,
+    };
     check_gradients(AeArch::Dense, base);
-    check_gradients(AeArch::Dense, AeCost { kind: AeKind::Sparse, lambda: 0.05, ..base });
-    check_gradients(AeArch::Dense, AeCost { kind: AeKind::Contractive, lambda: 0.5, ..base });
-    check_gradients(AeArch::Dense, AeCost { kind: AeKind::Denoising, ..base });
-    check_gradients(AeArch::Conv, AeCost { kind: AeKind::Contractive, lambda: 0.5, ..base });
+    check_gradients(
+        AeArch::Dense,
+        AeCost {
+            kind: AeKind::Sparse,
+            lambda: 0.05,
+            ..base
+        },
+    );
+    check_gradients(
+        AeArch::Dense,
+        AeCost {
+            kind: AeKind::Contractive,
+            lambda: 0.5,
+            ..base
+        },
+    );
+    check_gradients(
+        AeArch::Dense,
+        AeCost {
+            kind: AeKind::Denoising,
+            ..base
+        },
+    );
+    check_gradients(
+        AeArch::Conv,
+        AeCost {
+            kind: AeKind::Contractive,
+            lambda: 0.5,
+            ..base
+        },
+    );
 }
 
 /// The closed form sum_j (c_j (1 - c_j))^2 sum_i W_ji^2 equals ||dc/dh||_F^2 built row by row
@@ -74,7 +131,15 @@ fn each_cost_gradient_matches_finite_differences() {
 #[test]
 fn contractive_closed_form_is_the_code_layer_jacobian_norm() {
     let b = CpuBackend::new();
-    let model = Autoencoder::new(&b, AeConfig { arch: AeArch::Dense, k: 4 }, 3).unwrap();
+    let model = Autoencoder::new(
+        &b,
+        AeConfig {
+            arch: AeArch::Dense,
+            k: 4,
+        },
+        3,
+    )
+    .unwrap();
     let (n, hidden) = (2, 256);
     let hs = rng::uniform_vec(n * hidden, 0.0, 1.0, 9);
     let h = b.upload(&[n, hidden], &hs).unwrap();
@@ -90,12 +155,18 @@ fn contractive_closed_form_is_the_code_layer_jacobian_norm() {
         let mut g = Graph::new(&b);
         let hv = g.input(h.clone());
         let c = model.code_from_trunk(&mut g, hv).unwrap();
-        let mask: Vec<f32> = (0..n * 4).map(|i| if i % 4 == j { 1.0 } else { 0.0 }).collect();
+        let mask: Vec<f32> = (0..n * 4)
+            .map(|i| if i % 4 == j { 1.0 } else { 0.0 })
+            .collect();
         let m = g.constant(b.upload(&[n, 4], &mask).unwrap());
         let picked = g.mul(c, m).unwrap();
         let s = g.sum(picked).unwrap();
         g.backward(s).unwrap();
-        tape += read_blocking(&b, &g.grad(hv).unwrap()).unwrap().iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+        tape += read_blocking(&b, &g.grad(hv).unwrap())
+            .unwrap()
+            .iter()
+            .map(|v| (*v as f64).powi(2))
+            .sum::<f64>();
     }
     // finite differences of the codes for every input coordinate of the first row
     let codes = |hh: &[f32]| {
@@ -112,7 +183,9 @@ fn contractive_closed_form_is_the_code_layer_jacobian_norm() {
         p[i] += eps;
         m[i] -= eps;
         let (cp, cm) = (codes(&p), codes(&m));
-        fd_row0 += (0..4).map(|j| ((cp[j] - cm[j]) as f64 / (2.0 * eps as f64)).powi(2)).sum::<f64>();
+        fd_row0 += (0..4)
+            .map(|j| ((cp[j] - cm[j]) as f64 / (2.0 * eps as f64)).powi(2))
+            .sum::<f64>();
     }
     // the closed form of row 0 alone, from a one-row batch
     let mut g = Graph::new(&b);
@@ -121,15 +194,31 @@ fn contractive_closed_form_is_the_code_layer_jacobian_norm() {
     let row0 = model.contractive_penalty_sum(&mut g, c).unwrap();
     let row0 = read_blocking(&b, g.value(row0).unwrap()).unwrap()[0] as f64;
     println!("contractive: closed form {closed:.6e}, tape {tape:.6e}; row 0: closed {row0:.6e}, finite differences {fd_row0:.6e}");
-    assert!((closed - tape).abs() <= 1e-4 * tape, "closed form {closed} vs tape {tape}");
-    assert!((row0 - fd_row0).abs() <= 1e-3 * fd_row0, "closed form {row0} vs finite differences {fd_row0}");
+    assert!(
+        (closed - tape).abs() <= 1e-4 * tape,
+        "closed form {closed} vs tape {tape}"
+    );
+    assert!(
+        (row0 - fd_row0).abs() <= 1e-3 * fd_row0,
+        "closed form {row0} vs finite differences {fd_row0}"
+    );
 }
 
 fn mnist() -> (Mnist, Mnist) {
     let dir = nnlab::data::data_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-    assert!(dir.join("mnist").is_dir(), "MNIST not found at {}/mnist (set NNLAB_DATA): this test needs the real digits", dir.display());
-    let train = Mnist::load(&dir, Split::Train).unwrap().slice(10_000..20_000).unwrap();
-    let test = Mnist::load(&dir, Split::Test).unwrap().slice(0..500).unwrap();
+    assert!(
+        dir.join("mnist").is_dir(),
+        "MNIST not found at {}/mnist (set NNLAB_DATA): this test needs the real digits",
+        dir.display()
+    );
+    let train = Mnist::load(&dir, Split::Train)
+        .unwrap()
+        .slice(10_000..20_000)
+        .unwrap();
+    let test = Mnist::load(&dir, Split::Test)
+        .unwrap()
+        .slice(0..500)
+        .unwrap();
     (train, test)
 }
 
@@ -145,20 +234,37 @@ fn short_training_lowers_each_cost() {
         (AeArch::Dense, AeKind::Denoising),
         (AeArch::Conv, AeKind::Plain),
     ] {
-        let cost = AeCost { kind, lambda: if kind == AeKind::Sparse { 1e-3 } else { 0.1 }, noise: NoiseKind::Masking, level: 0.25 };
+        let cost = AeCost {
+            kind,
+            lambda: if kind == AeKind::Sparse { 1e-3 } else { 0.1 },
+            noise: NoiseKind::Masking,
+            level: 0.25,
+        };
         let model = Autoencoder::new(&b, AeConfig { arch, k: 8 }, 1).unwrap();
         let mut opt = Adam::new(2e-3, 0.9, 0.999);
         // the same fixed batch before and after, so the comparison is not batch noise
         let idx: Vec<usize> = (0..batch).collect();
         let (fixed, _) = train.gather(&idx).unwrap();
         let fx = b.upload(&[batch, PIXELS], &fixed).unwrap();
-        let fnoisy = b.upload(&[batch, PIXELS], &corrupt(&fixed, cost.noise, cost.level, 1)).unwrap();
+        let fnoisy = b
+            .upload(
+                &[batch, PIXELS],
+                &corrupt(&fixed, cost.noise, cost.level, 1),
+            )
+            .unwrap();
         let before = cost_value(&b, &model, &fx, Some(&fnoisy), &cost);
         for s in 0..steps {
-            let idx: Vec<usize> = (0..batch).map(|i| rng::random_u32(s as u64, i as u32) as usize % train.len()).collect();
+            let idx: Vec<usize> = (0..batch)
+                .map(|i| rng::random_u32(s as u64, i as u32) as usize % train.len())
+                .collect();
             let (xs, _) = train.gather(&idx).unwrap();
             let x = b.upload(&[batch, PIXELS], &xs).unwrap();
-            let noisy = b.upload(&[batch, PIXELS], &corrupt(&xs, cost.noise, cost.level, s as u64 + 10)).unwrap();
+            let noisy = b
+                .upload(
+                    &[batch, PIXELS],
+                    &corrupt(&xs, cost.noise, cost.level, s as u64 + 10),
+                )
+                .unwrap();
             let mut g = Graph::new(&b);
             let (total, _) = model.cost(&mut g, &x, Some(&noisy), &cost).unwrap();
             g.backward(total).unwrap();
@@ -166,7 +272,10 @@ fn short_training_lowers_each_cost() {
         }
         let after = cost_value(&b, &model, &fx, Some(&fnoisy), &cost);
         println!("{arch:?} {kind:?}: cost {before:.4} -> {after:.4} after {steps} steps");
-        assert!(after < 0.8 * before, "{arch:?} {kind:?}: cost {before} -> {after}");
+        assert!(
+            after < 0.8 * before,
+            "{arch:?} {kind:?}: cost {before} -> {after}"
+        );
     }
 }
 
@@ -178,17 +287,32 @@ fn pca_components_are_orthonormal_with_decreasing_variance() {
     let p = pca::fit(&train.images[..n * PIXELS], n, PIXELS, k, 1).unwrap();
     for a in 0..k {
         for c in 0..k {
-            let dot: f32 = (0..PIXELS).map(|i| p.components[a * PIXELS + i] * p.components[c * PIXELS + i]).sum();
+            let dot: f32 = (0..PIXELS)
+                .map(|i| p.components[a * PIXELS + i] * p.components[c * PIXELS + i])
+                .sum();
             let want = if a == c { 1.0 } else { 0.0 };
             assert!((dot - want).abs() < 1e-4, "components {a}, {c}: dot {dot}");
         }
     }
-    assert!(p.variances.windows(2).all(|w| w[0] >= w[1]), "variances not decreasing: {:?}", p.variances);
+    assert!(
+        p.variances.windows(2).all(|w| w[0] >= w[1]),
+        "variances not decreasing: {:?}",
+        p.variances
+    );
     let ratio = p.explained_variance_ratio();
-    assert!(ratio.iter().sum::<f64>() < 1.0 && ratio[0] > 0.05, "explained variance {ratio:?}");
+    assert!(
+        ratio.iter().sum::<f64>() < 1.0 && ratio[0] > 0.05,
+        "explained variance {ratio:?}"
+    );
     // the k leading components are the best rank-k projection: compare with a worse basis (the
     // same number of components from a PCA of k+8, skipping the first) on held-out digits
-    let err = |q: &pca::Pca, codes: Vec<f32>| -> f64 { q.reconstruct(&codes).iter().zip(&test.images).map(|(r, c)| ((r - c) as f64).powi(2)).sum::<f64>() };
+    let err = |q: &pca::Pca, codes: Vec<f32>| -> f64 {
+        q.reconstruct(&codes)
+            .iter()
+            .zip(&test.images)
+            .map(|(r, c)| ((r - c) as f64).powi(2))
+            .sum::<f64>()
+    };
     let best = err(&p, p.project(&test.images));
     let p2 = pca::fit(&train.images[..n * PIXELS], n, PIXELS, 4, 1).unwrap();
     let fewer = err(&p2, p2.project(&test.images));
@@ -196,8 +320,14 @@ fn pca_components_are_orthonormal_with_decreasing_variance() {
     assert!(best < fewer);
     // the first four components agree with the k=4 fit (up to sign)
     for a in 0..4 {
-        let dot: f32 = (0..PIXELS).map(|i| p.components[a * PIXELS + i] * p2.components[a * PIXELS + i]).sum();
-        assert!(dot.abs() > 0.999, "component {a} differs between k=16 and k=4: |dot| {}", dot.abs());
+        let dot: f32 = (0..PIXELS)
+            .map(|i| p.components[a * PIXELS + i] * p2.components[a * PIXELS + i])
+            .sum();
+        assert!(
+            dot.abs() > 0.999,
+            "component {a} differs between k=16 and k=4: |dot| {}",
+            dot.abs()
+        );
     }
 }
 
@@ -205,15 +335,32 @@ fn pca_components_are_orthonormal_with_decreasing_variance() {
 fn pca_recovers_a_known_covariance() {
     // data along two known orthogonal directions with variances 9 and 1, plus tiny noise
     let (n, d) = (4000, 10);
-    let u: Vec<f32> = (0..d).map(|i| if i < 5 { 1.0 / 5f32.sqrt() } else { 0.0 }).collect();
-    let v: Vec<f32> = (0..d).map(|i| if i >= 5 { 1.0 / 5f32.sqrt() } else { 0.0 }).collect();
+    let u: Vec<f32> = (0..d)
+        .map(|i| if i < 5 { 1.0 / 5f32.sqrt() } else { 0.0 })
+        .collect();
+    let v: Vec<f32> = (0..d)
+        .map(|i| if i >= 5 { 1.0 / 5f32.sqrt() } else { 0.0 })
+        .collect();
     let a = rng::normal_vec(n, 0.0, 3.0, 1);
     let c = rng::normal_vec(n, 0.0, 1.0, 2);
     let e = rng::normal_vec(n * d, 0.0, 0.01, 3);
-    let data: Vec<f32> = (0..n).flat_map(|r| (0..d).map(move |i| (r, i))).map(|(r, i)| a[r] * u[i] + c[r] * v[i] + e[r * d + i] + 0.5).collect();
+    let data: Vec<f32> = (0..n)
+        .flat_map(|r| (0..d).map(move |i| (r, i)))
+        .map(|(r, i)| a[r] * u[i] + c[r] * v[i] + e[r * d + i] + 0.5)
+        .collect();
     let p = pca::fit(&data, n, d, 2, 4).unwrap();
-    let dot = |comp: usize, w: &[f32]| (0..d).map(|i| p.components[comp * d + i] * w[i]).sum::<f32>().abs();
-    println!("known covariance: variances {:?}, |<c0,u>| {}, |<c1,v>| {}", p.variances, dot(0, &u), dot(1, &v));
+    let dot = |comp: usize, w: &[f32]| {
+        (0..d)
+            .map(|i| p.components[comp * d + i] * w[i])
+            .sum::<f32>()
+            .abs()
+    };
+    println!(
+        "known covariance: variances {:?}, |<c0,u>| {}, |<c1,v>| {}",
+        p.variances,
+        dot(0, &u),
+        dot(1, &v)
+    );
     assert!(dot(0, &u) > 0.999 && dot(1, &v) > 0.999);
     assert!((p.variances[0] - 9.0).abs() < 0.6 && (p.variances[1] - 1.0).abs() < 0.1);
 }

@@ -16,7 +16,11 @@ use nnlab::nn::Module;
 use nnlab::tiling;
 use nnlab::{rng, Backend};
 
-const TINY: DnCnnConfig = DnCnnConfig { channels: 1, depth: 4, width: 8 };
+const TINY: DnCnnConfig = DnCnnConfig {
+    channels: 1,
+    depth: 4,
+    width: 8,
+};
 
 /// A smooth synthetic image with some edges (values in [0, 1]).
 fn synthetic(c: usize, h: usize, w: usize, seed: u64) -> Image {
@@ -24,8 +28,15 @@ fn synthetic(c: usize, h: usize, w: usize, seed: u64) -> Image {
     for ch in 0..c {
         for y in 0..h {
             for x in 0..w {
-                let v = 0.5 + 0.3 * ((x as f32 * 0.21 + ch as f32 + seed as f32).sin() * (y as f32 * 0.13).cos());
-                let edge = if (x / 7 + y / 9) % 2 == 0 { 0.15 } else { -0.15 };
+                let v = 0.5
+                    + 0.3
+                        * ((x as f32 * 0.21 + ch as f32 + seed as f32).sin()
+                            * (y as f32 * 0.13).cos());
+                let edge = if (x / 7 + y / 9) % 2 == 0 {
+                    0.15
+                } else {
+                    -0.15
+                };
                 d.push((v + edge).clamp(0.0, 1.0));
             }
         }
@@ -61,7 +72,9 @@ fn a_few_training_steps_lower_the_loss() {
 }
 
 fn eval_output(b: &dyn Backend, model: &DnCnn, img: &Image) -> Vec<f32> {
-    let x = b.upload(&[1, img.channels, img.height, img.width], &img.data).unwrap();
+    let x = b
+        .upload(&[1, img.channels, img.height, img.width], &img.data)
+        .unwrap();
     read_blocking(b, &model.denoise_tensor(b, &x).unwrap()).unwrap()
 }
 
@@ -73,14 +86,37 @@ fn weights_round_trip_and_shape_is_read_from_the_file() {
     let bytes = pollster::block_on(model.to_weights(&b, HashMap::new())).unwrap();
     let loaded = DnCnn::from_weights(&b, &bytes).unwrap();
     assert_eq!(loaded.config, TINY);
-    let names: Vec<String> = loaded.state().iter().map(|p| p.name().to_string()).collect();
-    assert!(names.contains(&"dncnn.0.bias".to_string()) && names.contains(&"dncnn.3.running_var".to_string()) && names.contains(&"dncnn.8.weight".to_string()), "{names:?}");
+    let names: Vec<String> = loaded
+        .state()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    assert!(
+        names.contains(&"dncnn.0.bias".to_string())
+            && names.contains(&"dncnn.3.running_var".to_string())
+            && names.contains(&"dncnn.8.weight".to_string()),
+        "{names:?}"
+    );
     let img = synthetic(1, 20, 17, 5);
-    assert_eq!(eval_output(&b, &model, &img), eval_output(&b, &loaded, &img));
+    assert_eq!(
+        eval_output(&b, &model, &img),
+        eval_output(&b, &loaded, &img)
+    );
     // a truncated or foreign file is refused with a weights error
-    let err = DnCnn::from_weights(&b, &bytes[..bytes.len() / 2]).err().unwrap().to_string();
+    let err = DnCnn::from_weights(&b, &bytes[..bytes.len() / 2])
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("weights error"), "{err}");
-    let other = nnlab::weights::to_bytes(&[nnlab::weights::NamedTensor { name: "fc.weight".into(), shape: vec![2, 2], data: vec![0.0; 4] }], None).unwrap();
+    let other = nnlab::weights::to_bytes(
+        &[nnlab::weights::NamedTensor {
+            name: "fc.weight".into(),
+            shape: vec![2, 2],
+            data: vec![0.0; 4],
+        }],
+        None,
+    )
+    .unwrap();
     let err = DnCnn::from_weights(&b, &other).err().unwrap().to_string();
     assert!(err.contains("not a DnCNN"), "{err}");
 }
@@ -99,7 +135,14 @@ fn checkpoint_resume_repeats_the_uninterrupted_run() {
         steps
             .map(|s| {
                 let bt = sampler.batch(8, NoiseLevel::Fixed(25.0), 7, s);
-                let l = dncnn::train_step(&b, model, opt, &b.upload(&shape, &bt.noisy).unwrap(), &b.upload(&shape, &bt.clean).unwrap()).unwrap();
+                let l = dncnn::train_step(
+                    &b,
+                    model,
+                    opt,
+                    &b.upload(&shape, &bt.noisy).unwrap(),
+                    &b.upload(&shape, &bt.clean).unwrap(),
+                )
+                .unwrap();
                 read_blocking(&b, &l).unwrap()[0]
             })
             .collect()
@@ -115,22 +158,35 @@ fn checkpoint_resume_repeats_the_uninterrupted_run() {
     // a checkpoint also loads as plain weights (eval/denoise straight from a checkpoint)
     let from_ck = DnCnn::from_weights(&b, &ck).unwrap();
     let probe = synthetic(1, 16, 16, 4);
-    assert_eq!(eval_output(&b, &from_ck, &probe), eval_output(&b, &m1, &probe));
+    assert_eq!(
+        eval_output(&b, &from_ck, &probe),
+        eval_output(&b, &m1, &probe)
+    );
     got.extend(run(&m2, &mut o2, 3..6));
-    assert_eq!(got, losses, "resumed run differs from the uninterrupted one");
+    assert_eq!(
+        got, losses,
+        "resumed run differs from the uninterrupted one"
+    );
     let img = synthetic(1, 16, 16, 2);
     assert_eq!(eval_output(&b, &straight, &img), eval_output(&b, &m2, &img));
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
 fn tiled_denoising_equals_untiled() {
     let b = CpuBackend::new();
     for (channels, h, w) in [(1usize, 37usize, 53usize), (3, 29, 31)] {
-        let cfg = DnCnnConfig { channels, depth: 5, width: 8 };
+        let cfg = DnCnnConfig {
+            channels,
+            depth: 5,
+            width: 8,
+        };
         let model = DnCnn::new(&b, cfg, 4).unwrap();
         // a few training steps so BatchNorm's running statistics are not the identity
         let c = channels;
@@ -140,10 +196,19 @@ fn tiled_denoising_equals_untiled() {
         for s in 0..3 {
             let bt = sampler.batch(4, NoiseLevel::Uniform { lo: 0.0, hi: 55.0 }, 1, s);
             let sh = [4, c, 16, 16];
-            dncnn::train_step(&b, &model, &mut opt, &b.upload(&sh, &bt.noisy).unwrap(), &b.upload(&sh, &bt.clean).unwrap()).unwrap();
+            dncnn::train_step(
+                &b,
+                &model,
+                &mut opt,
+                &b.upload(&sh, &bt.noisy).unwrap(),
+                &b.upload(&sh, &bt.clean).unwrap(),
+            )
+            .unwrap();
         }
         let clean = synthetic(c, h, w, 8);
-        let noisy = clean.with_data(images::add_awgn(&clean.data, 25.0, 3, 0)).unwrap();
+        let noisy = clean
+            .with_data(images::add_awgn(&clean.data, 25.0, 3, 0))
+            .unwrap();
         let whole = eval_output(&b, &model, &noisy);
         for core in [1usize, 7, 10, 16, 100] {
             let tiled = dncnn::denoise_tiled(&b, &model, &noisy, core, |_, _| {}).unwrap();
@@ -155,11 +220,16 @@ fn tiled_denoising_equals_untiled() {
         let tiles = tiling::plan(h, w, 10, 1).unwrap();
         let mut out = vec![0.0; noisy.data.len()];
         for t in &tiles {
-            let x = b.upload(&[1, c, t.in_h, t.in_w], &dncnn::crop(&noisy, t)).unwrap();
+            let x = b
+                .upload(&[1, c, t.in_h, t.in_w], &dncnn::crop(&noisy, t))
+                .unwrap();
             let y = read_blocking(&b, &model.denoise_tensor(&b, &x).unwrap()).unwrap();
             dncnn::paste(&mut out, &noisy, t, &y);
         }
-        assert!(max_abs_diff(&whole, &out) > 1e-4, "a too-small halo should differ");
+        assert!(
+            max_abs_diff(&whole, &out) > 1e-4,
+            "a too-small halo should differ"
+        );
     }
 }
 
@@ -167,7 +237,12 @@ fn tiled_denoising_equals_untiled() {
 fn check_cover(tiles: &[tiling::Tile], h: usize, w: usize, halo: usize) {
     let mut hits = vec![0u8; h * w];
     for t in tiles {
-        assert!(t.in_y <= t.out_y && t.in_x <= t.out_x && t.out_y + t.out_h <= t.in_y + t.in_h && t.out_x + t.out_w <= t.in_x + t.in_w);
+        assert!(
+            t.in_y <= t.out_y
+                && t.in_x <= t.out_x
+                && t.out_y + t.out_h <= t.in_y + t.in_h
+                && t.out_x + t.out_w <= t.in_x + t.in_w
+        );
         assert!(t.in_y + t.in_h <= h && t.in_x + t.in_w <= w);
         // the halo is complete wherever the image continues
         assert!(t.out_y - t.in_y == halo.min(t.out_y) && t.out_x - t.in_x == halo.min(t.out_x));
@@ -177,7 +252,10 @@ fn check_cover(tiles: &[tiling::Tile], h: usize, w: usize, halo: usize) {
             }
         }
     }
-    assert!(hits.iter().all(|&v| v == 1), "pixels not covered exactly once");
+    assert!(
+        hits.iter().all(|&v| v == 1),
+        "pixels not covered exactly once"
+    );
 }
 
 #[test]
@@ -187,16 +265,27 @@ fn a_24_megapixel_tile_plan_stays_under_the_buffer_limit() {
     let halo = cfg.receptive_radius();
     // default WebGPU limit (128 MiB) and an artificially low one (4 MiB), one activation per
     // buffer; the CPU's "no limit" with its im2col matrix (9 width floats per pixel)
-    for (limit, per_pixel) in [(128u64 << 20, cfg.width), (4 << 20, cfg.width), (u64::MAX, 9 * cfg.width)] {
+    for (limit, per_pixel) in [
+        (128u64 << 20, cfg.width),
+        (4 << 20, cfg.width),
+        (u64::MAX, 9 * cfg.width),
+    ] {
         let core = tiling::core_for_limit(limit, per_pixel, halo).unwrap();
         let tiles = tiling::plan(h, w, core, halo).unwrap();
         let biggest = tiling::max_activation_bytes(&tiles, per_pixel);
-        println!("limit {limit} B: tile core {core}, {} tiles, largest buffer {} KiB", tiles.len(), biggest >> 10);
+        println!(
+            "limit {limit} B: tile core {core}, {} tiles, largest buffer {} KiB",
+            tiles.len(),
+            biggest >> 10
+        );
         assert!(biggest <= limit / 2 && biggest <= tiling::CPU_BUDGET_BYTES);
         check_cover(&tiles, h, w, halo);
     }
     // a limit too small for even a minimal tile is a clear error, not a panic
-    let err = tiling::core_for_limit(1000, 64, 17).err().unwrap().to_string();
+    let err = tiling::core_for_limit(1000, 64, 17)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("cannot hold"), "{err}");
 }
 
@@ -223,14 +312,37 @@ fn psnr_and_ssim_known_values() {
     for v in &mut other[..400] {
         *v = 0.5;
     }
-    let per: Vec<f64> = (0..3).map(|c| metrics::ssim_plane(&rgb.data[c * 400..(c + 1) * 400], &other[c * 400..(c + 1) * 400], 20, 20).unwrap()).collect();
-    assert!((metrics::ssim(&rgb.data, &other, 3, 20, 20).unwrap() - per.iter().sum::<f64>() / 3.0).abs() < 1e-12);
-    assert!(metrics::ssim(&a[..100], &a[..100], 1, 10, 10).is_err(), "smaller than the window must be an error");
+    let per: Vec<f64> = (0..3)
+        .map(|c| {
+            metrics::ssim_plane(
+                &rgb.data[c * 400..(c + 1) * 400],
+                &other[c * 400..(c + 1) * 400],
+                20,
+                20,
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(
+        (metrics::ssim(&rgb.data, &other, 3, 20, 20).unwrap() - per.iter().sum::<f64>() / 3.0)
+            .abs()
+            < 1e-12
+    );
+    assert!(
+        metrics::ssim(&a[..100], &a[..100], 1, 10, 10).is_err(),
+        "smaller than the window must be an error"
+    );
     // golden value from scikit-image 0.26: structural_similarity(a, b, gaussian_weights=True,
     // sigma=1.5, use_sample_covariance=False, data_range=1.0) on these 24x32 f32 images
     let (h, w) = (24usize, 32usize);
     let img = |extra: bool| -> Vec<f32> {
-        (0..h * w).map(|i| ((i % w * 7 + i / w * 13 + if extra { (i % w) * (i / w) % 17 } else { 0 }) % 256) as f32 / 255.0).collect()
+        (0..h * w)
+            .map(|i| {
+                ((i % w * 7 + i / w * 13 + if extra { (i % w) * (i / w) % 17 } else { 0 }) % 256)
+                    as f32
+                    / 255.0
+            })
+            .collect()
     };
     let got = metrics::ssim(&img(false), &img(true), 1, h, w).unwrap();
     println!("SSIM {got:.10} vs scikit-image 0.8179185615");
@@ -262,7 +374,11 @@ fn augmentations_are_the_eight_symmetries_of_the_square() {
     let level = NoiseLevel::Uniform { lo: 0.0, hi: 55.0 };
     assert_eq!(s.batch(4, level, 1, 5).noisy, s.batch(4, level, 1, 5).noisy);
     assert_ne!(s.batch(4, level, 1, 5).noisy, s.batch(4, level, 1, 6).noisy);
-    assert!(s.batch(64, level, 1, 0).sigmas.iter().all(|&x| (0.0..=55.0).contains(&x)));
+    assert!(s
+        .batch(64, level, 1, 0)
+        .sigmas
+        .iter()
+        .all(|&x| (0.0..=55.0).contains(&x)));
 }
 
 fn png_bytes(img: image::DynamicImage) -> Vec<u8> {
@@ -274,7 +390,11 @@ fn png_bytes(img: image::DynamicImage) -> Vec<u8> {
 #[test]
 fn bad_image_inputs_give_clear_errors_or_work_as_documented() {
     let cap = images::DEFAULT_MAX_PIXELS;
-    let err = |bytes: &[u8]| images::decode(bytes, ColorMode::Gray, cap).expect_err("should fail").to_string();
+    let err = |bytes: &[u8]| {
+        images::decode(bytes, ColorMode::Gray, cap)
+            .expect_err("should fail")
+            .to_string()
+    };
     assert!(err(&[]).contains("empty"));
     assert!(err(b"hello, this is plain text and not an image at all").contains("not an image"));
     let gray = image::GrayImage::from_fn(64, 48, |x, y| image::Luma([(x * 3 + y) as u8]));
@@ -282,10 +402,19 @@ fn bad_image_inputs_give_clear_errors_or_work_as_documented() {
     let e = err(&png[..png.len() / 2]);
     assert!(e.contains("corrupt or truncated"), "{e}");
     let e = err(&png[..20]);
-    assert!(e.contains("corrupt or truncated") || e.contains("not an image"), "{e}");
+    assert!(
+        e.contains("corrupt or truncated") || e.contains("not an image"),
+        "{e}"
+    );
     // over the megapixel cap: refused before decoding, the cap named
-    let e = images::decode(&png, ColorMode::Gray, 1000).err().unwrap().to_string();
-    assert!(e.contains("cap of 0.0 megapixels") && e.contains("64x48"), "{e}");
+    let e = images::decode(&png, ColorMode::Gray, 1000)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("cap of 0.0 megapixels") && e.contains("64x48"),
+        "{e}"
+    );
 
     // 8-bit gray decodes exactly; PNG encoding round-trips
     let im = images::decode(&png, ColorMode::Gray, cap).unwrap();
@@ -299,13 +428,29 @@ fn bad_image_inputs_give_clear_errors_or_work_as_documented() {
     assert_eq!(&rgb.data[..64 * 48], &rgb.data[2 * 64 * 48..]);
 
     // 16-bit PNG converts at full precision
-    let g16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(8, 8, |x, _| image::Luma([x as u16 * 8000 + 1]));
-    let im = images::decode(&png_bytes(image::DynamicImage::ImageLuma16(g16)), ColorMode::Gray, cap).unwrap();
-    assert!((im.data[3] - 24001.0 / 65535.0).abs() < 1e-6, "{}", im.data[3]);
+    let g16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(8, 8, |x, _| {
+        image::Luma([x as u16 * 8000 + 1])
+    });
+    let im = images::decode(
+        &png_bytes(image::DynamicImage::ImageLuma16(g16)),
+        ColorMode::Gray,
+        cap,
+    )
+    .unwrap();
+    assert!(
+        (im.data[3] - 24001.0 / 65535.0).abs() < 1e-6,
+        "{}",
+        im.data[3]
+    );
 
     // gray + alpha: alpha kept and written back
     let la = image::GrayAlphaImage::from_fn(5, 4, |x, _| image::LumaA([100, (x * 50) as u8]));
-    let im = images::decode(&png_bytes(image::DynamicImage::ImageLumaA8(la)), ColorMode::Gray, cap).unwrap();
+    let im = images::decode(
+        &png_bytes(image::DynamicImage::ImageLumaA8(la)),
+        ColorMode::Gray,
+        cap,
+    )
+    .unwrap();
     let alpha = im.alpha.clone().expect("alpha kept");
     assert!((alpha[2] - 100.0 / 255.0).abs() < 1e-6);
     let back = images::decode(&images::encode_png(&im).unwrap(), ColorMode::Gray, cap).unwrap();
@@ -315,28 +460,65 @@ fn bad_image_inputs_give_clear_errors_or_work_as_documented() {
     let mut gif = Vec::new();
     {
         let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
-        let frames = [10u8, 200].map(|v| image::Frame::new(image::RgbaImage::from_pixel(6, 6, image::Rgba([v, v, v, 255]))));
+        let frames = [10u8, 200].map(|v| {
+            image::Frame::new(image::RgbaImage::from_pixel(
+                6,
+                6,
+                image::Rgba([v, v, v, 255]),
+            ))
+        });
         enc.encode_frames(frames).unwrap();
     }
     let im = images::decode(&gif, ColorMode::Gray, cap).unwrap();
-    assert!((im.data[0] - 10.0 / 255.0).abs() < 0.02, "first frame expected, got {}", im.data[0]);
+    assert!(
+        (im.data[0] - 10.0 / 255.0).abs() < 0.02,
+        "first frame expected, got {}",
+        im.data[0]
+    );
 
     // progressive-or-not JPEG in colour, and a 1x1 and a 100000x1 image through a tiny model
     let mut jpg = Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(16, 16, image::Rgb([200, 30, 60]))).write_to(&mut jpg, image::ImageFormat::Jpeg).unwrap();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+        16,
+        16,
+        image::Rgb([200, 30, 60]),
+    ))
+    .write_to(&mut jpg, image::ImageFormat::Jpeg)
+    .unwrap();
     let im = images::decode(jpg.get_ref(), ColorMode::Rgb, cap).unwrap();
-    assert!((im.data[0] - 200.0 / 255.0).abs() < 0.03 && (im.data[256] - 30.0 / 255.0).abs() < 0.03);
+    assert!(
+        (im.data[0] - 200.0 / 255.0).abs() < 0.03 && (im.data[256] - 30.0 / 255.0).abs() < 0.03
+    );
 
     let b = CpuBackend::new();
-    let model = DnCnn::new(&b, DnCnnConfig { channels: 1, depth: 3, width: 4 }, 1).unwrap();
+    let model = DnCnn::new(
+        &b,
+        DnCnnConfig {
+            channels: 1,
+            depth: 3,
+            width: 4,
+        },
+        1,
+    )
+    .unwrap();
     for (w, h) in [(1u32, 1u32), (100_000, 1)] {
-        let im = images::decode(&png_bytes(image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(w, h, image::Luma([128])))), ColorMode::Gray, cap).unwrap();
+        let im = images::decode(
+            &png_bytes(image::DynamicImage::ImageLuma8(
+                image::GrayImage::from_pixel(w, h, image::Luma([128])),
+            )),
+            ColorMode::Gray,
+            cap,
+        )
+        .unwrap();
         let out = dncnn::denoise_image(&b, &model, &im).unwrap();
         assert_eq!((out.width, out.height), (w as usize, h as usize));
         assert!(out.data.iter().all(|v| v.is_finite()));
     }
     // a gray model refuses a colour image with a message, not a panic
-    let e = dncnn::denoise_image(&b, &model, &rgb).err().unwrap().to_string();
+    let e = dncnn::denoise_image(&b, &model, &rgb)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("1-channel"), "{e}");
 }
 
@@ -345,20 +527,29 @@ fn noise_is_seeded_and_unclipped() {
     let clean = vec![0.0f32; 1000];
     let a = images::add_awgn(&clean, 25.0, 3, 0);
     assert_eq!(a, images::add_awgn(&clean, 25.0, 3, 0));
-    assert!(a.iter().any(|&v| v < 0.0), "noisy input must not be clipped");
+    assert!(
+        a.iter().any(|&v| v < 0.0),
+        "noisy input must not be clipped"
+    );
     assert_eq!(a[10], 25.0 / 255.0 * rng::normal(3, 10));
 }
 
 #[test]
 fn cli_train_checkpoint_resume_eval_and_denoise() {
-    use nnlab::models::dncnn_cli::{self as cli, BackendKind, DenoiseArgs, EvalArgs, Mode, TrainArgs};
+    use nnlab::models::dncnn_cli::{
+        self as cli, BackendKind, DenoiseArgs, EvalArgs, Mode, TrainArgs,
+    };
     let root = std::env::temp_dir().join(format!("nnlab_dncnn_cli_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     for (set, n, side) in [("Train400", 3u64, 48usize), ("Set12", 1, 32)] {
         let dir = root.join("denoise").join(set);
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..n {
-            images::save_png(&dir.join(format!("{i:02}.png")), &synthetic(1, side, side, i)).unwrap();
+            images::save_png(
+                &dir.join(format!("{i:02}.png")),
+                &synthetic(1, side, side, i),
+            )
+            .unwrap();
         }
     }
     let ck = root.join("ck.safetensors");
@@ -396,16 +587,42 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
     let w = |bytes: &[u8]| nnlab::weights::from_bytes(bytes).unwrap();
     assert_eq!(w(&resumed), w(&straight));
 
-    cli::eval(EvalArgs { model: ck.clone(), set: vec!["Set12".into()], sigma: vec![25.0], noise_seed: 0, limit: None, per_image: true, backend: BackendKind::Cpu, data: Some(root.clone()) }).unwrap();
+    cli::eval(EvalArgs {
+        model: ck.clone(),
+        set: vec!["Set12".into()],
+        sigma: vec![25.0],
+        noise_seed: 0,
+        limit: None,
+        per_image: true,
+        backend: BackendKind::Cpu,
+        data: Some(root.clone()),
+    })
+    .unwrap();
     let input = root.join("denoise/Set12/00.png");
     let output = root.join("out.png");
-    cli::denoise(DenoiseArgs { input, output: output.clone(), model: Some(out.to_string_lossy().into_owned()), add_noise: Some(25.0), seed: 1, noisy_out: None, tile: Some(8), backend: BackendKind::Cpu }).unwrap();
+    cli::denoise(DenoiseArgs {
+        input,
+        output: output.clone(),
+        model: Some(out.to_string_lossy().into_owned()),
+        add_noise: Some(25.0),
+        seed: 1,
+        noisy_out: None,
+        tile: Some(8),
+        backend: BackendKind::Cpu,
+    })
+    .unwrap();
     let den = images::load_file(&output, ColorMode::Gray, images::DEFAULT_MAX_PIXELS).unwrap();
     assert_eq!((den.width, den.height), (32, 32));
     // a wrong weights file is a clear error
     std::fs::write(root.join("bad.safetensors"), b"not weights").unwrap();
-    let e = cli::load_model(&CpuBackend::new(), &root.join("bad.safetensors")).err().unwrap().to_string();
-    assert!(e.contains("bad.safetensors") && e.contains("weights error"), "{e}");
+    let e = cli::load_model(&CpuBackend::new(), &root.join("bad.safetensors"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("bad.safetensors") && e.contains("weights error"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -414,9 +631,16 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
 #[test]
 fn cmyk_progressive_and_exif_rotated_jpegs_decode() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/images");
-    let close = |got: f32, want: f32, what: &str| assert!((got * 255.0 - want).abs() <= 12.0, "{what}: got {}, want {want}", got * 255.0);
+    let close = |got: f32, want: f32, what: &str| {
+        assert!(
+            (got * 255.0 - want).abs() <= 12.0,
+            "{what}: got {}, want {want}",
+            got * 255.0
+        )
+    };
     for name in ["cmyk.jpg", "progressive.jpg"] {
-        let im = images::load_file(&dir.join(name), ColorMode::Rgb, images::DEFAULT_MAX_PIXELS).unwrap();
+        let im =
+            images::load_file(&dir.join(name), ColorMode::Rgb, images::DEFAULT_MAX_PIXELS).unwrap();
         assert_eq!((im.width, im.height, im.channels), (16, 12, 3), "{name}");
         let p = im.pixels();
         let at = |c: usize, x: usize, y: usize| im.data[c * p + y * 16 + x];
@@ -425,7 +649,12 @@ fn cmyk_progressive_and_exif_rotated_jpegs_decode() {
         close(at(2, 8, 5), 200.0, name);
     }
     // displayed upright: 12 wide, 16 tall, the red ramp running down the right-hand column
-    let im = images::load_file(&dir.join("exif_rot6.jpg"), ColorMode::Rgb, images::DEFAULT_MAX_PIXELS).unwrap();
+    let im = images::load_file(
+        &dir.join("exif_rot6.jpg"),
+        ColorMode::Rgb,
+        images::DEFAULT_MAX_PIXELS,
+    )
+    .unwrap();
     assert_eq!((im.width, im.height), (12, 16));
     close(im.data[11], 0.0, "top right");
     close(im.data[15 * 12 + 11], 240.0, "bottom right");
@@ -437,30 +666,66 @@ fn cmyk_progressive_and_exif_rotated_jpegs_decode() {
 #[test]
 fn gpu_train_step_and_tiled_denoise_match_the_cpu() {
     use nnlab::gpu::{GpuBackend, GpuOptions};
-    let gpu = GpuBackend::new_blocking(GpuOptions { max_storage_binding_bytes: Some(64 << 10), max_workgroups_per_dim: None })
-        .unwrap_or_else(|e| panic!("this test needs a GPU adapter (natively: Vulkan, e.g. mesa-vulkan-drivers): {e}"));
+    let gpu = GpuBackend::new_blocking(GpuOptions {
+        max_storage_binding_bytes: Some(64 << 10),
+        max_workgroups_per_dim: None,
+    })
+    .unwrap_or_else(|e| {
+        panic!("this test needs a GPU adapter (natively: Vulkan, e.g. mesa-vulkan-drivers): {e}")
+    });
     let cpu = CpuBackend::new();
-    let (mc, mg) = (DnCnn::new(&cpu, TINY, 6).unwrap(), DnCnn::new(&gpu, TINY, 6).unwrap());
-    let (mut oc, mut og) = (AdamState::new(&cpu, &mc.params(), 1e-3).unwrap(), AdamState::new(&gpu, &mg.params(), 1e-3).unwrap());
+    let (mc, mg) = (
+        DnCnn::new(&cpu, TINY, 6).unwrap(),
+        DnCnn::new(&gpu, TINY, 6).unwrap(),
+    );
+    let (mut oc, mut og) = (
+        AdamState::new(&cpu, &mc.params(), 1e-3).unwrap(),
+        AdamState::new(&gpu, &mg.params(), 1e-3).unwrap(),
+    );
     let sampler = PatchSampler::new(vec![synthetic(1, 40, 40, 1)], 16).unwrap();
     let sh = [4, 1, 16, 16];
     let mut worst = 0.0f32;
     for s in 0..2 {
         let bt = sampler.batch(4, NoiseLevel::Fixed(25.0), 2, s);
-        let lc = dncnn::train_step(&cpu, &mc, &mut oc, &cpu.upload(&sh, &bt.noisy).unwrap(), &cpu.upload(&sh, &bt.clean).unwrap()).unwrap();
-        let lg = dncnn::train_step(&gpu, &mg, &mut og, &gpu.upload(&sh, &bt.noisy).unwrap(), &gpu.upload(&sh, &bt.clean).unwrap()).unwrap();
-        let (lc, lg) = (read_blocking(&cpu, &lc).unwrap()[0], read_blocking(&gpu, &lg).unwrap()[0]);
-        assert!((lc - lg).abs() <= 1e-4 * lc.abs().max(1e-3), "step {s}: loss cpu {lc} gpu {lg}");
+        let lc = dncnn::train_step(
+            &cpu,
+            &mc,
+            &mut oc,
+            &cpu.upload(&sh, &bt.noisy).unwrap(),
+            &cpu.upload(&sh, &bt.clean).unwrap(),
+        )
+        .unwrap();
+        let lg = dncnn::train_step(
+            &gpu,
+            &mg,
+            &mut og,
+            &gpu.upload(&sh, &bt.noisy).unwrap(),
+            &gpu.upload(&sh, &bt.clean).unwrap(),
+        )
+        .unwrap();
+        let (lc, lg) = (
+            read_blocking(&cpu, &lc).unwrap()[0],
+            read_blocking(&gpu, &lg).unwrap()[0],
+        );
+        assert!(
+            (lc - lg).abs() <= 1e-4 * lc.abs().max(1e-3),
+            "step {s}: loss cpu {lc} gpu {lg}"
+        );
     }
     for (pc, pg) in mc.state().iter().zip(mg.state()) {
-        let d = max_abs_diff(&read_blocking(&cpu, pc.value()).unwrap(), &read_blocking(&gpu, pg.value()).unwrap());
+        let d = max_abs_diff(
+            &read_blocking(&cpu, pc.value()).unwrap(),
+            &read_blocking(&gpu, pg.value()).unwrap(),
+        );
         worst = worst.max(d);
     }
     println!("GPU vs CPU after 2 training steps: max |param diff| = {worst:.2e}");
     assert!(worst <= 1e-4, "parameters differ by {worst}");
 
     let clean = synthetic(1, 37, 53, 3);
-    let noisy = clean.with_data(images::add_awgn(&clean.data, 25.0, 4, 0)).unwrap();
+    let noisy = clean
+        .with_data(images::add_awgn(&clean.data, 25.0, 4, 0))
+        .unwrap();
     let want = eval_output(&cpu, &mc, &noisy);
     let core = dncnn::tile_core(&gpu, &mg.config).unwrap();
     let got = dncnn::denoise_tiled(&gpu, &mg, &noisy, core, |_, _| {}).unwrap();
@@ -477,18 +742,35 @@ fn a_24_megapixel_image_denoises_in_tiles() {
     let (h, w) = (4000usize, 6000usize);
     let data: Vec<f32> = (0..h * w).map(|i| ((i % 977) as f32) / 977.0).collect();
     let img = Image::new(1, h, w, data).unwrap();
-    let cfg = DnCnnConfig { channels: 1, depth: 3, width: 4 };
+    let cfg = DnCnnConfig {
+        channels: 1,
+        depth: 3,
+        width: 4,
+    };
     let cpu = CpuBackend::new();
     let m = DnCnn::new(&cpu, cfg, 1).unwrap();
     let t = std::time::Instant::now();
     let out = dncnn::denoise_image(&cpu, &m, &img).unwrap();
-    println!("CPU: 24 MP in {:.1}s (tile core {})", t.elapsed().as_secs_f64(), dncnn::tile_core(&cpu, &cfg).unwrap());
+    println!(
+        "CPU: 24 MP in {:.1}s (tile core {})",
+        t.elapsed().as_secs_f64(),
+        dncnn::tile_core(&cpu, &cfg).unwrap()
+    );
     assert_eq!((out.height, out.width), (h, w));
     assert!(out.data.iter().all(|v| v.is_finite()));
-    let gpu = nnlab::gpu::GpuBackend::new_blocking(nnlab::gpu::GpuOptions { max_storage_binding_bytes: Some(4 << 20), max_workgroups_per_dim: None }).unwrap();
+    let gpu = nnlab::gpu::GpuBackend::new_blocking(nnlab::gpu::GpuOptions {
+        max_storage_binding_bytes: Some(4 << 20),
+        max_workgroups_per_dim: None,
+    })
+    .unwrap();
     let mg = DnCnn::new(&gpu, cfg, 1).unwrap();
     let t = std::time::Instant::now();
     let outg = dncnn::denoise_image(&gpu, &mg, &img).unwrap();
-    println!("GPU (4 MiB bindings): 24 MP in {:.1}s (tile core {}), max |gpu - cpu| {:.2e}", t.elapsed().as_secs_f64(), dncnn::tile_core(&gpu, &cfg).unwrap(), max_abs_diff(&out.data, &outg.data));
+    println!(
+        "GPU (4 MiB bindings): 24 MP in {:.1}s (tile core {}), max |gpu - cpu| {:.2e}",
+        t.elapsed().as_secs_f64(),
+        dncnn::tile_core(&gpu, &cfg).unwrap(),
+        max_abs_diff(&out.data, &outg.data)
+    );
     assert!(max_abs_diff(&out.data, &outg.data) <= 1e-4);
 }

@@ -14,7 +14,10 @@ use nnlab::data::mnist::{Mnist, PIXELS, SIDE};
 const TOL: f32 = 1e-5;
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// `img` (28x28) drawn `k` times larger at (top, left) of a `side` x `side` canvas.
@@ -34,7 +37,10 @@ fn page_digits() -> Option<Mnist> {
     match std::fs::read(&path) {
         Ok(bytes) => Some(Mnist::from_page_bytes(&bytes).expect("the page digit file parses")),
         Err(e) => {
-            eprintln!("SKIPPED: {} is missing ({e}); run ./build.sh setup to make it", path.display());
+            eprintln!(
+                "SKIPPED: {} is missing ({e}); run ./build.sh setup to make it",
+                path.display()
+            );
             None
         }
     }
@@ -71,7 +77,11 @@ fn golden_l_shape_by_hand() {
         }
     }
     let got = mnist_from_drawing(&canvas, 40, 40).unwrap();
-    assert_eq!(max_abs_diff(&got, &want), 0.0, "the L must land exactly where worked out by hand");
+    assert_eq!(
+        max_abs_diff(&got, &want),
+        0.0,
+        "the L must land exactly where worked out by hand"
+    );
 
     // the same L as 8-bit canvas values gives the same image
     let bytes: Vec<u8> = canvas.iter().map(|&v| (v * 255.0) as u8).collect();
@@ -92,13 +102,23 @@ fn downscaling_averages_areas() {
             }
         }
         let img = mnist_from_drawing(&c, side, side).unwrap();
-        let rows: Vec<usize> = (0..SIDE).filter(|&y| img[y * SIDE..(y + 1) * SIDE].iter().any(|&v| v > 0.0)).collect();
-        assert_eq!(rows.len(), BOX, "height {h}: the larger side must become {BOX} pixels");
+        let rows: Vec<usize> = (0..SIDE)
+            .filter(|&y| img[y * SIDE..(y + 1) * SIDE].iter().any(|&v| v > 0.0))
+            .collect();
+        assert_eq!(
+            rows.len(),
+            BOX,
+            "height {h}: the larger side must become {BOX} pixels"
+        );
         let row = &img[rows[5] * SIDE..(rows[5] + 1) * SIDE];
         let cols: Vec<usize> = (0..SIDE).filter(|&x| row[x] > 0.0).collect();
         assert_eq!(cols.len(), 15, "height {h}: width 30 scales to 15 columns");
         assert!((row[cols[0]] - 1.0).abs() < TOL);
-        assert!((row[*cols.last().unwrap()] - last_col).abs() < TOL, "height {h}: last column {} want {last_col}", row[*cols.last().unwrap()]);
+        assert!(
+            (row[*cols.last().unwrap()] - last_col).abs() < TOL,
+            "height {h}: last column {} want {last_col}",
+            row[*cols.last().unwrap()]
+        );
     }
 }
 
@@ -117,7 +137,10 @@ fn drawn_mnist_digits_match_the_mnist_images() {
             let drawn = mnist_from_drawing(&canvas, side, side).unwrap();
             let d = max_abs_diff(&drawn, &mnist_path);
             worst = worst.max(d);
-            assert!(d <= TOL, "digit {i} drawn {k}x at ({top},{left}): differs from its MNIST-format path by {d}");
+            assert!(
+                d <= TOL,
+                "digit {i} drawn {k}x at ({top},{left}): differs from its MNIST-format path by {d}"
+            );
         }
         // MNIST's own convention: its digits pass through unchanged
         checked += 1;
@@ -127,12 +150,18 @@ fn drawn_mnist_digits_match_the_mnist_images() {
     }
     println!("{checked} digits: drawing path == MNIST-format path within {worst:e}; {unchanged} pass through unchanged");
     // the two digits (of 10,000) whose box is 19 pixels get rescaled; every other must be unchanged
-    assert!(unchanged as f64 >= 0.99 * checked as f64, "only {unchanged} of {checked} MNIST digits pass through unchanged");
+    assert!(
+        unchanged as f64 >= 0.99 * checked as f64,
+        "only {unchanged} of {checked} MNIST digits pass through unchanged"
+    );
 }
 
 #[test]
 fn bad_drawings_are_refused() {
-    assert!(mnist_from_drawing(&[0.0; 100], 10, 10).unwrap_err().to_string().contains("empty"));
+    assert!(mnist_from_drawing(&[0.0; 100], 10, 10)
+        .unwrap_err()
+        .to_string()
+        .contains("empty"));
     assert!(mnist_from_drawing(&[1.0; 99], 10, 10).is_err());
     assert!(mnist_from_drawing(&[], 0, 0).is_err());
     assert!(mnist_from_drawing(&[1.0; 4], 1, 5000).is_err());

@@ -6,19 +6,37 @@ use nnlab::autodiff::Graph;
 use nnlab::backend::{read_blocking, Backend};
 use nnlab::cpu::CpuBackend;
 use nnlab::data::mnist::{Mnist, Split};
-use nnlab::models::gan::{self, d_loss, g_loss, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, PIXELS};
+use nnlab::models::gan::{
+    self, d_loss, g_loss, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, PIXELS,
+};
 use nnlab::models::gan_metrics::{classifier_score, frechet_distance};
 use nnlab::nn::{Adam, Module};
 use nnlab::rng;
 
-const LOSSES: [GanLoss; 3] = [GanLoss::CrossEntropy, GanLoss::Minimax, GanLoss::LeastSquares];
+const LOSSES: [GanLoss; 3] = [
+    GanLoss::CrossEntropy,
+    GanLoss::Minimax,
+    GanLoss::LeastSquares,
+];
 
 fn small(arch: GanArch) -> GanConfig {
-    GanConfig { arch, latent: 8, width: 4 }
+    GanConfig {
+        arch,
+        latent: 8,
+        width: 4,
+    }
 }
 
 /// D loss (or G loss) for fixed real images and z, in training mode as in a step.
-fn losses(b: &CpuBackend, gen: &Generator, disc: &Discriminator, loss: GanLoss, x: &[f32], z: &[f32], n: usize) -> (f64, f64) {
+fn losses(
+    b: &CpuBackend,
+    gen: &Generator,
+    disc: &Discriminator,
+    loss: GanLoss,
+    x: &[f32],
+    z: &[f32],
+    n: usize,
+) -> (f64, f64) {
     let mut g = Graph::new(b);
     g.set_grad_enabled(false);
     let xv = g.constant(b.upload(&[n, PIXELS], x).unwrap());
@@ -47,7 +65,11 @@ fn probe(name: &str, grad: &[f32], vals: &[f32], h: f32, f: &dyn Fn(usize, f32) 
         // The objective is an f32 sum over ~10^5 terms (rounding ~1e-6, i.e. ~5e-4 in the
         // quotient) and the nets have (Leaky)ReLU kinks that a step may cross: a few % and a
         // small absolute slack. A wrong sign, a missing factor or a blocked path is off by 100%.
-        assert!(err <= 3e-3 + 0.05 * fd.abs(), "{name}[{i}]: tape {} vs finite differences {fd}", grad[i]);
+        assert!(
+            err <= 3e-3 + 0.05 * fd.abs(),
+            "{name}[{i}]: tape {} vs finite differences {fd}",
+            grad[i]
+        );
     }
     worst
 }
@@ -70,36 +92,65 @@ fn check(arch: GanArch, loss: GanLoss) {
         let f = gen.forward(&mut g, zv).unwrap();
         let ro = disc.forward(&mut g, xv).unwrap();
         let fo = disc.forward(&mut g, f).unwrap();
-        let objective = if which == "D" { d_loss(&mut g, loss, ro, fo).unwrap() } else { g_loss(&mut g, loss, fo).unwrap() };
+        let objective = if which == "D" {
+            d_loss(&mut g, loss, ro, fo).unwrap()
+        } else {
+            g_loss(&mut g, loss, fo).unwrap()
+        };
         g.backward(objective).unwrap();
         let value = |zz: &[f32]| {
             let (d, gl) = losses(&b, &gen, &disc, loss, &x, zz, n);
-            if which == "D" { d } else { gl }
+            if which == "D" {
+                d
+            } else {
+                gl
+            }
         };
         // D's loss on D's first and last layers; G's loss through D on G's first layer and z
-        let params = if which == "D" { vec![disc.params()[0], *disc.params().last().unwrap()] } else { vec![gen.params()[0]] };
+        let params = if which == "D" {
+            vec![disc.params()[0], *disc.params().last().unwrap()]
+        } else {
+            vec![gen.params()[0]]
+        };
         for p in params {
             let grad = read_blocking(&b, &g.param_grad(p).unwrap()).unwrap();
             let vals = read_blocking(&b, p.value()).unwrap();
             let set = |i: usize, v: f32| {
                 let mut w = vals.clone();
                 w[i] = v;
-                b.assign(p.value(), &b.upload(p.shape(), &w).unwrap()).unwrap();
+                b.assign(p.value(), &b.upload(p.shape(), &w).unwrap())
+                    .unwrap();
                 let r = value(&z);
-                b.assign(p.value(), &b.upload(p.shape(), &vals).unwrap()).unwrap();
+                b.assign(p.value(), &b.upload(p.shape(), &vals).unwrap())
+                    .unwrap();
                 r
             };
-            worst = worst.max(probe(&format!("{arch:?} {loss:?} {which} loss, {}", p.name()), &grad, &vals, h, &set));
+            worst = worst.max(probe(
+                &format!("{arch:?} {loss:?} {which} loss, {}", p.name()),
+                &grad,
+                &vals,
+                h,
+                &set,
+            ));
         }
         if which == "G" {
             let gz = read_blocking(&b, &g.grad(zv).unwrap()).unwrap();
-            assert!(gz.iter().any(|v| v.abs() > 1e-4), "{arch:?} {loss:?}: no gradient reaches z through D");
+            assert!(
+                gz.iter().any(|v| v.abs() > 1e-4),
+                "{arch:?} {loss:?}: no gradient reaches z through D"
+            );
             let set = |i: usize, v: f32| {
                 let mut zz = z.clone();
                 zz[i] = v;
                 value(&zz)
             };
-            worst = worst.max(probe(&format!("{arch:?} {loss:?} G loss, z"), &gz, &z, h, &set));
+            worst = worst.max(probe(
+                &format!("{arch:?} {loss:?} G loss, z"),
+                &gz,
+                &z,
+                h,
+                &set,
+            ));
         }
     }
     println!("{arch:?} {loss:?}: D and G losses' gradients vs finite differences, max abs error {worst:.2e}");
@@ -125,27 +176,50 @@ fn sampling_with_a_seed_repeats() {
     let c = read_blocking(&b, &gan::generate(&b, &gen, &z2).unwrap()).unwrap();
     assert_eq!(a, c);
     assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));
-    assert_ne!(gan::sample_z(5, 8, Latent::Normal, 78), gan::sample_z(5, 8, Latent::Normal, 77));
+    assert_ne!(
+        gan::sample_z(5, 8, Latent::Normal, 78),
+        gan::sample_z(5, 8, Latent::Normal, 77)
+    );
 }
 
 #[test]
 fn short_training_moves_d_away_from_chance() {
     let dir = nnlab::data::data_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-    assert!(dir.join("mnist").is_dir(), "MNIST not found at {}/mnist (set NNLAB_DATA): this test needs the real digits", dir.display());
-    let train = Mnist::load(&dir, Split::Train).unwrap().slice(10_000..15_000).unwrap();
+    assert!(
+        dir.join("mnist").is_dir(),
+        "MNIST not found at {}/mnist (set NNLAB_DATA): this test needs the real digits",
+        dir.display()
+    );
+    let train = Mnist::load(&dir, Split::Train)
+        .unwrap()
+        .slice(10_000..15_000)
+        .unwrap();
     let b = CpuBackend::new();
     for loss in [GanLoss::CrossEntropy, GanLoss::LeastSquares] {
-        let cfg = GanConfig { arch: GanArch::Dense, latent: 16, width: 8 };
+        let cfg = GanConfig {
+            arch: GanArch::Dense,
+            latent: 16,
+            width: 8,
+        };
         let gen = Generator::new(&b, cfg, 1).unwrap();
         let disc = Discriminator::new(&b, cfg, 2).unwrap();
         let (mut og, mut od) = (Adam::new(2e-4, 0.5, 0.999), Adam::new(2e-4, 0.5, 0.999));
         let batch = 32;
         let mut acc = Vec::new();
         for step in 0..30 {
-            let idx: Vec<usize> = (0..batch).map(|i| rng::random_u32(step, i as u32) as usize % train.len()).collect();
+            let idx: Vec<usize> = (0..batch)
+                .map(|i| rng::random_u32(step, i as u32) as usize % train.len())
+                .collect();
             let (xs, _) = train.gather(&idx).unwrap();
-            let x = b.upload(&[batch, PIXELS], &gan::to_tanh_range(&xs)).unwrap();
-            let z = b.upload(&[batch, 16], &gan::sample_z(batch, 16, Latent::Normal, 100 + step)).unwrap();
+            let x = b
+                .upload(&[batch, PIXELS], &gan::to_tanh_range(&xs))
+                .unwrap();
+            let z = b
+                .upload(
+                    &[batch, 16],
+                    &gan::sample_z(batch, 16, Latent::Normal, 100 + step),
+                )
+                .unwrap();
             let out = gan::train_step(&b, &gen, &disc, &mut og, &mut od, loss, &x, &z).unwrap();
             let r = read_blocking(&b, &out.real_out).unwrap();
             let f = read_blocking(&b, &out.fake_out).unwrap();
@@ -155,8 +229,14 @@ fn short_training_moves_d_away_from_chance() {
             acc.push(gan::StepOutput::stats(loss, d, gl, &r, &f).d_accuracy);
         }
         let late: f32 = acc[20..].iter().sum::<f32>() / 10.0;
-        println!("{loss:?}: D accuracy first step {:.2}, mean of steps 20..30 {late:.2}", acc[0]);
-        assert!(late > 0.65, "{loss:?}: D accuracy stayed near chance ({late})");
+        println!(
+            "{loss:?}: D accuracy first step {:.2}, mean of steps 20..30 {late:.2}",
+            acc[0]
+        );
+        assert!(
+            late > 0.65,
+            "{loss:?}: D accuracy stayed near chance ({late})"
+        );
     }
 }
 
@@ -183,4 +263,3 @@ fn quality_metrics_on_known_cases() {
     let d = frechet_distance(&a, &scaled, dim).unwrap();
     assert!((d - dim as f64).abs() < 0.6, "scaled copy: {d}");
 }
-

@@ -6,7 +6,10 @@ use nnlab::autodiff::Graph;
 use nnlab::backend::{read_blocking, Backend, Conv2dParams, LossKind};
 use nnlab::cpu::CpuBackend;
 use nnlab::gpu::{GpuBackend, GpuOptions};
-use nnlab::nn::{Activation, Adam, BatchNorm2d, Conv2d, Flatten, Init, Linear, Module, Optimizer, Sequential, Sgd};
+use nnlab::nn::{
+    Activation, Adam, BatchNorm2d, Conv2d, Flatten, Init, Linear, Module, Optimizer, Sequential,
+    Sgd,
+};
 use nnlab::rng;
 
 fn gpu() -> GpuBackend {
@@ -28,7 +31,13 @@ struct Task {
 }
 
 /// Full-batch training; returns the loss before each step.
-fn train(b: &dyn Backend, model: &dyn Module, opt: &mut dyn Optimizer, task: &Task, steps: usize) -> Vec<f32> {
+fn train(
+    b: &dyn Backend,
+    model: &dyn Module,
+    opt: &mut dyn Optimizer,
+    task: &Task,
+    steps: usize,
+) -> Vec<f32> {
     let xt = b.upload(&task.x.1, &task.x.0).unwrap();
     let tt = b.upload(&task.t.1, &task.t.0).unwrap();
     let kind = task.kind;
@@ -52,8 +61,14 @@ fn mlp_data(n: usize) -> (Vec<f32>, Vec<f32>) {
     let teacher = rng::normal_vec(8 * 3, 0.0, 1.0, 2);
     let mut t = vec![0.0; n * 3];
     for i in 0..n {
-        let score = |k: usize| (0..8).map(|j| x[i * 8 + j] * teacher[j * 3 + k]).sum::<f32>();
-        let best = (0..3).max_by(|&a, &c| score(a).total_cmp(&score(c))).unwrap();
+        let score = |k: usize| {
+            (0..8)
+                .map(|j| x[i * 8 + j] * teacher[j * 3 + k])
+                .sum::<f32>()
+        };
+        let best = (0..3)
+            .max_by(|&a, &c| score(a).total_cmp(&score(c)))
+            .unwrap();
         t[i * 3 + best] = 1.0;
     }
     (x, t)
@@ -61,11 +76,19 @@ fn mlp_data(n: usize) -> (Vec<f32>, Vec<f32>) {
 
 fn run_mlp(b: &dyn Backend) -> Vec<f32> {
     let fc2 = Linear::new(b, "2", 16, 3, true, 11).unwrap();
-    fc2.reinit(b, Init::XavierUniform { gain: 1.0 }, 11).unwrap();
-    let model = Sequential::new().push(Linear::new(b, "0", 8, 16, true, 10).unwrap()).push(Activation::Relu).push(fc2);
+    fc2.reinit(b, Init::XavierUniform { gain: 1.0 }, 11)
+        .unwrap();
+    let model = Sequential::new()
+        .push(Linear::new(b, "0", 8, 16, true, 10).unwrap())
+        .push(Activation::Relu)
+        .push(fc2);
     let (x, t) = mlp_data(64);
     let mut opt = Adam::new(0.02, 0.9, 0.999);
-    let task = Task { x: (x, vec![64, 8]), t: (t, vec![64, 3]), kind: LossKind::SoftmaxCrossEntropy };
+    let task = Task {
+        x: (x, vec![64, 8]),
+        t: (t, vec![64, 3]),
+        kind: LossKind::SoftmaxCrossEntropy,
+    };
     train(b, &model, &mut opt, &task, 40)
 }
 
@@ -85,8 +108,16 @@ fn cnn_data(n: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 fn run_cnn(b: &dyn Backend) -> Vec<f32> {
-    let p1 = Conv2dParams { stride: 1, padding: 1, dilation: 1 };
-    let p2 = Conv2dParams { stride: 2, padding: 1, dilation: 1 };
+    let p1 = Conv2dParams {
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+    };
+    let p2 = Conv2dParams {
+        stride: 2,
+        padding: 1,
+        dilation: 1,
+    };
     let model = Sequential::new()
         .push(Conv2d::new(b, "0", 1, 4, 3, p1, false, 20).unwrap())
         .push(BatchNorm2d::new(b, "1", 4).unwrap())
@@ -97,7 +128,11 @@ fn run_cnn(b: &dyn Backend) -> Vec<f32> {
         .push(Linear::new(b, "6", 4 * 4 * 4, 1, true, 22).unwrap());
     let (x, t) = cnn_data(16);
     let mut opt = Sgd::new(0.05, 0.9, 1e-4);
-    let task = Task { x: (x, vec![16, 1, 8, 8]), t: (t, vec![16, 1]), kind: LossKind::BceWithLogits };
+    let task = Task {
+        x: (x, vec![16, 1, 8, 8]),
+        t: (t, vec![16, 1]),
+        kind: LossKind::BceWithLogits,
+    };
     train(b, &model, &mut opt, &task, 30)
 }
 
@@ -106,12 +141,30 @@ fn check(name: &str, cpu: &[f32], gpu: &[f32]) {
     println!("{name} GPU losses: {:?}", gpu);
     let n = cpu.len();
     for (dev, l) in [("CPU", cpu), ("GPU", gpu)] {
-        assert!(l.iter().all(|v| v.is_finite()), "{name} on {dev}: non-finite loss {l:?}");
-        assert!(l[n - 1] < 0.5 * l[0], "{name} on {dev}: loss did not fall enough: {} -> {}", l[0], l[n - 1]);
+        assert!(
+            l.iter().all(|v| v.is_finite()),
+            "{name} on {dev}: non-finite loss {l:?}"
+        );
+        assert!(
+            l[n - 1] < 0.5 * l[0],
+            "{name} on {dev}: loss did not fall enough: {} -> {}",
+            l[0],
+            l[n - 1]
+        );
     }
     let d1 = (cpu[0] - gpu[0]).abs();
-    println!("{name}: step-1 loss CPU {} GPU {} |diff| {d1:.3e}; last-step |diff| {:.3e}", cpu[0], gpu[0], (cpu[n - 1] - gpu[n - 1]).abs());
-    assert!(d1 <= 1e-4 * (1.0 + cpu[0].abs()), "{name}: step-1 losses differ between backends: CPU {} GPU {}", cpu[0], gpu[0]);
+    println!(
+        "{name}: step-1 loss CPU {} GPU {} |diff| {d1:.3e}; last-step |diff| {:.3e}",
+        cpu[0],
+        gpu[0],
+        (cpu[n - 1] - gpu[n - 1]).abs()
+    );
+    assert!(
+        d1 <= 1e-4 * (1.0 + cpu[0].abs()),
+        "{name}: step-1 losses differ between backends: CPU {} GPU {}",
+        cpu[0],
+        gpu[0]
+    );
 }
 
 #[test]

@@ -36,14 +36,26 @@ async fn read(be: &dyn Backend, t: &nnlab::Tensor) -> Vec<f32> {
 
 /// Largest |a - b|, after checking both have the same length; panics past `tol * (1 + |b|)`.
 fn compare(what: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
-    assert_eq!(got.len(), want.len(), "{what}: {} values, expected {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {} values, expected {}",
+        got.len(),
+        want.len()
+    );
     let mut max_err = 0.0f32;
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let e = (g - w).abs();
-        assert!(e <= tol * (1.0 + w.abs()), "{what}: element {i} is {g}, the CPU gives {w} (|diff| {e})");
+        assert!(
+            e <= tol * (1.0 + w.abs()),
+            "{what}: element {i} is {g}, the CPU gives {w} (|diff| {e})"
+        );
         max_err = max_err.max(e);
     }
-    console_log!("{what}: max abs error {max_err:.3e} over {} values", got.len());
+    console_log!(
+        "{what}: max abs error {max_err:.3e} over {} values",
+        got.len()
+    );
     max_err
 }
 
@@ -56,7 +68,18 @@ async fn cpu_backend_lecture_example() {
     let x: Vec<f32> = (0..36).map(|v| v as f32).collect();
     let tx = cpu.upload(&[1, 1, 6, 6], &x).unwrap();
     let tw = cpu.upload(&[1, 1, 3, 3], &[1.0; 9]).unwrap();
-    let y = cpu.conv2d(&tx, &tw, None, Conv2dParams { stride: 2, padding: 1, dilation: 1 }).unwrap();
+    let y = cpu
+        .conv2d(
+            &tx,
+            &tw,
+            None,
+            Conv2dParams {
+                stride: 2,
+                padding: 1,
+                dilation: 1,
+            },
+        )
+        .unwrap();
     assert_eq!(y.shape(), &[1, 1, 3, 3]);
     let want_y: Vec<f32> = (0..3)
         .flat_map(|oy| (0..3).map(move |ox| (oy, ox)))
@@ -80,18 +103,35 @@ async fn cpu_backend_lecture_example() {
     // back to 6x6 with a' = 1 (PyTorch output_padding)
     let lt = nnlab::backend::conv_arith::lecture_transposed(6, 3, 2, 1).unwrap();
     assert_eq!(lt.a_t, 1);
-    let z = cpu.conv_transpose2d(&y, &tw, None, lt.pytorch_params(2, 1)).unwrap();
+    let z = cpu
+        .conv_transpose2d(&y, &tw, None, lt.pytorch_params(2, 1))
+        .unwrap();
     assert_eq!(z.shape(), &[1, 1, 6, 6]);
     assert_eq!(read(&cpu, &z).await.len(), 36);
 
     // matmul: [[1,2,3],[4,5,6]] x [[1,0],[0,1],[1,1]] = [[4,5],[10,11]]
-    let a = cpu.upload(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
-    let b = cpu.upload(&[3, 2], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
+    let a = cpu
+        .upload(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+        .unwrap();
+    let b = cpu
+        .upload(&[3, 2], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+        .unwrap();
     let c = cpu.matmul(&a, &b, false, false).unwrap();
     assert_eq!(read(&cpu, &c).await, vec![4.0, 5.0, 10.0, 11.0]);
 
     // bad input is an error, not a panic
-    assert!(cpu.conv2d(&tx, &tw, None, Conv2dParams { stride: 0, padding: 0, dilation: 1 }).is_err());
+    assert!(cpu
+        .conv2d(
+            &tx,
+            &tw,
+            None,
+            Conv2dParams {
+                stride: 0,
+                padding: 0,
+                dilation: 1
+            }
+        )
+        .is_err());
 }
 
 // ---------------------------------------------------------------- GPU vs CPU on the browser's WebGPU
@@ -120,7 +160,11 @@ async fn gpu_conv2d_equals_cpu() {
         let x = uniform_vec(n * ci * h * w, -1.0, 1.0, 100 + t as u64);
         let wt = uniform_vec(co * ci * k * k, -1.0, 1.0, 200 + t as u64);
         let b = uniform_vec(co, -1.0, 1.0, 300 + t as u64);
-        let prm = Conv2dParams { stride: s, padding: p, dilation: d };
+        let prm = Conv2dParams {
+            stride: s,
+            padding: p,
+            dilation: d,
+        };
         let run = |be: &dyn Backend| -> nnlab::Result<nnlab::Tensor> {
             let x = be.upload(&[n, ci, h, w], &x)?;
             let wt = be.upload(&[co, ci, k, k], &wt)?;
@@ -131,7 +175,12 @@ async fn gpu_conv2d_equals_cpu() {
         let got = run(&g).unwrap_or_else(|e| panic!("GPU conv2d {:?}: {e}", CONV_SHAPES[t]));
         assert!(got.is_gpu(), "the GPU backend returned a CPU tensor");
         assert_eq!(got.shape(), want.shape());
-        compare(&format!("conv2d {:?}", CONV_SHAPES[t]), &read(&g, &got).await, &read(&cpu, &want).await, 1e-4);
+        compare(
+            &format!("conv2d {:?}", CONV_SHAPES[t]),
+            &read(&g, &got).await,
+            &read(&cpu, &want).await,
+            1e-4,
+        );
     }
 }
 
@@ -151,7 +200,12 @@ async fn gpu_conv_transpose2d_equals_cpu() {
         let x = uniform_vec(n * ci * h * w, -1.0, 1.0, 400 + t as u64);
         let wt = uniform_vec(ci * co * k * k, -1.0, 1.0, 500 + t as u64);
         let b = uniform_vec(co, -1.0, 1.0, 600 + t as u64);
-        let prm = ConvTranspose2dParams { stride: s, padding: p, output_padding: op, dilation: 1 };
+        let prm = ConvTranspose2dParams {
+            stride: s,
+            padding: p,
+            output_padding: op,
+            dilation: 1,
+        };
         let run = |be: &dyn Backend| -> nnlab::Result<nnlab::Tensor> {
             let x = be.upload(&[n, ci, h, w], &x)?;
             let wt = be.upload(&[ci, co, k, k], &wt)?;
@@ -159,10 +213,16 @@ async fn gpu_conv_transpose2d_equals_cpu() {
             be.conv_transpose2d(&x, &wt, Some(&b), prm)
         };
         let want = run(&cpu).expect("CPU conv_transpose2d");
-        let got = run(&g).unwrap_or_else(|e| panic!("GPU conv_transpose2d {:?}: {e}", CONVT_SHAPES[t]));
+        let got =
+            run(&g).unwrap_or_else(|e| panic!("GPU conv_transpose2d {:?}: {e}", CONVT_SHAPES[t]));
         assert!(got.is_gpu(), "the GPU backend returned a CPU tensor");
         assert_eq!(got.shape(), want.shape());
-        compare(&format!("conv_transpose2d {:?}", CONVT_SHAPES[t]), &read(&g, &got).await, &read(&cpu, &want).await, 1e-4);
+        compare(
+            &format!("conv_transpose2d {:?}", CONVT_SHAPES[t]),
+            &read(&g, &got).await,
+            &read(&cpu, &want).await,
+            1e-4,
+        );
     }
 }
 
@@ -192,6 +252,11 @@ async fn gpu_matmul_equals_cpu() {
         let got = run(&g).unwrap_or_else(|e| panic!("GPU matmul {:?}: {e}", MATMUL_SHAPES[t]));
         assert!(got.is_gpu(), "the GPU backend returned a CPU tensor");
         assert_eq!(got.shape(), &[m, n]);
-        compare(&format!("matmul {:?}", MATMUL_SHAPES[t]), &read(&g, &got).await, &read(&cpu, &want).await, 1e-4);
+        compare(
+            &format!("matmul {:?}", MATMUL_SHAPES[t]),
+            &read(&g, &got).await,
+            &read(&cpu, &want).await,
+            1e-4,
+        );
     }
 }

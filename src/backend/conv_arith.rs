@@ -42,30 +42,64 @@ pub struct LectureTransposed {
 /// Needs p <= m - 1 so that p' is not negative (as in the lecture).
 pub fn lecture_transposed(i: usize, m: usize, s: usize, p: usize) -> Result<LectureTransposed> {
     if m == 0 || s == 0 || i == 0 {
-        return Err(Error::Invalid(format!("input size, kernel and stride must be >= 1 (i={i}, m={m}, s={s})")));
+        return Err(Error::Invalid(format!(
+            "input size, kernel and stride must be >= 1 (i={i}, m={m}, s={s})"
+        )));
     }
     if p + 1 > m {
-        return Err(Error::Invalid(format!("padding p={p} must be at most m-1={} so that p' = m-p-1 >= 0", m - 1)));
+        return Err(Error::Invalid(format!(
+            "padding p={p} must be at most m-1={} so that p' = m-p-1 >= 0",
+            m - 1
+        )));
     }
-    let o = conv_out_size(i, m, Conv2dParams { stride: s, padding: p, dilation: 1 })?;
+    let o = conv_out_size(
+        i,
+        m,
+        Conv2dParams {
+            stride: s,
+            padding: p,
+            dilation: 1,
+        },
+    )?;
     let i_t = s - 1;
     let stretched = o + (o - 1) * i_t;
     let p_t = m - p - 1;
     let a_t = (i + 2 * p - m) % s;
     let o_t = (stretched - 1) + a_t + m - 2 * p;
-    Ok(LectureTransposed { i, o, m_t: m, s_t: 1, p_t, i_t, a_t, stretched, o_t })
+    Ok(LectureTransposed {
+        i,
+        o,
+        m_t: m,
+        s_t: 1,
+        p_t,
+        i_t,
+        a_t,
+        stretched,
+        o_t,
+    })
 }
 
 impl LectureTransposed {
     /// The same transposed conv in PyTorch's parametrisation.
     pub fn pytorch_params(&self, s: usize, p: usize) -> ConvTranspose2dParams {
-        ConvTranspose2dParams { stride: s, padding: p, output_padding: self.a_t, dilation: 1 }
+        ConvTranspose2dParams {
+            stride: s,
+            padding: p,
+            output_padding: self.a_t,
+            dilation: 1,
+        }
     }
 }
 
 /// The zero-inserted, padded input of the lecture's construction, on the host:
 /// x (N, C, o, o) -> (N, C, P, P) with P = S + 2p' + a'; the a' extra zeros go bottom/right.
-pub fn stretch_and_pad(x: &[f32], n: usize, c: usize, o: usize, lt: &LectureTransposed) -> (Vec<f32>, usize) {
+pub fn stretch_and_pad(
+    x: &[f32],
+    n: usize,
+    c: usize,
+    o: usize,
+    lt: &LectureTransposed,
+) -> (Vec<f32>, usize) {
     let side = lt.stretched + 2 * lt.p_t + lt.a_t;
     let mut out = vec![0.0f32; n * c * side * side];
     for plane in 0..n * c {
@@ -87,7 +121,8 @@ pub fn flip_transpose_weight(w: &[f32], cin: usize, cout: usize, k: usize) -> Ve
         for co in 0..cout {
             for y in 0..k {
                 for x in 0..k {
-                    out[((co * cin + ci) * k + (k - 1 - y)) * k + (k - 1 - x)] = w[((ci * cout + co) * k + y) * k + x];
+                    out[((co * cin + ci) * k + (k - 1 - y)) * k + (k - 1 - x)] =
+                        w[((ci * cout + co) * k + y) * k + x];
                 }
             }
         }
@@ -102,7 +137,19 @@ mod tests {
     #[test]
     fn lecture_example() {
         let lt = lecture_transposed(6, 3, 2, 1).unwrap();
-        assert_eq!((lt.o, lt.m_t, lt.s_t, lt.p_t, lt.i_t, lt.a_t, lt.stretched, lt.o_t), (3, 3, 1, 1, 1, 1, 5, 6));
+        assert_eq!(
+            (
+                lt.o,
+                lt.m_t,
+                lt.s_t,
+                lt.p_t,
+                lt.i_t,
+                lt.a_t,
+                lt.stretched,
+                lt.o_t
+            ),
+            (3, 3, 1, 1, 1, 1, 5, 6)
+        );
     }
 
     #[test]

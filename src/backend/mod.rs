@@ -23,7 +23,11 @@ pub struct Conv2dParams {
 
 impl Default for Conv2dParams {
     fn default() -> Self {
-        Conv2dParams { stride: 1, padding: 0, dilation: 1 }
+        Conv2dParams {
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+        }
     }
 }
 
@@ -38,14 +42,23 @@ pub struct ConvTranspose2dParams {
 
 impl Default for ConvTranspose2dParams {
     fn default() -> Self {
-        ConvTranspose2dParams { stride: 1, padding: 0, output_padding: 0, dilation: 1 }
+        ConvTranspose2dParams {
+            stride: 1,
+            padding: 0,
+            output_padding: 0,
+            dilation: 1,
+        }
     }
 }
 
 impl ConvTranspose2dParams {
     /// The conv2d whose backward-input this transposed conv is.
     pub fn as_conv(&self) -> Conv2dParams {
-        Conv2dParams { stride: self.stride, padding: self.padding, dilation: self.dilation }
+        Conv2dParams {
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+        }
     }
 }
 
@@ -130,7 +143,10 @@ impl BackendInfo {
         if self.kind == "cpu" {
             format!("CPU backend ({})", self.adapter)
         } else if self.fallback {
-            format!("WebGPU/wgpu on {} (software fallback adapter: runs on the CPU)", self.adapter)
+            format!(
+                "WebGPU/wgpu on {} (software fallback adapter: runs on the CPU)",
+                self.adapter
+            )
         } else {
             format!("WebGPU/wgpu on {}", self.adapter)
         }
@@ -154,13 +170,44 @@ pub trait Backend {
     fn fill(&self, shape: &[usize], value: f32) -> Result<Tensor>;
 
     // ---- convolution. x (N,Cin,H,W); w (Cout,Cin,k,k); b (Cout) -> (N,Cout,Ho,Wo)
-    fn conv2d(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor>;
-    fn conv2d_backward_input(&self, gy: &Tensor, w: &Tensor, x_shape: &[usize], p: Conv2dParams) -> Result<Tensor>;
-    fn conv2d_backward_weight(&self, x: &Tensor, gy: &Tensor, w_shape: &[usize], p: Conv2dParams) -> Result<Tensor>;
+    fn conv2d(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams)
+        -> Result<Tensor>;
+    fn conv2d_backward_input(
+        &self,
+        gy: &Tensor,
+        w: &Tensor,
+        x_shape: &[usize],
+        p: Conv2dParams,
+    ) -> Result<Tensor>;
+    fn conv2d_backward_weight(
+        &self,
+        x: &Tensor,
+        gy: &Tensor,
+        w_shape: &[usize],
+        p: Conv2dParams,
+    ) -> Result<Tensor>;
     /// x (N,Cin,H,W); w (Cin,Cout,k,k) as PyTorch; b (Cout)
-    fn conv_transpose2d(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: ConvTranspose2dParams) -> Result<Tensor>;
-    fn conv_transpose2d_backward_input(&self, gy: &Tensor, w: &Tensor, x_shape: &[usize], p: ConvTranspose2dParams) -> Result<Tensor>;
-    fn conv_transpose2d_backward_weight(&self, x: &Tensor, gy: &Tensor, w_shape: &[usize], p: ConvTranspose2dParams) -> Result<Tensor>;
+    fn conv_transpose2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        p: ConvTranspose2dParams,
+    ) -> Result<Tensor>;
+    fn conv_transpose2d_backward_input(
+        &self,
+        gy: &Tensor,
+        w: &Tensor,
+        x_shape: &[usize],
+        p: ConvTranspose2dParams,
+    ) -> Result<Tensor>;
+    fn conv_transpose2d_backward_weight(
+        &self,
+        x: &Tensor,
+        gy: &Tensor,
+        w_shape: &[usize],
+        p: ConvTranspose2dParams,
+    ) -> Result<Tensor>;
     /// y = x + b broadcast along dim 1 (x is (N,C) or (N,C,H,W), b is (C))
     fn bias_add(&self, x: &Tensor, b: &Tensor) -> Result<Tensor>;
     /// gradient of bias_add w.r.t. b: sum of gy over every dim but 1
@@ -186,7 +233,13 @@ pub trait Backend {
 
     // ---- losses: loss -> [1]; backward returns d loss / d pred scaled by the scalar `gloss` ([1])
     fn loss(&self, kind: LossKind, pred: &Tensor, target: &Tensor) -> Result<Tensor>;
-    fn loss_backward(&self, kind: LossKind, pred: &Tensor, target: &Tensor, gloss: &Tensor) -> Result<Tensor>;
+    fn loss_backward(
+        &self,
+        kind: LossKind,
+        pred: &Tensor,
+        target: &Tensor,
+        gloss: &Tensor,
+    ) -> Result<Tensor>;
 
     // ---- BatchNorm2d over (N,H,W) per channel. Training mode updates running stats in place
     // (running = (1-momentum) running + momentum batch, unbiased variance as PyTorch) and
@@ -201,13 +254,35 @@ pub trait Backend {
         momentum: f32,
         eps: f32,
     ) -> Result<(Tensor, Tensor, Tensor)>;
-    fn batchnorm2d_eval(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, eps: f32) -> Result<Tensor>;
+    fn batchnorm2d_eval(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        eps: f32,
+    ) -> Result<Tensor>;
     /// returns (gx, ggamma, gbeta)
-    fn batchnorm2d_backward(&self, x: &Tensor, gy: &Tensor, gamma: &Tensor, mean: &Tensor, invstd: &Tensor) -> Result<(Tensor, Tensor, Tensor)>;
+    fn batchnorm2d_backward(
+        &self,
+        x: &Tensor,
+        gy: &Tensor,
+        gamma: &Tensor,
+        mean: &Tensor,
+        invstd: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)>;
 
     // ---- optimizers, in place on p and the state tensors
     fn sgd_step(&self, p: &Tensor, g: &Tensor, velocity: &Tensor, hp: SgdParams) -> Result<()>;
-    fn adam_step(&self, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, hp: AdamParams) -> Result<()>;
+    fn adam_step(
+        &self,
+        p: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        hp: AdamParams,
+    ) -> Result<()>;
 
     // ---- counter-based random numbers (see `rng`): element i depends only on (seed, i)
     fn random(&self, shape: &[usize], dist: Distribution, seed: u64) -> Result<Tensor>;
@@ -223,7 +298,9 @@ pub fn read_blocking(backend: &dyn Backend, t: &Tensor) -> Result<Vec<f32>> {
 
 fn check_params(stride: usize, dilation: usize, op: &str) -> Result<()> {
     if stride == 0 || dilation == 0 {
-        return Err(Error::Invalid(format!("{op}: stride and dilation must be >= 1 (got stride {stride}, dilation {dilation})")));
+        return Err(Error::Invalid(format!(
+            "{op}: stride and dilation must be >= 1 (got stride {stride}, dilation {dilation})"
+        )));
     }
     Ok(())
 }
@@ -262,20 +339,31 @@ pub fn conv_transpose_out_size(input: usize, k: usize, p: ConvTranspose2dParams)
 }
 
 /// Validate a conv2d call; returns (N, Cin, H, W, Cout, k, Ho, Wo).
-pub fn conv2d_shapes(x: &[usize], w: &[usize], b: Option<&[usize]>, p: Conv2dParams) -> Result<[usize; 8]> {
+pub fn conv2d_shapes(
+    x: &[usize],
+    w: &[usize],
+    b: Option<&[usize]>,
+    p: Conv2dParams,
+) -> Result<[usize; 8]> {
     let [n, c, h, wd] = dims4(x, "conv2d input")?;
     let [co, ci, kh, kw] = dims4(w, "conv2d weight (Cout, Cin, k, k)")?;
     non_empty(x, "conv2d input")?;
     non_empty(w, "conv2d weight")?;
     if ci != c {
-        return Err(Error::Shape(format!("conv2d: input has {c} channels but the weight {w:?} expects {ci}")));
+        return Err(Error::Shape(format!(
+            "conv2d: input has {c} channels but the weight {w:?} expects {ci}"
+        )));
     }
     if kh != kw {
-        return Err(Error::Shape(format!("conv2d: only square kernels are supported, got {kh}x{kw}")));
+        return Err(Error::Shape(format!(
+            "conv2d: only square kernels are supported, got {kh}x{kw}"
+        )));
     }
     if let Some(bs) = b {
         if bs != [co] {
-            return Err(Error::Shape(format!("conv2d: bias must have shape [{co}], got {bs:?}")));
+            return Err(Error::Shape(format!(
+                "conv2d: bias must have shape [{co}], got {bs:?}"
+            )));
         }
     }
     let ho = conv_out_size(h, kh, p)?;
@@ -284,20 +372,31 @@ pub fn conv2d_shapes(x: &[usize], w: &[usize], b: Option<&[usize]>, p: Conv2dPar
 }
 
 /// Validate a conv_transpose2d call; returns (N, Cin, H, W, Cout, k, Ho, Wo).
-pub fn conv_transpose2d_shapes(x: &[usize], w: &[usize], b: Option<&[usize]>, p: ConvTranspose2dParams) -> Result<[usize; 8]> {
+pub fn conv_transpose2d_shapes(
+    x: &[usize],
+    w: &[usize],
+    b: Option<&[usize]>,
+    p: ConvTranspose2dParams,
+) -> Result<[usize; 8]> {
     let [n, c, h, wd] = dims4(x, "conv_transpose2d input")?;
     let [ci, co, kh, kw] = dims4(w, "conv_transpose2d weight (Cin, Cout, k, k)")?;
     non_empty(x, "conv_transpose2d input")?;
     non_empty(w, "conv_transpose2d weight")?;
     if ci != c {
-        return Err(Error::Shape(format!("conv_transpose2d: input has {c} channels but the weight {w:?} expects {ci}")));
+        return Err(Error::Shape(format!(
+            "conv_transpose2d: input has {c} channels but the weight {w:?} expects {ci}"
+        )));
     }
     if kh != kw {
-        return Err(Error::Shape(format!("conv_transpose2d: only square kernels are supported, got {kh}x{kw}")));
+        return Err(Error::Shape(format!(
+            "conv_transpose2d: only square kernels are supported, got {kh}x{kw}"
+        )));
     }
     if let Some(bs) = b {
         if bs != [co] {
-            return Err(Error::Shape(format!("conv_transpose2d: bias must have shape [{co}], got {bs:?}")));
+            return Err(Error::Shape(format!(
+                "conv_transpose2d: bias must have shape [{co}], got {bs:?}"
+            )));
         }
     }
     let ho = conv_transpose_out_size(h, kh, p)?;
@@ -319,7 +418,9 @@ pub fn matmul_shapes(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<[us
         )));
     }
     if m * k * n == 0 {
-        return Err(Error::Shape(format!("matmul: zero-size operand {a:?} x {b:?}")));
+        return Err(Error::Shape(format!(
+            "matmul: zero-size operand {a:?} x {b:?}"
+        )));
     }
     Ok([m, k, n])
 }
@@ -327,11 +428,16 @@ pub fn matmul_shapes(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<[us
 /// Validate bias_add: x rank >= 2 and b == [x.shape[1]]; returns (outer, C, inner).
 pub fn bias_shapes(x: &[usize], b: &[usize]) -> Result<[usize; 3]> {
     if x.len() < 2 {
-        return Err(Error::Shape(format!("bias_add: input must have rank >= 2 (N, C, ...), got {x:?}")));
+        return Err(Error::Shape(format!(
+            "bias_add: input must have rank >= 2 (N, C, ...), got {x:?}"
+        )));
     }
     non_empty(x, "bias_add input")?;
     if b != [x[1]] {
-        return Err(Error::Shape(format!("bias_add: bias must have shape [{}], got {b:?}", x[1])));
+        return Err(Error::Shape(format!(
+            "bias_add: bias must have shape [{}], got {b:?}",
+            x[1]
+        )));
     }
     Ok([x[0], x[1], x[2..].iter().product()])
 }

@@ -12,7 +12,11 @@ mod cli {
     use nnlab::gpu::{GpuBackend, GpuOptions};
 
     #[derive(Parser)]
-    #[command(name = "nnlab", version, about = "Deep generative models on hand-written WGSL kernels, with a CPU twin")]
+    #[command(
+        name = "nnlab",
+        version,
+        about = "Deep generative models on hand-written WGSL kernels, with a CPU twin"
+    )]
     struct Cli {
         #[command(subcommand)]
         cmd: Cmd,
@@ -100,19 +104,38 @@ mod cli {
                 if !(seconds > 0.0 && seconds < 600.0) {
                     return Err(format!("--seconds must be in (0, 600), got {seconds}"));
                 }
-                let table = nnlab::bench::run(Duration::from_secs_f64(seconds)).map_err(|e| e.to_string())?;
+                let table = nnlab::bench::run(Duration::from_secs_f64(seconds))
+                    .map_err(|e| e.to_string())?;
                 print!("{table}");
             }
-            Cmd::Train { what: TrainWhat::Classifier(a) } => classifier::train(a).map_err(|e| e.to_string())?,
-            Cmd::Eval { what: EvalWhat::Classifier(a) } => classifier::eval(a).map_err(|e| e.to_string())?,
-            Cmd::Train { what: TrainWhat::Dncnn(a) } => nnlab::models::dncnn_cli::train(a).map_err(|e| e.to_string())?,
-            Cmd::Eval { what: EvalWhat::Dncnn(a) } => nnlab::models::dncnn_cli::eval(a).map_err(|e| e.to_string())?,
-            Cmd::Train { what: TrainWhat::Ae(a) } => nnlab::models::ae_cli::train(a).map_err(|e| e.to_string())?,
-            Cmd::Eval { what: EvalWhat::Ae(a) } => nnlab::models::ae_cli::eval(a).map_err(|e| e.to_string())?,
-            Cmd::Train { what: TrainWhat::Gan(a) } => nnlab::models::gan_cli::train(a).map_err(|e| e.to_string())?,
-            Cmd::Eval { what: EvalWhat::Gan(a) } => nnlab::models::gan_cli::eval(a).map_err(|e| e.to_string())?,
+            Cmd::Train {
+                what: TrainWhat::Classifier(a),
+            } => classifier::train(a).map_err(|e| e.to_string())?,
+            Cmd::Eval {
+                what: EvalWhat::Classifier(a),
+            } => classifier::eval(a).map_err(|e| e.to_string())?,
+            Cmd::Train {
+                what: TrainWhat::Dncnn(a),
+            } => nnlab::models::dncnn_cli::train(a).map_err(|e| e.to_string())?,
+            Cmd::Eval {
+                what: EvalWhat::Dncnn(a),
+            } => nnlab::models::dncnn_cli::eval(a).map_err(|e| e.to_string())?,
+            Cmd::Train {
+                what: TrainWhat::Ae(a),
+            } => nnlab::models::ae_cli::train(a).map_err(|e| e.to_string())?,
+            Cmd::Eval {
+                what: EvalWhat::Ae(a),
+            } => nnlab::models::ae_cli::eval(a).map_err(|e| e.to_string())?,
+            Cmd::Train {
+                what: TrainWhat::Gan(a),
+            } => nnlab::models::gan_cli::train(a).map_err(|e| e.to_string())?,
+            Cmd::Eval {
+                what: EvalWhat::Gan(a),
+            } => nnlab::models::gan_cli::eval(a).map_err(|e| e.to_string())?,
             Cmd::Denoise(a) => nnlab::models::dncnn_cli::denoise(a).map_err(|e| e.to_string())?,
-            Cmd::Figure { what: FigureWhat::Dncnn(a) } => nnlab::models::dncnn_figure::figure(a).map_err(|e| e.to_string())?,
+            Cmd::Figure {
+                what: FigureWhat::Dncnn(a),
+            } => nnlab::models::dncnn_figure::figure(a).map_err(|e| e.to_string())?,
         }
         Ok(())
     }
@@ -138,14 +161,15 @@ mod classifier_cli {
 
     use clap::{Args, ValueEnum};
     use nnlab::attack::{self, AdvTraining, Attack};
-    use nnlab::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PIXELS, SIDE, PAGE_DIGITS};
+    use nnlab::data::mnist::{
+        one_hot, translate, Mnist, Split, CLASSES, PAGE_DIGITS, PIXELS, SIDE,
+    };
     use nnlab::models::classifier::train_step;
     use nnlab::models::{Classifier, ClassifierConfig};
     use nnlab::nn::{Adam, Module, Optimizer};
     use nnlab::{rng, Backend, Error, Result};
 
     /// The first 10,000 training digits are the page's; the classifier never sees them.
-
     // shared with the dncnn commands
     use nnlab::models::dncnn_cli::{backend, data_dir, finite_loss, hms, BackendKind};
 
@@ -200,7 +224,11 @@ mod classifier_cli {
         #[arg(long, value_enum, value_delimiter = ',', default_value = "fgsm")]
         attack: Vec<AttackName>,
         /// budgets, comma-separated (pixel scale)
-        #[arg(long, value_delimiter = ',', default_value = "0,0.05,0.1,0.15,0.2,0.25,0.3")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "0,0.05,0.1,0.15,0.2,0.25,0.3"
+        )]
         eps: Vec<f32>,
         /// steps of the iterative attack (step size 2.5 eps / steps)
         #[arg(long, default_value_t = 10)]
@@ -220,7 +248,6 @@ mod classifier_cli {
         data: Option<PathBuf>,
     }
 
-
     /// Translate every image of a batch by a seeded random offset in [-max, max]^2.
     fn shift_batch(xs: &mut [f32], max: u32, seed: u64) {
         let span = 2 * max + 1;
@@ -234,15 +261,24 @@ mod classifier_cli {
 
     pub fn train(a: TrainArgs) -> Result<()> {
         if a.shift > 8 {
-            return Err(Error::Invalid(format!("--shift must be at most 8 pixels, got {}", a.shift)));
+            return Err(Error::Invalid(format!(
+                "--shift must be at most 8 pixels, got {}",
+                a.shift
+            )));
         }
         if a.epochs == 0 || a.batch == 0 || !(a.lr > 0.0 && a.lr.is_finite()) {
-            return Err(Error::Invalid(format!("need epochs >= 1, batch >= 1, lr > 0 (got {}, {}, {})", a.epochs, a.batch, a.lr)));
+            return Err(Error::Invalid(format!(
+                "need epochs >= 1, batch >= 1, lr > 0 (got {}, {}, {})",
+                a.epochs, a.batch, a.lr
+            )));
         }
         if a.adversarial {
             Attack::fgsm(a.eps).validate()?;
             if !(0.0..=1.0).contains(&a.alpha) {
-                return Err(Error::Invalid(format!("--alpha must be in [0, 1], got {}", a.alpha)));
+                return Err(Error::Invalid(format!(
+                    "--alpha must be in [0, 1], got {}",
+                    a.alpha
+                )));
             }
         }
         let b = backend(a.backend)?;
@@ -259,7 +295,9 @@ mod classifier_cli {
         let adv = |step: usize| AdvTraining {
             eps: a.eps,
             alpha: a.alpha,
-            random_start: a.random_start.then(|| a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
+            random_start: a
+                .random_start
+                .then(|| a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
         };
         println!(
             "training the MNIST classifier on {} ({} digits {}..{}, batch {}, {} epochs, Adam lr {} cosine, shift +-{} px, seed {}{})",
@@ -279,7 +317,10 @@ mod classifier_cli {
         let mut step = 0usize;
         let mut test_acc = 0.0;
         for epoch in 0..a.epochs {
-            let order = rng::shuffled((0..train.len()).collect(), a.seed.wrapping_mul(1000).wrapping_add(epoch as u64 + 1));
+            let order = rng::shuffled(
+                (0..train.len()).collect(),
+                a.seed.wrapping_mul(1000).wrapping_add(epoch as u64 + 1),
+            );
             let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
             for idx in order.chunks_exact(a.batch) {
                 // cosine decay from lr to 0 over the whole run
@@ -287,7 +328,11 @@ mod classifier_cli {
                 opt.set_lr(a.lr * 0.5 * (1.0 + (std::f32::consts::PI * t).cos()));
                 let (mut xs, ys) = train.gather(idx)?;
                 if a.shift > 0 {
-                    shift_batch(&mut xs, a.shift, a.seed.wrapping_mul(7919).wrapping_add(step as u64));
+                    shift_batch(
+                        &mut xs,
+                        a.shift,
+                        a.seed.wrapping_mul(7919).wrapping_add(step as u64),
+                    );
                 }
                 let x = b.upload(&[idx.len(), 1, SIDE, SIDE], &xs)?;
                 let tt = b.upload(&[idx.len(), CLASSES], &one_hot(&ys))?;
@@ -315,32 +360,73 @@ mod classifier_cli {
             }
             let r = attack::evaluate(b, &model, &test.images, &test.labels, 500, None, |_| {})?;
             test_acc = r.accuracy();
-            println!("epoch {}/{} done: test accuracy {:.2}% ({}/{})  elapsed {}", epoch + 1, a.epochs, 100.0 * test_acc, r.correct, r.n, hms(start.elapsed().as_secs_f64()));
+            println!(
+                "epoch {}/{} done: test accuracy {:.2}% ({}/{})  elapsed {}",
+                epoch + 1,
+                a.epochs,
+                100.0 * test_acc,
+                r.correct,
+                r.n,
+                hms(start.elapsed().as_secs_f64())
+            );
         }
         let secs = start.elapsed().as_secs_f64();
         let mut meta = HashMap::new();
         meta.insert("model".to_string(), "nnlab MNIST classifier".to_string());
-        meta.insert("command".to_string(), std::env::args().collect::<Vec<_>>().join(" "));
-        meta.insert("data".to_string(), format!("MNIST training digits {}..{}", PAGE_DIGITS, PAGE_DIGITS + train.len()));
+        meta.insert(
+            "command".to_string(),
+            std::env::args().collect::<Vec<_>>().join(" "),
+        );
+        meta.insert(
+            "data".to_string(),
+            format!(
+                "MNIST training digits {}..{}",
+                PAGE_DIGITS,
+                PAGE_DIGITS + train.len()
+            ),
+        );
         meta.insert("test_accuracy".to_string(), format!("{:.4}", test_acc));
         meta.insert("train_seconds".to_string(), format!("{:.0}", secs));
         meta.insert("backend".to_string(), b.info().describe());
         meta.insert("seed".to_string(), a.seed.to_string());
-        meta.insert("augmentation".to_string(), format!("random translation up to {} px", a.shift));
-        meta.insert("adversarial".to_string(), if a.adversarial { format!("alpha {} eps {} {}", a.alpha, a.eps, if a.random_start { "RS-FGSM" } else { "FGSM" }) } else { "no".into() });
+        meta.insert(
+            "augmentation".to_string(),
+            format!("random translation up to {} px", a.shift),
+        );
+        meta.insert(
+            "adversarial".to_string(),
+            if a.adversarial {
+                format!(
+                    "alpha {} eps {} {}",
+                    a.alpha,
+                    a.eps,
+                    if a.random_start { "RS-FGSM" } else { "FGSM" }
+                )
+            } else {
+                "no".into()
+            },
+        );
         if let Some(parent) = a.out.parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
             }
         }
         nnlab::weights::save_file(b, &model.params(), &a.out, Some(meta))?;
-        println!("trained in {} ; test accuracy {:.2}% ; weights written to {}", hms(secs), 100.0 * test_acc, a.out.display());
+        println!(
+            "trained in {} ; test accuracy {:.2}% ; weights written to {}",
+            hms(secs),
+            100.0 * test_acc,
+            a.out.display()
+        );
         Ok(())
     }
 
     pub fn eval(a: EvalArgs) -> Result<()> {
         if a.eps.is_empty() || a.attack.is_empty() || a.batch == 0 {
-            return Err(Error::Invalid("need at least one --eps, one --attack and --batch >= 1".into()));
+            return Err(Error::Invalid(
+                "need at least one --eps, one --attack and --batch >= 1".into(),
+            ));
         }
         let b = backend(a.backend)?;
         let b: &dyn Backend = b.as_ref();
@@ -350,8 +436,26 @@ mod classifier_cli {
         if let Some(n) = a.limit {
             test = test.slice(0..n.min(test.len()))?;
         }
-        println!("model {} on {} MNIST test digits, {}", a.model.display(), test.len(), b.info().describe());
-        println!("{:<10} {:>5}  {:>8}  {:>7}  {:>9}  {:>16}{}", "attack", "eps", "accuracy", "error", "mean conf", "conf when wrong", if a.target.is_some() { "  hit target" } else { "" });
+        println!(
+            "model {} on {} MNIST test digits, {}",
+            a.model.display(),
+            test.len(),
+            b.info().describe()
+        );
+        println!(
+            "{:<10} {:>5}  {:>8}  {:>7}  {:>9}  {:>16}{}",
+            "attack",
+            "eps",
+            "accuracy",
+            "error",
+            "mean conf",
+            "conf when wrong",
+            if a.target.is_some() {
+                "  hit target"
+            } else {
+                ""
+            }
+        );
         for name in &a.attack {
             for &eps in &a.eps {
                 let mut at = match name {
@@ -364,8 +468,20 @@ mod classifier_cli {
                     AttackName::Fgsm => "fgsm".to_string(),
                     AttackName::Iterative => format!("iter{}", a.steps),
                 };
-                let r = attack::evaluate(b, &model, &test.images, &test.labels, a.batch, Some(&at), |_| {})?;
-                let hit = if a.target.is_some() { format!("  {:>9.2}%", 100.0 * r.target_hits as f64 / r.n as f64) } else { String::new() };
+                let r = attack::evaluate(
+                    b,
+                    &model,
+                    &test.images,
+                    &test.labels,
+                    a.batch,
+                    Some(&at),
+                    |_| {},
+                )?;
+                let hit = if a.target.is_some() {
+                    format!("  {:>9.2}%", 100.0 * r.target_hits as f64 / r.n as f64)
+                } else {
+                    String::new()
+                };
                 println!(
                     "{:<10} {:>5.2}  {:>7.2}%  {:>6.2}%  {:>8.1}%  {:>15.1}%{hit}",
                     label,

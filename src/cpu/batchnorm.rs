@@ -7,12 +7,19 @@ use crate::tensor::{dims4, non_empty, Tensor};
 use crate::{Error, Result};
 
 /// (N, C, H*W) of x after checking that every per-channel tensor has shape [C].
-fn bn_shapes(x: &Tensor, per_channel: &[(&Tensor, &str)], op: &str) -> Result<(usize, usize, usize)> {
+fn bn_shapes(
+    x: &Tensor,
+    per_channel: &[(&Tensor, &str)],
+    op: &str,
+) -> Result<(usize, usize, usize)> {
     let [n, c, h, w] = dims4(x.shape(), &format!("{op} input"))?;
     non_empty(x.shape(), &format!("{op} input"))?;
     for (t, what) in per_channel {
         if t.shape() != [c] {
-            return Err(Error::Shape(format!("{op}: {what} must have shape [{c}] (one per channel), got {:?}", t.shape())));
+            return Err(Error::Shape(format!(
+                "{op}: {what} must have shape [{c}] (one per channel), got {:?}",
+                t.shape()
+            )));
         }
     }
     Ok((n, c, h * w))
@@ -31,20 +38,45 @@ fn apply_affine(x: &[f32], c: usize, hw: usize, a: &[f32], b: &[f32]) -> Vec<f32
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn train(_be: &CpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, momentum: f32, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn train(
+    _be: &CpuBackend,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    momentum: f32,
+    eps: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batchnorm2d (training)";
-    let (n, c, hw) = bn_shapes(x, &[(gamma, "gamma"), (beta, "beta"), (running_mean, "running_mean"), (running_var, "running_var")], op)?;
+    let (n, c, hw) = bn_shapes(
+        x,
+        &[
+            (gamma, "gamma"),
+            (beta, "beta"),
+            (running_mean, "running_mean"),
+            (running_var, "running_var"),
+        ],
+        op,
+    )?;
     let count = n * hw;
     if count < 2 {
-        return Err(Error::Shape(format!("{op}: needs more than one value per channel, got input {:?}", x.shape())));
+        return Err(Error::Shape(format!(
+            "{op}: needs more than one value per channel, got input {:?}",
+            x.shape()
+        )));
     }
     #[allow(clippy::neg_cmp_op_on_partial_ord)] // written so that NaN is refused too
     if !(eps >= 0.0) || !momentum.is_finite() {
-        return Err(Error::Invalid(format!("{op}: eps must be >= 0 and momentum finite (got eps {eps}, momentum {momentum})")));
+        return Err(Error::Invalid(format!(
+            "{op}: eps must be >= 0 and momentum finite (got eps {eps}, momentum {momentum})"
+        )));
     }
     let (rmh, rvh) = (host(running_mean, op)?, host(running_var, op)?);
     if rmh.same(&rvh) {
-        return Err(Error::Invalid(format!("{op}: running_mean and running_var must be different tensors")));
+        return Err(Error::Invalid(format!(
+            "{op}: running_mean and running_var must be different tensors"
+        )));
     }
     let (y, mean, var) = {
         let (xh, gh, bh) = (host(x, op)?, host(gamma, op)?, host(beta, op)?);
@@ -54,14 +86,27 @@ pub fn train(_be: &CpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, runnin
         let stats = par_map(c, |ch| {
             let planes = || (0..n).map(move |i| &xs[(i * c + ch) * hw..(i * c + ch + 1) * hw]);
             let mean = planes().flatten().map(|&v| v as f64).sum::<f64>() / count as f64;
-            let var = planes().flatten().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count as f64;
+            let var = planes()
+                .flatten()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / count as f64;
             (mean, var)
         });
-        let invstd: Vec<f32> = stats.iter().map(|&(_, var)| (1.0 / (var + eps as f64).sqrt()) as f32).collect();
+        let invstd: Vec<f32> = stats
+            .iter()
+            .map(|&(_, var)| (1.0 / (var + eps as f64).sqrt()) as f32)
+            .collect();
         let a: Vec<f32> = (0..c).map(|ch| gd[ch] * invstd[ch]).collect();
-        let b: Vec<f32> = (0..c).map(|ch| bd[ch] - stats[ch].0 as f32 * a[ch]).collect();
+        let b: Vec<f32> = (0..c)
+            .map(|ch| bd[ch] - stats[ch].0 as f32 * a[ch])
+            .collect();
         let y = apply_affine(xs, c, hw, &a, &b);
-        (y, stats.iter().map(|s| s.0).collect::<Vec<f64>>(), stats.iter().map(|s| s.1).collect::<Vec<f64>>())
+        (
+            y,
+            stats.iter().map(|s| s.0).collect::<Vec<f64>>(),
+            stats.iter().map(|s| s.1).collect::<Vec<f64>>(),
+        )
     };
     let unbias = count as f64 / (count - 1) as f64;
     {
@@ -72,29 +117,90 @@ pub fn train(_be: &CpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, runnin
             rv[ch] = ((1.0 - m) * rv[ch] as f64 + m * var[ch] * unbias) as f32;
         }
     }
-    let invstd: Vec<f32> = var.iter().map(|&v| (1.0 / (v + eps as f64).sqrt()) as f32).collect();
+    let invstd: Vec<f32> = var
+        .iter()
+        .map(|&v| (1.0 / (v + eps as f64).sqrt()) as f32)
+        .collect();
     let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    Ok((new_tensor(x.shape(), y), new_tensor(&[c], mean), new_tensor(&[c], invstd)))
+    Ok((
+        new_tensor(x.shape(), y),
+        new_tensor(&[c], mean),
+        new_tensor(&[c], invstd),
+    ))
 }
 
-pub fn eval(_be: &CpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, eps: f32) -> Result<Tensor> {
+pub fn eval(
+    _be: &CpuBackend,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
     let op = "batchnorm2d (eval)";
-    let (_, c, hw) = bn_shapes(x, &[(gamma, "gamma"), (beta, "beta"), (running_mean, "running_mean"), (running_var, "running_var")], op)?;
-    let hs = [host(x, op)?, host(gamma, op)?, host(beta, op)?, host(running_mean, op)?, host(running_var, op)?];
-    let (xd, gd, bd, rm, rv) = (hs[0].read()?, hs[1].read()?, hs[2].read()?, hs[3].read()?, hs[4].read()?);
-    let a: Vec<f32> = (0..c).map(|ch| (gd[ch] as f64 / (rv[ch] as f64 + eps as f64).sqrt()) as f32).collect();
+    let (_, c, hw) = bn_shapes(
+        x,
+        &[
+            (gamma, "gamma"),
+            (beta, "beta"),
+            (running_mean, "running_mean"),
+            (running_var, "running_var"),
+        ],
+        op,
+    )?;
+    let hs = [
+        host(x, op)?,
+        host(gamma, op)?,
+        host(beta, op)?,
+        host(running_mean, op)?,
+        host(running_var, op)?,
+    ];
+    let (xd, gd, bd, rm, rv) = (
+        hs[0].read()?,
+        hs[1].read()?,
+        hs[2].read()?,
+        hs[3].read()?,
+        hs[4].read()?,
+    );
+    let a: Vec<f32> = (0..c)
+        .map(|ch| (gd[ch] as f64 / (rv[ch] as f64 + eps as f64).sqrt()) as f32)
+        .collect();
     let b: Vec<f32> = (0..c).map(|ch| bd[ch] - rm[ch] * a[ch]).collect();
     Ok(new_tensor(x.shape(), apply_affine(&xd, c, hw, &a, &b)))
 }
 
 /// With xhat = (x - mean) invstd and M = N H W values per channel:
 /// gbeta = sum gy, ggamma = sum gy xhat, gx = gamma invstd / M (M gy - gbeta - xhat ggamma).
-pub fn backward(_be: &CpuBackend, x: &Tensor, gy: &Tensor, gamma: &Tensor, mean: &Tensor, invstd: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn backward(
+    _be: &CpuBackend,
+    x: &Tensor,
+    gy: &Tensor,
+    gamma: &Tensor,
+    mean: &Tensor,
+    invstd: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batchnorm2d backward";
-    let (n, c, hw) = bn_shapes(x, &[(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")], op)?;
+    let (n, c, hw) = bn_shapes(
+        x,
+        &[(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")],
+        op,
+    )?;
     crate::tensor::same_shape(x.shape(), gy.shape(), op)?;
-    let hs = [host(x, op)?, host(gy, op)?, host(gamma, op)?, host(mean, op)?, host(invstd, op)?];
-    let (xd, gyd, gd, md, id) = (hs[0].read()?, hs[1].read()?, hs[2].read()?, hs[3].read()?, hs[4].read()?);
+    let hs = [
+        host(x, op)?,
+        host(gy, op)?,
+        host(gamma, op)?,
+        host(mean, op)?,
+        host(invstd, op)?,
+    ];
+    let (xd, gyd, gd, md, id) = (
+        hs[0].read()?,
+        hs[1].read()?,
+        hs[2].read()?,
+        hs[3].read()?,
+        hs[4].read()?,
+    );
     let (xs, gys): (&[f32], &[f32]) = (&xd, &gyd);
     let sums = par_map(c, |ch| {
         let (mut sg, mut sgx) = (0.0f64, 0.0f64);
@@ -121,5 +227,9 @@ pub fn backward(_be: &CpuBackend, x: &Tensor, gy: &Tensor, gamma: &Tensor, mean:
     });
     let ggamma = sums.iter().map(|s| s.1 as f32).collect();
     let gbeta = sums.iter().map(|s| s.0 as f32).collect();
-    Ok((new_tensor(x.shape(), gx), new_tensor(&[c], ggamma), new_tensor(&[c], gbeta)))
+    Ok((
+        new_tensor(x.shape(), gx),
+        new_tensor(&[c], ggamma),
+        new_tensor(&[c], gbeta),
+    ))
 }

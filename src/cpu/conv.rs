@@ -136,7 +136,11 @@ fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (per, par) = g.chunking();
     let (ckk, pix) = (g.ckk(), g.pixels());
     par_chunks(&mut y, per * g.out_len(), |chunk, ys| {
-        let mut cols = if g.is_pointwise() { Vec::new() } else { vec![0.0f32; ckk * pix] };
+        let mut cols = if g.is_pointwise() {
+            Vec::new()
+        } else {
+            vec![0.0f32; ckk * pix]
+        };
         for (j, yn) in ys.chunks_mut(g.out_len()).enumerate() {
             let i = chunk * per + j;
             let xn = &x[i * g.in_len()..(i + 1) * g.in_len()];
@@ -151,7 +155,16 @@ fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
                     row.fill(b[co]);
                 }
             }
-            sgemm(g.cout, pix, ckk, (w, ckk, 1), (src, pix, 1), (yn, pix, 1), bias.is_some(), par);
+            sgemm(
+                g.cout,
+                pix,
+                ckk,
+                (w, ckk, 1),
+                (src, pix, 1),
+                (yn, pix, 1),
+                bias.is_some(),
+                par,
+            );
         }
     });
     y
@@ -163,15 +176,37 @@ fn backward_input(g: &Geom, gy: &[f32], w: &[f32]) -> Vec<f32> {
     let (per, par) = g.chunking();
     let (ckk, pix) = (g.ckk(), g.pixels());
     par_chunks(&mut gx, per * g.in_len(), |chunk, gxs| {
-        let mut cols = if g.is_pointwise() { Vec::new() } else { vec![0.0f32; ckk * pix] };
+        let mut cols = if g.is_pointwise() {
+            Vec::new()
+        } else {
+            vec![0.0f32; ckk * pix]
+        };
         for (j, gxn) in gxs.chunks_mut(g.in_len()).enumerate() {
             let i = chunk * per + j;
             let gyn = &gy[i * g.out_len()..(i + 1) * g.out_len()];
             // W^T: element (r, co) of the (Cin k k, Cout) matrix is w[co * ckk + r]
             if g.is_pointwise() {
-                sgemm(ckk, pix, g.cout, (w, 1, ckk), (gyn, pix, 1), (gxn, pix, 1), false, par);
+                sgemm(
+                    ckk,
+                    pix,
+                    g.cout,
+                    (w, 1, ckk),
+                    (gyn, pix, 1),
+                    (gxn, pix, 1),
+                    false,
+                    par,
+                );
             } else {
-                sgemm(ckk, pix, g.cout, (w, 1, ckk), (gyn, pix, 1), (&mut cols, pix, 1), false, par);
+                sgemm(
+                    ckk,
+                    pix,
+                    g.cout,
+                    (w, 1, ckk),
+                    (gyn, pix, 1),
+                    (&mut cols, pix, 1),
+                    false,
+                    par,
+                );
                 col2im(g, &cols, gxn);
             }
         }
@@ -186,7 +221,11 @@ fn backward_weight(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let wlen = g.cout * ckk;
     let partials = par_map(g.n.div_ceil(per), |chunk| {
         let mut acc = vec![0.0f32; wlen];
-        let mut cols = if g.is_pointwise() { Vec::new() } else { vec![0.0f32; ckk * pix] };
+        let mut cols = if g.is_pointwise() {
+            Vec::new()
+        } else {
+            vec![0.0f32; ckk * pix]
+        };
         for i in chunk * per..((chunk + 1) * per).min(g.n) {
             let xn = &x[i * g.in_len()..(i + 1) * g.in_len()];
             let gyn = &gy[i * g.out_len()..(i + 1) * g.out_len()];
@@ -197,7 +236,16 @@ fn backward_weight(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                 &cols
             };
             // cols^T: element (pixel, r) is src[r * pix + pixel]
-            sgemm(g.cout, ckk, pix, (gyn, pix, 1), (src, 1, pix), (&mut acc, ckk, 1), true, par);
+            sgemm(
+                g.cout,
+                ckk,
+                pix,
+                (gyn, pix, 1),
+                (src, 1, pix),
+                (&mut acc, ckk, 1),
+                true,
+                par,
+            );
         }
         acc
     });
@@ -211,35 +259,78 @@ fn backward_weight(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
 
 fn conv_geom(s: [usize; 8], p: Conv2dParams) -> Geom {
     let [n, cin, h, w, cout, k, ho, wo] = s;
-    Geom { n, cin, h, w, cout, k, ho, wo, stride: p.stride, pad: p.padding, dil: p.dilation }
+    Geom {
+        n,
+        cin,
+        h,
+        w,
+        cout,
+        k,
+        ho,
+        wo,
+        stride: p.stride,
+        pad: p.padding,
+        dil: p.dilation,
+    }
 }
 
 /// The direct conv that a transposed conv (sizes from `conv_transpose2d_shapes`) is the backward of:
 /// its input is the transposed conv's output and vice versa.
 fn transpose_geom(s: [usize; 8], p: ConvTranspose2dParams) -> Geom {
     let [n, cin_t, h, w, cout_t, k, ho, wo] = s;
-    Geom { n, cin: cout_t, h: ho, w: wo, cout: cin_t, k, ho: h, wo: w, stride: p.stride, pad: p.padding, dil: p.dilation }
+    Geom {
+        n,
+        cin: cout_t,
+        h: ho,
+        w: wo,
+        cout: cin_t,
+        k,
+        ho: h,
+        wo: w,
+        stride: p.stride,
+        pad: p.padding,
+        dil: p.dilation,
+    }
 }
 
 fn expect_shape(t: &[usize], want: [usize; 4], op: &str, what: &str) -> Result<()> {
     dims4(t, what)?;
     if t != want {
-        return Err(Error::Shape(format!("{op}: {what} must have shape {want:?}, got {t:?}")));
+        return Err(Error::Shape(format!(
+            "{op}: {what} must have shape {want:?}, got {t:?}"
+        )));
     }
     Ok(())
 }
 
-pub fn conv2d(_be: &CpuBackend, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+pub fn conv2d(
+    _be: &CpuBackend,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: Conv2dParams,
+) -> Result<Tensor> {
     let s = conv2d_shapes(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
     let g = conv_geom(s, p);
     let (xh, wh) = (host(x, "conv2d")?, host(w, "conv2d")?);
     let bh = b.map(|b| host(b, "conv2d")).transpose()?;
     let bd = bh.as_ref().map(|h| h.read()).transpose()?;
-    let y = forward(&g, &xh.read()?, &wh.read()?, bd.as_deref().map(|v| v.as_slice()));
+    let y = forward(
+        &g,
+        &xh.read()?,
+        &wh.read()?,
+        bd.as_deref().map(|v| v.as_slice()),
+    );
     Ok(new_tensor(&[g.n, g.cout, g.ho, g.wo], y))
 }
 
-pub fn conv2d_backward_input(_be: &CpuBackend, gy: &Tensor, w: &Tensor, x_shape: &[usize], p: Conv2dParams) -> Result<Tensor> {
+pub fn conv2d_backward_input(
+    _be: &CpuBackend,
+    gy: &Tensor,
+    w: &Tensor,
+    x_shape: &[usize],
+    p: Conv2dParams,
+) -> Result<Tensor> {
     let op = "conv2d_backward_input";
     let s = conv2d_shapes(x_shape, w.shape(), None, p)?;
     let g = conv_geom(s, p);
@@ -249,7 +340,13 @@ pub fn conv2d_backward_input(_be: &CpuBackend, gy: &Tensor, w: &Tensor, x_shape:
     Ok(new_tensor(x_shape, gx))
 }
 
-pub fn conv2d_backward_weight(_be: &CpuBackend, x: &Tensor, gy: &Tensor, w_shape: &[usize], p: Conv2dParams) -> Result<Tensor> {
+pub fn conv2d_backward_weight(
+    _be: &CpuBackend,
+    x: &Tensor,
+    gy: &Tensor,
+    w_shape: &[usize],
+    p: Conv2dParams,
+) -> Result<Tensor> {
     let op = "conv2d_backward_weight";
     let s = conv2d_shapes(x.shape(), w_shape, None, p)?;
     let g = conv_geom(s, p);
@@ -259,7 +356,13 @@ pub fn conv2d_backward_weight(_be: &CpuBackend, x: &Tensor, gy: &Tensor, w_shape
     Ok(new_tensor(w_shape, gw))
 }
 
-pub fn conv_transpose2d(_be: &CpuBackend, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: ConvTranspose2dParams) -> Result<Tensor> {
+pub fn conv_transpose2d(
+    _be: &CpuBackend,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: ConvTranspose2dParams,
+) -> Result<Tensor> {
     let op = "conv_transpose2d";
     let s = conv_transpose2d_shapes(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
     let g = transpose_geom(s, p);
@@ -276,7 +379,13 @@ pub fn conv_transpose2d(_be: &CpuBackend, x: &Tensor, w: &Tensor, b: Option<&Ten
     Ok(new_tensor(&[g.n, g.cin, g.h, g.w], y))
 }
 
-pub fn conv_transpose2d_backward_input(_be: &CpuBackend, gy: &Tensor, w: &Tensor, x_shape: &[usize], p: ConvTranspose2dParams) -> Result<Tensor> {
+pub fn conv_transpose2d_backward_input(
+    _be: &CpuBackend,
+    gy: &Tensor,
+    w: &Tensor,
+    x_shape: &[usize],
+    p: ConvTranspose2dParams,
+) -> Result<Tensor> {
     let op = "conv_transpose2d_backward_input";
     let s = conv_transpose2d_shapes(x_shape, w.shape(), None, p)?;
     let g = transpose_geom(s, p);
@@ -286,7 +395,13 @@ pub fn conv_transpose2d_backward_input(_be: &CpuBackend, gy: &Tensor, w: &Tensor
     Ok(new_tensor(x_shape, gx))
 }
 
-pub fn conv_transpose2d_backward_weight(_be: &CpuBackend, x: &Tensor, gy: &Tensor, w_shape: &[usize], p: ConvTranspose2dParams) -> Result<Tensor> {
+pub fn conv_transpose2d_backward_weight(
+    _be: &CpuBackend,
+    x: &Tensor,
+    gy: &Tensor,
+    w_shape: &[usize],
+    p: ConvTranspose2dParams,
+) -> Result<Tensor> {
     let op = "conv_transpose2d_backward_weight";
     let s = conv_transpose2d_shapes(x.shape(), w_shape, None, p)?;
     let g = transpose_geom(s, p);
@@ -297,7 +412,13 @@ pub fn conv_transpose2d_backward_weight(_be: &CpuBackend, x: &Tensor, gy: &Tenso
     Ok(new_tensor(w_shape, gw))
 }
 
-pub fn matmul(_be: &CpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+pub fn matmul(
+    _be: &CpuBackend,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Tensor> {
     let [m, k, n] = matmul_shapes(a.shape(), b.shape(), trans_a, trans_b)?;
     let (ah, bh) = (host(a, "matmul")?, host(b, "matmul")?);
     let (ad, bd) = (ah.read()?, bh.read()?);
@@ -305,6 +426,15 @@ pub fn matmul(_be: &CpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: 
     let sa = if trans_a { (1, m) } else { (k, 1) };
     let sb = if trans_b { (1, k) } else { (n, 1) };
     let mut c = vec![0.0f32; m * n];
-    sgemm(m, n, k, (&ad, sa.0, sa.1), (&bd, sb.0, sb.1), (&mut c, n, 1), false, true);
+    sgemm(
+        m,
+        n,
+        k,
+        (&ad, sa.0, sa.1),
+        (&bd, sb.0, sb.1),
+        (&mut c, n, 1),
+        false,
+        true,
+    );
     Ok(new_tensor(&[m, n], c))
 }

@@ -25,7 +25,12 @@ pub(crate) fn map1(x: &Tensor, op: &str, f: impl Fn(f32) -> f32 + Sync + Send) -
 }
 
 /// y = f(a, b) elementwise over two tensors of the same shape.
-pub(crate) fn map2(a: &Tensor, b: &Tensor, op: &str, f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Result<Tensor> {
+pub(crate) fn map2(
+    a: &Tensor,
+    b: &Tensor,
+    op: &str,
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+) -> Result<Tensor> {
     same_shape(a.shape(), b.shape(), op)?;
     non_empty(a.shape(), op)?;
     let (ah, bh) = (host(a, op)?, host(b, op)?);
@@ -44,7 +49,11 @@ pub(crate) fn map2(a: &Tensor, b: &Tensor, op: &str, f: impl Fn(f32, f32) -> f32
 pub fn upload(shape: &[usize], data: &[f32]) -> Result<Tensor> {
     non_empty(shape, "upload")?;
     if numel(shape) != data.len() {
-        return Err(Error::Shape(format!("upload: shape {shape:?} needs {} values, got {}", numel(shape), data.len())));
+        return Err(Error::Shape(format!(
+            "upload: shape {shape:?} needs {} values, got {}",
+            numel(shape),
+            data.len()
+        )));
     }
     Ok(new_tensor(shape, data.to_vec()))
 }
@@ -60,7 +69,11 @@ pub fn fill(_be: &CpuBackend, shape: &[usize], value: f32) -> Result<Tensor> {
 
 pub fn assign(_be: &CpuBackend, dst: &Tensor, src: &Tensor) -> Result<()> {
     if dst.numel() != src.numel() {
-        return Err(Error::Shape(format!("assign: {:?} into {:?}: element counts differ", src.shape(), dst.shape())));
+        return Err(Error::Shape(format!(
+            "assign: {:?} into {:?}: element counts differ",
+            src.shape(),
+            dst.shape()
+        )));
     }
     let (dh, sh) = (host(dst, "assign")?, host(src, "assign")?);
     if dh.same(&sh) {
@@ -171,13 +184,17 @@ pub fn unary(_be: &CpuBackend, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
 }
 
 pub fn unary_backward(_be: &CpuBackend, op: UnaryOp, x: &Tensor, gy: &Tensor) -> Result<Tensor> {
-    map2(x, gy, "unary op backward", move |v, g| g * unary_grad(op, v))
+    map2(x, gy, "unary op backward", move |v, g| {
+        g * unary_grad(op, v)
+    })
 }
 
 pub fn clamp(_be: &CpuBackend, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> {
     #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN is refused too
     if !(lo <= hi) {
-        return Err(Error::Invalid(format!("clamp: lower bound {lo} must be <= upper bound {hi}")));
+        return Err(Error::Invalid(format!(
+            "clamp: lower bound {lo} must be <= upper bound {hi}"
+        )));
     }
     map1(x, "clamp", move |v| v.max(lo).min(hi))
 }

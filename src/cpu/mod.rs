@@ -34,7 +34,11 @@ impl CpuBackend {
     pub fn info(&self) -> BackendInfo {
         BackendInfo {
             kind: "cpu",
-            adapter: if cfg!(target_arch = "wasm32") { "wasm".into() } else { "native".into() },
+            adapter: if cfg!(target_arch = "wasm32") {
+                "wasm".into()
+            } else {
+                "native".into()
+            },
             fallback: false,
             max_binding_bytes: u64::MAX,
         }
@@ -56,20 +60,36 @@ pub(crate) struct Host {
 }
 
 pub(crate) fn host(t: &Tensor, op: &str) -> Result<Host> {
-    let h = Host { data: t.cpu_data(op)?, op: op.to_string() };
+    let h = Host {
+        data: t.cpu_data(op)?,
+        op: op.to_string(),
+    };
     let len = h.read()?.len();
     if len != t.numel() {
-        return Err(Error::Invalid(format!("{op}: tensor {:?} has storage of {len} values", t.shape())));
+        return Err(Error::Invalid(format!(
+            "{op}: tensor {:?} has storage of {len} values",
+            t.shape()
+        )));
     }
     Ok(h)
 }
 
 impl Host {
     pub(crate) fn read(&self) -> Result<RwLockReadGuard<'_, Vec<f32>>> {
-        self.data.read().map_err(|_| Error::Invalid(format!("{}: tensor storage poisoned by an earlier panic", self.op)))
+        self.data.read().map_err(|_| {
+            Error::Invalid(format!(
+                "{}: tensor storage poisoned by an earlier panic",
+                self.op
+            ))
+        })
     }
     pub(crate) fn write(&self) -> Result<RwLockWriteGuard<'_, Vec<f32>>> {
-        self.data.write().map_err(|_| Error::Invalid(format!("{}: tensor storage poisoned by an earlier panic", self.op)))
+        self.data.write().map_err(|_| {
+            Error::Invalid(format!(
+                "{}: tensor storage poisoned by an earlier panic",
+                self.op
+            ))
+        })
     }
     /// True when both handles share one storage (in-place ops must refuse aliasing: it would deadlock).
     pub(crate) fn same(&self, other: &Host) -> bool {
@@ -121,8 +141,21 @@ pub(crate) fn sgemm(
 
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::too_many_arguments)]
-fn gemm_impl(m: usize, n: usize, k: usize, a: (&[f32], usize, usize), b: (&[f32], usize, usize), c: (&mut [f32], usize, usize), acc: bool, par: bool) {
-    let par = if par && rayon::current_num_threads() > 1 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+fn gemm_impl(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    c: (&mut [f32], usize, usize),
+    acc: bool,
+    par: bool,
+) {
+    let par = if par && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the bounds of every matrix were checked in `sgemm`; c does not alias a or b
     // (it is borrowed mutably). gemm computes dst = alpha*dst + beta*lhs*rhs (dst read when acc).
     unsafe {
@@ -152,7 +185,16 @@ fn gemm_impl(m: usize, n: usize, k: usize, a: (&[f32], usize, usize), b: (&[f32]
 
 #[cfg(target_arch = "wasm32")]
 #[allow(clippy::too_many_arguments)]
-fn gemm_impl(m: usize, n: usize, k: usize, a: (&[f32], usize, usize), b: (&[f32], usize, usize), c: (&mut [f32], usize, usize), acc: bool, _par: bool) {
+fn gemm_impl(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    c: (&mut [f32], usize, usize),
+    acc: bool,
+    _par: bool,
+) {
     // SAFETY: bounds checked in `sgemm`; with beta = 0 matrixmultiply never reads c.
     unsafe {
         matrixmultiply::sgemm(
@@ -195,11 +237,15 @@ where
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
-        out.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+        out.par_chunks_mut(chunk_len)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     }
     #[cfg(target_arch = "wasm32")]
     {
-        out.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+        out.chunks_mut(chunk_len)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     }
 }
 

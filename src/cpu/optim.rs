@@ -20,7 +20,9 @@ fn operands(op: &str, p: &Tensor, g: &Tensor, states: &[&Tensor]) -> Result<Vec<
     for i in 0..hs.len() {
         for j in i + 1..hs.len() {
             if hs[i].same(&hs[j]) {
-                return Err(Error::Invalid(format!("{op}: parameter, gradient and optimizer state must be distinct tensors")));
+                return Err(Error::Invalid(format!(
+                    "{op}: parameter, gradient and optimizer state must be distinct tensors"
+                )));
             }
         }
     }
@@ -28,7 +30,13 @@ fn operands(op: &str, p: &Tensor, g: &Tensor, states: &[&Tensor]) -> Result<Vec<
 }
 
 /// g' = g + wd p; v = mu v + g'; p -= lr v (PyTorch's SGD with momentum, dampening 0).
-pub fn sgd_step(_be: &CpuBackend, p: &Tensor, g: &Tensor, velocity: &Tensor, hp: SgdParams) -> Result<()> {
+pub fn sgd_step(
+    _be: &CpuBackend,
+    p: &Tensor,
+    g: &Tensor,
+    velocity: &Tensor,
+    hp: SgdParams,
+) -> Result<()> {
     let hs = operands("sgd_step", p, g, &[velocity])?;
     let (mut pd, gd, mut vd) = (hs[0].write()?, hs[1].read()?, hs[2].write()?);
     for ((pi, &gi), vi) in pd.iter_mut().zip(gd.iter()).zip(vd.iter_mut()) {
@@ -41,12 +49,26 @@ pub fn sgd_step(_be: &CpuBackend, p: &Tensor, g: &Tensor, velocity: &Tensor, hp:
 
 /// Adam with L2 weight decay added to the gradient (torch.optim.Adam) and bias correction:
 /// m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2; p -= lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps).
-pub fn adam_step(_be: &CpuBackend, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, hp: AdamParams) -> Result<()> {
+pub fn adam_step(
+    _be: &CpuBackend,
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    hp: AdamParams,
+) -> Result<()> {
     if hp.step == 0 {
-        return Err(Error::Invalid("adam_step: step counts from 1 (got 0)".into()));
+        return Err(Error::Invalid(
+            "adam_step: step counts from 1 (got 0)".into(),
+        ));
     }
     let hs = operands("adam_step", p, g, &[m, v])?;
-    let (mut pd, gd, mut md, mut vd) = (hs[0].write()?, hs[1].read()?, hs[2].write()?, hs[3].write()?);
+    let (mut pd, gd, mut md, mut vd) = (
+        hs[0].write()?,
+        hs[1].read()?,
+        hs[2].write()?,
+        hs[3].write()?,
+    );
     let bc1 = 1.0 - (hp.beta1 as f64).powi(hp.step as i32);
     let bc2 = 1.0 - (hp.beta2 as f64).powi(hp.step as i32);
     let step_size = (hp.lr as f64 / bc1) as f32;

@@ -24,7 +24,10 @@ pub fn bias_grad(_be: &CpuBackend, gy: &Tensor) -> Result<Tensor> {
     for (i, plane) in gd.chunks(inner).enumerate() {
         acc[i % c] += plane.iter().map(|&v| v as f64).sum::<f64>();
     }
-    Ok(new_tensor(&[c], acc.into_iter().map(|v| v as f32).collect()))
+    Ok(new_tensor(
+        &[c],
+        acc.into_iter().map(|v| v as f32).collect(),
+    ))
 }
 
 fn sum64(x: &Tensor, op: &str) -> Result<f64> {
@@ -47,7 +50,9 @@ fn row_len(x: &[usize], op: &str) -> Result<usize> {
     non_empty(x, op)?;
     match x.last() {
         Some(&k) => Ok(k),
-        None => Err(Error::Shape(format!("{op}: input must have at least one dimension"))),
+        None => Err(Error::Shape(format!(
+            "{op}: input must have at least one dimension"
+        ))),
     }
 }
 
@@ -84,7 +89,9 @@ fn loss_inputs(pred: &Tensor, target: &Tensor, op: &str) -> Result<()> {
     same_shape(pred.shape(), target.shape(), op)?;
     non_empty(pred.shape(), op)?;
     if pred.shape().is_empty() {
-        return Err(Error::Shape(format!("{op}: prediction must have at least one dimension")));
+        return Err(Error::Shape(format!(
+            "{op}: prediction must have at least one dimension"
+        )));
     }
     Ok(())
 }
@@ -110,7 +117,12 @@ pub fn loss(_be: &CpuBackend, kind: LossKind, pred: &Tensor, target: &Tensor) ->
         LossKind::Mse => pairs().map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / n,
         LossKind::L1 => pairs().map(|(a, b)| (a - b).abs()).sum::<f64>() / n,
         LossKind::LeastSquares => 0.5 * pairs().map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / n,
-        LossKind::BceWithLogits => pairs().map(|(x, t)| x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()).sum::<f64>() / n,
+        LossKind::BceWithLogits => {
+            pairs()
+                .map(|(x, t)| x.max(0.0) - x * t + (-x.abs()).exp().ln_1p())
+                .sum::<f64>()
+                / n
+        }
         LossKind::SoftmaxCrossEntropy => {
             let k = *pred.shape().last().unwrap_or(&1);
             let rows = p.len() / k;
@@ -118,7 +130,11 @@ pub fn loss(_be: &CpuBackend, kind: LossKind, pred: &Tensor, target: &Tensor) ->
             for (xr, tr) in p.chunks(k).zip(t.chunks(k)) {
                 let lse = logsumexp(xr);
                 // -sum_k t_k (x_k - lse)
-                total -= xr.iter().zip(tr).map(|(&x, &t)| t as f64 * (x as f64 - lse)).sum::<f64>();
+                total -= xr
+                    .iter()
+                    .zip(tr)
+                    .map(|(&x, &t)| t as f64 * (x as f64 - lse))
+                    .sum::<f64>();
             }
             total / rows as f64
         }
@@ -126,11 +142,20 @@ pub fn loss(_be: &CpuBackend, kind: LossKind, pred: &Tensor, target: &Tensor) ->
     Ok(scalar(v))
 }
 
-pub fn loss_backward(_be: &CpuBackend, kind: LossKind, pred: &Tensor, target: &Tensor, gloss: &Tensor) -> Result<Tensor> {
+pub fn loss_backward(
+    _be: &CpuBackend,
+    kind: LossKind,
+    pred: &Tensor,
+    target: &Tensor,
+    gloss: &Tensor,
+) -> Result<Tensor> {
     let op = loss_name(kind);
     loss_inputs(pred, target, op)?;
     if gloss.numel() != 1 {
-        return Err(Error::Shape(format!("{op} backward: the loss gradient must have one element, got shape {:?}", gloss.shape())));
+        return Err(Error::Shape(format!(
+            "{op} backward: the loss gradient must have one element, got shape {:?}",
+            gloss.shape()
+        )));
     }
     let g = super::to_vec(gloss, op)?[0];
     let (ph, th) = (host(pred, op)?, host(target, op)?);

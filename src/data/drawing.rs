@@ -94,15 +94,32 @@ fn offset(c: f64, len: usize) -> usize {
 /// Errors on a wrong pixel count, a size of 0 or above `MAX_SIDE`, and an empty drawing.
 pub fn mnist_from_drawing(pixels: &[f32], width: usize, height: usize) -> Result<Vec<f32>> {
     if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
-        return Err(Error::Invalid(format!("drawing: size {width}x{height} must be 1..={MAX_SIDE} per side")));
+        return Err(Error::Invalid(format!(
+            "drawing: size {width}x{height} must be 1..={MAX_SIDE} per side"
+        )));
     }
     if pixels.len() != width * height {
-        return Err(Error::Invalid(format!("drawing: {} pixel values for a {width}x{height} drawing", pixels.len())));
+        return Err(Error::Invalid(format!(
+            "drawing: {} pixel values for a {width}x{height} drawing",
+            pixels.len()
+        )));
     }
-    let clean: Vec<f32> = pixels.iter().map(|&v| if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 }).collect();
-    let (top, left, bottom, right) = ink_box(&clean, width, height).ok_or_else(|| Error::Invalid("the drawing is empty: draw a digit first".into()))?;
+    let clean: Vec<f32> = pixels
+        .iter()
+        .map(|&v| {
+            if v.is_finite() {
+                v.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let (top, left, bottom, right) = ink_box(&clean, width, height)
+        .ok_or_else(|| Error::Invalid("the drawing is empty: draw a digit first".into()))?;
     let (h, w) = (bottom - top, right - left);
-    let crop: Vec<f32> = (top..bottom).flat_map(|y| clean[y * width + left..y * width + right].iter().copied()).collect();
+    let crop: Vec<f32> = (top..bottom)
+        .flat_map(|y| clean[y * width + left..y * width + right].iter().copied())
+        .collect();
     let (img, oh, ow) = scale_to_box(&crop, h, w);
 
     // centre of mass in f64 (sums over up to 400 pixels)
@@ -116,12 +133,15 @@ pub fn mnist_from_drawing(pixels: &[f32], width: usize, height: usize) -> Result
         }
     }
     if m <= 0.0 {
-        return Err(Error::Invalid("the drawing is too faint to place: draw with more ink".into()));
+        return Err(Error::Invalid(
+            "the drawing is too faint to place: draw with more ink".into(),
+        ));
     }
     let (oy, ox) = (offset(my / m, oh), offset(mx / m, ow));
     let mut out = vec![0.0f32; PIXELS];
     for y in 0..oh {
-        out[(oy + y) * SIDE + ox..(oy + y) * SIDE + ox + ow].copy_from_slice(&img[y * ow..(y + 1) * ow]);
+        out[(oy + y) * SIDE + ox..(oy + y) * SIDE + ox + ow]
+            .copy_from_slice(&img[y * ow..(y + 1) * ow]);
     }
     Ok(out)
 }

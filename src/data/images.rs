@@ -40,7 +40,9 @@ impl ColorMode {
         match c {
             1 => Ok(ColorMode::Gray),
             3 => Ok(ColorMode::Rgb),
-            _ => Err(Error::Invalid(format!("images have 1 (gray) or 3 (RGB) channels, not {c}"))),
+            _ => Err(Error::Invalid(format!(
+                "images have 1 (gray) or 3 (RGB) channels, not {c}"
+            ))),
         }
     }
 }
@@ -60,9 +62,19 @@ impl Image {
     /// An image from planar data, checked for size.
     pub fn new(channels: usize, height: usize, width: usize, data: Vec<f32>) -> Result<Image> {
         if channels == 0 || height == 0 || width == 0 || data.len() != channels * height * width {
-            return Err(Error::Shape(format!("image {channels}x{height}x{width} needs {} values, got {}", channels * height * width, data.len())));
+            return Err(Error::Shape(format!(
+                "image {channels}x{height}x{width} needs {} values, got {}",
+                channels * height * width,
+                data.len()
+            )));
         }
-        Ok(Image { channels, height, width, data, alpha: None })
+        Ok(Image {
+            channels,
+            height,
+            width,
+            data,
+            alpha: None,
+        })
     }
     pub fn pixels(&self) -> usize {
         self.height * self.width
@@ -85,18 +97,29 @@ pub fn decode(bytes: &[u8], mode: ColorMode, max_pixels: u64) -> Result<Image> {
         return Err(invalid("the file is empty (0 bytes): not an image".into()));
     }
     let reader = || -> Result<ImageReader<Cursor<&[u8]>>> {
-        let r = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| invalid(format!("cannot read the image: {e}")))?;
+        let r = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| invalid(format!("cannot read the image: {e}")))?;
         if r.format().is_none() {
-            return Err(invalid(format!("not an image nnlab can read ({} bytes; expected PNG, JPEG or GIF)", bytes.len())));
+            return Err(invalid(format!(
+                "not an image nnlab can read ({} bytes; expected PNG, JPEG or GIF)",
+                bytes.len()
+            )));
         }
         Ok(r)
     };
-    let format = reader()?.format().map(|f| format!("{f:?}")).unwrap_or_default();
-    let corrupt = |e: image::ImageError| invalid(format!("corrupt or truncated {format} image: {e}"));
+    let format = reader()?
+        .format()
+        .map(|f| format!("{f:?}"))
+        .unwrap_or_default();
+    let corrupt =
+        |e: image::ImageError| invalid(format!("corrupt or truncated {format} image: {e}"));
     let (w, h) = reader()?.into_dimensions().map_err(corrupt)?;
     let pixels = w as u64 * h as u64;
     if pixels == 0 {
-        return Err(invalid(format!("the {format} image has no pixels ({w}x{h})")));
+        return Err(invalid(format!(
+            "the {format} image has no pixels ({w}x{h})"
+        )));
     }
     if pixels > max_pixels {
         return Err(invalid(format!(
@@ -106,7 +129,9 @@ pub fn decode(bytes: &[u8], mode: ColorMode, max_pixels: u64) -> Result<Image> {
         )));
     }
     let mut decoder = reader()?.into_decoder().map_err(corrupt)?;
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     img.apply_orientation(orientation);
     Ok(from_dynamic(&img, mode))
@@ -129,15 +154,33 @@ pub fn from_dynamic(img: &DynamicImage, mode: ColorMode) -> Image {
             out
         }
     };
-    let alpha = img.color().has_alpha().then(|| img.to_rgba32f().into_raw().chunks_exact(4).map(|p| p[3]).collect());
-    Image { channels: mode.channels(), height: h, width: w, data, alpha }
+    let alpha = img.color().has_alpha().then(|| {
+        img.to_rgba32f()
+            .into_raw()
+            .chunks_exact(4)
+            .map(|p| p[3])
+            .collect()
+    });
+    Image {
+        channels: mode.channels(),
+        height: h,
+        width: w,
+        data,
+        alpha,
+    }
 }
 
 /// 8-bit PNG bytes of an image: values clamped to [0, 1] and rounded; alpha written when kept.
 pub fn encode_png(img: &Image) -> Result<Vec<u8>> {
     let plane = img.pixels();
     if img.data.len() != img.channels * plane {
-        return Err(Error::Shape(format!("image {}x{}x{} has {} values", img.channels, img.height, img.width, img.data.len())));
+        return Err(Error::Shape(format!(
+            "image {}x{}x{} has {} values",
+            img.channels,
+            img.height,
+            img.width,
+            img.data.len()
+        )));
     }
     let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
     let alpha = img.alpha.as_ref().filter(|a| a.len() == plane);
@@ -156,11 +199,17 @@ pub fn encode_png(img: &Image) -> Result<Vec<u8>> {
         (1, true) => image::GrayAlphaImage::from_raw(w, h, px).map(DynamicImage::ImageLumaA8),
         (3, false) => image::RgbImage::from_raw(w, h, px).map(DynamicImage::ImageRgb8),
         (3, true) => image::RgbaImage::from_raw(w, h, px).map(DynamicImage::ImageRgba8),
-        (c, _) => return Err(Error::Invalid(format!("cannot write a {c}-channel image as PNG"))),
+        (c, _) => {
+            return Err(Error::Invalid(format!(
+                "cannot write a {c}-channel image as PNG"
+            )))
+        }
     }
     .ok_or_else(|| Error::Shape("image buffer size mismatch".into()))?;
     let mut out = Cursor::new(Vec::new());
-    dynimg.write_to(&mut out, image::ImageFormat::Png).map_err(|e| Error::Io(format!("cannot encode PNG: {e}")))?;
+    dynimg
+        .write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| Error::Io(format!("cannot encode PNG: {e}")))?;
     Ok(out.into_inner())
 }
 
@@ -168,13 +217,19 @@ pub fn encode_png(img: &Image) -> Result<Vec<u8>> {
 /// [0, 1] units), no clipping. Element i uses normal(seed, offset + i): same seed, same noise.
 pub fn add_awgn(clean: &[f32], sigma: f32, seed: u64, offset: u32) -> Vec<f32> {
     let s = sigma / 255.0;
-    clean.iter().enumerate().map(|(i, &x)| x + s * rng::normal(seed, offset.wrapping_add(i as u32))).collect()
+    clean
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| x + s * rng::normal(seed, offset.wrapping_add(i as u32)))
+        .collect()
 }
 
 /// Round values to the nearest of the 256 8-bit levels after clamping to [0, 1] (what saving as
 /// an 8-bit image does).
 pub fn quantize8(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() / 255.0).collect()
+    x.iter()
+        .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() / 255.0)
+        .collect()
 }
 
 // ---------------------------------------------------------------- files and data sets (native)
@@ -182,7 +237,8 @@ pub fn quantize8(x: &[f32]) -> Vec<f32> {
 /// Read and decode an image file.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_file(path: &Path, mode: ColorMode, max_pixels: u64) -> Result<Image> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
     decode(&bytes, mode, max_pixels).map_err(|e| match e {
         Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
         other => other,
@@ -193,7 +249,8 @@ pub fn load_file(path: &Path, mode: ColorMode, max_pixels: u64) -> Result<Image>
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save_png(path: &Path, img: &Image) -> Result<()> {
     let bytes = encode_png(img)?;
-    std::fs::write(path, bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, bytes)
+        .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
 }
 
 /// The denoising data sets under `<data>/denoise/`.
@@ -223,7 +280,13 @@ impl DenoiseSet {
     }
     /// By folder name, case-insensitively.
     pub fn parse(name: &str) -> Result<DenoiseSet> {
-        let all = [DenoiseSet::Train400, DenoiseSet::Cbsd432, DenoiseSet::Set12, DenoiseSet::Bsd68, DenoiseSet::Cbsd68];
+        let all = [
+            DenoiseSet::Train400,
+            DenoiseSet::Cbsd432,
+            DenoiseSet::Set12,
+            DenoiseSet::Bsd68,
+            DenoiseSet::Cbsd68,
+        ];
         all.into_iter()
             .find(|s| s.folder().eq_ignore_ascii_case(name))
             .ok_or_else(|| Error::Invalid(format!("unknown data set '{name}' (expected Train400, CBSD432, Set12, BSD68 or CBSD68)")))
@@ -246,19 +309,28 @@ pub fn set_dir(data: &Path, set: DenoiseSet) -> PathBuf {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = std::fs::read_dir(dir).map_err(|e| {
-        Error::Io(format!("cannot open the image folder {}: {e} (set NNLAB_DATA to the folder holding denoise/)", dir.display()))
+        Error::Io(format!(
+            "cannot open the image folder {}: {e} (set NNLAB_DATA to the folder holding denoise/)",
+            dir.display()
+        ))
     })?;
     let mut out = Vec::new();
     for entry in rd {
         let p = entry?.path();
-        let ext = p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
+        let ext = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase());
         if matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg" | "gif")) {
             out.push(p);
         }
     }
     out.sort();
     if out.is_empty() {
-        return Err(Error::Io(format!("no PNG/JPEG/GIF images in {}", dir.display())));
+        return Err(Error::Io(format!(
+            "no PNG/JPEG/GIF images in {}",
+            dir.display()
+        )));
     }
     Ok(out)
 }
@@ -269,7 +341,10 @@ pub fn load_set(data: &Path, set: DenoiseSet, mode: ColorMode) -> Result<Vec<(St
     list_images(&set_dir(data, set))?
         .into_iter()
         .map(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             Ok((name, load_file(&p, mode, DEFAULT_MAX_PIXELS)?))
         })
         .collect()

@@ -58,7 +58,12 @@ pub fn decompress(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes)
             .read_to_end(&mut out)
-            .map_err(|e| corrupt(what, format!("corrupt or truncated gzip stream ({e}); download the file again")))?;
+            .map_err(|e| {
+                corrupt(
+                    what,
+                    format!("corrupt or truncated gzip stream ({e}); download the file again"),
+                )
+            })?;
         Ok(out)
     } else {
         Ok(bytes.to_vec())
@@ -72,7 +77,15 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 /// Check the magic and that the header fits; returns the header's u32 fields after the magic.
 fn header(bytes: &[u8], magic: u32, dims: usize, what: &str) -> Result<Vec<usize>> {
     let len = 4 + 4 * dims;
-    let short = || corrupt(what, format!("truncated: {} bytes, shorter than the {len}-byte IDX header", bytes.len()));
+    let short = || {
+        corrupt(
+            what,
+            format!(
+                "truncated: {} bytes, shorter than the {len}-byte IDX header",
+                bytes.len()
+            ),
+        )
+    };
     if bytes.len() < 4 {
         return Err(short());
     }
@@ -80,23 +93,44 @@ fn header(bytes: &[u8], magic: u32, dims: usize, what: &str) -> Result<Vec<usize
     if m != magic {
         return Err(corrupt(
             what,
-            format!("bad magic number {m} (expected {magic}: {}); not an IDX file of that kind", if magic == IMAGES_MAGIC { "images" } else { "labels" }),
+            format!(
+                "bad magic number {m} (expected {magic}: {}); not an IDX file of that kind",
+                if magic == IMAGES_MAGIC {
+                    "images"
+                } else {
+                    "labels"
+                }
+            ),
         ));
     }
     if bytes.len() < len {
         return Err(short());
     }
-    Ok((0..dims).map(|i| be_u32(bytes, 4 + 4 * i) as usize).collect())
+    Ok((0..dims)
+        .map(|i| be_u32(bytes, 4 + 4 * i) as usize)
+        .collect())
 }
 
 /// Check that the payload after a header has exactly `expected` bytes.
-fn payload<'a>(bytes: &'a [u8], start: usize, expected: usize, what: &str, items: &str) -> Result<&'a [u8]> {
+fn payload<'a>(
+    bytes: &'a [u8],
+    start: usize,
+    expected: usize,
+    what: &str,
+    items: &str,
+) -> Result<&'a [u8]> {
     let have = bytes.len() - start;
     if have < expected {
         return Err(corrupt(what, format!("truncated: the header promises {items} ({expected} bytes of data) but only {have} bytes follow")));
     }
     if have > expected {
-        return Err(corrupt(what, format!("corrupt: {} bytes of unexpected data after {items}", have - expected)));
+        return Err(corrupt(
+            what,
+            format!(
+                "corrupt: {} bytes of unexpected data after {items}",
+                have - expected
+            ),
+        ));
     }
     Ok(&bytes[start..])
 }
@@ -106,11 +140,28 @@ pub fn parse_images(bytes: &[u8], what: &str) -> Result<IdxImages> {
     let h = header(bytes, IMAGES_MAGIC, 3, what)?;
     let (count, rows, cols) = (h[0], h[1], h[2]);
     if count == 0 || rows == 0 || cols == 0 {
-        return Err(corrupt(what, format!("empty image set: count {count}, size {rows}x{cols}")));
+        return Err(corrupt(
+            what,
+            format!("empty image set: count {count}, size {rows}x{cols}"),
+        ));
     }
-    let expected = count.checked_mul(rows).and_then(|v| v.checked_mul(cols)).ok_or_else(|| corrupt(what, "header sizes overflow"))?;
-    let data = payload(bytes, 16, expected, what, &format!("{count} images of {rows}x{cols}"))?;
-    Ok(IdxImages { count, rows, cols, pixels: data.to_vec() })
+    let expected = count
+        .checked_mul(rows)
+        .and_then(|v| v.checked_mul(cols))
+        .ok_or_else(|| corrupt(what, "header sizes overflow"))?;
+    let data = payload(
+        bytes,
+        16,
+        expected,
+        what,
+        &format!("{count} images of {rows}x{cols}"),
+    )?;
+    Ok(IdxImages {
+        count,
+        rows,
+        cols,
+        pixels: data.to_vec(),
+    })
 }
 
 /// Parse an (uncompressed) IDX label file: magic 2049, count, then one byte per label.
@@ -141,13 +192,29 @@ impl Mnist {
         let images = parse_images(&decompress(image_bytes, "MNIST images")?, "MNIST images")?;
         let labels = parse_labels(&decompress(label_bytes, "MNIST labels")?, "MNIST labels")?;
         if images.rows != SIDE || images.cols != SIDE {
-            return Err(corrupt("MNIST images", format!("images are {}x{}, MNIST's are {SIDE}x{SIDE}", images.rows, images.cols)));
+            return Err(corrupt(
+                "MNIST images",
+                format!(
+                    "images are {}x{}, MNIST's are {SIDE}x{SIDE}",
+                    images.rows, images.cols
+                ),
+            ));
         }
         if images.count != labels.len() {
-            return Err(corrupt("MNIST", format!("{} images but {} labels", images.count, labels.len())));
+            return Err(corrupt(
+                "MNIST",
+                format!("{} images but {} labels", images.count, labels.len()),
+            ));
         }
-        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
-            return Err(corrupt("MNIST labels", format!("label {l} at index {i} is not a digit 0..9")));
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= CLASSES)
+        {
+            return Err(corrupt(
+                "MNIST labels",
+                format!("label {l} at index {i} is not a digit 0..9"),
+            ));
         }
         let images = images.pixels.iter().map(|&p| p as f32 / 255.0).collect();
         Ok(Mnist { images, labels })
@@ -158,19 +225,34 @@ impl Mnist {
     pub fn from_page_bytes(bytes: &[u8]) -> Result<Mnist> {
         let what = "page digit set";
         if bytes.len() < 8 || &bytes[..4] != b"NNMN" {
-            return Err(corrupt(what, "not an nnlab digit file (expected the magic NNMN and a count)"));
+            return Err(corrupt(
+                what,
+                "not an nnlab digit file (expected the magic NNMN and a count)",
+            ));
         }
         let count = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
         if count == 0 {
             return Err(corrupt(what, "empty digit set (count 0)"));
         }
-        let expected = count.checked_mul(PIXELS + 1).ok_or_else(|| corrupt(what, "count overflows"))?;
+        let expected = count
+            .checked_mul(PIXELS + 1)
+            .ok_or_else(|| corrupt(what, "count overflows"))?;
         let data = payload(bytes, 8, expected, what, &format!("{count} digits"))?;
         let (labels, pixels) = data.split_at(count);
-        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
-            return Err(corrupt(what, format!("label {l} at index {i} is not a digit 0..9")));
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= CLASSES)
+        {
+            return Err(corrupt(
+                what,
+                format!("label {l} at index {i} is not a digit 0..9"),
+            ));
         }
-        Ok(Mnist { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: labels.to_vec() })
+        Ok(Mnist {
+            images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+            labels: labels.to_vec(),
+        })
     }
 
     /// Load a split from `data_dir/mnist/` (`train-images-idx3-ubyte[.gz]` and so on).
@@ -198,7 +280,10 @@ impl Mnist {
     /// A copy of the digits in `range` (e.g. 10000..60000: the training digits the page does not use).
     pub fn slice(&self, range: Range<usize>) -> Result<Mnist> {
         if range.start >= range.end || range.end > self.len() {
-            return Err(Error::Invalid(format!("MNIST slice {range:?} is empty or outside the {} digits", self.len())));
+            return Err(Error::Invalid(format!(
+                "MNIST slice {range:?} is empty or outside the {} digits",
+                self.len()
+            )));
         }
         Ok(Mnist {
             images: self.images[range.start * PIXELS..range.end * PIXELS].to_vec(),
@@ -212,7 +297,10 @@ impl Mnist {
         let mut y = Vec::with_capacity(indices.len());
         for &i in indices {
             if i >= self.len() {
-                return Err(Error::Invalid(format!("MNIST index {i} outside the {} digits", self.len())));
+                return Err(Error::Invalid(format!(
+                    "MNIST index {i} outside the {} digits",
+                    self.len()
+                )));
             }
             x.extend_from_slice(self.image(i));
             y.push(self.labels[i]);
@@ -256,7 +344,8 @@ fn read_either(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>)> {
     let plain = dir.join(name);
     for p in [&gz, &plain] {
         if p.is_file() {
-            let bytes = std::fs::read(p).map_err(|e| Error::Io(format!("cannot read {}: {e}", p.display())))?;
+            let bytes = std::fs::read(p)
+                .map_err(|e| Error::Io(format!("cannot read {}: {e}", p.display())))?;
             return Ok((p.clone(), bytes));
         }
     }

@@ -3,9 +3,9 @@
 //! Data lives outside the repository: `NNLAB_DATA` when set, else `../shared/data` relative to
 //! a base directory (the crate root for tests, the current directory for the CLI).
 
-pub mod mnist;
 pub mod drawing;
 pub mod images;
+pub mod mnist;
 pub mod patches;
 
 use std::path::{Path, PathBuf};

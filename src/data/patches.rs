@@ -14,7 +14,10 @@ use crate::{rng, Error, Result};
 pub enum NoiseLevel {
     Fixed(f32),
     /// uniform in [lo, hi] per patch (DnCNN-B: [0, 55])
-    Uniform { lo: f32, hi: f32 },
+    Uniform {
+        lo: f32,
+        hi: f32,
+    },
 }
 
 /// Streams of the sampler (each gets its own key so they never share counters).
@@ -25,7 +28,9 @@ const STREAM_NOISE: u64 = 2;
 /// one step start at 0 and never wrap for realistic batch sizes.
 fn key(seed: u64, stream: u64, step: u64) -> u64 {
     let s = seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F);
-    s.wrapping_add(step.wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17) ^ step
+    s.wrapping_add(step.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .rotate_left(17)
+        ^ step
 }
 
 /// Apply augmentation `mode` (0..8) to a planar (c, p, p) patch: rotate by 90 degrees `mode % 4`
@@ -77,13 +82,24 @@ impl PatchSampler {
         }
         let channels = images.first().map(|i| i.channels).unwrap_or(0);
         if images.iter().any(|i| i.channels != channels) {
-            return Err(Error::Invalid("training images must all have the same number of channels".into()));
+            return Err(Error::Invalid(
+                "training images must all have the same number of channels".into(),
+            ));
         }
-        let images: Vec<Image> = images.into_iter().filter(|i| i.height >= patch && i.width >= patch).collect();
+        let images: Vec<Image> = images
+            .into_iter()
+            .filter(|i| i.height >= patch && i.width >= patch)
+            .collect();
         if images.is_empty() {
-            return Err(Error::Invalid(format!("no training image is at least {patch}x{patch} pixels")));
+            return Err(Error::Invalid(format!(
+                "no training image is at least {patch}x{patch} pixels"
+            )));
         }
-        Ok(PatchSampler { images, patch, channels })
+        Ok(PatchSampler {
+            images,
+            patch,
+            channels,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -125,14 +141,24 @@ impl PatchSampler {
             let sigma = match level {
                 NoiseLevel::Fixed(s) => s,
                 // counter 0xFFFF_0000 + k sits far above the noise counters of this step
-                NoiseLevel::Uniform { lo, hi } => lo + (hi - lo) * rng::uniform01(nkey, 0xFFFF_0000u32.wrapping_add(k as u32)),
+                NoiseLevel::Uniform { lo, hi } => {
+                    lo + (hi - lo) * rng::uniform01(nkey, 0xFFFF_0000u32.wrapping_add(k as u32))
+                }
             };
             let s = sigma / 255.0;
             let base = (k * per) as u32;
-            noisy.extend(c.iter().enumerate().map(|(i, &x)| x + s * rng::normal(nkey, base + i as u32)));
+            noisy.extend(
+                c.iter()
+                    .enumerate()
+                    .map(|(i, &x)| x + s * rng::normal(nkey, base + i as u32)),
+            );
             clean.extend_from_slice(&c);
             sigmas.push(sigma);
         }
-        Batch { clean, noisy, sigmas }
+        Batch {
+            clean,
+            noisy,
+            sigmas,
+        }
     }
 }

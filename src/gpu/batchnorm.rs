@@ -9,11 +9,29 @@ use super::{GpuBackend, GpuBuffer, Params};
 use crate::tensor::{dims4, non_empty, same_shape, Tensor};
 use crate::{Error, Result};
 
-const SHADER: Shader = Shader { name: "batchnorm", source: include_str!("../../shaders/batchnorm.wgsl") };
+const SHADER: Shader = Shader {
+    name: "batchnorm",
+    source: include_str!("../../shaders/batchnorm.wgsl"),
+};
 
 /// The uniforms of batchnorm.wgsl, in the order of its `Params` struct.
-fn bparams(n: usize, start: usize, inner: usize, channels: usize, count: f32, momentum: f32, eps: f32) -> Params {
-    Params::new().u(n).u(start).u(inner).u(channels).f(count).f(momentum).f(eps)
+fn bparams(
+    n: usize,
+    start: usize,
+    inner: usize,
+    channels: usize,
+    count: f32,
+    momentum: f32,
+    eps: f32,
+) -> Params {
+    Params::new()
+        .u(n)
+        .u(start)
+        .u(inner)
+        .u(channels)
+        .f(count)
+        .f(momentum)
+        .f(eps)
 }
 
 /// (N, C, H*W) of x, after checking that every per-channel tensor has shape [C].
@@ -22,7 +40,10 @@ fn shapes(x: &Tensor, per_channel: &[(&Tensor, &str)], op: &str) -> Result<(usiz
     non_empty(x.shape(), &format!("{op} input"))?;
     for (t, name) in per_channel {
         if t.shape() != [c] {
-            return Err(Error::Shape(format!("{op}: {name} must have shape [{c}] (one per channel), got {:?}", t.shape())));
+            return Err(Error::Shape(format!(
+                "{op}: {name} must have shape [{c}] (one per channel), got {:?}",
+                t.shape()
+            )));
         }
     }
     Ok((n, c, h * w))
@@ -33,29 +54,81 @@ fn bufs(ts: &[&Tensor], op: &str) -> Result<Vec<std::sync::Arc<GpuBuffer>>> {
 }
 
 /// Run a coef kernel over C channels; `args` in binding order from 1 (coef first).
-fn coef(be: &GpuBackend, entry: &'static str, c: usize, count: f32, momentum: f32, eps: f32, args: &[&GpuBuffer]) -> Result<()> {
+fn coef(
+    be: &GpuBackend,
+    entry: &'static str,
+    c: usize,
+    count: f32,
+    momentum: f32,
+    eps: f32,
+    args: &[&GpuBuffer],
+) -> Result<()> {
     let binds: Vec<Binding> = args.iter().map(|b| Binding::Whole(b)).collect();
-    be.launch(SHADER, entry, &bparams(c, 0, 0, 0, count, momentum, eps), &binds, c.div_ceil(64))
+    be.launch(
+        SHADER,
+        entry,
+        &bparams(c, 0, 0, 0, count, momentum, eps),
+        &binds,
+        c.div_ceil(64),
+    )
 }
 
 /// out = A_c * y + B_c * (x - M_c) + D_c elementwise (see the shader).
-fn apply(be: &GpuBackend, x: &GpuBuffer, y: &GpuBuffer, coef: &GpuBuffer, shape: &[usize], (c, inner): (usize, usize)) -> Result<Tensor> {
+fn apply(
+    be: &GpuBackend,
+    x: &GpuBuffer,
+    y: &GpuBuffer,
+    coef: &GpuBuffer,
+    shape: &[usize],
+    (c, inner): (usize, usize),
+) -> Result<Tensor> {
     let out = be.empty(shape)?;
     let ob = out.gpu_buffer("batchnorm")?;
     let n = out.numel();
-    run_elementwise(be, SHADER, "bn_apply", n, &[&ob, x, y], &[coef], |start, len| bparams(len, start, inner, c, 0.0, 0.0, 0.0))?;
+    run_elementwise(
+        be,
+        SHADER,
+        "bn_apply",
+        n,
+        &[&ob, x, y],
+        &[coef],
+        |start, len| bparams(len, start, inner, c, 0.0, 0.0, 0.0),
+    )?;
     Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn train(be: &GpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, momentum: f32, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn train(
+    be: &GpuBackend,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    momentum: f32,
+    eps: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batchnorm2d_train";
-    let (n, c, inner) = shapes(x, &[(gamma, "gamma"), (beta, "beta"), (running_mean, "running_mean"), (running_var, "running_var")], op)?;
+    let (n, c, inner) = shapes(
+        x,
+        &[
+            (gamma, "gamma"),
+            (beta, "beta"),
+            (running_mean, "running_mean"),
+            (running_var, "running_var"),
+        ],
+        op,
+    )?;
     if n * inner < 2 {
-        return Err(Error::Shape(format!("{op}: needs more than one value per channel, got input {:?}", x.shape())));
+        return Err(Error::Shape(format!(
+            "{op}: needs more than one value per channel, got input {:?}",
+            x.shape()
+        )));
     }
     if eps.is_nan() || eps < 0.0 || !momentum.is_finite() {
-        return Err(Error::Invalid(format!("{op}: eps must be >= 0 and momentum finite (got eps {eps}, momentum {momentum})")));
+        return Err(Error::Invalid(format!(
+            "{op}: eps must be >= 0 and momentum finite (got eps {eps}, momentum {momentum})"
+        )));
     }
     let rw = [(running_mean, "running_mean"), (running_var, "running_var")];
     for other in [(x, "the input"), (gamma, "gamma"), (beta, "beta")] {
@@ -65,35 +138,101 @@ pub fn train(be: &GpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, running
     let count = (n * inner) as f32;
     let mean = channel_reduce(be, "chan_sum", (n, c, inner), &[&b[0]], &[], 1.0 / count)?;
     let mb = mean.gpu_buffer(op)?;
-    let var = channel_reduce(be, "chan_sqdev", (n, c, inner), &[&b[0]], &[&mb], 1.0 / count)?;
+    let var = channel_reduce(
+        be,
+        "chan_sqdev",
+        (n, c, inner),
+        &[&b[0]],
+        &[&mb],
+        1.0 / count,
+    )?;
     let vb = var.gpu_buffer(op)?;
     let invstd = be.empty(&[c])?;
     let ib = invstd.gpu_buffer(op)?;
     let cf = be.alloc(4 * c)?;
-    coef(be, "train_coef", c, count, momentum, eps, &[&cf, &b[1], &b[2], &mb, &vb, &ib, &b[3], &b[4]])?;
+    coef(
+        be,
+        "train_coef",
+        c,
+        count,
+        momentum,
+        eps,
+        &[&cf, &b[1], &b[2], &mb, &vb, &ib, &b[3], &b[4]],
+    )?;
     let y = apply(be, &b[0], &b[0], &cf, x.shape(), (c, inner))?;
     Ok((y, mean, invstd))
 }
 
-pub fn eval(be: &GpuBackend, x: &Tensor, gamma: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, eps: f32) -> Result<Tensor> {
+pub fn eval(
+    be: &GpuBackend,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
     let op = "batchnorm2d_eval";
-    let (_, c, inner) = shapes(x, &[(gamma, "gamma"), (beta, "beta"), (running_mean, "running_mean"), (running_var, "running_var")], op)?;
+    let (_, c, inner) = shapes(
+        x,
+        &[
+            (gamma, "gamma"),
+            (beta, "beta"),
+            (running_mean, "running_mean"),
+            (running_var, "running_var"),
+        ],
+        op,
+    )?;
     let b = bufs(&[x, gamma, beta, running_mean, running_var], op)?;
     let cf = be.alloc(4 * c)?;
-    coef(be, "eval_coef", c, 0.0, 0.0, eps, &[&cf, &b[1], &b[2], &b[3], &b[4]])?;
+    coef(
+        be,
+        "eval_coef",
+        c,
+        0.0,
+        0.0,
+        eps,
+        &[&cf, &b[1], &b[2], &b[3], &b[4]],
+    )?;
     apply(be, &b[0], &b[0], &cf, x.shape(), (c, inner))
 }
 
-pub fn backward(be: &GpuBackend, x: &Tensor, gy: &Tensor, gamma: &Tensor, mean: &Tensor, invstd: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn backward(
+    be: &GpuBackend,
+    x: &Tensor,
+    gy: &Tensor,
+    gamma: &Tensor,
+    mean: &Tensor,
+    invstd: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batchnorm2d_backward";
-    let (n, c, inner) = shapes(x, &[(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")], op)?;
+    let (n, c, inner) = shapes(
+        x,
+        &[(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")],
+        op,
+    )?;
     same_shape(x.shape(), gy.shape(), op)?;
     let b = bufs(&[x, gy, gamma, mean, invstd], op)?;
     let gbeta = channel_reduce(be, "chan_sum", (n, c, inner), &[&b[1]], &[], 1.0)?;
-    let ggamma = channel_reduce(be, "chan_dot", (n, c, inner), &[&b[0], &b[1]], &[&b[3], &b[4]], 1.0)?;
+    let ggamma = channel_reduce(
+        be,
+        "chan_dot",
+        (n, c, inner),
+        &[&b[0], &b[1]],
+        &[&b[3], &b[4]],
+        1.0,
+    )?;
     let (gbb, ggb) = (gbeta.gpu_buffer(op)?, ggamma.gpu_buffer(op)?);
     let cf = be.alloc(4 * c)?;
-    coef(be, "backward_coef", c, (n * inner) as f32, 0.0, 0.0, &[&cf, &b[2], &b[3], &b[4], &gbb, &ggb])?;
+    coef(
+        be,
+        "backward_coef",
+        c,
+        (n * inner) as f32,
+        0.0,
+        0.0,
+        &[&cf, &b[2], &b[3], &b[4], &gbb, &ggb],
+    )?;
     let gx = apply(be, &b[0], &b[1], &cf, x.shape(), (c, inner))?;
     Ok((gx, ggamma, gbeta))
 }

@@ -98,7 +98,8 @@ impl GpuBackend {
             limits.max_buffer_size = limits.max_buffer_size.min(b.max(1 << 20) * 4);
         }
         if let Some(w) = opts.max_workgroups_per_dim {
-            limits.max_compute_workgroups_per_dimension = limits.max_compute_workgroups_per_dimension.min(w);
+            limits.max_compute_workgroups_per_dimension =
+                limits.max_compute_workgroups_per_dimension.min(w);
         }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -108,7 +109,12 @@ impl GpuBackend {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::Gpu(format!("could not open the GPU device on {}: {e}", info.name)))?;
+            .map_err(|e| {
+                Error::Gpu(format!(
+                    "could not open the GPU device on {}: {e}",
+                    info.name
+                ))
+            })?;
         let error = Arc::new(Mutex::new(None::<String>));
         let slot = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -159,7 +165,11 @@ impl GpuBackend {
 
     pub fn info(&self) -> BackendInfo {
         let a = &self.inner.adapter;
-        let name = if a.name.is_empty() { format!("{:?} adapter", a.backend) } else { a.name.clone() };
+        let name = if a.name.is_empty() {
+            format!("{:?} adapter", a.backend)
+        } else {
+            a.name.clone()
+        };
         BackendInfo {
             kind: "gpu",
             adapter: name,
@@ -204,13 +214,19 @@ impl GpuBackend {
                 self.inner.limits.max_buffer_size as f64 / 1048576.0
             )));
         }
-        let b = self.inner.pool.take(&self.inner.device, bytes, STORAGE_USAGE);
+        let b = self
+            .inner
+            .pool
+            .take(&self.inner.device, bytes, STORAGE_USAGE);
         Ok(GpuBuffer::new(b, len, &self.inner.pool))
     }
 
     /// A tensor over a fresh buffer; contents unspecified (the op writes all of it).
     pub fn empty(&self, shape: &[usize]) -> Result<Tensor> {
-        Ok(Tensor::from_storage(shape, Storage::Gpu(Arc::new(self.alloc(numel(shape))?))))
+        Ok(Tensor::from_storage(
+            shape,
+            Storage::Gpu(Arc::new(self.alloc(numel(shape))?)),
+        ))
     }
 
     pub fn tensor(&self, shape: &[usize], buf: GpuBuffer) -> Tensor {
@@ -219,17 +235,26 @@ impl GpuBackend {
 
     pub fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
         if numel(shape) != data.len() {
-            return Err(Error::Shape(format!("upload: shape {shape:?} needs {} values, got {}", numel(shape), data.len())));
+            return Err(Error::Shape(format!(
+                "upload: shape {shape:?} needs {} values, got {}",
+                numel(shape),
+                data.len()
+            )));
         }
         let buf = self.alloc(data.len())?;
         if !data.is_empty() {
-            self.inner.queue.write_buffer(buf.raw(), 0, bytemuck::cast_slice(data));
+            self.inner
+                .queue
+                .write_buffer(buf.raw(), 0, bytemuck::cast_slice(data));
         }
         Ok(self.tensor(shape, buf))
     }
 
     /// Read a whole tensor back (see `read_buffer`).
-    pub fn read_tensor<'a>(&'a self, t: &'a Tensor) -> crate::backend::LocalBoxFuture<'a, Result<Vec<f32>>> {
+    pub fn read_tensor<'a>(
+        &'a self,
+        t: &'a Tensor,
+    ) -> crate::backend::LocalBoxFuture<'a, Result<Vec<f32>>> {
         Box::pin(async move {
             let b = t.gpu_buffer("read")?;
             self.read_buffer(&b, t.numel()).await
@@ -237,7 +262,14 @@ impl GpuBackend {
     }
 
     /// Copy `len` floats from `src[src_off..]` to `dst[dst_off..]` on the GPU.
-    pub fn copy_elems(&self, src: &GpuBuffer, src_off: usize, dst: &GpuBuffer, dst_off: usize, len: usize) -> Result<()> {
+    pub fn copy_elems(
+        &self,
+        src: &GpuBuffer,
+        src_off: usize,
+        dst: &GpuBuffer,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<()> {
         if src_off + len > src.len() || dst_off + len > dst.len() {
             return Err(Error::Invalid(format!(
                 "GPU copy out of range: {len} floats from {src_off} of {} to {dst_off} of {}",
@@ -248,8 +280,17 @@ impl GpuBackend {
         if len == 0 {
             return Ok(());
         }
-        let mut enc = self.inner.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(src.raw(), src_off as u64 * 4, dst.raw(), dst_off as u64 * 4, Some(len as u64 * 4));
+        let mut enc = self
+            .inner
+            .device
+            .create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(
+            src.raw(),
+            src_off as u64 * 4,
+            dst.raw(),
+            dst_off as u64 * 4,
+            Some(len as u64 * 4),
+        );
         self.inner.queue.submit([enc.finish()]);
         self.check("GPU copy")
     }
@@ -261,8 +302,15 @@ impl GpuBackend {
             return Ok(vec![]);
         }
         let bytes = len as u64 * 4;
-        let staging = self.inner.pool.take(&self.inner.device, bytes_for(len), wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
-        let mut enc = self.inner.device.create_command_encoder(&Default::default());
+        let staging = self.inner.pool.take(
+            &self.inner.device,
+            bytes_for(len),
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        let mut enc = self
+            .inner
+            .device
+            .create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src.raw(), 0, &staging, 0, Some(bytes));
         self.inner.queue.submit([enc.finish()]);
         self.check("GPU read")?;
@@ -280,7 +328,8 @@ impl GpuBackend {
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
-        done.await.map_err(|e| Error::Gpu(format!("reading a GPU buffer failed: {e}")))?;
+        done.await
+            .map_err(|e| Error::Gpu(format!("reading a GPU buffer failed: {e}")))?;
         // In the browser validation errors arrive asynchronously; by the time the map completed,
         // those of all earlier work have, so a read never returns data from a rejected op.
         if let Err(e) = self.check("GPU work before this read") {
@@ -307,26 +356,43 @@ impl GpuBackend {
             return Ok(p.clone());
         }
         let src = format!("{PRELUDE}\n{}", shader.source);
-        let module = self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(shader.name),
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        });
-        let pipeline = self.inner.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let module = self
+            .inner
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader.name),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+        let pipeline =
+            self.inner
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
         self.check(&format!("compiling {}::{entry}", shader.name))?;
-        self.inner.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        self.inner
+            .pipelines
+            .lock()
+            .unwrap()
+            .insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
     /// Run `entry` of `shader` over `workgroups` workgroups (linear count; see the module doc),
     /// with `params` at binding 0 and `bindings` at 1, 2, ...
-    pub fn launch(&self, shader: Shader, entry: &'static str, params: &Params, bindings: &[Binding<'_>], workgroups: usize) -> Result<()> {
+    pub fn launch(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+        params: &Params,
+        bindings: &[Binding<'_>],
+        workgroups: usize,
+    ) -> Result<()> {
         if workgroups == 0 {
             return Ok(());
         }
@@ -347,9 +413,16 @@ impl GpuBackend {
         }
         let pipeline = self.pipeline(shader, entry)?;
         let layout = pipeline.get_bind_group_layout(0);
-        let max_dim = self.inner.limits.max_compute_workgroups_per_dimension.max(1) as usize;
+        let max_dim = self
+            .inner
+            .limits
+            .max_compute_workgroups_per_dimension
+            .max(1) as usize;
         let per_dispatch = max_dim * max_dim;
-        let mut enc = self.inner.device.create_command_encoder(&Default::default());
+        let mut enc = self
+            .inner
+            .device
+            .create_command_encoder(&Default::default());
         // Keep the uniform buffers alive until submit; they return to the pool afterwards.
         let mut uniforms = Vec::new();
         let mut base = 0usize;
@@ -361,23 +434,47 @@ impl GpuBackend {
                 words.push(0);
             }
             let ubytes = words.len() as u64 * 4;
-            let ubuf = self.inner.pool.take(&self.inner.device, ubytes, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
-            self.inner.queue.write_buffer(&ubuf, 0, bytemuck::cast_slice(&words));
-            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: ubuf.as_entire_binding() }];
+            let ubuf = self.inner.pool.take(
+                &self.inner.device,
+                ubytes,
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            );
+            self.inner
+                .queue
+                .write_buffer(&ubuf, 0, bytemuck::cast_slice(&words));
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: ubuf.as_entire_binding(),
+            }];
             for (i, b) in bindings.iter().enumerate() {
                 let resource = match b {
                     Binding::Whole(g) => g.raw().as_entire_binding(),
-                    Binding::Range(g, off, size) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: g.raw(),
-                        offset: *off,
-                        size: wgpu::BufferSize::new(*size),
-                    }),
+                    Binding::Range(g, off, size) => {
+                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: g.raw(),
+                            offset: *off,
+                            size: wgpu::BufferSize::new(*size),
+                        })
+                    }
                 };
-                entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
+                entries.push(wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource,
+                });
             }
-            let group = self.inner.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
+            let group = self
+                .inner
+                .device
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &layout,
+                    entries: &entries,
+                });
             {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(entry),
+                    timestamp_writes: None,
+                });
                 pass.set_pipeline(&pipeline);
                 pass.set_bind_group(0, &group, &[]);
                 let x = count.min(max_dim);

@@ -20,8 +20,14 @@ use crate::backend::*;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const CONV: Shader = Shader { name: "conv2d", source: include_str!("../../shaders/conv2d.wgsl") };
-const MATMUL: Shader = Shader { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") };
+const CONV: Shader = Shader {
+    name: "conv2d",
+    source: include_str!("../../shaders/conv2d.wgsl"),
+};
+const MATMUL: Shader = Shader {
+    name: "matmul",
+    source: include_str!("../../shaders/matmul.wgsl"),
+};
 
 /// Tile sizes of the shaders: a conv workgroup covers 128 columns (pixels or taps) x 32 channels,
 /// a matmul workgroup 32 x 32 of C (64 x 64 for the vec4 kernels).
@@ -66,7 +72,17 @@ impl ConvGeom {
     }
     /// The shader's parameter block for `batch` samples at element offsets (x_off, y_off).
     fn params(&self, batch: usize, x_off: usize, y_off: usize) -> ConvLaunch {
-        ConvLaunch { g: *self, batch, x_off, y_off, has_bias: false, tiles_c: 0, rows_per_split: 0, splits: 0, accumulate: false }
+        ConvLaunch {
+            g: *self,
+            batch,
+            x_off,
+            y_off,
+            has_bias: false,
+            tiles_c: 0,
+            rows_per_split: 0,
+            splits: 0,
+            accumulate: false,
+        }
     }
 }
 
@@ -113,7 +129,10 @@ impl ConvLaunch {
 fn span(buf: &GpuBuffer, start: usize, len: usize) -> (Binding<'_>, usize) {
     let base = start / ALIGN * ALIGN;
     let off = start - base;
-    (Binding::Range(buf, base as u64 * 4, (off + len) as u64 * 4), off)
+    (
+        Binding::Range(buf, base as u64 * 4, (off + len) as u64 * 4),
+        off,
+    )
 }
 
 /// Largest number of floats one bound span may cover: the binding limit less the alignment
@@ -150,7 +169,10 @@ fn batch_chunk(be: &GpuBackend, g: &ConvGeom, op: &str) -> Result<usize> {
 
 fn shape_is(t: &Tensor, want: &[usize], what: &str) -> Result<()> {
     if t.shape() != want {
-        return Err(Error::Shape(format!("{what} must have shape {want:?}, got {:?}", t.shape())));
+        return Err(Error::Shape(format!(
+            "{what} must have shape {want:?}, got {:?}",
+            t.shape()
+        )));
     }
     Ok(())
 }
@@ -160,7 +182,13 @@ fn shape_is(t: &Tensor, want: &[usize], what: &str) -> Result<()> {
 /// The weight repacked so that a conv thread's 8 channels are two aligned vec4 loads
 /// (shaders/conv2d.wgsl, pack_w_fwd / pack_w_bwd): `fwd` gives wp[r][co] (rows of cout rounded
 /// up to 4), otherwise wp[co][kh][kw][ci] (rows of cin rounded up to 4).
-fn pack_weight(be: &GpuBackend, g: &ConvGeom, wb: &GpuBuffer, fwd: bool, op: &str) -> Result<GpuBuffer> {
+fn pack_weight(
+    be: &GpuBackend,
+    g: &ConvGeom,
+    wb: &GpuBuffer,
+    fwd: bool,
+    op: &str,
+) -> Result<GpuBuffer> {
     let kk = g.k * g.k;
     let (len, entry) = if fwd {
         (g.cin * kk * g.cout.next_multiple_of(4), "pack_w_fwd")
@@ -171,12 +199,25 @@ fn pack_weight(be: &GpuBackend, g: &ConvGeom, wb: &GpuBuffer, fwd: bool, op: &st
     let packed = be.alloc(len)?;
     let (pbind, _) = span(&packed, 0, len);
     let (wbind, _) = span(wb, 0, g.weight_len());
-    be.launch(CONV, entry, &g.params(g.n, 0, 0).build(), &[pbind, wbind], len.div_ceil(256))?;
+    be.launch(
+        CONV,
+        entry,
+        &g.params(g.n, 0, 0).build(),
+        &[pbind, wbind],
+        len.div_ceil(256),
+    )?;
     Ok(packed)
 }
 
 /// y = conv(x, wt) (+ bias over cout): the conv2d forward.
-fn run_fwd(be: &GpuBackend, g: &ConvGeom, x: &Tensor, wt: &Tensor, bias: Option<&Tensor>, op: &str) -> Result<Tensor> {
+fn run_fwd(
+    be: &GpuBackend,
+    g: &ConvGeom,
+    x: &Tensor,
+    wt: &Tensor,
+    bias: Option<&Tensor>,
+    op: &str,
+) -> Result<Tensor> {
     must_fit(be, g.weight_len(), &format!("{op}: the weight"))?;
     let (xb, wb) = (x.gpu_buffer(op)?, wt.gpu_buffer(op)?);
     let bb = bias.map(|b| b.gpu_buffer(op)).transpose()?;
@@ -199,14 +240,27 @@ fn run_fwd(be: &GpuBackend, g: &ConvGeom, x: &Tensor, wt: &Tensor, bias: Option<
         lp.has_bias = bb.is_some();
         lp.tiles_c = tiles_c;
         let wgs = (nb * g.ho * g.wo).div_ceil(CONV_COLS) * tiles_c;
-        be.launch(CONV, "conv_fwd", &lp.build(), &[ybind, xbind, wbind, bbind], wgs)?;
+        be.launch(
+            CONV,
+            "conv_fwd",
+            &lp.build(),
+            &[ybind, xbind, wbind, bbind],
+            wgs,
+        )?;
         n0 += nb;
     }
     Ok(out)
 }
 
 /// x = conv^T(y, wt) (+ bias over cin): the conv2d backward-input.
-fn run_bwd_input(be: &GpuBackend, g: &ConvGeom, y: &Tensor, wt: &Tensor, bias: Option<&Tensor>, op: &str) -> Result<Tensor> {
+fn run_bwd_input(
+    be: &GpuBackend,
+    g: &ConvGeom,
+    y: &Tensor,
+    wt: &Tensor,
+    bias: Option<&Tensor>,
+    op: &str,
+) -> Result<Tensor> {
     must_fit(be, g.weight_len(), &format!("{op}: the weight"))?;
     let (yb, wb) = (y.gpu_buffer(op)?, wt.gpu_buffer(op)?);
     let bb = bias.map(|b| b.gpu_buffer(op)).transpose()?;
@@ -229,7 +283,13 @@ fn run_bwd_input(be: &GpuBackend, g: &ConvGeom, y: &Tensor, wt: &Tensor, bias: O
         lp.has_bias = bb.is_some();
         lp.tiles_c = tiles_c;
         let wgs = (nb * g.h * g.w).div_ceil(CONV_COLS) * tiles_c;
-        be.launch(CONV, "conv_bwd_input", &lp.build(), &[xbind, ybind, wbind, bbind], wgs)?;
+        be.launch(
+            CONV,
+            "conv_bwd_input",
+            &lp.build(),
+            &[xbind, ybind, wbind, bbind],
+            wgs,
+        )?;
         n0 += nb;
     }
     Ok(out)
@@ -238,7 +298,13 @@ fn run_bwd_input(be: &GpuBackend, g: &ConvGeom, y: &Tensor, wt: &Tensor, bias: O
 /// gw[co, ci, kh, kw] = sum over samples and output pixels of y * shifted x: the conv2d
 /// backward-weight. K = N*ho*wo is split into slices (more threads than the weight has
 /// outputs / 16, which is few); each slice writes its partial sums, a second kernel adds them.
-fn run_bwd_weight(be: &GpuBackend, g: &ConvGeom, x: &Tensor, y: &Tensor, op: &str) -> Result<Tensor> {
+fn run_bwd_weight(
+    be: &GpuBackend,
+    g: &ConvGeom,
+    x: &Tensor,
+    y: &Tensor,
+    op: &str,
+) -> Result<Tensor> {
     let wn = g.weight_len();
     must_fit(be, wn, &format!("{op}: the weight gradient"))?;
     let (xb, yb) = (x.gpu_buffer(op)?, y.gpu_buffer(op)?);
@@ -249,7 +315,10 @@ fn run_bwd_weight(be: &GpuBackend, g: &ConvGeom, x: &Tensor, y: &Tensor, op: &st
     let tiles_r = (g.cin * g.k * g.k).div_ceil(CONV_COLS);
     // aim for ~64k threads in flight (a real GPU's worth), within the binding for the partials
     let base_threads = tiles_c * tiles_r * 64;
-    let max_splits = (65536 / base_threads).clamp(1, 64).min(span_capacity(be) / wn).max(1);
+    let max_splits = (65536 / base_threads)
+        .clamp(1, 64)
+        .min(span_capacity(be) / wn)
+        .max(1);
     let partial = be.alloc(max_splits * wn)?;
     let mut n0 = 0;
     while n0 < g.n {
@@ -264,14 +333,26 @@ fn run_bwd_weight(be: &GpuBackend, g: &ConvGeom, x: &Tensor, y: &Tensor, op: &st
         lp.tiles_c = tiles_c;
         lp.rows_per_split = rows_per_split;
         lp.splits = splits;
-        be.launch(CONV, "conv_bwd_weight", &lp.build(), &[pbind, xbind, ybind], splits * tiles_r * tiles_c)?;
+        be.launch(
+            CONV,
+            "conv_bwd_weight",
+            &lp.build(),
+            &[pbind, xbind, ybind],
+            splits * tiles_r * tiles_c,
+        )?;
 
         let mut sp = g.params(nb, 0, 0);
         sp.splits = splits;
         sp.accumulate = n0 > 0;
         let (gbind, _) = span(&ob, 0, wn);
         let (pbind, _) = span(&partial, 0, splits * wn);
-        be.launch(CONV, "sum_partials", &sp.build(), &[gbind, pbind], wn.div_ceil(256))?;
+        be.launch(
+            CONV,
+            "sum_partials",
+            &sp.build(),
+            &[gbind, pbind],
+            wn.div_ceil(256),
+        )?;
         n0 += nb;
     }
     Ok(out)
@@ -281,47 +362,143 @@ fn run_bwd_weight(be: &GpuBackend, g: &ConvGeom, x: &Tensor, y: &Tensor, op: &st
 
 fn conv_geom(d: [usize; 8], stride: usize, pad: usize, dil: usize) -> ConvGeom {
     let [n, cin, h, w, cout, k, ho, wo] = d;
-    ConvGeom { n, cin, h, w, cout, ho, wo, k, stride, pad, dil }
+    ConvGeom {
+        n,
+        cin,
+        h,
+        w,
+        cout,
+        ho,
+        wo,
+        k,
+        stride,
+        pad,
+        dil,
+    }
 }
 
 /// A transposed conv (x (N,Cin,H,W) -> (N,Cout,Ho,Wo), weight (Cin,Cout,k,k)) as the conv2d
 /// it transposes: that conv maps (N,Cout,Ho,Wo) -> (N,Cin,H,W) with weight (Cin,Cout,k,k).
 fn transposed_geom(d: [usize; 8], p: ConvTranspose2dParams) -> ConvGeom {
     let [n, ci, h, w, co, k, ho, wo] = d;
-    ConvGeom { n, cin: co, h: ho, w: wo, cout: ci, ho: h, wo: w, k, stride: p.stride, pad: p.padding, dil: p.dilation }
+    ConvGeom {
+        n,
+        cin: co,
+        h: ho,
+        w: wo,
+        cout: ci,
+        ho: h,
+        wo: w,
+        k,
+        stride: p.stride,
+        pad: p.padding,
+        dil: p.dilation,
+    }
 }
 
-pub fn conv2d(be: &GpuBackend, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+pub fn conv2d(
+    be: &GpuBackend,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: Conv2dParams,
+) -> Result<Tensor> {
     let d = conv2d_shapes(x.shape(), w.shape(), b.map(|t| t.shape()), p)?;
-    run_fwd(be, &conv_geom(d, p.stride, p.padding, p.dilation), x, w, b, "conv2d")
+    run_fwd(
+        be,
+        &conv_geom(d, p.stride, p.padding, p.dilation),
+        x,
+        w,
+        b,
+        "conv2d",
+    )
 }
 
-pub fn conv2d_backward_input(be: &GpuBackend, gy: &Tensor, w: &Tensor, x_shape: &[usize], p: Conv2dParams) -> Result<Tensor> {
-    let g = conv_geom(conv2d_shapes(x_shape, w.shape(), None, p)?, p.stride, p.padding, p.dilation);
-    shape_is(gy, &g.y_shape(), "conv2d_backward_input: the output gradient")?;
+pub fn conv2d_backward_input(
+    be: &GpuBackend,
+    gy: &Tensor,
+    w: &Tensor,
+    x_shape: &[usize],
+    p: Conv2dParams,
+) -> Result<Tensor> {
+    let g = conv_geom(
+        conv2d_shapes(x_shape, w.shape(), None, p)?,
+        p.stride,
+        p.padding,
+        p.dilation,
+    );
+    shape_is(
+        gy,
+        &g.y_shape(),
+        "conv2d_backward_input: the output gradient",
+    )?;
     run_bwd_input(be, &g, gy, w, None, "conv2d_backward_input")
 }
 
-pub fn conv2d_backward_weight(be: &GpuBackend, x: &Tensor, gy: &Tensor, w_shape: &[usize], p: Conv2dParams) -> Result<Tensor> {
-    let g = conv_geom(conv2d_shapes(x.shape(), w_shape, None, p)?, p.stride, p.padding, p.dilation);
-    shape_is(gy, &g.y_shape(), "conv2d_backward_weight: the output gradient")?;
+pub fn conv2d_backward_weight(
+    be: &GpuBackend,
+    x: &Tensor,
+    gy: &Tensor,
+    w_shape: &[usize],
+    p: Conv2dParams,
+) -> Result<Tensor> {
+    let g = conv_geom(
+        conv2d_shapes(x.shape(), w_shape, None, p)?,
+        p.stride,
+        p.padding,
+        p.dilation,
+    );
+    shape_is(
+        gy,
+        &g.y_shape(),
+        "conv2d_backward_weight: the output gradient",
+    )?;
     run_bwd_weight(be, &g, x, gy, "conv2d_backward_weight")
 }
 
-pub fn conv_transpose2d(be: &GpuBackend, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: ConvTranspose2dParams) -> Result<Tensor> {
-    let g = transposed_geom(conv_transpose2d_shapes(x.shape(), w.shape(), b.map(|t| t.shape()), p)?, p);
+pub fn conv_transpose2d(
+    be: &GpuBackend,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: ConvTranspose2dParams,
+) -> Result<Tensor> {
+    let g = transposed_geom(
+        conv_transpose2d_shapes(x.shape(), w.shape(), b.map(|t| t.shape()), p)?,
+        p,
+    );
     run_bwd_input(be, &g, x, w, b, "conv_transpose2d")
 }
 
-pub fn conv_transpose2d_backward_input(be: &GpuBackend, gy: &Tensor, w: &Tensor, x_shape: &[usize], p: ConvTranspose2dParams) -> Result<Tensor> {
+pub fn conv_transpose2d_backward_input(
+    be: &GpuBackend,
+    gy: &Tensor,
+    w: &Tensor,
+    x_shape: &[usize],
+    p: ConvTranspose2dParams,
+) -> Result<Tensor> {
     let g = transposed_geom(conv_transpose2d_shapes(x_shape, w.shape(), None, p)?, p);
-    shape_is(gy, &g.x_shape(), "conv_transpose2d_backward_input: the output gradient")?;
+    shape_is(
+        gy,
+        &g.x_shape(),
+        "conv_transpose2d_backward_input: the output gradient",
+    )?;
     run_fwd(be, &g, gy, w, None, "conv_transpose2d_backward_input")
 }
 
-pub fn conv_transpose2d_backward_weight(be: &GpuBackend, x: &Tensor, gy: &Tensor, w_shape: &[usize], p: ConvTranspose2dParams) -> Result<Tensor> {
+pub fn conv_transpose2d_backward_weight(
+    be: &GpuBackend,
+    x: &Tensor,
+    gy: &Tensor,
+    w_shape: &[usize],
+    p: ConvTranspose2dParams,
+) -> Result<Tensor> {
     let g = transposed_geom(conv_transpose2d_shapes(x.shape(), w_shape, None, p)?, p);
-    shape_is(gy, &g.x_shape(), "conv_transpose2d_backward_weight: the output gradient")?;
+    shape_is(
+        gy,
+        &g.x_shape(),
+        "conv_transpose2d_backward_weight: the output gradient",
+    )?;
     run_bwd_weight(be, &g, gy, x, "conv_transpose2d_backward_weight")
 }
 
@@ -353,16 +530,36 @@ impl Strided {
 
 /// Block sizes (mb, nb, kb) so that the ranges of A, B and C one block touches each fit `cap`.
 /// Halves the dimension that makes an operand's range long (its stored rows first).
-fn matmul_blocks(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: Strided, cap: usize) -> (usize, usize, usize) {
+fn matmul_blocks(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Strided,
+    b: Strided,
+    c: Strided,
+    cap: usize,
+) -> (usize, usize, usize) {
     let (mut mb, mut nb, mut kb) = (m, n, k);
     loop {
         if a.range(0, mb, 0, kb).1 > cap {
             // the stride-major dimension of A is m when A is not transposed
-            if a.si >= a.sj && mb > 1 || kb == 1 { mb = mb.div_ceil(2) } else { kb = kb.div_ceil(2) }
+            if a.si >= a.sj && mb > 1 || kb == 1 {
+                mb = mb.div_ceil(2)
+            } else {
+                kb = kb.div_ceil(2)
+            }
         } else if b.range(0, kb, 0, nb).1 > cap {
-            if b.si >= b.sj && kb > 1 || nb == 1 { kb = kb.div_ceil(2) } else { nb = nb.div_ceil(2) }
+            if b.si >= b.sj && kb > 1 || nb == 1 {
+                kb = kb.div_ceil(2)
+            } else {
+                nb = nb.div_ceil(2)
+            }
         } else if c.range(0, mb, 0, nb).1 > cap {
-            if mb > 1 { mb = mb.div_ceil(2) } else { nb = nb.div_ceil(2) }
+            if mb > 1 {
+                mb = mb.div_ceil(2)
+            } else {
+                nb = nb.div_ceil(2)
+            }
         } else {
             // blocks of a split product stay multiples of 4 where they can (the vec4 kernel)
             let round = |b: usize, full: usize| if b < full && b >= 8 { b / 4 * 4 } else { b };
@@ -371,7 +568,13 @@ fn matmul_blocks(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: Stride
     }
 }
 
-pub fn matmul(be: &GpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+pub fn matmul(
+    be: &GpuBackend,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Tensor> {
     let [m, k, n] = matmul_shapes(a.shape(), b.shape(), trans_a, trans_b)?;
     let (ab, bb) = (a.gpu_buffer("matmul")?, b.gpu_buffer("matmul")?);
     let out = be.empty(&[m, n])?;
@@ -381,7 +584,9 @@ pub fn matmul(be: &GpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: b
     let sc = Strided { si: n, sj: 1 };
     let cap = span_capacity(be);
     if cap == 0 {
-        return Err(Error::Gpu("matmul: the device's storage binding limit is too small".into()));
+        return Err(Error::Gpu(
+            "matmul: the device's storage binding limit is too small".into(),
+        ));
     }
     let (mb, nb, kb) = matmul_blocks(m, n, k, sa, sb, sc, cap);
     for m0 in (0..m).step_by(mb) {
@@ -393,7 +598,8 @@ pub fn matmul(be: &GpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: b
                 let (astart, alen) = sa.range(m0, ms, k0, ks);
                 let (bstart, blen) = sb.range(k0, ks, n0, ns);
                 // the vec4 kernels need every 4x4 block of A, B and C to be aligned vec4s
-                let aligned4 = |st: Strided, start: usize| st.si.max(st.sj) % 4 == 0 && start % 4 == 0;
+                let aligned4 =
+                    |st: Strided, start: usize| st.si.max(st.sj) % 4 == 0 && start % 4 == 0;
                 let (cstart, clen) = sc.range(m0, ms, n0, ns);
                 let vec4 = ms % 4 == 0
                     && ns % 4 == 0
@@ -428,7 +634,13 @@ pub fn matmul(be: &GpuBackend, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: b
                     (true, false, true) => "matmul_vec4_am_bn",
                     (true, false, false) => "matmul_vec4_am_bk",
                 };
-                be.launch(MATMUL, entry, &params, &[cbind, abind, bbind], ms.div_ceil(tile) * tiles_n)?;
+                be.launch(
+                    MATMUL,
+                    entry,
+                    &params,
+                    &[cbind, abind, bbind],
+                    ms.div_ceil(tile) * tiles_n,
+                )?;
             }
         }
     }

@@ -8,7 +8,10 @@ use crate::backend::*;
 use crate::tensor::{non_empty, numel, same_shape, Tensor};
 use crate::{Error, Result};
 
-pub(crate) const SHADER: Shader = Shader { name: "elementwise", source: include_str!("../../shaders/elementwise.wgsl") };
+pub(crate) const SHADER: Shader = Shader {
+    name: "elementwise",
+    source: include_str!("../../shaders/elementwise.wgsl"),
+};
 const WG: usize = 256;
 /// Floats per 256-byte storage offset alignment.
 const ALIGN: usize = 64;
@@ -18,13 +21,21 @@ const ALIGN: usize = 64;
 pub(crate) fn window(buf: &GpuBuffer, start: usize, len: usize) -> (Binding<'_>, usize) {
     let first = start / ALIGN * ALIGN;
     let skip = start - first;
-    (Binding::Range(buf, first as u64 * 4, (skip + len) as u64 * 4), skip)
+    (
+        Binding::Range(buf, first as u64 * 4, (skip + len) as u64 * 4),
+        skip,
+    )
 }
 
 /// Split `rows` rows of `row_len` floats into chunks (first row, row count) whose windows stay
 /// under the binding limit (including up to 63 floats of alignment slack). Errors when a
 /// single row does not fit.
-pub(crate) fn row_chunks(be: &GpuBackend, rows: usize, row_len: usize, op: &str) -> Result<Vec<(usize, usize)>> {
+pub(crate) fn row_chunks(
+    be: &GpuBackend,
+    rows: usize,
+    row_len: usize,
+    op: &str,
+) -> Result<Vec<(usize, usize)>> {
     let max = be.max_binding_elems();
     if row_len + ALIGN > max {
         return Err(Error::Gpu(format!(
@@ -33,18 +44,27 @@ pub(crate) fn row_chunks(be: &GpuBackend, rows: usize, row_len: usize, op: &str)
         )));
     }
     let per = ((max - ALIGN) / row_len.max(1)).max(1);
-    Ok((0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect())
+    Ok((0..rows)
+        .step_by(per)
+        .map(|r| (r, per.min(rows - r)))
+        .collect())
 }
 
 /// Error unless the named tensors live in distinct buffers: a buffer written in place may not
 /// be bound a second time in the same dispatch (WebGPU rejects it, and in a browser the
 /// rejection only arrives later, asynchronously).
 pub(crate) fn distinct(op: &str, ts: &[(&Tensor, &str)]) -> Result<()> {
-    let bufs = ts.iter().map(|(t, _)| t.gpu_buffer(op)).collect::<Result<Vec<_>>>()?;
+    let bufs = ts
+        .iter()
+        .map(|(t, _)| t.gpu_buffer(op))
+        .collect::<Result<Vec<_>>>()?;
     for i in 0..ts.len() {
         for j in i + 1..ts.len() {
             if std::sync::Arc::ptr_eq(&bufs[i], &bufs[j]) {
-                return Err(Error::Invalid(format!("{op}: {} and {} must be different tensors (one is updated in place)", ts[i].1, ts[j].1)));
+                return Err(Error::Invalid(format!(
+                    "{op}: {} and {} must be different tensors (one is updated in place)",
+                    ts[i].1, ts[j].1
+                )));
             }
         }
     }
@@ -78,9 +98,19 @@ pub(crate) fn run_elementwise(
 
 /// Run `entry` over `n` elements (`params(len)` builds the uniforms of a chunk of `len`): `out` is written, `ins` read; each chunk stays under the
 /// device's binding limit (chunks are multiples of 64 floats = 256 bytes, the offset alignment).
-pub(crate) fn run_chunked(be: &GpuBackend, entry: &'static str, params: impl Fn(usize) -> Params, out: &Tensor, ins: &[&Tensor], n: usize) -> Result<()> {
+pub(crate) fn run_chunked(
+    be: &GpuBackend,
+    entry: &'static str,
+    params: impl Fn(usize) -> Params,
+    out: &Tensor,
+    ins: &[&Tensor],
+    n: usize,
+) -> Result<()> {
     let outb = out.gpu_buffer(entry)?;
-    let inb = ins.iter().map(|t| t.gpu_buffer(entry)).collect::<Result<Vec<_>>>()?;
+    let inb = ins
+        .iter()
+        .map(|t| t.gpu_buffer(entry))
+        .collect::<Result<Vec<_>>>()?;
     let mut windows: Vec<&GpuBuffer> = vec![&outb];
     windows.extend(inb.iter().map(|b| &**b));
     run_elementwise(be, SHADER, entry, n, &windows, &[], |_, len| params(len))
@@ -88,7 +118,14 @@ pub(crate) fn run_chunked(be: &GpuBackend, entry: &'static str, params: impl Fn(
 
 pub fn fill(be: &GpuBackend, shape: &[usize], value: f32) -> Result<Tensor> {
     let out = be.empty(shape)?;
-    run_chunked(be, "fill", |len| Params::new().u(len).u(0).f(value).f(0.0), &out, &[], numel(shape))?;
+    run_chunked(
+        be,
+        "fill",
+        |len| Params::new().u(len).u(0).f(value).f(0.0),
+        &out,
+        &[],
+        numel(shape),
+    )?;
     Ok(out)
 }
 
@@ -101,13 +138,24 @@ pub fn binary(be: &GpuBackend, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<T
         BinaryOp::Mul => 2,
     };
     let out = be.empty(a.shape())?;
-    run_chunked(be, "binary", |len| Params::new().u(len).u(code).f(0.0).f(0.0), &out, &[a, b], a.numel())?;
+    run_chunked(
+        be,
+        "binary",
+        |len| Params::new().u(len).u(code).f(0.0).f(0.0),
+        &out,
+        &[a, b],
+        a.numel(),
+    )?;
     Ok(out)
 }
 
 pub fn assign(be: &GpuBackend, dst: &Tensor, src: &Tensor) -> Result<()> {
     if dst.numel() != src.numel() {
-        return Err(Error::Shape(format!("assign: {:?} into {:?}: element counts differ", src.shape(), dst.shape())));
+        return Err(Error::Shape(format!(
+            "assign: {:?} into {:?}: element counts differ",
+            src.shape(),
+            dst.shape()
+        )));
     }
     let (s, d) = (src.gpu_buffer("assign")?, dst.gpu_buffer("assign")?);
     be.copy_elems(&s, 0, &d, 0, src.numel())
@@ -118,17 +166,46 @@ pub fn bias_add(be: &GpuBackend, x: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (xb, bb) = (x.gpu_buffer("bias_add")?, b.gpu_buffer("bias_add")?);
     let out = be.empty(x.shape())?;
     let ob = out.gpu_buffer("bias_add")?;
-    run_elementwise(be, SHADER, "bias_add", x.numel(), &[&ob, &xb], &[&bb], |start, len| {
-        Params::new().u(len).u(0).f(0.0).f(0.0).u(start).u(inner).u(c)
-    })?;
+    run_elementwise(
+        be,
+        SHADER,
+        "bias_add",
+        x.numel(),
+        &[&ob, &xb],
+        &[&bb],
+        |start, len| {
+            Params::new()
+                .u(len)
+                .u(0)
+                .f(0.0)
+                .f(0.0)
+                .u(start)
+                .u(inner)
+                .u(c)
+        },
+    )?;
     Ok(out)
 }
 
 /// One-input elementwise entry with selector `op` and scalars `a`, `b`.
-fn map1(be: &GpuBackend, entry: &'static str, x: &Tensor, op: u32, a: f32, b: f32) -> Result<Tensor> {
+fn map1(
+    be: &GpuBackend,
+    entry: &'static str,
+    x: &Tensor,
+    op: u32,
+    a: f32,
+    b: f32,
+) -> Result<Tensor> {
     non_empty(x.shape(), entry)?;
     let out = be.empty(x.shape())?;
-    run_chunked(be, entry, |len| Params::new().u(len).u(op as usize).f(a).f(b), &out, &[x], x.numel())?;
+    run_chunked(
+        be,
+        entry,
+        |len| Params::new().u(len).u(op as usize).f(a).f(b),
+        &out,
+        &[x],
+        x.numel(),
+    )?;
     Ok(out)
 }
 
@@ -159,13 +236,22 @@ pub fn unary_backward(be: &GpuBackend, op: UnaryOp, x: &Tensor, gy: &Tensor) -> 
     non_empty(x.shape(), "unary_backward input")?;
     let (code, slope) = unary_code(op);
     let out = be.empty(x.shape())?;
-    run_chunked(be, "unary_backward", |len| Params::new().u(len).u(code as usize).f(slope).f(0.0), &out, &[x, gy], x.numel())?;
+    run_chunked(
+        be,
+        "unary_backward",
+        |len| Params::new().u(len).u(code as usize).f(slope).f(0.0),
+        &out,
+        &[x, gy],
+        x.numel(),
+    )?;
     Ok(out)
 }
 
 pub fn clamp(be: &GpuBackend, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> {
     if lo.is_nan() || hi.is_nan() || lo > hi {
-        return Err(Error::Invalid(format!("clamp: need lo <= hi, got lo {lo}, hi {hi}")));
+        return Err(Error::Invalid(format!(
+            "clamp: need lo <= hi, got lo {lo}, hi {hi}"
+        )));
     }
     map1(be, "clamp_op", x, 0, lo, hi)
 }

@@ -14,9 +14,9 @@ mod context;
 mod ops;
 mod pool;
 
+pub mod batchnorm;
 pub mod conv;
 pub mod elementwise;
-pub mod batchnorm;
 pub mod optim;
 pub mod random;
 pub mod reduce;

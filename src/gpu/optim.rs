@@ -8,7 +8,10 @@ use crate::backend::*;
 use crate::tensor::{non_empty, same_shape, Tensor};
 use crate::{Error, Result};
 
-const SHADER: Shader = Shader { name: "optim", source: include_str!("../../shaders/optim.wgsl") };
+const SHADER: Shader = Shader {
+    name: "optim",
+    source: include_str!("../../shaders/optim.wgsl"),
+};
 
 /// The uniforms of optim.wgsl: (lr, beta1/momentum, beta2, eps, weight decay, bc1, bc2).
 fn oparams(n: usize, h: [f32; 7]) -> Params {
@@ -23,19 +26,61 @@ fn check(op: &str, p: &Tensor, others: &[(&Tensor, &str)]) -> Result<()> {
     Ok(())
 }
 
-pub fn sgd_step(be: &GpuBackend, p: &Tensor, g: &Tensor, velocity: &Tensor, hp: SgdParams) -> Result<()> {
+pub fn sgd_step(
+    be: &GpuBackend,
+    p: &Tensor,
+    g: &Tensor,
+    velocity: &Tensor,
+    hp: SgdParams,
+) -> Result<()> {
     check("sgd_step", p, &[(g, "gradient"), (velocity, "velocity")])?;
-    distinct("sgd_step", &[(p, "parameter"), (g, "gradient"), (velocity, "velocity")])?;
-    let (pb, gb, vb) = (p.gpu_buffer("sgd_step")?, g.gpu_buffer("sgd_step")?, velocity.gpu_buffer("sgd_step")?);
+    distinct(
+        "sgd_step",
+        &[(p, "parameter"), (g, "gradient"), (velocity, "velocity")],
+    )?;
+    let (pb, gb, vb) = (
+        p.gpu_buffer("sgd_step")?,
+        g.gpu_buffer("sgd_step")?,
+        velocity.gpu_buffer("sgd_step")?,
+    );
     let h = [hp.lr, hp.momentum, 0.0, 0.0, hp.weight_decay, 1.0, 1.0];
-    run_elementwise(be, SHADER, "sgd", p.numel(), &[&pb, &gb, &vb], &[], |_, len| oparams(len, h))
+    run_elementwise(
+        be,
+        SHADER,
+        "sgd",
+        p.numel(),
+        &[&pb, &gb, &vb],
+        &[],
+        |_, len| oparams(len, h),
+    )
 }
 
-pub fn adam_step(be: &GpuBackend, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, hp: AdamParams) -> Result<()> {
-    check("adam_step", p, &[(g, "gradient"), (m, "first moment"), (v, "second moment")])?;
-    distinct("adam_step", &[(p, "parameter"), (g, "gradient"), (m, "first moment"), (v, "second moment")])?;
+pub fn adam_step(
+    be: &GpuBackend,
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    hp: AdamParams,
+) -> Result<()> {
+    check(
+        "adam_step",
+        p,
+        &[(g, "gradient"), (m, "first moment"), (v, "second moment")],
+    )?;
+    distinct(
+        "adam_step",
+        &[
+            (p, "parameter"),
+            (g, "gradient"),
+            (m, "first moment"),
+            (v, "second moment"),
+        ],
+    )?;
     if hp.step == 0 {
-        return Err(Error::Invalid("adam_step: step counts from 1, got 0".into()));
+        return Err(Error::Invalid(
+            "adam_step: step counts from 1, got 0".into(),
+        ));
     }
     let (pb, gb) = (p.gpu_buffer("adam_step")?, g.gpu_buffer("adam_step")?);
     let (mb, vb) = (m.gpu_buffer("adam_step")?, v.gpu_buffer("adam_step")?);
@@ -43,5 +88,13 @@ pub fn adam_step(be: &GpuBackend, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor
     let bc1 = (1.0 - (hp.beta1 as f64).powi(hp.step as i32)) as f32;
     let bc2 = (1.0 - (hp.beta2 as f64).powi(hp.step as i32)) as f32;
     let h = [hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, bc1, bc2];
-    run_elementwise(be, SHADER, "adam", p.numel(), &[&pb, &gb, &mb, &vb], &[], |_, len| oparams(len, h))
+    run_elementwise(
+        be,
+        SHADER,
+        "adam",
+        p.numel(),
+        &[&pb, &gb, &mb, &vb],
+        &[],
+        |_, len| oparams(len, h),
+    )
 }

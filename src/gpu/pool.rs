@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-pub(crate) const STORAGE_USAGE: wgpu::BufferUsages =
-    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
 
 #[derive(Default)]
 pub(crate) struct Pool {
@@ -14,16 +15,37 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn take(&self, device: &wgpu::Device, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    pub(crate) fn take(
+        &self,
+        device: &wgpu::Device,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
         let key = (bytes, usage.bits());
-        if let Some(b) = self.free.lock().unwrap().get_mut(&key).and_then(|v| v.pop()) {
+        if let Some(b) = self
+            .free
+            .lock()
+            .unwrap()
+            .get_mut(&key)
+            .and_then(|v| v.pop())
+        {
             return b;
         }
-        device.create_buffer(&wgpu::BufferDescriptor { label: Some("nnlab"), size: bytes, usage, mapped_at_creation: false })
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("nnlab"),
+            size: bytes,
+            usage,
+            mapped_at_creation: false,
+        })
     }
     fn give_back(&self, buffer: wgpu::Buffer) {
         let key = (buffer.size(), buffer.usage().bits());
-        self.free.lock().unwrap().entry(key).or_default().push(buffer);
+        self.free
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_default()
+            .push(buffer);
     }
     /// Drop every pooled buffer (frees GPU memory, e.g. after a large one-off job).
     pub(crate) fn clear(&self) {
@@ -41,7 +63,11 @@ pub struct GpuBuffer {
 
 impl GpuBuffer {
     pub(crate) fn new(buffer: wgpu::Buffer, len: usize, pool: &Arc<Pool>) -> GpuBuffer {
-        GpuBuffer { buffer: Some(buffer), len, pool: Arc::downgrade(pool) }
+        GpuBuffer {
+            buffer: Some(buffer),
+            len,
+            pool: Arc::downgrade(pool),
+        }
     }
     pub fn raw(&self) -> &wgpu::Buffer {
         self.buffer.as_ref().expect("buffer is present until drop")

@@ -11,7 +11,10 @@ use crate::backend::*;
 use crate::tensor::{non_empty, same_shape, Tensor};
 use crate::{Error, Result};
 
-pub(crate) const SHADER: Shader = Shader { name: "reduce", source: include_str!("../../shaders/reduce.wgsl") };
+pub(crate) const SHADER: Shader = Shader {
+    name: "reduce",
+    source: include_str!("../../shaders/reduce.wgsl"),
+};
 
 /// At least this many elements per thread before a scalar reduction uses more workgroups:
 /// few workgroups keep the (slow on lavapipe) barrier count low.
@@ -20,8 +23,27 @@ const MAX_GROUPS: usize = 256;
 
 /// The uniforms of reduce.wgsl, in the order of its `Params` struct.
 #[allow(clippy::too_many_arguments)]
-fn rparams(n: usize, skip: usize, mode: u32, groups: usize, base: usize, d: usize, channels: usize, scale: f32, slot: usize) -> Params {
-    Params::new().u(n).u(skip).u(mode as usize).u(groups).u(base).u(d).u(channels).f(scale).u(slot)
+fn rparams(
+    n: usize,
+    skip: usize,
+    mode: u32,
+    groups: usize,
+    base: usize,
+    d: usize,
+    channels: usize,
+    scale: f32,
+    slot: usize,
+) -> Params {
+    Params::new()
+        .u(n)
+        .u(skip)
+        .u(mode as usize)
+        .u(groups)
+        .u(base)
+        .u(d)
+        .u(channels)
+        .f(scale)
+        .u(slot)
 }
 
 /// A buffer argument of a row/channel launch: a window of the chunk, or the whole buffer.
@@ -62,7 +84,14 @@ fn run_rows(
 
 /// scale * sum over `n` elements of `entry`'s per-element value ("sum_partials": x;
 /// "loss_partials": the loss `mode` of (ins[0], ins[1])), as a new [1] tensor.
-fn reduce_scalar(be: &GpuBackend, entry: &'static str, mode: u32, ins: &[&GpuBuffer], n: usize, scale: f32) -> Result<Tensor> {
+fn reduce_scalar(
+    be: &GpuBackend,
+    entry: &'static str,
+    mode: u32,
+    ins: &[&GpuBuffer],
+    n: usize,
+    scale: f32,
+) -> Result<Tensor> {
     let chunks = row_chunks(be, n, 1, entry)?;
     let groups_of = |len: usize| len.div_ceil(256 * PER_THREAD).clamp(1, MAX_GROUPS);
     let total: usize = chunks.iter().map(|&(_, len)| groups_of(len)).sum();
@@ -77,12 +106,24 @@ fn reduce_scalar(be: &GpuBackend, entry: &'static str, mode: u32, ins: &[&GpuBuf
             skip = s;
             binds.push(w);
         }
-        be.launch(SHADER, entry, &rparams(len, skip, mode, g, base, 0, 0, 1.0, 0), &binds, g)?;
+        be.launch(
+            SHADER,
+            entry,
+            &rparams(len, skip, mode, g, base, 0, 0, 1.0, 0),
+            &binds,
+            g,
+        )?;
         base += g;
     }
     let out = be.empty(&[1])?;
     let ob = out.gpu_buffer(entry)?;
-    be.launch(SHADER, "finish", &rparams(total, 0, 0, 0, 0, 0, 0, scale, 0), &[Binding::Whole(&ob), Binding::Whole(&partial)], 1)?;
+    be.launch(
+        SHADER,
+        "finish",
+        &rparams(total, 0, 0, 0, 0, 0, 0, scale, 0),
+        &[Binding::Whole(&ob), Binding::Whole(&partial)],
+        1,
+    )?;
     Ok(out)
 }
 
@@ -100,7 +141,11 @@ pub(crate) fn channel_reduce(
 ) -> Result<Tensor> {
     let chunks = row_chunks(be, n * c, inner, entry)?;
     // splits per channel: about 256 * PER_THREAD elements per workgroup, at most MAX_GROUPS
-    let splits_of = |planes: usize| (planes.div_ceil(c) * inner).div_ceil(64 * 4 * PER_THREAD).clamp(1, MAX_GROUPS);
+    let splits_of = |planes: usize| {
+        (planes.div_ceil(c) * inner)
+            .div_ceil(64 * 4 * PER_THREAD)
+            .clamp(1, MAX_GROUPS)
+    };
     let total: usize = chunks.iter().map(|&(_, np)| splits_of(np)).sum();
     if total * c > be.max_binding_elems() {
         return Err(Error::Gpu(format!("{entry}: {c} channels x {total} partial sums exceed this device's storage binding limit")));
@@ -117,19 +162,33 @@ pub(crate) fn channel_reduce(
             binds.push(w);
         }
         binds.extend(stats.iter().map(|b| Binding::Whole(b)));
-        be.launch(SHADER, entry, &rparams(np, skip, 0, s, p0, inner, c, 1.0, slot), &binds, s * c)?;
+        be.launch(
+            SHADER,
+            entry,
+            &rparams(np, skip, 0, s, p0, inner, c, 1.0, slot),
+            &binds,
+            s * c,
+        )?;
         slot += s;
     }
     let out = be.empty(&[c])?;
     let ob = out.gpu_buffer(entry)?;
-    be.launch(SHADER, "chan_finish", &rparams(total, 0, 0, 0, 0, 0, c, scale, 0), &[Binding::Whole(&ob), Binding::Whole(&partial)], c.div_ceil(64))?;
+    be.launch(
+        SHADER,
+        "chan_finish",
+        &rparams(total, 0, 0, 0, 0, 0, c, scale, 0),
+        &[Binding::Whole(&ob), Binding::Whole(&partial)],
+        c.div_ceil(64),
+    )?;
     Ok(out)
 }
 
 pub fn bias_grad(be: &GpuBackend, gy: &Tensor) -> Result<Tensor> {
     let s = gy.shape();
     if s.len() < 2 {
-        return Err(Error::Shape(format!("bias_grad: gradient must have rank >= 2 (N, C, ...), got {s:?}")));
+        return Err(Error::Shape(format!(
+            "bias_grad: gradient must have rank >= 2 (N, C, ...), got {s:?}"
+        )));
     }
     non_empty(s, "bias_grad input")?;
     let inner = s[2..].iter().product();
@@ -146,13 +205,23 @@ pub fn sum(be: &GpuBackend, x: &Tensor) -> Result<Tensor> {
 pub fn mean(be: &GpuBackend, x: &Tensor) -> Result<Tensor> {
     non_empty(x.shape(), "mean input")?;
     let b = x.gpu_buffer("mean")?;
-    reduce_scalar(be, "sum_partials", 0, &[&b], x.numel(), 1.0 / x.numel() as f32)
+    reduce_scalar(
+        be,
+        "sum_partials",
+        0,
+        &[&b],
+        x.numel(),
+        1.0 / x.numel() as f32,
+    )
 }
 
 /// (rows, row length) of a tensor whose last dimension is reduced.
 fn rows_of(x: &Tensor, op: &str) -> Result<(usize, usize)> {
     non_empty(x.shape(), op)?;
-    let d = *x.shape().last().ok_or_else(|| Error::Shape(format!("{op}: a scalar has no last dimension")))?;
+    let d = *x
+        .shape()
+        .last()
+        .ok_or_else(|| Error::Shape(format!("{op}: a scalar has no last dimension")))?;
     Ok((x.numel() / d, d))
 }
 
@@ -161,7 +230,15 @@ pub fn softmax(be: &GpuBackend, x: &Tensor) -> Result<Tensor> {
     let xb = x.gpu_buffer("softmax")?;
     let out = be.empty(x.shape())?;
     let ob = out.gpu_buffer("softmax")?;
-    run_rows(be, "softmax_rows", rows, d, &[Arg::Win(&ob), Arg::Win(&xb)], |_, r0, nr, skip| rparams(nr, skip, 0, 0, r0, d, 0, 1.0, 0), |nr| nr)?;
+    run_rows(
+        be,
+        "softmax_rows",
+        rows,
+        d,
+        &[Arg::Win(&ob), Arg::Win(&xb)],
+        |_, r0, nr, skip| rparams(nr, skip, 0, 0, r0, d, 0, 1.0, 0),
+        |nr| nr,
+    )?;
     Ok(out)
 }
 
@@ -198,15 +275,35 @@ pub fn loss(be: &GpuBackend, kind: LossKind, pred: &Tensor, target: &Tensor) -> 
         )?;
         return reduce_scalar(be, "sum_partials", 0, &[&row_loss], rows, 1.0 / rows as f32);
     }
-    reduce_scalar(be, "loss_partials", loss_mode(kind), &[&pb, &tb], pred.numel(), 1.0 / pred.numel() as f32)
+    reduce_scalar(
+        be,
+        "loss_partials",
+        loss_mode(kind),
+        &[&pb, &tb],
+        pred.numel(),
+        1.0 / pred.numel() as f32,
+    )
 }
 
-pub fn loss_backward(be: &GpuBackend, kind: LossKind, pred: &Tensor, target: &Tensor, gloss: &Tensor) -> Result<Tensor> {
+pub fn loss_backward(
+    be: &GpuBackend,
+    kind: LossKind,
+    pred: &Tensor,
+    target: &Tensor,
+    gloss: &Tensor,
+) -> Result<Tensor> {
     check_loss(pred, target)?;
     if gloss.numel() != 1 {
-        return Err(Error::Shape(format!("loss_backward: gloss must be a scalar tensor [1], got {:?}", gloss.shape())));
+        return Err(Error::Shape(format!(
+            "loss_backward: gloss must be a scalar tensor [1], got {:?}",
+            gloss.shape()
+        )));
     }
-    let (pb, tb, gb) = (pred.gpu_buffer("loss_backward")?, target.gpu_buffer("loss_backward")?, gloss.gpu_buffer("loss_backward")?);
+    let (pb, tb, gb) = (
+        pred.gpu_buffer("loss_backward")?,
+        target.gpu_buffer("loss_backward")?,
+        gloss.gpu_buffer("loss_backward")?,
+    );
     let out = be.empty(pred.shape())?;
     let ob = out.gpu_buffer("loss_backward")?;
     if kind == LossKind::SoftmaxCrossEntropy {
@@ -224,8 +321,14 @@ pub fn loss_backward(be: &GpuBackend, kind: LossKind, pred: &Tensor, target: &Te
         return Ok(out);
     }
     let (n, mode) = (pred.numel(), loss_mode(kind));
-    run_elementwise(be, SHADER, "loss_grad", n, &[&ob, &pb, &tb], &[&gb], |_, len| {
-        rparams(len, 0, mode, 0, 0, 0, 0, 1.0 / n as f32, 0)
-    })?;
+    run_elementwise(
+        be,
+        SHADER,
+        "loss_grad",
+        n,
+        &[&ob, &pb, &tb],
+        &[&gb],
+        |_, len| rparams(len, 0, mode, 0, 0, 0, 0, 1.0 / n as f32, 0),
+    )?;
     Ok(out)
 }

@@ -13,7 +13,10 @@ use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, Split, PAGE_DIGITS};
 use crate::error::{Error, Result};
-use crate::models::autoencoder::{self, codes, jacobian_norm, reconstruction_mse, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, PIXELS};
+use crate::models::autoencoder::{
+    self, codes, jacobian_norm, reconstruction_mse, AeArch, AeConfig, AeCost, AeKind, Autoencoder,
+    NoiseKind, PIXELS,
+};
 use crate::models::dncnn_cli::{backend, data_dir, finite_loss, hms, BackendKind};
 use crate::nn::{Adam, Module, Optimizer};
 use crate::pca;
@@ -107,11 +110,19 @@ impl CommonArgs {
             AeKind::Contractive => self.lambda_contractive,
             _ => 0.0,
         };
-        AeCost { kind, lambda, noise: noise(self.noise), level: self.level }
+        AeCost {
+            kind,
+            lambda,
+            noise: noise(self.noise),
+            level: self.level,
+        }
     }
     fn validate(&self) -> Result<()> {
         if self.steps == 0 || self.batch == 0 || !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::Invalid(format!("need steps >= 1, batch >= 1, lr > 0 (got {}, {}, {})", self.steps, self.batch, self.lr)));
+            return Err(Error::Invalid(format!(
+                "need steps >= 1, batch >= 1, lr > 0 (got {}, {}, {})",
+                self.steps, self.batch, self.lr
+            )));
         }
         self.cost(AeKind::Sparse).validate()?;
         self.cost(AeKind::Contractive).validate()?;
@@ -152,18 +163,36 @@ fn load(a: &CommonArgs) -> Result<(Mnist, Mnist)> {
 }
 
 /// Train `model` on `train` with `cost` for `a.steps` Adam steps; prints progress when `verbose`.
-pub fn train_model(b: &dyn Backend, model: &Autoencoder, cost: &AeCost, train: &Mnist, test: &Mnist, a: &CommonArgs, verbose: bool) -> Result<f64> {
+pub fn train_model(
+    b: &dyn Backend,
+    model: &Autoencoder,
+    cost: &AeCost,
+    train: &Mnist,
+    test: &Mnist,
+    a: &CommonArgs,
+    verbose: bool,
+) -> Result<f64> {
     let mut opt = Adam::new(a.lr, 0.9, 0.999);
     let start = Instant::now();
     let mut last = Instant::now();
     let (mut sum, mut cnt) = (0.0f64, 0usize);
     for step in 0..a.steps {
-        opt.set_lr(a.lr * 0.5 * (1.0 + (std::f32::consts::PI * step as f32 / a.steps as f32).cos()));
-        let idx: Vec<usize> = (0..a.batch).map(|i| crate::rng::random_u32(a.seed.wrapping_add(step as u64 * 7919), i as u32) as usize % train.len()).collect();
+        opt.set_lr(
+            a.lr * 0.5 * (1.0 + (std::f32::consts::PI * step as f32 / a.steps as f32).cos()),
+        );
+        let idx: Vec<usize> = (0..a.batch)
+            .map(|i| {
+                crate::rng::random_u32(a.seed.wrapping_add(step as u64 * 7919), i as u32) as usize
+                    % train.len()
+            })
+            .collect();
         let (xs, _) = train.gather(&idx)?;
         let x = b.upload(&[a.batch, PIXELS], &xs)?;
         let noisy = match cost.kind {
-            AeKind::Denoising => Some(b.upload(&[a.batch, PIXELS], &autoencoder::corrupt(&xs, cost.noise, cost.level, a.seed ^ (step as u64) << 20))?),
+            AeKind::Denoising => Some(b.upload(
+                &[a.batch, PIXELS],
+                &autoencoder::corrupt(&xs, cost.noise, cost.level, a.seed ^ (step as u64) << 20),
+            )?),
             _ => None,
         };
         let mut g = Graph::new(b);
@@ -195,7 +224,10 @@ pub fn train_model(b: &dyn Backend, model: &Autoencoder, cost: &AeCost, train: &
 /// `nnlab train ae`.
 pub fn train(a: TrainArgs) -> Result<()> {
     a.common.validate()?;
-    let config = AeConfig { arch: arch(a.common.arch), k: a.k };
+    let config = AeConfig {
+        arch: arch(a.common.arch),
+        k: a.k,
+    };
     config.validate()?;
     let b = backend(a.common.backend)?;
     let b: &dyn Backend = b.as_ref();
@@ -218,17 +250,31 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let secs = train_model(b, &model, &cost, &train, &test, &a.common, true)?;
     let mse = block_on(reconstruction_mse(b, &model, &test.images, None))?;
     let mut meta = HashMap::new();
-    meta.insert("model".to_string(), format!("nnlab {:?} autoencoder", cost.kind));
-    meta.insert("command".to_string(), std::env::args().collect::<Vec<_>>().join(" "));
-    meta.insert("data".to_string(), format!("MNIST training digits {PAGE_DIGITS}..60000"));
+    meta.insert(
+        "model".to_string(),
+        format!("nnlab {:?} autoencoder", cost.kind),
+    );
+    meta.insert(
+        "command".to_string(),
+        std::env::args().collect::<Vec<_>>().join(" "),
+    );
+    meta.insert(
+        "data".to_string(),
+        format!("MNIST training digits {PAGE_DIGITS}..60000"),
+    );
     meta.insert("heldout_mse".to_string(), format!("{mse:.5}"));
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
     meta.insert("backend".to_string(), b.info().describe());
     if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
     }
     crate::weights::save_file(b, &model.params(), &a.out, Some(meta))?;
-    println!("trained in {}; held-out MSE {mse:.4}; weights written to {}", hms(secs), a.out.display());
+    println!(
+        "trained in {}; held-out MSE {mse:.4}; weights written to {}",
+        hms(secs),
+        a.out.display()
+    );
     Ok(())
 }
 
@@ -257,30 +303,74 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     println!("| k | PCA | plain | sparse | contractive | denoising | sparse: codes < 0.05 / mean code | contractive: Jacobian norm / plain's | noisy input: denoising / plain |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for &k in &a.k {
-        let config = AeConfig { arch: arch(a.common.arch), k };
+        let config = AeConfig {
+            arch: arch(a.common.arch),
+            k,
+        };
         config.validate()?;
-        let p = pca::fit(&train.images[..pca_rows * PIXELS], pca_rows, PIXELS, k, a.common.seed)?;
+        let p = pca::fit(
+            &train.images[..pca_rows * PIXELS],
+            pca_rows,
+            PIXELS,
+            k,
+            a.common.seed,
+        )?;
         let rec = p.reconstruct(&p.project(&test.images));
-        let pca_mse = rec.iter().zip(&test.images).map(|(r, c)| ((r - c) as f64).powi(2)).sum::<f64>() / test.images.len() as f64;
+        let pca_mse = rec
+            .iter()
+            .zip(&test.images)
+            .map(|(r, c)| ((r - c) as f64).powi(2))
+            .sum::<f64>()
+            / test.images.len() as f64;
         let mut mse = HashMap::new();
         let mut models = HashMap::new();
-        for kind in [AeKind::Plain, AeKind::Sparse, AeKind::Contractive, AeKind::Denoising] {
+        for kind in [
+            AeKind::Plain,
+            AeKind::Sparse,
+            AeKind::Contractive,
+            AeKind::Denoising,
+        ] {
             let model = Autoencoder::new(b, config, a.common.seed)?;
-            let secs = train_model(b, &model, &a.common.cost(kind), &train, &test, &a.common, false)?;
+            let secs = train_model(
+                b,
+                &model,
+                &a.common.cost(kind),
+                &train,
+                &test,
+                &a.common,
+                false,
+            )?;
             let m = block_on(reconstruction_mse(b, &model, &test.images, None))?;
-            eprintln!("  k = {k}: {kind:?} trained in {}, held-out MSE {m:.4}", hms(secs));
+            eprintln!(
+                "  k = {k}: {kind:?} trained in {}, held-out MSE {m:.4}",
+                hms(secs)
+            );
             mse.insert(kind, m);
             models.insert(kind, model);
         }
         let sparse_codes = block_on(codes(b, &models[&AeKind::Sparse], &test.images))?;
-        let near_zero = sparse_codes.iter().filter(|c| **c < 0.05).count() as f64 / sparse_codes.len() as f64;
-        let mean_code = sparse_codes.iter().map(|c| *c as f64).sum::<f64>() / sparse_codes.len() as f64;
+        let near_zero =
+            sparse_codes.iter().filter(|c| **c < 0.05).count() as f64 / sparse_codes.len() as f64;
+        let mean_code =
+            sparse_codes.iter().map(|c| *c as f64).sum::<f64>() / sparse_codes.len() as f64;
         let plain_codes = block_on(codes(b, &models[&AeKind::Plain], &test.images))?;
-        let plain_near_zero = plain_codes.iter().filter(|c| **c < 0.05).count() as f64 / plain_codes.len() as f64;
+        let plain_near_zero =
+            plain_codes.iter().filter(|c| **c < 0.05).count() as f64 / plain_codes.len() as f64;
         let jac_digits = &test.images[..200 * PIXELS];
-        let j_ratio = block_on(jacobian_norm(b, &models[&AeKind::Contractive], jac_digits))? / block_on(jacobian_norm(b, &models[&AeKind::Plain], jac_digits))?;
-        let den_noisy = block_on(reconstruction_mse(b, &models[&AeKind::Denoising], &test.images, Some(&noisy_test)))?;
-        let plain_noisy = block_on(reconstruction_mse(b, &models[&AeKind::Plain], &test.images, Some(&noisy_test)))?;
+        let j_ratio = block_on(jacobian_norm(b, &models[&AeKind::Contractive], jac_digits))?
+            / block_on(jacobian_norm(b, &models[&AeKind::Plain], jac_digits))?;
+        let den_noisy = block_on(reconstruction_mse(
+            b,
+            &models[&AeKind::Denoising],
+            &test.images,
+            Some(&noisy_test),
+        ))?;
+        let plain_noisy = block_on(reconstruction_mse(
+            b,
+            &models[&AeKind::Plain],
+            &test.images,
+            Some(&noisy_test),
+        ))?;
         println!(
             "| {k} | {pca_mse:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.0}% (plain {:.0}%) / {mean_code:.3} | {j_ratio:.3} | {den_noisy:.4} / {plain_noisy:.4} |",
             mse[&AeKind::Plain],

@@ -17,7 +17,7 @@
 //! Everything is composed from `nn` layers and tape ops; no hand-written backward.
 
 use crate::autodiff::{Graph, Param, Var};
-use crate::backend::{Backend, ConvTranspose2dParams, Conv2dParams, LossKind};
+use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams, LossKind};
 use crate::error::{Error, Result};
 use crate::nn::{Conv2d, ConvTranspose2d, Linear, Module};
 use crate::rng;
@@ -62,15 +62,30 @@ pub struct AeCost {
 
 impl AeCost {
     pub fn plain() -> AeCost {
-        AeCost { kind: AeKind::Plain, lambda: 0.0, noise: NoiseKind::Gaussian, level: 0.0 }
+        AeCost {
+            kind: AeKind::Plain,
+            lambda: 0.0,
+            noise: NoiseKind::Gaussian,
+            level: 0.0,
+        }
     }
     pub fn validate(&self) -> Result<()> {
         if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
-            return Err(Error::Invalid(format!("lambda must be >= 0, got {}", self.lambda)));
+            return Err(Error::Invalid(format!(
+                "lambda must be >= 0, got {}",
+                self.lambda
+            )));
         }
-        let max = if self.noise == NoiseKind::Masking { 1.0 } else { 10.0 };
+        let max = if self.noise == NoiseKind::Masking {
+            1.0
+        } else {
+            10.0
+        };
         if !(self.level >= 0.0 && self.level < max) {
-            return Err(Error::Invalid(format!("noise level must be in [0, {max}), got {}", self.level)));
+            return Err(Error::Invalid(format!(
+                "noise level must be in [0, {max}), got {}",
+                self.level
+            )));
         }
         Ok(())
     }
@@ -86,7 +101,10 @@ pub struct AeConfig {
 impl AeConfig {
     pub fn validate(&self) -> Result<()> {
         if self.k == 0 || self.k > MAX_CODE {
-            return Err(Error::Invalid(format!("code size k must be 1..={MAX_CODE}, got {}", self.k)));
+            return Err(Error::Invalid(format!(
+                "code size k must be 1..={MAX_CODE}, got {}",
+                self.k
+            )));
         }
         Ok(())
     }
@@ -100,8 +118,16 @@ enum Trunk {
 
 /// Decoder layers above the code.
 enum Head {
-    Dense { l1: Linear, l2: Linear, out: Linear },
-    Conv { l1: Linear, t1: ConvTranspose2d, out: ConvTranspose2d },
+    Dense {
+        l1: Linear,
+        l2: Linear,
+        out: Linear,
+    },
+    Conv {
+        l1: Linear,
+        t1: ConvTranspose2d,
+        out: ConvTranspose2d,
+    },
 }
 
 pub struct Autoencoder {
@@ -119,11 +145,23 @@ impl Autoencoder {
     pub fn new(b: &dyn Backend, config: AeConfig, seed: u64) -> Result<Autoencoder> {
         config.validate()?;
         let k = config.k;
-        let down = Conv2dParams { stride: 2, padding: 1, dilation: 1 };
-        let up = ConvTranspose2dParams { stride: 2, padding: 1, output_padding: 0, dilation: 1 };
+        let down = Conv2dParams {
+            stride: 2,
+            padding: 1,
+            dilation: 1,
+        };
+        let up = ConvTranspose2dParams {
+            stride: 2,
+            padding: 1,
+            output_padding: 0,
+            dilation: 1,
+        };
         let (trunk, hidden, head) = match config.arch {
             AeArch::Dense => (
-                Trunk::Dense { l1: Linear::new(b, "enc.0", PIXELS, 512, true, seed)?, l2: Linear::new(b, "enc.1", 512, 256, true, seed + 1)? },
+                Trunk::Dense {
+                    l1: Linear::new(b, "enc.0", PIXELS, 512, true, seed)?,
+                    l2: Linear::new(b, "enc.1", 512, 256, true, seed + 1)?,
+                },
                 256,
                 Head::Dense {
                     l1: Linear::new(b, "dec.0", k, 256, true, seed + 3)?,
@@ -132,7 +170,10 @@ impl Autoencoder {
                 },
             ),
             AeArch::Conv => (
-                Trunk::Conv { c1: Conv2d::new(b, "enc.0", 1, 16, 3, down, true, seed)?, c2: Conv2d::new(b, "enc.1", 16, 32, 3, down, true, seed + 1)? },
+                Trunk::Conv {
+                    c1: Conv2d::new(b, "enc.0", 1, 16, 3, down, true, seed)?,
+                    c2: Conv2d::new(b, "enc.1", 16, 32, 3, down, true, seed + 1)?,
+                },
                 CONV_FEATURES,
                 Head::Conv {
                     l1: Linear::new(b, "dec.0", k, CONV_FEATURES, true, seed + 3)?,
@@ -143,15 +184,26 @@ impl Autoencoder {
         };
         let code = Linear::new(b, "code", hidden, k, true, seed + 2)?;
         // Xavier-style init for the sigmoid code layer keeps its units off saturation at start.
-        code.reinit(b, crate::nn::init::Init::XavierUniform { gain: 1.0 }, seed + 2)?;
-        Ok(Autoencoder { config, trunk, code, head })
+        code.reinit(
+            b,
+            crate::nn::init::Init::XavierUniform { gain: 1.0 },
+            seed + 2,
+        )?;
+        Ok(Autoencoder {
+            config,
+            trunk,
+            code,
+            head,
+        })
     }
 
     /// The input of the code layer, h, for digits x (N, 784) in [0, 1].
     pub fn trunk(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
         let s = g.shape(x)?;
         if s.len() != 2 || s[1] != PIXELS {
-            return Err(Error::Shape(format!("autoencoder: expected digits (N, {PIXELS}), got {s:?}")));
+            return Err(Error::Shape(format!(
+                "autoencoder: expected digits (N, {PIXELS}), got {s:?}"
+            )));
         }
         match &self.trunk {
             Trunk::Dense { l1, l2 } => {
@@ -230,19 +282,35 @@ impl Autoencoder {
 
     /// The cost of `cost.kind` on clean digits `x` (N, 784), with `noisy` the corrupted input
     /// of a denoising cost (ignored otherwise). Returns (total cost, reconstruction term).
-    pub fn cost(&self, g: &mut Graph<'_>, x: &Tensor, noisy: Option<&Tensor>, cost: &AeCost) -> Result<(Var, Var)> {
+    pub fn cost(
+        &self,
+        g: &mut Graph<'_>,
+        x: &Tensor,
+        noisy: Option<&Tensor>,
+        cost: &AeCost,
+    ) -> Result<(Var, Var)> {
         let p = self.cost_parts(g, x, noisy, cost)?;
         Ok((p.total, p.recon))
     }
 
     /// [`Autoencoder::cost`] with the codes and decoder logits it went through, so an
     /// evaluation can report cost, codes and reconstructions from one forward pass.
-    pub fn cost_parts(&self, g: &mut Graph<'_>, x: &Tensor, noisy: Option<&Tensor>, cost: &AeCost) -> Result<CostParts> {
+    pub fn cost_parts(
+        &self,
+        g: &mut Graph<'_>,
+        x: &Tensor,
+        noisy: Option<&Tensor>,
+        cost: &AeCost,
+    ) -> Result<CostParts> {
         let n = x.shape()[0] as f32;
         let target = g.constant(x.clone());
         let input = match (cost.kind, noisy) {
             (AeKind::Denoising, Some(xn)) => g.constant(xn.clone()),
-            (AeKind::Denoising, None) => return Err(Error::Invalid("a denoising cost needs the corrupted input".into())),
+            (AeKind::Denoising, None) => {
+                return Err(Error::Invalid(
+                    "a denoising cost needs the corrupted input".into(),
+                ))
+            }
             _ => target,
         };
         let code = self.encode(g, input)?;
@@ -262,7 +330,12 @@ impl Autoencoder {
             }
             AeKind::Plain | AeKind::Denoising => recon,
         };
-        Ok(CostParts { total, recon, code, logits })
+        Ok(CostParts {
+            total,
+            recon,
+            code,
+            logits,
+        })
     }
 }
 
@@ -301,21 +374,43 @@ impl Module for Autoencoder {
 /// The corrupted input of a denoising autoencoder for digits `x` (host values in [0, 1]).
 pub fn corrupt(x: &[f32], noise: NoiseKind, level: f32, seed: u64) -> Vec<f32> {
     match noise {
-        NoiseKind::Gaussian => x.iter().enumerate().map(|(i, &v)| (v + level * rng::normal(seed, i as u32)).clamp(0.0, 1.0)).collect(),
-        NoiseKind::Masking => x.iter().enumerate().map(|(i, &v)| if rng::uniform01(seed, i as u32) < level { 0.0 } else { v }).collect(),
+        NoiseKind::Gaussian => x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v + level * rng::normal(seed, i as u32)).clamp(0.0, 1.0))
+            .collect(),
+        NoiseKind::Masking => x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if rng::uniform01(seed, i as u32) < level {
+                    0.0
+                } else {
+                    v
+                }
+            })
+            .collect(),
     }
 }
 
 /// The architecture and code size a weights file was saved with (from its tensor shapes).
 pub fn config_from_tensors(ts: &[crate::weights::NamedTensor]) -> Result<AeConfig> {
     let find = |name: &str| ts.iter().find(|t| t.name == name);
-    let code = find("code.weight").ok_or_else(|| Error::Weights("not an autoencoder: no 'code.weight' tensor".into()))?;
+    let code = find("code.weight")
+        .ok_or_else(|| Error::Weights("not an autoencoder: no 'code.weight' tensor".into()))?;
     let arch = match find("enc.0.weight").map(|t| t.shape.len()) {
         Some(2) => AeArch::Dense,
         Some(4) => AeArch::Conv,
-        _ => return Err(Error::Weights("not an autoencoder: no 'enc.0.weight' of rank 2 or 4".into())),
+        _ => {
+            return Err(Error::Weights(
+                "not an autoencoder: no 'enc.0.weight' of rank 2 or 4".into(),
+            ))
+        }
     };
-    let config = AeConfig { arch, k: code.shape[0] };
+    let config = AeConfig {
+        arch,
+        k: code.shape[0],
+    };
     config.validate()?;
     Ok(config)
 }
@@ -347,12 +442,21 @@ pub async fn reconstruct(b: &dyn Backend, model: &Autoencoder, input: &[f32]) ->
 
 /// Mean squared error per pixel of `reconstruction` against `clean`.
 pub fn mse(reconstruction: &[f32], clean: &[f32]) -> f64 {
-    let se: f64 = reconstruction.iter().zip(clean).map(|(o, c)| ((o - c) as f64).powi(2)).sum();
+    let se: f64 = reconstruction
+        .iter()
+        .zip(clean)
+        .map(|(o, c)| ((o - c) as f64).powi(2))
+        .sum();
     se / clean.len().max(1) as f64
 }
 
 /// Mean squared error per pixel of F(input) against `clean` (input = clean when None).
-pub async fn reconstruction_mse(b: &dyn Backend, model: &Autoencoder, clean: &[f32], input: Option<&[f32]>) -> Result<f64> {
+pub async fn reconstruction_mse(
+    b: &dyn Backend,
+    model: &Autoencoder,
+    clean: &[f32],
+    input: Option<&[f32]>,
+) -> Result<f64> {
     let rec = reconstruct(b, model, input.unwrap_or(clean)).await?;
     Ok(mse(&rec, clean))
 }
@@ -374,7 +478,10 @@ pub async fn codes(b: &dyn Backend, model: &Autoencoder, digits: &[f32]) -> Resu
 pub async fn decode_codes(b: &dyn Backend, model: &Autoencoder, codes: &[f32]) -> Result<Vec<f32>> {
     let k = model.config.k;
     if !codes.len().is_multiple_of(k) {
-        return Err(Error::Shape(format!("decode: {} code values are not a whole number of codes of size {k}", codes.len())));
+        return Err(Error::Shape(format!(
+            "decode: {} code values are not a whole number of codes of size {k}",
+            codes.len()
+        )));
     }
     let mut out = Vec::with_capacity(codes.len() / k * PIXELS);
     for chunk in codes.chunks(EVAL_CHUNK * k) {
@@ -397,7 +504,12 @@ pub async fn jacobian_norm(b: &dyn Backend, model: &Autoencoder, digits: &[f32])
 /// The part of [`jacobian_norm`] from code units `units`, summed over digits (not averaged):
 /// sum_n sum_{j in units} ||d phi_j(x_n) / dx||^2. Lets a caller split the k backward passes
 /// over several short calls.
-pub async fn jacobian_rows_sq_sum(b: &dyn Backend, model: &Autoencoder, digits: &[f32], units: std::ops::Range<usize>) -> Result<f64> {
+pub async fn jacobian_rows_sq_sum(
+    b: &dyn Backend,
+    model: &Autoencoder,
+    digits: &[f32],
+    units: std::ops::Range<usize>,
+) -> Result<f64> {
     let n = digits.len() / PIXELS;
     let k = model.config.k;
     if n == 0 || units.end > k {
@@ -409,13 +521,22 @@ pub async fn jacobian_rows_sq_sum(b: &dyn Backend, model: &Autoencoder, digits: 
         let mut g = Graph::new(b);
         let xv = g.input(x.clone());
         let c = model.encode(&mut g, xv)?;
-        let mask: Vec<f32> = (0..n * k).map(|i| if i % k == j { 1.0 } else { 0.0 }).collect();
+        let mask: Vec<f32> = (0..n * k)
+            .map(|i| if i % k == j { 1.0 } else { 0.0 })
+            .collect();
         let m = g.constant(b.upload(&[n, k], &mask)?);
         let picked = g.mul(c, m)?;
         let s = g.sum(picked)?;
         g.backward(s)?;
-        let grad = g.grad(xv).ok_or_else(|| Error::Invalid("the code does not depend on the input".into()))?;
-        total += b.read(&grad).await?.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+        let grad = g
+            .grad(xv)
+            .ok_or_else(|| Error::Invalid("the code does not depend on the input".into()))?;
+        total += b
+            .read(&grad)
+            .await?
+            .iter()
+            .map(|v| (*v as f64).powi(2))
+            .sum::<f64>();
     }
     Ok(total)
 }

@@ -34,7 +34,12 @@ pub struct ClassifierConfig {
 impl Default for ClassifierConfig {
     /// The shipped model: 32, 64, 64 channels, 128 hidden units (~0.45 M parameters).
     fn default() -> Self {
-        ClassifierConfig { c1: 32, c2: 64, c3: 64, hidden: 128 }
+        ClassifierConfig {
+            c1: 32,
+            c2: 64,
+            c3: 64,
+            hidden: 128,
+        }
     }
 }
 
@@ -52,8 +57,16 @@ impl Classifier {
     /// uniform(+-1/sqrt(fan_in)) for the output layer, zero biases. Same seed, same weights.
     pub fn new(b: &dyn Backend, config: ClassifierConfig, seed: u64) -> Result<Classifier> {
         let ClassifierConfig { c1, c2, c3, hidden } = config;
-        let same = Conv2dParams { stride: 1, padding: 1, dilation: 1 };
-        let down = Conv2dParams { stride: 2, padding: 1, dilation: 1 };
+        let same = Conv2dParams {
+            stride: 1,
+            padding: 1,
+            dilation: 1,
+        };
+        let down = Conv2dParams {
+            stride: 2,
+            padding: 1,
+            dilation: 1,
+        };
         let seed = seed.wrapping_mul(16);
         let fc2 = Linear::new(b, "fc2", hidden, CLASSES, true, seed + 4)?;
         // kaiming_uniform(a = sqrt(5)) is PyTorch's Linear default: bound 1/sqrt(fan_in)
@@ -92,7 +105,16 @@ impl Module for Classifier {
         self.fc2.forward(g, h)
     }
     fn params(&self) -> Vec<&Param> {
-        [&self.conv1 as &dyn Module, &self.conv2, &self.conv3, &self.fc1, &self.fc2].into_iter().flat_map(|m| m.params()).collect()
+        [
+            &self.conv1 as &dyn Module,
+            &self.conv2,
+            &self.conv3,
+            &self.fc1,
+            &self.fc2,
+        ]
+        .into_iter()
+        .flat_map(|m| m.params())
+        .collect()
     }
 }
 
@@ -102,7 +124,9 @@ impl Classifier {
     pub fn features(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
         let s = g.shape(x)?;
         if s.len() != 4 || s[1] != 1 || s[2] != SIDE || s[3] != SIDE {
-            return Err(Error::Shape(format!("classifier: expected images (N, 1, {SIDE}, {SIDE}), got {s:?}")));
+            return Err(Error::Shape(format!(
+                "classifier: expected images (N, 1, {SIDE}, {SIDE}), got {s:?}"
+            )));
         }
         let x = g.affine(x, 1.0 / MNIST_STD, -MNIST_MEAN / MNIST_STD)?;
         let h = self.conv1.forward(g, x)?;

@@ -46,17 +46,30 @@ pub struct DnCnnConfig {
 impl DnCnnConfig {
     /// The paper's DnCNN-S: depth 17, width 64.
     pub fn paper(channels: usize) -> DnCnnConfig {
-        DnCnnConfig { channels, depth: 17, width: 64 }
+        DnCnnConfig {
+            channels,
+            depth: 17,
+            width: 64,
+        }
     }
     pub fn validate(&self) -> Result<()> {
         if self.channels != 1 && self.channels != 3 {
-            return Err(Error::Invalid(format!("DnCNN: channels must be 1 (gray) or 3 (colour), got {}", self.channels)));
+            return Err(Error::Invalid(format!(
+                "DnCNN: channels must be 1 (gray) or 3 (colour), got {}",
+                self.channels
+            )));
         }
         if self.depth < 2 || self.depth > 100 {
-            return Err(Error::Invalid(format!("DnCNN: depth must be in 2..=100, got {}", self.depth)));
+            return Err(Error::Invalid(format!(
+                "DnCNN: depth must be in 2..=100, got {}",
+                self.depth
+            )));
         }
         if self.width == 0 || self.width > 1024 {
-            return Err(Error::Invalid(format!("DnCNN: width must be in 1..=1024, got {}", self.width)));
+            return Err(Error::Invalid(format!(
+                "DnCNN: width must be in 1..=1024, got {}",
+                self.width
+            )));
         }
         Ok(())
     }
@@ -82,36 +95,70 @@ pub struct DnCnn {
     pub last: Conv2d,
 }
 
-const SAME: Conv2dParams = Conv2dParams { stride: 1, padding: 1, dilation: 1 };
+const SAME: Conv2dParams = Conv2dParams {
+    stride: 1,
+    padding: 1,
+    dilation: 1,
+};
 
 impl DnCnn {
     /// A freshly initialised DnCNN (Kaiming normal convs, the last one scaled by 0.1, BatchNorm
     /// gamma 1 beta 0); same seed, same weights on every backend.
     pub fn new(b: &dyn Backend, config: DnCnnConfig, seed: u64) -> Result<DnCnn> {
         config.validate()?;
-        let DnCnnConfig { channels, depth, width } = config;
+        let DnCnnConfig {
+            channels,
+            depth,
+            width,
+        } = config;
         let seed = seed.wrapping_mul(1000);
         let first = Conv2d::new(b, "dncnn.0", channels, width, 3, SAME, true, seed)?;
         let mut middle = Vec::with_capacity(depth - 2);
         for i in 0..depth - 2 {
-            let conv = Conv2d::new(b, &format!("dncnn.{}", 3 * i + 2), width, width, 3, SAME, false, seed + 1 + i as u64)?;
+            let conv = Conv2d::new(
+                b,
+                &format!("dncnn.{}", 3 * i + 2),
+                width,
+                width,
+                3,
+                SAME,
+                false,
+                seed + 1 + i as u64,
+            )?;
             let bn = BatchNorm2d::new(b, &format!("dncnn.{}", 3 * i + 3), width)?;
             middle.push((conv, bn));
         }
-        let last = Conv2d::new(b, &format!("dncnn.{}", config.last_index()), width, channels, 3, SAME, false, seed + depth as u64)?;
+        let last = Conv2d::new(
+            b,
+            &format!("dncnn.{}", config.last_index()),
+            width,
+            channels,
+            3,
+            SAME,
+            false,
+            seed + depth as u64,
+        )?;
         // the last layer starts at a tenth of Kaiming's scale: the untrained network is then
         // close to the identity denoiser (predicted noise ~ 0), so the first steps start from a
         // loss near the noise variance instead of ~0.5
         let std = 0.1 * (2.0 / (9 * width) as f32).sqrt();
         last.reinit(b, Init::Normal { mean: 0.0, std }, seed + depth as u64)?;
-        Ok(DnCnn { config, first, middle, last })
+        Ok(DnCnn {
+            config,
+            first,
+            middle,
+            last,
+        })
     }
 
     /// The predicted noise v(x) (same shape as x).
     pub fn predict_noise(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
         let s = g.shape(x)?;
         if s.len() != 4 || s[1] != self.config.channels {
-            return Err(Error::Shape(format!("DnCNN: expected images (N, {}, H, W), got {s:?}", self.config.channels)));
+            return Err(Error::Shape(format!(
+                "DnCNN: expected images (N, {}, H, W), got {s:?}",
+                self.config.channels
+            )));
         }
         let h = self.first.forward(g, x)?;
         let mut h = g.relu(h)?;
@@ -127,13 +174,17 @@ impl DnCnn {
     /// with the file's values loaded. A training checkpoint works too (its optimizer state,
     /// the "adam.*" tensors, is ignored).
     pub fn from_weights(b: &dyn Backend, bytes: &[u8]) -> Result<DnCnn> {
-        let found: Vec<NamedTensor> = weights::from_bytes(bytes)?.into_iter().filter(|t| !t.name.starts_with("adam.")).collect();
+        let found: Vec<NamedTensor> = weights::from_bytes(bytes)?
+            .into_iter()
+            .filter(|t| !t.name.starts_with("adam."))
+            .collect();
         let config = config_from_tensors(&found)?;
         let model = DnCnn::new(b, config, 0)?;
         let state = model.state();
         let expected: Vec<(&str, &[usize])> = state.iter().map(|p| (p.name(), p.shape())).collect();
         weights::check(&expected, &found)?;
-        let by_name: HashMap<&str, &NamedTensor> = found.iter().map(|t| (t.name.as_str(), t)).collect();
+        let by_name: HashMap<&str, &NamedTensor> =
+            found.iter().map(|t| (t.name.as_str(), t)).collect();
         for p in &state {
             let t = by_name[p.name()];
             b.assign(p.value(), &b.upload(&t.shape, &t.data)?)?;
@@ -142,7 +193,11 @@ impl DnCnn {
     }
 
     /// Serialised weights (params and BatchNorm running statistics) with metadata.
-    pub async fn to_weights(&self, b: &dyn Backend, mut meta: HashMap<String, String>) -> Result<Vec<u8>> {
+    pub async fn to_weights(
+        &self,
+        b: &dyn Backend,
+        mut meta: HashMap<String, String>,
+    ) -> Result<Vec<u8>> {
         meta.insert("model".into(), "DnCNN".into());
         meta.insert("channels".into(), self.config.channels.to_string());
         meta.insert("depth".into(), self.config.depth.to_string());
@@ -178,7 +233,10 @@ impl Module for DnCnn {
         p
     }
     fn buffers(&self) -> Vec<&Param> {
-        self.middle.iter().flat_map(|(_, bn)| bn.buffers()).collect()
+        self.middle
+            .iter()
+            .flat_map(|(_, bn)| bn.buffers())
+            .collect()
     }
 }
 
@@ -187,16 +245,34 @@ pub fn config_from_tensors(ts: &[NamedTensor]) -> Result<DnCnnConfig> {
     let mut convs: Vec<(usize, &NamedTensor)> = ts
         .iter()
         .filter(|t| t.shape.len() == 4)
-        .filter_map(|t| t.name.strip_prefix("dncnn.")?.strip_suffix(".weight")?.parse::<usize>().ok().map(|i| (i, t)))
+        .filter_map(|t| {
+            t.name
+                .strip_prefix("dncnn.")?
+                .strip_suffix(".weight")?
+                .parse::<usize>()
+                .ok()
+                .map(|i| (i, t))
+        })
         .collect();
     convs.sort_by_key(|(i, _)| *i);
     let (Some((0, first)), Some((_, last))) = (convs.first(), convs.last()) else {
-        return Err(Error::Weights("not a DnCNN weights file: no 'dncnn.0.weight' conv weight".into()));
+        return Err(Error::Weights(
+            "not a DnCNN weights file: no 'dncnn.0.weight' conv weight".into(),
+        ));
     };
-    let config = DnCnnConfig { channels: first.shape[1], depth: convs.len(), width: first.shape[0] };
-    config.validate().map_err(|e| Error::Weights(format!("not a usable DnCNN weights file: {e}")))?;
+    let config = DnCnnConfig {
+        channels: first.shape[1],
+        depth: convs.len(),
+        width: first.shape[0],
+    };
+    config
+        .validate()
+        .map_err(|e| Error::Weights(format!("not a usable DnCNN weights file: {e}")))?;
     if last.shape[0] != config.channels {
-        return Err(Error::Weights(format!("DnCNN weights: the last conv outputs {} channels, the first takes {}", last.shape[0], config.channels)));
+        return Err(Error::Weights(format!(
+            "DnCNN weights: the last conv outputs {} channels, the first takes {}",
+            last.shape[0], config.channels
+        )));
     }
     Ok(config)
 }
@@ -217,21 +293,48 @@ pub struct AdamState {
 
 impl AdamState {
     pub fn new(b: &dyn Backend, params: &[&Param], lr: f32) -> Result<AdamState> {
-        let m = params.iter().map(|p| b.zeros(p.shape())).collect::<Result<Vec<_>>>()?;
-        let v = params.iter().map(|p| b.zeros(p.shape())).collect::<Result<Vec<_>>>()?;
-        Ok(AdamState { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, m, v, t: 0 })
+        let m = params
+            .iter()
+            .map(|p| b.zeros(p.shape()))
+            .collect::<Result<Vec<_>>>()?;
+        let v = params
+            .iter()
+            .map(|p| b.zeros(p.shape()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AdamState {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            m,
+            v,
+            t: 0,
+        })
     }
 
     /// One update from the gradients in `g`.
     pub fn step(&mut self, g: &Graph<'_>, params: &[&Param]) -> Result<()> {
         if params.len() != self.m.len() {
-            return Err(Error::Invalid(format!("Adam: {} parameters but state for {}", params.len(), self.m.len())));
+            return Err(Error::Invalid(format!(
+                "Adam: {} parameters but state for {}",
+                params.len(),
+                self.m.len()
+            )));
         }
         self.t += 1;
         let b = g.backend();
-        let hp = AdamParams { lr: self.lr, beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: 0.0, step: self.t };
+        let hp = AdamParams {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: 0.0,
+            step: self.t,
+        };
         for (i, p) in params.iter().enumerate() {
-            let Some(grad) = g.param_grad(p) else { continue };
+            let Some(grad) = g.param_grad(p) else {
+                continue;
+            };
             b.adam_step(p.value(), &grad, &self.m[i], &self.v[i], hp)?;
         }
         Ok(())
@@ -240,7 +343,13 @@ impl AdamState {
 
 /// One training step on a batch: loss = mean((v(noisy) - (noisy - clean))^2). Returns the loss
 /// tensor ([1]) without reading it back.
-pub fn train_step(b: &dyn Backend, model: &DnCnn, opt: &mut AdamState, noisy: &Tensor, clean: &Tensor) -> Result<Tensor> {
+pub fn train_step(
+    b: &dyn Backend,
+    model: &DnCnn,
+    opt: &mut AdamState,
+    noisy: &Tensor,
+    clean: &Tensor,
+) -> Result<Tensor> {
     let mut g = Graph::new(b);
     let y = g.constant(noisy.clone());
     let residual = b.binary(crate::backend::BinaryOp::Sub, noisy, clean)?;
@@ -267,14 +376,32 @@ pub fn lr_at(lr0: f32, step: u64, total: u64) -> f32 {
 /// A training checkpoint as safetensors bytes: the model state, the Adam moments
 /// ("adam.m.<name>", "adam.v.<name>"), and metadata with `step`, `adam_t`, `adam_lr` and the
 /// caller's entries (training arguments). The RNG position is the step (see `data::patches`).
-pub async fn checkpoint_bytes(b: &dyn Backend, model: &DnCnn, opt: &AdamState, step: u64, mut meta: HashMap<String, String>) -> Result<Vec<u8>> {
+pub async fn checkpoint_bytes(
+    b: &dyn Backend,
+    model: &DnCnn,
+    opt: &AdamState,
+    step: u64,
+    mut meta: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let mut tensors = Vec::new();
     for p in model.state() {
-        tensors.push(NamedTensor { name: p.name().to_string(), shape: p.shape().to_vec(), data: b.read(p.value()).await? });
+        tensors.push(NamedTensor {
+            name: p.name().to_string(),
+            shape: p.shape().to_vec(),
+            data: b.read(p.value()).await?,
+        });
     }
     for (p, (m, v)) in model.params().iter().zip(opt.m.iter().zip(&opt.v)) {
-        tensors.push(NamedTensor { name: format!("adam.m.{}", p.name()), shape: p.shape().to_vec(), data: b.read(m).await? });
-        tensors.push(NamedTensor { name: format!("adam.v.{}", p.name()), shape: p.shape().to_vec(), data: b.read(v).await? });
+        tensors.push(NamedTensor {
+            name: format!("adam.m.{}", p.name()),
+            shape: p.shape().to_vec(),
+            data: b.read(m).await?,
+        });
+        tensors.push(NamedTensor {
+            name: format!("adam.v.{}", p.name()),
+            shape: p.shape().to_vec(),
+            data: b.read(v).await?,
+        });
     }
     meta.insert("step".into(), step.to_string());
     meta.insert("adam_t".into(), opt.t.to_string());
@@ -286,21 +413,34 @@ pub async fn checkpoint_bytes(b: &dyn Backend, model: &DnCnn, opt: &AdamState, s
 }
 
 /// Restore a checkpoint into a model of the same shape and its optimizer; returns (step, metadata).
-pub fn restore_checkpoint(b: &dyn Backend, model: &DnCnn, opt: &mut AdamState, bytes: &[u8]) -> Result<(u64, HashMap<String, String>)> {
+pub fn restore_checkpoint(
+    b: &dyn Backend,
+    model: &DnCnn,
+    opt: &mut AdamState,
+    bytes: &[u8],
+) -> Result<(u64, HashMap<String, String>)> {
     let meta = weights::metadata(bytes)?;
     let found = weights::from_bytes(bytes)?;
     let by_name: HashMap<&str, &NamedTensor> = found.iter().map(|t| (t.name.as_str(), t)).collect();
     let state = model.state();
     let params = model.params();
-    let mut expected: Vec<(String, Vec<usize>)> = state.iter().map(|p| (p.name().to_string(), p.shape().to_vec())).collect();
+    let mut expected: Vec<(String, Vec<usize>)> = state
+        .iter()
+        .map(|p| (p.name().to_string(), p.shape().to_vec()))
+        .collect();
     for p in &params {
         expected.push((format!("adam.m.{}", p.name()), p.shape().to_vec()));
         expected.push((format!("adam.v.{}", p.name()), p.shape().to_vec()));
     }
-    let exp_refs: Vec<(&str, &[usize])> = expected.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    let exp_refs: Vec<(&str, &[usize])> = expected
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
     weights::check(&exp_refs, &found)?;
     let num = |k: &str| -> Result<u64> {
-        meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| Error::Weights(format!("checkpoint has no valid '{k}' entry")))
+        meta.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Weights(format!("checkpoint has no valid '{k}' entry")))
     };
     let step = num("step")?;
     let t = num("adam_t")? as u32;
@@ -334,10 +474,19 @@ pub fn tile_core(b: &dyn Backend, config: &DnCnnConfig) -> Result<usize> {
 /// `progress(done, total)` is called after each tile. Returns the denoised planar data (not
 /// clamped). Reads each tile back asynchronously, so the browser can await it; natively use
 /// [`denoise_tiled`].
-pub async fn denoise_tiled_async(b: &dyn Backend, model: &DnCnn, img: &Image, core: usize, mut progress: impl FnMut(usize, usize)) -> Result<Vec<f32>> {
+pub async fn denoise_tiled_async(
+    b: &dyn Backend,
+    model: &DnCnn,
+    img: &Image,
+    core: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<f32>> {
     let c = model.config.channels;
     if img.channels != c {
-        return Err(Error::Invalid(format!("the model denoises {c}-channel images, the image has {}", img.channels)));
+        return Err(Error::Invalid(format!(
+            "the model denoises {c}-channel images, the image has {}",
+            img.channels
+        )));
     }
     let tiles = tiling::plan(img.height, img.width, core, model.config.receptive_radius())?;
     let mut out = vec![0.0f32; img.data.len()];
@@ -353,7 +502,13 @@ pub async fn denoise_tiled_async(b: &dyn Backend, model: &DnCnn, img: &Image, co
 
 /// [`denoise_tiled_async`], blocking (native).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn denoise_tiled(b: &dyn Backend, model: &DnCnn, img: &Image, core: usize, progress: impl FnMut(usize, usize)) -> Result<Vec<f32>> {
+pub fn denoise_tiled(
+    b: &dyn Backend,
+    model: &DnCnn,
+    img: &Image,
+    core: usize,
+    progress: impl FnMut(usize, usize),
+) -> Result<Vec<f32>> {
     pollster::block_on(denoise_tiled_async(b, model, img, core, progress))
 }
 

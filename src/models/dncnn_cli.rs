@@ -180,10 +180,16 @@ pub fn data_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
 }
 
 /// Read a training step's loss back, refusing a diverged (non-finite) one with advice.
-pub fn finite_loss(b: &dyn Backend, loss: &crate::Tensor, step: impl std::fmt::Display) -> Result<f32> {
+pub fn finite_loss(
+    b: &dyn Backend,
+    loss: &crate::Tensor,
+    step: impl std::fmt::Display,
+) -> Result<f32> {
     let l = read_blocking(b, loss)?[0];
     if !l.is_finite() {
-        return Err(Error::Invalid(format!("training diverged at step {step} (loss {l}); try a lower --lr")));
+        return Err(Error::Invalid(format!(
+            "training diverged at step {step} (loss {l}); try a lower --lr"
+        )));
     }
     Ok(l)
 }
@@ -191,13 +197,18 @@ pub fn finite_loss(b: &dyn Backend, loss: &crate::Tensor, step: impl std::fmt::D
 /// Seconds as 1h02m03s / 2m03s for progress lines.
 pub fn hms(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
-    if s >= 3600 { format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+    if s >= 3600 {
+        format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
 }
 
 fn ensure_parent(p: &Path) -> Result<()> {
     if let Some(parent) = p.parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
         }
     }
     Ok(())
@@ -207,8 +218,15 @@ fn ensure_parent(p: &Path) -> Result<()> {
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     ensure_parent(path)?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::Io(format!("cannot rename {} to {}: {e}", tmp.display(), path.display())))
+    std::fs::write(&tmp, bytes)
+        .map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        Error::Io(format!(
+            "cannot rename {} to {}: {e}",
+            tmp.display(),
+            path.display()
+        ))
+    })
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -216,7 +234,8 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn parse_mode(s: &str) -> Result<Mode> {
-    Mode::from_str(s, true).map_err(|_| Error::Weights(format!("checkpoint names an unknown mode '{s}'")))
+    Mode::from_str(s, true)
+        .map_err(|_| Error::Weights(format!("checkpoint names an unknown mode '{s}'")))
 }
 
 /// `nnlab train dncnn`.
@@ -227,7 +246,10 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     let resume_bytes = match (&a.checkpoint, a.resume) {
         (Some(p), true) if p.exists() => Some(read_file(p)?),
         (Some(p), true) => {
-            println!("no checkpoint at {} yet: starting from scratch", p.display());
+            println!(
+                "no checkpoint at {} yet: starting from scratch",
+                p.display()
+            );
             None
         }
         (None, true) => return Err(Error::Invalid("--resume needs --checkpoint PATH".into())),
@@ -235,8 +257,16 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     };
     if let Some(bytes) = &resume_bytes {
         let meta = crate::weights::metadata(bytes)?;
-        let get = |k: &str| meta.get(k).cloned().ok_or_else(|| Error::Weights(format!("checkpoint has no '{k}' entry")));
-        let num = |k: &str| -> Result<u64> { get(k)?.parse().map_err(|_| Error::Weights(format!("checkpoint entry '{k}' is not a number"))) };
+        let get = |k: &str| {
+            meta.get(k)
+                .cloned()
+                .ok_or_else(|| Error::Weights(format!("checkpoint has no '{k}' entry")))
+        };
+        let num = |k: &str| -> Result<u64> {
+            get(k)?
+                .parse()
+                .map_err(|_| Error::Weights(format!("checkpoint entry '{k}' is not a number")))
+        };
         a.channels = num("channels")? as usize;
         a.depth = num("depth")? as usize;
         a.width = num("width")? as usize;
@@ -246,7 +276,11 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         a.mode = parse_mode(&get("mode")?)?;
     }
     let init_bytes = match (&a.init, &resume_bytes) {
-        (Some(_), Some(_)) => return Err(Error::Invalid("--init and --resume exclude each other: a checkpoint already holds weights".into())),
+        (Some(_), Some(_)) => {
+            return Err(Error::Invalid(
+                "--init and --resume exclude each other: a checkpoint already holds weights".into(),
+            ))
+        }
         (Some(p), None) => Some(read_file(p)?),
         _ => None,
     };
@@ -254,25 +288,53 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         let c = dncnn::config_from_tensors(&crate::weights::from_bytes(bytes)?)?;
         (a.channels, a.depth, a.width) = (c.channels, c.depth, c.width);
     }
-    let config = DnCnnConfig { channels: a.channels, depth: a.depth, width: a.width };
+    let config = DnCnnConfig {
+        channels: a.channels,
+        depth: a.depth,
+        width: a.width,
+    };
     config.validate()?;
-    if a.batch == 0 || a.patch < 3 || a.steps == 0 || !(a.lr > 0.0 && a.lr.is_finite()) || a.checkpoint_every == 0 {
+    if a.batch == 0
+        || a.patch < 3
+        || a.steps == 0
+        || !(a.lr > 0.0 && a.lr.is_finite())
+        || a.checkpoint_every == 0
+    {
         return Err(Error::Invalid(format!(
             "need batch >= 1, patch >= 3, steps >= 1, lr > 0, checkpoint-every >= 1 (got {}, {}, {}, {}, {})",
             a.batch, a.patch, a.steps, a.lr, a.checkpoint_every
         )));
     }
     let mode = ColorMode::from_channels(a.channels)?;
-    let set = if a.channels == 1 { DenoiseSet::Train400 } else { DenoiseSet::Cbsd432 };
+    let set = if a.channels == 1 {
+        DenoiseSet::Train400
+    } else {
+        DenoiseSet::Cbsd432
+    };
     let dir = data_dir(&a.data)?;
     let t0 = Instant::now();
-    let imgs: Vec<Image> = images::load_set(&dir, set, mode)?.into_iter().map(|(_, im)| im).collect();
+    let imgs: Vec<Image> = images::load_set(&dir, set, mode)?
+        .into_iter()
+        .map(|(_, im)| im)
+        .collect();
     let sampler = PatchSampler::new(imgs, a.patch)?;
-    println!("loaded {} {} images from {} in {:.1}s", sampler.len(), set.folder(), images::set_dir(&dir, set).display(), t0.elapsed().as_secs_f64());
+    println!(
+        "loaded {} {} images from {} in {:.1}s",
+        sampler.len(),
+        set.folder(),
+        images::set_dir(&dir, set).display(),
+        t0.elapsed().as_secs_f64()
+    );
 
     let model = match &init_bytes {
         Some(bytes) => {
-            println!("fine-tuning from {}", a.init.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+            println!(
+                "fine-tuning from {}",
+                a.init
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
             DnCnn::from_weights(b, bytes)?
         }
         None => DnCnn::new(b, config, a.seed)?,
@@ -282,7 +344,13 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     if let Some(bytes) = &resume_bytes {
         let (s, _) = dncnn::restore_checkpoint(b, &model, &mut opt, bytes)?;
         step = s;
-        println!("resumed from {} at step {step}", a.checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+        println!(
+            "resumed from {} at step {step}",
+            a.checkpoint
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
     }
     let level = a.mode.level();
     println!(
@@ -350,28 +418,51 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         }
         if let Some(ck) = &a.checkpoint {
             if step.is_multiple_of(a.checkpoint_every) || step == end {
-                let bytes = pollster::block_on(dncnn::checkpoint_bytes(b, &model, &opt, step, meta.clone()))?;
+                let bytes = pollster::block_on(dncnn::checkpoint_bytes(
+                    b,
+                    &model,
+                    &opt,
+                    step,
+                    meta.clone(),
+                ))?;
                 write_atomic(ck, &bytes)?;
             }
         }
     }
     if step < a.steps {
-        println!("stopped at step {step} of {} (--stop-at); continue with --resume", a.steps);
+        println!(
+            "stopped at step {step} of {} (--stop-at); continue with --resume",
+            a.steps
+        );
         if a.checkpoint.is_none() {
             println!("warning: no --checkpoint given, so this run cannot be resumed");
         }
         return Ok(());
     }
     let mut wmeta = meta.clone();
-    wmeta.insert("command".to_string(), std::env::args().collect::<Vec<_>>().join(" "));
-    wmeta.insert("train_seconds_this_run".to_string(), format!("{:.0}", start.elapsed().as_secs_f64()));
+    wmeta.insert(
+        "command".to_string(),
+        std::env::args().collect::<Vec<_>>().join(" "),
+    );
+    wmeta.insert(
+        "train_seconds_this_run".to_string(),
+        format!("{:.0}", start.elapsed().as_secs_f64()),
+    );
     wmeta.insert("final_loss".to_string(), format!("{last_loss:.4e}"));
     let bytes = pollster::block_on(model.to_weights(b, wmeta))?;
     let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!("www/models/dncnn_{}_{}.safetensors", a.mode.name(), if a.channels == 1 { "gray" } else { "color" }))
+        PathBuf::from(format!(
+            "www/models/dncnn_{}_{}.safetensors",
+            a.mode.name(),
+            if a.channels == 1 { "gray" } else { "color" }
+        ))
     });
     write_atomic(&out, &bytes)?;
-    println!("trained to step {step} in {} ; weights written to {}", hms(start.elapsed().as_secs_f64()), out.display());
+    println!(
+        "trained to step {step} in {} ; weights written to {}",
+        hms(start.elapsed().as_secs_f64()),
+        out.display()
+    );
     Ok(())
 }
 
@@ -394,35 +485,66 @@ pub fn load_model(b: &dyn Backend, path: &Path) -> Result<DnCnn> {
 /// PSNR and SSIM of one image at one sigma under the paper protocol: clean in [0, 1] (from 8
 /// bits), noise of sigma / 255 with `seed`, no clipping of the noisy input, output clamped and
 /// rounded to 8 bits as a saved image would be, PSNR on the 0-255 scale.
-pub fn eval_image(b: &dyn Backend, model: &DnCnn, clean: &Image, sigma: f32, seed: u64) -> Result<(f64, f64, f64)> {
+pub fn eval_image(
+    b: &dyn Backend,
+    model: &DnCnn,
+    clean: &Image,
+    sigma: f32,
+    seed: u64,
+) -> Result<(f64, f64, f64)> {
     let noisy = clean.with_data(images::add_awgn(&clean.data, sigma, seed, 0))?;
     let den = dncnn::denoise_image(b, model, &noisy)?;
     let out = images::quantize8(&den.data);
     let (c, h, w) = (clean.channels, clean.height, clean.width);
     let psnr_noisy = metrics::psnr(&clean.data, &noisy.data)?;
-    Ok((psnr_noisy, metrics::psnr(&clean.data, &out)?, metrics::ssim(&clean.data, &out, c, h, w)?))
+    Ok((
+        psnr_noisy,
+        metrics::psnr(&clean.data, &out)?,
+        metrics::ssim(&clean.data, &out, c, h, w)?,
+    ))
 }
 
 /// `nnlab eval dncnn`.
 pub fn eval(a: EvalArgs) -> Result<()> {
     if a.sigma.is_empty() || a.set.is_empty() {
-        return Err(Error::Invalid("need at least one --set and one --sigma".into()));
+        return Err(Error::Invalid(
+            "need at least one --set and one --sigma".into(),
+        ));
     }
     if let Some(s) = a.sigma.iter().find(|s| !(**s >= 0.0 && s.is_finite())) {
-        return Err(Error::Invalid(format!("--sigma values must be >= 0, got {s}")));
+        return Err(Error::Invalid(format!(
+            "--sigma values must be >= 0, got {s}"
+        )));
     }
     let b = backend(a.backend)?;
     let b: &dyn Backend = b.as_ref();
     let model = load_model(b, &a.model)?;
     let dir = data_dir(&a.data)?;
     let cfg = model.config;
-    println!("model {} (DnCNN {} ch, depth {}, width {}) on {}, noise seed {}", a.model.display(), cfg.channels, cfg.depth, cfg.width, b.info().describe(), a.noise_seed);
-    println!("{:<8} {:>5}  {:>6}  {:>11}  {:>10}  {:>6}", "set", "sigma", "images", "noisy PSNR", "PSNR (dB)", "SSIM");
+    println!(
+        "model {} (DnCNN {} ch, depth {}, width {}) on {}, noise seed {}",
+        a.model.display(),
+        cfg.channels,
+        cfg.depth,
+        cfg.width,
+        b.info().describe(),
+        a.noise_seed
+    );
+    println!(
+        "{:<8} {:>5}  {:>6}  {:>11}  {:>10}  {:>6}",
+        "set", "sigma", "images", "noisy PSNR", "PSNR (dB)", "SSIM"
+    );
     for name in &a.set {
         let set = DenoiseSet::parse(name)?;
         let mode = ColorMode::from_channels(cfg.channels)?;
         if set.mode() != mode {
-            println!("note: {} is a {:?} set, read as {:?} for this {}-channel model", set.folder(), set.mode(), mode, cfg.channels);
+            println!(
+                "note: {} is a {:?} set, read as {:?} for this {}-channel model",
+                set.folder(),
+                set.mode(),
+                mode,
+                cfg.channels
+            );
         }
         let mut imgs = images::load_set(&dir, set, mode)?;
         if let Some(n) = a.limit {
@@ -432,7 +554,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             let (mut pn, mut p, mut s) = (0.0, 0.0, 0.0);
             for (i, (fname, img)) in imgs.iter().enumerate() {
                 // one fixed noise stream per (seed, image index, sigma)
-                let seed = a.noise_seed.wrapping_mul(1_000_003).wrapping_add(i as u64 * 1000 + sigma.round() as u64);
+                let seed = a
+                    .noise_seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(i as u64 * 1000 + sigma.round() as u64);
                 let (a1, a2, a3) = eval_image(b, &model, img, sigma, seed)?;
                 if a.per_image {
                     println!("  {fname:<14} sigma {sigma:>4}: noisy {a1:.2} dB -> {a2:.2} dB, SSIM {a3:.4}");
@@ -442,7 +567,15 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 s += a3;
             }
             let n = imgs.len() as f64;
-            println!("{:<8} {:>5}  {:>6}  {:>11.2}  {:>10.2}  {:>6.4}", set.folder(), sigma, imgs.len(), pn / n, p / n, s / n);
+            println!(
+                "{:<8} {:>5}  {:>6}  {:>11.2}  {:>10.2}  {:>6.4}",
+                set.folder(),
+                sigma,
+                imgs.len(),
+                pn / n,
+                p / n,
+                s / n
+            );
         }
     }
     Ok(())
@@ -472,7 +605,11 @@ pub fn denoise(a: DenoiseArgs) -> Result<()> {
         Some(m) => m.to_string(),
         None => {
             let rgb = images::load_file(&a.input, ColorMode::Rgb, DEFAULT_MAX_PIXELS)?;
-            if is_gray(&rgb) { "blind".into() } else { "color".into() }
+            if is_gray(&rgb) {
+                "blind".into()
+            } else {
+                "color".into()
+            }
         }
     };
     let path = shipped_model_path(&name);
@@ -480,7 +617,9 @@ pub fn denoise(a: DenoiseArgs) -> Result<()> {
     let mode = ColorMode::from_channels(model.config.channels)?;
     let clean = images::load_file(&a.input, mode, DEFAULT_MAX_PIXELS)?;
     let input = match a.add_noise {
-        Some(s) if !(s >= 0.0 && s.is_finite()) => return Err(Error::Invalid(format!("--add-noise must be >= 0, got {s}"))),
+        Some(s) if !(s >= 0.0 && s.is_finite()) => {
+            return Err(Error::Invalid(format!("--add-noise must be >= 0, got {s}")))
+        }
         Some(s) => clean.with_data(images::add_awgn(&clean.data, s, a.seed, 0))?,
         None => clean.clone(),
     };
@@ -511,7 +650,11 @@ pub fn denoise(a: DenoiseArgs) -> Result<()> {
     if let Some(s) = a.add_noise {
         let q = images::quantize8(&out.data);
         let (c, h, w) = (clean.channels, clean.height, clean.width);
-        let ssim = |x: &[f32]| metrics::ssim(&clean.data, x, c, h, w).map(|v| format!("{v:.4}")).unwrap_or_else(|_| "n/a".into());
+        let ssim = |x: &[f32]| {
+            metrics::ssim(&clean.data, x, c, h, w)
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|_| "n/a".into())
+        };
         println!(
             "sigma {s}: noisy PSNR {:.2} dB (SSIM {}), denoised PSNR {:.2} dB (SSIM {})",
             metrics::psnr(&clean.data, &input.data)?,

@@ -54,17 +54,34 @@ struct Panel {
 
 /// Noisy version of `clean` at `sigma` (fixed seed per sigma) and its PSNR.
 fn noisy(clean: &Image, sigma: f32, seed: u64) -> Result<Panel> {
-    let data = images::add_awgn(&clean.data, sigma, seed.wrapping_add(sigma.round() as u64), 0);
+    let data = images::add_awgn(
+        &clean.data,
+        sigma,
+        seed.wrapping_add(sigma.round() as u64),
+        0,
+    );
     let image = clean.with_data(data)?;
     let p = metrics::psnr(&clean.data, &image.data)?;
-    Ok(Panel { image, caption: format!("noisy sigma {sigma}: {p:.2} dB") })
+    Ok(Panel {
+        image,
+        caption: format!("noisy sigma {sigma}: {p:.2} dB"),
+    })
 }
 
-fn denoised(b: &dyn Backend, model: &DnCnn, name: &str, clean: &Image, noisy: &Panel) -> Result<Panel> {
+fn denoised(
+    b: &dyn Backend,
+    model: &DnCnn,
+    name: &str,
+    clean: &Image,
+    noisy: &Panel,
+) -> Result<Panel> {
     let out = dncnn::denoise_image(b, model, &noisy.image)?;
     let image = out.with_data(images::quantize8(&out.data))?;
     let p = metrics::psnr(&clean.data, &image.data)?;
-    Ok(Panel { image, caption: format!("{name}: {p:.2} dB") })
+    Ok(Panel {
+        image,
+        caption: format!("{name}: {p:.2} dB"),
+    })
 }
 
 /// Rows of equally sized panels pasted into one gray image (values clamped to [0, 1]).
@@ -72,13 +89,17 @@ fn grid(rows: &[Vec<Panel>]) -> Result<Image> {
     let first = &rows[0][0].image;
     let (h, w) = (first.height, first.width);
     let cols = rows[0].len();
-    let (gh, gw) = (rows.len() * h + (rows.len() - 1) * GAP, cols * w + (cols - 1) * GAP);
+    let (gh, gw) = (
+        rows.len() * h + (rows.len() - 1) * GAP,
+        cols * w + (cols - 1) * GAP,
+    );
     let mut data = vec![1.0f32; gh * gw];
     for (r, row) in rows.iter().enumerate() {
         for (c, panel) in row.iter().enumerate() {
             for y in 0..h {
                 for x in 0..w {
-                    data[(r * (h + GAP) + y) * gw + c * (w + GAP) + x] = panel.image.data[y * w + x].clamp(0.0, 1.0);
+                    data[(r * (h + GAP) + y) * gw + c * (w + GAP) + x] =
+                        panel.image.data[y * w + x].clamp(0.0, 1.0);
                 }
             }
         }
@@ -92,9 +113,18 @@ fn save(dir: &Path, name: &str, title: &str, rows: Vec<Vec<Panel>>) -> Result<()
     images::save_png(&png, &grid(&rows)?)?;
     let mut md = format!("{title}\n\n");
     for (r, row) in rows.iter().enumerate() {
-        let _ = writeln!(md, "- row {}: {}", r + 1, row.iter().map(|p| p.caption.as_str()).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(
+            md,
+            "- row {}: {}",
+            r + 1,
+            row.iter()
+                .map(|p| p.caption.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
     }
-    std::fs::write(dir.join(format!("{name}.md")), &md).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+    std::fs::write(dir.join(format!("{name}.md")), &md)
+        .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
     println!("{} -> {}\n{md}", title, png.display());
     Ok(())
 }
@@ -107,7 +137,10 @@ pub fn figure(a: FigureArgs) -> Result<()> {
         Some(p) => images::load_file(p, ColorMode::Gray, DEFAULT_MAX_PIXELS)?,
         None => {
             let dir = images::set_dir(&data_dir(&a.data)?, DenoiseSet::Set12);
-            let first = images::list_images(&dir)?.into_iter().next().ok_or_else(|| Error::Io(format!("no images in {}", dir.display())))?;
+            let first = images::list_images(&dir)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Io(format!("no images in {}", dir.display())))?;
             images::load_file(&first, ColorMode::Gray, DEFAULT_MAX_PIXELS)?
         }
     };
@@ -115,23 +148,44 @@ pub fn figure(a: FigureArgs) -> Result<()> {
     let blind = load_model(b, &shipped_model_path(&a.blind))?;
     for (m, what) in [(&s10, "--s10"), (&blind, "--blind")] {
         if m.config.channels != 1 {
-            return Err(Error::Invalid(format!("{what} must be a gray (1-channel) model")));
+            return Err(Error::Invalid(format!(
+                "{what} must be a gray (1-channel) model"
+            )));
         }
     }
-    std::fs::create_dir_all(&a.out_dir).map_err(|e| Error::Io(format!("{}: {e}", a.out_dir.display())))?;
+    std::fs::create_dir_all(&a.out_dir)
+        .map_err(|e| Error::Io(format!("{}: {e}", a.out_dir.display())))?;
 
     // one figure: a noisy row, then one denoised row per model
     let run = |name: &str, title: &str, sigmas: &[f32], models: &[(&DnCnn, &str)]| -> Result<()> {
-        let noisy_row: Vec<Panel> = sigmas.iter().map(|&s| noisy(&clean, s, a.seed)).collect::<Result<_>>()?;
+        let noisy_row: Vec<Panel> = sigmas
+            .iter()
+            .map(|&s| noisy(&clean, s, a.seed))
+            .collect::<Result<_>>()?;
         let mut rows = Vec::new();
         for (m, label) in models {
-            rows.push(noisy_row.iter().map(|n| denoised(b, m, label, &clean, n)).collect::<Result<Vec<_>>>()?);
+            rows.push(
+                noisy_row
+                    .iter()
+                    .map(|n| denoised(b, m, label, &clean, n))
+                    .collect::<Result<Vec<_>>>()?,
+            );
         }
         rows.insert(0, noisy_row);
         save(&a.out_dir, name, title, rows)
     };
-    run("dncnn_s10", "The sigma=10 model at sigma 5 / 10 / 15 (noisy above, denoised below)", &[5.0, 10.0, 15.0], &[(&s10, "sigma=10 model")])?;
-    run("dncnn_blind", "The blind model at sigma 10 / 30 / 50 (noisy above, denoised below)", &[10.0, 30.0, 50.0], &[(&blind, "blind model")])?;
+    run(
+        "dncnn_s10",
+        "The sigma=10 model at sigma 5 / 10 / 15 (noisy above, denoised below)",
+        &[5.0, 10.0, 15.0],
+        &[(&s10, "sigma=10 model")],
+    )?;
+    run(
+        "dncnn_blind",
+        "The blind model at sigma 10 / 30 / 50 (noisy above, denoised below)",
+        &[10.0, 30.0, 50.0],
+        &[(&blind, "blind model")],
+    )?;
     run(
         "dncnn_s10_vs_blind",
         "sigma=10 model vs blind model at sigma 10 / 25 / 50 (rows: noisy, sigma=10 model, blind model)",

@@ -57,10 +57,16 @@ pub struct GanConfig {
 impl GanConfig {
     pub fn validate(&self) -> Result<()> {
         if self.latent == 0 || self.latent > 512 {
-            return Err(Error::Invalid(format!("latent size must be 1..=512, got {}", self.latent)));
+            return Err(Error::Invalid(format!(
+                "latent size must be 1..=512, got {}",
+                self.latent
+            )));
         }
         if self.width == 0 || self.width > 256 {
-            return Err(Error::Invalid(format!("width must be 1..=256, got {}", self.width)));
+            return Err(Error::Invalid(format!(
+                "width must be 1..=256, got {}",
+                self.width
+            )));
         }
         Ok(())
     }
@@ -85,12 +91,31 @@ pub struct Generator {
 }
 
 enum GLayers {
-    Dense { l1: Linear, l2: Linear, out: Linear },
-    Dcgan { l1: Linear, bn1: BatchNorm2d, t1: ConvTranspose2d, bn2: BatchNorm2d, out: ConvTranspose2d },
+    Dense {
+        l1: Linear,
+        l2: Linear,
+        out: Linear,
+    },
+    Dcgan {
+        l1: Linear,
+        bn1: BatchNorm2d,
+        t1: ConvTranspose2d,
+        bn2: BatchNorm2d,
+        out: ConvTranspose2d,
+    },
 }
 
-const UP: ConvTranspose2dParams = ConvTranspose2dParams { stride: 2, padding: 1, output_padding: 0, dilation: 1 };
-const DOWN: Conv2dParams = Conv2dParams { stride: 2, padding: 1, dilation: 1 };
+const UP: ConvTranspose2dParams = ConvTranspose2dParams {
+    stride: 2,
+    padding: 1,
+    output_padding: 0,
+    dilation: 1,
+};
+const DOWN: Conv2dParams = Conv2dParams {
+    stride: 2,
+    padding: 1,
+    dilation: 1,
+};
 
 impl Generator {
     pub fn new(b: &dyn Backend, config: GanConfig, seed: u64) -> Result<Generator> {
@@ -119,7 +144,10 @@ impl Module for Generator {
     fn forward(&self, g: &mut Graph<'_>, z: Var) -> Result<Var> {
         let s = g.shape(z)?;
         if s.len() != 2 || s[1] != self.config.latent {
-            return Err(Error::Shape(format!("generator: expected z (N, {}), got {s:?}", self.config.latent)));
+            return Err(Error::Shape(format!(
+                "generator: expected z (N, {}), got {s:?}",
+                self.config.latent
+            )));
         }
         let n = s[0];
         let logits = match &self.layers {
@@ -130,7 +158,13 @@ impl Module for Generator {
                 let h = g.leaky_relu(h, SLOPE)?;
                 out.forward(g, h)?
             }
-            GLayers::Dcgan { l1, bn1, t1, bn2, out } => {
+            GLayers::Dcgan {
+                l1,
+                bn1,
+                t1,
+                bn2,
+                out,
+            } => {
                 let w = self.config.width;
                 let h = l1.forward(g, z)?;
                 let h = g.reshape(h, &[n, 2 * w, 7, 7])?;
@@ -148,7 +182,20 @@ impl Module for Generator {
     fn params(&self) -> Vec<&Param> {
         match &self.layers {
             GLayers::Dense { l1, l2, out } => [l1.params(), l2.params(), out.params()].concat(),
-            GLayers::Dcgan { l1, bn1, t1, bn2, out } => [l1.params(), bn1.params(), t1.params(), bn2.params(), out.params()].concat(),
+            GLayers::Dcgan {
+                l1,
+                bn1,
+                t1,
+                bn2,
+                out,
+            } => [
+                l1.params(),
+                bn1.params(),
+                t1.params(),
+                bn2.params(),
+                out.params(),
+            ]
+            .concat(),
         }
     }
     fn buffers(&self) -> Vec<&Param> {
@@ -194,7 +241,9 @@ impl Module for Discriminator {
     fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
         let s = g.shape(x)?;
         if s.len() != 2 || s[1] != PIXELS {
-            return Err(Error::Shape(format!("discriminator: expected images (N, {PIXELS}), got {s:?}")));
+            return Err(Error::Shape(format!(
+                "discriminator: expected images (N, {PIXELS}), got {s:?}"
+            )));
         }
         match &self.layers {
             DLayers::Dense { l1, l2, out } => {
@@ -284,9 +333,18 @@ pub struct StepOutput {
 impl StepOutput {
     /// Turn the read-back values into stats.
     pub fn stats(loss: GanLoss, d: f32, gl: f32, real: &[f32], fake: &[f32]) -> StepStats {
-        let thr = if loss == GanLoss::LeastSquares { 0.5 } else { 0.0 };
-        let right = real.iter().filter(|v| **v > thr).count() + fake.iter().filter(|v| **v <= thr).count();
-        StepStats { d_loss: d, g_loss: gl, d_accuracy: right as f32 / (real.len() + fake.len()).max(1) as f32 }
+        let thr = if loss == GanLoss::LeastSquares {
+            0.5
+        } else {
+            0.0
+        };
+        let right =
+            real.iter().filter(|v| **v > thr).count() + fake.iter().filter(|v| **v <= thr).count();
+        StepStats {
+            d_loss: d,
+            g_loss: gl,
+            d_accuracy: right as f32 / (real.len() + fake.len()).max(1) as f32,
+        }
     }
 }
 
@@ -331,7 +389,12 @@ pub fn train_step(
     let gl = g_loss(&mut g, loss, fo)?;
     g.backward(gl)?;
     opt_g.step(&g, &gen.params())?;
-    Ok(StepOutput { d_loss: d_loss_t, g_loss: g.value(gl)?.clone(), real_out: out_real, fake_out: out_fake })
+    Ok(StepOutput {
+        d_loss: d_loss_t,
+        g_loss: g.value(gl)?.clone(),
+        real_out: out_real,
+        fake_out: out_fake,
+    })
 }
 
 /// Samples G(z) in [0, 1] (N, 784) for latent vectors z (N, d), in inference mode.
@@ -348,12 +411,23 @@ pub fn generate(b: &dyn Backend, gen: &Generator, z: &[f32]) -> Result<Tensor> {
 
 /// Architecture, latent size and width of a generator weights file.
 pub fn config_from_tensors(ts: &[crate::weights::NamedTensor]) -> Result<GanConfig> {
-    let first = ts.iter().find(|t| t.name == "g.0.weight").ok_or_else(|| Error::Weights("not a generator: no 'g.0.weight' tensor".into()))?;
+    let first = ts
+        .iter()
+        .find(|t| t.name == "g.0.weight")
+        .ok_or_else(|| Error::Weights("not a generator: no 'g.0.weight' tensor".into()))?;
     let (out, latent) = (first.shape[0], first.shape[1]);
     let config = if ts.iter().any(|t| t.name == "g.1.running_mean") {
-        GanConfig { arch: GanArch::Dcgan, latent, width: out / 98 }
+        GanConfig {
+            arch: GanArch::Dcgan,
+            latent,
+            width: out / 98,
+        }
     } else {
-        GanConfig { arch: GanArch::Dense, latent, width: 64 }
+        GanConfig {
+            arch: GanArch::Dense,
+            latent,
+            width: 64,
+        }
     };
     config.validate()?;
     Ok(config)
@@ -363,11 +437,19 @@ pub fn config_from_tensors(ts: &[crate::weights::NamedTensor]) -> Result<GanConf
 pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
     let na = a.iter().map(|v| v * v).sum::<f32>().sqrt();
     let nb = b.iter().map(|v| v * v).sum::<f32>().sqrt();
-    let cos = (a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * nb).max(1e-12)).clamp(-1.0, 1.0);
+    let cos =
+        (a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * nb).max(1e-12)).clamp(-1.0, 1.0);
     let omega = cos.acos();
     if omega.abs() < 1e-4 {
-        return a.iter().zip(b).map(|(x, y)| (1.0 - t) * x + t * y).collect();
+        return a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (1.0 - t) * x + t * y)
+            .collect();
     }
-    let (s0, s1) = (((1.0 - t) * omega).sin() / omega.sin(), (t * omega).sin() / omega.sin());
+    let (s0, s1) = (
+        ((1.0 - t) * omega).sin() / omega.sin(),
+        (t * omega).sin() / omega.sin(),
+    );
     a.iter().zip(b).map(|(x, y)| s0 * x + s1 * y).collect()
 }

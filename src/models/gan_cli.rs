@@ -15,7 +15,9 @@ use crate::data::images::{self, Image};
 use crate::data::mnist::{Mnist, Split, PAGE_DIGITS};
 use crate::error::{Error, Result};
 use crate::models::dncnn_cli::{backend, data_dir, hms, BackendKind};
-use crate::models::gan::{self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, PIXELS};
+use crate::models::gan::{
+    self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, PIXELS,
+};
 use crate::models::gan_metrics::{classifier_score, frechet_distance};
 use crate::models::Classifier;
 use crate::nn::{Adam, Module};
@@ -104,7 +106,11 @@ pub struct TrainArgs {
 #[derive(Args, Clone, Debug)]
 pub struct EvalArgs {
     /// generator weights files, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "www/models/gan_dcgan_g.safetensors")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "www/models/gan_dcgan_g.safetensors"
+    )]
     pub model: Vec<PathBuf>,
     /// the classifier that scores the digits
     #[arg(long, default_value = "www/models/classifier.safetensors")]
@@ -131,7 +137,8 @@ pub fn grid_image(digits: &[f32]) -> Result<Image> {
         let (r, c) = (k / cells, k % cells);
         for y in 0..side {
             for x in 0..side {
-                data[(r * (side + gap) + y) * w + c * (side + gap) + x] = d[y * side + x].clamp(0.0, 1.0);
+                data[(r * (side + gap) + y) * w + c * (side + gap) + x] =
+                    d[y * side + x].clamp(0.0, 1.0);
             }
         }
     }
@@ -146,15 +153,31 @@ fn d_path(g_path: &Path) -> PathBuf {
 
 /// `nnlab train gan`.
 pub fn train(a: TrainArgs) -> Result<()> {
-    if a.steps == 0 || a.batch == 0 || !(a.lr > 0.0 && a.lr.is_finite()) || !(0.0..1.0).contains(&a.beta1) {
-        return Err(Error::Invalid(format!("need steps >= 1, batch >= 1, lr > 0, beta1 in [0, 1) (got {}, {}, {}, {})", a.steps, a.batch, a.lr, a.beta1)));
+    if a.steps == 0
+        || a.batch == 0
+        || !(a.lr > 0.0 && a.lr.is_finite())
+        || !(0.0..1.0).contains(&a.beta1)
+    {
+        return Err(Error::Invalid(format!(
+            "need steps >= 1, batch >= 1, lr > 0, beta1 in [0, 1) (got {}, {}, {}, {})",
+            a.steps, a.batch, a.lr, a.beta1
+        )));
     }
     let config = match &a.init {
         Some(p) => {
-            let bytes = std::fs::read(p).map_err(|e| Error::Io(format!("cannot read {}: {e}", p.display())))?;
+            let bytes = std::fs::read(p)
+                .map_err(|e| Error::Io(format!("cannot read {}: {e}", p.display())))?;
             gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)?
         }
-        None => GanConfig { arch: if a.arch == ArchArg::Dense { GanArch::Dense } else { GanArch::Dcgan }, latent: a.latent, width: a.width },
+        None => GanConfig {
+            arch: if a.arch == ArchArg::Dense {
+                GanArch::Dense
+            } else {
+                GanArch::Dcgan
+            },
+            latent: a.latent,
+            width: a.width,
+        },
     };
     config.validate()?;
     let b = backend(a.backend)?;
@@ -168,9 +191,16 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if let Some(p) = &a.init {
         crate::weights::load_file(b, &gen.state(), p)?;
         crate::weights::load_file(b, &disc.state(), &d_path(p))?;
-        println!("continuing from {} and {}", p.display(), d_path(p).display());
+        println!(
+            "continuing from {} and {}",
+            p.display(),
+            d_path(p).display()
+        );
     }
-    let (mut opt_g, mut opt_d) = (Adam::new(a.lr, a.beta1, 0.999), Adam::new(a.lr, a.beta1, 0.999));
+    let (mut opt_g, mut opt_d) = (
+        Adam::new(a.lr, a.beta1, 0.999),
+        Adam::new(a.lr, a.beta1, 0.999),
+    );
     let l = loss(a.loss);
     println!(
         "training a {:?} GAN ({:?} loss, latent {} {:?}, width {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
@@ -191,14 +221,31 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut last = Instant::now();
     let (mut dsum, mut gsum, mut asum, mut cnt) = (0.0f64, 0.0f64, 0.0f64, 0usize);
     for step in 0..a.steps {
-        let idx: Vec<usize> = (0..a.batch).map(|i| crate::rng::random_u32(a.seed.wrapping_mul(31).wrapping_add(step as u64), i as u32) as usize % train.len()).collect();
+        let idx: Vec<usize> = (0..a.batch)
+            .map(|i| {
+                crate::rng::random_u32(a.seed.wrapping_mul(31).wrapping_add(step as u64), i as u32)
+                    as usize
+                    % train.len()
+            })
+            .collect();
         let (xs, _) = train.gather(&idx)?;
         let x = b.upload(&[a.batch, PIXELS], &gan::to_tanh_range(&xs))?;
-        let z = b.upload(&[a.batch, config.latent], &gan::sample_z(a.batch, config.latent, latent(a.latent_dist), a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)))?;
+        let z = b.upload(
+            &[a.batch, config.latent],
+            &gan::sample_z(
+                a.batch,
+                config.latent,
+                latent(a.latent_dist),
+                a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64),
+            ),
+        )?;
         let out = gan::train_step(b, &gen, &disc, &mut opt_g, &mut opt_d, l, &x, &z)?;
         let s = read_stats(b, l, &out)?;
         if !(s.d_loss.is_finite() && s.g_loss.is_finite()) {
-            return Err(Error::Invalid(format!("training diverged at step {step} (D loss {}, G loss {}); try a lower --lr", s.d_loss, s.g_loss)));
+            return Err(Error::Invalid(format!(
+                "training diverged at step {step} (D loss {}, G loss {}); try a lower --lr",
+                s.d_loss, s.g_loss
+            )));
         }
         dsum += s.d_loss as f64;
         gsum += s.g_loss as f64;
@@ -223,14 +270,21 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     let mut meta = HashMap::new();
-    meta.insert("model".to_string(), format!("nnlab {:?} GAN generator", config.arch));
-    meta.insert("command".to_string(), std::env::args().collect::<Vec<_>>().join(" "));
+    meta.insert(
+        "model".to_string(),
+        format!("nnlab {:?} GAN generator", config.arch),
+    );
+    meta.insert(
+        "command".to_string(),
+        std::env::args().collect::<Vec<_>>().join(" "),
+    );
     meta.insert("loss".to_string(), format!("{l:?}"));
     meta.insert("latent_dist".to_string(), format!("{:?}", a.latent_dist));
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
     meta.insert("backend".to_string(), b.info().describe());
     if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
     }
     crate::weights::save_file(b, &gen.state(), &a.out, Some(meta.clone()))?;
     crate::weights::save_file(b, &disc.state(), &d_path(&a.out), Some(meta))?;
@@ -239,14 +293,25 @@ pub fn train(a: TrainArgs) -> Result<()> {
         let digits = read_blocking(b, &gan::generate(b, &gen, &z)?)?;
         images::save_png(p, &grid_image(&digits)?)?;
     }
-    println!("trained in {}; generator -> {}, discriminator -> {}", hms(secs), a.out.display(), d_path(&a.out).display());
+    println!(
+        "trained in {}; generator -> {}, discriminator -> {}",
+        hms(secs),
+        a.out.display(),
+        d_path(&a.out).display()
+    );
     Ok(())
 }
 
 fn read_stats(b: &dyn Backend, l: GanLoss, out: &StepOutput) -> Result<gan::StepStats> {
     let d = read_blocking(b, &out.d_loss)?[0];
     let g = read_blocking(b, &out.g_loss)?[0];
-    Ok(StepOutput::stats(l, d, g, &read_blocking(b, &out.real_out)?, &read_blocking(b, &out.fake_out)?))
+    Ok(StepOutput::stats(
+        l,
+        d,
+        g,
+        &read_blocking(b, &out.real_out)?,
+        &read_blocking(b, &out.fake_out)?,
+    ))
 }
 
 /// Classifier probabilities and penultimate features of digits (n, 784) in [0, 1].
@@ -259,24 +324,32 @@ pub fn classify(b: &dyn Backend, clf: &Classifier, digits: &[f32]) -> Result<(Ve
         let x = g.constant(b.upload(&[n, 1, 28, 28], chunk)?);
         let f = clf.features(&mut g, x)?;
         feats.extend(read_blocking(b, g.value(f)?)?);
-        probs.extend(read_blocking(b, &clf.probabilities_tensor(b, g.value(x)?)?)?);
+        probs.extend(read_blocking(
+            b,
+            &clf.probabilities_tensor(b, g.value(x)?)?,
+        )?);
     }
     Ok((probs, feats))
 }
 
 /// Load a generator (shape from the file).
 pub fn load_generator(b: &dyn Backend, path: &Path) -> Result<Generator> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
     let config = gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)?;
     let gen = Generator::new(b, config, 0)?;
-    crate::weights::load_params(b, &gen.state(), &bytes).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
+    crate::weights::load_params(b, &gen.state(), &bytes)
+        .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
     Ok(gen)
 }
 
 /// `nnlab eval gan`.
 pub fn eval(a: EvalArgs) -> Result<()> {
     if a.samples < 10 {
-        return Err(Error::Invalid(format!("--samples must be at least 10, got {}", a.samples)));
+        return Err(Error::Invalid(format!(
+            "--samples must be at least 10, got {}",
+            a.samples
+        )));
     }
     let b = backend(a.backend)?;
     let b: &dyn Backend = b.as_ref();
@@ -287,23 +360,41 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let n = a.samples.min(test.len() / 2);
     // real held-out digits: even-indexed test digits are the reference, odd-indexed ones give
     // the ceiling (interleaved: the test set's two halves come from different writers)
-    let pick = |parity: usize| -> Vec<f32> { (0..n).flat_map(|i| test.image(2 * i + parity).to_vec()).collect() };
+    let pick = |parity: usize| -> Vec<f32> {
+        (0..n)
+            .flat_map(|i| test.image(2 * i + parity).to_vec())
+            .collect()
+    };
     let (_, ref_feats) = classify(b, &clf, &pick(0))?;
     let (real_probs, real_feats) = classify(b, &clf, &pick(1))?;
     let dim = ref_feats.len() / n;
     println!("{n} digits per row; Frechet distance on the classifier's {dim} penultimate features against {n} real test digits");
     println!("| model | classifier score (max 10) | Frechet distance |\n|---|---:|---:|");
-    println!("| real test digits (ceiling) | {:.2} | {:.2} |", classifier_score(&real_probs, 10)?, frechet_distance(&real_feats, &ref_feats, dim)?);
+    println!(
+        "| real test digits (ceiling) | {:.2} | {:.2} |",
+        classifier_score(&real_probs, 10)?,
+        frechet_distance(&real_feats, &ref_feats, dim)?
+    );
     for path in &a.model {
         let gen = load_generator(b, path)?;
         let mut digits = Vec::with_capacity(n * PIXELS);
         for start in (0..n).step_by(500) {
             let m = (start + 500).min(n) - start;
-            let z = gan::sample_z(m, gen.config.latent, latent(a.latent_dist), a.seed.wrapping_mul(7).wrapping_add(start as u64));
+            let z = gan::sample_z(
+                m,
+                gen.config.latent,
+                latent(a.latent_dist),
+                a.seed.wrapping_mul(7).wrapping_add(start as u64),
+            );
             digits.extend(read_blocking(b, &gan::generate(b, &gen, &z)?)?);
         }
         let (p, f) = classify(b, &clf, &digits)?;
-        println!("| {} | {:.2} | {:.2} |", path.display(), classifier_score(&p, 10)?, frechet_distance(&f, &ref_feats, dim)?);
+        println!(
+            "| {} | {:.2} | {:.2} |",
+            path.display(),
+            classifier_score(&p, 10)?,
+            frechet_distance(&f, &ref_feats, dim)?
+        );
     }
     Ok(())
 }

@@ -12,7 +12,10 @@ use crate::pca::symmetric_eigen;
 /// exp(mean KL(p(y|x) || p(y))) of `probs` (n rows of `classes`).
 pub fn classifier_score(probs: &[f32], classes: usize) -> Result<f64> {
     if classes == 0 || probs.is_empty() || probs.len() % classes != 0 {
-        return Err(Error::Invalid(format!("classifier score: {} values are not rows of {classes}", probs.len())));
+        return Err(Error::Invalid(format!(
+            "classifier score: {} values are not rows of {classes}",
+            probs.len()
+        )));
     }
     let n = probs.len() / classes;
     let mut marginal = vec![0.0f64; classes];
@@ -36,7 +39,10 @@ pub fn classifier_score(probs: &[f32], classes: usize) -> Result<f64> {
 /// Mean and covariance (dim x dim, row-major, unbiased) of n rows.
 pub fn gaussian(features: &[f32], dim: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     if dim == 0 || features.len() % dim != 0 || features.len() / dim < 2 {
-        return Err(Error::Invalid(format!("Frechet distance: need at least 2 rows of {dim} features, got {} values", features.len())));
+        return Err(Error::Invalid(format!(
+            "Frechet distance: need at least 2 rows of {dim} features, got {} values",
+            features.len()
+        )));
     }
     let n = features.len() / dim;
     let mut mu = vec![0.0f64; dim];

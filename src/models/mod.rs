@@ -5,13 +5,13 @@ pub mod ae_cli;
 pub mod autoencoder;
 pub mod classifier;
 pub mod dncnn;
-pub mod gan;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod gan_cli;
-pub mod gan_metrics;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dncnn_cli;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dncnn_figure;
+pub mod gan;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod gan_cli;
+pub mod gan_metrics;
 
 pub use classifier::{Classifier, ClassifierConfig};

@@ -15,15 +15,29 @@ use crate::{Error, Result};
 pub enum Init {
     /// He et al.: normal with std = gain / sqrt(fan_in), gain = sqrt(2 / (1 + slope^2));
     /// slope 0 for ReLU, the negative slope for LeakyReLU.
-    KaimingNormal { slope: f32 },
+    KaimingNormal {
+        slope: f32,
+    },
     /// He et al.: uniform in +-gain * sqrt(3 / fan_in).
-    KaimingUniform { slope: f32 },
+    KaimingUniform {
+        slope: f32,
+    },
     /// Glorot & Bengio: uniform in +-gain * sqrt(6 / (fan_in + fan_out)).
-    XavierUniform { gain: f32 },
+    XavierUniform {
+        gain: f32,
+    },
     /// Glorot & Bengio: normal with std = gain * sqrt(2 / (fan_in + fan_out)).
-    XavierNormal { gain: f32 },
-    Normal { mean: f32, std: f32 },
-    Uniform { lo: f32, hi: f32 },
+    XavierNormal {
+        gain: f32,
+    },
+    Normal {
+        mean: f32,
+        std: f32,
+    },
+    Uniform {
+        lo: f32,
+        hi: f32,
+    },
     Constant(f32),
 }
 
@@ -35,7 +49,9 @@ impl Init {
 /// (fan_in, fan_out) of a weight shape, as PyTorch computes them.
 pub fn fans(shape: &[usize]) -> Result<(usize, usize)> {
     if shape.len() < 2 {
-        return Err(Error::Invalid(format!("init: fan-in/fan-out need a weight of rank >= 2, got {shape:?}")));
+        return Err(Error::Invalid(format!(
+            "init: fan-in/fan-out need a weight of rank >= 2, got {shape:?}"
+        )));
     }
     let receptive = numel(&shape[2..]);
     Ok((shape[1] * receptive, shape[0] * receptive))
@@ -71,6 +87,11 @@ pub fn init_values(shape: &[usize], init: Init, seed: u64) -> Result<Vec<f32>> {
 }
 
 /// An initialised tensor on `backend`.
-pub fn init_tensor(backend: &dyn Backend, shape: &[usize], init: Init, seed: u64) -> Result<Tensor> {
+pub fn init_tensor(
+    backend: &dyn Backend,
+    shape: &[usize],
+    init: Init,
+    seed: u64,
+) -> Result<Tensor> {
     backend.upload(shape, &init_values(shape, init, seed)?)
 }

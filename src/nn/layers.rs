@@ -9,13 +9,26 @@ use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams};
 use crate::{Error, Result};
 
 fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
 }
 
-fn check_channels(layer: &str, g: &Graph<'_>, x: Var, rank: usize, dim1: usize, expect: &str) -> Result<()> {
+fn check_channels(
+    layer: &str,
+    g: &Graph<'_>,
+    x: Var,
+    rank: usize,
+    dim1: usize,
+    expect: &str,
+) -> Result<()> {
     let s = g.shape(x)?;
     if s.len() != rank || s[1] != dim1 {
-        return Err(Error::Shape(format!("layer {layer}: expected input {expect}, got {s:?}")));
+        return Err(Error::Shape(format!(
+            "layer {layer}: expected input {expect}, got {s:?}"
+        )));
     }
     Ok(())
 }
@@ -31,13 +44,36 @@ pub struct Conv2d {
 
 impl Conv2d {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(b: &dyn Backend, name: &str, cin: usize, cout: usize, k: usize, p: Conv2dParams, bias: bool, seed: u64) -> Result<Conv2d> {
+    pub fn new(
+        b: &dyn Backend,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        p: Conv2dParams,
+        bias: bool,
+        seed: u64,
+    ) -> Result<Conv2d> {
         if cin == 0 || cout == 0 || k == 0 {
-            return Err(Error::Invalid(format!("layer {name}: Conv2d needs cin, cout, k >= 1 (got {cin}, {cout}, {k})")));
+            return Err(Error::Invalid(format!(
+                "layer {name}: Conv2d needs cin, cout, k >= 1 (got {cin}, {cout}, {k})"
+            )));
         }
-        let weight = Param::new(join(name, "weight"), init_tensor(b, &[cout, cin, k, k], Init::RELU, seed)?);
-        let bias = if bias { Some(Param::new(join(name, "bias"), b.zeros(&[cout])?)) } else { None };
-        Ok(Conv2d { name: name.to_string(), weight, bias, p })
+        let weight = Param::new(
+            join(name, "weight"),
+            init_tensor(b, &[cout, cin, k, k], Init::RELU, seed)?,
+        );
+        let bias = if bias {
+            Some(Param::new(join(name, "bias"), b.zeros(&[cout])?))
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            name: name.to_string(),
+            weight,
+            bias,
+            p,
+        })
     }
     /// Re-initialise the weight in place (bias back to zero).
     pub fn reinit(&self, b: &dyn Backend, init: Init, seed: u64) -> Result<()> {
@@ -54,7 +90,9 @@ impl Module for Conv2d {
         g.conv2d(x, w, b, self.p)
     }
     fn params(&self) -> Vec<&Param> {
-        std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()
+        std::iter::once(&self.weight)
+            .chain(self.bias.as_ref())
+            .collect()
     }
 }
 
@@ -68,13 +106,36 @@ pub struct ConvTranspose2d {
 
 impl ConvTranspose2d {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(b: &dyn Backend, name: &str, cin: usize, cout: usize, k: usize, p: ConvTranspose2dParams, bias: bool, seed: u64) -> Result<ConvTranspose2d> {
+    pub fn new(
+        b: &dyn Backend,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        p: ConvTranspose2dParams,
+        bias: bool,
+        seed: u64,
+    ) -> Result<ConvTranspose2d> {
         if cin == 0 || cout == 0 || k == 0 {
-            return Err(Error::Invalid(format!("layer {name}: ConvTranspose2d needs cin, cout, k >= 1 (got {cin}, {cout}, {k})")));
+            return Err(Error::Invalid(format!(
+                "layer {name}: ConvTranspose2d needs cin, cout, k >= 1 (got {cin}, {cout}, {k})"
+            )));
         }
-        let weight = Param::new(join(name, "weight"), init_tensor(b, &[cin, cout, k, k], Init::RELU, seed)?);
-        let bias = if bias { Some(Param::new(join(name, "bias"), b.zeros(&[cout])?)) } else { None };
-        Ok(ConvTranspose2d { name: name.to_string(), weight, bias, p })
+        let weight = Param::new(
+            join(name, "weight"),
+            init_tensor(b, &[cin, cout, k, k], Init::RELU, seed)?,
+        );
+        let bias = if bias {
+            Some(Param::new(join(name, "bias"), b.zeros(&[cout])?))
+        } else {
+            None
+        };
+        Ok(ConvTranspose2d {
+            name: name.to_string(),
+            weight,
+            bias,
+            p,
+        })
     }
     pub fn reinit(&self, b: &dyn Backend, init: Init, seed: u64) -> Result<()> {
         reinit(b, &self.weight, self.bias.as_ref(), init, seed)
@@ -90,7 +151,9 @@ impl Module for ConvTranspose2d {
         g.conv_transpose2d(x, w, b, self.p)
     }
     fn params(&self) -> Vec<&Param> {
-        std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()
+        std::iter::once(&self.weight)
+            .chain(self.bias.as_ref())
+            .collect()
     }
 }
 
@@ -102,13 +165,33 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn new(b: &dyn Backend, name: &str, inf: usize, outf: usize, bias: bool, seed: u64) -> Result<Linear> {
+    pub fn new(
+        b: &dyn Backend,
+        name: &str,
+        inf: usize,
+        outf: usize,
+        bias: bool,
+        seed: u64,
+    ) -> Result<Linear> {
         if inf == 0 || outf == 0 {
-            return Err(Error::Invalid(format!("layer {name}: Linear needs in, out >= 1 (got {inf}, {outf})")));
+            return Err(Error::Invalid(format!(
+                "layer {name}: Linear needs in, out >= 1 (got {inf}, {outf})"
+            )));
         }
-        let weight = Param::new(join(name, "weight"), init_tensor(b, &[outf, inf], Init::RELU, seed)?);
-        let bias = if bias { Some(Param::new(join(name, "bias"), b.zeros(&[outf])?)) } else { None };
-        Ok(Linear { name: name.to_string(), weight, bias })
+        let weight = Param::new(
+            join(name, "weight"),
+            init_tensor(b, &[outf, inf], Init::RELU, seed)?,
+        );
+        let bias = if bias {
+            Some(Param::new(join(name, "bias"), b.zeros(&[outf])?))
+        } else {
+            None
+        };
+        Ok(Linear {
+            name: name.to_string(),
+            weight,
+            bias,
+        })
     }
     pub fn reinit(&self, b: &dyn Backend, init: Init, seed: u64) -> Result<()> {
         reinit(b, &self.weight, self.bias.as_ref(), init, seed)
@@ -118,13 +201,22 @@ impl Linear {
 impl Module for Linear {
     fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
         let inf = self.weight.shape()[1];
-        check_channels(&self.name, g, x, 2, inf, &format!("(N, {inf}) (flatten images first)"))?;
+        check_channels(
+            &self.name,
+            g,
+            x,
+            2,
+            inf,
+            &format!("(N, {inf}) (flatten images first)"),
+        )?;
         let w = g.param(&self.weight);
         let b = self.bias.as_ref().map(|p| g.param(p));
         g.linear(x, w, b)
     }
     fn params(&self) -> Vec<&Param> {
-        std::iter::once(&self.weight).chain(self.bias.as_ref()).collect()
+        std::iter::once(&self.weight)
+            .chain(self.bias.as_ref())
+            .collect()
     }
 }
 
@@ -145,7 +237,9 @@ pub struct BatchNorm2d {
 impl BatchNorm2d {
     pub fn new(b: &dyn Backend, name: &str, c: usize) -> Result<BatchNorm2d> {
         if c == 0 {
-            return Err(Error::Invalid(format!("layer {name}: BatchNorm2d needs >= 1 channel")));
+            return Err(Error::Invalid(format!(
+                "layer {name}: BatchNorm2d needs >= 1 channel"
+            )));
         }
         Ok(BatchNorm2d {
             name: name.to_string(),
@@ -165,7 +259,15 @@ impl Module for BatchNorm2d {
         check_channels(&self.name, g, x, 4, c, &format!("(N, {c}, H, W)"))?;
         let gamma = g.param(&self.weight);
         let beta = g.param(&self.bias);
-        g.batchnorm2d(x, gamma, beta, self.running_mean.value(), self.running_var.value(), self.momentum, self.eps)
+        g.batchnorm2d(
+            x,
+            gamma,
+            beta,
+            self.running_mean.value(),
+            self.running_var.value(),
+            self.momentum,
+            self.eps,
+        )
     }
     fn params(&self) -> Vec<&Param> {
         vec![&self.weight, &self.bias]
@@ -175,7 +277,13 @@ impl Module for BatchNorm2d {
     }
 }
 
-fn reinit(b: &dyn Backend, weight: &Param, bias: Option<&Param>, init: Init, seed: u64) -> Result<()> {
+fn reinit(
+    b: &dyn Backend,
+    weight: &Param,
+    bias: Option<&Param>,
+    init: Init,
+    seed: u64,
+) -> Result<()> {
     b.assign(weight.value(), &init_tensor(b, weight.shape(), init, seed)?)?;
     if let Some(bias) = bias {
         b.assign(bias.value(), &b.zeros(bias.shape())?)?;

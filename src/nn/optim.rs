@@ -26,7 +26,14 @@ pub struct Sgd {
 
 impl Sgd {
     pub fn new(lr: f32, momentum: f32, weight_decay: f32) -> Sgd {
-        Sgd { hp: SgdParams { lr, momentum, weight_decay }, velocity: HashMap::new() }
+        Sgd {
+            hp: SgdParams {
+                lr,
+                momentum,
+                weight_decay,
+            },
+            velocity: HashMap::new(),
+        }
     }
 }
 
@@ -34,7 +41,9 @@ impl Optimizer for Sgd {
     fn step(&mut self, g: &Graph<'_>, params: &[&Param]) -> Result<()> {
         let b = g.backend();
         for p in params {
-            let Some(grad) = g.param_grad(p) else { continue };
+            let Some(grad) = g.param_grad(p) else {
+                continue;
+            };
             let v = match self.velocity.entry(p.id()) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(b.zeros(p.shape())?),
@@ -66,7 +75,14 @@ pub struct Adam {
 impl Adam {
     /// Adam with PyTorch's defaults for eps (1e-8) and no weight decay.
     pub fn new(lr: f32, beta1: f32, beta2: f32) -> Adam {
-        Adam { lr, beta1, beta2, eps: 1e-8, weight_decay: 0.0, state: HashMap::new() }
+        Adam {
+            lr,
+            beta1,
+            beta2,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            state: HashMap::new(),
+        }
     }
     /// Steps taken so far for parameter `p` (0 before its first update).
     pub fn steps(&self, p: &Param) -> u32 {
@@ -78,13 +94,22 @@ impl Optimizer for Adam {
     fn step(&mut self, g: &Graph<'_>, params: &[&Param]) -> Result<()> {
         let b = g.backend();
         for p in params {
-            let Some(grad) = g.param_grad(p) else { continue };
+            let Some(grad) = g.param_grad(p) else {
+                continue;
+            };
             let s = match self.state.entry(p.id()) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert((b.zeros(p.shape())?, b.zeros(p.shape())?, 0)),
             };
             s.2 += 1;
-            let hp = AdamParams { lr: self.lr, beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: self.weight_decay, step: s.2 };
+            let hp = AdamParams {
+                lr: self.lr,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                weight_decay: self.weight_decay,
+                step: s.2,
+            };
             b.adam_step(p.value(), &grad, &s.0, &s.1, hp)?;
         }
         Ok(())

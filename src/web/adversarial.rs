@@ -59,7 +59,8 @@ fn invalid(msg: impl Into<String>) -> JsError {
 }
 
 fn digits() -> Result<Rc<Mnist>, JsError> {
-    TAB.with(|t| t.borrow().digits.clone()).ok_or_else(|| invalid("the page's digit set is not loaded yet (adv_load_digits)"))
+    TAB.with(|t| t.borrow().digits.clone())
+        .ok_or_else(|| invalid("the page's digit set is not loaded yet (adv_load_digits)"))
 }
 
 /// The classifier named `which`: "standard", "adversarial" (the shipped weights) or "trained"
@@ -80,7 +81,13 @@ fn model(which: &str) -> Result<Rc<Classifier>, JsError> {
 
 /// The attack named `kind` ("fgsm", "iterative", "targeted_fgsm", "targeted_iterative") at `eps`.
 fn parse_attack(kind: &str, eps: f32, target: i32) -> Result<Attack, JsError> {
-    let base = |iterative: bool| if iterative { Attack::iterative(eps, ITERATIVE_STEPS) } else { Attack::fgsm(eps) };
+    let base = |iterative: bool| {
+        if iterative {
+            Attack::iterative(eps, ITERATIVE_STEPS)
+        } else {
+            Attack::fgsm(eps)
+        }
+    };
     let attack = match kind {
         "fgsm" => base(false),
         "iterative" => base(true),
@@ -97,7 +104,13 @@ fn parse_attack(kind: &str, eps: f32, target: i32) -> Result<Attack, JsError> {
 }
 
 fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold((0, f32::MIN), |best, (k, &p)| if p > best.1 { (k, p) } else { best }).0
+    row.iter()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |best, (k, &p)| if p > best.1 { (k, p) } else { best },
+        )
+        .0
 }
 
 /// Load the page's digit set (www/data/mnist_page.bin); resolves to the number of digits.
@@ -115,12 +128,18 @@ pub fn adv_load_digits(bytes: &[u8]) -> Result<u32, JsError> {
 #[wasm_bindgen]
 pub fn adv_load_model(which: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
     if which != "standard" && which != "adversarial" {
-        return Err(invalid(format!("adv_load_model: unknown model {which:?} (expected standard or adversarial)")));
+        return Err(invalid(format!(
+            "adv_load_model: unknown model {which:?} (expected standard or adversarial)"
+        )));
     }
     let b = backend()?;
     let m = Classifier::new(b.as_ref(), ClassifierConfig::default(), 0).map_err(err)?;
-    crate::weights::load_params(b.as_ref(), &m.params(), bytes).map_err(|e| invalid(format!("{which} classifier: {e}")))?;
-    let meta: BTreeMap<String, String> = crate::weights::metadata(bytes).map_err(err)?.into_iter().collect();
+    crate::weights::load_params(b.as_ref(), &m.params(), bytes)
+        .map_err(|e| invalid(format!("{which} classifier: {e}")))?;
+    let meta: BTreeMap<String, String> = crate::weights::metadata(bytes)
+        .map_err(err)?
+        .into_iter()
+        .collect();
     TAB.with(|t| {
         let mut t = t.borrow_mut();
         if which == "standard" {
@@ -139,7 +158,11 @@ pub fn adv_load_model(which: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
 /// A drawing (one 8-bit channel, width x height, white ink on black) as a 28x28 MNIST-format
 /// image (bounding box scaled to 20 pixels, centred by its centre of mass): 784 values in [0, 1].
 #[wasm_bindgen]
-pub fn adv_preprocess_drawing(pixels: &[u8], width: usize, height: usize) -> Result<Float32Array, JsError> {
+pub fn adv_preprocess_drawing(
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+) -> Result<Float32Array, JsError> {
     let img = drawing::mnist_from_drawing_u8(pixels, width, height).map_err(err)?;
     Ok(Float32Array::from(&img[..]))
 }
@@ -152,35 +175,82 @@ pub fn adv_preprocess_drawing(pixels: &[u8], width: usize, height: usize) -> Res
 /// for the FGSM kinds (negated for targeted, i.e. the step actually taken), (x~ - x) / eps for
 /// the iterative ones.
 #[wasm_bindgen]
-pub async fn adv_attack(which: &str, pixels: Vec<f32>, label: i32, kind: &str, eps: f32, target: i32) -> Result<JsValue, JsError> {
+pub async fn adv_attack(
+    which: &str,
+    pixels: Vec<f32>,
+    label: i32,
+    kind: &str,
+    eps: f32,
+    target: i32,
+) -> Result<JsValue, JsError> {
     if pixels.len() != PIXELS {
-        return Err(invalid(format!("adv_attack: expected {PIXELS} pixel values (28x28), got {}", pixels.len())));
+        return Err(invalid(format!(
+            "adv_attack: expected {PIXELS} pixel values (28x28), got {}",
+            pixels.len()
+        )));
     }
     if label >= CLASSES as i32 {
-        return Err(invalid(format!("adv_attack: label {label} is not a digit 0..9 (or -1 for the model's prediction)")));
+        return Err(invalid(format!(
+            "adv_attack: label {label} is not a digit 0..9 (or -1 for the model's prediction)"
+        )));
     }
     let attack = parse_attack(kind, eps, target)?;
     let (b, m) = (backend()?, model(which)?);
     let b: &dyn Backend = b.as_ref();
-    let clean: Vec<f32> = pixels.iter().map(|v| if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 }).collect();
+    let clean: Vec<f32> = pixels
+        .iter()
+        .map(|v| {
+            if v.is_finite() {
+                v.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let x = b.upload(&[1, 1, SIDE, SIDE], &clean).map_err(err)?;
 
-    let before = b.read(&m.probabilities_tensor(b, &x).map_err(err)?).await.map_err(err)?;
-    let label = if label < 0 { argmax(&before) as u8 } else { label as u8 };
+    let before = b
+        .read(&m.probabilities_tensor(b, &x).map_err(err)?)
+        .await
+        .map_err(err)?;
+    let label = if label < 0 {
+        argmax(&before) as u8
+    } else {
+        label as u8
+    };
 
     let x_adv = attack::perturb(b, m.as_ref(), &x, &[label], &attack).map_err(err)?;
     let after = m.probabilities_tensor(b, &x_adv).map_err(err)?;
     let (direction, direction_kind) = match (attack.kind, attack.target) {
         (attack::AttackKind::Fgsm, target) => {
-            let t = b.upload(&[1, CLASSES], &one_hot(&[target.unwrap_or(label)])).map_err(err)?;
+            let t = b
+                .upload(&[1, CLASSES], &one_hot(&[target.unwrap_or(label)]))
+                .map_err(err)?;
             let (grad, _) = attack::input_gradient(b, m.as_ref(), &x, &t).map_err(err)?;
             let s = b.unary(UnaryOp::Sign, &grad).map_err(err)?;
-            let s = if target.is_some() { b.affine(&s, -1.0, 0.0).map_err(err)? } else { s };
-            (s, if target.is_some() { "-sign(grad of the target's loss)" } else { "sign(grad)" })
+            let s = if target.is_some() {
+                b.affine(&s, -1.0, 0.0).map_err(err)?
+            } else {
+                s
+            };
+            (
+                s,
+                if target.is_some() {
+                    "-sign(grad of the target's loss)"
+                } else {
+                    "sign(grad)"
+                },
+            )
         }
         (attack::AttackKind::Iterative { .. }, _) => {
-            let d = b.binary(crate::backend::BinaryOp::Sub, &x_adv, &x).map_err(err)?;
-            (b.affine(&d, if eps > 0.0 { 1.0 / eps } else { 0.0 }, 0.0).map_err(err)?, "(x~ - x) / eps")
+            let d = b
+                .binary(crate::backend::BinaryOp::Sub, &x_adv, &x)
+                .map_err(err)?;
+            (
+                b.affine(&d, if eps > 0.0 { 1.0 / eps } else { 0.0 }, 0.0)
+                    .map_err(err)?,
+                "(x~ - x) / eps",
+            )
         }
     };
     let after = b.read(&after).await.map_err(err)?;
@@ -213,11 +283,22 @@ fn eval_index(j: usize, n: usize, total: usize) -> usize {
 /// `n_digits` (see `eval_index`; the in-tab model only on held-out digits) under attack `kind` at `eps` (eps 0: clean). Resolves to
 /// `{n, correct, confidence_sum}`; the page adds chunks up into a robustness curve.
 #[wasm_bindgen]
-pub async fn adv_eval_chunk(which: &str, n_digits: usize, start: usize, count: usize, kind: &str, eps: f32, target: i32) -> Result<JsValue, JsError> {
+pub async fn adv_eval_chunk(
+    which: &str,
+    n_digits: usize,
+    start: usize,
+    count: usize,
+    kind: &str,
+    eps: f32,
+    target: i32,
+) -> Result<JsValue, JsError> {
     let page = digits()?;
     let held_out = page.len().div_ceil(HELD_OUT_EVERY);
     if n_digits == 0 || n_digits > page.len() {
-        return Err(invalid(format!("evaluation: n_digits must be 1..={} (the page digits), got {n_digits}", page.len())));
+        return Err(invalid(format!(
+            "evaluation: n_digits must be 1..={} (the page digits), got {n_digits}",
+            page.len()
+        )));
     }
     if which == "trained" && n_digits > held_out {
         return Err(invalid(format!(
@@ -225,16 +306,23 @@ pub async fn adv_eval_chunk(which: &str, n_digits: usize, start: usize, count: u
         )));
     }
     if count == 0 || count > MAX_CHUNK || start + count > n_digits {
-        return Err(invalid(format!("evaluation: chunk {start}..{} must be 1..={MAX_CHUNK} digits inside 0..{n_digits}", start + count)));
+        return Err(invalid(format!(
+            "evaluation: chunk {start}..{} must be 1..={MAX_CHUNK} digits inside 0..{n_digits}",
+            start + count
+        )));
     }
     let attack = parse_attack(kind, eps, target)?;
     let (b, m) = (backend()?, model(which)?);
-    let idx: Vec<usize> = (start..start + count).map(|j| eval_index(j, n_digits, page.len())).collect();
+    let idx: Vec<usize> = (start..start + count)
+        .map(|j| eval_index(j, n_digits, page.len()))
+        .collect();
     let (xs, ys) = page.gather(&idx).map_err(err)?;
     let x = b.upload(&[count, 1, SIDE, SIDE], &xs).map_err(err)?;
     let mut r = EvalResult::default();
     let attack = (eps > 0.0).then_some(&attack);
-    attack::evaluate_batch(b.as_ref(), m.as_ref(), &x, &ys, attack, &mut r).await.map_err(err)?;
+    attack::evaluate_batch(b.as_ref(), m.as_ref(), &x, &ys, attack, &mut r)
+        .await
+        .map_err(err)?;
     let o = Object::new();
     set(&o, "n", r.n as u32);
     set(&o, "correct", r.correct as u32);
@@ -248,28 +336,55 @@ pub async fn adv_eval_chunk(which: &str, n_digits: usize, start: usize, count: u
 /// (random start, as the shipped adversarial model). Resolves to `{parameters, train_digits}`.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
-pub fn classifier_train_reset(size: &str, adversarial: bool, alpha: f32, eps: f32, batch: usize, lr: f32, seed: u32) -> Result<JsValue, JsError> {
+pub fn classifier_train_reset(
+    size: &str,
+    adversarial: bool,
+    alpha: f32,
+    eps: f32,
+    batch: usize,
+    lr: f32,
+    seed: u32,
+) -> Result<JsValue, JsError> {
     let page = digits()?;
     let config = match size {
-        "small" => ClassifierConfig { c1: 16, c2: 32, c3: 32, hidden: 64 },
+        "small" => ClassifierConfig {
+            c1: 16,
+            c2: 32,
+            c3: 32,
+            hidden: 64,
+        },
         "full" => ClassifierConfig::default(),
-        other => return Err(invalid(format!("unknown model size {other:?} (expected small or full)"))),
+        other => {
+            return Err(invalid(format!(
+                "unknown model size {other:?} (expected small or full)"
+            )))
+        }
     };
     if !(1..=256).contains(&batch) {
-        return Err(invalid(format!("training: batch must be 1..=256, got {batch}")));
+        return Err(invalid(format!(
+            "training: batch must be 1..=256, got {batch}"
+        )));
     }
     if !(lr.is_finite() && lr > 0.0 && lr <= 0.1) {
-        return Err(invalid(format!("training: learning rate must be in (0, 0.1], got {lr}")));
+        return Err(invalid(format!(
+            "training: learning rate must be in (0, 0.1], got {lr}"
+        )));
     }
     if adversarial {
         if !(alpha.is_finite() && (0.0..=1.0).contains(&alpha)) {
-            return Err(invalid(format!("training: alpha must be in [0, 1], got {alpha}")));
+            return Err(invalid(format!(
+                "training: alpha must be in [0, 1], got {alpha}"
+            )));
         }
         Attack::fgsm(eps).validate().map_err(err)?;
     }
     let b = backend()?;
     let model = Classifier::new(b.as_ref(), config, seed as u64).map_err(err)?;
-    let parameters: usize = model.params().iter().map(|p| p.shape().iter().product::<usize>()).sum();
+    let parameters: usize = model
+        .params()
+        .iter()
+        .map(|p| p.shape().iter().product::<usize>())
+        .sum();
     let seed = seed as u64;
     let order = EpochOrder::new(page.len(), seed);
     let n_train = order.len();
@@ -295,15 +410,21 @@ pub fn classifier_train_reset(size: &str, adversarial: bool, alpha: f32, eps: f3
 #[wasm_bindgen]
 pub async fn classifier_train_steps(n: usize) -> Result<JsValue, JsError> {
     if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
-        return Err(invalid(format!("training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}")));
+        return Err(invalid(format!(
+            "training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}"
+        )));
     }
     let page = digits()?;
     let b = backend()?;
     let b: &dyn Backend = b.as_ref();
-    let trainer = TAB.with(|t| t.borrow().trainer.clone()).ok_or_else(|| invalid("no classifier to train: reset the trainer first"))?;
+    let trainer = TAB
+        .with(|t| t.borrow().trainer.clone())
+        .ok_or_else(|| invalid("no classifier to train: reset the trainer first"))?;
     // compute every step with the trainer borrowed, then read the results without it
     let (losses, probs, labels, step, epoch) = {
-        let mut tr = trainer.try_borrow_mut().map_err(|_| invalid("training is already running"))?;
+        let mut tr = trainer
+            .try_borrow_mut()
+            .map_err(|_| invalid("training is already running"))?;
         let mut losses = Vec::with_capacity(n);
         let mut last = None;
         for _ in 0..n {
@@ -311,7 +432,9 @@ pub async fn classifier_train_steps(n: usize) -> Result<JsValue, JsError> {
             let idx = tr.order.next_batch(batch);
             let (xs, ys) = page.gather(&idx).map_err(err)?;
             let x = b.upload(&[idx.len(), 1, SIDE, SIDE], &xs).map_err(err)?;
-            let t = b.upload(&[idx.len(), CLASSES], &one_hot(&ys)).map_err(err)?;
+            let t = b
+                .upload(&[idx.len(), CLASSES], &one_hot(&ys))
+                .map_err(err)?;
             let adv = tr.adversarial.map(|(alpha, eps)| AdvTraining {
                 eps,
                 alpha,

@@ -21,7 +21,9 @@ use super::{backend, err, page_train_indices, set, EpochOrder, HELD_OUT_EVERY};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, PIXELS};
-use crate::models::autoencoder::{self, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, MAX_CODE};
+use crate::models::autoencoder::{
+    self, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, MAX_CODE,
+};
 use crate::nn::{Adam, Module, Optimizer};
 use crate::pca::{self, Pca};
 use crate::rng;
@@ -76,17 +78,21 @@ fn invalid(msg: impl Into<String>) -> JsError {
 }
 
 fn digits() -> Result<Rc<Mnist>, JsError> {
-    TAB.with(|t| t.borrow().digits.clone()).ok_or_else(|| invalid("the page's digit set is not loaded yet (ae_load_digits)"))
+    TAB.with(|t| t.borrow().digits.clone())
+        .ok_or_else(|| invalid("the page's digit set is not loaded yet (ae_load_digits)"))
 }
 
 fn trainer() -> Result<Rc<RefCell<Trainer>>, JsError> {
-    TAB.with(|t| t.borrow().trainer.clone()).ok_or_else(|| invalid("no autoencoder yet: load the shipped model or press Reset"))
+    TAB.with(|t| t.borrow().trainer.clone())
+        .ok_or_else(|| invalid("no autoencoder yet: load the shipped model or press Reset"))
 }
 
 /// The current model and its training cost (the trainer is not borrowed past this call).
 fn current() -> Result<(Rc<Autoencoder>, AeCost), JsError> {
     let tr = trainer()?;
-    let tr = tr.try_borrow().map_err(|_| invalid("the autoencoder is busy training"))?;
+    let tr = tr
+        .try_borrow()
+        .map_err(|_| invalid("the autoencoder is busy training"))?;
     Ok((tr.model.clone(), tr.cost))
 }
 
@@ -104,7 +110,9 @@ fn parse_arch(arch: &str) -> Result<AeArch, JsError> {
     match arch {
         "dense" => Ok(AeArch::Dense),
         "conv" => Ok(AeArch::Conv),
-        other => Err(invalid(format!("unknown architecture {other:?} (expected dense or conv)"))),
+        other => Err(invalid(format!(
+            "unknown architecture {other:?} (expected dense or conv)"
+        ))),
     }
 }
 
@@ -121,7 +129,9 @@ fn parse_kind(kind: &str) -> Result<AeKind, JsError> {
         "sparse" => Ok(AeKind::Sparse),
         "contractive" => Ok(AeKind::Contractive),
         "denoising" => Ok(AeKind::Denoising),
-        other => Err(invalid(format!("unknown autoencoder kind {other:?} (expected plain, sparse, contractive or denoising)"))),
+        other => Err(invalid(format!(
+            "unknown autoencoder kind {other:?} (expected plain, sparse, contractive or denoising)"
+        ))),
     }
 }
 
@@ -141,20 +151,27 @@ fn kind_from_meta(meta: &HashMap<String, String>) -> Option<AeKind> {
         return parse_kind(k).ok();
     }
     let model = meta.get("model")?.to_lowercase();
-    ["plain", "sparse", "contractive", "denoising"].into_iter().find(|k| model.contains(k)).and_then(|k| parse_kind(k).ok())
+    ["plain", "sparse", "contractive", "denoising"]
+        .into_iter()
+        .find(|k| model.contains(k))
+        .and_then(|k| parse_kind(k).ok())
 }
 
 fn parse_noise(noise: &str) -> Result<NoiseKind, JsError> {
     match noise {
         "gaussian" => Ok(NoiseKind::Gaussian),
         "masking" => Ok(NoiseKind::Masking),
-        other => Err(invalid(format!("unknown noise {other:?} (expected gaussian or masking)"))),
+        other => Err(invalid(format!(
+            "unknown noise {other:?} (expected gaussian or masking)"
+        ))),
     }
 }
 
 fn check_code_size(k: usize) -> Result<(), JsError> {
     if !(2..=MAX_CODE).contains(&k) {
-        return Err(invalid(format!("code size k must be 2..={MAX_CODE}, got {k}")));
+        return Err(invalid(format!(
+            "code size k must be 2..={MAX_CODE}, got {k}"
+        )));
     }
     Ok(())
 }
@@ -169,11 +186,22 @@ fn snapshot(b: &dyn Backend, model: &Autoencoder) -> Result<Autoencoder, JsError
 }
 
 fn parameter_count(model: &Autoencoder) -> usize {
-    model.params().iter().map(|p| p.shape().iter().product::<usize>()).sum()
+    model
+        .params()
+        .iter()
+        .map(|p| p.shape().iter().product::<usize>())
+        .sum()
 }
 
 /// Make `model` the tab's current model (fresh optimizer, data order from `seed`).
-fn install(model: Autoencoder, cost: AeCost, lr: f32, batch: usize, seed: u64, history: String) -> Result<Rc<Autoencoder>, JsError> {
+fn install(
+    model: Autoencoder,
+    cost: AeCost,
+    lr: f32,
+    batch: usize,
+    seed: u64,
+    history: String,
+) -> Result<Rc<Autoencoder>, JsError> {
     let page = digits()?;
     let model = Rc::new(model);
     let trainer = Trainer {
@@ -219,12 +247,21 @@ pub fn ae_load_digits(bytes: &[u8]) -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 pub fn ae_reset(arch: &str, k: usize, seed: u32) -> Result<JsValue, JsError> {
     check_code_size(k)?;
-    let config = AeConfig { arch: parse_arch(arch)?, k };
+    let config = AeConfig {
+        arch: parse_arch(arch)?,
+        k,
+    };
     let b = backend()?;
     let model = Autoencoder::new(b.as_ref(), config, seed as u64).map_err(err)?;
     // keep the training settings the page chose before, if any
     let (cost, lr, batch) = TAB
-        .with(|t| t.borrow().trainer.as_ref().and_then(|tr| tr.try_borrow().ok().map(|tr| (tr.cost, tr.opt.lr(), tr.batch))))
+        .with(|t| {
+            t.borrow().trainer.as_ref().and_then(|tr| {
+                tr.try_borrow()
+                    .ok()
+                    .map(|tr| (tr.cost, tr.opt.lr(), tr.batch))
+            })
+        })
         .unwrap_or((AeCost::plain(), 1e-3, 32));
     let history = format!("new {arch} k={k}, seed {seed}");
     let model = install(model, cost, lr, batch, seed as u64, history.clone())?;
@@ -238,17 +275,34 @@ pub fn ae_reset(arch: &str, k: usize, seed: u32) -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 pub fn ae_load_weights(bytes: &[u8], name: &str) -> Result<JsValue, JsError> {
     let b = backend()?;
-    let model = autoencoder::from_weights(b.as_ref(), bytes).map_err(|e| invalid(format!("{name}: {e}")))?;
+    let model = autoencoder::from_weights(b.as_ref(), bytes)
+        .map_err(|e| invalid(format!("{name}: {e}")))?;
     let meta = crate::weights::metadata(bytes).map_err(err)?;
     let kind = kind_from_meta(&meta);
     check_code_size(model.config.k)?;
-    let cost = AeCost { kind: kind.unwrap_or(AeKind::Plain), ..AeCost::plain() };
-    let history = format!("{name} ({} {} k={})", kind.map(kind_name).unwrap_or("unknown kind"), arch_name(model.config.arch), model.config.k);
+    let cost = AeCost {
+        kind: kind.unwrap_or(AeKind::Plain),
+        ..AeCost::plain()
+    };
+    let history = format!(
+        "{name} ({} {} k={})",
+        kind.map(kind_name).unwrap_or("unknown kind"),
+        arch_name(model.config.arch),
+        model.config.k
+    );
     let model = install(model, cost, 1e-3, 32, 1, history.clone())?;
     if kind == Some(AeKind::Plain) {
         let k = model.config.k;
         let source = history.clone();
-        TAB.with(|t| t.borrow_mut().plain.insert(k, PlainRef { model: model.clone(), source }));
+        TAB.with(|t| {
+            t.borrow_mut().plain.insert(
+                k,
+                PlainRef {
+                    model: model.clone(),
+                    source,
+                },
+            )
+        });
     }
     let o = model_object(&model, &cost, 0, &history);
     let m = Object::new();
@@ -263,17 +317,33 @@ pub fn ae_load_weights(bytes: &[u8], name: &str) -> Result<JsValue, JsError> {
 /// denoising), `lambda` (sparse/contractive weight), `noise` (gaussian, masking) and `level`
 /// (denoising), Adam learning rate `lr`, `batch` size. Resolves to the model's description.
 #[wasm_bindgen]
-pub fn ae_set_training(kind: &str, lambda: f32, noise: &str, level: f32, lr: f32, batch: usize) -> Result<JsValue, JsError> {
-    let cost = AeCost { kind: parse_kind(kind)?, lambda, noise: parse_noise(noise)?, level };
+pub fn ae_set_training(
+    kind: &str,
+    lambda: f32,
+    noise: &str,
+    level: f32,
+    lr: f32,
+    batch: usize,
+) -> Result<JsValue, JsError> {
+    let cost = AeCost {
+        kind: parse_kind(kind)?,
+        lambda,
+        noise: parse_noise(noise)?,
+        level,
+    };
     cost.validate().map_err(err)?;
     if !(lr.is_finite() && lr > 0.0 && lr <= 0.1) {
-        return Err(invalid(format!("learning rate must be in (0, 0.1], got {lr}")));
+        return Err(invalid(format!(
+            "learning rate must be in (0, 0.1], got {lr}"
+        )));
     }
     if !(1..=256).contains(&batch) {
         return Err(invalid(format!("batch must be 1..=256, got {batch}")));
     }
     let tr = trainer()?;
-    let mut tr = tr.try_borrow_mut().map_err(|_| invalid("the autoencoder is busy training"))?;
+    let mut tr = tr
+        .try_borrow_mut()
+        .map_err(|_| invalid("the autoencoder is busy training"))?;
     tr.cost = cost;
     tr.opt.set_lr(lr);
     tr.batch = batch;
@@ -286,7 +356,9 @@ pub fn ae_set_training(kind: &str, lambda: f32, noise: &str, level: f32, lr: f32
 #[wasm_bindgen]
 pub async fn ae_train_steps(n: usize) -> Result<JsValue, JsError> {
     if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
-        return Err(invalid(format!("training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}")));
+        return Err(invalid(format!(
+            "training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}"
+        )));
     }
     let page = digits()?;
     let b = backend()?;
@@ -295,7 +367,9 @@ pub async fn ae_train_steps(n: usize) -> Result<JsValue, JsError> {
     freeze_plain_reference(b, &trainer)?;
     // every step is computed with the trainer borrowed; the losses are read after
     let (results, step, epoch) = {
-        let mut tr = trainer.try_borrow_mut().map_err(|_| invalid("training is already running"))?;
+        let mut tr = trainer
+            .try_borrow_mut()
+            .map_err(|_| invalid("training is already running"))?;
         let mut results = Vec::with_capacity(n);
         for _ in 0..n {
             let batch = tr.batch;
@@ -305,16 +379,28 @@ pub async fn ae_train_steps(n: usize) -> Result<JsValue, JsError> {
             let noisy = match tr.cost.kind {
                 AeKind::Denoising => {
                     let seed = tr.seed.wrapping_mul(1_000_003).wrapping_add(tr.step as u64);
-                    Some(b.upload(&[idx.len(), PIXELS], &autoencoder::corrupt(&xs, tr.cost.noise, tr.cost.level, seed)).map_err(err)?)
+                    Some(
+                        b.upload(
+                            &[idx.len(), PIXELS],
+                            &autoencoder::corrupt(&xs, tr.cost.noise, tr.cost.level, seed),
+                        )
+                        .map_err(err)?,
+                    )
                 }
                 _ => None,
             };
             let mut g = Graph::new(b);
-            let (total, recon) = tr.model.cost(&mut g, &x, noisy.as_ref(), &tr.cost).map_err(err)?;
+            let (total, recon) = tr
+                .model
+                .cost(&mut g, &x, noisy.as_ref(), &tr.cost)
+                .map_err(err)?;
             g.backward(total).map_err(err)?;
             let Trainer { model, opt, .. } = &mut *tr;
             opt.step(&g, &model.params()).map_err(err)?;
-            results.push((g.value(total).map_err(err)?.clone(), g.value(recon).map_err(err)?.clone()));
+            results.push((
+                g.value(total).map_err(err)?.clone(),
+                g.value(recon).map_err(err)?.clone(),
+            ));
             tr.step += 1;
         }
         (results, tr.step, tr.order.epoch)
@@ -340,11 +426,18 @@ pub async fn ae_train_steps(n: usize) -> Result<JsValue, JsError> {
 /// becomes the reference; before a plain reference trains on with another cost, it is copied.
 fn freeze_plain_reference(b: &dyn Backend, trainer: &Rc<RefCell<Trainer>>) -> Result<(), JsError> {
     let (model, kind, history) = {
-        let tr = trainer.try_borrow().map_err(|_| invalid("training is already running"))?;
+        let tr = trainer
+            .try_borrow()
+            .map_err(|_| invalid("training is already running"))?;
         (tr.model.clone(), tr.cost.kind, tr.history.clone())
     };
     let k = model.config.k;
-    let is_ref = TAB.with(|t| t.borrow().plain.get(&k).is_some_and(|r| Rc::ptr_eq(&r.model, &model)));
+    let is_ref = TAB.with(|t| {
+        t.borrow()
+            .plain
+            .get(&k)
+            .is_some_and(|r| Rc::ptr_eq(&r.model, &model))
+    });
     if kind == AeKind::Plain && !is_ref {
         let source = format!("plain model trained in this tab ({history})");
         TAB.with(|t| t.borrow_mut().plain.insert(k, PlainRef { model, source }));
@@ -361,9 +454,14 @@ fn freeze_plain_reference(b: &dyn Backend, trainer: &Rc<RefCell<Trainer>>) -> Re
 
 /// The held-out digits `idx`, clean and as the model's input (corrupted with a fixed seed for
 /// a denoising cost).
-fn held_out_batch(page: &Mnist, idx: &[usize], cost: &AeCost) -> Result<(Vec<f32>, Option<Vec<f32>>), JsError> {
+fn held_out_batch(
+    page: &Mnist,
+    idx: &[usize],
+    cost: &AeCost,
+) -> Result<(Vec<f32>, Option<Vec<f32>>), JsError> {
     let (xs, _) = page.gather(idx).map_err(err)?;
-    let noisy = (cost.kind == AeKind::Denoising).then(|| autoencoder::corrupt(&xs, cost.noise, cost.level, HELD_OUT_NOISE_SEED));
+    let noisy = (cost.kind == AeKind::Denoising)
+        .then(|| autoencoder::corrupt(&xs, cost.noise, cost.level, HELD_OUT_NOISE_SEED));
     Ok((xs, noisy))
 }
 
@@ -374,10 +472,19 @@ fn held_out_order(n: usize) -> Vec<usize> {
 }
 
 /// Positions start..start+count of the held-out order, checked.
-fn held_out_chunk(page: &Mnist, start: usize, count: usize, max: usize) -> Result<Vec<usize>, JsError> {
+fn held_out_chunk(
+    page: &Mnist,
+    start: usize,
+    count: usize,
+    max: usize,
+) -> Result<Vec<usize>, JsError> {
     let order = held_out_order(page.len());
     if count == 0 || count > max || start + count > order.len() {
-        return Err(invalid(format!("held-out chunk {start}..{} must hold 1..={max} digits inside 0..{}", start + count, order.len())));
+        return Err(invalid(format!(
+            "held-out chunk {start}..{} must hold 1..={max} digits inside 0..{}",
+            start + count,
+            order.len()
+        )));
     }
     Ok(order[start..start + count].to_vec())
 }
@@ -397,10 +504,15 @@ pub async fn ae_eval(start: usize, count: usize) -> Result<JsValue, JsError> {
     let b: &dyn Backend = b.as_ref();
     let (xs, noisy) = held_out_batch(&page, &idx, &cost)?;
     let x = b.upload(&[count, PIXELS], &xs).map_err(err)?;
-    let xn = noisy.map(|v| b.upload(&[count, PIXELS], &v)).transpose().map_err(err)?;
+    let xn = noisy
+        .map(|v| b.upload(&[count, PIXELS], &v))
+        .transpose()
+        .map_err(err)?;
     let mut g = Graph::new(b);
     g.set_grad_enabled(false);
-    let p = model.cost_parts(&mut g, &x, xn.as_ref(), &cost).map_err(err)?;
+    let p = model
+        .cost_parts(&mut g, &x, xn.as_ref(), &cost)
+        .map_err(err)?;
     let out = g.sigmoid(p.logits).map_err(err)?;
     let total = b.read(g.value(p.total).map_err(err)?).await.map_err(err)?[0] as f64;
     let recon = b.read(g.value(p.recon).map_err(err)?).await.map_err(err)?[0] as f64;
@@ -430,7 +542,9 @@ pub async fn ae_codes(start: usize, count: usize) -> Result<JsValue, JsError> {
     let (model, cost) = current()?;
     let (xs, noisy) = held_out_batch(&page, &idx, &cost)?;
     let b = backend()?;
-    let codes = autoencoder::codes(b.as_ref(), &model, noisy.as_deref().unwrap_or(&xs)).await.map_err(err)?;
+    let codes = autoencoder::codes(b.as_ref(), &model, noisy.as_deref().unwrap_or(&xs))
+        .await
+        .map_err(err)?;
     let labels: Vec<u8> = idx.iter().map(|&i| page.labels[i]).collect();
     let o = Object::new();
     set(&o, "codes", Float32Array::from(&codes[..]));
@@ -450,7 +564,11 @@ pub fn ae_pca_fit(rows: usize) -> Result<JsValue, JsError> {
     let k = model.config.k;
     let train = page_train_indices(page.len());
     if !(k + 1..=train.len()).contains(&rows) {
-        return Err(invalid(format!("PCA: rows must be {}..={} (training digits), got {rows}", k + 1, train.len())));
+        return Err(invalid(format!(
+            "PCA: rows must be {}..={} (training digits), got {rows}",
+            k + 1,
+            train.len()
+        )));
     }
     let (xs, _) = page.gather(&spread(&train, rows)).map_err(err)?;
     let p = pca::fit(&xs, rows, PIXELS, k, 1).map_err(err)?;
@@ -485,28 +603,69 @@ pub async fn ae_grid(offset: usize) -> Result<JsValue, JsError> {
     let held = held_out_indices(page.len());
     let mut idx = Vec::new();
     for class in 0..10u8 {
-        let of_class: Vec<usize> = held.iter().copied().filter(|&i| page.labels[i] == class).collect();
+        let of_class: Vec<usize> = held
+            .iter()
+            .copied()
+            .filter(|&i| page.labels[i] == class)
+            .collect();
         if !of_class.is_empty() {
             idx.push(of_class[offset % of_class.len()]);
         }
     }
     let (xs, noisy) = held_out_batch(&page, &idx, &cost)?;
     let input = noisy.as_deref().unwrap_or(&xs);
-    let rec = autoencoder::reconstruct(b.as_ref(), &model, input).await.map_err(err)?;
-    let pca = TAB.with(|t| t.borrow().pca.clone()).filter(|p| p.k() == model.config.k);
+    let rec = autoencoder::reconstruct(b.as_ref(), &model, input)
+        .await
+        .map_err(err)?;
+    let pca = TAB
+        .with(|t| t.borrow().pca.clone())
+        .filter(|p| p.k() == model.config.k);
     let pca_rec = pca.as_ref().map(|p| p.reconstruct(&p.project(input)));
     let labels: Vec<u8> = idx.iter().map(|&i| page.labels[i]).collect();
     let o = Object::new();
     set(&o, "count", idx.len() as u32);
     set(&o, "labels", Uint8Array::from(&labels[..]));
     set(&o, "originals", Float32Array::from(&xs[..]));
-    set(&o, "noisy", noisy.as_ref().map(|v| JsValue::from(Float32Array::from(&v[..]))).unwrap_or(JsValue::NULL));
-    set(&o, "mse_noisy", noisy.as_ref().map(|v| JsValue::from(autoencoder::mse(v, &xs))).unwrap_or(JsValue::NULL));
+    set(
+        &o,
+        "noisy",
+        noisy
+            .as_ref()
+            .map(|v| JsValue::from(Float32Array::from(&v[..])))
+            .unwrap_or(JsValue::NULL),
+    );
+    set(
+        &o,
+        "mse_noisy",
+        noisy
+            .as_ref()
+            .map(|v| JsValue::from(autoencoder::mse(v, &xs)))
+            .unwrap_or(JsValue::NULL),
+    );
     set(&o, "ae", Float32Array::from(&rec[..]));
     set(&o, "mse_ae", autoencoder::mse(&rec, &xs));
-    set(&o, "pca", pca_rec.as_ref().map(|v| JsValue::from(Float32Array::from(&v[..]))).unwrap_or(JsValue::NULL));
-    set(&o, "mse_pca", pca_rec.as_ref().map(|v| JsValue::from(autoencoder::mse(v, &xs))).unwrap_or(JsValue::NULL));
-    set(&o, "pca_k", pca.map(|p| JsValue::from(p.k() as u32)).unwrap_or(JsValue::NULL));
+    set(
+        &o,
+        "pca",
+        pca_rec
+            .as_ref()
+            .map(|v| JsValue::from(Float32Array::from(&v[..])))
+            .unwrap_or(JsValue::NULL),
+    );
+    set(
+        &o,
+        "mse_pca",
+        pca_rec
+            .as_ref()
+            .map(|v| JsValue::from(autoencoder::mse(v, &xs)))
+            .unwrap_or(JsValue::NULL),
+    );
+    set(
+        &o,
+        "pca_k",
+        pca.map(|p| JsValue::from(p.k() as u32))
+            .unwrap_or(JsValue::NULL),
+    );
     Ok(o.into())
 }
 
@@ -517,16 +676,30 @@ pub async fn ae_grid(offset: usize) -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 pub async fn ae_manifold(side: usize) -> Result<Float32Array, JsError> {
     if !(2..=MAX_MANIFOLD_SIDE).contains(&side) {
-        return Err(invalid(format!("manifold: side must be 2..={MAX_MANIFOLD_SIDE}, got {side}")));
+        return Err(invalid(format!(
+            "manifold: side must be 2..={MAX_MANIFOLD_SIDE}, got {side}"
+        )));
     }
     let (model, _) = current()?;
     if model.config.k != 2 {
-        return Err(invalid(format!("the 2-D manifold needs a model with k = 2 (this one has k = {})", model.config.k)));
+        return Err(invalid(format!(
+            "the 2-D manifold needs a model with k = 2 (this one has k = {})",
+            model.config.k
+        )));
     }
     let b = backend()?;
     let s = side as f32;
-    let codes: Vec<f32> = (0..side * side).flat_map(|i| [((i % side) as f32 + 0.5) / s, 1.0 - ((i / side) as f32 + 0.5) / s]).collect();
-    let out = autoencoder::decode_codes(b.as_ref(), &model, &codes).await.map_err(err)?;
+    let codes: Vec<f32> = (0..side * side)
+        .flat_map(|i| {
+            [
+                ((i % side) as f32 + 0.5) / s,
+                1.0 - ((i / side) as f32 + 0.5) / s,
+            ]
+        })
+        .collect();
+    let out = autoencoder::decode_codes(b.as_ref(), &model, &codes)
+        .await
+        .map_err(err)?;
     Ok(Float32Array::from(&out[..]))
 }
 
@@ -537,11 +710,25 @@ pub async fn ae_decode(code: Vec<f32>) -> Result<Float32Array, JsError> {
     let (model, _) = current()?;
     let k = model.config.k;
     if code.len() != k {
-        return Err(invalid(format!("decode: expected {k} code values, got {}", code.len())));
+        return Err(invalid(format!(
+            "decode: expected {k} code values, got {}",
+            code.len()
+        )));
     }
-    let code: Vec<f32> = code.iter().map(|c| if c.is_finite() { c.clamp(0.0, 1.0) } else { 0.5 }).collect();
+    let code: Vec<f32> = code
+        .iter()
+        .map(|c| {
+            if c.is_finite() {
+                c.clamp(0.0, 1.0)
+            } else {
+                0.5
+            }
+        })
+        .collect();
     let b = backend()?;
-    let out = autoencoder::decode_codes(b.as_ref(), &model, &code).await.map_err(err)?;
+    let out = autoencoder::decode_codes(b.as_ref(), &model, &code)
+        .await
+        .map_err(err)?;
     Ok(Float32Array::from(&out[..]))
 }
 
@@ -552,17 +739,31 @@ pub async fn ae_decode(code: Vec<f32>) -> Result<Float32Array, JsError> {
 /// digits and units (divide the total by n), and where the plain model came from; null when
 /// there is no plain model of this k.
 #[wasm_bindgen]
-pub async fn ae_jacobian_part(which: &str, n: usize, first: usize, count: usize) -> Result<JsValue, JsError> {
+pub async fn ae_jacobian_part(
+    which: &str,
+    n: usize,
+    first: usize,
+    count: usize,
+) -> Result<JsValue, JsError> {
     let page = digits()?;
     let (current, _) = current()?;
     let k = current.config.k;
     let (model, source) = match which {
         "model" => (current, String::new()),
-        "plain" => match TAB.with(|t| t.borrow().plain.get(&k).map(|r| (r.model.clone(), r.source.clone()))) {
+        "plain" => match TAB.with(|t| {
+            t.borrow()
+                .plain
+                .get(&k)
+                .map(|r| (r.model.clone(), r.source.clone()))
+        }) {
             Some(r) => r,
             None => return Ok(JsValue::NULL),
         },
-        other => return Err(invalid(format!("jacobian: unknown model {other:?} (expected model or plain)"))),
+        other => {
+            return Err(invalid(format!(
+                "jacobian: unknown model {other:?} (expected model or plain)"
+            )))
+        }
     };
     let held = held_out_indices(page.len());
     if n == 0 || n > held.len() || count == 0 || first + count > k {
@@ -570,7 +771,9 @@ pub async fn ae_jacobian_part(which: &str, n: usize, first: usize, count: usize)
     }
     let (xs, _) = page.gather(&spread(&held, n)).map_err(err)?;
     let b = backend()?;
-    let sum = autoencoder::jacobian_rows_sq_sum(b.as_ref(), &model, &xs, first..first + count).await.map_err(err)?;
+    let sum = autoencoder::jacobian_rows_sq_sum(b.as_ref(), &model, &xs, first..first + count)
+        .await
+        .map_err(err)?;
     let o = Object::new();
     set(&o, "sum", sum);
     set(&o, "n", n as u32);
@@ -585,19 +788,32 @@ pub async fn ae_jacobian_part(which: &str, n: usize, first: usize, count: usize)
 pub async fn ae_weights() -> Result<Vec<u8>, JsError> {
     let tr = trainer()?;
     let (model, cost, step, history) = {
-        let tr = tr.try_borrow().map_err(|_| invalid("the autoencoder is busy training"))?;
+        let tr = tr
+            .try_borrow()
+            .map_err(|_| invalid("the autoencoder is busy training"))?;
         (tr.model.clone(), tr.cost, tr.step, tr.history.clone())
     };
     let mut meta = HashMap::new();
-    meta.insert("model".to_string(), format!("nnlab {:?} autoencoder", cost.kind));
+    meta.insert(
+        "model".to_string(),
+        format!("nnlab {:?} autoencoder", cost.kind),
+    );
     meta.insert("kind".to_string(), kind_name(cost.kind).to_string());
     meta.insert("arch".to_string(), arch_name(model.config.arch).to_string());
     meta.insert("k".to_string(), model.config.k.to_string());
     meta.insert("lambda".to_string(), cost.lambda.to_string());
-    meta.insert("noise".to_string(), format!("{:?} {}", cost.noise, cost.level));
+    meta.insert(
+        "noise".to_string(),
+        format!("{:?} {}", cost.noise, cost.level),
+    );
     meta.insert("steps_in_tab".to_string(), step.to_string());
     meta.insert("history".to_string(), history);
-    meta.insert("data".to_string(), "nnlab page digits (MNIST training digits 0..10000) with index % 5 != 0".to_string());
+    meta.insert(
+        "data".to_string(),
+        "nnlab page digits (MNIST training digits 0..10000) with index % 5 != 0".to_string(),
+    );
     let b = backend()?;
-    crate::weights::save_params(b.as_ref(), &model.params(), Some(meta)).await.map_err(err)
+    crate::weights::save_params(b.as_ref(), &model.params(), Some(meta))
+        .await
+        .map_err(err)
 }

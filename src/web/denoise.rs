@@ -134,7 +134,13 @@ fn planes_equal(img: &Image) -> bool {
 /// Plane `c` of an image as a 1-channel image.
 fn plane(img: &Image, c: usize) -> Image {
     let p = img.pixels();
-    Image { channels: 1, height: img.height, width: img.width, data: img.data[c * p..(c + 1) * p].to_vec(), alpha: None }
+    Image {
+        channels: 1,
+        height: img.height,
+        width: img.width,
+        data: img.data[c * p..(c + 1) * p].to_vec(),
+        alpha: None,
+    }
 }
 
 /// A gray image as 3 equal planes.
@@ -143,7 +149,13 @@ fn gray_to_rgb(img: &Image) -> Image {
     for _ in 0..3 {
         data.extend_from_slice(&img.data);
     }
-    Image { channels: 3, height: img.height, width: img.width, data, alpha: img.alpha.clone() }
+    Image {
+        channels: 3,
+        height: img.height,
+        width: img.width,
+        data,
+        alpha: img.alpha.clone(),
+    }
 }
 
 /// Luma of a colour image with the Rec. 709 weights `images::decode` uses for gray.
@@ -153,8 +165,16 @@ fn rgb_to_gray(img: &Image) -> Image {
     }
     let p = img.pixels();
     let d = &img.data;
-    let data = (0..p).map(|i| 0.2126 * d[i] + 0.7152 * d[p + i] + 0.0722 * d[2 * p + i]).collect();
-    Image { channels: 1, height: img.height, width: img.width, data, alpha: None }
+    let data = (0..p)
+        .map(|i| 0.2126 * d[i] + 0.7152 * d[p + i] + 0.0722 * d[2 * p + i])
+        .collect();
+    Image {
+        channels: 1,
+        height: img.height,
+        width: img.width,
+        data,
+        alpha: None,
+    }
 }
 
 /// The side x side (at most) window of an image at its centre.
@@ -168,8 +188,18 @@ fn center_crop(img: &Image, side: usize) -> Image {
             data.extend_from_slice(&img.data[row..row + w]);
         }
     }
-    let alpha = img.alpha.as_ref().map(|a| (y0..y0 + h).flat_map(|y| a[y * img.width + x0..y * img.width + x0 + w].to_vec()).collect());
-    Image { channels: img.channels, height: h, width: w, data, alpha }
+    let alpha = img.alpha.as_ref().map(|a| {
+        (y0..y0 + h)
+            .flat_map(|y| a[y * img.width + x0..y * img.width + x0 + w].to_vec())
+            .collect()
+    });
+    Image {
+        channels: img.channels,
+        height: h,
+        width: w,
+        data,
+        alpha,
+    }
 }
 
 /// Interleaved 8-bit RGBA for a canvas (gray shown on all three channels; alpha kept).
@@ -212,7 +242,9 @@ fn picture(img: &Image) -> Object {
 }
 
 fn optional(v: Option<f64>) -> JsValue {
-    v.filter(|x| x.is_finite()).map(JsValue::from_f64).unwrap_or(JsValue::NULL)
+    v.filter(|x| x.is_finite())
+        .map(JsValue::from_f64)
+        .unwrap_or(JsValue::NULL)
 }
 
 // ---------------------------------------------------------------- models
@@ -240,7 +272,9 @@ fn model_info(key: &str, m: &DnCnn, meta: &HashMap<String, String>) -> Object {
 #[wasm_bindgen]
 pub fn denoise_load_model(key: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
     if key == "trained" {
-        return Err(invalid("the key 'trained' is the model trained in this tab"));
+        return Err(invalid(
+            "the key 'trained' is the model trained in this tab",
+        ));
     }
     if bytes.is_empty() {
         return Err(invalid("the weights file is empty (0 bytes)"));
@@ -257,9 +291,18 @@ pub fn denoise_load_model(key: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
 fn model(key: &str) -> Result<Model, JsError> {
     with_tab(|t| {
         if key == "trained" {
-            return t.trainer.as_ref().map(|tr| tr.model.clone()).ok_or_else(|| invalid("no model has been trained in this tab yet: start training first"));
+            return t
+                .trainer
+                .as_ref()
+                .map(|tr| tr.model.clone())
+                .ok_or_else(|| {
+                    invalid("no model has been trained in this tab yet: start training first")
+                });
         }
-        t.models.get(key).cloned().ok_or_else(|| invalid(format!("model '{key}' is not loaded (model not available)")))
+        t.models
+            .get(key)
+            .cloned()
+            .ok_or_else(|| invalid(format!("model '{key}' is not loaded (model not available)")))
     })
 }
 
@@ -307,7 +350,9 @@ pub fn denoise_cap_megapixels() -> f64 {
 #[wasm_bindgen]
 pub fn denoise_begin(key: &str, sigma: f32, seed: u32) -> Result<JsValue, JsError> {
     if !(sigma.is_finite() && (0.0..=255.0).contains(&sigma)) {
-        return Err(invalid(format!("the noise sigma must be in [0, 255], got {sigma}")));
+        return Err(invalid(format!(
+            "the noise sigma must be in [0, 255], got {sigma}"
+        )));
     }
     let model = model(key)?;
     let be = backend()?;
@@ -318,7 +363,9 @@ pub fn denoise_begin(key: &str, sigma: f32, seed: u32) -> Result<JsValue, JsErro
     })
     .ok_or_else(|| invalid("no photo is open: choose, drop or paste one first"))?;
     let (input, clean) = if sigma > 0.0 {
-        let noisy = photo.with_data(images::add_awgn(&photo.data, sigma, seed as u64, 0)).map_err(err)?;
+        let noisy = photo
+            .with_data(images::add_awgn(&photo.data, sigma, seed as u64, 0))
+            .map_err(err)?;
         (noisy, Some(photo))
     } else {
         (photo, None)
@@ -334,7 +381,15 @@ pub fn denoise_begin(key: &str, sigma: f32, seed: u32) -> Result<JsValue, JsErro
     let core = page_tile(be.as_ref(), &model.config)?;
     let tiles = tiling::plan(h, w, core, model.config.receptive_radius()).map_err(err)?;
     let out = passes.iter().map(|p| vec![0.0f32; p.data.len()]).collect();
-    let job = Job { model, done: vec![false; tiles.len() * passes.len()], passes, clean, alpha, tiles, out };
+    let job = Job {
+        model,
+        done: vec![false; tiles.len() * passes.len()],
+        passes,
+        clean,
+        alpha,
+        tiles,
+        out,
+    };
     let o = Object::new();
     set(&o, "tiles", job.tile_count() as u32);
     set(&o, "tile", core as u32);
@@ -350,7 +405,8 @@ pub fn denoise_begin(key: &str, sigma: f32, seed: u32) -> Result<JsValue, JsErro
 #[wasm_bindgen]
 pub async fn denoise_tile(i: usize) -> Result<u32, JsError> {
     let be = backend()?;
-    let mut job = with_tab(|t| t.job.take()).ok_or_else(|| invalid("no denoising in progress (cancelled, or not begun)"))?;
+    let mut job = with_tab(|t| t.job.take())
+        .ok_or_else(|| invalid("no denoising in progress (cancelled, or not begun)"))?;
     let r = run_tile(be.as_ref(), &mut job, i).await;
     let done = job.done.iter().filter(|d| **d).count() as u32;
     with_tab(|t| t.job = Some(job));
@@ -359,11 +415,16 @@ pub async fn denoise_tile(i: usize) -> Result<u32, JsError> {
 
 async fn run_tile(be: &dyn Backend, job: &mut Job, i: usize) -> Result<(), JsError> {
     if i >= job.tile_count() {
-        return Err(invalid(format!("tile {i} does not exist (the job has {})", job.tile_count())));
+        return Err(invalid(format!(
+            "tile {i} does not exist (the job has {})",
+            job.tile_count()
+        )));
     }
     let (pass, t) = (i / job.tiles.len(), job.tiles[i % job.tiles.len()]);
     let img = &job.passes[pass];
-    let x = be.upload(&[1, img.channels, t.in_h, t.in_w], &dncnn::crop(img, &t)).map_err(err)?;
+    let x = be
+        .upload(&[1, img.channels, t.in_h, t.in_w], &dncnn::crop(img, &t))
+        .map_err(err)?;
     let y = job.model.denoise_tensor(be, &x).map_err(err)?;
     let yv = be.read(&y).await.map_err(err)?;
     dncnn::paste(&mut job.out[pass], img, &t, &yv);
@@ -384,18 +445,39 @@ pub fn denoise_cancel() {
 /// computed for a photo with a clean reference).
 #[wasm_bindgen]
 pub fn denoise_result() -> Result<JsValue, JsError> {
-    let job = with_tab(|t| t.job.take()).ok_or_else(|| invalid("no denoising in progress (cancelled, or not begun)"))?;
+    let job = with_tab(|t| t.job.take())
+        .ok_or_else(|| invalid("no denoising in progress (cancelled, or not begun)"))?;
     if let Some(missing) = job.done.iter().position(|d| !d) {
         let n = job.tile_count();
         with_tab(|t| t.job = Some(job));
-        return Err(invalid(format!("tile {missing} of {n} is not denoised yet")));
+        return Err(invalid(format!(
+            "tile {missing} of {n} is not denoised yet"
+        )));
     }
-    let Job { passes, clean, alpha, out, .. } = job;
+    let Job {
+        passes,
+        clean,
+        alpha,
+        out,
+        ..
+    } = job;
     let (h, w) = (passes[0].height, passes[0].width);
     let c = passes.len() * passes[0].channels;
-    let mut input = Image::new(c, h, w, passes.into_iter().map(|p| p.data).collect::<Vec<_>>().concat()).map_err(err)?;
+    let mut input = Image::new(
+        c,
+        h,
+        w,
+        passes
+            .into_iter()
+            .map(|p| p.data)
+            .collect::<Vec<_>>()
+            .concat(),
+    )
+    .map_err(err)?;
     input.alpha = alpha;
-    let output = input.with_data(images::quantize8(&out.concat())).map_err(err)?;
+    let output = input
+        .with_data(images::quantize8(&out.concat()))
+        .map_err(err)?;
     drop(out);
 
     let o = Object::new();
@@ -426,7 +508,14 @@ pub fn denoise_result() -> Result<JsValue, JsError> {
     set(&o, "gain", optional(pi.zip(po).map(|(a, b)| b - a)));
     set(&o, "ssim_input", optional(si));
     set(&o, "ssim_output", optional(so));
-    set(&o, "ssim_skipped", clean.and(ssim_skipped).map(JsValue::from).unwrap_or(JsValue::NULL));
+    set(
+        &o,
+        "ssim_skipped",
+        clean
+            .and(ssim_skipped)
+            .map(JsValue::from)
+            .unwrap_or(JsValue::NULL),
+    );
     with_tab(|t| t.result = Some(Finished { output }));
     Ok(o.into())
 }
@@ -435,7 +524,10 @@ pub fn denoise_result() -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 pub fn denoise_png() -> Result<Vec<u8>, JsError> {
     with_tab(|t| {
-        let r = t.result.as_ref().ok_or_else(|| invalid("nothing to download yet: denoise a photo first"))?;
+        let r = t
+            .result
+            .as_ref()
+            .ok_or_else(|| invalid("nothing to download yet: denoise a photo first"))?;
         images::encode_png(&r.output).map_err(err)
     })
 }
@@ -447,7 +539,10 @@ pub fn denoise_png() -> Result<Vec<u8>, JsError> {
 #[wasm_bindgen]
 pub fn denoise_figure_image(bytes: &[u8], crop: usize) -> Result<JsValue, JsError> {
     if crop < 2 * metrics::SSIM_WINDOW {
-        return Err(invalid(format!("the figure crop must be at least {} pixels", 2 * metrics::SSIM_WINDOW)));
+        return Err(invalid(format!(
+            "the figure crop must be at least {} pixels",
+            2 * metrics::SSIM_WINDOW
+        )));
     }
     let img = images::decode(bytes, ColorMode::Gray, PAGE_MAX_PIXELS).map_err(err)?;
     let mut img = center_crop(&img, crop);
@@ -466,24 +561,39 @@ pub fn denoise_figure_image(bytes: &[u8], crop: usize) -> Result<JsValue, JsErro
 #[wasm_bindgen]
 pub async fn denoise_figure_panel(key: &str, sigma: f32, seed: u32) -> Result<JsValue, JsError> {
     if !(sigma.is_finite() && (0.0..=255.0).contains(&sigma)) {
-        return Err(invalid(format!("the noise sigma must be in [0, 255], got {sigma}")));
+        return Err(invalid(format!(
+            "the noise sigma must be in [0, 255], got {sigma}"
+        )));
     }
     let model = model(key)?;
     if model.config.channels != 1 {
         return Err(invalid("the lecture figures use gray models"));
     }
     let be = backend()?;
-    let clean = with_tab(|t| t.figure.clone()).ok_or_else(|| invalid("no figure image: call denoise_figure_image first"))?;
+    let clean = with_tab(|t| t.figure.clone())
+        .ok_or_else(|| invalid("no figure image: call denoise_figure_image first"))?;
     let noise_seed = (seed as u64).wrapping_add(sigma.round() as u64);
-    let noisy = clean.with_data(images::add_awgn(&clean.data, sigma, noise_seed, 0)).map_err(err)?;
+    let noisy = clean
+        .with_data(images::add_awgn(&clean.data, sigma, noise_seed, 0))
+        .map_err(err)?;
     let core = page_tile(be.as_ref(), &model.config)?;
-    let out = dncnn::denoise_tiled_async(be.as_ref(), &model, &noisy, core, |_, _| {}).await.map_err(err)?;
+    let out = dncnn::denoise_tiled_async(be.as_ref(), &model, &noisy, core, |_, _| {})
+        .await
+        .map_err(err)?;
     let denoised = clean.with_data(images::quantize8(&out)).map_err(err)?;
     let o = Object::new();
     set(&o, "noisy", picture(&noisy));
     set(&o, "denoised", picture(&denoised));
-    set(&o, "psnr_noisy", metrics::psnr(&clean.data, &noisy.data).map_err(err)?);
-    set(&o, "psnr_denoised", metrics::psnr(&clean.data, &denoised.data).map_err(err)?);
+    set(
+        &o,
+        "psnr_noisy",
+        metrics::psnr(&clean.data, &noisy.data).map_err(err)?,
+    );
+    set(
+        &o,
+        "psnr_denoised",
+        metrics::psnr(&clean.data, &denoised.data).map_err(err)?,
+    );
     Ok(o.into())
 }
 
@@ -494,11 +604,21 @@ pub async fn denoise_figure_panel(key: &str, sigma: f32, seed: u32) -> Result<Js
 #[wasm_bindgen]
 pub fn dncnn_train_add_image(bytes: &[u8], name: &str) -> Result<JsValue, JsError> {
     let img = decode_photo(bytes).map_err(|e| invalid(format!("{name}: {e}")))?;
-    let rgb = if img.channels == 1 { gray_to_rgb(&img) } else { img };
+    let rgb = if img.channels == 1 {
+        gray_to_rgb(&img)
+    } else {
+        img
+    };
     let mut rgb = center_crop(&rgb, TRAIN_MAX_SIDE);
     rgb.alpha = None;
     let gray = rgb_to_gray(&rgb);
-    with_tab(|t| t.train_images.push(TrainImage { name: name.to_string(), gray, rgb }));
+    with_tab(|t| {
+        t.train_images.push(TrainImage {
+            name: name.to_string(),
+            gray,
+            rgb,
+        })
+    });
     Ok(train_images_info())
 }
 
@@ -513,7 +633,11 @@ fn train_images_info() -> JsValue {
     with_tab(|t| {
         let o = Object::new();
         set(&o, "count", t.train_images.len() as u32);
-        let names: js_sys::Array = t.train_images.iter().map(|i| JsValue::from_str(&i.name)).collect();
+        let names: js_sys::Array = t
+            .train_images
+            .iter()
+            .map(|i| JsValue::from_str(&i.name))
+            .collect();
         set(&o, "names", names);
         o.into()
     })
@@ -525,13 +649,23 @@ fn field(opts: &JsValue, key: &str, default: f64) -> Result<f64, JsError> {
     if v.is_undefined() || v.is_null() {
         return Ok(default);
     }
-    v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| invalid(format!("training option '{key}' must be a number")))
+    v.as_f64()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| invalid(format!("training option '{key}' must be a number")))
 }
 
-fn whole(opts: &JsValue, key: &str, default: usize, lo: usize, hi: usize) -> Result<usize, JsError> {
+fn whole(
+    opts: &JsValue,
+    key: &str,
+    default: usize,
+    lo: usize,
+    hi: usize,
+) -> Result<usize, JsError> {
     let v = field(opts, key, default as f64)?;
     if v.fract() != 0.0 || v < lo as f64 || v > hi as f64 {
-        return Err(invalid(format!("training option '{key}' must be a whole number in {lo}..={hi}, got {v}")));
+        return Err(invalid(format!(
+            "training option '{key}' must be a whole number in {lo}..={hi}, got {v}"
+        )));
     }
     Ok(v as usize)
 }
@@ -546,47 +680,85 @@ fn whole(opts: &JsValue, key: &str, default: usize, lo: usize, hi: usize) -> Res
 pub fn dncnn_train_init(opts: JsValue) -> Result<JsValue, JsError> {
     let be = backend()?;
     let b = be.as_ref();
-    let init = Reflect::get(&opts, &"init".into()).ok().filter(|v| v.is_object()).map(|v| Uint8Array::new(&v).to_vec());
+    let init = Reflect::get(&opts, &"init".into())
+        .ok()
+        .filter(|v| v.is_object())
+        .map(|v| Uint8Array::new(&v).to_vec());
     let model = match &init {
-        Some(bytes) => DnCnn::from_weights(b, bytes).map_err(|e| invalid(format!("cannot fine-tune: {e}")))?,
+        Some(bytes) => {
+            DnCnn::from_weights(b, bytes).map_err(|e| invalid(format!("cannot fine-tune: {e}")))?
+        }
         None => {
             let config = DnCnnConfig {
                 channels: whole(&opts, "channels", 1, 1, 3)?,
                 depth: whole(&opts, "depth", 6, 2, 30)?,
                 width: whole(&opts, "width", 24, 1, 128)?,
             };
-            DnCnn::new(b, config, whole(&opts, "seed", 1, 0, u32::MAX as usize)? as u64).map_err(err)?
+            DnCnn::new(
+                b,
+                config,
+                whole(&opts, "seed", 1, 0, u32::MAX as usize)? as u64,
+            )
+            .map_err(err)?
         }
     };
     let cfg = model.config;
-    let (lo, hi) = (field(&opts, "sigma_lo", 10.0)? as f32, field(&opts, "sigma_hi", 10.0)? as f32);
+    let (lo, hi) = (
+        field(&opts, "sigma_lo", 10.0)? as f32,
+        field(&opts, "sigma_hi", 10.0)? as f32,
+    );
     if !(0.0..=255.0).contains(&lo) || !(lo..=255.0).contains(&hi) {
-        return Err(invalid(format!("the training noise range must satisfy 0 <= lo <= hi <= 255, got [{lo}, {hi}]")));
+        return Err(invalid(format!(
+            "the training noise range must satisfy 0 <= lo <= hi <= 255, got [{lo}, {hi}]"
+        )));
     }
-    let level = if lo == hi { NoiseLevel::Fixed(lo) } else { NoiseLevel::Uniform { lo, hi } };
+    let level = if lo == hi {
+        NoiseLevel::Fixed(lo)
+    } else {
+        NoiseLevel::Uniform { lo, hi }
+    };
     let val_sigma = field(&opts, "val_sigma", ((lo + hi) / 2.0) as f64)? as f32;
     let batch = whole(&opts, "batch", 16, 1, 256)?;
     let patch = whole(&opts, "patch", 40, 8, 128)?;
     let lr = field(&opts, "lr", 1e-3)? as f32;
     if !(lr > 0.0 && lr < 1.0) {
-        return Err(invalid(format!("the learning rate must be in (0, 1), got {lr}")));
+        return Err(invalid(format!(
+            "the learning rate must be in (0, 1), got {lr}"
+        )));
     }
     let seed = whole(&opts, "seed", 1, 0, u32::MAX as usize)? as u64;
 
-    let imgs: Vec<Image> = with_tab(|t| t.train_images.iter().map(|i| if cfg.channels == 1 { i.gray.clone() } else { i.rgb.clone() }).collect());
+    let imgs: Vec<Image> = with_tab(|t| {
+        t.train_images
+            .iter()
+            .map(|i| {
+                if cfg.channels == 1 {
+                    i.gray.clone()
+                } else {
+                    i.rgb.clone()
+                }
+            })
+            .collect()
+    });
     if imgs.is_empty() {
-        return Err(invalid("no training images: add the samples or some clean photos first"));
+        return Err(invalid(
+            "no training images: add the samples or some clean photos first",
+        ));
     }
     let n_images = imgs.len();
     let sampler = PatchSampler::new(imgs.clone(), patch).map_err(err)?;
-    let val = PatchSampler::new(imgs, VAL_SIDE).map_err(|e| invalid(format!("validation: {e}")))?.batch(
-        VAL_PATCHES,
-        NoiseLevel::Fixed(val_sigma),
-        seed ^ VAL_SEED_KEY,
-        0,
-    );
+    let val = PatchSampler::new(imgs, VAL_SIDE)
+        .map_err(|e| invalid(format!("validation: {e}")))?
+        .batch(
+            VAL_PATCHES,
+            NoiseLevel::Fixed(val_sigma),
+            seed ^ VAL_SEED_KEY,
+            0,
+        );
     let val_psnr_noisy = metrics::psnr(&val.clean, &val.noisy).map_err(err)?;
-    let val_noisy = b.upload(&[VAL_PATCHES, cfg.channels, VAL_SIDE, VAL_SIDE], &val.noisy).map_err(err)?;
+    let val_noisy = b
+        .upload(&[VAL_PATCHES, cfg.channels, VAL_SIDE, VAL_SIDE], &val.noisy)
+        .map_err(err)?;
     let opt = AdamState::new(b, &model.params(), lr).map_err(err)?;
 
     let mut meta = HashMap::new();
@@ -602,15 +774,34 @@ pub fn dncnn_train_init(opts: JsValue) -> Result<JsValue, JsError> {
         ("lr0", lr.to_string()),
         ("seed", seed.to_string()),
         ("backend", b.info().describe()),
-        ("init", if init.is_some() { "fine-tuned from a shipped model".into() } else { "from scratch".into() }),
+        (
+            "init",
+            if init.is_some() {
+                "fine-tuned from a shipped model".into()
+            } else {
+                "from scratch".into()
+            },
+        ),
     ] {
         meta.insert(k.to_string(), v);
     }
     let o = model_info("trained", &model, &meta);
     set(&o, "images", n_images as u32);
     set(&o, "val_sigma", val_sigma);
-    let trainer =
-        Trainer { model: Rc::new(model), opt, sampler, level, batch, seed, step: 0, val_noisy, val_clean: val.clean, val_sigma, val_psnr_noisy, meta };
+    let trainer = Trainer {
+        model: Rc::new(model),
+        opt,
+        sampler,
+        level,
+        batch,
+        seed,
+        step: 0,
+        val_noisy,
+        val_clean: val.clean,
+        val_sigma,
+        val_psnr_noisy,
+        meta,
+    };
     with_tab(|t| t.trainer = Some(trainer));
     Ok(o.into())
 }
@@ -621,10 +812,13 @@ pub fn dncnn_train_init(opts: JsValue) -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 pub async fn dncnn_train_steps(n: u32) -> Result<JsValue, JsError> {
     if !(1..=1000).contains(&n) {
-        return Err(invalid(format!("steps per call must be in 1..=1000, got {n}")));
+        return Err(invalid(format!(
+            "steps per call must be in 1..=1000, got {n}"
+        )));
     }
     let be = backend()?;
-    let mut tr = with_tab(|t| t.trainer.take()).ok_or_else(|| invalid("training is not set up: press Start"))?;
+    let mut tr = with_tab(|t| t.trainer.take())
+        .ok_or_else(|| invalid("training is not set up: press Start"))?;
     let r = train_steps(be.as_ref(), &mut tr, n).await;
     let step = tr.step;
     with_tab(|t| t.trainer = Some(tr));
@@ -639,7 +833,12 @@ pub async fn dncnn_train_steps(n: u32) -> Result<JsValue, JsError> {
 }
 
 async fn train_steps(b: &dyn Backend, tr: &mut Trainer, n: u32) -> Result<f64, JsError> {
-    let shape = [tr.batch, tr.sampler.channels, tr.sampler.patch, tr.sampler.patch];
+    let shape = [
+        tr.batch,
+        tr.sampler.channels,
+        tr.sampler.patch,
+        tr.sampler.patch,
+    ];
     let mut sum: Option<Tensor> = None;
     for _ in 0..n {
         let batch = tr.sampler.batch(tr.batch, tr.level, tr.seed, tr.step);
@@ -661,14 +860,28 @@ async fn train_steps(b: &dyn Backend, tr: &mut Trainer, n: u32) -> Result<f64, J
 #[wasm_bindgen]
 pub async fn dncnn_train_validate() -> Result<JsValue, JsError> {
     let be = backend()?;
-    let (model, noisy, clean, sigma, psnr_noisy, step) =
-        with_tab(|t| t.trainer.as_ref().map(|tr| (tr.model.clone(), tr.val_noisy.clone(), tr.val_clean.clone(), tr.val_sigma, tr.val_psnr_noisy, tr.step)))
-            .ok_or_else(|| invalid("training is not set up: press Start"))?;
+    let (model, noisy, clean, sigma, psnr_noisy, step) = with_tab(|t| {
+        t.trainer.as_ref().map(|tr| {
+            (
+                tr.model.clone(),
+                tr.val_noisy.clone(),
+                tr.val_clean.clone(),
+                tr.val_sigma,
+                tr.val_psnr_noisy,
+                tr.step,
+            )
+        })
+    })
+    .ok_or_else(|| invalid("training is not set up: press Start"))?;
     let y = model.denoise_tensor(be.as_ref(), &noisy).map_err(err)?;
     let yv = images::quantize8(&be.read(&y).await.map_err(err)?);
     let o = Object::new();
     set(&o, "step", step as f64);
-    set(&o, "psnr", optional(Some(metrics::psnr(&clean, &yv).map_err(err)?)));
+    set(
+        &o,
+        "psnr",
+        optional(Some(metrics::psnr(&clean, &yv).map_err(err)?)),
+    );
     set(&o, "psnr_noisy", psnr_noisy);
     set(&o, "sigma", sigma);
     Ok(o.into())
@@ -678,8 +891,12 @@ pub async fn dncnn_train_validate() -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 pub async fn dncnn_train_weights() -> Result<Vec<u8>, JsError> {
     let be = backend()?;
-    let (model, mut meta, step) = with_tab(|t| t.trainer.as_ref().map(|tr| (tr.model.clone(), tr.meta.clone(), tr.step)))
-        .ok_or_else(|| invalid("no model has been trained in this tab yet"))?;
+    let (model, mut meta, step) = with_tab(|t| {
+        t.trainer
+            .as_ref()
+            .map(|tr| (tr.model.clone(), tr.meta.clone(), tr.step))
+    })
+    .ok_or_else(|| invalid("no model has been trained in this tab yet"))?;
     meta.insert("step".into(), step.to_string());
     model.to_weights(be.as_ref(), meta).await.map_err(err)
 }

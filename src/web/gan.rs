@@ -20,7 +20,9 @@ use super::{backend, err, page_train_indices, set, HELD_OUT_EVERY};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, CLASSES, PIXELS, SIDE};
-use crate::models::gan::{self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput};
+use crate::models::gan::{
+    self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput,
+};
 use crate::models::gan_metrics::{classifier_score, frechet_distance};
 use crate::models::{Classifier, ClassifierConfig};
 use crate::nn::{Adam, Module};
@@ -71,11 +73,13 @@ fn invalid(msg: impl Into<String>) -> JsError {
 }
 
 fn digits() -> Result<Rc<Mnist>, JsError> {
-    TAB.with(|t| t.borrow().digits.clone()).ok_or_else(|| invalid("the page's digit set is not loaded yet (gan_load_digits)"))
+    TAB.with(|t| t.borrow().digits.clone())
+        .ok_or_else(|| invalid("the page's digit set is not loaded yet (gan_load_digits)"))
 }
 
 fn current() -> Result<Rc<RefCell<Gan>>, JsError> {
-    TAB.with(|t| t.borrow().gan.clone()).ok_or_else(|| invalid("no GAN yet: press Reset/Train or load the pretrained DCGAN"))
+    TAB.with(|t| t.borrow().gan.clone())
+        .ok_or_else(|| invalid("no GAN yet: press Reset/Train or load the pretrained DCGAN"))
 }
 
 fn parse_loss(s: &str) -> Result<GanLoss, JsError> {
@@ -83,7 +87,9 @@ fn parse_loss(s: &str) -> Result<GanLoss, JsError> {
         "ce" => Ok(GanLoss::CrossEntropy),
         "minimax" => Ok(GanLoss::Minimax),
         "ls" => Ok(GanLoss::LeastSquares),
-        o => Err(invalid(format!("unknown loss {o:?} (expected ce, minimax or ls)"))),
+        o => Err(invalid(format!(
+            "unknown loss {o:?} (expected ce, minimax or ls)"
+        ))),
     }
 }
 
@@ -91,7 +97,9 @@ fn parse_latent(s: &str) -> Result<Latent, JsError> {
     match s {
         "normal" => Ok(Latent::Normal),
         "uniform" => Ok(Latent::Uniform),
-        o => Err(invalid(format!("unknown latent distribution {o:?} (expected normal or uniform)"))),
+        o => Err(invalid(format!(
+            "unknown latent distribution {o:?} (expected normal or uniform)"
+        ))),
     }
 }
 
@@ -112,22 +120,42 @@ struct Settings {
     seed: u64,
 }
 
-fn settings(loss: &str, dist: &str, lr: f32, beta1: f32, batch: usize, seed: u32) -> Result<Settings, JsError> {
+fn settings(
+    loss: &str,
+    dist: &str,
+    lr: f32,
+    beta1: f32,
+    batch: usize,
+    seed: u32,
+) -> Result<Settings, JsError> {
     if !(1..=256).contains(&batch) {
         return Err(invalid(format!("batch must be 1..=256, got {batch}")));
     }
     // an absurd learning rate is allowed on purpose: the tab shows what divergence looks like
     if !(lr.is_finite() && lr > 0.0) {
-        return Err(invalid(format!("learning rate must be a positive number, got {lr}")));
+        return Err(invalid(format!(
+            "learning rate must be a positive number, got {lr}"
+        )));
     }
     if !(beta1.is_finite() && (0.0..1.0).contains(&beta1)) {
         return Err(invalid(format!("beta1 must be in [0, 1), got {beta1}")));
     }
-    Ok(Settings { loss: parse_loss(loss)?, latent: parse_latent(dist)?, lr, beta1, batch, seed: seed as u64 })
+    Ok(Settings {
+        loss: parse_loss(loss)?,
+        latent: parse_latent(dist)?,
+        lr,
+        beta1,
+        batch,
+        seed: seed as u64,
+    })
 }
 
 fn install(gen: Generator, disc: Discriminator, s: Settings) -> Object {
-    let count = |ps: Vec<&crate::autodiff::Param>| ps.iter().map(|p| p.shape().iter().product::<usize>()).sum::<usize>();
+    let count = |ps: Vec<&crate::autodiff::Param>| {
+        ps.iter()
+            .map(|p| p.shape().iter().product::<usize>())
+            .sum::<usize>()
+    };
     let o = Object::new();
     set(&o, "arch", arch_name(gen.config.arch));
     set(&o, "latent", gen.config.latent as u32);
@@ -163,7 +191,8 @@ pub fn gan_load_digits(bytes: &[u8]) -> Result<u32, JsError> {
 pub fn gan_load_classifier(bytes: &[u8]) -> Result<(), JsError> {
     let b = backend()?;
     let m = Classifier::new(b.as_ref(), ClassifierConfig::default(), 0).map_err(err)?;
-    crate::weights::load_params(b.as_ref(), &m.params(), bytes).map_err(|e| invalid(format!("classifier: {e}")))?;
+    crate::weights::load_params(b.as_ref(), &m.params(), bytes)
+        .map_err(|e| invalid(format!("classifier: {e}")))?;
     TAB.with(|t| t.borrow_mut().classifier = Some(Rc::new(m)));
     Ok(())
 }
@@ -172,14 +201,32 @@ pub fn gan_load_classifier(bytes: &[u8]) -> Result<(), JsError> {
 /// `width`: DCGAN base width. Resolves to `{arch, latent, width, g_parameters, d_parameters}`.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
-pub fn gan_reset(arch: &str, loss: &str, latent: usize, dist: &str, width: usize, lr: f32, beta1: f32, batch: usize, seed: u32) -> Result<JsValue, JsError> {
+pub fn gan_reset(
+    arch: &str,
+    loss: &str,
+    latent: usize,
+    dist: &str,
+    width: usize,
+    lr: f32,
+    beta1: f32,
+    batch: usize,
+    seed: u32,
+) -> Result<JsValue, JsError> {
     let s = settings(loss, dist, lr, beta1, batch, seed)?;
     let arch = match arch {
         "dense" => GanArch::Dense,
         "dcgan" => GanArch::Dcgan,
-        o => return Err(invalid(format!("unknown architecture {o:?} (expected dense or dcgan)"))),
+        o => {
+            return Err(invalid(format!(
+                "unknown architecture {o:?} (expected dense or dcgan)"
+            )))
+        }
     };
-    let config = GanConfig { arch, latent, width };
+    let config = GanConfig {
+        arch,
+        latent,
+        width,
+    };
     config.validate().map_err(err)?;
     let b = backend()?;
     let gen = Generator::new(b.as_ref(), config, s.seed).map_err(err)?;
@@ -193,16 +240,31 @@ pub fn gan_reset(arch: &str, loss: &str, latent: usize, dist: &str, width: usize
 /// metadata strings).
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
-pub fn gan_load(g_bytes: &[u8], d_bytes: &[u8], loss: &str, dist: &str, lr: f32, beta1: f32, batch: usize, seed: u32) -> Result<JsValue, JsError> {
+pub fn gan_load(
+    g_bytes: &[u8],
+    d_bytes: &[u8],
+    loss: &str,
+    dist: &str,
+    lr: f32,
+    beta1: f32,
+    batch: usize,
+    seed: u32,
+) -> Result<JsValue, JsError> {
     let s = settings(loss, dist, lr, beta1, batch, seed)?;
     let b = backend()?;
     let b: &dyn Backend = b.as_ref();
-    let config = gan::config_from_tensors(&crate::weights::from_bytes(g_bytes).map_err(err)?).map_err(err)?;
+    let config = gan::config_from_tensors(&crate::weights::from_bytes(g_bytes).map_err(err)?)
+        .map_err(err)?;
     let gen = Generator::new(b, config, s.seed).map_err(err)?;
-    crate::weights::load_params(b, &gen.state(), g_bytes).map_err(|e| invalid(format!("generator: {e}")))?;
+    crate::weights::load_params(b, &gen.state(), g_bytes)
+        .map_err(|e| invalid(format!("generator: {e}")))?;
     let disc = Discriminator::new(b, config, s.seed + 100).map_err(err)?;
     if !d_bytes.is_empty() {
-        crate::weights::load_params(b, &disc.state(), d_bytes).map_err(|e| invalid(format!("discriminator (does it belong to this generator?): {e}")))?;
+        crate::weights::load_params(b, &disc.state(), d_bytes).map_err(|e| {
+            invalid(format!(
+                "discriminator (does it belong to this generator?): {e}"
+            ))
+        })?;
     }
     let meta = crate::weights::metadata(g_bytes).map_err(err)?;
     let o = install(gen, disc, s);
@@ -221,7 +283,9 @@ pub fn gan_load(g_bytes: &[u8], d_bytes: &[u8], loss: &str, dist: &str, lr: f32,
 #[wasm_bindgen]
 pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
     if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
-        return Err(invalid(format!("training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}")));
+        return Err(invalid(format!(
+            "training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}"
+        )));
     }
     let page = digits()?;
     let b = backend()?;
@@ -230,28 +294,58 @@ pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
     let train = page_train_indices(page.len());
     // queue every step with the model borrowed, then read the results without it
     let (outputs, loss, first_step) = {
-        let mut gm = gan.try_borrow_mut().map_err(|_| invalid("training is already running"))?;
+        let mut gm = gan
+            .try_borrow_mut()
+            .map_err(|_| invalid("training is already running"))?;
         let first_step = gm.step;
         let mut outputs = Vec::with_capacity(n);
         for _ in 0..n {
             let step_seed = gm.seed.wrapping_mul(31).wrapping_add(gm.step as u64);
-            let idx: Vec<usize> = (0..gm.batch).map(|i| train[rng::random_u32(step_seed, i as u32) as usize % train.len()]).collect();
+            let idx: Vec<usize> = (0..gm.batch)
+                .map(|i| train[rng::random_u32(step_seed, i as u32) as usize % train.len()])
+                .collect();
             let (xs, _) = page.gather(&idx).map_err(err)?;
-            let x = b.upload(&[gm.batch, PIXELS], &gan::to_tanh_range(&xs)).map_err(err)?;
-            let zs = gan::sample_z(gm.batch, gm.gen.config.latent, gm.latent, gm.seed.wrapping_mul(1_000_003).wrapping_add(gm.step as u64));
-            let z = b.upload(&[gm.batch, gm.gen.config.latent], &zs).map_err(err)?;
-            let Gan { gen, disc, opt_g, opt_d, loss, .. } = &mut *gm;
+            let x = b
+                .upload(&[gm.batch, PIXELS], &gan::to_tanh_range(&xs))
+                .map_err(err)?;
+            let zs = gan::sample_z(
+                gm.batch,
+                gm.gen.config.latent,
+                gm.latent,
+                gm.seed.wrapping_mul(1_000_003).wrapping_add(gm.step as u64),
+            );
+            let z = b
+                .upload(&[gm.batch, gm.gen.config.latent], &zs)
+                .map_err(err)?;
+            let Gan {
+                gen,
+                disc,
+                opt_g,
+                opt_d,
+                loss,
+                ..
+            } = &mut *gm;
             outputs.push(gan::train_step(b, gen, disc, opt_g, opt_d, *loss, &x, &z).map_err(err)?);
             gm.step += 1;
         }
         (outputs, gm.loss, first_step)
     };
-    let (mut dl, mut gl, mut acc) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut dl, mut gl, mut acc) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let mut diverged = JsValue::NULL;
     for (k, out) in outputs.iter().enumerate() {
         let d = b.read(&out.d_loss).await.map_err(err)?[0];
         let g = b.read(&out.g_loss).await.map_err(err)?[0];
-        let s = StepOutput::stats(loss, d, g, &b.read(&out.real_out).await.map_err(err)?, &b.read(&out.fake_out).await.map_err(err)?);
+        let s = StepOutput::stats(
+            loss,
+            d,
+            g,
+            &b.read(&out.real_out).await.map_err(err)?,
+            &b.read(&out.fake_out).await.map_err(err)?,
+        );
         dl.push(s.d_loss);
         gl.push(s.g_loss);
         acc.push(s.d_accuracy);
@@ -276,11 +370,15 @@ pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 pub fn gan_sample_z(n: usize, seed: u32) -> Result<Float32Array, JsError> {
     if !(1..=MAX_CHUNK).contains(&n) {
-        return Err(invalid(format!("gan_sample_z: n must be 1..={MAX_CHUNK}, got {n}")));
+        return Err(invalid(format!(
+            "gan_sample_z: n must be 1..={MAX_CHUNK}, got {n}"
+        )));
     }
     let gan = current()?;
     let gm = gan.borrow();
-    Ok(Float32Array::from(&gan::sample_z(n, gm.gen.config.latent, gm.latent, seed as u64)[..]))
+    Ok(Float32Array::from(
+        &gan::sample_z(n, gm.gen.config.latent, gm.latent, seed as u64)[..],
+    ))
 }
 
 /// G(z) for latent vectors z (a multiple of d values, at most 500 rows): digits in [0, 1],
@@ -292,7 +390,11 @@ pub async fn gan_generate(z: Vec<f32>) -> Result<Float32Array, JsError> {
     let t = {
         let gm = gan.borrow();
         let d = gm.gen.config.latent;
-        if z.is_empty() || !z.len().is_multiple_of(d) || z.len() / d > MAX_CHUNK || z.iter().any(|v| !v.is_finite()) {
+        if z.is_empty()
+            || !z.len().is_multiple_of(d)
+            || z.len() / d > MAX_CHUNK
+            || z.iter().any(|v| !v.is_finite())
+        {
             return Err(invalid(format!("gan_generate: expected 1..={MAX_CHUNK} finite latent vectors of {d} values, got {} values", z.len())));
         }
         gan::generate(b.as_ref(), &gm.gen, &z).map_err(err)?
@@ -302,7 +404,12 @@ pub async fn gan_generate(z: Vec<f32>) -> Result<Float32Array, JsError> {
 
 /// `steps` latent vectors from `a` to `b` (both ends included), linear or spherical.
 #[wasm_bindgen]
-pub fn gan_interpolate(a: Vec<f32>, b: Vec<f32>, steps: usize, spherical: bool) -> Result<Float32Array, JsError> {
+pub fn gan_interpolate(
+    a: Vec<f32>,
+    b: Vec<f32>,
+    steps: usize,
+    spherical: bool,
+) -> Result<Float32Array, JsError> {
     if a.len() != b.len() || a.is_empty() || !(2..=64).contains(&steps) {
         return Err(invalid(format!("gan_interpolate: need two latent vectors of the same size and 2..=64 steps (got {}, {}, {steps})", a.len(), b.len())));
     }
@@ -323,10 +430,16 @@ pub fn gan_interpolate(a: Vec<f32>, b: Vec<f32>, steps: usize, spherical: bool) 
 #[wasm_bindgen]
 pub fn gan_neighbours(z: Vec<f32>, n: usize, seed: u32) -> Result<Float32Array, JsError> {
     if z.is_empty() || !(1..=64).contains(&n) {
-        return Err(invalid(format!("gan_neighbours: need a latent vector and 1..=64 neighbours (got {} values, {n})", z.len())));
+        return Err(invalid(format!(
+            "gan_neighbours: need a latent vector and 1..=64 neighbours (got {} values, {n})",
+            z.len()
+        )));
     }
     let noise = rng::uniform_vec(n * z.len(), -NEIGHBOUR_NOISE, NEIGHBOUR_NOISE, seed as u64);
-    let out: Vec<f32> = noise.chunks(z.len()).flat_map(|e| z.iter().zip(e).map(|(a, b)| a + b)).collect();
+    let out: Vec<f32> = noise
+        .chunks(z.len())
+        .flat_map(|e| z.iter().zip(e).map(|(a, b)| a + b))
+        .collect();
     Ok(Float32Array::from(&out[..]))
 }
 
@@ -334,11 +447,15 @@ pub fn gan_neighbours(z: Vec<f32>, n: usize, seed: u32) -> Result<Float32Array, 
 #[wasm_bindgen]
 pub fn gan_real_digits(n: usize, seed: u32) -> Result<Float32Array, JsError> {
     if !(1..=MAX_CHUNK).contains(&n) {
-        return Err(invalid(format!("gan_real_digits: n must be 1..={MAX_CHUNK}, got {n}")));
+        return Err(invalid(format!(
+            "gan_real_digits: n must be 1..={MAX_CHUNK}, got {n}"
+        )));
     }
     let page = digits()?;
     let held = page.len().div_ceil(HELD_OUT_EVERY);
-    let idx: Vec<usize> = (0..n).map(|i| (rng::random_u32(seed as u64, i as u32) as usize % held) * HELD_OUT_EVERY).collect();
+    let idx: Vec<usize> = (0..n)
+        .map(|i| (rng::random_u32(seed as u64, i as u32) as usize % held) * HELD_OUT_EVERY)
+        .collect();
     Ok(Float32Array::from(&page.gather(&idx).map_err(err)?.0[..]))
 }
 
@@ -348,7 +465,10 @@ pub fn gan_real_digits(n: usize, seed: u32) -> Result<Float32Array, JsError> {
 pub async fn gan_discriminate(digits: Vec<f32>) -> Result<Float32Array, JsError> {
     let n = digits.len() / PIXELS;
     if n == 0 || !digits.len().is_multiple_of(PIXELS) || n > MAX_CHUNK {
-        return Err(invalid(format!("gan_discriminate: expected 1..={MAX_CHUNK} digits of {PIXELS} values, got {} values", digits.len())));
+        return Err(invalid(format!(
+            "gan_discriminate: expected 1..={MAX_CHUNK} digits of {PIXELS} values, got {} values",
+            digits.len()
+        )));
     }
     let gan = current()?;
     let b = backend()?;
@@ -357,17 +477,33 @@ pub async fn gan_discriminate(digits: Vec<f32>) -> Result<Float32Array, JsError>
         let mut g = Graph::new(b.as_ref());
         g.set_grad_enabled(false);
         g.set_training(false);
-        let x = g.constant(b.upload(&[n, PIXELS], &gan::to_tanh_range(&digits)).map_err(err)?);
+        let x = g.constant(
+            b.upload(&[n, PIXELS], &gan::to_tanh_range(&digits))
+                .map_err(err)?,
+        );
         let o = gm.disc.forward(&mut g, x).map_err(err)?;
         (g.value(o).map_err(err)?.clone(), gm.loss)
     };
     let out = b.read(&t).await.map_err(err)?;
-    let p: Vec<f32> = out.iter().map(|&v| if loss == GanLoss::LeastSquares { v.clamp(0.0, 1.0) } else { 1.0 / (1.0 + (-v).exp()) }).collect();
+    let p: Vec<f32> = out
+        .iter()
+        .map(|&v| {
+            if loss == GanLoss::LeastSquares {
+                v.clamp(0.0, 1.0)
+            } else {
+                1.0 / (1.0 + (-v).exp())
+            }
+        })
+        .collect();
     Ok(Float32Array::from(&p[..]))
 }
 
 /// Classifier probabilities and penultimate features of digits in [0, 1].
-async fn classify(b: &dyn Backend, clf: &Classifier, digits: &[f32]) -> Result<(Vec<f32>, Vec<f32>), JsError> {
+async fn classify(
+    b: &dyn Backend,
+    clf: &Classifier,
+    digits: &[f32],
+) -> Result<(Vec<f32>, Vec<f32>), JsError> {
     let n = digits.len() / PIXELS;
     let x = b.upload(&[n, 1, SIDE, SIDE], digits).map_err(err)?;
     let feats = {
@@ -378,7 +514,10 @@ async fn classify(b: &dyn Backend, clf: &Classifier, digits: &[f32]) -> Result<(
         g.value(f).map_err(err)?.clone()
     };
     let probs = clf.probabilities_tensor(b, &x).map_err(err)?;
-    Ok((b.read(&probs).await.map_err(err)?, b.read(&feats).await.map_err(err)?))
+    Ok((
+        b.read(&probs).await.map_err(err)?,
+        b.read(&feats).await.map_err(err)?,
+    ))
 }
 
 /// One chunk of the quality numbers: `count` (1..=500) generated digits from z seeded by
@@ -387,23 +526,34 @@ async fn classify(b: &dyn Backend, clf: &Classifier, digits: &[f32]) -> Result<(
 #[wasm_bindgen]
 pub async fn gan_quality_chunk(start: usize, count: usize, seed: u32) -> Result<u32, JsError> {
     if !(1..=MAX_CHUNK).contains(&count) {
-        return Err(invalid(format!("quality: chunk must be 1..={MAX_CHUNK} digits, got {count}")));
+        return Err(invalid(format!(
+            "quality: chunk must be 1..={MAX_CHUNK} digits, got {count}"
+        )));
     }
-    let clf = TAB.with(|t| t.borrow().classifier.clone()).ok_or_else(|| invalid("the classifier is not loaded (models/classifier.safetensors)"))?;
+    let clf = TAB
+        .with(|t| t.borrow().classifier.clone())
+        .ok_or_else(|| invalid("the classifier is not loaded (models/classifier.safetensors)"))?;
     let page = digits()?;
     let gan = current()?;
     let b = backend()?;
     let b: &dyn Backend = b.as_ref();
     let fake = {
         let gm = gan.borrow();
-        let z = gan::sample_z(count, gm.gen.config.latent, gm.latent, (seed as u64).wrapping_mul(7).wrapping_add(start as u64));
+        let z = gan::sample_z(
+            count,
+            gm.gen.config.latent,
+            gm.latent,
+            (seed as u64).wrapping_mul(7).wrapping_add(start as u64),
+        );
         gan::generate(b, &gm.gen, &z).map_err(err)?
     };
     let fake = b.read(&fake).await.map_err(err)?;
     let held = page.len().div_ceil(HELD_OUT_EVERY);
     // the page file is sorted by class: draw the reference digits at random (a fixed seed, so
     // every scoring compares with the same real digits), not in file order
-    let idx: Vec<usize> = (start..start + count).map(|i| (rng::random_u32(REFERENCE_SEED, i as u32) as usize % held) * HELD_OUT_EVERY).collect();
+    let idx: Vec<usize> = (start..start + count)
+        .map(|i| (rng::random_u32(REFERENCE_SEED, i as u32) as usize % held) * HELD_OUT_EVERY)
+        .collect();
     let (real, _) = page.gather(&idx).map_err(err)?;
     let (probs, fake_feats) = classify(b, &clf, &fake).await?;
     let (_, real_feats) = classify(b, &clf, &real).await?;
@@ -427,13 +577,23 @@ pub fn gan_quality_result() -> Result<JsValue, JsError> {
         let q = &t.quality;
         let n = q.probs.len() / CLASSES;
         if n < 2 {
-            return Err(invalid("quality: no samples scored yet (gan_quality_chunk)"));
+            return Err(invalid(
+                "quality: no samples scored yet (gan_quality_chunk)",
+            ));
         }
         let dim = q.fake_feats.len() / n;
         let o = Object::new();
         set(&o, "samples", n as u32);
-        set(&o, "classifier_score", classifier_score(&q.probs, CLASSES).map_err(err)?);
-        set(&o, "frechet_distance", frechet_distance(&q.fake_feats, &q.real_feats, dim).map_err(err)?);
+        set(
+            &o,
+            "classifier_score",
+            classifier_score(&q.probs, CLASSES).map_err(err)?,
+        );
+        set(
+            &o,
+            "frechet_distance",
+            frechet_distance(&q.fake_feats, &q.real_feats, dim).map_err(err)?,
+        );
         Ok(o.into())
     })
 }
@@ -448,18 +608,32 @@ pub async fn gan_save() -> Result<JsValue, JsError> {
     let (g_params, d_params, meta) = {
         let gm = gan.try_borrow().map_err(|_| invalid("the GAN is busy"))?;
         let mut meta = HashMap::new();
-        meta.insert("model".to_string(), format!("nnlab {:?} GAN generator (trained in the page)", gm.gen.config.arch));
+        meta.insert(
+            "model".to_string(),
+            format!(
+                "nnlab {:?} GAN generator (trained in the page)",
+                gm.gen.config.arch
+            ),
+        );
         meta.insert("loss".to_string(), format!("{:?}", gm.loss));
         meta.insert("latent_dist".to_string(), format!("{:?}", gm.latent));
         meta.insert("steps".to_string(), gm.step.to_string());
-        let list = |ps: Vec<&crate::autodiff::Param>| ps.iter().map(|p| (p.name().to_string(), p.shape().to_vec(), p.value().clone())).collect::<Vec<_>>();
+        let list = |ps: Vec<&crate::autodiff::Param>| {
+            ps.iter()
+                .map(|p| (p.name().to_string(), p.shape().to_vec(), p.value().clone()))
+                .collect::<Vec<_>>()
+        };
         (list(gm.gen.state()), list(gm.disc.state()), meta)
     };
     let mut files = Vec::new();
     for (params, meta) in [(g_params, Some(meta)), (d_params, None)] {
         let mut tensors = Vec::with_capacity(params.len());
         for (name, shape, t) in params {
-            tensors.push(crate::weights::NamedTensor { name, shape, data: b.read(&t).await.map_err(err)? });
+            tensors.push(crate::weights::NamedTensor {
+                name,
+                shape,
+                data: b.read(&t).await.map_err(err)?,
+            });
         }
         files.push(crate::weights::to_bytes(&tensors, meta).map_err(err)?);
     }

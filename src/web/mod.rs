@@ -76,7 +76,15 @@ pub(crate) struct EpochOrder {
 
 impl EpochOrder {
     pub fn new(n: usize, seed: u64) -> EpochOrder {
-        EpochOrder { order: crate::rng::shuffled(page_train_indices(n), seed.wrapping_mul(1000).wrapping_add(1)), cursor: 0, seed, epoch: 0 }
+        EpochOrder {
+            order: crate::rng::shuffled(
+                page_train_indices(n),
+                seed.wrapping_mul(1000).wrapping_add(1),
+            ),
+            cursor: 0,
+            seed,
+            epoch: 0,
+        }
     }
     pub fn len(&self) -> usize {
         self.order.len()
@@ -86,7 +94,10 @@ impl EpochOrder {
     pub fn next_batch(&mut self, batch: usize) -> Vec<usize> {
         if self.cursor + batch > self.order.len() {
             self.epoch += 1;
-            let seed = self.seed.wrapping_mul(1000).wrapping_add(self.epoch as u64 + 1);
+            let seed = self
+                .seed
+                .wrapping_mul(1000)
+                .wrapping_add(self.epoch as u64 + 1);
             self.order = crate::rng::shuffled(std::mem::take(&mut self.order), seed);
             self.cursor = 0;
         }
@@ -99,7 +110,12 @@ impl EpochOrder {
 /// Parse www/data/mnist_page.bin once per worker; a tab loading the same file again gets the
 /// parsed copy.
 pub(crate) fn page_digits(bytes: &[u8]) -> Result<Rc<crate::data::mnist::Mnist>, JsError> {
-    if let Some(d) = PAGE_DIGITS.with(|p| p.borrow().as_ref().filter(|(len, _)| *len == bytes.len()).map(|(_, d)| d.clone())) {
+    if let Some(d) = PAGE_DIGITS.with(|p| {
+        p.borrow()
+            .as_ref()
+            .filter(|(len, _)| *len == bytes.len())
+            .map(|(_, d)| d.clone())
+    }) {
         return Ok(d);
     }
     let d = Rc::new(crate::data::mnist::Mnist::from_page_bytes(bytes).map_err(err)?);
@@ -118,7 +134,9 @@ pub(crate) fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
 
 /// The backend picked by `init_backend` (shared by every tab's API).
 pub(crate) fn backend() -> Result<Rc<dyn Backend>, JsError> {
-    STATE.with(|s| s.borrow().as_ref().map(|s| s.backend.clone())).ok_or_else(|| JsError::new("nnlab is not initialised: call init_backend() first"))
+    STATE
+        .with(|s| s.borrow().as_ref().map(|s| s.backend.clone()))
+        .ok_or_else(|| JsError::new("nnlab is not initialised: call init_backend() first"))
 }
 
 /// Ask the browser for a WebGPU adapter in JS terms, so that a failure says what to change
@@ -127,7 +145,10 @@ pub(crate) fn backend() -> Result<Rc<dyn Backend>, JsError> {
 /// isFallbackAdapter); Err: why there is none.
 async fn probe_webgpu() -> Result<JsValue, String> {
     let global = js_sys::global();
-    let navigator = Reflect::get(&global, &"navigator".into()).ok().filter(|v| v.is_object()).ok_or("this context has no navigator")?;
+    let navigator = Reflect::get(&global, &"navigator".into())
+        .ok()
+        .filter(|v| v.is_object())
+        .ok_or("this context has no navigator")?;
     let gpu = match Reflect::get(&navigator, &"gpu".into()) {
         Ok(g) if g.is_object() => g,
         _ => return Err("this browser has no WebGPU (navigator.gpu is missing)".into()),
@@ -155,8 +176,18 @@ fn adapter_object(info: &JsValue) -> JsValue {
         return JsValue::NULL;
     }
     let o = Object::new();
-    for key in ["vendor", "architecture", "device", "description", "isFallbackAdapter"] {
-        set(&o, key, Reflect::get(info, &key.into()).unwrap_or(JsValue::UNDEFINED));
+    for key in [
+        "vendor",
+        "architecture",
+        "device",
+        "description",
+        "isFallbackAdapter",
+    ] {
+        set(
+            &o,
+            key,
+            Reflect::get(info, &key.into()).unwrap_or(JsValue::UNDEFINED),
+        );
     }
     o.into()
 }
@@ -166,14 +197,25 @@ fn adapter_object(info: &JsValue) -> JsValue {
 #[wasm_bindgen]
 pub async fn init_backend() -> Result<JsValue, JsError> {
     console_error_panic_hook::set_once();
-    let (backend, gpu_error, browser_adapter): (Rc<dyn Backend>, Option<String>, JsValue) = match probe_webgpu().await {
-        Err(reason) => (Rc::new(CpuBackend::new()), Some(reason), JsValue::NULL),
-        Ok(info) => match GpuBackend::new(Default::default()).await {
-            Ok(gpu) => (Rc::new(gpu), None, adapter_object(&info)),
-            Err(e) => (Rc::new(CpuBackend::new()), Some(e.to_string()), adapter_object(&info)),
-        },
-    };
-    STATE.with(|s| *s.borrow_mut() = Some(State { backend, gpu_error, browser_adapter }));
+    let (backend, gpu_error, browser_adapter): (Rc<dyn Backend>, Option<String>, JsValue) =
+        match probe_webgpu().await {
+            Err(reason) => (Rc::new(CpuBackend::new()), Some(reason), JsValue::NULL),
+            Ok(info) => match GpuBackend::new(Default::default()).await {
+                Ok(gpu) => (Rc::new(gpu), None, adapter_object(&info)),
+                Err(e) => (
+                    Rc::new(CpuBackend::new()),
+                    Some(e.to_string()),
+                    adapter_object(&info),
+                ),
+            },
+        };
+    STATE.with(|s| {
+        *s.borrow_mut() = Some(State {
+            backend,
+            gpu_error,
+            browser_adapter,
+        })
+    });
     backend_info()
 }
 
@@ -185,7 +227,9 @@ pub async fn init_backend() -> Result<JsValue, JsError> {
 pub fn backend_info() -> Result<JsValue, JsError> {
     STATE.with(|s| {
         let s = s.borrow();
-        let s = s.as_ref().ok_or_else(|| JsError::new("nnlab is not initialised: call init_backend() first"))?;
+        let s = s
+            .as_ref()
+            .ok_or_else(|| JsError::new("nnlab is not initialised: call init_backend() first"))?;
         let o = info_object(&s.info(), s.gpu_error.as_deref());
         set(&o, "browser_adapter", s.browser_adapter.clone());
         Ok(o.into())
@@ -196,7 +240,12 @@ pub fn backend_info() -> Result<JsValue, JsError> {
 /// browsers often leave empty (Chromium's SwiftShader has vendor "google", architecture
 /// "swiftshader"), so fall back to architecture and vendor.
 fn browser_adapter_name(info: &JsValue) -> Option<String> {
-    let field = |k: &str| Reflect::get(info, &k.into()).ok().and_then(|v| v.as_string()).filter(|v| !v.is_empty());
+    let field = |k: &str| {
+        Reflect::get(info, &k.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .filter(|v| !v.is_empty())
+    };
     if !info.is_object() {
         return None;
     }
@@ -216,7 +265,11 @@ fn info_object(info: &BackendInfo, gpu_error: Option<&str>) -> Object {
     set(&o, "adapter", info.adapter.as_str());
     set(&o, "fallback", info.fallback);
     set(&o, "describe", info.describe());
-    set(&o, "gpu_error", gpu_error.map(JsValue::from_str).unwrap_or(JsValue::NULL));
+    set(
+        &o,
+        "gpu_error",
+        gpu_error.map(JsValue::from_str).unwrap_or(JsValue::NULL),
+    );
     set(&o, "max_binding_bytes", info.max_binding_bytes as f64);
     o
 }
@@ -293,7 +346,9 @@ pub fn conv_arith_params(i: usize, m: usize, s: usize, p: usize) -> Result<JsVal
             let v = grid[y * side + x];
             // the library and the classification must agree on where the input pixels are
             if (kind == Cell::Input) != (v != 0.0) {
-                return Err(JsError::new(&format!("internal: grid cell ({y},{x}) classified {kind:?} but holds {v}")));
+                return Err(JsError::new(&format!(
+                    "internal: grid cell ({y},{x}) classified {kind:?} but holds {v}"
+                )));
             }
             kinds.push(kind as u8);
             input_index.push(if v != 0.0 { v as i32 - 1 } else { -1 });
@@ -301,7 +356,11 @@ pub fn conv_arith_params(i: usize, m: usize, s: usize, p: usize) -> Result<JsVal
     }
     set(&o, "side", side as u32);
     set(&o, "kinds", js_sys::Uint8Array::from(&kinds[..]));
-    set(&o, "input_index", js_sys::Int32Array::from(&input_index[..]));
+    set(
+        &o,
+        "input_index",
+        js_sys::Int32Array::from(&input_index[..]),
+    );
     let pt = lt.pytorch_params(s, p);
     let py = Object::new();
     set(&py, "stride", pt.stride as u32);
@@ -335,7 +394,18 @@ pub async fn conv_arith_run(i: usize, m: usize, s: usize, p: usize) -> Result<Js
     let x = be.upload(&[1, 1, i, i], &x_host).map_err(err)?;
     let w = be.upload(&[1, 1, m, m], &w_host).map_err(err)?;
 
-    let y = be.conv2d(&x, &w, None, Conv2dParams { stride: s, padding: p, dilation: 1 }).map_err(err)?;
+    let y = be
+        .conv2d(
+            &x,
+            &w,
+            None,
+            Conv2dParams {
+                stride: s,
+                padding: p,
+                dilation: 1,
+            },
+        )
+        .map_err(err)?;
     let y_host = be.read(&y).await.map_err(err)?;
 
     let pt = lt.pytorch_params(s, p);
@@ -344,8 +414,24 @@ pub async fn conv_arith_run(i: usize, m: usize, s: usize, p: usize) -> Result<Js
 
     let (grid, side) = conv_arith::stretch_and_pad(&y_host, 1, 1, lt.o, &lt);
     let g = be.upload(&[1, 1, side, side], &grid).map_err(err)?;
-    let w_flip = be.upload(&[1, 1, m, m], &conv_arith::flip_transpose_weight(&w_host, 1, 1, m)).map_err(err)?;
-    let l = be.conv2d(&g, &w_flip, None, Conv2dParams { stride: lt.s_t, padding: 0, dilation: 1 }).map_err(err)?;
+    let w_flip = be
+        .upload(
+            &[1, 1, m, m],
+            &conv_arith::flip_transpose_weight(&w_host, 1, 1, m),
+        )
+        .map_err(err)?;
+    let l = be
+        .conv2d(
+            &g,
+            &w_flip,
+            None,
+            Conv2dParams {
+                stride: lt.s_t,
+                padding: 0,
+                dilation: 1,
+            },
+        )
+        .map_err(err)?;
     let l_host = be.read(&l).await.map_err(err)?;
 
     if z.shape() != l.shape() {
@@ -355,13 +441,23 @@ pub async fn conv_arith_run(i: usize, m: usize, s: usize, p: usize) -> Result<Js
             z.shape()
         )));
     }
-    let max_abs_diff = z_host.iter().zip(&l_host).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let max_abs_diff = z_host
+        .iter()
+        .zip(&l_host)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
 
     let o = Object::new();
-    let describe = STATE.with(|s| s.borrow().as_ref().map(|s| s.info().describe())).unwrap_or_default();
+    let describe = STATE
+        .with(|s| s.borrow().as_ref().map(|s| s.info().describe()))
+        .unwrap_or_default();
     set(&o, "backend", describe);
     set(&o, "conv", tensor_result(x.shape(), y.shape(), &y_host));
-    set(&o, "transposed", tensor_result(y.shape(), z.shape(), &z_host));
+    set(
+        &o,
+        "transposed",
+        tensor_result(y.shape(), z.shape(), &z_host),
+    );
     set(&o, "lecture", tensor_result(g.shape(), l.shape(), &l_host));
     let go = Object::new();
     set(&go, "side", side as u32);
@@ -374,5 +470,13 @@ pub async fn conv_arith_run(i: usize, m: usize, s: usize, p: usize) -> Result<Js
 /// The cell legend of `conv_arith_params().kinds`, in kind order.
 #[wasm_bindgen]
 pub fn conv_arith_cell_kinds() -> Array {
-    ["input pixel", "inserted zero (i')", "padding (p')", "extra zero (a')"].iter().map(|s| JsValue::from_str(s)).collect()
+    [
+        "input pixel",
+        "inserted zero (i')",
+        "padding (p')",
+        "extra zero (a')",
+    ]
+    .iter()
+    .map(|s| JsValue::from_str(s))
+    .collect()
 }
