@@ -6,7 +6,7 @@
 // attack on one digit per update, one chunk of digits at one eps per curve call, a few steps per
 // training call. The loops live here, so they can pause and cancel between calls.
 
-import { HELD_OUT_EVERY, SIDE, digitsImage, pageDigitBytes } from './digits.js';
+import { SIDE, digitsImage, drawMagnified, pageDigitBytes } from './digits.js';
 
 const MODELS = {
   standard: {
@@ -40,12 +40,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Draw 784 values in [0, 1] (white on black) magnified to fill `canvas`, without smoothing. */
 function drawDigit(canvas, pixels) {
-  blit(canvas.getContext('2d'), digitsImage(pixels, 1, 1), canvas);
+  drawMagnified(canvas, digitsImage(pixels, 1, 1));
 }
 
 /** Draw 784 values in [-1, 1] with a diverging colormap: blue (-1), white (0), red (+1). */
 function drawDiverging(canvas, values) {
-  const ctx = canvas.getContext('2d');
   const img = new ImageData(SIDE, SIDE);
   const neg = [33, 102, 172];
   const pos = [178, 24, 43];
@@ -55,14 +54,7 @@ function drawDiverging(canvas, values) {
     const t = Math.abs(v);
     img.data.set([255 + t * (c[0] - 255), 255 + t * (c[1] - 255), 255 + t * (c[2] - 255), 255], 4 * i);
   }
-  blit(ctx, img, canvas);
-}
-
-function blit(ctx, img, canvas) {
-  const small = new OffscreenCanvas(SIDE, SIDE);
-  small.getContext('2d').putImageData(img, 0, 0);
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
+  drawMagnified(canvas, img);
 }
 
 function clearCanvas(canvas, color = '#f0f2f6') {
@@ -188,7 +180,7 @@ export function setupAdversarialTab(call) {
     digit: null, // { pixels: Float32Array(784), label: number (-1: the model's prediction), source }
     fallback: false,
     cpu: false,
-    heldOut: 2000, // page digits never used by the in-tab training (every HELD_OUT_EVERY-th)
+    heldOut: 2000, // page digits never used by the in-tab training (every held_out_every-th)
   };
 
   // ---------------------------------------------------------------- loading (on first view)
@@ -222,13 +214,13 @@ export function setupAdversarialTab(call) {
   async function loadDigits() {
     try {
       const bytes = await pageDigitBytes();
-      const count = await call('adv_load_digits', bytes);
+      const { digits: count, held_out_every: heldOutEvery } = await call('adv_load_digits', bytes);
       const labels = bytes.subarray(8, 8 + count);
       const pixels = bytes.subarray(8 + count);
       const byClass = Array.from({ length: 10 }, () => []);
-      for (let i = 0; i < count; i += HELD_OUT_EVERY) byClass[labels[i]].push(i);
+      for (let i = 0; i < count; i += heldOutEvery) byClass[labels[i]].push(i);
       st.page = { count, labels, pixels, byClass };
-      st.heldOut = Math.ceil(count / HELD_OUT_EVERY);
+      st.heldOut = Math.ceil(count / heldOutEvery);
       showGrid('all', false);
       const first = Number($('adv-grid').querySelector('.adv-thumb')?.dataset.index ?? 0);
       pickDigit(first);

@@ -3,7 +3,7 @@
 // PCA's, and, with k = 2, see the codes of held-out digits and the decoded manifold.
 // Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/autoencoders.rs);
 // this file drives short calls in a loop that can pause between them, and draws on canvases.
-import { PIXELS, SIDE, digitsImage, pageDigitBytes } from './digits.js';
+import { PIXELS, SIDE, digitsImage, drawMagnified, pageDigitBytes } from './digits.js';
 import { download, fetchBytes } from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -629,12 +629,7 @@ export function setupAutoencodersTab(call) {
         const c = state.pendingDecode;
         state.pendingDecode = null;
         const img = await call('ae_decode', new Float32Array(c));
-        const ctx = canvas.probe.getContext('2d');
-        const small = document.createElement('canvas');
-        small.width = small.height = SIDE;
-        small.getContext('2d').putImageData(digitsImage(img, 1, 1), 0, 0);
-        ctx.imageSmoothingEnabled = false;
-        ctx.drawImage(small, 0, 0, canvas.probe.width, canvas.probe.height);
+        drawMagnified(canvas.probe, digitsImage(img, 1, 1));
         $('ae-probe-code').textContent = `code (${c[0].toFixed(3)}, ${c[1].toFixed(3)})`;
       }
     } catch (e) {

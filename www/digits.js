@@ -6,8 +6,6 @@ import { fetchBytes } from './util.js';
 export const DIGITS_URL = 'data/mnist_page.bin';
 export const SIDE = 28;
 export const PIXELS = SIDE * SIDE;
-/** Page digits i % HELD_OUT_EVERY == 0 are held out of in-tab training (src/web/mod.rs says the same). */
-export const HELD_OUT_EVERY = 5;
 
 let bytes = null;
 
@@ -41,4 +39,13 @@ export function digitsImage(values, count, cols, scale = 1, gap = 0) {
     }
   }
   return img;
+}
+
+/** Draw a small ImageData (one 28x28 digit or map) magnified to fill `canvas`, pixels kept sharp. */
+export function drawMagnified(canvas, image) {
+  const small = new OffscreenCanvas(image.width, image.height);
+  small.getContext('2d').putImageData(image, 0, 0);
+  const ctx = canvas.getContext('2d');
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
 }

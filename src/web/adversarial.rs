@@ -113,13 +113,18 @@ fn argmax(row: &[f32]) -> usize {
         .0
 }
 
-/// Load the page's digit set (www/data/mnist_page.bin); resolves to the number of digits.
+/// Load the page's digit set (www/data/mnist_page.bin). Resolves to `{digits, held_out_every}`:
+/// the page shows the held-out digits (multiples of `held_out_every`) for attacks, so it needs the
+/// rule from here rather than a copy of the constant.
 #[wasm_bindgen]
-pub fn adv_load_digits(bytes: &[u8]) -> Result<u32, JsError> {
+pub fn adv_load_digits(bytes: &[u8]) -> Result<JsValue, JsError> {
     let page = super::page_digits(bytes)?;
     let n = page.len() as u32;
     TAB.with(|t| t.borrow_mut().digits = Some(page));
-    Ok(n)
+    let o = Object::new();
+    set(&o, "digits", n);
+    set(&o, "held_out_every", HELD_OUT_EVERY as u32);
+    Ok(o.into())
 }
 
 /// Load shipped classifier weights (safetensors bytes) as `which` ("standard" or
