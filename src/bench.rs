@@ -190,7 +190,7 @@ pub fn bench_dncnn(
         let core = dncnn::tile_core(be, &model.config)?;
         // denoise_tiled reads its result back, so each call is already synchronous
         let t = time_it(budget, &|| Ok(()), &mut || {
-            dncnn::denoise_tiled(be, &model, &img, core, |_, _| {}).map(drop)
+            dncnn::denoise_tiled(be, &model, &img, core, false, |_, _| {}).map(drop)
         })?;
         rows.push((name.to_string(), img.pixels() as f64 / 1e6 / t, t * 1e3));
     }

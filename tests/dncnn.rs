@@ -9,7 +9,7 @@ use std::io::Cursor;
 use nnlab::backend::read_blocking;
 use nnlab::cpu::CpuBackend;
 use nnlab::data::images::{self, ColorMode, Image};
-use nnlab::data::patches::{augment, NoiseLevel, PatchSampler};
+use nnlab::data::patches::{augment, dihedral, dihedral_inverse, NoiseLevel, PatchSampler};
 use nnlab::metrics;
 use nnlab::models::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
 use nnlab::nn::Module;
@@ -211,7 +211,7 @@ fn tiled_denoising_equals_untiled() {
             .unwrap();
         let whole = eval_output(&b, &model, &noisy);
         for core in [1usize, 7, 10, 16, 100] {
-            let tiled = dncnn::denoise_tiled(&b, &model, &noisy, core, |_, _| {}).unwrap();
+            let tiled = dncnn::denoise_tiled(&b, &model, &noisy, core, false, |_, _| {}).unwrap();
             let d = max_abs_diff(&whole, &tiled);
             println!("channels {c}, {w}x{h}, tile {core}: max |tiled - untiled| = {d:.2e}");
             assert!(d <= 1e-4, "tile {core}: max abs diff {d}");
@@ -230,6 +230,55 @@ fn tiled_denoising_equals_untiled() {
             max_abs_diff(&whole, &out) > 1e-4,
             "a too-small halo should differ"
         );
+    }
+}
+
+#[test]
+fn dihedral_turns_rectangles_and_each_mode_has_an_inverse() {
+    // [[0 1 2], [3 4 5]] turned a quarter counter-clockwise is [[2 5], [1 4], [0 3]]
+    let small: Vec<f32> = (0..6).map(|i| i as f32).collect();
+    let (r, h, w) = dihedral(&small, 1, 2, 3, 1);
+    assert_eq!((h, w), (3, 2));
+    assert_eq!(r, [2.0, 5.0, 1.0, 4.0, 0.0, 3.0]);
+    let (c, h, w) = (2, 4, 7);
+    let data: Vec<f32> = (0..c * h * w).map(|i| i as f32).collect();
+    for m in 0..8u8 {
+        let (t, h2, w2) = dihedral(&data, c, h, w, m);
+        assert_eq!((h2, w2), if m % 2 == 1 { (w, h) } else { (h, w) }, "mode {m}");
+        let (back, h3, w3) = dihedral(&t, c, h2, w2, dihedral_inverse(m));
+        assert_eq!((h3, w3, back), (h, w, data.clone()), "mode {m} then its inverse");
+    }
+}
+
+#[test]
+fn self_ensemble_is_the_mean_of_the_eight_turned_back_outputs_and_tiles_exactly() {
+    let b = CpuBackend::new();
+    let cfg = DnCnnConfig {
+        channels: 3,
+        depth: 4,
+        width: 8,
+    };
+    let model = DnCnn::new(&b, cfg, 9).unwrap();
+    let (h, w) = (23, 34);
+    let clean = synthetic(3, h, w, 2);
+    let noisy = clean
+        .with_data(images::add_awgn(&clean.data, 25.0, 5, 0))
+        .unwrap();
+    // by hand: turn the whole image, denoise, turn back, average
+    let mut want = vec![0.0f32; noisy.data.len()];
+    for m in 0..8u8 {
+        let (t, h2, w2) = dihedral(&noisy.data, 3, h, w, m);
+        let y = eval_output(&b, &model, &Image::new(3, h2, w2, t).unwrap());
+        let (back, _, _) = dihedral(&y, 3, h2, w2, dihedral_inverse(m));
+        want.iter_mut().zip(&back).for_each(|(a, v)| *a += v / 8.0);
+    }
+    let plain = dncnn::denoise_tiled(&b, &model, &noisy, 100, false, |_, _| {}).unwrap();
+    assert!(max_abs_diff(&want, &plain) > 1e-4, "the ensemble should differ from one pass");
+    for core in [100usize, 9] {
+        let got = dncnn::denoise_tiled(&b, &model, &noisy, core, true, |_, _| {}).unwrap();
+        let d = max_abs_diff(&want, &got);
+        println!("self-ensemble, tile {core}: max |tiled - by hand| = {d:.2e}");
+        assert!(d <= 1e-4, "tile {core}: {d}");
     }
 }
 
@@ -510,12 +559,12 @@ fn bad_image_inputs_give_clear_errors_or_work_as_documented() {
             cap,
         )
         .unwrap();
-        let out = dncnn::denoise_image(&b, &model, &im).unwrap();
+        let out = dncnn::denoise_image(&b, &model, &im, false).unwrap();
         assert_eq!((out.width, out.height), (w as usize, h as usize));
         assert!(out.data.iter().all(|v| v.is_finite()));
     }
     // a gray model refuses a colour image with a message, not a panic
-    let e = dncnn::denoise_image(&b, &model, &rgb)
+    let e = dncnn::denoise_image(&b, &model, &rgb, false)
         .err()
         .unwrap()
         .to_string();
@@ -594,6 +643,7 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         noise_seed: 0,
         limit: None,
         per_image: true,
+        self_ensemble: false,
         backend: BackendKind::Cpu,
         data: Some(root.clone()),
     })
@@ -608,6 +658,7 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         seed: 1,
         noisy_out: None,
         tile: Some(8),
+        self_ensemble: false,
         backend: BackendKind::Cpu,
     })
     .unwrap();
@@ -728,7 +779,7 @@ fn gpu_train_step_and_tiled_denoise_match_the_cpu() {
         .unwrap();
     let want = eval_output(&cpu, &mc, &noisy);
     let core = dncnn::tile_core(&gpu, &mg.config).unwrap();
-    let got = dncnn::denoise_tiled(&gpu, &mg, &noisy, core, |_, _| {}).unwrap();
+    let got = dncnn::denoise_tiled(&gpu, &mg, &noisy, core, false, |_, _| {}).unwrap();
     let d = max_abs_diff(&want, &got);
     println!("GPU tiled (core {core}) vs CPU untiled: max abs diff {d:.2e}");
     assert!(core < 37 && d <= 1e-4, "core {core}, diff {d}");
@@ -750,7 +801,7 @@ fn a_24_megapixel_image_denoises_in_tiles() {
     let cpu = CpuBackend::new();
     let m = DnCnn::new(&cpu, cfg, 1).unwrap();
     let t = std::time::Instant::now();
-    let out = dncnn::denoise_image(&cpu, &m, &img).unwrap();
+    let out = dncnn::denoise_image(&cpu, &m, &img, false).unwrap();
     println!(
         "CPU: 24 MP in {:.1}s (tile core {})",
         t.elapsed().as_secs_f64(),
@@ -765,7 +816,7 @@ fn a_24_megapixel_image_denoises_in_tiles() {
     .unwrap();
     let mg = DnCnn::new(&gpu, cfg, 1).unwrap();
     let t = std::time::Instant::now();
-    let outg = dncnn::denoise_image(&gpu, &mg, &img).unwrap();
+    let outg = dncnn::denoise_image(&gpu, &mg, &img, false).unwrap();
     println!(
         "GPU (4 MiB bindings): 24 MP in {:.1}s (tile core {}), max |gpu - cpu| {:.2e}",
         t.elapsed().as_secs_f64(),

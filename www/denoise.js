@@ -123,7 +123,7 @@ export function setupDenoiseTab(call) {
   const panel = $('panel-denoise');
   const el = {
     file: $('dn-file'), drop: $('dn-drop'), model: $('dn-model'), weights: $('dn-weights'),
-    noise: $('dn-noise'), sigma: $('dn-sigma'), sigmaOut: $('dn-sigma-out'), seed: $('dn-seed'),
+    noise: $('dn-noise'), ensemble: $('dn-ensemble'), sigma: $('dn-sigma'), sigmaOut: $('dn-sigma-out'), seed: $('dn-seed'),
     run: $('dn-run'), models: $('dn-models'), error: $('dn-error'), progressRow: $('dn-progress-row'),
     progress: $('dn-progress'), progressText: $('dn-progress-text'), cancel: $('dn-cancel'),
     zoom: $('dn-zoom'), download: $('dn-download'), info: $('dn-info'), metrics: $('dn-metrics'),
@@ -389,12 +389,13 @@ export function setupDenoiseTab(call) {
       setState('loading', `Loading ${modelPhrase(key)}…`);
       await models.load(key);
       if (token !== jobToken) return;
-      const job = await call('denoise_begin', key, sigma, seed);
+      const ensemble = el.ensemble.checked;
+      const job = await call('denoise_begin', key, sigma, seed, ensemble);
       if (token !== jobToken) return;
       el.progress.value = 0;
       el.progressText.textContent = `0 / ${job.tiles} tiles`;
       show(el.progressRow, true);
-      const what = `${photo.name} (${size}) with ${modelPhrase(key)}${note}${sigma ? `, σ=${sigma} noise added (seed ${seed})` : ''}`;
+      const what = `${photo.name} (${size}) with ${modelPhrase(key)}${note}${ensemble ? ', ×8 self-ensemble' : ''}${sigma ? `, σ=${sigma} noise added (seed ${seed})` : ''}`;
       setState('running', `Denoising ${what}…`);
       const t0 = performance.now();
       for (let i = 0; i < job.tiles; i++) {
@@ -410,7 +411,7 @@ export function setupDenoiseTab(call) {
       view.input = imageData(r.input_rgba, r.width, r.height);
       view.output = imageData(r.output_rgba, r.width, r.height);
       el.capIn.textContent = sigma ? `noisy input (σ=${sigma})` : 'input';
-      el.capOut.textContent = `denoised (${MODEL_NAMES[key]})`;
+      el.capOut.textContent = `denoised (${MODEL_NAMES[key]}${ensemble ? ', ×8 self-ensemble' : ''})`;
       renderView();
       setMetrics(r);
       el.download.disabled = false;

@@ -36,27 +36,44 @@ fn key(seed: u64, stream: u64, step: u64) -> u64 {
 /// Apply augmentation `mode` (0..8) to a planar (c, p, p) patch: rotate by 90 degrees `mode % 4`
 /// times (counter-clockwise), then flip vertically when `mode >= 4`. Mode 0 is the identity.
 pub fn augment(patch: &[f32], c: usize, p: usize, mode: u8) -> Vec<f32> {
-    let mut out = vec![0.0; patch.len()];
+    dihedral(patch, c, p, p, mode).0
+}
+
+/// [`augment`] for a planar (c, h, w) rectangle: returns the data and its new (height, width),
+/// which swap for an odd number of quarter turns.
+pub fn dihedral(data: &[f32], c: usize, h: usize, w: usize, mode: u8) -> (Vec<f32>, usize, usize) {
     let rot = mode % 4;
     let flip = mode >= 4;
+    let (h2, w2) = if rot % 2 == 1 { (w, h) } else { (h, w) };
+    let mut out = vec![0.0; data.len()];
     for ch in 0..c {
-        let src = &patch[ch * p * p..(ch + 1) * p * p];
-        let dst = &mut out[ch * p * p..(ch + 1) * p * p];
-        for y in 0..p {
-            for x in 0..p {
+        let src = &data[ch * h * w..(ch + 1) * h * w];
+        let dst = &mut out[ch * h * w..(ch + 1) * h * w];
+        for y in 0..h2 {
+            let yy = if flip { h2 - 1 - y } else { y };
+            for x in 0..w2 {
                 // destination (y, x) reads the source pixel it came from
-                let (yy, xx) = if flip { (p - 1 - y, x) } else { (y, x) };
                 let (sy, sx) = match rot {
-                    0 => (yy, xx),
-                    1 => (xx, p - 1 - yy),
-                    2 => (p - 1 - yy, p - 1 - xx),
-                    _ => (p - 1 - xx, yy),
+                    0 => (yy, x),
+                    1 => (x, w - 1 - yy),
+                    2 => (h - 1 - yy, w - 1 - x),
+                    _ => (h - 1 - x, yy),
                 };
-                dst[y * p + x] = src[sy * p + sx];
+                dst[y * w2 + x] = src[sy * w + sx];
             }
         }
     }
-    out
+    (out, h2, w2)
+}
+
+/// The augmentation that undoes `mode`: a turn is undone by the opposite turn; a turn followed by
+/// a flip is its own inverse (F R^r F = R^-r).
+pub fn dihedral_inverse(mode: u8) -> u8 {
+    if mode >= 4 {
+        mode
+    } else {
+        (4 - mode) % 4
+    }
 }
 
 /// Random patches from a set of clean images of one colour mode.

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use crate::autodiff::{Graph, Param, Var};
 use crate::backend::{AdamParams, Backend, Conv2dParams, LossKind};
 use crate::data::images::Image;
+use crate::data::patches::{dihedral, dihedral_inverse};
 use crate::nn::{BatchNorm2d, Conv2d, Init, Module};
 use crate::tensor::Tensor;
 use crate::tiling::{self, Tile};
@@ -470,15 +471,50 @@ pub fn tile_core(b: &dyn Backend, config: &DnCnnConfig) -> Result<usize> {
     tiling::core_for_limit(info.max_binding_bytes, per_pixel, config.receptive_radius())
 }
 
-/// Denoise a planar image with tiles of output side `core` (halo = the receptive radius).
-/// `progress(done, total)` is called after each tile. Returns the denoised planar data (not
-/// clamped). Reads each tile back asynchronously, so the browser can await it; natively use
-/// [`denoise_tiled`].
+/// Denoise one planar crop (C, h, w) of an image and read it back. With `ensemble` the result is
+/// the mean of the model's outputs on the 8 flips/rotations of the crop, each turned back
+/// (geometric self-ensemble: 8 times the work, a little more PSNR). Every one of the 8 passes
+/// is queued before the first read-back, so a GPU runs them without waiting in between.
+pub async fn denoise_crop(
+    b: &dyn Backend,
+    model: &DnCnn,
+    crop: &[f32],
+    h: usize,
+    w: usize,
+    ensemble: bool,
+) -> Result<Vec<f32>> {
+    let c = model.config.channels;
+    let modes: &[u8] = if ensemble { &[0, 1, 2, 3, 4, 5, 6, 7] } else { &[0] };
+    let mut queued = Vec::with_capacity(modes.len());
+    for &m in modes {
+        let (x, hm, wm) = if m == 0 { (crop.to_vec(), h, w) } else { dihedral(crop, c, h, w, m) };
+        let x = b.upload(&[1, c, hm, wm], &x)?;
+        queued.push((m, hm, wm, model.denoise_tensor(b, &x)?));
+    }
+    let mut sum = vec![0.0f32; crop.len()];
+    for (m, hm, wm, y) in queued {
+        let y = b.read(&y).await?;
+        let y = if m == 0 { y } else { dihedral(&y, c, hm, wm, dihedral_inverse(m)).0 };
+        sum.iter_mut().zip(&y).for_each(|(s, v)| *s += v);
+    }
+    let k = modes.len() as f32;
+    if k > 1.0 {
+        sum.iter_mut().for_each(|s| *s /= k);
+    }
+    Ok(sum)
+}
+
+/// Denoise a planar image with tiles of output side `core` (halo = the receptive radius), each
+/// tile as [`denoise_crop`] (so `ensemble` too: the halo makes a tile's flips/rotations see the
+/// same context as the whole image's would). `progress(done, total)` is called after each tile.
+/// Returns the denoised planar data (not clamped). Reads each tile back asynchronously, so the
+/// browser can await it; natively use [`denoise_tiled`].
 pub async fn denoise_tiled_async(
     b: &dyn Backend,
     model: &DnCnn,
     img: &Image,
     core: usize,
+    ensemble: bool,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<f32>> {
     let c = model.config.channels;
@@ -491,9 +527,7 @@ pub async fn denoise_tiled_async(
     let tiles = tiling::plan(img.height, img.width, core, model.config.receptive_radius())?;
     let mut out = vec![0.0f32; img.data.len()];
     for (i, t) in tiles.iter().enumerate() {
-        let x = b.upload(&[1, c, t.in_h, t.in_w], &crop(img, t))?;
-        let y = model.denoise_tensor(b, &x)?;
-        let yv = b.read(&y).await?;
+        let yv = denoise_crop(b, model, &crop(img, t), t.in_h, t.in_w, ensemble).await?;
         paste(&mut out, img, t, &yv);
         progress(i + 1, tiles.len());
     }
@@ -507,16 +541,18 @@ pub fn denoise_tiled(
     model: &DnCnn,
     img: &Image,
     core: usize,
+    ensemble: bool,
     progress: impl FnMut(usize, usize),
 ) -> Result<Vec<f32>> {
-    pollster::block_on(denoise_tiled_async(b, model, img, core, progress))
+    pollster::block_on(denoise_tiled_async(b, model, img, core, ensemble, progress))
 }
 
-/// Denoise a whole image with the tile size chosen for the backend (native).
+/// Denoise a whole image with the tile size chosen for the backend (native); `ensemble` as in
+/// [`denoise_crop`].
 #[cfg(not(target_arch = "wasm32"))]
-pub fn denoise_image(b: &dyn Backend, model: &DnCnn, img: &Image) -> Result<Image> {
+pub fn denoise_image(b: &dyn Backend, model: &DnCnn, img: &Image, ensemble: bool) -> Result<Image> {
     let core = tile_core(b, &model.config)?;
-    img.with_data(denoise_tiled(b, model, img, core, |_, _| {})?)
+    img.with_data(denoise_tiled(b, model, img, core, ensemble, |_, _| {})?)
 }
 
 /// The input rectangle of tile `t` of a planar image, (C, in_h, in_w).

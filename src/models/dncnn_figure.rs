@@ -75,7 +75,7 @@ fn denoised(
     clean: &Image,
     noisy: &Panel,
 ) -> Result<Panel> {
-    let out = dncnn::denoise_image(b, model, &noisy.image)?;
+    let out = dncnn::denoise_image(b, model, &noisy.image, false)?;
     let image = out.with_data(images::quantize8(&out.data))?;
     let p = metrics::psnr(&clean.data, &image.data)?;
     Ok(Panel {

@@ -63,6 +63,8 @@ struct Job {
     /// planar output of each pass
     out: Vec<Vec<f32>>,
     done: Vec<bool>,
+    /// geometric self-ensemble (mean over the 8 flips/rotations of each tile)
+    ensemble: bool,
 }
 
 impl Job {
@@ -345,10 +347,12 @@ pub fn denoise_cap_megapixels() -> f64 {
 /// that sigma (0-255 scale, seeded by `seed`, not clipped: the paper's protocol, and the same
 /// noise as `nnlab denoise --add-noise SIGMA --seed SEED`) is added first and the photo becomes
 /// the clean reference. A gray model denoises a colour photo plane by plane; a colour model
-/// takes a gray photo as three equal planes. Resolves to `{tiles, tile, passes, width, height,
-/// channels}`; then call `denoise_tile(i)` for i in 0..tiles, then `denoise_result()`.
+/// takes a gray photo as three equal planes. With `ensemble` each tile is denoised in its 8
+/// flips/rotations and the results, turned back, averaged (8 times the work). Resolves to
+/// `{tiles, tile, passes, width, height, channels}`; then call `denoise_tile(i)` for i in
+/// 0..tiles, then `denoise_result()`.
 #[wasm_bindgen]
-pub fn denoise_begin(key: &str, sigma: f32, seed: u32) -> Result<JsValue, JsError> {
+pub fn denoise_begin(key: &str, sigma: f32, seed: u32, ensemble: bool) -> Result<JsValue, JsError> {
     if !(sigma.is_finite() && (0.0..=255.0).contains(&sigma)) {
         return Err(invalid(format!(
             "the noise sigma must be in [0, 255], got {sigma}"
@@ -389,6 +393,7 @@ pub fn denoise_begin(key: &str, sigma: f32, seed: u32) -> Result<JsValue, JsErro
         alpha,
         tiles,
         out,
+        ensemble,
     };
     let o = Object::new();
     set(&o, "tiles", job.tile_count() as u32);
@@ -422,11 +427,10 @@ async fn run_tile(be: &dyn Backend, job: &mut Job, i: usize) -> Result<(), JsErr
     }
     let (pass, t) = (i / job.tiles.len(), job.tiles[i % job.tiles.len()]);
     let img = &job.passes[pass];
-    let x = be
-        .upload(&[1, img.channels, t.in_h, t.in_w], &dncnn::crop(img, &t))
+    let crop = dncnn::crop(img, &t);
+    let yv = dncnn::denoise_crop(be, &job.model, &crop, t.in_h, t.in_w, job.ensemble)
+        .await
         .map_err(err)?;
-    let y = job.model.denoise_tensor(be, &x).map_err(err)?;
-    let yv = be.read(&y).await.map_err(err)?;
     dncnn::paste(&mut job.out[pass], img, &t, &yv);
     job.done[i] = true;
     Ok(())
@@ -577,7 +581,7 @@ pub async fn denoise_figure_panel(key: &str, sigma: f32, seed: u32) -> Result<Js
         .with_data(images::add_awgn(&clean.data, sigma, noise_seed, 0))
         .map_err(err)?;
     let core = page_tile(be.as_ref(), &model.config)?;
-    let out = dncnn::denoise_tiled_async(be.as_ref(), &model, &noisy, core, |_, _| {})
+    let out = dncnn::denoise_tiled_async(be.as_ref(), &model, &noisy, core, false, |_, _| {})
         .await
         .map_err(err)?;
     let denoised = clean.with_data(images::quantize8(&out)).map_err(err)?;

@@ -155,6 +155,22 @@ test('Set12 01.png with sigma 25 noise: the blind gray model gains >= 5 dB on We
   assert.equal(png.subarray(1, 4).toString('ascii'), 'PNG');
   assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [256, 256]);
 
+  // x8 self-ensemble on a small crop-sized image: same pipeline, 8 passes per tile
+  const small = grayPng(64, 48, (x, y) => 128 + Math.round(90 * Math.sin(x / 6) * Math.cos(y / 9)));
+  const psnrOf = async (ensemble) => {
+    await page.setChecked('#dn-ensemble', ensemble);
+    await upload(page, `waves-${ensemble}.png`, small);
+    const o = await outcome(page);
+    assert.equal(o.error, null, `denoising failed (ensemble ${ensemble}): ${o.error}`);
+    return page.$eval('#dn-metrics', (e) => ({ ...e.dataset }));
+  };
+  const plain = await psnrOf(false);
+  const ens = await psnrOf(true);
+  console.log(`64x48 waves sigma 25: one pass ${Number(plain.psnrOut).toFixed(2)} dB, x8 self-ensemble ${Number(ens.psnrOut).toFixed(2)} dB`);
+  assert.match(await page.textContent('#dn-cap-out'), /×8 self-ensemble/);
+  assert.ok(Number(ens.gain) > 0 && ens.psnrOut !== plain.psnrOut, 'the ensemble runs and gives its own result');
+  await page.setChecked('#dn-ensemble', false);
+
   assert.deepEqual(problems, [], 'no errors in the page or the worker');
   assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
 });
