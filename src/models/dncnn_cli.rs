@@ -456,7 +456,10 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         "train_seconds_this_run".to_string(),
         format!("{:.0}", start.elapsed().as_secs_f64()),
     );
-    wmeta.insert("final_loss".to_string(), format!("{last_loss:.4e}"));
+    // a run that resumes at its last step trains nothing and has no loss to report
+    if last_loss.is_finite() {
+        wmeta.insert("final_loss".to_string(), format!("{last_loss:.4e}"));
+    }
     let bytes = pollster::block_on(model.to_weights(b, wmeta))?;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
