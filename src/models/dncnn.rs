@@ -473,8 +473,9 @@ pub fn tile_core(b: &dyn Backend, config: &DnCnnConfig) -> Result<usize> {
 
 /// Denoise one planar crop (C, h, w) of an image and read it back. With `ensemble` the result is
 /// the mean of the model's outputs on the 8 flips/rotations of the crop, each turned back
-/// (geometric self-ensemble: 8 times the work, a little more PSNR). Every one of the 8 passes
-/// is queued before the first read-back, so a GPU runs them without waiting in between.
+/// (geometric self-ensemble: 8 times the work, a little more PSNR). Each pass is read back
+/// before the next is queued, so the peak memory is that of one pass (a GPU frees a pass's
+/// activations only once its work is done).
 pub async fn denoise_crop(
     b: &dyn Backend,
     model: &DnCnn,
@@ -485,15 +486,11 @@ pub async fn denoise_crop(
 ) -> Result<Vec<f32>> {
     let c = model.config.channels;
     let modes: &[u8] = if ensemble { &[0, 1, 2, 3, 4, 5, 6, 7] } else { &[0] };
-    let mut queued = Vec::with_capacity(modes.len());
+    let mut sum = vec![0.0f32; crop.len()];
     for &m in modes {
         let (x, hm, wm) = if m == 0 { (crop.to_vec(), h, w) } else { dihedral(crop, c, h, w, m) };
         let x = b.upload(&[1, c, hm, wm], &x)?;
-        queued.push((m, hm, wm, model.denoise_tensor(b, &x)?));
-    }
-    let mut sum = vec![0.0f32; crop.len()];
-    for (m, hm, wm, y) in queued {
-        let y = b.read(&y).await?;
+        let y = b.read(&model.denoise_tensor(b, &x)?).await?;
         let y = if m == 0 { y } else { dihedral(&y, c, hm, wm, dihedral_inverse(m)).0 };
         sum.iter_mut().zip(&y).for_each(|(s, v)| *s += v);
     }
