@@ -485,19 +485,18 @@ pub async fn denoise_crop(
     ensemble: bool,
 ) -> Result<Vec<f32>> {
     let c = model.config.channels;
-    let modes: &[u8] = if ensemble { &[0, 1, 2, 3, 4, 5, 6, 7] } else { &[0] };
+    // Mode 0 is the identity, so one pass is the plain model; dividing by 1 is exact.
+    let modes = if ensemble { 0..8u8 } else { 0..1u8 };
+    let passes = modes.len() as f32;
     let mut sum = vec![0.0f32; crop.len()];
-    for &m in modes {
-        let (x, hm, wm) = if m == 0 { (crop.to_vec(), h, w) } else { dihedral(crop, c, h, w, m) };
+    for m in modes {
+        let (x, hm, wm) = dihedral(crop, c, h, w, m);
         let x = b.upload(&[1, c, hm, wm], &x)?;
         let y = b.read(&model.denoise_tensor(b, &x)?).await?;
-        let y = if m == 0 { y } else { dihedral(&y, c, hm, wm, dihedral_inverse(m)).0 };
+        let (y, _, _) = dihedral(&y, c, hm, wm, dihedral_inverse(m));
         sum.iter_mut().zip(&y).for_each(|(s, v)| *s += v);
     }
-    let k = modes.len() as f32;
-    if k > 1.0 {
-        sum.iter_mut().for_each(|s| *s /= k);
-    }
+    sum.iter_mut().for_each(|s| *s /= passes);
     Ok(sum)
 }
 
