@@ -16,7 +16,7 @@ use std::rc::Rc;
 use js_sys::{Float32Array, Object};
 use wasm_bindgen::prelude::*;
 
-use super::{backend, err, set, EpochOrder, HELD_OUT_EVERY};
+use super::{backend, err, invalid, loaded_digits, set, EpochOrder, HELD_OUT_EVERY};
 use crate::attack::{self, AdvTraining, Attack, EvalResult};
 use crate::backend::{Backend, UnaryOp};
 use crate::data::drawing;
@@ -54,13 +54,8 @@ thread_local! {
     static TAB: RefCell<Tab> = RefCell::new(Tab::default());
 }
 
-fn invalid(msg: impl Into<String>) -> JsError {
-    JsError::new(&msg.into())
-}
-
 fn digits() -> Result<Rc<Mnist>, JsError> {
-    TAB.with(|t| t.borrow().digits.clone())
-        .ok_or_else(|| invalid("the page's digit set is not loaded yet (adv_load_digits)"))
+    loaded_digits(TAB.with(|t| t.borrow().digits.clone()), "adv_load_digits")
 }
 
 /// The classifier named `which`: "standard", "adversarial" (the shipped weights) or "trained"

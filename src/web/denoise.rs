@@ -18,7 +18,7 @@ use std::rc::Rc;
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::{backend, err, set};
+use super::{backend, err, invalid, set};
 use crate::backend::{Backend, BinaryOp};
 use crate::data::images::{self, ColorMode, Image};
 use crate::data::patches::{NoiseLevel, PatchSampler};
@@ -119,10 +119,6 @@ thread_local! {
 
 fn with_tab<T>(f: impl FnOnce(&mut Tab) -> T) -> T {
     TAB.with(|t| f(&mut t.borrow_mut()))
-}
-
-fn invalid(msg: impl Into<String>) -> JsError {
-    JsError::new(&msg.into())
 }
 
 // ---------------------------------------------------------------- image helpers

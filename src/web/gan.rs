@@ -16,7 +16,7 @@ use std::rc::Rc;
 use js_sys::{Float32Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::{backend, err, page_train_indices, set, HELD_OUT_EVERY};
+use super::{backend, err, invalid, loaded_digits, page_train_indices, set, HELD_OUT_EVERY};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, CLASSES, PIXELS, SIDE};
@@ -68,13 +68,8 @@ thread_local! {
     static TAB: RefCell<Tab> = RefCell::new(Tab::default());
 }
 
-fn invalid(msg: impl Into<String>) -> JsError {
-    JsError::new(&msg.into())
-}
-
 fn digits() -> Result<Rc<Mnist>, JsError> {
-    TAB.with(|t| t.borrow().digits.clone())
-        .ok_or_else(|| invalid("the page's digit set is not loaded yet (gan_load_digits)"))
+    loaded_digits(TAB.with(|t| t.borrow().digits.clone()), "gan_load_digits")
 }
 
 fn current() -> Result<Rc<RefCell<Gan>>, JsError> {

@@ -127,6 +127,19 @@ pub(crate) fn err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// A JS error with a message of our own (bad arguments, a step out of order).
+pub(crate) fn invalid(msg: impl Into<String>) -> JsError {
+    JsError::new(&msg.into())
+}
+
+/// A tab's digit set, or the error naming the call that loads it.
+pub(crate) fn loaded_digits(
+    digits: Option<Rc<crate::data::mnist::Mnist>>,
+    loader: &str,
+) -> Result<Rc<crate::data::mnist::Mnist>, JsError> {
+    digits.ok_or_else(|| invalid(format!("the page's digit set is not loaded yet ({loader})")))
+}
+
 pub(crate) fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
     // Reflect::set on a plain object cannot fail.
     let _ = Reflect::set(obj, &JsValue::from_str(key), &value.into());
