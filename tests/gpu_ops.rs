@@ -658,3 +658,27 @@ fn bad_input_is_an_error() {
     let c = CpuBackend::new().upload(&[2, 3], &[0.0; 6]).unwrap();
     assert!(g.sum(&c).is_err());
 }
+
+/// `read_many` (one staging buffer and one map on the GPU) returns each tensor exactly as its
+/// own `read` does, in order, on both backends: sizes 1, odd and large, the same tensor twice.
+#[test]
+fn read_many_equals_one_read_per_tensor() {
+    let g = gpu();
+    let c = CpuBackend::new();
+    let shapes: [&[usize]; 4] = [&[1], &[3, 7], &[2, 3, 50, 41], &[5]];
+    for b in [&g as &dyn Backend, &c as &dyn Backend] {
+        let ts: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| b.upload(s, &rnd(numel(s), 40 + i as u64, -2.0, 2.0)).unwrap())
+            .collect();
+        let mut refs: Vec<&Tensor> = ts.iter().collect();
+        refs.push(&ts[1]);
+        let many = pollster::block_on(b.read_many(&refs)).unwrap();
+        assert_eq!(many.len(), refs.len());
+        for (t, got) in refs.iter().zip(&many) {
+            assert_eq!(got, &pollster::block_on(b.read(t)).unwrap(), "{}", b.info().describe());
+        }
+        assert!(pollster::block_on(b.read_many(&[])).unwrap().is_empty());
+    }
+}

@@ -1,7 +1,7 @@
 //! Both backends implement `Backend` the same way: each op forwards to the function of the same
 //! name in the backend's op-family module (conv, elementwise, reduce, batchnorm, optim, random).
 //! This macro writes that forwarding once. The invoking module must have those six modules in
-//! scope and the backend type must have inherent `info`, `upload` and `read_tensor` methods.
+//! scope and the backend type must have inherent `info`, `upload`, `read_tensor` and `read_tensors` methods.
 
 #[macro_export]
 #[doc(hidden)]
@@ -22,6 +22,12 @@ macro_rules! impl_backend_by_op_families {
                 t: &'a $crate::Tensor,
             ) -> $crate::backend::LocalBoxFuture<'a, $crate::Result<Vec<f32>>> {
                 <$ty>::read_tensor(self, t)
+            }
+            fn read_many<'a>(
+                &'a self,
+                ts: &'a [&'a $crate::Tensor],
+            ) -> $crate::backend::LocalBoxFuture<'a, $crate::Result<Vec<Vec<f32>>>> {
+                <$ty>::read_tensors(self, ts)
             }
             fn assign(&self, dst: &$crate::Tensor, src: &$crate::Tensor) -> $crate::Result<()> {
                 elementwise::assign(self, dst, src)

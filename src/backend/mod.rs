@@ -164,6 +164,10 @@ pub trait Backend {
     /// Read a tensor back to the host. On the GPU this maps asynchronously (never blocks a
     /// browser thread); natively, drive it with `pollster::block_on`.
     fn read<'a>(&'a self, t: &'a Tensor) -> LocalBoxFuture<'a, Result<Vec<f32>>>;
+    /// Read several tensors back at once, in order. On the GPU this is one copy and one map
+    /// for all of them (each map is a round trip through the browser's event loop, so a
+    /// training step that reads its losses pays one wait instead of one per tensor).
+    fn read_many<'a>(&'a self, ts: &'a [&'a Tensor]) -> LocalBoxFuture<'a, Result<Vec<Vec<f32>>>>;
     /// Overwrite `dst` with `src` (same element count) in place.
     fn assign(&self, dst: &Tensor, src: &Tensor) -> Result<()>;
     /// A filled tensor of the given shape: fill with a constant.

@@ -31,6 +31,12 @@ impl CpuBackend {
     pub fn read_tensor<'a>(&'a self, t: &'a Tensor) -> LocalBoxFuture<'a, Result<Vec<f32>>> {
         Box::pin(async move { elementwise::read(t) })
     }
+    pub fn read_tensors<'a>(
+        &'a self,
+        ts: &'a [&'a Tensor],
+    ) -> LocalBoxFuture<'a, Result<Vec<Vec<f32>>>> {
+        Box::pin(async move { ts.iter().map(|t| elementwise::read(t)).collect() })
+    }
     pub fn info(&self) -> BackendInfo {
         BackendInfo {
             kind: "cpu",

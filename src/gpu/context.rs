@@ -261,6 +261,20 @@ impl GpuBackend {
         })
     }
 
+    pub fn read_tensors<'a>(
+        &'a self,
+        ts: &'a [&'a Tensor],
+    ) -> crate::backend::LocalBoxFuture<'a, Result<Vec<Vec<f32>>>> {
+        Box::pin(async move {
+            let bufs = ts
+                .iter()
+                .map(|t| Ok((t.gpu_buffer("read")?, t.numel())))
+                .collect::<Result<Vec<_>>>()?;
+            let srcs: Vec<(&GpuBuffer, usize)> = bufs.iter().map(|(b, n)| (&**b, *n)).collect();
+            self.read_buffers(&srcs).await
+        })
+    }
+
     /// Copy `len` floats from `src[src_off..]` to `dst[dst_off..]` on the GPU.
     pub fn copy_elems(
         &self,
@@ -298,20 +312,42 @@ impl GpuBackend {
     /// Read `len` floats of a buffer back. Waits asynchronously for the GPU (map_async): on the
     /// web the browser's event loop drives it; natively this polls the device.
     pub async fn read_buffer(&self, src: &GpuBuffer, len: usize) -> Result<Vec<f32>> {
-        if len == 0 {
-            return Ok(vec![]);
+        let mut out = self.read_buffers(&[(src, len)]).await?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Read the first `len` floats of each buffer back, with one staging buffer and one map
+    /// for all of them.
+    pub async fn read_buffers(&self, srcs: &[(&GpuBuffer, usize)]) -> Result<Vec<Vec<f32>>> {
+        let total: usize = srcs.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return Ok(srcs.iter().map(|_| vec![]).collect());
         }
-        let bytes = len as u64 * 4;
+        for (src, len) in srcs {
+            if *len > src.len() {
+                return Err(Error::Invalid(format!(
+                    "GPU read of {len} floats from a buffer of {}",
+                    src.len()
+                )));
+            }
+        }
+        let bytes = total as u64 * 4;
         let staging = self.inner.pool.take(
             &self.inner.device,
-            bytes_for(len),
+            bytes_for(total),
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
         let mut enc = self
             .inner
             .device
             .create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(src.raw(), 0, &staging, 0, Some(bytes));
+        let mut off = 0u64;
+        for (src, len) in srcs {
+            if *len > 0 {
+                enc.copy_buffer_to_buffer(src.raw(), 0, &staging, off, Some(*len as u64 * 4));
+            }
+            off += *len as u64 * 4;
+        }
         self.inner.queue.submit([enc.finish()]);
         self.check("GPU read")?;
         let done = MapFuture::default();
@@ -340,11 +376,18 @@ impl GpuBackend {
             let view = staging
                 .get_mapped_range(0..bytes)
                 .map_err(|e| Error::Gpu(format!("reading a GPU buffer failed: {e}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            let all = bytemuck::cast_slice::<u8, f32>(&view);
+            let mut at = 0;
+            srcs.iter()
+                .map(|(_, len)| {
+                    at += len;
+                    all[at - len..at].to_vec()
+                })
+                .collect()
         };
         staging.unmap();
         // the staging buffer goes back to the pool through a temporary owner
-        drop(GpuBuffer::new(staging, len, &self.inner.pool));
+        drop(GpuBuffer::new(staging, total, &self.inner.pool));
         Ok(out)
     }
 

@@ -253,9 +253,16 @@ pub async fn adv_attack(
             )
         }
     };
-    let after = b.read(&after).await.map_err(err)?;
-    let adv = b.read(&x_adv).await.map_err(err)?;
-    let direction = b.read(&direction).await.map_err(err)?;
+    let mut host = b
+        .read_many(&[&after, &x_adv, &direction])
+        .await
+        .map_err(err)?
+        .into_iter();
+    let (after, adv, direction) = (
+        host.next().unwrap_or_default(),
+        host.next().unwrap_or_default(),
+        host.next().unwrap_or_default(),
+    );
 
     let o = Object::new();
     set(&o, "label", label as u32);

@@ -20,6 +20,7 @@ use wasm_bindgen::prelude::*;
 use super::{backend, err, invalid, loaded_digits, page_train_indices, set, EpochOrder, HELD_OUT_EVERY};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
+use crate::tensor::Tensor;
 use crate::data::mnist::{Mnist, PIXELS};
 use crate::models::autoencoder::{
     self, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, MAX_CODE,
@@ -401,13 +402,14 @@ pub async fn ae_train_steps(n: usize) -> Result<JsValue, JsError> {
         (results, tr.step, tr.order.epoch)
     };
     let (mut losses, mut recon) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for (total, rec) in &results {
-        let v = b.read(total).await.map_err(err)?[0];
-        if !v.is_finite() {
-            return Err(invalid(format!("training diverged: the cost is {v} at step {step}; press Reset and use a smaller learning rate")));
+    let tensors: Vec<&Tensor> = results.iter().flat_map(|(t, r)| [t, r]).collect();
+    for v in b.read_many(&tensors).await.map_err(err)?.chunks(2) {
+        let v0 = v[0][0];
+        if !v0.is_finite() {
+            return Err(invalid(format!("training diverged: the cost is {v0} at step {step}; press Reset and use a smaller learning rate")));
         }
-        losses.push(v);
-        recon.push(b.read(rec).await.map_err(err)?[0]);
+        losses.push(v0);
+        recon.push(v[1][0]);
     }
     let o = Object::new();
     set(&o, "step", step as u32);
@@ -509,10 +511,14 @@ pub async fn ae_eval(start: usize, count: usize) -> Result<JsValue, JsError> {
         .cost_parts(&mut g, &x, xn.as_ref(), &cost)
         .map_err(err)?;
     let out = g.sigmoid(p.logits).map_err(err)?;
-    let total = b.read(g.value(p.total).map_err(err)?).await.map_err(err)?[0] as f64;
-    let recon = b.read(g.value(p.recon).map_err(err)?).await.map_err(err)?[0] as f64;
-    let codes = b.read(g.value(p.code).map_err(err)?).await.map_err(err)?;
-    let mse = autoencoder::mse(&b.read(g.value(out).map_err(err)?).await.map_err(err)?, &xs);
+    let parts = [p.total, p.recon, p.code, out]
+        .into_iter()
+        .map(|id| g.value(id))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    let host = b.read_many(&parts).await.map_err(err)?;
+    let (total, recon, codes) = (host[0][0] as f64, host[1][0] as f64, &host[2]);
+    let mse = autoencoder::mse(&host[3], &xs);
     let near_zero = codes.iter().filter(|c| **c < NEAR_ZERO).count() as f64 / codes.len() as f64;
     let mean_code = codes.iter().map(|c| *c as f64).sum::<f64>() / codes.len() as f64;
     let labels: Vec<u8> = idx.iter().map(|&i| page.labels[i]).collect();

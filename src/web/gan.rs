@@ -19,6 +19,7 @@ use wasm_bindgen::prelude::*;
 use super::{backend, err, invalid, loaded_digits, page_train_indices, set, HELD_OUT_EVERY};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
+use crate::tensor::Tensor;
 use crate::data::mnist::{Mnist, CLASSES, PIXELS, SIDE};
 use crate::models::gan::{
     self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput,
@@ -331,16 +332,15 @@ pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
         Vec::with_capacity(n),
     );
     let mut diverged = JsValue::NULL;
-    for (k, out) in outputs.iter().enumerate() {
-        let d = b.read(&out.d_loss).await.map_err(err)?[0];
-        let g = b.read(&out.g_loss).await.map_err(err)?[0];
-        let s = StepOutput::stats(
-            loss,
-            d,
-            g,
-            &b.read(&out.real_out).await.map_err(err)?,
-            &b.read(&out.fake_out).await.map_err(err)?,
-        );
+    // every step's losses and D outputs in one read-back
+    let tensors: Vec<&Tensor> = outputs
+        .iter()
+        .flat_map(|o| [&o.d_loss, &o.g_loss, &o.real_out, &o.fake_out])
+        .collect();
+    let host = b.read_many(&tensors).await.map_err(err)?;
+    for (k, v) in host.chunks(4).enumerate() {
+        let (d, g) = (v[0][0], v[1][0]);
+        let s = StepOutput::stats(loss, d, g, &v[2], &v[3]);
         dl.push(s.d_loss);
         gl.push(s.g_loss);
         acc.push(s.d_accuracy);
