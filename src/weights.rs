@@ -189,6 +189,54 @@ pub fn load_params(backend: &dyn Backend, params: &[&Param], bytes: &[u8]) -> Re
     Ok(())
 }
 
+/// The element-wise mean of several weights files of one model (stochastic weight averaging:
+/// snapshots of one training run, taken along its trajectory, averaged into one model). Every
+/// file must hold the same names and shapes, else one error names the first difference.
+/// Tensors named `adam.*` (a checkpoint's optimizer state) are left out; everything else, BatchNorm
+/// running statistics included, is averaged. Sums in f64.
+pub fn average(files: &[&[u8]]) -> Result<Vec<NamedTensor>> {
+    let model = |bytes: &[u8]| -> Result<Vec<NamedTensor>> {
+        Ok(from_bytes(bytes)?
+            .into_iter()
+            .filter(|t| !t.name.starts_with("adam."))
+            .collect())
+    };
+    let Some((first, rest)) = files.split_first() else {
+        return Err(Error::Invalid("nothing to average: no weights files given".into()));
+    };
+    let first = model(first)?;
+    let mut sums: Vec<Vec<f64>> = first
+        .iter()
+        .map(|t| t.data.iter().map(|&v| v as f64).collect())
+        .collect();
+    for (i, bytes) in rest.iter().enumerate() {
+        let other = model(bytes)?;
+        let same = other.len() == first.len()
+            && other
+                .iter()
+                .zip(&first)
+                .all(|(a, b)| a.name == b.name && a.shape == b.shape);
+        if !same {
+            return Err(Error::Weights(format!(
+                "file {} does not hold the same tensors (names and shapes) as file 1: not snapshots of one model",
+                i + 2
+            )));
+        }
+        for (sum, t) in sums.iter_mut().zip(&other) {
+            sum.iter_mut().zip(&t.data).for_each(|(s, &v)| *s += v as f64);
+        }
+    }
+    let n = files.len() as f64;
+    Ok(first
+        .into_iter()
+        .zip(sums)
+        .map(|(t, sum)| NamedTensor {
+            data: sum.iter().map(|s| (s / n) as f32).collect(),
+            ..t
+        })
+        .collect())
+}
+
 /// Save `params` to a file (native).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save_file(

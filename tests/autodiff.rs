@@ -734,3 +734,40 @@ fn optimizers_update_params_in_place() {
     }
     assert_eq!((adam.steps(&p), adam.steps(&unused)), (1, 0));
 }
+
+/// `weights::average` is the element-wise mean, leaves a checkpoint's `adam.*` state out, and
+/// refuses files of different models or no files at all.
+#[test]
+fn averaging_weights_files() {
+    let t = |name: &str, shape: Vec<usize>, data: Vec<f32>| NamedTensor {
+        name: name.into(),
+        shape,
+        data,
+    };
+    let a = weights::to_bytes(
+        &[
+            t("w", vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]),
+            t("bn.running_var", vec![1], vec![1.0]),
+            t("adam.m.w", vec![2, 2], vec![9.0; 4]),
+        ],
+        None,
+    )
+    .unwrap();
+    let b = weights::to_bytes(
+        &[t("w", vec![2, 2], vec![3.0, 2.0, 1.0, 0.0]), t("bn.running_var", vec![1], vec![2.0])],
+        None,
+    )
+    .unwrap();
+    let avg = weights::average(&[&a, &b]).unwrap();
+    assert_eq!(
+        avg,
+        vec![t("bn.running_var", vec![1], vec![1.5]), t("w", vec![2, 2], vec![2.0; 4])]
+    );
+    // one file: itself, optimizer state dropped
+    assert_eq!(weights::average(&[&b]).unwrap().len(), 2);
+    let other = weights::to_bytes(&[t("w", vec![4], vec![0.0; 4]), t("bn.running_var", vec![1], vec![1.0])], None).unwrap();
+    let e = weights::average(&[&a, &other]).unwrap_err().to_string();
+    assert!(e.contains("file 2") && e.contains("same tensors"), "{e}");
+    assert!(weights::average(&[]).unwrap_err().to_string().contains("no weights files"));
+    assert!(weights::average(&[&a, b"junk"]).is_err());
+}

@@ -586,7 +586,7 @@ fn noise_is_seeded_and_unclipped() {
 #[test]
 fn cli_train_checkpoint_resume_eval_and_denoise() {
     use nnlab::models::dncnn_cli::{
-        self as cli, BackendKind, DenoiseArgs, EvalArgs, Mode, TrainArgs,
+        self as cli, AverageArgs, BackendKind, DenoiseArgs, EvalArgs, Mode, TrainArgs,
     };
     let root = std::env::temp_dir().join(format!("nnlab_dncnn_cli_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -618,6 +618,8 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         backend: BackendKind::Cpu,
         checkpoint: Some(ck.clone()),
         checkpoint_every: 2,
+        snapshots: None,
+        snapshot_every: 2,
         resume,
         print_every: 0.0,
         data: Some(root.clone()),
@@ -630,11 +632,44 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
     let ck6 = nnlab::weights::metadata(&std::fs::read(&ck).unwrap()).unwrap();
     assert_eq!(ck6["step"], "6");
     // the same 6 steps in one go give the same weights
+    // (with weight snapshots every 2 steps)
     std::fs::remove_file(&ck).unwrap();
-    cli::train(args(None, false)).unwrap();
+    let snaps = root.join("snaps");
+    cli::train(TrainArgs {
+        snapshots: Some(snaps.clone()),
+        ..args(None, false)
+    })
+    .unwrap();
     let straight = std::fs::read(&out).unwrap();
     let w = |bytes: &[u8]| nnlab::weights::from_bytes(bytes).unwrap();
     assert_eq!(w(&resumed), w(&straight));
+    // the last snapshot is the final model; `nnlab average` of the three is their mean, a
+    // model the CLI loads
+    let snap = |s: u64| snaps.join(format!("step_{s}.safetensors"));
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    assert_eq!(w(&read(&snap(6))), w(&straight));
+    let avg = root.join("avg.safetensors");
+    cli::average(AverageArgs {
+        out: avg.clone(),
+        inputs: vec![snap(2), snap(4), snap(6)],
+    })
+    .unwrap();
+    let (s2, s4, s6) = (w(&read(&snap(2))), w(&read(&snap(4))), w(&read(&snap(6))));
+    for (((a, t2), t4), t6) in w(&read(&avg)).iter().zip(&s2).zip(&s4).zip(&s6) {
+        for i in 0..a.data.len() {
+            let mean = (t2.data[i] as f64 + t4.data[i] as f64 + t6.data[i] as f64) / 3.0;
+            assert_eq!(a.data[i], mean as f32, "{}", a.name);
+        }
+    }
+    assert!(nnlab::weights::metadata(&read(&avg)).unwrap()["averaged"].contains("step_4.safetensors"));
+    cli::load_model(&CpuBackend::new(), &avg).unwrap();
+    let e = cli::average(AverageArgs {
+        out: avg.clone(),
+        inputs: vec![snap(2), root.join("missing.safetensors")],
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("missing.safetensors"), "{e}");
 
     cli::eval(EvalArgs {
         model: ck.clone(),

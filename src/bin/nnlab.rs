@@ -44,6 +44,8 @@ mod cli {
         },
         /// Denoise an image with a DnCNN (tiled, any size): nnlab denoise in.png out.png
         Denoise(nnlab::models::dncnn_cli::DenoiseArgs),
+        /// Average weights files of one model (stochastic weight averaging of training snapshots)
+        Average(nnlab::models::dncnn_cli::AverageArgs),
         /// Regenerate a lecture figure from the shipped models
         Figure {
             #[command(subcommand)]
@@ -133,6 +135,7 @@ mod cli {
                 what: EvalWhat::Gan(a),
             } => nnlab::models::gan_cli::eval(a).map_err(|e| e.to_string())?,
             Cmd::Denoise(a) => nnlab::models::dncnn_cli::denoise(a).map_err(|e| e.to_string())?,
+            Cmd::Average(a) => nnlab::models::dncnn_cli::average(a).map_err(|e| e.to_string())?,
             Cmd::Figure {
                 what: FigureWhat::Dncnn(a),
             } => nnlab::models::dncnn_figure::figure(a).map_err(|e| e.to_string())?,

@@ -93,6 +93,12 @@ pub struct TrainArgs {
     pub checkpoint: Option<PathBuf>,
     #[arg(long, default_value_t = 200)]
     pub checkpoint_every: u64,
+    /// also write the model's weights (no optimizer state) to DIR/step_<N>.safetensors every
+    /// --snapshot-every steps, to average later with `nnlab average` (stochastic weight averaging)
+    #[arg(long)]
+    pub snapshots: Option<PathBuf>,
+    #[arg(long, default_value_t = 100)]
+    pub snapshot_every: u64,
     /// continue from --checkpoint (its model shape, mode, seed, patch and batch are used)
     #[arg(long)]
     pub resume: bool,
@@ -307,10 +313,11 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         || a.steps == 0
         || !(a.lr > 0.0 && a.lr.is_finite())
         || a.checkpoint_every == 0
+        || a.snapshot_every == 0
     {
         return Err(Error::Invalid(format!(
-            "need batch >= 1, patch >= 3, steps >= 1, lr > 0, checkpoint-every >= 1 (got {}, {}, {}, {}, {})",
-            a.batch, a.patch, a.steps, a.lr, a.checkpoint_every
+            "need batch >= 1, patch >= 3, steps >= 1, lr > 0, checkpoint-every >= 1, snapshot-every >= 1 (got {}, {}, {}, {}, {}, {})",
+            a.batch, a.patch, a.steps, a.lr, a.checkpoint_every, a.snapshot_every
         )));
     }
     let mode = ColorMode::from_channels(a.channels)?;
@@ -436,6 +443,14 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
                 write_atomic(ck, &bytes)?;
             }
         }
+        if let Some(dir) = &a.snapshots {
+            if step.is_multiple_of(a.snapshot_every) {
+                let mut smeta = meta.clone();
+                smeta.insert("step".to_string(), step.to_string());
+                let bytes = pollster::block_on(model.to_weights(b, smeta))?;
+                write_atomic(&dir.join(format!("step_{step}.safetensors")), &bytes)?;
+            }
+        }
     }
     if step < a.steps {
         println!(
@@ -473,6 +488,49 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         "trained to step {step} in {} ; weights written to {}",
         hms(start.elapsed().as_secs_f64()),
         out.display()
+    );
+    Ok(())
+}
+
+/// `nnlab average`: the element-wise mean of weights files (snapshots of one run) in one file.
+#[derive(Args, Clone, Debug)]
+pub struct AverageArgs {
+    /// the averaged weights
+    #[arg(long)]
+    pub out: PathBuf,
+    /// weights files or checkpoints of one model (a checkpoint's optimizer state is left out)
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+/// `nnlab average`: metadata from the last input, with the list of inputs added.
+pub fn average(a: AverageArgs) -> Result<()> {
+    let files = a
+        .inputs
+        .iter()
+        .map(|p| read_file(p))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&[u8]> = files.iter().map(|f| f.as_slice()).collect();
+    let tensors = crate::weights::average(&refs)?;
+    let mut meta: HashMap<String, String> = crate::weights::metadata(refs[refs.len() - 1])?
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("adam"))
+        .collect();
+    let names: Vec<String> = a
+        .inputs
+        .iter()
+        .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .collect();
+    meta.insert(
+        "averaged".to_string(),
+        format!("mean of {} files: {}", names.len(), names.join(" ")),
+    );
+    write_atomic(&a.out, &crate::weights::to_bytes(&tensors, Some(meta))?)?;
+    println!(
+        "averaged {} files ({} tensors) into {}",
+        names.len(),
+        tensors.len(),
+        a.out.display()
     );
     Ok(())
 }
