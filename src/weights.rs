@@ -189,6 +189,12 @@ pub fn load_params(backend: &dyn Backend, params: &[&Param], bytes: &[u8]) -> Re
     Ok(())
 }
 
+/// Whether a tensor name or metadata key is a training checkpoint's optimizer state (the
+/// "adam.m.*"/"adam.v.*" tensors, the "adam_t"/"adam_lr" keys) rather than part of the model.
+pub fn is_optimizer_state(name: &str) -> bool {
+    name.starts_with("adam.") || name.starts_with("adam_")
+}
+
 /// The element-wise mean of several weights files of one model (stochastic weight averaging:
 /// snapshots of one training run, taken along its trajectory, averaged into one model). Every
 /// file must hold the same names and shapes, else one error names the first difference.
@@ -198,7 +204,7 @@ pub fn average(files: &[&[u8]]) -> Result<Vec<NamedTensor>> {
     let model = |bytes: &[u8]| -> Result<Vec<NamedTensor>> {
         Ok(from_bytes(bytes)?
             .into_iter()
-            .filter(|t| !t.name.starts_with("adam."))
+            .filter(|t| !is_optimizer_state(&t.name))
             .collect())
     };
     let Some((first, rest)) = files.split_first() else {

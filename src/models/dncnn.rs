@@ -177,7 +177,7 @@ impl DnCnn {
     pub fn from_weights(b: &dyn Backend, bytes: &[u8]) -> Result<DnCnn> {
         let found: Vec<NamedTensor> = weights::from_bytes(bytes)?
             .into_iter()
-            .filter(|t| !t.name.starts_with("adam."))
+            .filter(|t| !weights::is_optimizer_state(&t.name))
             .collect();
         let config = config_from_tensors(&found)?;
         let model = DnCnn::new(b, config, 0)?;

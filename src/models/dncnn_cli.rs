@@ -514,7 +514,7 @@ pub fn average(a: AverageArgs) -> Result<()> {
     let tensors = crate::weights::average(&refs)?;
     let mut meta: HashMap<String, String> = crate::weights::metadata(refs[refs.len() - 1])?
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("adam"))
+        .filter(|(k, _)| !crate::weights::is_optimizer_state(k))
         .collect();
     let names: Vec<String> = a
         .inputs

@@ -253,16 +253,12 @@ pub async fn adv_attack(
             )
         }
     };
-    let mut host = b
+    let [after, adv, direction]: [Vec<f32>; 3] = b
         .read_many(&[&after, &x_adv, &direction])
         .await
         .map_err(err)?
-        .into_iter();
-    let (after, adv, direction) = (
-        host.next().unwrap_or_default(),
-        host.next().unwrap_or_default(),
-        host.next().unwrap_or_default(),
-    );
+        .try_into()
+        .map_err(|_| err("read_many returned the wrong number of tensors"))?;
 
     let o = Object::new();
     set(&o, "label", label as u32);
