@@ -7,7 +7,11 @@ import { setupGanTab } from './gan.js';
 
 // ---------------------------------------------------------------- worker client
 
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+// the worker sees the page's `binding-limit-mb` (see worker.js) in its own URL
+const workerUrl = new URL('./worker.js', import.meta.url);
+const bindingLimit = new URLSearchParams(location.search).get('binding-limit-mb');
+if (bindingLimit !== null) workerUrl.searchParams.set('binding-limit-mb', bindingLimit);
+const worker = new Worker(workerUrl, { type: 'module' });
 const pending = new Map();
 let nextId = 1;
 let onStatus = () => {};
@@ -61,6 +65,7 @@ function showStatus({ info, error }) {
       statusEl.classList.add('status-gpu');
       statusText.textContent = `Backend: WebGPU on ${name}`;
     }
+    if (bindingLimit !== null) statusText.textContent += ` (storage bindings capped at ${(info.max_binding_bytes / 2 ** 20).toFixed(1)} MiB by ?binding-limit-mb)`;
   } else {
     statusEl.classList.add('status-cpu');
     statusText.textContent = `Backend: CPU (wasm). WebGPU is unavailable: ${info.gpu_error || 'no adapter'}`;

@@ -17,9 +17,16 @@ function message(e) {
   return String(e);
 }
 
+// `?binding-limit-mb=N` on the page (passed on to this worker's URL) caps the WebGPU
+// storage-binding size, to see the page on a small GPU; absent or invalid: the adapter's limit.
+function bindingLimitBytes() {
+  const mb = Number(new URL(self.location.href).searchParams.get('binding-limit-mb'));
+  return Number.isFinite(mb) && mb > 0 ? mb * 1024 * 1024 : undefined;
+}
+
 const ready = (async () => {
   await init();
-  return nn.init_backend();
+  return nn.init_backend(bindingLimitBytes());
 })();
 
 ready.then(

@@ -15,7 +15,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::backend::conv_arith::{self, LectureTransposed};
 use crate::backend::{Backend, BackendInfo, Conv2dParams};
 use crate::cpu::CpuBackend;
-use crate::gpu::GpuBackend;
+use crate::gpu::{GpuBackend, GpuOptions};
 
 mod adversarial;
 mod autoencoders;
@@ -207,13 +207,21 @@ fn adapter_object(info: &JsValue) -> JsValue {
 
 /// Pick the backend: WebGPU when the browser gives an adapter, else the CPU with the reason.
 /// Resolves to the same object as `backend_info()`. Safe to call more than once (re-picks).
+/// `max_binding_bytes` (the page's `?binding-limit-mb=N`) lowers the WebGPU storage-binding
+/// limit below the adapter's, to see how the page copes on a small GPU (more, smaller tiles).
 #[wasm_bindgen]
-pub async fn init_backend() -> Result<JsValue, JsError> {
+pub async fn init_backend(max_binding_bytes: Option<f64>) -> Result<JsValue, JsError> {
     console_error_panic_hook::set_once();
+    let opts = GpuOptions {
+        max_storage_binding_bytes: max_binding_bytes
+            .filter(|b| b.is_finite() && *b >= 1.0)
+            .map(|b| b as u64),
+        ..Default::default()
+    };
     let (backend, gpu_error, browser_adapter): (Rc<dyn Backend>, Option<String>, JsValue) =
         match probe_webgpu().await {
             Err(reason) => (Rc::new(CpuBackend::new()), Some(reason), JsValue::NULL),
-            Ok(info) => match GpuBackend::new(Default::default()).await {
+            Ok(info) => match GpuBackend::new(opts).await {
                 Ok(gpu) => (Rc::new(gpu), None, adapter_object(&info)),
                 Err(e) => (
                     Rc::new(CpuBackend::new()),

@@ -7,6 +7,9 @@
 //  3. bad input (empty file, garbage bytes, truncated PNG, a PNG over the megapixel cap, a wrong
 //     weights file) gives a clear message and the next upload works; a missing model file is
 //     reported as "model not available".
+//  4. a 24-megapixel photo under the default WebGPU limits and under a 4 MiB storage-binding cap
+//     (?binding-limit-mb=4): it opens, is split into tiles that fit (smaller and more under the
+//     cap), tiles get denoised, Cancel stops it, and the next upload works.
 // Screenshots go to tests/e2e/out/denoise-*.png. Set12 is read from ../shared/data (or
 // $NNLAB_DATA) in node and uploaded through the file input: it is never served.
 // Run: node --test tests/e2e/denoise.test.mjs   (after ./build.sh build)
@@ -32,8 +35,8 @@ const S = suite([
  * The page in a fresh headless Chromium, on the Denoise tab with the backend started.
  * `missing`: www paths answered 404 (to test a missing model file).
  */
-async function openDenoise({ missing = [] } = {}) {
-  const r = await openPage(S, { hash: '#denoise', missing, acceptDownloads: true });
+async function openDenoise({ missing = [], query = '' } = {}) {
+  const r = await openPage(S, { query, hash: '#denoise', missing, acceptDownloads: true });
   const status = await r.page.textContent('#status-text');
   assert.match(status, /^Backend: WebGPU on /, `the tests run on WebGPU; the status line says: ${status}`);
   assert.equal(await r.page.isVisible('#panel-denoise'), true);
@@ -310,4 +313,46 @@ test('bad input: clear messages, the tab keeps working; a missing model is "not 
 
   assert.deepEqual(problems, [], 'no errors in the page or the worker');
   assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
+});
+
+// ---------------------------------------------------------------- 4. a 24-megapixel photo
+
+test('a 24-megapixel photo is tiled to fit the default limits and a 4 MiB binding cap; Cancel stops it', async () => {
+  // 6000 x 4000, under the 25 MP cap; a smooth pattern so the PNG stays small
+  const big = grayPng(6000, 4000, (x, y) => (x * 3 + y * 7) % 256);
+  const plans = {};
+  for (const query of ['', '?binding-limit-mb=4']) {
+    const { page, foreign, problems } = await openDenoise({ query });
+    if (query) assert.match(await page.textContent('#status-text'), /storage bindings capped at 4\.0 MiB/);
+    // a small model trained for a step in the tab: a 512-pixel tile of the shipped 10-layer
+    // model takes minutes on SwiftShader, of this one seconds (the tiling is the same code)
+    await page.selectOption('#dn-depth', '4');
+    await page.selectOption('#dn-width', '16');
+    await page.selectOption('#dn-batch', '8');
+    await page.click('#dn-train-start');
+    await page.waitForFunction(() => Number(document.getElementById('dn-train-stats').dataset.step || 0) >= 1, null, { timeout: SLOW });
+    await page.click('#dn-train-pause');
+    await page.waitForFunction(() => document.getElementById('dn-train-stats').dataset.running === 'false', null, { timeout: 60_000 });
+    await page.click('#dn-train-use');
+    await setNoise(page, true, 25, 1);
+    const t0 = Date.now();
+    await upload(page, 'big.png', big);
+    await page.waitForFunction(() => /^([2-9]|\d\d+) \/ \d+ tiles/.test(document.getElementById('dn-progress-text').textContent), null, { timeout: SLOW });
+    const progress = await page.textContent('#dn-progress-text');
+    const m = progress.match(/^(\d+) \/ (\d+) tiles \(up to (\d+)×\d+ pixels each\)/);
+    assert.ok(m, `progress line: ${progress}`);
+    plans[query || 'default'] = { tiles: Number(m[2]), side: Number(m[3]) };
+    console.log(`24 MP${query ? ` with ${query}` : ''}: ${progress} ${((Date.now() - t0) / 1000).toFixed(1)} s after the upload`);
+    if (query) await page.screenshot({ path: join(OUT, 'denoise-24mp.png') });
+    await page.click('#dn-cancel');
+    await page.waitForFunction(() => document.getElementById('dn-info').dataset.state === 'cancelled');
+    // the tab goes on: a small photo denoises to the end
+    await upload(page, 'small.png', grayPng(40, 30, (x, y) => (x * 5 + y * 3) % 256));
+    const r = await outcome(page);
+    assert.equal(r.state, 'done', r.error);
+    assert.deepEqual(problems, [], 'no errors in the page or the worker');
+    assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
+  }
+  const [d, c] = [plans.default, plans['?binding-limit-mb=4']];
+  assert.ok(c.side < d.side && c.tiles > d.tiles, `the cap gives smaller, more tiles: ${JSON.stringify(plans)}`);
 });

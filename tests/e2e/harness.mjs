@@ -69,7 +69,7 @@ export function suite(requiredFiles = []) {
  * Returns { page, context, foreign, problems }: requests that tried to leave 127.0.0.1
  * (refused) and errors seen in the page or its worker. Waits for the status line.
  */
-export async function openPage(suiteHandle, { args = WEBGPU, hash = '', missing = [], ignoreLoadFailures = null, acceptDownloads = false } = {}) {
+export async function openPage(suiteHandle, { args = WEBGPU, query = '', hash = '', missing = [], ignoreLoadFailures = null, acceptDownloads = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'nnlab-e2e-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -103,7 +103,7 @@ export async function openPage(suiteHandle, { args = WEBGPU, hash = '', missing 
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && keep('console error', m));
   page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && keep('worker console error', m)));
-  await page.goto(`${suiteHandle.url}${hash}`);
+  await page.goto(`${suiteHandle.url}${query}${hash}`);
   await page.waitForSelector('#status:not(.status-pending)', { timeout: 120_000 });
   return { page, context, foreign, problems };
 }
