@@ -65,11 +65,11 @@ function showStatus({ info, error }) {
       statusEl.classList.add('status-gpu');
       statusText.textContent = `Backend: WebGPU on ${name}`;
     }
-    if (bindingLimit !== null) statusText.textContent += ` (storage bindings capped at ${(info.max_binding_bytes / 2 ** 20).toFixed(1)} MiB by ?binding-limit-mb)`;
   } else {
     statusEl.classList.add('status-cpu');
     statusText.textContent = `Backend: CPU (wasm). WebGPU is unavailable: ${info.gpu_error || 'no adapter'}`;
   }
+  if (info.binding_note) statusText.textContent += ` (${info.binding_note})`;
   statusEl.dataset.kind = info.kind;
   statusEl.dataset.fallback = String(info.fallback);
 }

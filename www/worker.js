@@ -18,10 +18,11 @@ function message(e) {
 }
 
 // `?binding-limit-mb=N` on the page (passed on to this worker's URL) caps the WebGPU
-// storage-binding size, to see the page on a small GPU; absent or invalid: the adapter's limit.
+// storage-binding size, to see the page on a small GPU. init_backend decides whether the
+// value is usable (NaN for a non-number) and says what it did in `binding_note`.
 function bindingLimitBytes() {
-  const mb = Number(new URL(self.location.href).searchParams.get('binding-limit-mb'));
-  return Number.isFinite(mb) && mb > 0 ? mb * 1024 * 1024 : undefined;
+  const mb = new URL(self.location.href).searchParams.get('binding-limit-mb');
+  return mb === null ? undefined : Number(mb) * 2 ** 20;
 }
 
 const ready = (async () => {

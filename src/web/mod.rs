@@ -33,6 +33,8 @@ struct State {
     gpu_error: Option<String>,
     /// the browser's own description of its WebGPU adapter (null without one)
     browser_adapter: JsValue,
+    /// what the page's `?binding-limit-mb` did, for the status line (None when not given)
+    binding_note: Option<String>,
 }
 
 impl State {
@@ -208,14 +210,13 @@ fn adapter_object(info: &JsValue) -> JsValue {
 /// Pick the backend: WebGPU when the browser gives an adapter, else the CPU with the reason.
 /// Resolves to the same object as `backend_info()`. Safe to call more than once (re-picks).
 /// `max_binding_bytes` (the page's `?binding-limit-mb=N`) lowers the WebGPU storage-binding
-/// limit below the adapter's, to see how the page copes on a small GPU (more, smaller tiles).
+/// limit below the adapter's, to see how the page copes on a small GPU (more, smaller tiles);
+/// a value that is not a usable number of bytes is ignored. `binding_note` says which.
 #[wasm_bindgen]
 pub async fn init_backend(max_binding_bytes: Option<f64>) -> Result<JsValue, JsError> {
     console_error_panic_hook::set_once();
     let opts = GpuOptions {
-        max_storage_binding_bytes: max_binding_bytes
-            .filter(|b| b.is_finite() && *b >= 1.0)
-            .map(|b| b as u64),
+        max_storage_binding_bytes: max_binding_bytes.filter(|&b| usable_cap(b)).map(|b| b as u64),
         ..Default::default()
     };
     let (backend, gpu_error, browser_adapter): (Rc<dyn Backend>, Option<String>, JsValue) =
@@ -230,20 +231,44 @@ pub async fn init_backend(max_binding_bytes: Option<f64>) -> Result<JsValue, JsE
                 ),
             },
         };
+    let note = max_binding_bytes.map(|b| binding_note(b, &backend.info()));
     STATE.with(|s| {
         *s.borrow_mut() = Some(State {
             backend,
             gpu_error,
             browser_adapter,
+            binding_note: note,
         })
     });
     backend_info()
 }
 
-/// `{kind, adapter, fallback, describe, gpu_error, max_binding_bytes, browser_adapter}` of the
-/// backend in use: `kind` is "gpu" or "cpu"; `fallback` is true for software adapters
-/// (SwiftShader); `gpu_error` says why WebGPU is not used (null when it is); `browser_adapter`
-/// is `{vendor, architecture, device, description, isFallbackAdapter}` as the browser gives it.
+/// A storage-binding cap is usable when it is a whole number of bytes >= 1 (the page passes
+/// NaN for a `?binding-limit-mb` that is not a number).
+fn usable_cap(bytes: f64) -> bool {
+    bytes.is_finite() && bytes >= 1.0
+}
+
+/// What a requested storage-binding cap did on the backend now in use, in words.
+fn binding_note(requested: f64, info: &BackendInfo) -> String {
+    let mib = |b: f64| b / f64::from(1u32 << 20);
+    let limit = info.max_binding_bytes as f64;
+    if !usable_cap(requested) {
+        "?binding-limit-mb ignored: not a positive number of MiB".into()
+    } else if info.kind != "gpu" {
+        "?binding-limit-mb ignored: it caps WebGPU, which is not in use".into()
+    } else if limit < requested.trunc() {
+        format!("?binding-limit-mb ignored: the adapter's own limit, {:.1} MiB, is lower", mib(limit))
+    } else {
+        format!("storage bindings capped at {:.1} MiB by ?binding-limit-mb", mib(limit))
+    }
+}
+
+/// `{kind, adapter, fallback, describe, gpu_error, max_binding_bytes, browser_adapter,
+/// binding_note}` of the backend in use: `kind` is "gpu" or "cpu"; `fallback` is true for
+/// software adapters (SwiftShader); `gpu_error` says why WebGPU is not used (null when it is);
+/// `browser_adapter` is `{vendor, architecture, device, description, isFallbackAdapter}` as the
+/// browser gives it; `binding_note` says what `init_backend`'s cap did (null without one).
 #[wasm_bindgen]
 pub fn backend_info() -> Result<JsValue, JsError> {
     STATE.with(|s| {
@@ -253,6 +278,7 @@ pub fn backend_info() -> Result<JsValue, JsError> {
             .ok_or_else(|| JsError::new("nnlab is not initialised: call init_backend() first"))?;
         let o = info_object(&s.info(), s.gpu_error.as_deref());
         set(&o, "browser_adapter", s.browser_adapter.clone());
+        set(&o, "binding_note", s.binding_note.as_deref().map(JsValue::from_str).unwrap_or(JsValue::NULL));
         Ok(o.into())
     })
 }

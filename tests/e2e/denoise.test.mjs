@@ -48,6 +48,19 @@ async function blindLoaded(page) {
   await page.waitForFunction(() => /blind gray ✓/.test(document.getElementById('dn-models').textContent), null, { timeout: 60_000 });
 }
 
+/** Train the smallest DnCNN the Train panel offers (depth 4, width 16, batch 8) for `steps`
+ *  steps, then pause and wait until the loop has stopped. SwiftShader runs each step on the
+ *  CPU, a few seconds each. */
+async function trainSmallModel(page, steps) {
+  await page.selectOption('#dn-depth', '4');
+  await page.selectOption('#dn-width', '16');
+  await page.selectOption('#dn-batch', '8');
+  await page.click('#dn-train-start');
+  await page.waitForFunction((n) => Number(document.getElementById('dn-train-stats').dataset.step || 0) >= n, steps, { timeout: SLOW });
+  await page.click('#dn-train-pause');
+  await page.waitForFunction(() => document.getElementById('dn-train-stats').dataset.running === 'false', null, { timeout: 60_000 });
+}
+
 async function upload(page, name, buffer, mimeType = 'image/png') {
   await page.setInputFiles('#dn-file', { name, mimeType, buffer });
 }
@@ -182,16 +195,8 @@ test('Set12 01.png with sigma 25 noise: the blind gray model gains >= 5 dB on We
 
 test('Train panel: a small DnCNN trained in the tab lowers its loss; its weights load back', async () => {
   const { page, foreign, problems } = await openDenoise();
-  // the smallest choices: SwiftShader runs every step on the CPU, a few seconds each
-  await page.selectOption('#dn-depth', '4');
-  await page.selectOption('#dn-width', '16');
-  await page.selectOption('#dn-batch', '8');
   const t0 = Date.now();
-  await page.click('#dn-train-start');
-  const STEPS = 10;
-  await page.waitForFunction((n) => Number(document.getElementById('dn-train-stats').dataset.step || 0) >= n, STEPS, { timeout: SLOW });
-  await page.click('#dn-train-pause');
-  await page.waitForFunction(() => document.getElementById('dn-train-stats').dataset.running === 'false', null, { timeout: 60_000 });
+  await trainSmallModel(page, 10);
   // the loop validates once more after pausing
   await page.waitForFunction(() => document.getElementById('dn-train-stats').dataset.valPsnr, null, { timeout: 60_000 });
   const s = await page.$eval('#dn-train-stats', (e) => ({ ...e.dataset, text: e.textContent }));
@@ -320,19 +325,19 @@ test('bad input: clear messages, the tab keeps working; a missing model is "not 
 test('a 24-megapixel photo is tiled to fit the default limits and a 4 MiB binding cap; Cancel stops it', async () => {
   // 6000 x 4000, under the 25 MP cap; a smooth pattern so the PNG stays small
   const big = grayPng(6000, 4000, (x, y) => (x * 3 + y * 7) % 256);
+  // a value that is not a number of MiB is ignored, and the status line says so
+  {
+    const { page } = await openDenoise({ query: '?binding-limit-mb=abc' });
+    assert.match(await page.textContent('#status-text'), /\?binding-limit-mb ignored: not a positive number of MiB/);
+    await page.close();
+  }
   const plans = {};
   for (const query of ['', '?binding-limit-mb=4']) {
     const { page, foreign, problems } = await openDenoise({ query });
     if (query) assert.match(await page.textContent('#status-text'), /storage bindings capped at 4\.0 MiB/);
     // a small model trained for a step in the tab: a 512-pixel tile of the shipped 10-layer
     // model takes minutes on SwiftShader, of this one seconds (the tiling is the same code)
-    await page.selectOption('#dn-depth', '4');
-    await page.selectOption('#dn-width', '16');
-    await page.selectOption('#dn-batch', '8');
-    await page.click('#dn-train-start');
-    await page.waitForFunction(() => Number(document.getElementById('dn-train-stats').dataset.step || 0) >= 1, null, { timeout: SLOW });
-    await page.click('#dn-train-pause');
-    await page.waitForFunction(() => document.getElementById('dn-train-stats').dataset.running === 'false', null, { timeout: 60_000 });
+    await trainSmallModel(page, 1);
     await page.click('#dn-train-use');
     await setNoise(page, true, 25, 1);
     const t0 = Date.now();
