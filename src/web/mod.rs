@@ -243,8 +243,8 @@ pub async fn init_backend(max_binding_bytes: Option<f64>) -> Result<JsValue, JsE
     backend_info()
 }
 
-/// A storage-binding cap is usable when it is a whole number of bytes >= 1 (the page passes
-/// NaN for a `?binding-limit-mb` that is not a number).
+/// A storage-binding cap is usable when it is a finite number of bytes >= 1, fractions
+/// dropped (the page passes NaN for a `?binding-limit-mb` that is not a number).
 fn usable_cap(bytes: f64) -> bool {
     bytes.is_finite() && bytes >= 1.0
 }
