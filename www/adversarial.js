@@ -194,7 +194,7 @@ export function setupAdversarialTab(call) {
       st.fallback = info.kind === 'gpu' && info.fallback;
       const notice = $('adv-backend-notice');
       if (st.cpu) {
-        notice.textContent = `WebGPU is unavailable here (${info.gpu_error || 'no adapter'}), so this tab runs on the CPU backend (wasm). Attacks on one digit stay quick; the robustness curve and training are slower, so start with few digits and the small model.`;
+        notice.textContent = `WebGPU is not used here (${info.gpu_error || 'no adapter'}), so this tab runs on the CPU backend (wasm). Attacks on one digit stay quick; the robustness curve and training are slower, so start with few digits and the small model.`;
         notice.hidden = false;
         $('adv-curve-n').value = '100';
       } else if (st.fallback) {

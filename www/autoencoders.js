@@ -671,7 +671,7 @@ export function setupAutoencodersTab(call) {
     el.classList.remove('ae-cpu', 'ae-fallback');
     if (info.kind === 'cpu') {
       el.classList.add('ae-cpu');
-      el.textContent = `Running on the CPU backend (wasm), not on a GPU: ${info.gpu_error || 'WebGPU is unavailable'}. Training works, more slowly.`;
+      el.textContent = `Running on the CPU backend (wasm), not on a GPU: ${info.gpu_error || 'WebGPU is not available'}. Training works, more slowly.`;
     } else if (info.fallback) {
       el.classList.add('ae-fallback');
       el.textContent = `Running on WebGPU with ${info.adapter}, a software adapter that emulates a GPU on the CPU: training works, slowly.`;

@@ -540,7 +540,7 @@ export function setupGanTab(call) {
     (info) => {
       const el = $('gan-backend');
       if (info.kind === 'cpu') {
-        el.textContent = `Running on the CPU backend (wasm): WebGPU is unavailable (${info.gpu_error || 'no adapter'}). Training runs in plain wasm on the CPU; the dense GAN is the quicker choice.`;
+        el.textContent = `Running on the CPU backend (wasm): WebGPU is not used (${info.gpu_error || 'no adapter'}). Training runs in plain wasm on the CPU; the dense GAN is the quicker choice.`;
         el.dataset.kind = 'cpu';
       } else if (info.fallback) {
         el.textContent = `WebGPU on ${info.adapter}, a software adapter that emulates the GPU on the CPU: training is slow here, and the dense GAN is much faster than the DCGAN (the pretrained DCGAN's latent tools work at once).`;

@@ -9,8 +9,11 @@ import { setupGanTab } from './gan.js';
 
 // the worker sees the page's `binding-limit-mb` (see worker.js) in its own URL
 const workerUrl = new URL('./worker.js', import.meta.url);
-const bindingLimit = new URLSearchParams(location.search).get('binding-limit-mb');
-if (bindingLimit !== null) workerUrl.searchParams.set('binding-limit-mb', bindingLimit);
+// the page's own parameters that the worker reads (see worker.js)
+for (const key of ['binding-limit-mb', 'backend']) {
+  const value = new URLSearchParams(location.search).get(key);
+  if (value !== null) workerUrl.searchParams.set(key, value);
+}
 const worker = new Worker(workerUrl, { type: 'module' });
 const pending = new Map();
 let nextId = 1;
@@ -56,20 +59,33 @@ function showStatus({ info, error }) {
     statusText.textContent = error;
     return;
   }
+  let switchTo = null; // the other backend, offered as a link where it may serve better
   if (info.kind === 'gpu') {
     const name = info.adapter;
     if (info.fallback) {
       statusEl.classList.add('status-fallback');
       statusText.textContent = `Backend: WebGPU on ${name}, a software fallback adapter (it runs on the CPU, so it is slow)`;
+      switchTo = ['cpu', 'Use the CPU backend'];
     } else {
       statusEl.classList.add('status-gpu');
       statusText.textContent = `Backend: WebGPU on ${name}`;
     }
   } else {
-    statusEl.classList.add('status-cpu');
-    statusText.textContent = `Backend: CPU (wasm). WebGPU is unavailable: ${info.gpu_error || 'no adapter'}`;
+    // amber, not red, when the CPU was chosen as the faster of the two
+    statusEl.classList.add(info.passed_over_fallback ? 'status-fallback' : 'status-cpu');
+    statusText.textContent = `Backend: CPU (wasm). WebGPU is not used: ${info.gpu_error || 'no adapter'}`;
+    if (info.passed_over_fallback) switchTo = ['webgpu', 'Use WebGPU anyway'];
   }
-  if (info.binding_note) statusText.textContent += ` (${info.binding_note})`;
+  for (const note of [info.binding_note, info.backend_note]) if (note) statusText.textContent += ` (${note})`;
+  if (switchTo) {
+    const url = new URL(location.href);
+    url.searchParams.set('backend', switchTo[0]);
+    const a = document.createElement('a');
+    a.id = 'status-switch';
+    a.href = url.href;
+    a.textContent = switchTo[1];
+    statusText.append('. ', a);
+  }
   statusEl.dataset.kind = info.kind;
   statusEl.dataset.fallback = String(info.fallback);
 }

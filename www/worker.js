@@ -25,9 +25,15 @@ function bindingLimitBytes() {
   return mb === null ? undefined : Number(mb) * 2 ** 20;
 }
 
+// `?backend=auto|webgpu|cpu` (passed on like the above): auto, the default, uses WebGPU on a
+// hardware adapter and the CPU backend on a software one; init_backend says why in the status.
+function backendParam() {
+  return new URL(self.location.href).searchParams.get('backend') ?? undefined;
+}
+
 const ready = (async () => {
   await init();
-  return nn.init_backend(bindingLimitBytes());
+  return nn.init_backend(bindingLimitBytes(), backendParam());
 })();
 
 ready.then(

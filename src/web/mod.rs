@@ -1,6 +1,6 @@
 //! The wasm-bindgen API of the page. It runs inside a dedicated Web Worker (www/worker.js);
 //! the page thread only draws. One backend per worker: WebGPU through wgpu when the browser
-//! gives an adapter, else the CPU backend, with the reason kept for the status line.
+//! gives a hardware adapter, else the CPU backend, with the reason kept for the status line.
 //!
 //! Every exported function returns `Result<_, JsError>`: errors reach JS as `Error` objects
 //! carrying nnlab's message; nothing panics on user input.
@@ -35,6 +35,10 @@ struct State {
     browser_adapter: JsValue,
     /// what the page's `?binding-limit-mb` did, for the status line (None when not given)
     binding_note: Option<String>,
+    /// what was wrong with the page's `?backend=` (None when absent or valid)
+    backend_note: Option<String>,
+    /// the CPU backend is in use because the browser's adapter is a software fallback
+    passed_over_fallback: bool,
 }
 
 impl State {
@@ -207,29 +211,49 @@ fn adapter_object(info: &JsValue) -> JsValue {
     o.into()
 }
 
-/// Pick the backend: WebGPU when the browser gives an adapter, else the CPU with the reason.
+/// Pick the backend: WebGPU when the browser gives a hardware adapter, else the CPU with the
+/// reason; `backend_param` (the page's `?backend=`, see `Choice`) can force either.
 /// Resolves to the same object as `backend_info()`. Safe to call more than once (re-picks).
 /// `max_binding_bytes` (the page's `?binding-limit-mb=N`) lowers the WebGPU storage-binding
 /// limit below the adapter's, to see how the page copes on a small GPU (more, smaller tiles);
 /// a value that is not a usable number of bytes is ignored. `binding_note` says which.
 #[wasm_bindgen]
-pub async fn init_backend(max_binding_bytes: Option<f64>) -> Result<JsValue, JsError> {
+pub async fn init_backend(
+    max_binding_bytes: Option<f64>,
+    backend_param: Option<String>,
+) -> Result<JsValue, JsError> {
     console_error_panic_hook::set_once();
     let opts = GpuOptions {
         max_storage_binding_bytes: max_binding_bytes.filter(|&b| usable_cap(b)).map(|b| b as u64),
         ..Default::default()
     };
+    let (choice, backend_note) = parse_choice(backend_param.as_deref());
+    let cpu = || -> Rc<dyn Backend> { Rc::new(CpuBackend::new()) };
+    let mut passed_over_fallback = false;
     let (backend, gpu_error, browser_adapter): (Rc<dyn Backend>, Option<String>, JsValue) =
-        match probe_webgpu().await {
-            Err(reason) => (Rc::new(CpuBackend::new()), Some(reason), JsValue::NULL),
-            Ok(info) => match GpuBackend::new(opts).await {
-                Ok(gpu) => (Rc::new(gpu), None, adapter_object(&info)),
-                Err(e) => (
-                    Rc::new(CpuBackend::new()),
-                    Some(e.to_string()),
-                    adapter_object(&info),
-                ),
-            },
+        if choice == Choice::Cpu {
+            (cpu(), Some("?backend=cpu asks for the CPU backend".into()), JsValue::NULL)
+        } else {
+            match probe_webgpu().await {
+                Err(reason) => (cpu(), Some(reason), JsValue::NULL),
+                Ok(info) => {
+                    let adapter = adapter_object(&info);
+                    match GpuBackend::new(opts).await {
+                        // A software adapter emulates the GPU on the CPU with a large cost per
+                        // kernel launch; the wasm CPU backend does the same work ~10x faster.
+                        Ok(gpu) if choice == Choice::Auto && gpu.info().fallback => {
+                            passed_over_fallback = true;
+                            let name = browser_adapter_name(&adapter).unwrap_or(gpu.info().adapter);
+                            let why = format!(
+                                "the browser's adapter, {name}, is a software fallback that emulates a GPU on the CPU, slower than this CPU backend (about 10x in nnlab's tests)"
+                            );
+                            (cpu(), Some(why), adapter)
+                        }
+                        Ok(gpu) => (Rc::new(gpu), None, adapter),
+                        Err(e) => (cpu(), Some(e.to_string()), adapter),
+                    }
+                }
+            }
         };
     let note = max_binding_bytes.map(|b| binding_note(b, &backend.info()));
     STATE.with(|s| {
@@ -238,9 +262,36 @@ pub async fn init_backend(max_binding_bytes: Option<f64>) -> Result<JsValue, JsE
             gpu_error,
             browser_adapter,
             binding_note: note,
+            backend_note,
+            passed_over_fallback,
         })
     });
     backend_info()
+}
+
+/// The page's `?backend=`: `auto` (the default) uses WebGPU on a hardware adapter and the CPU
+/// backend on a software fallback adapter; `webgpu` uses any adapter; `cpu` never asks for one.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Choice {
+    Auto,
+    WebGpu,
+    Cpu,
+}
+
+/// `?backend=`'s value (None when absent) as a choice, with a note when it was not understood.
+fn parse_choice(value: Option<&str>) -> (Choice, Option<String>) {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("auto") => (Choice::Auto, None),
+        Some("webgpu" | "gpu") => (Choice::WebGpu, None),
+        Some("cpu") => (Choice::Cpu, None),
+        Some(_) => (
+            Choice::Auto,
+            Some(format!(
+                "?backend={} ignored: it takes auto, webgpu or cpu",
+                value.unwrap_or_default()
+            )),
+        ),
+    }
 }
 
 /// A storage-binding cap is usable when it is a finite number of bytes >= 1, fractions
@@ -265,10 +316,12 @@ fn binding_note(requested: f64, info: &BackendInfo) -> String {
 }
 
 /// `{kind, adapter, fallback, describe, gpu_error, max_binding_bytes, browser_adapter,
-/// binding_note}` of the backend in use: `kind` is "gpu" or "cpu"; `fallback` is true for
-/// software adapters (SwiftShader); `gpu_error` says why WebGPU is not used (null when it is);
-/// `browser_adapter` is `{vendor, architecture, device, description, isFallbackAdapter}` as the
-/// browser gives it; `binding_note` says what `init_backend`'s cap did (null without one).
+/// binding_note, backend_note, passed_over_fallback}` of the backend in use: `kind` is "gpu" or
+/// "cpu"; `fallback` is true for software adapters (SwiftShader); `gpu_error` says why WebGPU is
+/// not used (null when it is); `browser_adapter` is `{vendor, architecture, device, description,
+/// isFallbackAdapter}` as the browser gives it; `binding_note` says what `init_backend`'s cap did
+/// (null without one); `backend_note` says why `?backend=` was ignored (null when it was not);
+/// `passed_over_fallback` is true when the CPU backend replaced a software adapter.
 #[wasm_bindgen]
 pub fn backend_info() -> Result<JsValue, JsError> {
     STATE.with(|s| {
@@ -278,7 +331,10 @@ pub fn backend_info() -> Result<JsValue, JsError> {
             .ok_or_else(|| JsError::new("nnlab is not initialised: call init_backend() first"))?;
         let o = info_object(&s.info(), s.gpu_error.as_deref());
         set(&o, "browser_adapter", s.browser_adapter.clone());
-        set(&o, "binding_note", s.binding_note.as_deref().map(JsValue::from_str).unwrap_or(JsValue::NULL));
+        let note = |n: &Option<String>| n.as_deref().map(JsValue::from_str).unwrap_or(JsValue::NULL);
+        set(&o, "binding_note", note(&s.binding_note));
+        set(&o, "backend_note", note(&s.backend_note));
+        set(&o, "passed_over_fallback", s.passed_over_fallback);
         Ok(o.into())
     })
 }

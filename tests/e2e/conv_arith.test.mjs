@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { NO_WEBGPU, OUT, WEBGPU, openPage as open, suite } from './harness.mjs';
 
 const S = suite();
-const openPage = (args) => open(S, { args });
+const openPage = (args, query = '') => open(S, { args, query });
 
 /** Wait until the status line leaves its "starting" state; returns its text. */
 async function backendStatus(page) {
@@ -88,7 +88,8 @@ test('page without WebGPU: the status line says why, the tab runs on the CPU bac
   const { page, foreign, problems } = await openPage(NO_WEBGPU);
   const status = await backendStatus(page);
   console.log(`status line without WebGPU: ${status}`);
-  assert.match(status, /^Backend: CPU \(wasm\)\. WebGPU is unavailable: .*requestAdapter/);
+  assert.match(status, /^Backend: CPU \(wasm\)\. WebGPU is not used: .*requestAdapter/);
+  assert.equal(await page.isVisible('#status-switch'), false, 'no WebGPU to switch to');
   assert.equal(await page.getAttribute('#status', 'data-kind'), 'cpu');
   await page.click('#tab-conv');
   await enter(page, { i: 6, m: 3, s: 2, p: 1 });
@@ -97,6 +98,33 @@ test('page without WebGPU: the status line says why, the tab runs on the CPU bac
   await page.screenshot({ path: join(OUT, 'conv-arith-cpu.png'), fullPage: true });
   assert.deepEqual(problems, [], 'no errors in the page or the worker');
   assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
+});
+
+test('?backend: auto passes over a software adapter (with a link back), cpu forces the CPU, a bad value is named', async () => {
+  const auto = await openPage(WEBGPU, '?backend=auto');
+  const status = await backendStatus(auto.page);
+  console.log(`status line with ?backend=auto: ${status}`);
+  assert.ok(await auto.page.evaluate(() => 'gpu' in navigator), 'this test needs WebGPU flags');
+  if ((await auto.page.getAttribute('#status', 'data-kind')) === 'cpu') {
+    // a software adapter (SwiftShader here): the CPU backend is used and the way back is offered
+    assert.match(status, /^Backend: CPU \(wasm\)\. WebGPU is not used: the browser's adapter, .+, is a software fallback/);
+    assert.equal(await auto.page.getAttribute('#status-switch', 'href').then((h) => new URL(h).searchParams.get('backend')), 'webgpu');
+    await auto.page.click('#status-switch');
+    await auto.page.waitForSelector('#status[data-kind="gpu"]', { timeout: 120_000 });
+    assert.match(await auto.page.textContent('#status-text'), /software fallback adapter .*\. Use the CPU backend$/);
+  } else {
+    // a hardware adapter: WebGPU, nothing to switch to
+    assert.equal(await auto.page.getAttribute('#status', 'data-fallback'), 'false');
+    assert.equal(await auto.page.isVisible('#status-switch'), false);
+  }
+  const cpu = await openPage(WEBGPU, '?backend=cpu');
+  assert.match(await backendStatus(cpu.page), /^Backend: CPU \(wasm\)\. WebGPU is not used: \?backend=cpu asks for the CPU backend$/);
+  const bad = await openPage(WEBGPU, '?backend=tpu');
+  assert.match(await backendStatus(bad.page), /\(\?backend=tpu ignored: it takes auto, webgpu or cpu\)/);
+  for (const { problems, foreign } of [auto, cpu, bad]) {
+    assert.deepEqual(problems, [], 'no errors in the page or the worker');
+    assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
+  }
 });
 
 test("Conv-arithmetic tab: a case with p != p' (i=28, m=4, s=2, p=1) goes back to 28x28", async () => {

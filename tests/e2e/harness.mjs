@@ -63,7 +63,8 @@ export function suite(requiredFiles = []) {
 }
 
 /**
- * The page in a fresh headless Chromium. Options: `args` (browser flags), `hash` (the tab),
+ * The page in a fresh headless Chromium. Options: `args` (browser flags; with WebGPU's, the page
+ * is opened with `?backend=webgpu` unless `query` names a backend), `query`, `hash` (the tab),
  * `missing` (URL endings answered 404, e.g. a model file), `ignoreLoadFailures` (a regexp of
  * URLs whose failed loads are not problems — other tabs' assets), `acceptDownloads`.
  * Returns { page, context, foreign, problems }: requests that tried to leave 127.0.0.1
@@ -103,7 +104,12 @@ export async function openPage(suiteHandle, { args = WEBGPU, query = '', hash = 
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && keep('console error', m));
   page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && keep('worker console error', m)));
-  await page.goto(`${suiteHandle.url}${query}${hash}`);
+  // With WebGPU flags the tests mean WebGPU, though the adapter here (SwiftShader) is a software
+  // one that the page passes over by default: ask for it unless the test says otherwise.
+  const params = new URLSearchParams(query);
+  if (args.includes('--enable-unsafe-webgpu') && !params.has('backend')) params.set('backend', 'webgpu');
+  const search = params.toString() ? `?${params}` : '';
+  await page.goto(`${suiteHandle.url}${search}${hash}`);
   await page.waitForSelector('#status:not(.status-pending)', { timeout: 120_000 });
   return { page, context, foreign, problems };
 }
