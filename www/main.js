@@ -7,11 +7,11 @@ import { setupGanTab } from './gan.js';
 
 // ---------------------------------------------------------------- worker client
 
-// the worker sees the page's `binding-limit-mb` (see worker.js) in its own URL
+// the worker sees the page's `binding-limit-mb` and `backend` (see worker.js) in its own URL
 const workerUrl = new URL('./worker.js', import.meta.url);
-// the page's own parameters that the worker reads (see worker.js)
+const pageParams = new URLSearchParams(location.search);
 for (const key of ['binding-limit-mb', 'backend']) {
-  const value = new URLSearchParams(location.search).get(key);
+  const value = pageParams.get(key);
   if (value !== null) workerUrl.searchParams.set(key, value);
 }
 const worker = new Worker(workerUrl, { type: 'module' });

@@ -188,6 +188,14 @@ async fn probe_webgpu() -> Result<JsValue, String> {
     }
 }
 
+/// The browser's `isFallbackAdapter` in an `adapter_object` (false when it does not say).
+fn is_fallback_adapter(adapter: &JsValue) -> bool {
+    Reflect::get(adapter, &"isFallbackAdapter".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
 /// The adapter info fields worth showing, copied into a plain object (GPUAdapterInfo's
 /// properties live on its prototype, so they would not survive postMessage).
 fn adapter_object(info: &JsValue) -> JsValue {
@@ -230,30 +238,30 @@ pub async fn init_backend(
     let (choice, backend_note) = parse_choice(backend_param.as_deref());
     let cpu = || -> Rc<dyn Backend> { Rc::new(CpuBackend::new()) };
     let mut passed_over_fallback = false;
+    // the browser is not asked for an adapter when the CPU was asked for
+    let probed = match choice {
+        Choice::Cpu => None,
+        _ => Some(probe_webgpu().await.map(|info| adapter_object(&info))),
+    };
     let (backend, gpu_error, browser_adapter): (Rc<dyn Backend>, Option<String>, JsValue) =
-        if choice == Choice::Cpu {
-            (cpu(), Some("?backend=cpu asks for the CPU backend".into()), JsValue::NULL)
-        } else {
-            match probe_webgpu().await {
-                Err(reason) => (cpu(), Some(reason), JsValue::NULL),
-                Ok(info) => {
-                    let adapter = adapter_object(&info);
-                    match GpuBackend::new(opts).await {
-                        // A software adapter emulates the GPU on the CPU with a large cost per
-                        // kernel launch; the wasm CPU backend does the same work ~10x faster.
-                        Ok(gpu) if choice == Choice::Auto && gpu.info().fallback => {
-                            passed_over_fallback = true;
-                            let name = browser_adapter_name(&adapter).unwrap_or(gpu.info().adapter);
-                            let why = format!(
-                                "the browser's adapter, {name}, is a software fallback that emulates a GPU on the CPU, slower than this CPU backend (about 10x in nnlab's tests)"
-                            );
-                            (cpu(), Some(why), adapter)
-                        }
-                        Ok(gpu) => (Rc::new(gpu), None, adapter),
-                        Err(e) => (cpu(), Some(e.to_string()), adapter),
-                    }
-                }
+        match probed {
+            None => (cpu(), Some("?backend=cpu asks for the CPU backend".into()), JsValue::NULL),
+            Some(Err(reason)) => (cpu(), Some(reason), JsValue::NULL),
+            // A software adapter emulates the GPU on the CPU with a large cost per kernel
+            // launch; the wasm CPU backend does the same work ~10x faster. Decided from the
+            // browser's own flag (the one wgpu reads too), before a device is opened on it.
+            Some(Ok(adapter)) if choice == Choice::Auto && is_fallback_adapter(&adapter) => {
+                passed_over_fallback = true;
+                let name = browser_adapter_name(&adapter).unwrap_or_else(|| "(unnamed)".into());
+                let why = format!(
+                    "the browser's adapter, {name}, is a software fallback that emulates a GPU on the CPU, slower than this CPU backend (about 10x in nnlab's tests)"
+                );
+                (cpu(), Some(why), adapter)
             }
+            Some(Ok(adapter)) => match GpuBackend::new(opts).await {
+                Ok(gpu) => (Rc::new(gpu), None, adapter),
+                Err(e) => (cpu(), Some(e.to_string()), adapter),
+            },
         };
     let note = max_binding_bytes.map(|b| binding_note(b, &backend.info()));
     STATE.with(|s| {
