@@ -349,3 +349,122 @@ pub fn load_set(data: &Path, set: DenoiseSet, mode: ColorMode) -> Result<Vec<(St
         })
         .collect()
 }
+
+// ---------------------------------------------------------------- plane conversions
+
+impl Image {
+    /// True when the image is gray: one channel, or three equal planes (a gray photo stored
+    /// as RGB).
+    pub fn planes_equal(&self) -> bool {
+        let p = self.pixels();
+        self.channels == 1
+            || (self.data[..p] == self.data[p..2 * p] && self.data[..p] == self.data[2 * p..])
+    }
+
+    /// Plane `c` as a 1-channel image (no alpha).
+    pub fn plane(&self, c: usize) -> Image {
+        let p = self.pixels();
+        Image {
+            channels: 1,
+            height: self.height,
+            width: self.width,
+            data: self.data[c * p..(c + 1) * p].to_vec(),
+            alpha: None,
+        }
+    }
+
+    /// A gray image as 3 equal planes (alpha kept).
+    pub fn gray_to_rgb(&self) -> Image {
+        let mut data = Vec::with_capacity(3 * self.data.len());
+        for _ in 0..3 {
+            data.extend_from_slice(&self.data);
+        }
+        Image {
+            channels: 3,
+            height: self.height,
+            width: self.width,
+            data,
+            alpha: self.alpha.clone(),
+        }
+    }
+
+    /// Luma of a colour image with the Rec. 709 weights `decode` uses for gray (no alpha); a
+    /// gray image is returned as it is.
+    pub fn rgb_to_gray(&self) -> Image {
+        if self.channels == 1 {
+            return self.clone();
+        }
+        let p = self.pixels();
+        let d = &self.data;
+        let data = (0..p)
+            .map(|i| 0.2126 * d[i] + 0.7152 * d[p + i] + 0.0722 * d[2 * p + i])
+            .collect();
+        Image {
+            channels: 1,
+            height: self.height,
+            width: self.width,
+            data,
+            alpha: None,
+        }
+    }
+
+    /// The side x side (at most) window at the image's centre (alpha cropped alike).
+    pub fn center_crop(&self, side: usize) -> Image {
+        let (h, w) = (self.height.min(side), self.width.min(side));
+        let (y0, x0) = ((self.height - h) / 2, (self.width - w) / 2);
+        let mut data = Vec::with_capacity(self.channels * h * w);
+        for c in 0..self.channels {
+            for y in y0..y0 + h {
+                let row = c * self.pixels() + y * self.width + x0;
+                data.extend_from_slice(&self.data[row..row + w]);
+            }
+        }
+        let alpha = self.alpha.as_ref().map(|a| {
+            (y0..y0 + h)
+                .flat_map(|y| a[y * self.width + x0..y * self.width + x0 + w].to_vec())
+                .collect()
+        });
+        Image {
+            channels: self.channels,
+            height: h,
+            width: w,
+            data,
+            alpha,
+        }
+    }
+
+    /// Interleaved 8-bit RGBA for a canvas (gray shown on all three channels; alpha kept, else
+    /// opaque).
+    pub fn rgba8(&self) -> Vec<u8> {
+        let p = self.pixels();
+        let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        let mut out = Vec::with_capacity(4 * p);
+        for i in 0..p {
+            if self.channels == 1 {
+                let v = q(self.data[i]);
+                out.extend_from_slice(&[v, v, v]);
+            } else {
+                out.extend_from_slice(&[
+                    q(self.data[i]),
+                    q(self.data[p + i]),
+                    q(self.data[2 * p + i]),
+                ]);
+            }
+            out.push(self.alpha.as_ref().map_or(255, |a| q(a[i])));
+        }
+        out
+    }
+}
+
+/// Decode a photo in colour, refusing images over `max_pixels`; a gray photo (three equal
+/// planes) comes back with 1 channel, its alpha kept.
+pub fn decode_as_stored(bytes: &[u8], max_pixels: u64) -> Result<Image> {
+    let img = decode(bytes, ColorMode::Rgb, max_pixels)?;
+    if img.planes_equal() {
+        let mut g = img.plane(0);
+        g.alpha = img.alpha;
+        Ok(g)
+    } else {
+        Ok(img)
+    }
+}

@@ -121,112 +121,11 @@ fn with_tab<T>(f: impl FnOnce(&mut Tab) -> T) -> T {
     TAB.with(|t| f(&mut t.borrow_mut()))
 }
 
-// ---------------------------------------------------------------- image helpers
-
-/// True when the three planes of a colour image are equal (a gray photo stored as RGB).
-fn planes_equal(img: &Image) -> bool {
-    let p = img.pixels();
-    img.channels == 1 || (img.data[..p] == img.data[p..2 * p] && img.data[..p] == img.data[2 * p..])
-}
-
-/// Plane `c` of an image as a 1-channel image.
-fn plane(img: &Image, c: usize) -> Image {
-    let p = img.pixels();
-    Image {
-        channels: 1,
-        height: img.height,
-        width: img.width,
-        data: img.data[c * p..(c + 1) * p].to_vec(),
-        alpha: None,
-    }
-}
-
-/// A gray image as 3 equal planes.
-fn gray_to_rgb(img: &Image) -> Image {
-    let mut data = Vec::with_capacity(3 * img.data.len());
-    for _ in 0..3 {
-        data.extend_from_slice(&img.data);
-    }
-    Image {
-        channels: 3,
-        height: img.height,
-        width: img.width,
-        data,
-        alpha: img.alpha.clone(),
-    }
-}
-
-/// Luma of a colour image with the Rec. 709 weights `images::decode` uses for gray.
-fn rgb_to_gray(img: &Image) -> Image {
-    if img.channels == 1 {
-        return img.clone();
-    }
-    let p = img.pixels();
-    let d = &img.data;
-    let data = (0..p)
-        .map(|i| 0.2126 * d[i] + 0.7152 * d[p + i] + 0.0722 * d[2 * p + i])
-        .collect();
-    Image {
-        channels: 1,
-        height: img.height,
-        width: img.width,
-        data,
-        alpha: None,
-    }
-}
-
-/// The side x side (at most) window of an image at its centre.
-fn center_crop(img: &Image, side: usize) -> Image {
-    let (h, w) = (img.height.min(side), img.width.min(side));
-    let (y0, x0) = ((img.height - h) / 2, (img.width - w) / 2);
-    let mut data = Vec::with_capacity(img.channels * h * w);
-    for c in 0..img.channels {
-        for y in y0..y0 + h {
-            let row = c * img.pixels() + y * img.width + x0;
-            data.extend_from_slice(&img.data[row..row + w]);
-        }
-    }
-    let alpha = img.alpha.as_ref().map(|a| {
-        (y0..y0 + h)
-            .flat_map(|y| a[y * img.width + x0..y * img.width + x0 + w].to_vec())
-            .collect()
-    });
-    Image {
-        channels: img.channels,
-        height: h,
-        width: w,
-        data,
-        alpha,
-    }
-}
-
-/// Interleaved 8-bit RGBA for a canvas (gray shown on all three channels; alpha kept).
-fn rgba8(img: &Image) -> Vec<u8> {
-    let p = img.pixels();
-    let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-    let mut out = Vec::with_capacity(4 * p);
-    for i in 0..p {
-        if img.channels == 1 {
-            let v = q(img.data[i]);
-            out.extend_from_slice(&[v, v, v]);
-        } else {
-            out.extend_from_slice(&[q(img.data[i]), q(img.data[p + i]), q(img.data[2 * p + i])]);
-        }
-        out.push(img.alpha.as_ref().map_or(255, |a| q(a[i])));
-    }
-    out
-}
+// ---------------------------------------------------------------- pictures
 
 /// Decode an uploaded photo with the page's cap; a gray photo comes back with 1 channel.
 fn decode_photo(bytes: &[u8]) -> crate::Result<Image> {
-    let img = images::decode(bytes, ColorMode::Rgb, PAGE_MAX_PIXELS)?;
-    if planes_equal(&img) {
-        let mut g = plane(&img, 0);
-        g.alpha = img.alpha;
-        Ok(g)
-    } else {
-        Ok(img)
-    }
+    images::decode_as_stored(bytes, PAGE_MAX_PIXELS)
 }
 
 /// `{width, height, channels, rgba}` of an image for drawing.
@@ -235,7 +134,7 @@ fn picture(img: &Image) -> Object {
     set(&o, "width", img.width as u32);
     set(&o, "height", img.height as u32);
     set(&o, "channels", img.channels as u32);
-    set(&o, "rgba", Uint8Array::from(&rgba8(img)[..]));
+    set(&o, "rgba", Uint8Array::from(&img.rgba8()[..]));
     o
 }
 
@@ -373,8 +272,8 @@ pub fn denoise_begin(key: &str, sigma: f32, seed: u32, ensemble: bool) -> Result
     let mc = model.config.channels;
     let alpha = input.alpha.clone();
     let (passes, clean) = match (mc, input.channels) {
-        (1, 3) => ((0..3).map(|c| plane(&input, c)).collect(), clean),
-        (3, 1) => (vec![gray_to_rgb(&input)], clean.map(|c| gray_to_rgb(&c))),
+        (1, 3) => ((0..3).map(|c| input.plane(c)).collect(), clean),
+        (3, 1) => (vec![input.gray_to_rgb()], clean.map(|c| c.gray_to_rgb())),
         _ => (vec![input], clean),
     };
     let (h, w) = (passes[0].height, passes[0].width);
@@ -484,8 +383,8 @@ pub fn denoise_result() -> Result<JsValue, JsError> {
     set(&o, "width", w as u32);
     set(&o, "height", h as u32);
     set(&o, "channels", c as u32);
-    set(&o, "input_rgba", Uint8Array::from(&rgba8(&input)[..]));
-    set(&o, "output_rgba", Uint8Array::from(&rgba8(&output)[..]));
+    set(&o, "input_rgba", Uint8Array::from(&input.rgba8()[..]));
+    set(&o, "output_rgba", Uint8Array::from(&output.rgba8()[..]));
     let (mut pi, mut po, mut si, mut so) = (None, None, None, None);
     let win = metrics::SSIM_WINDOW;
     let ssim_skipped = if h * w > SSIM_MAX_PIXELS {
@@ -545,7 +444,7 @@ pub fn denoise_figure_image(bytes: &[u8], crop: usize) -> Result<JsValue, JsErro
         )));
     }
     let img = images::decode(bytes, ColorMode::Gray, PAGE_MAX_PIXELS).map_err(err)?;
-    let mut img = center_crop(&img, crop);
+    let mut img = img.center_crop(crop);
     img.alpha = None;
     let o = Object::new();
     set(&o, "width", img.width as u32);
@@ -605,13 +504,13 @@ pub async fn denoise_figure_panel(key: &str, sigma: f32, seed: u32) -> Result<Js
 pub fn dncnn_train_add_image(bytes: &[u8], name: &str) -> Result<JsValue, JsError> {
     let img = decode_photo(bytes).map_err(|e| invalid(format!("{name}: {e}")))?;
     let rgb = if img.channels == 1 {
-        gray_to_rgb(&img)
+        img.gray_to_rgb()
     } else {
         img
     };
-    let mut rgb = center_crop(&rgb, TRAIN_MAX_SIDE);
+    let mut rgb = rgb.center_crop(TRAIN_MAX_SIDE);
     rgb.alpha = None;
-    let gray = rgb_to_gray(&rgb);
+    let gray = rgb.rgb_to_gray();
     with_tab(|t| {
         t.train_images.push(TrainImage {
             name: name.to_string(),
