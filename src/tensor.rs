@@ -40,6 +40,14 @@ impl Tensor {
     pub fn is_gpu(&self) -> bool {
         matches!(self.storage, Storage::Gpu(_))
     }
+    /// True when both handles share one storage (a reshape or clone of the other).
+    pub fn same_storage(&self, other: &Tensor) -> bool {
+        match (&self.storage, &other.storage) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => Arc::ptr_eq(a, b),
+            (Storage::Gpu(a), Storage::Gpu(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
     /// Same storage, new shape with the same element count (no copy).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if numel(shape) != self.numel() {

@@ -659,6 +659,67 @@ fn bad_input_is_an_error() {
     assert!(g.sum(&c).is_err());
 }
 
+/// Both backends refuse the same bad conv and BatchNorm input with the same words: the rules live
+/// once in `backend/` (conv_geom.rs, batchnorm.rs).
+#[test]
+fn conv_and_batchnorm_refusals_are_word_for_word_the_same() {
+    let g = gpu();
+    let c = CpuBackend::new();
+    let backends: [&dyn Backend; 2] = [&g, &c];
+    let err = |be: &dyn Backend, case: usize| -> String {
+        let t = |s: &[usize]| be.fill(s, 1.0).unwrap();
+        let (x, w, one) = (t(&[2, 1, 5, 5]), t(&[3, 1, 3, 3]), t(&[1]));
+        let (rm, rv) = (t(&[1]), t(&[1]));
+        let p = Conv2dParams::default();
+        let tp = ConvTranspose2dParams::default();
+        let r = match case {
+            0 => be.conv2d(&x, &t(&[3, 2, 3, 3]), None, p).map(|_| ()),
+            1 => be.conv2d(&x, &w, Some(&one), p).map(|_| ()),
+            2 => be
+                .conv2d_backward_input(&t(&[2, 3, 4, 3]), &w, &[2, 1, 5, 5], p)
+                .map(|_| ()),
+            3 => be
+                .conv2d_backward_weight(&x, &t(&[2, 3, 3]), &[3, 1, 3, 3], p)
+                .map(|_| ()),
+            4 => be
+                .conv_transpose2d_backward_input(&t(&[2, 1, 5, 5]), &t(&[3, 1, 3, 3]), &[2, 3, 5, 5], tp)
+                .map(|_| ()),
+            5 => be
+                .conv2d(&x, &w, None, Conv2dParams { stride: 0, ..p })
+                .map(|_| ()),
+            6 => be
+                .batchnorm2d_eval(&x, &one, &one, &one, &t(&[2]), 1e-5)
+                .map(|_| ()),
+            7 => be
+                .batchnorm2d_train(&t(&[1, 1, 1, 1]), &one, &one, &rm, &rv, 0.1, 1e-5)
+                .map(|_| ()),
+            8 => be
+                .batchnorm2d_train(&x, &one, &one, &rm, &rv, 0.1, -1.0)
+                .map(|_| ()),
+            9 => be
+                .batchnorm2d_train(&x, &one, &one, &rm, &rm, 0.1, 1e-5)
+                .map(|_| ()),
+            10 => be
+                .batchnorm2d_train(&x, &rv, &one, &rm, &rv, 0.1, 1e-5)
+                .map(|_| ()),
+            11 => be
+                .batchnorm2d_backward(&x, &t(&[2, 1, 5, 4]), &one, &one, &one)
+                .map(|_| ()),
+            _ => be
+                .batchnorm2d_eval(&t(&[2, 5, 5]), &one, &one, &one, &one, 1e-5)
+                .map(|_| ()),
+        };
+        match r {
+            Ok(()) => panic!("case {case} ({}) was accepted", be.info().kind),
+            Err(e) => e.to_string(),
+        }
+    };
+    for case in 0..13 {
+        let [gm, cm] = backends.map(|be| err(be, case));
+        assert_eq!(gm, cm, "case {case}: the backends' words differ");
+    }
+}
+
 /// `read_many` (one staging buffer and one map on the GPU) returns each tensor exactly as its
 /// own `read` does, in order, on both backends: sizes 1, odd and large, the same tensor twice.
 #[test]

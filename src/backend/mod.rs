@@ -2,13 +2,23 @@
 //! parameter types and the shape rules they share. Every op validates its inputs here, in the
 //! shape helpers, so both backends refuse the same inputs with the same messages.
 
+mod batchnorm;
 pub mod conv_arith;
+mod conv_geom;
 mod forward;
+
+pub use batchnorm::{
+    batchnorm2d_backward_shapes, batchnorm2d_eval_shapes, batchnorm2d_train_shapes,
+    distinct_from_written,
+};
+pub use conv_geom::{
+    conv2d_shapes, conv_out_size, conv_transpose2d_shapes, conv_transpose_out_size, ConvGeom,
+};
 
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::tensor::{dims4, non_empty, Tensor};
+use crate::tensor::{non_empty, Tensor};
 use crate::{Error, Result};
 
 pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -299,114 +309,6 @@ pub fn read_blocking(backend: &dyn Backend, t: &Tensor) -> Result<Vec<f32>> {
 }
 
 // ---------------------------------------------------------------- shape rules shared by both backends
-
-fn check_params(stride: usize, dilation: usize, op: &str) -> Result<()> {
-    if stride == 0 || dilation == 0 {
-        return Err(Error::Invalid(format!(
-            "{op}: stride and dilation must be >= 1 (got stride {stride}, dilation {dilation})"
-        )));
-    }
-    Ok(())
-}
-
-/// Output spatial size of a conv2d along one axis, or an error when the window does not fit.
-pub fn conv_out_size(input: usize, k: usize, p: Conv2dParams) -> Result<usize> {
-    check_params(p.stride, p.dilation, "conv2d")?;
-    let span = p.dilation * (k - 1) + 1;
-    let padded = input + 2 * p.padding;
-    if k == 0 || padded < span {
-        return Err(Error::Shape(format!(
-            "conv2d: kernel {k} (dilation {}) spans {span} pixels, more than the padded input {padded}",
-            p.dilation
-        )));
-    }
-    Ok((padded - span) / p.stride + 1)
-}
-
-/// Output spatial size of a conv_transpose2d along one axis.
-pub fn conv_transpose_out_size(input: usize, k: usize, p: ConvTranspose2dParams) -> Result<usize> {
-    check_params(p.stride, p.dilation, "conv_transpose2d")?;
-    if p.output_padding >= p.stride.max(p.dilation) {
-        return Err(Error::Invalid(format!(
-            "conv_transpose2d: output_padding {} must be smaller than stride {} or dilation {}",
-            p.output_padding, p.stride, p.dilation
-        )));
-    }
-    let full = (input.max(1) - 1) * p.stride + p.dilation * (k.max(1) - 1) + p.output_padding + 1;
-    if k == 0 || input == 0 || full <= 2 * p.padding {
-        return Err(Error::Shape(format!(
-            "conv_transpose2d: input {input}, kernel {k}, stride {}, padding {} gives no output pixels",
-            p.stride, p.padding
-        )));
-    }
-    Ok(full - 2 * p.padding)
-}
-
-/// Validate a conv2d call; returns (N, Cin, H, W, Cout, k, Ho, Wo).
-pub fn conv2d_shapes(
-    x: &[usize],
-    w: &[usize],
-    b: Option<&[usize]>,
-    p: Conv2dParams,
-) -> Result<[usize; 8]> {
-    let [n, c, h, wd] = dims4(x, "conv2d input")?;
-    let [co, ci, kh, kw] = dims4(w, "conv2d weight (Cout, Cin, k, k)")?;
-    non_empty(x, "conv2d input")?;
-    non_empty(w, "conv2d weight")?;
-    if ci != c {
-        return Err(Error::Shape(format!(
-            "conv2d: input has {c} channels but the weight {w:?} expects {ci}"
-        )));
-    }
-    if kh != kw {
-        return Err(Error::Shape(format!(
-            "conv2d: only square kernels are supported, got {kh}x{kw}"
-        )));
-    }
-    if let Some(bs) = b {
-        if bs != [co] {
-            return Err(Error::Shape(format!(
-                "conv2d: bias must have shape [{co}], got {bs:?}"
-            )));
-        }
-    }
-    let ho = conv_out_size(h, kh, p)?;
-    let wo = conv_out_size(wd, kw, p)?;
-    Ok([n, c, h, wd, co, kh, ho, wo])
-}
-
-/// Validate a conv_transpose2d call; returns (N, Cin, H, W, Cout, k, Ho, Wo).
-pub fn conv_transpose2d_shapes(
-    x: &[usize],
-    w: &[usize],
-    b: Option<&[usize]>,
-    p: ConvTranspose2dParams,
-) -> Result<[usize; 8]> {
-    let [n, c, h, wd] = dims4(x, "conv_transpose2d input")?;
-    let [ci, co, kh, kw] = dims4(w, "conv_transpose2d weight (Cin, Cout, k, k)")?;
-    non_empty(x, "conv_transpose2d input")?;
-    non_empty(w, "conv_transpose2d weight")?;
-    if ci != c {
-        return Err(Error::Shape(format!(
-            "conv_transpose2d: input has {c} channels but the weight {w:?} expects {ci}"
-        )));
-    }
-    if kh != kw {
-        return Err(Error::Shape(format!(
-            "conv_transpose2d: only square kernels are supported, got {kh}x{kw}"
-        )));
-    }
-    if let Some(bs) = b {
-        if bs != [co] {
-            return Err(Error::Shape(format!(
-                "conv_transpose2d: bias must have shape [{co}], got {bs:?}"
-            )));
-        }
-    }
-    let ho = conv_transpose_out_size(h, kh, p)?;
-    let wo = conv_transpose_out_size(wd, kw, p)?;
-    Ok([n, c, h, wd, co, kh, ho, wo])
-}
 
 /// Validate a matmul; returns (M, K, N).
 pub fn matmul_shapes(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<[usize; 3]> {

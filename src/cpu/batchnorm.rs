@@ -3,27 +3,11 @@
 //! unbiased one, as PyTorch does.
 
 use super::{host, new_tensor, par_chunks, par_map, CpuBackend};
-use crate::tensor::{dims4, non_empty, Tensor};
-use crate::{Error, Result};
-
-/// (N, C, H*W) of x after checking that every per-channel tensor has shape [C].
-fn bn_shapes(
-    x: &Tensor,
-    per_channel: &[(&Tensor, &str)],
-    op: &str,
-) -> Result<(usize, usize, usize)> {
-    let [n, c, h, w] = dims4(x.shape(), &format!("{op} input"))?;
-    non_empty(x.shape(), &format!("{op} input"))?;
-    for (t, what) in per_channel {
-        if t.shape() != [c] {
-            return Err(Error::Shape(format!(
-                "{op}: {what} must have shape [{c}] (one per channel), got {:?}",
-                t.shape()
-            )));
-        }
-    }
-    Ok((n, c, h * w))
-}
+use crate::backend::{
+    batchnorm2d_backward_shapes, batchnorm2d_eval_shapes, batchnorm2d_train_shapes,
+};
+use crate::tensor::Tensor;
+use crate::Result;
 
 /// y = (x - mean[c]) * scale[c] + shift... written as y = x * a[c] + b[c], one plane per task.
 fn apply_affine(x: &[f32], c: usize, hw: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
@@ -48,36 +32,11 @@ pub fn train(
     momentum: f32,
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let op = "batchnorm2d (training)";
-    let (n, c, hw) = bn_shapes(
-        x,
-        &[
-            (gamma, "gamma"),
-            (beta, "beta"),
-            (running_mean, "running_mean"),
-            (running_var, "running_var"),
-        ],
-        op,
-    )?;
+    let op = "batchnorm2d_train";
+    let [n, c, hw] =
+        batchnorm2d_train_shapes(x, gamma, beta, running_mean, running_var, momentum, eps)?;
     let count = n * hw;
-    if count < 2 {
-        return Err(Error::Shape(format!(
-            "{op}: needs more than one value per channel, got input {:?}",
-            x.shape()
-        )));
-    }
-    #[allow(clippy::neg_cmp_op_on_partial_ord)] // written so that NaN is refused too
-    if !(eps >= 0.0) || !momentum.is_finite() {
-        return Err(Error::Invalid(format!(
-            "{op}: eps must be >= 0 and momentum finite (got eps {eps}, momentum {momentum})"
-        )));
-    }
     let (rmh, rvh) = (host(running_mean, op)?, host(running_var, op)?);
-    if rmh.same(&rvh) {
-        return Err(Error::Invalid(format!(
-            "{op}: running_mean and running_var must be different tensors"
-        )));
-    }
     let (y, mean, var) = {
         let (xh, gh, bh) = (host(x, op)?, host(gamma, op)?, host(beta, op)?);
         let (xd, gd, bd) = (xh.read()?, gh.read()?, bh.read()?);
@@ -138,17 +97,8 @@ pub fn eval(
     running_var: &Tensor,
     eps: f32,
 ) -> Result<Tensor> {
-    let op = "batchnorm2d (eval)";
-    let (_, c, hw) = bn_shapes(
-        x,
-        &[
-            (gamma, "gamma"),
-            (beta, "beta"),
-            (running_mean, "running_mean"),
-            (running_var, "running_var"),
-        ],
-        op,
-    )?;
+    let op = "batchnorm2d_eval";
+    let [_, c, hw] = batchnorm2d_eval_shapes(x, gamma, beta, running_mean, running_var)?;
     let hs = [
         host(x, op)?,
         host(gamma, op)?,
@@ -180,13 +130,8 @@ pub fn backward(
     mean: &Tensor,
     invstd: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let op = "batchnorm2d backward";
-    let (n, c, hw) = bn_shapes(
-        x,
-        &[(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")],
-        op,
-    )?;
-    crate::tensor::same_shape(x.shape(), gy.shape(), op)?;
+    let op = "batchnorm2d_backward";
+    let [n, c, hw] = batchnorm2d_backward_shapes(x, gy, gamma, mean, invstd)?;
     let hs = [
         host(x, op)?,
         host(gy, op)?,

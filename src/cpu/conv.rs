@@ -11,51 +11,17 @@
 
 use super::{host, new_tensor, par_chunks, par_map, sgemm, threads, CpuBackend};
 use crate::backend::*;
-use crate::tensor::{dims4, Tensor};
-use crate::{Error, Result};
+use crate::tensor::Tensor;
+use crate::Result;
 
-/// One direct conv: input (N, cin, h, w) -> output (N, cout, ho, wo), square kernel k.
-#[derive(Clone, Copy, Debug)]
-struct Geom {
-    n: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
-    k: usize,
-    ho: usize,
-    wo: usize,
-    stride: usize,
-    pad: usize,
-    dil: usize,
-}
-
-impl Geom {
-    fn in_len(&self) -> usize {
-        self.cin * self.h * self.w
-    }
-    fn out_len(&self) -> usize {
-        self.cout * self.ho * self.wo
-    }
-    fn ckk(&self) -> usize {
-        self.cin * self.k * self.k
-    }
-    fn pixels(&self) -> usize {
-        self.ho * self.wo
-    }
-    /// A 1x1, stride-1, unpadded conv: cols(x) is x itself.
-    fn is_pointwise(&self) -> bool {
-        self.k == 1 && self.stride == 1 && self.pad == 0 && self.ho == self.h && self.wo == self.w
-    }
-    /// Samples per thread chunk, and whether the GEMMs inside should use all threads
-    /// (when the batch is too small to keep every thread busy).
-    fn chunking(&self) -> (usize, bool) {
-        let t = threads();
-        if self.n >= t {
-            (self.n.div_ceil(t), false)
-        } else {
-            (self.n, true)
-        }
+/// Samples per thread chunk, and whether the GEMMs inside should use all threads
+/// (when the batch is too small to keep every thread busy).
+fn chunking(g: &ConvGeom) -> (usize, bool) {
+    let t = threads();
+    if g.n >= t {
+        (g.n.div_ceil(t), false)
+    } else {
+        (g.n, true)
     }
 }
 
@@ -73,23 +39,22 @@ fn valid_range(off: isize, size: usize, out: usize, stride: usize) -> (usize, us
 /// Visit every (row of cols, output row oy, valid ox range, input index of ox = 0) of one sample;
 /// output rows whose window row falls on padding get an empty range. Shared by im2col and
 /// col2im so both use the same index arithmetic.
-fn for_each_window(g: &Geom, mut visit: impl FnMut(usize, usize, (usize, usize), isize)) {
-    let (s, d, p) = (g.stride as isize, g.dil as isize, g.pad as isize);
+fn for_each_window(g: &ConvGeom, mut visit: impl FnMut(usize, usize, (usize, usize), isize)) {
     for c in 0..g.cin {
-        for ky in 0..g.k {
-            let offy = ky as isize * d - p;
-            let (ylo, yhi) = valid_range(offy, g.h, g.ho, g.stride);
-            for kx in 0..g.k {
-                let offx = kx as isize * d - p;
-                let xr = valid_range(offx, g.w, g.wo, g.stride);
-                let row = (c * g.k + ky) * g.k + kx;
+        for ky in 0..g.kh {
+            let offy = (ky * g.dh) as isize - g.ph as isize;
+            let (ylo, yhi) = valid_range(offy, g.h, g.ho, g.sh);
+            for kx in 0..g.kw {
+                let offx = (kx * g.dw) as isize - g.pw as isize;
+                let xr = valid_range(offx, g.w, g.wo, g.sw);
+                let row = (c * g.kh + ky) * g.kw + kx;
                 for oy in 0..g.ho {
                     if oy < ylo || oy >= yhi {
                         visit(row, oy, (0, 0), 0);
                         continue;
                     }
-                    let iy = oy as isize * s + offy;
-                    // input index of output column ox is base + ox * stride
+                    let iy = (oy * g.sh) as isize + offy;
+                    // input index of output column ox is base + ox * sw
                     let base = (c * g.h * g.w) as isize + iy * g.w as isize + offx;
                     visit(row, oy, xr, base);
                 }
@@ -99,8 +64,8 @@ fn for_each_window(g: &Geom, mut visit: impl FnMut(usize, usize, (usize, usize),
 }
 
 /// cols (Cin k k, Ho Wo) of one sample x (Cin, H, W); entries that fall on padding are 0.
-fn im2col(g: &Geom, x: &[f32], cols: &mut [f32]) {
-    let (wo, pix, s) = (g.wo, g.pixels(), g.stride);
+fn im2col(g: &ConvGeom, x: &[f32], cols: &mut [f32]) {
+    let (wo, pix, s) = (g.wo, g.pixels(), g.sw);
     for_each_window(g, |row, oy, (lo, hi), base| {
         let dst = &mut cols[row * pix + oy * wo..row * pix + oy * wo + wo];
         dst[..lo].fill(0.0);
@@ -120,8 +85,8 @@ fn im2col(g: &Geom, x: &[f32], cols: &mut [f32]) {
 }
 
 /// gx (Cin, H, W) += the columns of one sample scattered back to their input pixels.
-fn col2im(g: &Geom, cols: &[f32], gx: &mut [f32]) {
-    let (wo, pix, s) = (g.wo, g.pixels(), g.stride);
+fn col2im(g: &ConvGeom, cols: &[f32], gx: &mut [f32]) {
+    let (wo, pix, s) = (g.wo, g.pixels(), g.sw);
     for_each_window(g, |row, oy, (lo, hi), base| {
         let src = &cols[row * pix + oy * wo..row * pix + oy * wo + wo];
         for ox in lo..hi {
@@ -131,19 +96,19 @@ fn col2im(g: &Geom, cols: &[f32], gx: &mut [f32]) {
 }
 
 /// y (N, Cout, Ho, Wo) = conv(x, w) + bias.
-fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let mut y = vec![0.0f32; g.n * g.out_len()];
-    let (per, par) = g.chunking();
-    let (ckk, pix) = (g.ckk(), g.pixels());
-    par_chunks(&mut y, per * g.out_len(), |chunk, ys| {
+fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let mut y = vec![0.0f32; g.n * g.y_per_sample()];
+    let (per, par) = chunking(g);
+    let (ckk, pix) = (g.taps(), g.pixels());
+    par_chunks(&mut y, per * g.y_per_sample(), |chunk, ys| {
         let mut cols = if g.is_pointwise() {
             Vec::new()
         } else {
             vec![0.0f32; ckk * pix]
         };
-        for (j, yn) in ys.chunks_mut(g.out_len()).enumerate() {
+        for (j, yn) in ys.chunks_mut(g.y_per_sample()).enumerate() {
             let i = chunk * per + j;
-            let xn = &x[i * g.in_len()..(i + 1) * g.in_len()];
+            let xn = &x[i * g.x_per_sample()..(i + 1) * g.x_per_sample()];
             let src: &[f32] = if g.is_pointwise() {
                 xn
             } else {
@@ -171,19 +136,19 @@ fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
 }
 
 /// gx (N, Cin, H, W) from gy (N, Cout, Ho, Wo).
-fn backward_input(g: &Geom, gy: &[f32], w: &[f32]) -> Vec<f32> {
-    let mut gx = vec![0.0f32; g.n * g.in_len()];
-    let (per, par) = g.chunking();
-    let (ckk, pix) = (g.ckk(), g.pixels());
-    par_chunks(&mut gx, per * g.in_len(), |chunk, gxs| {
+fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
+    let mut gx = vec![0.0f32; g.n * g.x_per_sample()];
+    let (per, par) = chunking(g);
+    let (ckk, pix) = (g.taps(), g.pixels());
+    par_chunks(&mut gx, per * g.x_per_sample(), |chunk, gxs| {
         let mut cols = if g.is_pointwise() {
             Vec::new()
         } else {
             vec![0.0f32; ckk * pix]
         };
-        for (j, gxn) in gxs.chunks_mut(g.in_len()).enumerate() {
+        for (j, gxn) in gxs.chunks_mut(g.x_per_sample()).enumerate() {
             let i = chunk * per + j;
-            let gyn = &gy[i * g.out_len()..(i + 1) * g.out_len()];
+            let gyn = &gy[i * g.y_per_sample()..(i + 1) * g.y_per_sample()];
             // W^T: element (r, co) of the (Cin k k, Cout) matrix is w[co * ckk + r]
             if g.is_pointwise() {
                 sgemm(
@@ -215,9 +180,9 @@ fn backward_input(g: &Geom, gy: &[f32], w: &[f32]) -> Vec<f32> {
 }
 
 /// gw (Cout, Cin, k, k) = sum over the batch of gy_n * cols(x_n)^T.
-fn backward_weight(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
-    let (per, par) = g.chunking();
-    let (ckk, pix) = (g.ckk(), g.pixels());
+fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    let (per, par) = chunking(g);
+    let (ckk, pix) = (g.taps(), g.pixels());
     let wlen = g.cout * ckk;
     let partials = par_map(g.n.div_ceil(per), |chunk| {
         let mut acc = vec![0.0f32; wlen];
@@ -227,8 +192,8 @@ fn backward_weight(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
             vec![0.0f32; ckk * pix]
         };
         for i in chunk * per..((chunk + 1) * per).min(g.n) {
-            let xn = &x[i * g.in_len()..(i + 1) * g.in_len()];
-            let gyn = &gy[i * g.out_len()..(i + 1) * g.out_len()];
+            let xn = &x[i * g.x_per_sample()..(i + 1) * g.x_per_sample()];
+            let gyn = &gy[i * g.y_per_sample()..(i + 1) * g.y_per_sample()];
             let src: &[f32] = if g.is_pointwise() {
                 xn
             } else {
@@ -257,52 +222,6 @@ fn backward_weight(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     gw
 }
 
-fn conv_geom(s: [usize; 8], p: Conv2dParams) -> Geom {
-    let [n, cin, h, w, cout, k, ho, wo] = s;
-    Geom {
-        n,
-        cin,
-        h,
-        w,
-        cout,
-        k,
-        ho,
-        wo,
-        stride: p.stride,
-        pad: p.padding,
-        dil: p.dilation,
-    }
-}
-
-/// The direct conv that a transposed conv (sizes from `conv_transpose2d_shapes`) is the backward of:
-/// its input is the transposed conv's output and vice versa.
-fn transpose_geom(s: [usize; 8], p: ConvTranspose2dParams) -> Geom {
-    let [n, cin_t, h, w, cout_t, k, ho, wo] = s;
-    Geom {
-        n,
-        cin: cout_t,
-        h: ho,
-        w: wo,
-        cout: cin_t,
-        k,
-        ho: h,
-        wo: w,
-        stride: p.stride,
-        pad: p.padding,
-        dil: p.dilation,
-    }
-}
-
-fn expect_shape(t: &[usize], want: [usize; 4], op: &str, what: &str) -> Result<()> {
-    dims4(t, what)?;
-    if t != want {
-        return Err(Error::Shape(format!(
-            "{op}: {what} must have shape {want:?}, got {t:?}"
-        )));
-    }
-    Ok(())
-}
-
 pub fn conv2d(
     _be: &CpuBackend,
     x: &Tensor,
@@ -310,8 +229,7 @@ pub fn conv2d(
     b: Option<&Tensor>,
     p: Conv2dParams,
 ) -> Result<Tensor> {
-    let s = conv2d_shapes(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
-    let g = conv_geom(s, p);
+    let g = ConvGeom::conv2d(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
     let (xh, wh) = (host(x, "conv2d")?, host(w, "conv2d")?);
     let bh = b.map(|b| host(b, "conv2d")).transpose()?;
     let bd = bh.as_ref().map(|h| h.read()).transpose()?;
@@ -321,7 +239,7 @@ pub fn conv2d(
         &wh.read()?,
         bd.as_deref().map(|v| v.as_slice()),
     );
-    Ok(new_tensor(&[g.n, g.cout, g.ho, g.wo], y))
+    Ok(new_tensor(&g.y_shape(), y))
 }
 
 pub fn conv2d_backward_input(
@@ -332,9 +250,8 @@ pub fn conv2d_backward_input(
     p: Conv2dParams,
 ) -> Result<Tensor> {
     let op = "conv2d_backward_input";
-    let s = conv2d_shapes(x_shape, w.shape(), None, p)?;
-    let g = conv_geom(s, p);
-    expect_shape(gy.shape(), [g.n, g.cout, g.ho, g.wo], op, "output gradient")?;
+    let g = ConvGeom::conv2d(x_shape, w.shape(), None, p)?;
+    ConvGeom::check_output_grad(gy.shape(), g.y_shape(), op)?;
     let (gyh, wh) = (host(gy, op)?, host(w, op)?);
     let gx = backward_input(&g, &gyh.read()?, &wh.read()?);
     Ok(new_tensor(x_shape, gx))
@@ -348,9 +265,8 @@ pub fn conv2d_backward_weight(
     p: Conv2dParams,
 ) -> Result<Tensor> {
     let op = "conv2d_backward_weight";
-    let s = conv2d_shapes(x.shape(), w_shape, None, p)?;
-    let g = conv_geom(s, p);
-    expect_shape(gy.shape(), [g.n, g.cout, g.ho, g.wo], op, "output gradient")?;
+    let g = ConvGeom::conv2d(x.shape(), w_shape, None, p)?;
+    ConvGeom::check_output_grad(gy.shape(), g.y_shape(), op)?;
     let (xh, gyh) = (host(x, op)?, host(gy, op)?);
     let gw = backward_weight(&g, &xh.read()?, &gyh.read()?);
     Ok(new_tensor(w_shape, gw))
@@ -364,8 +280,7 @@ pub fn conv_transpose2d(
     p: ConvTranspose2dParams,
 ) -> Result<Tensor> {
     let op = "conv_transpose2d";
-    let s = conv_transpose2d_shapes(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
-    let g = transpose_geom(s, p);
+    let g = ConvGeom::transposed(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
     let (xh, wh) = (host(x, op)?, host(w, op)?);
     let mut y = backward_input(&g, &xh.read()?, &wh.read()?);
     if let Some(b) = b {
@@ -376,7 +291,7 @@ pub fn conv_transpose2d(
             plane.iter_mut().for_each(|e| *e += v);
         }
     }
-    Ok(new_tensor(&[g.n, g.cin, g.h, g.w], y))
+    Ok(new_tensor(&g.x_shape(), y))
 }
 
 pub fn conv_transpose2d_backward_input(
@@ -387,9 +302,8 @@ pub fn conv_transpose2d_backward_input(
     p: ConvTranspose2dParams,
 ) -> Result<Tensor> {
     let op = "conv_transpose2d_backward_input";
-    let s = conv_transpose2d_shapes(x_shape, w.shape(), None, p)?;
-    let g = transpose_geom(s, p);
-    expect_shape(gy.shape(), [g.n, g.cin, g.h, g.w], op, "output gradient")?;
+    let g = ConvGeom::transposed(x_shape, w.shape(), None, p)?;
+    ConvGeom::check_output_grad(gy.shape(), g.x_shape(), op)?;
     let (gyh, wh) = (host(gy, op)?, host(w, op)?);
     let gx = forward(&g, &gyh.read()?, &wh.read()?, None);
     Ok(new_tensor(x_shape, gx))
@@ -403,9 +317,8 @@ pub fn conv_transpose2d_backward_weight(
     p: ConvTranspose2dParams,
 ) -> Result<Tensor> {
     let op = "conv_transpose2d_backward_weight";
-    let s = conv_transpose2d_shapes(x.shape(), w_shape, None, p)?;
-    let g = transpose_geom(s, p);
-    expect_shape(gy.shape(), [g.n, g.cin, g.h, g.w], op, "output gradient")?;
+    let g = ConvGeom::transposed(x.shape(), w_shape, None, p)?;
+    ConvGeom::check_output_grad(gy.shape(), g.x_shape(), op)?;
     let (xh, gyh) = (host(x, op)?, host(gy, op)?);
     // in the direct conv, gy is the input and x the output gradient
     let gw = backward_weight(&g, &gyh.read()?, &xh.read()?);

@@ -3,11 +3,14 @@
 //! that turns them into coefficients, and one elementwise pass applying them.
 
 use super::context::{Binding, Shader};
-use super::elementwise::{distinct, run_elementwise};
+use super::elementwise::run_elementwise;
 use super::reduce::channel_reduce;
 use super::{GpuBackend, GpuBuffer, Params};
-use crate::tensor::{dims4, non_empty, same_shape, Tensor};
-use crate::{Error, Result};
+use crate::backend::{
+    batchnorm2d_backward_shapes, batchnorm2d_eval_shapes, batchnorm2d_train_shapes,
+};
+use crate::tensor::Tensor;
+use crate::Result;
 
 const SHADER: Shader = Shader {
     name: "batchnorm",
@@ -32,21 +35,6 @@ fn bparams(
         .f(count)
         .f(momentum)
         .f(eps)
-}
-
-/// (N, C, H*W) of x, after checking that every per-channel tensor has shape [C].
-fn shapes(x: &Tensor, per_channel: &[(&Tensor, &str)], op: &str) -> Result<(usize, usize, usize)> {
-    let [n, c, h, w] = dims4(x.shape(), &format!("{op} input"))?;
-    non_empty(x.shape(), &format!("{op} input"))?;
-    for (t, name) in per_channel {
-        if t.shape() != [c] {
-            return Err(Error::Shape(format!(
-                "{op}: {name} must have shape [{c}] (one per channel), got {:?}",
-                t.shape()
-            )));
-        }
-    }
-    Ok((n, c, h * w))
 }
 
 fn bufs(ts: &[&Tensor], op: &str) -> Result<Vec<std::sync::Arc<GpuBuffer>>> {
@@ -109,31 +97,8 @@ pub fn train(
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batchnorm2d_train";
-    let (n, c, inner) = shapes(
-        x,
-        &[
-            (gamma, "gamma"),
-            (beta, "beta"),
-            (running_mean, "running_mean"),
-            (running_var, "running_var"),
-        ],
-        op,
-    )?;
-    if n * inner < 2 {
-        return Err(Error::Shape(format!(
-            "{op}: needs more than one value per channel, got input {:?}",
-            x.shape()
-        )));
-    }
-    if eps.is_nan() || eps < 0.0 || !momentum.is_finite() {
-        return Err(Error::Invalid(format!(
-            "{op}: eps must be >= 0 and momentum finite (got eps {eps}, momentum {momentum})"
-        )));
-    }
-    let rw = [(running_mean, "running_mean"), (running_var, "running_var")];
-    for other in [(x, "the input"), (gamma, "gamma"), (beta, "beta")] {
-        distinct(op, &[rw[0], rw[1], other])?;
-    }
+    let [n, c, inner] =
+        batchnorm2d_train_shapes(x, gamma, beta, running_mean, running_var, momentum, eps)?;
     let b = bufs(&[x, gamma, beta, running_mean, running_var], op)?;
     let count = (n * inner) as f32;
     let mean = channel_reduce(be, "chan_sum", (n, c, inner), &[&b[0]], &[], 1.0 / count)?;
@@ -173,16 +138,7 @@ pub fn eval(
     eps: f32,
 ) -> Result<Tensor> {
     let op = "batchnorm2d_eval";
-    let (_, c, inner) = shapes(
-        x,
-        &[
-            (gamma, "gamma"),
-            (beta, "beta"),
-            (running_mean, "running_mean"),
-            (running_var, "running_var"),
-        ],
-        op,
-    )?;
+    let [_, c, inner] = batchnorm2d_eval_shapes(x, gamma, beta, running_mean, running_var)?;
     let b = bufs(&[x, gamma, beta, running_mean, running_var], op)?;
     let cf = be.alloc(4 * c)?;
     coef(
@@ -206,12 +162,7 @@ pub fn backward(
     invstd: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batchnorm2d_backward";
-    let (n, c, inner) = shapes(
-        x,
-        &[(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")],
-        op,
-    )?;
-    same_shape(x.shape(), gy.shape(), op)?;
+    let [n, c, inner] = batchnorm2d_backward_shapes(x, gy, gamma, mean, invstd)?;
     let b = bufs(&[x, gy, gamma, mean, invstd], op)?;
     let gbeta = channel_reduce(be, "chan_sum", (n, c, inner), &[&b[1]], &[], 1.0)?;
     let ggamma = channel_reduce(

@@ -4,9 +4,10 @@
 //!   conv_transpose2d forward         == conv2d backward-input  (with the bias added)
 //!   conv_transpose2d backward-input  == conv2d forward
 //!   conv_transpose2d backward-weight == conv2d backward-weight with x and gy swapped
-//! and a `ConvGeom` always described in conv2d terms: x (N, cin, h, w) -> y (N, cout, ho, wo),
-//! weight (cout, cin, k, k). A transposed conv's weight (Cin, Cout, k, k) is exactly the
-//! weight of the conv it transposes, so no weight is ever flipped. (The forward and
+//! and a `backend::ConvGeom` (shared with the CPU) always described in conv2d terms:
+//! x (N, cin, h, w) -> y (N, cout, ho, wo), weight (cout, cin, k, k); one launcher (`run_data`)
+//! runs the forward and the backward-input kernels. A transposed conv's weight (Cin, Cout, k, k)
+//! is exactly the weight of the conv it transposes, so no weight is ever flipped. (The forward and
 //! backward-input kernels read a repacked copy of it, channels contiguous, for vec4 loads.)
 //!
 //! Binding limits: a tensor larger than one storage binding is processed a batch slice at a
@@ -38,55 +39,8 @@ const MM_TILE_VEC4: usize = 64;
 /// Binding offsets are aligned down to 64 floats (256 bytes); a span needs that much slack.
 const ALIGN: usize = 64;
 
-/// A conv2d in the kernels' terms: x (n, cin, h, w), y (n, cout, ho, wo), weight (cout, cin, k, k).
-#[derive(Clone, Copy, Debug)]
-struct ConvGeom {
-    n: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
-    ho: usize,
-    wo: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    dil: usize,
-}
-
-impl ConvGeom {
-    fn x_per_sample(&self) -> usize {
-        self.cin * self.h * self.w
-    }
-    fn y_per_sample(&self) -> usize {
-        self.cout * self.ho * self.wo
-    }
-    fn weight_len(&self) -> usize {
-        self.cout * self.cin * self.k * self.k
-    }
-    fn x_shape(&self) -> [usize; 4] {
-        [self.n, self.cin, self.h, self.w]
-    }
-    fn y_shape(&self) -> [usize; 4] {
-        [self.n, self.cout, self.ho, self.wo]
-    }
-    /// The shader's parameter block for `batch` samples at element offsets (x_off, y_off).
-    fn params(&self, batch: usize, x_off: usize, y_off: usize) -> ConvLaunch {
-        ConvLaunch {
-            g: *self,
-            batch,
-            x_off,
-            y_off,
-            has_bias: false,
-            tiles_c: 0,
-            rows_per_split: 0,
-            splits: 0,
-            accumulate: false,
-        }
-    }
-}
-
-/// Everything in the conv shader's `Params` struct (in its order).
+/// Everything in the conv shader's `Params` struct (in its order). The shader takes one kernel
+/// size, stride, padding and dilation for both axes (`ConvGeom::is_isotropic`).
 struct ConvLaunch {
     g: ConvGeom,
     batch: usize,
@@ -100,6 +54,21 @@ struct ConvLaunch {
 }
 
 impl ConvLaunch {
+    /// The parameter block for `batch` samples at element offsets (x_off, y_off).
+    fn new(g: &ConvGeom, batch: usize, x_off: usize, y_off: usize) -> ConvLaunch {
+        ConvLaunch {
+            g: *g,
+            batch,
+            x_off,
+            y_off,
+            has_bias: false,
+            tiles_c: 0,
+            rows_per_split: 0,
+            splits: 0,
+            accumulate: false,
+        }
+    }
+
     fn build(&self) -> Params {
         let g = &self.g;
         Params::new()
@@ -110,10 +79,10 @@ impl ConvLaunch {
             .u(g.cout)
             .u(g.ho)
             .u(g.wo)
-            .u(g.k)
-            .u(g.stride)
-            .u(g.pad)
-            .u(g.dil)
+            .u(g.kh)
+            .u(g.sh)
+            .u(g.ph)
+            .u(g.dh)
             .u(self.x_off)
             .u(self.y_off)
             .u(self.has_bias as usize)
@@ -153,8 +122,14 @@ fn must_fit(be: &GpuBackend, len: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Samples per launch so that one slice of x and one of y each fit a binding.
+/// Samples per launch so that one slice of x and one of y each fit a binding. Also refuses a
+/// geometry the shader cannot run (it takes one size per hyper-parameter for both axes).
 fn batch_chunk(be: &GpuBackend, g: &ConvGeom, op: &str) -> Result<usize> {
+    if !g.is_isotropic() {
+        return Err(Error::Invalid(format!(
+            "{op}: the GPU conv kernels need a square kernel and the same stride, padding and dilation on both axes"
+        )));
+    }
     let cap = span_capacity(be);
     let per = g.x_per_sample().max(g.y_per_sample());
     if per > cap {
@@ -165,16 +140,6 @@ fn batch_chunk(be: &GpuBackend, g: &ConvGeom, op: &str) -> Result<usize> {
         )));
     }
     Ok((cap / per).min(g.n).max(1))
-}
-
-fn shape_is(t: &Tensor, want: &[usize], what: &str) -> Result<()> {
-    if t.shape() != want {
-        return Err(Error::Shape(format!(
-            "{what} must have shape {want:?}, got {:?}",
-            t.shape()
-        )));
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------- the three conv kernels
@@ -189,7 +154,7 @@ fn pack_weight(
     fwd: bool,
     op: &str,
 ) -> Result<GpuBuffer> {
-    let kk = g.k * g.k;
+    let kk = g.kh * g.kw;
     let (len, entry) = if fwd {
         (g.cin * kk * g.cout.next_multiple_of(4), "pack_w_fwd")
     } else {
@@ -202,94 +167,65 @@ fn pack_weight(
     be.launch(
         CONV,
         entry,
-        &g.params(g.n, 0, 0).build(),
+        &ConvLaunch::new(g, g.n, 0, 0).build(),
         &[pbind, wbind],
         len.div_ceil(256),
     )?;
     Ok(packed)
 }
 
-/// y = conv(x, wt) (+ bias over cout): the conv2d forward.
-fn run_fwd(
-    be: &GpuBackend,
-    g: &ConvGeom,
-    x: &Tensor,
-    wt: &Tensor,
-    bias: Option<&Tensor>,
-    op: &str,
-) -> Result<Tensor> {
-    must_fit(be, g.weight_len(), &format!("{op}: the weight"))?;
-    let (xb, wb) = (x.gpu_buffer(op)?, wt.gpu_buffer(op)?);
-    let bb = bias.map(|b| b.gpu_buffer(op)).transpose()?;
-    let out = be.empty(&g.y_shape())?;
-    let ob = out.gpu_buffer(op)?;
-    let chunk = batch_chunk(be, g, op)?;
-    let tiles_c = g.cout.div_ceil(CONV_ROWS);
-    let packed = pack_weight(be, g, &wb, true, op)?;
-    let mut n0 = 0;
-    while n0 < g.n {
-        let nb = chunk.min(g.n - n0);
-        let (ybind, y_off) = span(&ob, n0 * g.y_per_sample(), nb * g.y_per_sample());
-        let (xbind, x_off) = span(&xb, n0 * g.x_per_sample(), nb * g.x_per_sample());
-        let (wbind, _) = span(&packed, 0, packed.len());
-        let bbind = match &bb {
-            Some(b) => span(b, 0, g.cout).0,
-            None => span(&wb, 0, g.weight_len()).0, // unused placeholder
-        };
-        let mut lp = g.params(nb, x_off, y_off);
-        lp.has_bias = bb.is_some();
-        lp.tiles_c = tiles_c;
-        let wgs = (nb * g.ho * g.wo).div_ceil(CONV_COLS) * tiles_c;
-        be.launch(
-            CONV,
-            "conv_fwd",
-            &lp.build(),
-            &[ybind, xbind, wbind, bbind],
-            wgs,
-        )?;
-        n0 += nb;
-    }
-    Ok(out)
+/// Which way `run_data` goes through a conv: both read one activation and the weight and write
+/// the other activation, one thread per output pixel and channel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// y = conv(x, wt) (+ bias over cout): the conv2d forward.
+    Forward,
+    /// x = conv^T(y, wt) (+ bias over cin): the conv2d backward-input.
+    BackwardInput,
 }
 
-/// x = conv^T(y, wt) (+ bias over cin): the conv2d backward-input.
-fn run_bwd_input(
+/// The conv2d forward or backward-input of `input` (x or y of `g`), batch slice by batch slice.
+fn run_data(
     be: &GpuBackend,
     g: &ConvGeom,
-    y: &Tensor,
+    dir: Direction,
+    input: &Tensor,
     wt: &Tensor,
     bias: Option<&Tensor>,
     op: &str,
 ) -> Result<Tensor> {
+    let fwd = dir == Direction::Forward;
+    let (out_shape, out_channels, out_pixels, entry) = if fwd {
+        (g.y_shape(), g.cout, g.ho * g.wo, "conv_fwd")
+    } else {
+        (g.x_shape(), g.cin, g.h * g.w, "conv_bwd_input")
+    };
     must_fit(be, g.weight_len(), &format!("{op}: the weight"))?;
-    let (yb, wb) = (y.gpu_buffer(op)?, wt.gpu_buffer(op)?);
+    let (ib, wb) = (input.gpu_buffer(op)?, wt.gpu_buffer(op)?);
     let bb = bias.map(|b| b.gpu_buffer(op)).transpose()?;
-    let out = be.empty(&g.x_shape())?;
+    let out = be.empty(&out_shape)?;
     let ob = out.gpu_buffer(op)?;
     let chunk = batch_chunk(be, g, op)?;
-    let tiles_c = g.cin.div_ceil(CONV_ROWS);
-    let packed = pack_weight(be, g, &wb, false, op)?;
+    let tiles_c = out_channels.div_ceil(CONV_ROWS);
+    let packed = pack_weight(be, g, &wb, fwd, op)?;
+    let (xbuf, ybuf) = if fwd { (&ib, &ob) } else { (&ob, &ib) };
     let mut n0 = 0;
     while n0 < g.n {
         let nb = chunk.min(g.n - n0);
-        let (xbind, x_off) = span(&ob, n0 * g.x_per_sample(), nb * g.x_per_sample());
-        let (ybind, y_off) = span(&yb, n0 * g.y_per_sample(), nb * g.y_per_sample());
+        let (xbind, x_off) = span(xbuf, n0 * g.x_per_sample(), nb * g.x_per_sample());
+        let (ybind, y_off) = span(ybuf, n0 * g.y_per_sample(), nb * g.y_per_sample());
         let (wbind, _) = span(&packed, 0, packed.len());
         let bbind = match &bb {
-            Some(b) => span(b, 0, g.cin).0,
+            Some(b) => span(b, 0, out_channels).0,
             None => span(&wb, 0, g.weight_len()).0, // unused placeholder
         };
-        let mut lp = g.params(nb, x_off, y_off);
+        let mut lp = ConvLaunch::new(g, nb, x_off, y_off);
         lp.has_bias = bb.is_some();
         lp.tiles_c = tiles_c;
-        let wgs = (nb * g.h * g.w).div_ceil(CONV_COLS) * tiles_c;
-        be.launch(
-            CONV,
-            "conv_bwd_input",
-            &lp.build(),
-            &[xbind, ybind, wbind, bbind],
-            wgs,
-        )?;
+        let wgs = (nb * out_pixels).div_ceil(CONV_COLS) * tiles_c;
+        // bindings: the output, the input, the packed weight, the bias
+        let (obind, ibind) = if fwd { (ybind, xbind) } else { (xbind, ybind) };
+        be.launch(CONV, entry, &lp.build(), &[obind, ibind, wbind, bbind], wgs)?;
         n0 += nb;
     }
     Ok(out)
@@ -308,11 +244,11 @@ fn run_bwd_weight(
     let wn = g.weight_len();
     must_fit(be, wn, &format!("{op}: the weight gradient"))?;
     let (xb, yb) = (x.gpu_buffer(op)?, y.gpu_buffer(op)?);
-    let out = be.empty(&[g.cout, g.cin, g.k, g.k])?;
+    let out = be.empty(&g.weight_shape())?;
     let ob = out.gpu_buffer(op)?;
     let chunk = batch_chunk(be, g, op)?;
     let tiles_c = g.cout.div_ceil(CONV_ROWS);
-    let tiles_r = (g.cin * g.k * g.k).div_ceil(CONV_COLS);
+    let tiles_r = g.taps().div_ceil(CONV_COLS);
     // aim for ~64k threads in flight (a real GPU's worth), within the binding for the partials
     let base_threads = tiles_c * tiles_r * 64;
     let max_splits = (65536 / base_threads)
@@ -329,7 +265,7 @@ fn run_bwd_weight(
         let (pbind, _) = span(&partial, 0, splits * wn);
         let (xbind, x_off) = span(&xb, n0 * g.x_per_sample(), nb * g.x_per_sample());
         let (ybind, y_off) = span(&yb, n0 * g.y_per_sample(), nb * g.y_per_sample());
-        let mut lp = g.params(nb, x_off, y_off);
+        let mut lp = ConvLaunch::new(g, nb, x_off, y_off);
         lp.tiles_c = tiles_c;
         lp.rows_per_split = rows_per_split;
         lp.splits = splits;
@@ -341,7 +277,7 @@ fn run_bwd_weight(
             splits * tiles_r * tiles_c,
         )?;
 
-        let mut sp = g.params(nb, 0, 0);
+        let mut sp = ConvLaunch::new(g, nb, 0, 0);
         sp.splits = splits;
         sp.accumulate = n0 > 0;
         let (gbind, _) = span(&ob, 0, wn);
@@ -360,42 +296,6 @@ fn run_bwd_weight(
 
 // ---------------------------------------------------------------- the ops
 
-fn conv_geom(d: [usize; 8], stride: usize, pad: usize, dil: usize) -> ConvGeom {
-    let [n, cin, h, w, cout, k, ho, wo] = d;
-    ConvGeom {
-        n,
-        cin,
-        h,
-        w,
-        cout,
-        ho,
-        wo,
-        k,
-        stride,
-        pad,
-        dil,
-    }
-}
-
-/// A transposed conv (x (N,Cin,H,W) -> (N,Cout,Ho,Wo), weight (Cin,Cout,k,k)) as the conv2d
-/// it transposes: that conv maps (N,Cout,Ho,Wo) -> (N,Cin,H,W) with weight (Cin,Cout,k,k).
-fn transposed_geom(d: [usize; 8], p: ConvTranspose2dParams) -> ConvGeom {
-    let [n, ci, h, w, co, k, ho, wo] = d;
-    ConvGeom {
-        n,
-        cin: co,
-        h: ho,
-        w: wo,
-        cout: ci,
-        ho: h,
-        wo: w,
-        k,
-        stride: p.stride,
-        pad: p.padding,
-        dil: p.dilation,
-    }
-}
-
 pub fn conv2d(
     be: &GpuBackend,
     x: &Tensor,
@@ -403,15 +303,8 @@ pub fn conv2d(
     b: Option<&Tensor>,
     p: Conv2dParams,
 ) -> Result<Tensor> {
-    let d = conv2d_shapes(x.shape(), w.shape(), b.map(|t| t.shape()), p)?;
-    run_fwd(
-        be,
-        &conv_geom(d, p.stride, p.padding, p.dilation),
-        x,
-        w,
-        b,
-        "conv2d",
-    )
+    let g = ConvGeom::conv2d(x.shape(), w.shape(), b.map(|t| t.shape()), p)?;
+    run_data(be, &g, Direction::Forward, x, w, b, "conv2d")
 }
 
 pub fn conv2d_backward_input(
@@ -421,18 +314,10 @@ pub fn conv2d_backward_input(
     x_shape: &[usize],
     p: Conv2dParams,
 ) -> Result<Tensor> {
-    let g = conv_geom(
-        conv2d_shapes(x_shape, w.shape(), None, p)?,
-        p.stride,
-        p.padding,
-        p.dilation,
-    );
-    shape_is(
-        gy,
-        &g.y_shape(),
-        "conv2d_backward_input: the output gradient",
-    )?;
-    run_bwd_input(be, &g, gy, w, None, "conv2d_backward_input")
+    let op = "conv2d_backward_input";
+    let g = ConvGeom::conv2d(x_shape, w.shape(), None, p)?;
+    ConvGeom::check_output_grad(gy.shape(), g.y_shape(), op)?;
+    run_data(be, &g, Direction::BackwardInput, gy, w, None, op)
 }
 
 pub fn conv2d_backward_weight(
@@ -442,18 +327,10 @@ pub fn conv2d_backward_weight(
     w_shape: &[usize],
     p: Conv2dParams,
 ) -> Result<Tensor> {
-    let g = conv_geom(
-        conv2d_shapes(x.shape(), w_shape, None, p)?,
-        p.stride,
-        p.padding,
-        p.dilation,
-    );
-    shape_is(
-        gy,
-        &g.y_shape(),
-        "conv2d_backward_weight: the output gradient",
-    )?;
-    run_bwd_weight(be, &g, x, gy, "conv2d_backward_weight")
+    let op = "conv2d_backward_weight";
+    let g = ConvGeom::conv2d(x.shape(), w_shape, None, p)?;
+    ConvGeom::check_output_grad(gy.shape(), g.y_shape(), op)?;
+    run_bwd_weight(be, &g, x, gy, op)
 }
 
 pub fn conv_transpose2d(
@@ -463,11 +340,16 @@ pub fn conv_transpose2d(
     b: Option<&Tensor>,
     p: ConvTranspose2dParams,
 ) -> Result<Tensor> {
-    let g = transposed_geom(
-        conv_transpose2d_shapes(x.shape(), w.shape(), b.map(|t| t.shape()), p)?,
-        p,
-    );
-    run_bwd_input(be, &g, x, w, b, "conv_transpose2d")
+    let g = ConvGeom::transposed(x.shape(), w.shape(), b.map(|t| t.shape()), p)?;
+    run_data(
+        be,
+        &g,
+        Direction::BackwardInput,
+        x,
+        w,
+        b,
+        "conv_transpose2d",
+    )
 }
 
 pub fn conv_transpose2d_backward_input(
@@ -477,13 +359,10 @@ pub fn conv_transpose2d_backward_input(
     x_shape: &[usize],
     p: ConvTranspose2dParams,
 ) -> Result<Tensor> {
-    let g = transposed_geom(conv_transpose2d_shapes(x_shape, w.shape(), None, p)?, p);
-    shape_is(
-        gy,
-        &g.x_shape(),
-        "conv_transpose2d_backward_input: the output gradient",
-    )?;
-    run_fwd(be, &g, gy, w, None, "conv_transpose2d_backward_input")
+    let op = "conv_transpose2d_backward_input";
+    let g = ConvGeom::transposed(x_shape, w.shape(), None, p)?;
+    ConvGeom::check_output_grad(gy.shape(), g.x_shape(), op)?;
+    run_data(be, &g, Direction::Forward, gy, w, None, op)
 }
 
 pub fn conv_transpose2d_backward_weight(
@@ -493,13 +372,11 @@ pub fn conv_transpose2d_backward_weight(
     w_shape: &[usize],
     p: ConvTranspose2dParams,
 ) -> Result<Tensor> {
-    let g = transposed_geom(conv_transpose2d_shapes(x.shape(), w_shape, None, p)?, p);
-    shape_is(
-        gy,
-        &g.x_shape(),
-        "conv_transpose2d_backward_weight: the output gradient",
-    )?;
-    run_bwd_weight(be, &g, gy, x, "conv_transpose2d_backward_weight")
+    let op = "conv_transpose2d_backward_weight";
+    let g = ConvGeom::transposed(x.shape(), w_shape, None, p)?;
+    ConvGeom::check_output_grad(gy.shape(), g.x_shape(), op)?;
+    // in the direct conv, gy is the input and x the output gradient
+    run_bwd_weight(be, &g, gy, x, op)
 }
 
 // ---------------------------------------------------------------- matmul
