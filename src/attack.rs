@@ -386,6 +386,7 @@ pub async fn evaluate_batch(
         b.softmax(g.value(logits)?)?
     };
     let probs = b.read(&probs).await?;
+    crate::finite::check_output("the classifier", &probs)?;
     r.add_batch(&probs, labels, attack.and_then(|a| a.target));
     Ok(())
 }

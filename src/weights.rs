@@ -43,6 +43,12 @@ pub fn to_bytes(
                 t.name
             )));
         }
+        if let Some(what) = crate::finite::describe_non_finite(&t.data) {
+            return Err(Error::Weights(format!(
+                "cannot save '{}': it holds {what} (training diverged?)",
+                t.name
+            )));
+        }
         if numel(&t.shape) != t.data.len() {
             return Err(Error::Weights(format!(
                 "cannot save '{}': shape {:?} has {} elements but the data has {}",
@@ -91,7 +97,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Vec<NamedTensor>> {
                 view.dtype()
             )));
         }
-        let data = view
+        let data: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -103,6 +109,11 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Vec<NamedTensor>> {
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
+    // every value is checked here, the one place every weights file is read through (CLI and
+    // page, models and checkpoints' optimizer state): NaN or inf would only make garbage
+    for t in &out {
+        crate::finite::check_tensor(&t.name, &t.data)?;
+    }
     Ok(out)
 }
 
@@ -208,7 +219,9 @@ pub fn average(files: &[&[u8]]) -> Result<Vec<NamedTensor>> {
             .collect())
     };
     let Some((first, rest)) = files.split_first() else {
-        return Err(Error::Invalid("nothing to average: no weights files given".into()));
+        return Err(Error::Invalid(
+            "nothing to average: no weights files given".into(),
+        ));
     };
     let first = model(first)?;
     let mut sums: Vec<Vec<f64>> = first
@@ -229,7 +242,9 @@ pub fn average(files: &[&[u8]]) -> Result<Vec<NamedTensor>> {
             )));
         }
         for (sum, t) in sums.iter_mut().zip(&other) {
-            sum.iter_mut().zip(&t.data).for_each(|(s, &v)| *s += v as f64);
+            sum.iter_mut()
+                .zip(&t.data)
+                .for_each(|(s, &v)| *s += v as f64);
         }
     }
     let n = files.len() as f64;
@@ -252,17 +267,69 @@ pub fn save_file(
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
     let bytes = pollster::block_on(save_params(backend, params, metadata))?;
-    std::fs::write(path, bytes)
-        .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
+    write_atomic(path, &bytes)
+}
+
+/// Write a file atomically (native): the bytes go to a temporary file beside it, which then
+/// replaces it, so a run killed mid-write leaves the previous file whole. The temporary name is
+/// the target's full name plus a suffix, so it can never be the target itself (a target named
+/// `x.tmp` included); a failed write removes it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let Some(name) = path.file_name() else {
+        return Err(Error::Io(format!(
+            "cannot write {}: not a file name",
+            path.display()
+        )));
+    };
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(format!(".{}.partial", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::Io(format!("cannot write {}: {e}", path.display())));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::Io(format!(
+            "cannot write {} (renaming {} onto it): {e}",
+            path.display(),
+            tmp.display()
+        ))
+    })
+}
+
+/// Read a weights file (native) and check it whole: a safetensors file of F32 tensors, every
+/// value finite. Every error names the file. What the model makes of the bytes (names, shapes)
+/// is checked when they are loaded; wrap that error in [`in_file`].
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+    from_bytes(&bytes).map_err(|e| in_file(path, e))?;
+    Ok(bytes)
+}
+
+/// An error about a weights file's content, with the file's name in front.
+pub fn in_file(path: &std::path::Path, e: Error) -> Error {
+    let p = path.display();
+    match e {
+        Error::Weights(m) => Error::Weights(format!("{p}: {m}")),
+        Error::Shape(m) => Error::Shape(format!("{p}: {m}")),
+        Error::Invalid(m) => Error::Invalid(format!("{p}: {m}")),
+        other => other,
+    }
 }
 
 /// Load `params` from a file (native); see [`load_params`].
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_file(backend: &dyn Backend, params: &[&Param], path: &std::path::Path) -> Result<()> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
-    load_params(backend, params, &bytes).map_err(|e| match e {
-        Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
-        other => other,
-    })
+    let bytes = read_file(path)?;
+    load_params(backend, params, &bytes).map_err(|e| in_file(path, e))
 }

@@ -625,6 +625,48 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
     ));
     let torch_like = safetensors::serialize(with_counter, None).unwrap();
     weights::load_params(&b, &m.state(), &torch_like).unwrap();
+    // NaN or inf anywhere is refused on load (naming the first bad tensor) and on save
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut raw_named: Vec<(String, Vec<u8>, Vec<usize>)> = good
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    t.shape.clone(),
+                )
+            })
+            .collect();
+        let last = raw_named
+            .iter_mut()
+            .find(|t| t.0 == "classifier.weight")
+            .unwrap();
+        last.1[8..12].copy_from_slice(&bad.to_le_bytes());
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = raw_named
+            .iter()
+            .map(|(n, r, s)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), r)
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let poisoned = safetensors::serialize(views, None).unwrap();
+        expect_weights_err(
+            &poisoned,
+            &["'classifier.weight'", "1 non-finite value", "index 2"],
+        );
+        assert!(weights::from_bytes(&poisoned).is_err());
+        assert!(weights::average(&[&poisoned]).is_err());
+        let mut unsaved = good.clone();
+        unsaved[0].data[0] = bad;
+        let e = weights::to_bytes(&unsaved, None).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot save") && e.contains(&unsaved[0].name),
+            "{e}"
+        );
+    }
     // saving duplicate names or inconsistent data is refused
     let dup = vec![good[0].clone(), good[0].clone()];
     assert!(matches!(
@@ -754,20 +796,36 @@ fn averaging_weights_files() {
     )
     .unwrap();
     let b = weights::to_bytes(
-        &[t("w", vec![2, 2], vec![3.0, 2.0, 1.0, 0.0]), t("bn.running_var", vec![1], vec![2.0])],
+        &[
+            t("w", vec![2, 2], vec![3.0, 2.0, 1.0, 0.0]),
+            t("bn.running_var", vec![1], vec![2.0]),
+        ],
         None,
     )
     .unwrap();
     let avg = weights::average(&[&a, &b]).unwrap();
     assert_eq!(
         avg,
-        vec![t("bn.running_var", vec![1], vec![1.5]), t("w", vec![2, 2], vec![2.0; 4])]
+        vec![
+            t("bn.running_var", vec![1], vec![1.5]),
+            t("w", vec![2, 2], vec![2.0; 4])
+        ]
     );
     // one file: itself, optimizer state dropped
     assert_eq!(weights::average(&[&b]).unwrap().len(), 2);
-    let other = weights::to_bytes(&[t("w", vec![4], vec![0.0; 4]), t("bn.running_var", vec![1], vec![1.0])], None).unwrap();
+    let other = weights::to_bytes(
+        &[
+            t("w", vec![4], vec![0.0; 4]),
+            t("bn.running_var", vec![1], vec![1.0]),
+        ],
+        None,
+    )
+    .unwrap();
     let e = weights::average(&[&a, &other]).unwrap_err().to_string();
     assert!(e.contains("file 2") && e.contains("same tensors"), "{e}");
-    assert!(weights::average(&[]).unwrap_err().to_string().contains("no weights files"));
+    assert!(weights::average(&[])
+        .unwrap_err()
+        .to_string()
+        .contains("no weights files"));
     assert!(weights::average(&[&a, b"junk"]).is_err());
 }

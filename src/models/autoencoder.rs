@@ -437,6 +437,7 @@ pub async fn reconstruct(b: &dyn Backend, model: &Autoencoder, input: &[f32]) ->
         let y = model.forward(&mut g, x)?;
         out.extend(b.read(g.value(y)?).await?);
     }
+    crate::finite::check_output("the autoencoder", &out)?;
     Ok(out)
 }
 
@@ -471,6 +472,7 @@ pub async fn codes(b: &dyn Backend, model: &Autoencoder, digits: &[f32]) -> Resu
         let c = model.encode(&mut g, x)?;
         out.extend(b.read(g.value(c)?).await?);
     }
+    crate::finite::check_output("the encoder", &out)?;
     Ok(out)
 }
 
@@ -491,6 +493,7 @@ pub async fn decode_codes(b: &dyn Backend, model: &Autoencoder, codes: &[f32]) -
         let y = model.decode(&mut g, c)?;
         out.extend(b.read(g.value(y)?).await?);
     }
+    crate::finite::check_output("the decoder", &out)?;
     Ok(out)
 }
 

@@ -84,8 +84,9 @@ impl Classifier {
     /// Class probabilities (n, 10) on the host for images (n, 1, 28, 28), no gradients kept.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn probabilities(&self, b: &dyn Backend, x: &Tensor) -> Result<Vec<f32>> {
-        let p = self.probabilities_tensor(b, x)?;
-        crate::backend::read_blocking(b, &p)
+        let p = crate::backend::read_blocking(b, &self.probabilities_tensor(b, x)?)?;
+        crate::finite::check_output("the classifier", &p)?;
+        Ok(p)
     }
 
     /// Class probabilities (n, 10) as a tensor on the backend (read it asynchronously).

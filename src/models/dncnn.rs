@@ -497,6 +497,7 @@ pub async fn denoise_crop(
         sum.iter_mut().zip(&y).for_each(|(s, v)| *s += v);
     }
     sum.iter_mut().for_each(|s| *s /= passes);
+    crate::finite::check_image_output("the DnCNN", &sum)?;
     Ok(sum)
 }
 

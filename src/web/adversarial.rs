@@ -213,6 +213,7 @@ pub async fn adv_attack(
         .read(&m.probabilities_tensor(b, &x).map_err(err)?)
         .await
         .map_err(err)?;
+    crate::finite::check_output("the classifier", &before).map_err(err)?;
     let label = if label < 0 {
         argmax(&before) as u8
     } else {
@@ -259,6 +260,7 @@ pub async fn adv_attack(
         .map_err(err)?
         .try_into()
         .map_err(|_| err("read_many returned the wrong number of tensors"))?;
+    crate::finite::check_output("the classifier", &after).map_err(err)?;
 
     let o = Object::new();
     set(&o, "label", label as u32);

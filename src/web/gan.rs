@@ -394,7 +394,9 @@ pub async fn gan_generate(z: Vec<f32>) -> Result<Float32Array, JsError> {
         }
         gan::generate(b.as_ref(), &gm.gen, &z).map_err(err)?
     };
-    Ok(Float32Array::from(&b.read(&t).await.map_err(err)?[..]))
+    let out = b.read(&t).await.map_err(err)?;
+    crate::finite::check_output("the generator", &out).map_err(err)?;
+    Ok(Float32Array::from(&out[..]))
 }
 
 /// `steps` latent vectors from `a` to `b` (both ends included), linear or spherical.
@@ -480,6 +482,7 @@ pub async fn gan_discriminate(digits: Vec<f32>) -> Result<Float32Array, JsError>
         (g.value(o).map_err(err)?.clone(), gm.loss)
     };
     let out = b.read(&t).await.map_err(err)?;
+    crate::finite::check_output("the discriminator", &out).map_err(err)?;
     let p: Vec<f32> = out
         .iter()
         .map(|&v| {
@@ -543,6 +546,7 @@ pub async fn gan_quality_chunk(start: usize, count: usize, seed: u32) -> Result<
         gan::generate(b, &gm.gen, &z).map_err(err)?
     };
     let fake = b.read(&fake).await.map_err(err)?;
+    crate::finite::check_output("the generator", &fake).map_err(err)?;
     let held = page.len().div_ceil(HELD_OUT_EVERY);
     // the page file is sorted by class: draw the reference digits at random (a fixed seed, so
     // every scoring compares with the same real digits), not in file order
