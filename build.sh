@@ -145,13 +145,9 @@ cmd_serve() {
     cmd_build
     local port="${PORT:-8080}"
     say "serving www/ on http://127.0.0.1:$port/  (Ctrl-C to stop)"
-    # http.server with the MIME types module workers and wasm streaming need
-    exec python3 - "$port" <<'PY'
-import functools, http.server, sys
-H = http.server.SimpleHTTPRequestHandler
-H.extensions_map.update({".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript"})
-http.server.test(HandlerClass=functools.partial(H, directory="www"), port=int(sys.argv[1]), bind="127.0.0.1")
-PY
+    # the page's own server (Node, standard library only): 127.0.0.1 and a Host check, CSP,
+    # nosniff, COOP/COEP, no directory listing; the e2e tests run the same one
+    exec node tools/serve.mjs --port "$port" www
 }
 
 # ---------------------------------------------------------------- test

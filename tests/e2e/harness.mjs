@@ -1,4 +1,4 @@
-// Shared set-up of the browser end-to-end tests: the static server over www/, headless
+// Shared set-up of the browser end-to-end tests: the page's own server (tools/serve.mjs) over www/, headless
 // Chromium (Debian's, driven by playwright-core) with a fresh profile per page, and the checks
 // every test wants: no request leaves 127.0.0.1, and errors in the page or its worker are kept.
 import { before, after } from 'node:test';
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { startServer } from './server.mjs';
+import { startServer } from '../../tools/serve.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = join(HERE, '..', '..');
