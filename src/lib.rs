@@ -10,6 +10,8 @@ pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod files;
 pub mod finite;
 pub mod gpu;
 pub mod metrics;

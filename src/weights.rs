@@ -258,7 +258,7 @@ pub fn average(files: &[&[u8]]) -> Result<Vec<NamedTensor>> {
         .collect())
 }
 
-/// Save `params` to a file (native).
+/// Save `params` to a file (native), atomically (see `files::write_atomic`).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save_file(
     backend: &dyn Backend,
@@ -267,42 +267,7 @@ pub fn save_file(
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
     let bytes = pollster::block_on(save_params(backend, params, metadata))?;
-    write_atomic(path, &bytes)
-}
-
-/// Write a file atomically (native): the bytes go to a temporary file beside it, which then
-/// replaces it, so a run killed mid-write leaves the previous file whole. The temporary name is
-/// the target's full name plus a suffix, so it can never be the target itself (a target named
-/// `x.tmp` included); a failed write removes it.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let Some(name) = path.file_name() else {
-        return Err(Error::Io(format!(
-            "cannot write {}: not a file name",
-            path.display()
-        )));
-    };
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(format!(".{}.partial", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::Io(format!("cannot write {}: {e}", path.display())));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::Io(format!(
-            "cannot write {} (renaming {} onto it): {e}",
-            path.display(),
-            tmp.display()
-        ))
-    })
+    crate::files::write_atomic(path, &bytes)
 }
 
 /// Read a weights file (native) and check it whole: a safetensors file of F32 tensors, every

@@ -455,6 +455,25 @@ fn bad_image_inputs_give_clear_errors_or_work_as_documented() {
         e.contains("corrupt or truncated") || e.contains("not an image"),
         "{e}"
     );
+    // formats recognised by their signature but not decoded: "not supported", naming the format
+    for (name, bytes) in [
+        ("TIFF", &b"II*\0\x08\0\0\0\0\0\0\0"[..]),
+        ("TIFF", &b"MM\0*\0\0\0\x08\0\0\0\0"[..]),
+        (
+            "WebP",
+            &b"RIFF\x1a\0\0\0WEBPVP8L\x0d\0\0\0\x2f\0\0\0\0\0\0\0\0\0\0\0\0"[..],
+        ),
+        (
+            "BMP",
+            &b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0\x01\0\0\0"[..],
+        ),
+    ] {
+        let e = err(bytes);
+        assert!(
+            e.contains("not supported") && e.contains(name),
+            "{name}: {e}"
+        );
+    }
     // over the megapixel cap: refused before decoding, the cap named
     let e = images::decode(&png, ColorMode::Gray, 1000)
         .err()
@@ -471,6 +490,27 @@ fn bad_image_inputs_give_clear_errors_or_work_as_documented() {
     assert_eq!(im.data[1], 3.0 / 255.0);
     let again = images::decode(&images::encode_png(&im).unwrap(), ColorMode::Gray, cap).unwrap();
     assert_eq!(again.data, im.data);
+    // JPEG encoding (quality 95) decodes back close to the image; the output format follows
+    // the extension, and one nnlab cannot write is refused by name
+    let jpeg = images::encode(&im, images::OutputFormat::Jpeg).unwrap();
+    assert_eq!(&jpeg[..2], &[0xff, 0xd8], "JPEG magic");
+    let back = images::decode(&jpeg, ColorMode::Gray, cap).unwrap();
+    let worst = back
+        .data
+        .iter()
+        .zip(&im.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 0.05, "JPEG q95 round trip off by {worst}");
+    use images::OutputFormat as F;
+    use std::path::Path;
+    assert_eq!(F::from_path(Path::new("a/b.PNG")).unwrap(), F::Png);
+    assert_eq!(F::from_path(Path::new("b.jpg")).unwrap(), F::Jpeg);
+    assert_eq!(F::from_path(Path::new("b.JPEG")).unwrap(), F::Jpeg);
+    for bad in ["b.webp", "b.tiff", "b.bmp", "b", "b.png.txt"] {
+        let e = F::from_path(Path::new(bad)).unwrap_err().to_string();
+        assert!(e.contains(bad) && e.contains(".png"), "{bad}: {e}");
+    }
     // gray in RGB mode: three equal planes
     let rgb = images::decode(&png, ColorMode::Rgb, cap).unwrap();
     assert_eq!(rgb.channels, 3);
@@ -661,7 +701,9 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
             assert_eq!(a.data[i], mean as f32, "{}", a.name);
         }
     }
-    assert!(nnlab::weights::metadata(&read(&avg)).unwrap()["averaged"].contains("step_4.safetensors"));
+    assert!(
+        nnlab::weights::metadata(&read(&avg)).unwrap()["averaged"].contains("step_4.safetensors")
+    );
     cli::load_model(&CpuBackend::new(), &avg).unwrap();
     let e = cli::average(AverageArgs {
         out: avg.clone(),

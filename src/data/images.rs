@@ -100,13 +100,21 @@ pub fn decode(bytes: &[u8], mode: ColorMode, max_pixels: u64) -> Result<Image> {
         let r = ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| invalid(format!("cannot read the image: {e}")))?;
-        if r.format().is_none() {
-            return Err(invalid(format!(
+        match r.format() {
+            Some(image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::Gif) => {
+                Ok(r)
+            }
+            // recognised by its signature, but not decoded by this build: say so, rather than
+            // "corrupt or truncated"
+            Some(other) => Err(invalid(format!(
+                "a {} image: not supported (nnlab reads PNG, JPEG and GIF; convert it to PNG)",
+                format_name(other)
+            ))),
+            None => Err(invalid(format!(
                 "not an image nnlab can read ({} bytes; expected PNG, JPEG or GIF)",
                 bytes.len()
-            )));
+            ))),
         }
-        Ok(r)
     };
     let format = reader()?
         .format()
@@ -135,6 +143,18 @@ pub fn decode(bytes: &[u8], mode: ColorMode, max_pixels: u64) -> Result<Image> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     img.apply_orientation(orientation);
     Ok(from_dynamic(&img, mode))
+}
+
+/// A format's usual name (TIFF, WebP, BMP...).
+fn format_name(f: image::ImageFormat) -> String {
+    f.extensions_str()
+        .first()
+        .map(|e| match *e {
+            "webp" => "WebP".to_string(),
+            "tiff" | "tif" => "TIFF".to_string(),
+            e => e.to_uppercase(),
+        })
+        .unwrap_or_else(|| format!("{f:?}"))
 }
 
 /// Planar f32 conversion of a decoded image (alpha kept when present).
@@ -170,8 +190,47 @@ pub fn from_dynamic(img: &DynamicImage, mode: ColorMode) -> Image {
     }
 }
 
+/// The formats nnlab writes images in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Png,
+    /// quality [`JPEG_QUALITY`]; alpha is dropped (JPEG has none)
+    Jpeg,
+}
+
+/// Quality of the JPEG files nnlab writes (1-100).
+pub const JPEG_QUALITY: u8 = 95;
+
+impl OutputFormat {
+    /// The format a file name asks for by its extension (.png; .jpg or .jpeg), any case;
+    /// anything else is refused, naming what is supported.
+    pub fn from_path(path: &Path) -> Result<OutputFormat> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("png") => Ok(OutputFormat::Png),
+            Some("jpg" | "jpeg") => Ok(OutputFormat::Jpeg),
+            Some(e) => Err(Error::Invalid(format!(
+                "{}: cannot write .{e} images: not supported (name the output .png or .jpg)",
+                path.display()
+            ))),
+            None => Err(Error::Invalid(format!(
+                "{}: the output needs an extension that says its format: .png or .jpg",
+                path.display()
+            ))),
+        }
+    }
+}
+
 /// 8-bit PNG bytes of an image: values clamped to [0, 1] and rounded; alpha written when kept.
 pub fn encode_png(img: &Image) -> Result<Vec<u8>> {
+    encode(img, OutputFormat::Png)
+}
+
+/// 8-bit PNG or JPEG bytes of an image: values clamped to [0, 1] and rounded; alpha written
+/// when kept (PNG only).
+pub fn encode(img: &Image, format: OutputFormat) -> Result<Vec<u8>> {
     let plane = img.pixels();
     if img.data.len() != img.channels * plane {
         return Err(Error::Shape(format!(
@@ -183,7 +242,10 @@ pub fn encode_png(img: &Image) -> Result<Vec<u8>> {
         )));
     }
     let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-    let alpha = img.alpha.as_ref().filter(|a| a.len() == plane);
+    let alpha = img
+        .alpha
+        .as_ref()
+        .filter(|a| a.len() == plane && format == OutputFormat::Png);
     let mut px = Vec::with_capacity(plane * (img.channels + 1));
     for i in 0..plane {
         for c in 0..img.channels {
@@ -207,9 +269,17 @@ pub fn encode_png(img: &Image) -> Result<Vec<u8>> {
     }
     .ok_or_else(|| Error::Shape("image buffer size mismatch".into()))?;
     let mut out = Cursor::new(Vec::new());
-    dynimg
-        .write_to(&mut out, image::ImageFormat::Png)
-        .map_err(|e| Error::Io(format!("cannot encode PNG: {e}")))?;
+    match format {
+        OutputFormat::Png => dynimg
+            .write_to(&mut out, image::ImageFormat::Png)
+            .map_err(|e| Error::Io(format!("cannot encode PNG: {e}")))?,
+        OutputFormat::Jpeg => dynimg
+            .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+                &mut out,
+                JPEG_QUALITY,
+            ))
+            .map_err(|e| Error::Io(format!("cannot encode JPEG: {e}")))?,
+    }
     Ok(out.into_inner())
 }
 
@@ -243,6 +313,15 @@ pub fn load_file(path: &Path, mode: ColorMode, max_pixels: u64) -> Result<Image>
         Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
         other => other,
     })
+}
+
+/// Write an image in the format its file name's extension names (PNG or JPEG; see
+/// [`OutputFormat::from_path`]), atomically. Check the name first with
+/// [`OutputFormat::from_path`] and `files::check_writable` when the image takes long to make.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn save_image(path: &Path, img: &Image) -> Result<()> {
+    let bytes = encode(img, OutputFormat::from_path(path)?)?;
+    crate::files::write_atomic(path, &bytes)
 }
 
 /// Write an image as an 8-bit PNG file.
