@@ -6,7 +6,7 @@ pub mod attack;
 pub mod autodiff;
 pub mod backend;
 #[cfg(not(target_arch = "wasm32"))]
-pub mod bench;
+pub mod cli;
 pub mod cpu;
 pub mod data;
 pub mod error;

@@ -625,9 +625,8 @@ fn noise_is_seeded_and_unclipped() {
 
 #[test]
 fn cli_train_checkpoint_resume_eval_and_denoise() {
-    use nnlab::models::dncnn_cli::{
-        self as cli, AverageArgs, BackendKind, DenoiseArgs, EvalArgs, Mode, TrainArgs,
-    };
+    use nnlab::cli::dncnn::{self as cli, AverageArgs, DenoiseArgs, EvalArgs, Mode, TrainArgs};
+    use nnlab::cli::{BackendKind, RunArgs};
     let root = std::env::temp_dir().join(format!("nnlab_dncnn_cli_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     for (set, n, side) in [("Train400", 3u64, 48usize), ("Set12", 1, 32)] {
@@ -655,14 +654,16 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         lr: 1e-3,
         seed: 5,
         out: Some(out.clone()),
-        backend: BackendKind::Cpu,
+        run: RunArgs {
+            backend: BackendKind::Cpu,
+            data: Some(root.clone()),
+        },
         checkpoint: Some(ck.clone()),
         checkpoint_every: 2,
         snapshots: None,
         snapshot_every: 2,
         resume,
         print_every: 0.0,
-        data: Some(root.clone()),
         init: None,
     };
     cli::train(args(Some(4), false)).unwrap();
@@ -721,8 +722,10 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         limit: None,
         per_image: true,
         self_ensemble: false,
-        backend: BackendKind::Cpu,
-        data: Some(root.clone()),
+        run: RunArgs {
+            backend: BackendKind::Cpu,
+            data: Some(root.clone()),
+        },
     })
     .unwrap();
     let input = root.join("denoise/Set12/00.png");

@@ -479,8 +479,9 @@ fn bad_shapes_and_oversized_samples_are_errors() {
 #[ignore]
 fn gpu_kernel_gflops() {
     let g = gpu(GpuOptions::default());
-    let rows = nnlab::bench::bench_backend(&g, &|| g.wait(), std::time::Duration::from_millis(500))
-        .unwrap();
+    let rows =
+        nnlab::cli::bench::bench_backend(&g, &|| g.wait(), std::time::Duration::from_millis(500))
+            .unwrap();
     for r in rows {
         println!(
             "{} | {} | {} | {:.2} GFLOP/s | {:.1} ms",

@@ -1,15 +1,10 @@
-//! The nnlab command line: backend info, the kernel bench, and training / evaluation of the
-//! models (`nnlab train classifier`, `nnlab eval classifier`; more arrive with the model issues).
+//! The nnlab command line: parses the command tree and dispatches to `nnlab::cli`, where each
+//! command family has its file.
 
 #[cfg(not(target_arch = "wasm32"))]
-mod cli {
-    use std::time::Duration;
-
-    use super::classifier_cli as classifier;
-
+mod dispatch {
     use clap::{Parser, Subcommand};
-    use nnlab::cpu::CpuBackend;
-    use nnlab::gpu::{GpuBackend, GpuOptions};
+    use nnlab::cli::{ae, bench, classifier, dncnn, figure, gan};
 
     #[derive(Parser)]
     #[command(
@@ -43,9 +38,9 @@ mod cli {
             what: EvalWhat,
         },
         /// Denoise an image with a DnCNN (tiled, any size): nnlab denoise in.png out.png
-        Denoise(nnlab::models::dncnn_cli::DenoiseArgs),
+        Denoise(dncnn::DenoiseArgs),
         /// Average weights files of one model (stochastic weight averaging of training snapshots)
-        Average(nnlab::models::dncnn_cli::AverageArgs),
+        Average(dncnn::AverageArgs),
         /// Regenerate a lecture figure from the shipped models
         Figure {
             #[command(subcommand)]
@@ -56,7 +51,7 @@ mod cli {
     #[derive(Subcommand)]
     enum FigureWhat {
         /// sigma=10 model at sigma 5/10/15, blind model at 10/30/50, and the two compared at 10/25/50
-        Dncnn(nnlab::models::dncnn_figure::FigureArgs),
+        Dncnn(figure::FigureArgs),
     }
 
     #[derive(Subcommand)]
@@ -64,11 +59,11 @@ mod cli {
         /// The MNIST classifier (standard or adversarial training), on training digits 10000..60000
         Classifier(classifier::TrainArgs),
         /// The DnCNN denoiser on Train400 (gray) or CBSD432 (colour): fixed sigma or blind
-        Dncnn(nnlab::models::dncnn_cli::TrainArgs),
+        Dncnn(dncnn::TrainArgs),
         /// An autoencoder on MNIST (plain, sparse, contractive, denoising; dense or conv)
-        Ae(nnlab::models::ae_cli::TrainArgs),
+        Ae(ae::TrainArgs),
         /// A GAN on MNIST (dense or DCGAN; cross-entropy, minimax or least-squares loss)
-        Gan(nnlab::models::gan_cli::TrainArgs),
+        Gan(gan::TrainArgs),
     }
 
     #[derive(Subcommand)]
@@ -76,77 +71,44 @@ mod cli {
         /// Accuracy and confidence of a classifier on the 10,000 MNIST test digits, under attack
         Classifier(classifier::EvalArgs),
         /// PSNR/SSIM of a DnCNN on Set12 / BSD68 / CBSD68 (paper protocol, fixed noise seed)
-        Dncnn(nnlab::models::dncnn_cli::EvalArgs),
+        Dncnn(dncnn::EvalArgs),
         /// Held-out reconstruction MSE of PCA and each autoencoder kind for several code sizes
-        Ae(nnlab::models::ae_cli::EvalArgs),
+        Ae(ae::EvalArgs),
         /// Classifier score and Frechet distance of GAN generators vs real held-out digits
-        Gan(nnlab::models::gan_cli::EvalArgs),
+        Gan(gan::EvalArgs),
     }
 
-    pub fn main() -> Result<(), String> {
-        let cli = Cli::parse();
-        match cli.cmd {
+    pub fn main() -> nnlab::Result<()> {
+        match Cli::parse().cmd {
             Cmd::Info => {
-                println!("{}", CpuBackend::new().info().describe());
-                match GpuBackend::new_blocking(GpuOptions::default()) {
-                    Ok(g) => {
-                        let l = g.limits();
-                        println!("{}", g.info().describe());
-                        println!(
-                            "  max storage binding {} MiB, max buffer {} MiB, max workgroups/dim {}",
-                            l.max_storage_buffer_binding_size >> 20,
-                            l.max_buffer_size >> 20,
-                            l.max_compute_workgroups_per_dimension
-                        );
-                    }
-                    Err(e) => println!("GPU: unavailable: {e}"),
-                }
+                bench::info();
+                Ok(())
             }
-            Cmd::Bench { seconds } => {
-                if !(seconds > 0.0 && seconds < 600.0) {
-                    return Err(format!("--seconds must be in (0, 600), got {seconds}"));
-                }
-                let table = nnlab::bench::run(Duration::from_secs_f64(seconds))
-                    .map_err(|e| e.to_string())?;
-                print!("{table}");
-            }
-            Cmd::Train {
-                what: TrainWhat::Classifier(a),
-            } => classifier::train(a).map_err(|e| e.to_string())?,
-            Cmd::Eval {
-                what: EvalWhat::Classifier(a),
-            } => classifier::eval(a).map_err(|e| e.to_string())?,
-            Cmd::Train {
-                what: TrainWhat::Dncnn(a),
-            } => nnlab::models::dncnn_cli::train(a).map_err(|e| e.to_string())?,
-            Cmd::Eval {
-                what: EvalWhat::Dncnn(a),
-            } => nnlab::models::dncnn_cli::eval(a).map_err(|e| e.to_string())?,
-            Cmd::Train {
-                what: TrainWhat::Ae(a),
-            } => nnlab::models::ae_cli::train(a).map_err(|e| e.to_string())?,
-            Cmd::Eval {
-                what: EvalWhat::Ae(a),
-            } => nnlab::models::ae_cli::eval(a).map_err(|e| e.to_string())?,
-            Cmd::Train {
-                what: TrainWhat::Gan(a),
-            } => nnlab::models::gan_cli::train(a).map_err(|e| e.to_string())?,
-            Cmd::Eval {
-                what: EvalWhat::Gan(a),
-            } => nnlab::models::gan_cli::eval(a).map_err(|e| e.to_string())?,
-            Cmd::Denoise(a) => nnlab::models::dncnn_cli::denoise(a).map_err(|e| e.to_string())?,
-            Cmd::Average(a) => nnlab::models::dncnn_cli::average(a).map_err(|e| e.to_string())?,
+            Cmd::Bench { seconds } => bench::bench(seconds),
+            Cmd::Train { what } => match what {
+                TrainWhat::Classifier(a) => classifier::train(a),
+                TrainWhat::Dncnn(a) => dncnn::train(a),
+                TrainWhat::Ae(a) => ae::train(a),
+                TrainWhat::Gan(a) => gan::train(a),
+            },
+            Cmd::Eval { what } => match what {
+                EvalWhat::Classifier(a) => classifier::eval(a),
+                EvalWhat::Dncnn(a) => dncnn::eval(a),
+                EvalWhat::Ae(a) => ae::eval(a),
+                EvalWhat::Gan(a) => gan::eval(a),
+            },
+            Cmd::Denoise(a) => dncnn::denoise(a),
+            Cmd::Average(a) => dncnn::average(a),
             Cmd::Figure {
                 what: FigureWhat::Dncnn(a),
-            } => nnlab::models::dncnn_figure::figure(a).map_err(|e| e.to_string())?,
+            } => figure::figure(a),
         }
-        Ok(())
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
-    if let Err(e) = cli::main() {
+    if let Err(e) = dispatch::main() {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
@@ -154,348 +116,3 @@ fn main() {
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
-
-/// `nnlab train classifier` and `nnlab eval classifier`.
-#[cfg(not(target_arch = "wasm32"))]
-mod classifier_cli {
-    use std::collections::HashMap;
-    use std::path::PathBuf;
-    use std::time::Instant;
-
-    use clap::{Args, ValueEnum};
-    use nnlab::attack::{self, AdvTraining, Attack};
-    use nnlab::data::mnist::{
-        one_hot, translate, Mnist, Split, CLASSES, PAGE_DIGITS, PIXELS, SIDE,
-    };
-    use nnlab::models::classifier::train_step;
-    use nnlab::models::{Classifier, ClassifierConfig};
-    use nnlab::nn::{Adam, Module, Optimizer};
-    use nnlab::{rng, Backend, Error, Result};
-
-    /// The first 10,000 training digits are the page's; the classifier never sees them.
-    // shared with the dncnn commands
-    use nnlab::models::dncnn_cli::{backend, data_dir, finite_loss, hms, BackendKind};
-
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-    pub enum AttackName {
-        Fgsm,
-        Iterative,
-    }
-
-    #[derive(Args)]
-    pub struct TrainArgs {
-        /// train on alpha C(x) + (1 - alpha) C(x~), x~ the FGSM example
-        #[arg(long)]
-        adversarial: bool,
-        /// weight of the clean loss in adversarial training
-        #[arg(long, default_value_t = 0.5)]
-        alpha: f32,
-        /// FGSM budget used in adversarial training (pixel scale)
-        #[arg(long, default_value_t = 0.25)]
-        eps: f32,
-        /// adversarial training on RS-FGSM (random start in the eps ball, step 1.25 eps; Wong et
-        /// al. 2020) instead of plain FGSM, which can overfit and mask gradients
-        #[arg(long)]
-        random_start: bool,
-        #[arg(long, default_value_t = 3)]
-        epochs: usize,
-        #[arg(long, default_value_t = 128)]
-        batch: usize,
-        /// Adam learning rate at the start (cosine decay to zero over the run)
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f32,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// augmentation: translate each training digit by up to this many pixels (0: none)
-        #[arg(long, default_value_t = 0)]
-        shift: u32,
-        #[arg(long, default_value = "www/models/classifier.safetensors")]
-        out: PathBuf,
-        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-        backend: BackendKind,
-        /// data folder holding mnist/ (default: $NNLAB_DATA, else ../shared/data)
-        #[arg(long)]
-        data: Option<PathBuf>,
-    }
-
-    #[derive(Args)]
-    pub struct EvalArgs {
-        /// weights written by `nnlab train classifier`
-        #[arg(long)]
-        model: PathBuf,
-        /// attacks to run, comma-separated
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "fgsm")]
-        attack: Vec<AttackName>,
-        /// budgets, comma-separated (pixel scale)
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "0,0.05,0.1,0.15,0.2,0.25,0.3"
-        )]
-        eps: Vec<f32>,
-        /// steps of the iterative attack (step size 2.5 eps / steps)
-        #[arg(long, default_value_t = 10)]
-        steps: usize,
-        /// push toward this class instead of away from the true label
-        #[arg(long)]
-        target: Option<u8>,
-        /// evaluate on the first N test digits only
-        #[arg(long)]
-        limit: Option<usize>,
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
-        #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-        backend: BackendKind,
-        /// data folder holding mnist/ (default: $NNLAB_DATA, else ../shared/data)
-        #[arg(long)]
-        data: Option<PathBuf>,
-    }
-
-    /// Translate every image of a batch by a seeded random offset in [-max, max]^2.
-    fn shift_batch(xs: &mut [f32], max: u32, seed: u64) {
-        let span = 2 * max + 1;
-        for (i, img) in xs.chunks_mut(PIXELS).enumerate() {
-            let dx = (rng::random_u32(seed, 2 * i as u32) % span) as i32 - max as i32;
-            let dy = (rng::random_u32(seed, 2 * i as u32 + 1) % span) as i32 - max as i32;
-            let moved = translate(img, dx, dy);
-            img.copy_from_slice(&moved);
-        }
-    }
-
-    pub fn train(a: TrainArgs) -> Result<()> {
-        if a.shift > 8 {
-            return Err(Error::Invalid(format!(
-                "--shift must be at most 8 pixels, got {}",
-                a.shift
-            )));
-        }
-        if a.epochs == 0 || a.batch == 0 || !(a.lr > 0.0 && a.lr.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "need epochs >= 1, batch >= 1, lr > 0 (got {}, {}, {})",
-                a.epochs, a.batch, a.lr
-            )));
-        }
-        if a.adversarial {
-            Attack::fgsm(a.eps).validate()?;
-            if !(0.0..=1.0).contains(&a.alpha) {
-                return Err(Error::Invalid(format!(
-                    "--alpha must be in [0, 1], got {}",
-                    a.alpha
-                )));
-            }
-        }
-        let b = backend(a.backend)?;
-        let b: &dyn Backend = b.as_ref();
-        let dir = data_dir(&a.data)?;
-        let all = Mnist::load(&dir, Split::Train)?;
-        let train = all.slice(PAGE_DIGITS..all.len())?;
-        drop(all);
-        let test = Mnist::load(&dir, Split::Test)?;
-        let model = Classifier::new(b, ClassifierConfig::default(), a.seed)?;
-        let mut opt = Adam::new(a.lr, 0.9, 0.999);
-        let steps_per_epoch = train.len() / a.batch;
-        let total = steps_per_epoch * a.epochs;
-        let adv = |step: usize| AdvTraining {
-            eps: a.eps,
-            alpha: a.alpha,
-            random_start: a
-                .random_start
-                .then(|| a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
-        };
-        println!(
-            "training the MNIST classifier on {} ({} digits {}..{}, batch {}, {} epochs, Adam lr {} cosine, shift +-{} px, seed {}{})",
-            b.info().describe(),
-            train.len(),
-            PAGE_DIGITS,
-            PAGE_DIGITS + train.len(),
-            a.batch,
-            a.epochs,
-            a.lr,
-            a.shift,
-            a.seed,
-            if a.adversarial { format!(", adversarial: alpha {} eps {}{}", a.alpha, a.eps, if a.random_start { " RS-FGSM" } else { " FGSM" }) } else { String::new() }
-        );
-        let start = Instant::now();
-        let mut last_print = Instant::now();
-        let mut step = 0usize;
-        let mut test_acc = 0.0;
-        for epoch in 0..a.epochs {
-            let order = rng::shuffled(
-                (0..train.len()).collect(),
-                a.seed.wrapping_mul(1000).wrapping_add(epoch as u64 + 1),
-            );
-            let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
-            for idx in order.chunks_exact(a.batch) {
-                // cosine decay from lr to 0 over the whole run
-                let t = step as f32 / total as f32;
-                opt.set_lr(a.lr * 0.5 * (1.0 + (std::f32::consts::PI * t).cos()));
-                let (mut xs, ys) = train.gather(idx)?;
-                if a.shift > 0 {
-                    shift_batch(
-                        &mut xs,
-                        a.shift,
-                        a.seed.wrapping_mul(7919).wrapping_add(step as u64),
-                    );
-                }
-                let x = b.upload(&[idx.len(), 1, SIDE, SIDE], &xs)?;
-                let tt = b.upload(&[idx.len(), CLASSES], &one_hot(&ys))?;
-                let cfg = adv(step);
-                let loss = train_step(b, &model, &mut opt, &x, &tt, a.adversarial.then_some(&cfg))?;
-                let l = finite_loss(b, &loss, step)?;
-                loss_sum += l as f64;
-                loss_n += 1;
-                step += 1;
-                if last_print.elapsed().as_secs_f64() >= 10.0 || step == total {
-                    let el = start.elapsed().as_secs_f64();
-                    let rate = (step * a.batch) as f64 / el;
-                    println!(
-                        "epoch {}/{}  step {step}/{total}  loss {:.4}  {:.0} images/s  elapsed {}  ETA {}",
-                        epoch + 1,
-                        a.epochs,
-                        loss_sum / loss_n as f64,
-                        rate,
-                        hms(el),
-                        hms(el / step as f64 * (total - step) as f64)
-                    );
-                    (loss_sum, loss_n) = (0.0, 0);
-                    last_print = Instant::now();
-                }
-            }
-            let r = attack::evaluate(b, &model, &test.images, &test.labels, 500, None, |_| {})?;
-            test_acc = r.accuracy();
-            println!(
-                "epoch {}/{} done: test accuracy {:.2}% ({}/{})  elapsed {}",
-                epoch + 1,
-                a.epochs,
-                100.0 * test_acc,
-                r.correct,
-                r.n,
-                hms(start.elapsed().as_secs_f64())
-            );
-        }
-        let secs = start.elapsed().as_secs_f64();
-        let mut meta = HashMap::new();
-        meta.insert("model".to_string(), "nnlab MNIST classifier".to_string());
-        meta.insert(
-            "command".to_string(),
-            std::env::args().collect::<Vec<_>>().join(" "),
-        );
-        meta.insert(
-            "data".to_string(),
-            format!(
-                "MNIST training digits {}..{}",
-                PAGE_DIGITS,
-                PAGE_DIGITS + train.len()
-            ),
-        );
-        meta.insert("test_accuracy".to_string(), format!("{:.4}", test_acc));
-        meta.insert("train_seconds".to_string(), format!("{:.0}", secs));
-        meta.insert("backend".to_string(), b.info().describe());
-        meta.insert("seed".to_string(), a.seed.to_string());
-        meta.insert(
-            "augmentation".to_string(),
-            format!("random translation up to {} px", a.shift),
-        );
-        meta.insert(
-            "adversarial".to_string(),
-            if a.adversarial {
-                format!(
-                    "alpha {} eps {} {}",
-                    a.alpha,
-                    a.eps,
-                    if a.random_start { "RS-FGSM" } else { "FGSM" }
-                )
-            } else {
-                "no".into()
-            },
-        );
-        if let Some(parent) = a.out.parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
-            }
-        }
-        nnlab::weights::save_file(b, &model.params(), &a.out, Some(meta))?;
-        println!(
-            "trained in {} ; test accuracy {:.2}% ; weights written to {}",
-            hms(secs),
-            100.0 * test_acc,
-            a.out.display()
-        );
-        Ok(())
-    }
-
-    pub fn eval(a: EvalArgs) -> Result<()> {
-        if a.eps.is_empty() || a.attack.is_empty() || a.batch == 0 {
-            return Err(Error::Invalid(
-                "need at least one --eps, one --attack and --batch >= 1".into(),
-            ));
-        }
-        let b = backend(a.backend)?;
-        let b: &dyn Backend = b.as_ref();
-        let model = Classifier::new(b, ClassifierConfig::default(), 0)?;
-        nnlab::weights::load_file(b, &model.params(), &a.model)?;
-        let mut test = Mnist::load(&data_dir(&a.data)?, Split::Test)?;
-        if let Some(n) = a.limit {
-            test = test.slice(0..n.min(test.len()))?;
-        }
-        println!(
-            "model {} on {} MNIST test digits, {}",
-            a.model.display(),
-            test.len(),
-            b.info().describe()
-        );
-        println!(
-            "{:<10} {:>5}  {:>8}  {:>7}  {:>9}  {:>16}{}",
-            "attack",
-            "eps",
-            "accuracy",
-            "error",
-            "mean conf",
-            "conf when wrong",
-            if a.target.is_some() {
-                "  hit target"
-            } else {
-                ""
-            }
-        );
-        for name in &a.attack {
-            for &eps in &a.eps {
-                let mut at = match name {
-                    AttackName::Fgsm => Attack::fgsm(eps),
-                    AttackName::Iterative => Attack::iterative(eps, a.steps),
-                };
-                at.target = a.target;
-                at.validate()?;
-                let label = match name {
-                    AttackName::Fgsm => "fgsm".to_string(),
-                    AttackName::Iterative => format!("iter{}", a.steps),
-                };
-                let r = attack::evaluate(
-                    b,
-                    &model,
-                    &test.images,
-                    &test.labels,
-                    a.batch,
-                    Some(&at),
-                    |_| {},
-                )?;
-                let hit = if a.target.is_some() {
-                    format!("  {:>9.2}%", 100.0 * r.target_hits as f64 / r.n as f64)
-                } else {
-                    String::new()
-                };
-                println!(
-                    "{:<10} {:>5.2}  {:>7.2}%  {:>6.2}%  {:>8.1}%  {:>15.1}%{hit}",
-                    label,
-                    eps,
-                    100.0 * r.accuracy(),
-                    100.0 * r.error(),
-                    100.0 * r.mean_confidence(),
-                    100.0 * r.mean_wrong_confidence()
-                );
-            }
-        }
-        Ok(())
-    }
-}

@@ -3,18 +3,17 @@
 //! Trained on MNIST training digits 10000..60000 (the page's 10,000 are left out); scored by
 //! the shipped classifier (www/models/classifier.safetensors) against real test digits.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
+use super::{ensure_parent, hms, metadata, mnist_train, RunArgs};
 use crate::autodiff::Graph;
 use crate::backend::{read_blocking, Backend};
 use crate::data::images::{self, Image};
-use crate::data::mnist::{Mnist, Split, PAGE_DIGITS};
+use crate::data::mnist::{Mnist, Split};
 use crate::error::{Error, Result};
-use crate::models::dncnn_cli::{backend, data_dir, hms, BackendKind};
 use crate::models::gan::{
     self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, PIXELS,
 };
@@ -93,10 +92,8 @@ pub struct TrainArgs {
     /// write the 8x8 sample grid (fixed z) as a PNG at the end
     #[arg(long)]
     pub grid: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    pub backend: BackendKind,
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// continue from a generator file (and its <stem>_d.safetensors discriminator) with fresh
     /// Adam state; its architecture and sizes win over --arch/--latent/--width
     #[arg(long)]
@@ -122,10 +119,8 @@ pub struct EvalArgs {
     pub latent_dist: LatentArg,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    pub backend: BackendKind,
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// 8x8 grid image (with 2-pixel gaps) of 64 digits in [0, 1].
@@ -165,8 +160,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     let config = match &a.init {
         Some(p) => {
-            let bytes = std::fs::read(p)
-                .map_err(|e| Error::Io(format!("cannot read {}: {e}", p.display())))?;
+            let bytes = crate::weights::read_file(p)?;
             gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)?
         }
         None => GanConfig {
@@ -180,12 +174,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         },
     };
     config.validate()?;
-    let b = backend(a.backend)?;
+    let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
-    let dir = data_dir(&a.data)?;
-    let all = Mnist::load(&dir, Split::Train)?;
-    let train = all.slice(PAGE_DIGITS..all.len())?;
-    drop(all);
+    let train = mnist_train(&a.run.data_dir()?)?;
     let gen = Generator::new(b, config, a.seed)?;
     let disc = Discriminator::new(b, config, a.seed + 100)?;
     if let Some(p) = &a.init {
@@ -269,23 +260,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let mut meta = HashMap::new();
-    meta.insert(
-        "model".to_string(),
-        format!("nnlab {:?} GAN generator", config.arch),
-    );
-    meta.insert(
-        "command".to_string(),
-        std::env::args().collect::<Vec<_>>().join(" "),
-    );
+    let mut meta = metadata(b, &format!("nnlab {:?} GAN generator", config.arch));
     meta.insert("loss".to_string(), format!("{l:?}"));
     meta.insert("latent_dist".to_string(), format!("{:?}", a.latent_dist));
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
-    meta.insert("backend".to_string(), b.info().describe());
-    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
-    }
+    ensure_parent(&a.out)?;
     crate::weights::save_file(b, &gen.state(), &a.out, Some(meta.clone()))?;
     crate::weights::save_file(b, &disc.state(), &d_path(&a.out), Some(meta))?;
     if let Some(p) = &a.grid {
@@ -334,8 +313,7 @@ pub fn classify(b: &dyn Backend, clf: &Classifier, digits: &[f32]) -> Result<(Ve
 
 /// Load a generator (shape from the file).
 pub fn load_generator(b: &dyn Backend, path: &Path) -> Result<Generator> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::weights::read_file(path)?;
     let config = gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)?;
     let gen = Generator::new(b, config, 0)?;
     crate::weights::load_params(b, &gen.state(), &bytes)
@@ -351,11 +329,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             a.samples
         )));
     }
-    let b = backend(a.backend)?;
+    let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let clf = Classifier::new(b, Default::default(), 0)?;
     crate::weights::load_file(b, &clf.params(), &a.classifier)?;
-    let dir = data_dir(&a.data)?;
+    let dir = a.run.data_dir()?;
     let test = Mnist::load(&dir, Split::Test)?;
     let n = a.samples.min(test.len() / 2);
     // real held-out digits: even-indexed test digits are the reference, odd-indexed ones give

@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::dncnn::{load_model, shipped_model_path};
+use super::RunArgs;
 use crate::backend::Backend;
 use crate::data::images::{self, ColorMode, DenoiseSet, Image, DEFAULT_MAX_PIXELS};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::models::dncnn::{self, DnCnn};
-use crate::models::dncnn_cli::{backend, data_dir, load_model, shipped_model_path, BackendKind};
 
 /// Gap between panels, in pixels (drawn white).
 const GAP: usize = 4;
@@ -39,11 +40,8 @@ pub struct FigureArgs {
     /// seed of the added noise
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    pub backend: BackendKind,
-    /// data folder holding denoise/ (default: $NNLAB_DATA, else ../shared/data)
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// One panel of a figure: the image and its caption.
@@ -131,12 +129,12 @@ fn save(dir: &Path, name: &str, title: &str, rows: Vec<Vec<Panel>>) -> Result<()
 
 /// `nnlab figure dncnn`.
 pub fn figure(a: FigureArgs) -> Result<()> {
-    let b = backend(a.backend)?;
+    let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let clean = match &a.image {
         Some(p) => images::load_file(p, ColorMode::Gray, DEFAULT_MAX_PIXELS)?,
         None => {
-            let dir = images::set_dir(&data_dir(&a.data)?, DenoiseSet::Set12);
+            let dir = images::set_dir(&a.run.data_dir()?, DenoiseSet::Set12);
             let first = images::list_images(&dir)?
                 .into_iter()
                 .next()

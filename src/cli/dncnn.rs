@@ -1,5 +1,5 @@
-//! The DnCNN commands of the CLI (native only): `nnlab train dncnn`, `nnlab eval dncnn` and
-//! `nnlab denoise`. The binary only parses; the work is here so tests can call it.
+//! The DnCNN commands: `nnlab train dncnn`, `nnlab eval dncnn`, `nnlab denoise` and
+//! `nnlab average`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,20 +7,12 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
-use crate::backend::read_blocking;
-use crate::cpu::CpuBackend;
+use super::{backend, command_line, finite_loss, hms, write_atomic, BackendKind, RunArgs};
 use crate::data::images::{self, ColorMode, DenoiseSet, Image, DEFAULT_MAX_PIXELS};
 use crate::data::patches::{NoiseLevel, PatchSampler};
-use crate::gpu::{GpuBackend, GpuOptions};
+use crate::models::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
 use crate::nn::Module;
 use crate::{metrics, Backend, Error, Result};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BackendKind {
-    Cpu,
-    Gpu,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -86,8 +78,8 @@ pub struct TrainArgs {
     /// final weights (model state only); default www/models/dncnn_<mode>_<gray|color>.safetensors
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// checkpoint file (weights + Adam state + step), written every --checkpoint-every steps
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
@@ -109,9 +101,6 @@ pub struct TrainArgs {
     /// seconds between progress lines
     #[arg(long, default_value_t = 10.0)]
     pub print_every: f64,
-    /// data folder holding denoise/ (default: $NNLAB_DATA, else ../shared/data)
-    #[arg(long)]
-    pub data: Option<PathBuf>,
     /// fine-tune: start from these weights (their shape wins over --depth/--width/--channels)
     /// with a fresh optimizer, instead of a random initialisation
     #[arg(long)]
@@ -142,10 +131,8 @@ pub struct EvalArgs {
     /// image (8 times slower, usually a little higher PSNR)
     #[arg(long)]
     pub self_ensemble: bool,
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    pub backend: BackendKind,
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -177,76 +164,6 @@ pub struct DenoiseArgs {
     pub backend: BackendKind,
 }
 
-/// The backend a `--backend` flag names (also used by the classifier commands).
-pub fn backend(kind: BackendKind) -> Result<Box<dyn Backend>> {
-    Ok(match kind {
-        BackendKind::Cpu => Box::new(CpuBackend::new()),
-        BackendKind::Gpu => Box::new(GpuBackend::new_blocking(GpuOptions::default())?),
-    })
-}
-
-/// `--data`, else $NNLAB_DATA, else ../shared/data.
-pub fn data_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
-    match arg {
-        Some(d) => Ok(d.clone()),
-        None => Ok(crate::data::data_dir(&std::env::current_dir()?)),
-    }
-}
-
-/// Read a training step's loss back, refusing a diverged (non-finite) one with advice.
-pub fn finite_loss(
-    b: &dyn Backend,
-    loss: &crate::Tensor,
-    step: impl std::fmt::Display,
-) -> Result<f32> {
-    let l = read_blocking(b, loss)?[0];
-    if !l.is_finite() {
-        return Err(Error::Invalid(format!(
-            "training diverged at step {step} (loss {l}); try a lower --lr"
-        )));
-    }
-    Ok(l)
-}
-
-/// Seconds as 1h02m03s / 2m03s for progress lines.
-pub fn hms(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
-}
-
-fn ensure_parent(p: &Path) -> Result<()> {
-    if let Some(parent) = p.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
-        }
-    }
-    Ok(())
-}
-
-/// Write bytes atomically (temp file + rename), so a killed run never leaves half a checkpoint.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    ensure_parent(path)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        Error::Io(format!(
-            "cannot rename {} to {}: {e}",
-            tmp.display(),
-            path.display()
-        ))
-    })
-}
-
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))
-}
-
 fn parse_mode(s: &str) -> Result<Mode> {
     Mode::from_str(s, true)
         .map_err(|_| Error::Weights(format!("checkpoint names an unknown mode '{s}'")))
@@ -254,11 +171,11 @@ fn parse_mode(s: &str) -> Result<Mode> {
 
 /// `nnlab train dncnn`.
 pub fn train(mut a: TrainArgs) -> Result<()> {
-    let b = backend(a.backend)?;
+    let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     // on resume, the checkpoint's shape and data settings win (only --steps/--lr/--out may change)
     let resume_bytes = match (&a.checkpoint, a.resume) {
-        (Some(p), true) if p.exists() => Some(read_file(p)?),
+        (Some(p), true) if p.exists() => Some(crate::weights::read_file(p)?),
         (Some(p), true) => {
             println!(
                 "no checkpoint at {} yet: starting from scratch",
@@ -295,7 +212,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
                 "--init and --resume exclude each other: a checkpoint already holds weights".into(),
             ))
         }
-        (Some(p), None) => Some(read_file(p)?),
+        (Some(p), None) => Some(crate::weights::read_file(p)?),
         _ => None,
     };
     if let Some(bytes) = &init_bytes {
@@ -326,7 +243,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     } else {
         DenoiseSet::Cbsd432
     };
-    let dir = data_dir(&a.data)?;
+    let dir = a.run.data_dir()?;
     let t0 = Instant::now();
     let imgs: Vec<Image> = images::load_set(&dir, set, mode)?
         .into_iter()
@@ -463,10 +380,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let mut wmeta = meta.clone();
-    wmeta.insert(
-        "command".to_string(),
-        std::env::args().collect::<Vec<_>>().join(" "),
-    );
+    wmeta.insert("command".to_string(), command_line());
     wmeta.insert(
         "train_seconds_this_run".to_string(),
         format!("{:.0}", start.elapsed().as_secs_f64()),
@@ -508,7 +422,7 @@ pub fn average(a: AverageArgs) -> Result<()> {
     let files = a
         .inputs
         .iter()
-        .map(|p| read_file(p))
+        .map(|p| crate::weights::read_file(p))
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<&[u8]> = files.iter().map(|f| f.as_slice()).collect();
     let tensors = crate::weights::average(&refs)?;
@@ -519,7 +433,12 @@ pub fn average(a: AverageArgs) -> Result<()> {
     let names: Vec<String> = a
         .inputs
         .iter()
-        .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     meta.insert(
         "averaged".to_string(),
@@ -544,7 +463,7 @@ pub fn load_model(b: &dyn Backend, path: &Path) -> Result<DnCnn> {
             path.display()
         )));
     }
-    let bytes = read_file(path)?;
+    let bytes = crate::weights::read_file(path)?;
     DnCnn::from_weights(b, &bytes).map_err(|e| match e {
         Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
         other => other,
@@ -586,10 +505,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             "--sigma values must be >= 0, got {s}"
         )));
     }
-    let b = backend(a.backend)?;
+    let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let model = load_model(b, &a.model)?;
-    let dir = data_dir(&a.data)?;
+    let dir = a.run.data_dir()?;
     let cfg = model.config;
     println!(
         "model {} (DnCNN {} ch, depth {}, width {}) on {}, noise seed {}{}",
@@ -599,7 +518,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         cfg.width,
         b.info().describe(),
         a.noise_seed,
-        if a.self_ensemble { ", x8 self-ensemble" } else { "" }
+        if a.self_ensemble {
+            ", x8 self-ensemble"
+        } else {
+            ""
+        }
     );
     println!(
         "{:<8} {:>5}  {:>6}  {:>11}  {:>10}  {:>6}",
@@ -715,7 +638,11 @@ pub fn denoise(a: DenoiseArgs) -> Result<()> {
         clean.height,
         clean.channels,
         path.display(),
-        if a.self_ensemble { " (x8 self-ensemble)" } else { "" },
+        if a.self_ensemble {
+            " (x8 self-ensemble)"
+        } else {
+            ""
+        },
         secs,
         clean.pixels() as f64 / 1e6 / secs,
         a.output.display()

@@ -1,6 +1,7 @@
-//! Kernel benchmark (`nnlab bench`, `./build.sh bench`): GFLOP/s of the conv and matmul ops on
-//! DnCNN-like and GAN-like shapes, on every backend that exists here. Timings are wall-clock
-//! over repeated runs after a warm-up; compare them as ratios within one run.
+//! `nnlab info` (the backends available here) and the kernel benchmark (`nnlab bench`,
+//! `./build.sh bench`): GFLOP/s of the conv and matmul ops on DnCNN-like and GAN-like shapes, on
+//! every backend that exists here. Timings are wall-clock over repeated runs after a warm-up;
+//! compare them as ratios within one run.
 
 use std::time::{Duration, Instant};
 
@@ -319,4 +320,33 @@ pub fn run(budget: Duration) -> Result<String> {
         None => out.push_str("GPU fraction of FP32 peak: not applicable (no real GPU adapter, or its peak is unknown)\n"),
     }
     Ok(out)
+}
+
+/// `nnlab bench --seconds S`: the table of `run`.
+pub fn bench(seconds: f64) -> Result<()> {
+    if !(seconds > 0.0 && seconds < 600.0) {
+        return Err(crate::Error::Invalid(format!(
+            "--seconds must be in (0, 600), got {seconds}"
+        )));
+    }
+    print!("{}", run(Duration::from_secs_f64(seconds))?);
+    Ok(())
+}
+
+/// `nnlab info`: the backends available on this machine and the GPU's limits.
+pub fn info() {
+    println!("{}", CpuBackend::new().info().describe());
+    match GpuBackend::new_blocking(GpuOptions::default()) {
+        Ok(g) => {
+            let l = g.limits();
+            println!("{}", g.info().describe());
+            println!(
+                "  max storage binding {} MiB, max buffer {} MiB, max workgroups/dim {}",
+                l.max_storage_buffer_binding_size >> 20,
+                l.max_buffer_size >> 20,
+                l.max_compute_workgroups_per_dimension
+            );
+        }
+        Err(e) => println!("GPU: unavailable: {e}"),
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
+use super::{ensure_parent, finite_loss, hms, metadata, mnist_train, RunArgs};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, Split, PAGE_DIGITS};
@@ -17,7 +18,6 @@ use crate::models::autoencoder::{
     self, codes, jacobian_norm, reconstruction_mse, AeArch, AeConfig, AeCost, AeKind, Autoencoder,
     NoiseKind, PIXELS,
 };
-use crate::models::dncnn_cli::{backend, data_dir, finite_loss, hms, BackendKind};
 use crate::nn::{Adam, Module, Optimizer};
 use crate::pca;
 use pollster::block_on;
@@ -96,11 +96,8 @@ pub struct CommonArgs {
     pub lr: f32,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    pub backend: BackendKind,
-    /// data folder holding mnist/ (default: $NNLAB_DATA, else ../shared/data)
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 impl CommonArgs {
@@ -155,9 +152,8 @@ pub struct EvalArgs {
 
 /// Train digits (10000..60000) and held-out test digits as host arrays.
 fn load(a: &CommonArgs) -> Result<(Mnist, Mnist)> {
-    let dir = data_dir(&a.data)?;
-    let all = Mnist::load(&dir, Split::Train)?;
-    let train = all.slice(PAGE_DIGITS..all.len())?;
+    let dir = a.run.data_dir()?;
+    let train = mnist_train(&dir)?;
     let test = Mnist::load(&dir, Split::Test)?;
     Ok((train, test.slice(0..HELD_OUT.min(test.len()))?))
 }
@@ -229,7 +225,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         k: a.k,
     };
     config.validate()?;
-    let b = backend(a.common.backend)?;
+    let b = a.common.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let (train, test) = load(&a.common)?;
     let cost = a.common.cost(a.kind.kind());
@@ -249,26 +245,14 @@ pub fn train(a: TrainArgs) -> Result<()> {
     );
     let secs = train_model(b, &model, &cost, &train, &test, &a.common, true)?;
     let mse = block_on(reconstruction_mse(b, &model, &test.images, None))?;
-    let mut meta = HashMap::new();
-    meta.insert(
-        "model".to_string(),
-        format!("nnlab {:?} autoencoder", cost.kind),
-    );
-    meta.insert(
-        "command".to_string(),
-        std::env::args().collect::<Vec<_>>().join(" "),
-    );
+    let mut meta = metadata(b, &format!("nnlab {:?} autoencoder", cost.kind));
     meta.insert(
         "data".to_string(),
         format!("MNIST training digits {PAGE_DIGITS}..60000"),
     );
     meta.insert("heldout_mse".to_string(), format!("{mse:.5}"));
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
-    meta.insert("backend".to_string(), b.info().describe());
-    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
-    }
+    ensure_parent(&a.out)?;
     crate::weights::save_file(b, &model.params(), &a.out, Some(meta))?;
     println!(
         "trained in {}; held-out MSE {mse:.4}; weights written to {}",
@@ -284,7 +268,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     if a.k.is_empty() {
         return Err(Error::Invalid("need at least one --k".into()));
     }
-    let b = backend(a.common.backend)?;
+    let b = a.common.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let (train, test) = load(&a.common)?;
     let noisy_test = autoencoder::corrupt(&test.images, noise(a.common.noise), a.common.level, 99);

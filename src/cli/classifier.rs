@@ -1,0 +1,319 @@
+//! `nnlab train classifier` and `nnlab eval classifier`: the MNIST classifier (standard or
+//! adversarial training) and its accuracy under attack.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+
+use super::{ensure_parent, finite_loss, hms, metadata, mnist_train, RunArgs};
+use crate::attack::{self, AdvTraining, Attack};
+use crate::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PAGE_DIGITS, PIXELS, SIDE};
+use crate::models::classifier::train_step;
+use crate::models::{Classifier, ClassifierConfig};
+use crate::nn::{Adam, Module, Optimizer};
+use crate::{rng, Backend, Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AttackName {
+    Fgsm,
+    Iterative,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// train on alpha C(x) + (1 - alpha) C(x~), x~ the FGSM example
+    #[arg(long)]
+    pub adversarial: bool,
+    /// weight of the clean loss in adversarial training
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f32,
+    /// FGSM budget used in adversarial training (pixel scale)
+    #[arg(long, default_value_t = 0.25)]
+    pub eps: f32,
+    /// adversarial training on RS-FGSM (random start in the eps ball, step 1.25 eps; Wong et
+    /// al. 2020) instead of plain FGSM, which can overfit and mask gradients
+    #[arg(long)]
+    pub random_start: bool,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Adam learning rate at the start (cosine decay to zero over the run)
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// augmentation: translate each training digit by up to this many pixels (0: none)
+    #[arg(long, default_value_t = 0)]
+    pub shift: u32,
+    #[arg(long, default_value = "www/models/classifier.safetensors")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// weights written by `nnlab train classifier`
+    #[arg(long)]
+    pub model: PathBuf,
+    /// attacks to run, comma-separated
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "fgsm")]
+    pub attack: Vec<AttackName>,
+    /// budgets, comma-separated (pixel scale)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,0.05,0.1,0.15,0.2,0.25,0.3"
+    )]
+    pub eps: Vec<f32>,
+    /// steps of the iterative attack (step size 2.5 eps / steps)
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// push toward this class instead of away from the true label
+    #[arg(long)]
+    pub target: Option<u8>,
+    /// evaluate on the first N test digits only
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Translate every image of a batch by a seeded random offset in [-max, max]^2.
+fn shift_batch(xs: &mut [f32], max: u32, seed: u64) {
+    let span = 2 * max + 1;
+    for (i, img) in xs.chunks_mut(PIXELS).enumerate() {
+        let dx = (rng::random_u32(seed, 2 * i as u32) % span) as i32 - max as i32;
+        let dy = (rng::random_u32(seed, 2 * i as u32 + 1) % span) as i32 - max as i32;
+        let moved = translate(img, dx, dy);
+        img.copy_from_slice(&moved);
+    }
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    if a.shift > 8 {
+        return Err(Error::Invalid(format!(
+            "--shift must be at most 8 pixels, got {}",
+            a.shift
+        )));
+    }
+    if a.epochs == 0 || a.batch == 0 || !(a.lr > 0.0 && a.lr.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "need epochs >= 1, batch >= 1, lr > 0 (got {}, {}, {})",
+            a.epochs, a.batch, a.lr
+        )));
+    }
+    if a.adversarial {
+        Attack::fgsm(a.eps).validate()?;
+        if !(0.0..=1.0).contains(&a.alpha) {
+            return Err(Error::Invalid(format!(
+                "--alpha must be in [0, 1], got {}",
+                a.alpha
+            )));
+        }
+    }
+    let b = a.run.backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let dir = a.run.data_dir()?;
+    let train = mnist_train(&dir)?;
+    let test = Mnist::load(&dir, Split::Test)?;
+    let model = Classifier::new(b, ClassifierConfig::default(), a.seed)?;
+    let mut opt = Adam::new(a.lr, 0.9, 0.999);
+    let steps_per_epoch = train.len() / a.batch;
+    let total = steps_per_epoch * a.epochs;
+    let adv = |step: usize| AdvTraining {
+        eps: a.eps,
+        alpha: a.alpha,
+        random_start: a
+            .random_start
+            .then(|| a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
+    };
+    println!(
+        "training the MNIST classifier on {} ({} digits {}..{}, batch {}, {} epochs, Adam lr {} cosine, shift +-{} px, seed {}{})",
+        b.info().describe(),
+        train.len(),
+        PAGE_DIGITS,
+        PAGE_DIGITS + train.len(),
+        a.batch,
+        a.epochs,
+        a.lr,
+        a.shift,
+        a.seed,
+        if a.adversarial { format!(", adversarial: alpha {} eps {}{}", a.alpha, a.eps, if a.random_start { " RS-FGSM" } else { " FGSM" }) } else { String::new() }
+    );
+    let start = Instant::now();
+    let mut last_print = Instant::now();
+    let mut step = 0usize;
+    let mut test_acc = 0.0;
+    for epoch in 0..a.epochs {
+        let order = rng::shuffled(
+            (0..train.len()).collect(),
+            a.seed.wrapping_mul(1000).wrapping_add(epoch as u64 + 1),
+        );
+        let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
+        for idx in order.chunks_exact(a.batch) {
+            // cosine decay from lr to 0 over the whole run
+            let t = step as f32 / total as f32;
+            opt.set_lr(a.lr * 0.5 * (1.0 + (std::f32::consts::PI * t).cos()));
+            let (mut xs, ys) = train.gather(idx)?;
+            if a.shift > 0 {
+                shift_batch(
+                    &mut xs,
+                    a.shift,
+                    a.seed.wrapping_mul(7919).wrapping_add(step as u64),
+                );
+            }
+            let x = b.upload(&[idx.len(), 1, SIDE, SIDE], &xs)?;
+            let tt = b.upload(&[idx.len(), CLASSES], &one_hot(&ys))?;
+            let cfg = adv(step);
+            let loss = train_step(b, &model, &mut opt, &x, &tt, a.adversarial.then_some(&cfg))?;
+            let l = finite_loss(b, &loss, step)?;
+            loss_sum += l as f64;
+            loss_n += 1;
+            step += 1;
+            if last_print.elapsed().as_secs_f64() >= 10.0 || step == total {
+                let el = start.elapsed().as_secs_f64();
+                let rate = (step * a.batch) as f64 / el;
+                println!(
+                    "epoch {}/{}  step {step}/{total}  loss {:.4}  {:.0} images/s  elapsed {}  ETA {}",
+                    epoch + 1,
+                    a.epochs,
+                    loss_sum / loss_n as f64,
+                    rate,
+                    hms(el),
+                    hms(el / step as f64 * (total - step) as f64)
+                );
+                (loss_sum, loss_n) = (0.0, 0);
+                last_print = Instant::now();
+            }
+        }
+        let r = attack::evaluate(b, &model, &test.images, &test.labels, 500, None, |_| {})?;
+        test_acc = r.accuracy();
+        println!(
+            "epoch {}/{} done: test accuracy {:.2}% ({}/{})  elapsed {}",
+            epoch + 1,
+            a.epochs,
+            100.0 * test_acc,
+            r.correct,
+            r.n,
+            hms(start.elapsed().as_secs_f64())
+        );
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let mut meta = metadata(b, "nnlab MNIST classifier");
+    meta.insert(
+        "data".to_string(),
+        format!(
+            "MNIST training digits {}..{}",
+            PAGE_DIGITS,
+            PAGE_DIGITS + train.len()
+        ),
+    );
+    meta.insert("test_accuracy".to_string(), format!("{:.4}", test_acc));
+    meta.insert("train_seconds".to_string(), format!("{:.0}", secs));
+    meta.insert("seed".to_string(), a.seed.to_string());
+    meta.insert(
+        "augmentation".to_string(),
+        format!("random translation up to {} px", a.shift),
+    );
+    meta.insert(
+        "adversarial".to_string(),
+        if a.adversarial {
+            format!(
+                "alpha {} eps {} {}",
+                a.alpha,
+                a.eps,
+                if a.random_start { "RS-FGSM" } else { "FGSM" }
+            )
+        } else {
+            "no".into()
+        },
+    );
+    ensure_parent(&a.out)?;
+    crate::weights::save_file(b, &model.params(), &a.out, Some(meta))?;
+    println!(
+        "trained in {} ; test accuracy {:.2}% ; weights written to {}",
+        hms(secs),
+        100.0 * test_acc,
+        a.out.display()
+    );
+    Ok(())
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    if a.eps.is_empty() || a.attack.is_empty() || a.batch == 0 {
+        return Err(Error::Invalid(
+            "need at least one --eps, one --attack and --batch >= 1".into(),
+        ));
+    }
+    let b = a.run.backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let model = Classifier::new(b, ClassifierConfig::default(), 0)?;
+    crate::weights::load_file(b, &model.params(), &a.model)?;
+    let mut test = Mnist::load(&a.run.data_dir()?, Split::Test)?;
+    if let Some(n) = a.limit {
+        test = test.slice(0..n.min(test.len()))?;
+    }
+    println!(
+        "model {} on {} MNIST test digits, {}",
+        a.model.display(),
+        test.len(),
+        b.info().describe()
+    );
+    println!(
+        "{:<10} {:>5}  {:>8}  {:>7}  {:>9}  {:>16}{}",
+        "attack",
+        "eps",
+        "accuracy",
+        "error",
+        "mean conf",
+        "conf when wrong",
+        if a.target.is_some() {
+            "  hit target"
+        } else {
+            ""
+        }
+    );
+    for name in &a.attack {
+        for &eps in &a.eps {
+            let mut at = match name {
+                AttackName::Fgsm => Attack::fgsm(eps),
+                AttackName::Iterative => Attack::iterative(eps, a.steps),
+            };
+            at.target = a.target;
+            at.validate()?;
+            let label = match name {
+                AttackName::Fgsm => "fgsm".to_string(),
+                AttackName::Iterative => format!("iter{}", a.steps),
+            };
+            let r = attack::evaluate(
+                b,
+                &model,
+                &test.images,
+                &test.labels,
+                a.batch,
+                Some(&at),
+                |_| {},
+            )?;
+            let hit = if a.target.is_some() {
+                format!("  {:>9.2}%", 100.0 * r.target_hits as f64 / r.n as f64)
+            } else {
+                String::new()
+            };
+            println!(
+                "{:<10} {:>5.2}  {:>7.2}%  {:>6.2}%  {:>8.1}%  {:>15.1}%{hit}",
+                label,
+                eps,
+                100.0 * r.accuracy(),
+                100.0 * r.error(),
+                100.0 * r.mean_confidence(),
+                100.0 * r.mean_wrong_confidence()
+            );
+        }
+    }
+    Ok(())
+}
