@@ -1,11 +1,10 @@
 // The Conv-arithmetic tab: reads i, m, s, p, asks the worker for the lecture's parameters and
 // grid layout (conv_arith_params) and for a run of both convolutions (conv_arith_run), and draws.
+import { $, setError } from './util.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const KIND_NAMES = ['input pixel', "inserted zero (i')", "padding (p')", "extra zero (a')"];
 const LECTURE_EXAMPLE = { i: 6, m: 3, s: 2, p: 1 };
-
-const $ = (id) => document.getElementById(id);
 
 function svgEl(name, attrs, parent) {
   const el = document.createElementNS(SVG, name);
@@ -138,11 +137,7 @@ function showRunError(e) {
   $('conv-values').replaceChildren();
 }
 
-function showError(text) {
-  const el = $('conv-error');
-  el.hidden = !text;
-  el.textContent = text || '';
-}
+const showError = (e) => setError($('conv-error'), e);
 
 export function setupConvTab(call) {
   let generation = 0; // a newer request makes older answers stale
@@ -158,7 +153,7 @@ export function setupConvTab(call) {
     try {
       args = readInputs();
     } catch (e) {
-      showError(e.message);
+      showError(e);
       return;
     }
     const { i, m, s, p } = args;
@@ -167,7 +162,7 @@ export function setupConvTab(call) {
       prm = await call('conv_arith_params', i, m, s, p);
     } catch (e) {
       if (gen !== generation) return;
-      showError(e.message);
+      showError(e);
       fillTable(null);
       drawGrid(null);
       return;

@@ -1,12 +1,11 @@
 // The Denoise tab: open a photo (file picker, drag and drop, paste, samples), denoise it tile by
 // tile in the worker with a DnCNN (progress, Cancel), show it side by side or under a
 // before/after slider, PSNR/SSIM when synthetic noise was added, download as PNG; the
-// lecture's figures; and a Train panel that trains a small DnCNN in the tab.
+// lecture's figures; and a Train panel that trains a small DnCNN in the tab (denoise_train.js).
 // Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/denoise.rs); this
 // file only drives short calls in loops that can stop between them, and draws.
-import { download, fetchBytes } from './util.js';
-
-const $ = (id) => document.getElementById(id);
+import { $, download, fetchBytes, setError } from './util.js';
+import { setupTraining } from './denoise_train.js';
 
 const SAMPLES = ['camera', 'moon', 'astronaut', 'coffee', 'chelsea'];
 /** Shipped model files (www/models/), by key; a missing one is "not available". */
@@ -27,22 +26,12 @@ const modelPhrase = (key) => (key === 'trained' ? 'the model trained in this tab
 const FIGURE_IMAGE = 'camera';
 const FIGURE_CROP = 256;
 const FIGURE_SEED = 1;
-/** Target duration of one training call, so Pause answers quickly and the worker stays free. */
-const TRAIN_CALL_SECONDS = 0.4;
-/** Validate at most every this many seconds, and at most 20% of the time (it is a forward pass). */
-const VALIDATE_EVERY_SECONDS = 2;
 
 const fmtDb = (v) => (v == null ? '–' : `${v.toFixed(2)} dB`);
 const fmtSsim = (v) => (v == null ? '–' : v.toFixed(4));
-const fmtLoss = (v) => (v < 0.01 ? v.toExponential(2) : v.toFixed(4));
 
 function show(el, on) {
   el.hidden = !on;
-}
-
-function setError(el, text) {
-  el.textContent = text || '';
-  show(el, Boolean(text));
 }
 
 /** An ImageData from the worker's RGBA bytes. */
@@ -455,7 +444,7 @@ export function setupDenoiseTab(call) {
   });
 
   setupFigures(call, models);
-  setupTraining(call, models, {
+  setupTraining(call, { models, names: MODEL_NAMES, samples: SAMPLES }, {
     useTrained(info) {
       models.set('trained', info);
       el.model.value = 'trained';
@@ -568,319 +557,4 @@ function setupFigures(call, models) {
   }
 
   for (const b of document.querySelectorAll('#panel-denoise [data-figure]')) b.addEventListener('click', () => generate(b.dataset.figure));
-}
-
-// ---------------------------------------------------------------- training in the tab
-
-/** Draw a line plot of [x, y] points with labelled axes (y on a log10 scale when `log`). */
-function plot(canvas, points, { log = false, color = '#2f5fd0', unit = '' } = {}) {
-  const ctx = canvas.getContext('2d');
-  const W = canvas.width;
-  const H = canvas.height;
-  const pad = { l: 58, r: 10, t: 10, b: 26 };
-  ctx.clearRect(0, 0, W, H);
-  ctx.font = '11px system-ui, sans-serif';
-  ctx.fillStyle = '#5b6475';
-  if (points.length === 0) {
-    ctx.fillText('no data yet', W / 2 - 28, H / 2);
-    return;
-  }
-  const f = log ? (v) => Math.log10(v) : (v) => v;
-  const xs = points.map((p) => p[0]);
-  const ys = points.map((p) => f(p[1]));
-  let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  if (x1 === x0) x1 = x0 + 1;
-  if (y1 - y0 < 1e-9) {
-    y0 -= 0.5;
-    y1 += 0.5;
-  }
-  const m = (y1 - y0) * 0.08;
-  y0 -= m;
-  y1 += m;
-  const X = (x) => pad.l + ((x - x0) / (x1 - x0)) * (W - pad.l - pad.r);
-  const Y = (y) => H - pad.b - ((y - y0) / (y1 - y0)) * (H - pad.t - pad.b);
-  // axes and ticks
-  ctx.strokeStyle = '#dde1e8';
-  ctx.lineWidth = 1;
-  ctx.textAlign = 'right';
-  ctx.textBaseline = 'middle';
-  for (let i = 0; i <= 4; i++) {
-    const y = y0 + ((y1 - y0) * i) / 4;
-    ctx.beginPath();
-    ctx.moveTo(pad.l, Y(y));
-    ctx.lineTo(W - pad.r, Y(y));
-    ctx.stroke();
-    const v = log ? 10 ** y : y;
-    ctx.fillText(log ? v.toExponential(1) : `${v.toFixed(1)}${unit}`, pad.l - 4, Y(y));
-  }
-  ctx.textAlign = 'center';
-  ctx.textBaseline = 'top';
-  const xticks = new Set([0, 1, 2, 3, 4].map((i) => Math.round(x0 + ((x1 - x0) * i) / 4)));
-  for (const x of xticks) ctx.fillText(String(x), X(x), H - pad.b + 6);
-  ctx.fillText('step', W - pad.r - 14, H - pad.b + 6 - 14);
-  // the series
-  ctx.strokeStyle = color;
-  ctx.lineWidth = 1.6;
-  ctx.beginPath();
-  points.forEach((p, i) => (i ? ctx.lineTo(X(p[0]), Y(f(p[1]))) : ctx.moveTo(X(p[0]), Y(f(p[1])))));
-  ctx.stroke();
-  if (points.length < 40) {
-    ctx.fillStyle = color;
-    for (const p of points) ctx.fillRect(X(p[0]) - 2, Y(f(p[1])) - 2, 4, 4);
-  }
-}
-
-/** Mean loss over the first / last `k` steps of the recorded calls ({steps, loss} each). */
-function lossOver(calls, k, fromEnd) {
-  const seq = fromEnd ? [...calls].reverse() : calls;
-  let n = 0;
-  let sum = 0;
-  for (const c of seq) {
-    sum += c.loss * c.steps;
-    n += c.steps;
-    if (n >= k) break;
-  }
-  return n ? sum / n : NaN;
-}
-
-function setupTraining(call, models, hooks) {
-  const el = {
-    start: $('dn-train-start'), pause: $('dn-train-pause'), reset: $('dn-train-reset'), use: $('dn-train-use'),
-    save: $('dn-train-save'), error: $('dn-train-error'), stats: $('dn-train-stats'), lossPlot: $('dn-loss-plot'),
-    valPlot: $('dn-val-plot'), valCap: $('dn-val-cap'), files: $('dn-train-files'), list: $('dn-train-list'),
-    depth: $('dn-depth'), width: $('dn-width'), channels: $('dn-channels'), mode: $('dn-noise-mode'),
-    sigma: $('dn-train-sigma'), lo: $('dn-train-lo'), hi: $('dn-train-hi'), batch: $('dn-batch'), lr: $('dn-lr'),
-    finetune: $('dn-finetune'), fixedWrap: $('dn-fixed-wrap'), rangeWrap: $('dn-range-wrap'),
-  };
-  let samplesAdded = false;
-  let imageNames = [];
-  let st = null; // the current run: {token, running, info, calls, losses, vals, batch, ...}
-  let token = 0;
-
-  const fail = (e) => setError(el.error, e.message || String(e));
-
-  el.mode.addEventListener('change', () => {
-    show(el.fixedWrap, el.mode.value === 'fixed');
-    show(el.rangeWrap, el.mode.value !== 'fixed');
-  });
-  el.finetune.addEventListener('change', () => {
-    // a fine-tuned model keeps the shipped model's shape
-    el.depth.disabled = el.width.disabled = el.finetune.checked;
-    if (el.finetune.checked && Number(el.lr.value) >= 1e-3) el.lr.value = '0.0001';
-    if (!el.finetune.checked && Number(el.lr.value) < 1e-3) el.lr.value = '0.001';
-  });
-
-  function showImages(r) {
-    imageNames = r.names;
-    el.list.textContent = imageNames.length ? `${imageNames.length}: ${imageNames.join(', ')}` : 'none';
-  }
-
-  async function addSamples() {
-    if (samplesAdded) return;
-    for (const name of SAMPLES) {
-      const b = await fetchBytes(`samples/${name}.png`, `sample ${name}`);
-      showImages(await call('dncnn_train_add_image', b, name));
-    }
-    samplesAdded = true;
-  }
-
-  el.files.addEventListener('change', async () => {
-    const files = [...el.files.files];
-    el.files.value = '';
-    setError(el.error, '');
-    try {
-      await addSamples();
-    } catch (e) {
-      fail(e);
-    }
-    const bad = [];
-    for (const f of files) {
-      try {
-        showImages(await call('dncnn_train_add_image', new Uint8Array(await f.arrayBuffer()), f.name));
-      } catch (e) {
-        bad.push(e.message);
-      }
-    }
-    if (bad.length) setError(el.error, bad.join('\n'));
-    if (st) el.list.textContent += ' (new photos join at the next Reset + Start)';
-  });
-
-  function options() {
-    const channels = Number(el.channels.value);
-    const fixed = el.mode.value === 'fixed';
-    const lo = fixed ? Number(el.sigma.value) : Number(el.lo.value);
-    const hi = fixed ? lo : Number(el.hi.value);
-    if (!(lo >= 0 && hi >= lo && hi <= 255)) throw new Error(`the noise range must satisfy 0 <= low <= high <= 255 (got ${lo}..${hi})`);
-    const opts = {
-      channels,
-      depth: Number(el.depth.value),
-      width: Number(el.width.value),
-      sigma_lo: lo,
-      sigma_hi: hi,
-      val_sigma: fixed ? lo : 25,
-      batch: Number(el.batch.value),
-      patch: 40,
-      lr: Number(el.lr.value),
-      seed: 1,
-    };
-    if (el.finetune.checked) {
-      // the shipped model that matches: colour, else sigma=10 for fixed sigma 10, else blind gray
-      const keys = channels === 3 ? ['color'] : fixed && lo === 10 ? ['s10', 'blind'] : ['blind', 's10'];
-      const key = keys.find((k) => models.bytes[k]);
-      if (!key) throw new Error(`cannot fine-tune: model not available (${keys.map((k) => MODEL_NAMES[k]).join(' / ')})`);
-      opts.init = models.bytes[key];
-      opts.init_name = MODEL_NAMES[key];
-    }
-    return opts;
-  }
-
-  function draw() {
-    plot(el.lossPlot, st ? st.losses : [], { log: true });
-    plot(el.valPlot, st ? st.vals : [], { color: '#1f8a4c', unit: '' });
-  }
-
-  function stats() {
-    if (!st) {
-      el.stats.textContent = 'Not started.';
-      return;
-    }
-    const last = st.calls[st.calls.length - 1];
-    const v = st.vals[st.vals.length - 1];
-    const i = st.info;
-    const parts = [
-      `DnCNN ${i.channels === 3 ? 'colour' : 'gray'} d${i.depth} w${i.width}${st.from ? ` (fine-tuning ${st.from})` : ''}`,
-      `step ${st.step}`,
-      last ? `loss ${fmtLoss(last.loss)}` : 'loss –',
-      st.rate ? `${st.rate >= 10 ? st.rate.toFixed(0) : st.rate.toPrecision(2)} patches/s` : '',
-      v ? `validation PSNR ${v[1].toFixed(2)} dB (noisy ${st.valNoisy.toFixed(2)} dB, σ=${st.info.val_sigma})` : '',
-      st.running ? 'training…' : 'paused',
-    ].filter(Boolean);
-    el.stats.textContent = parts.join(' · ');
-    const d = el.stats.dataset;
-    d.step = String(st.step);
-    d.running = String(st.running);
-    if (st.calls.length) {
-      d.lossStart = lossOver(st.calls, 5, false).toExponential(4);
-      d.lossRecent = lossOver(st.calls, 5, true).toExponential(4);
-    }
-    if (v) d.valPsnr = v[1].toFixed(3);
-  }
-
-  function buttons() {
-    el.start.disabled = Boolean(st);
-    el.pause.disabled = !st;
-    el.pause.textContent = st && !st.running ? 'Resume' : 'Pause';
-    el.reset.disabled = !st;
-    el.use.disabled = !st || st.step === 0;
-    el.save.disabled = !st || st.step === 0;
-  }
-
-  async function validate() {
-    const t0 = performance.now();
-    const v = await call('dncnn_train_validate');
-    if (st) st.valCost = performance.now() - t0;
-    if (!st || v.step !== st.step) return;
-    st.valNoisy = v.psnr_noisy;
-    if (!st.vals.length || st.vals[st.vals.length - 1][0] !== v.step) st.vals.push([v.step, v.psnr]);
-    st.lastVal = performance.now();
-  }
-
-  async function loop(run) {
-    let n = 1;
-    try {
-      while (run.running && run === st) {
-        const t0 = performance.now();
-        const r = await call('dncnn_train_steps', n);
-        if (run !== st) return;
-        const dt = (performance.now() - t0) / 1000;
-        run.step = r.step;
-        run.calls.push({ steps: n, loss: r.loss });
-        run.losses.push([r.step, r.loss]);
-        run.rate = (n * run.batch) / dt;
-        // aim at TRAIN_CALL_SECONDS per call
-        n = Math.max(1, Math.min(50, Math.round(n * Math.min(2, TRAIN_CALL_SECONDS / Math.max(dt, 1e-3)))));
-        const gap = Math.max(VALIDATE_EVERY_SECONDS * 1000, 4 * run.valCost);
-        if (run.vals.length === 0 || performance.now() - run.lastVal > gap) await validate();
-        if (run !== st) return;
-        stats();
-        draw();
-        buttons();
-      }
-      if (run === st && run.step > 0) await validate();
-    } catch (e) {
-      if (run !== st) return;
-      run.running = false;
-      fail(e);
-    }
-    if (run === st) {
-      stats();
-      draw();
-      buttons();
-    }
-  }
-
-  el.start.addEventListener('click', async () => {
-    setError(el.error, '');
-    el.start.disabled = true;
-    const my = ++token;
-    try {
-      const opts = options();
-      el.stats.textContent = 'Loading the training images…';
-      await addSamples();
-      const info = await call('dncnn_train_init', opts);
-      if (my !== token) return;
-      st = { info, from: opts.init_name, running: true, step: 0, calls: [], losses: [], vals: [], batch: opts.batch, lastVal: 0, valCost: 0, valNoisy: NaN, rate: 0 };
-      // a fine-tuned model has the shipped model's shape: show it in the selectors
-      for (const [sel, v] of [[el.depth, info.depth], [el.width, info.width], [el.channels, info.channels]]) {
-        if (![...sel.options].some((o) => o.value === String(v))) sel.add(new Option(String(v), String(v)));
-        sel.value = String(v);
-      }
-      el.valCap.textContent = `validation PSNR (dB) on 4 fixed 64×64 crops at σ=${info.val_sigma}`;
-      el.stats.textContent = `DnCNN ${info.channels === 3 ? 'colour' : 'gray'}, depth ${info.depth}, width ${info.width} (${info.parameters} parameters)${opts.init ? `, fine-tuning the ${opts.init_name} model` : ''}, on ${info.images} images…`;
-      buttons();
-      loop(st);
-    } catch (e) {
-      fail(e);
-      el.start.disabled = Boolean(st);
-    }
-  });
-
-  el.pause.addEventListener('click', () => {
-    if (!st) return;
-    st.running = !st.running;
-    buttons();
-    stats();
-    if (st.running) loop(st);
-  });
-
-  el.reset.addEventListener('click', () => {
-    token++;
-    st = null;
-    call('dncnn_train_reset').catch(() => {});
-    hooks.dropTrained();
-    setError(el.error, '');
-    stats();
-    draw();
-    buttons();
-  });
-
-  el.use.addEventListener('click', () => {
-    if (!st) return;
-    hooks.useTrained({ ...st.info, step: st.step });
-  });
-
-  el.save.addEventListener('click', async () => {
-    if (!st) return;
-    try {
-      const bytes = await call('dncnn_train_weights');
-      const i = st.info;
-      download(bytes, `dncnn_${i.channels === 3 ? 'color' : 'gray'}_d${i.depth}_w${i.width}_step${st.step}.safetensors`, 'application/octet-stream');
-    } catch (e) {
-      fail(e);
-    }
-  });
-
-  draw();
-  buttons();
 }

@@ -1,5 +1,10 @@
 // Small helpers the tab modules share.
 
+export const $ = (id) => document.getElementById(id);
+
+/** A fraction as a percentage with one decimal. */
+export const pct = (p) => `${(100 * p).toFixed(1)}%`;
+
 /** The bytes at a same-origin `url`; `what` names it in the error when it cannot be had. */
 export async function fetchBytes(url, what) {
   let r;
@@ -22,4 +27,28 @@ export function download(bytes, name, type = 'application/octet-stream') {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+/**
+ * Show an error in the tab's error box `el`: `e` is an Error, a message, or nothing (which
+ * clears and hides the box).
+ */
+export function setError(el, e) {
+  const text = e ? String(e.message ?? e) : '';
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+/** Run `start` the first time `panel` is shown (now, if it is shown already). */
+export function onFirstShown(panel, start) {
+  if (!panel.hidden) {
+    start();
+    return;
+  }
+  const obs = new MutationObserver(() => {
+    if (panel.hidden) return;
+    obs.disconnect();
+    start();
+  });
+  obs.observe(panel, { attributes: true, attributeFilter: ['hidden'] });
 }
