@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{ensure_parent, finite_loss, hms, metadata, mnist_train, RunArgs};
+use super::{finite_loss, hms, metadata, mnist_train, RunArgs};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, Split, PAGE_DIGITS};
@@ -252,7 +252,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     );
     meta.insert("heldout_mse".to_string(), format!("{mse:.5}"));
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
-    ensure_parent(&a.out)?;
+    crate::files::create_parent(&a.out)?;
     crate::weights::save_file(b, &model.params(), &a.out, Some(meta))?;
     println!(
         "trained in {}; held-out MSE {mse:.4}; weights written to {}",

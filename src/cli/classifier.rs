@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{ensure_parent, finite_loss, hms, metadata, mnist_train, RunArgs};
+use super::{finite_loss, hms, metadata, mnist_train, RunArgs};
 use crate::attack::{self, AdvTraining, Attack};
 use crate::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PAGE_DIGITS, PIXELS, SIDE};
 use crate::models::classifier::train_step;
@@ -233,7 +233,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "no".into()
         },
     );
-    ensure_parent(&a.out)?;
+    crate::files::create_parent(&a.out)?;
     crate::weights::save_file(b, &model.params(), &a.out, Some(meta))?;
     println!(
         "trained in {} ; test accuracy {:.2}% ; weights written to {}",

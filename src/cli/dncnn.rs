@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{backend, command_line, finite_loss, hms, write_atomic, BackendKind, RunArgs};
+use super::{backend, command_line, finite_loss, hms, BackendKind, RunArgs};
 use crate::data::images::{self, ColorMode, DenoiseSet, Image, DEFAULT_MAX_PIXELS};
 use crate::data::patches::{NoiseLevel, PatchSampler};
 use crate::models::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
@@ -357,7 +357,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
                     step,
                     meta.clone(),
                 ))?;
-                write_atomic(ck, &bytes)?;
+                crate::files::write_atomic(ck, &bytes)?;
             }
         }
         if let Some(dir) = &a.snapshots {
@@ -365,7 +365,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
                 let mut smeta = meta.clone();
                 smeta.insert("step".to_string(), step.to_string());
                 let bytes = pollster::block_on(model.to_weights(b, smeta))?;
-                write_atomic(&dir.join(format!("step_{step}.safetensors")), &bytes)?;
+                crate::files::write_atomic(&dir.join(format!("step_{step}.safetensors")), &bytes)?;
             }
         }
     }
@@ -397,7 +397,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
             if a.channels == 1 { "gray" } else { "color" }
         ))
     });
-    write_atomic(&out, &bytes)?;
+    crate::files::write_atomic(&out, &bytes)?;
     println!(
         "trained to step {step} in {} ; weights written to {}",
         hms(start.elapsed().as_secs_f64()),
@@ -444,7 +444,7 @@ pub fn average(a: AverageArgs) -> Result<()> {
         "averaged".to_string(),
         format!("mean of {} files: {}", names.len(), names.join(" ")),
     );
-    write_atomic(&a.out, &crate::weights::to_bytes(&tensors, Some(meta))?)?;
+    crate::files::write_atomic(&a.out, &crate::weights::to_bytes(&tensors, Some(meta))?)?;
     println!(
         "averaged {} files ({} tensors) into {}",
         names.len(),

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{ensure_parent, hms, metadata, mnist_train, RunArgs};
+use super::{hms, metadata, mnist_train, RunArgs};
 use crate::autodiff::Graph;
 use crate::backend::{read_blocking, Backend};
 use crate::data::images::{self, Image};
@@ -264,7 +264,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     meta.insert("loss".to_string(), format!("{l:?}"));
     meta.insert("latent_dist".to_string(), format!("{:?}", a.latent_dist));
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
-    ensure_parent(&a.out)?;
+    crate::files::create_parent(&a.out)?;
     crate::weights::save_file(b, &gen.state(), &a.out, Some(meta.clone()))?;
     crate::weights::save_file(b, &disc.state(), &d_path(&a.out), Some(meta))?;
     if let Some(p) = &a.grid {

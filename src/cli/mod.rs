@@ -1,7 +1,8 @@
 //! The command line's floor (native only): one file per command family, and here the pieces they
 //! share: the backend a `--backend` flag names, the data folder, the flags every model command
-//! takes (`RunArgs`, flattened into each command's arguments), progress timing, file writing,
-//! the metadata written beside weights, and the MNIST training digits. `src/bin/nnlab.rs` only
+//! takes (`RunArgs`, flattened into each command's arguments), progress timing,
+//! the metadata written beside weights, and the MNIST training digits (files are written with
+//! `files::write_atomic` and read with `weights::read_file`). `src/bin/nnlab.rs` only
 //! parses and dispatches; the work is here so tests can call it. This is the only layer above
 //! `models/` that opens a backend by name (it imports `cpu/` and `gpu/`; models do not).
 
@@ -105,21 +106,4 @@ pub fn metadata(b: &dyn Backend, model: &str) -> HashMap<String, String> {
         ("command".to_string(), command_line()),
         ("backend".to_string(), b.info().describe()),
     ])
-}
-
-/// Create the folder a file is about to be written to.
-pub fn ensure_parent(p: &Path) -> Result<()> {
-    if let Some(parent) = p.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
-        }
-    }
-    Ok(())
-}
-
-/// Write a file atomically (`weights::write_atomic`), creating its folder first.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    ensure_parent(path)?;
-    crate::weights::write_atomic(path, bytes)
 }
