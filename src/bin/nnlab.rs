@@ -26,6 +26,9 @@ mod dispatch {
             /// seconds spent timing each op on each backend
             #[arg(long, default_value_t = 1.0)]
             seconds: f64,
+            /// bench the CPU backend only (skip the GPU / software adapter)
+            #[arg(long)]
+            cpu_only: bool,
         },
         /// Train a model
         Train {
@@ -84,7 +87,7 @@ mod dispatch {
                 bench::info();
                 Ok(())
             }
-            Cmd::Bench { seconds } => bench::bench(seconds),
+            Cmd::Bench { seconds, cpu_only } => bench::bench(seconds, cpu_only),
             Cmd::Train { what } => match what {
                 TrainWhat::Classifier(a) => classifier::train(a),
                 TrainWhat::Dncnn(a) => dncnn::train(a),

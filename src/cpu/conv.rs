@@ -1,15 +1,20 @@
-//! Convolutions and matmul on the CPU: im2col + GEMM per sample, the batch split over threads.
+//! Convolutions and matmul on the CPU: im2col in cache-sized blocks of output pixels, each
+//! multiplied at once (GEMM), the (sample, block) items spread over the threads.
 //!
 //! Three kernels do all the work of conv2d and conv_transpose2d:
 //!   forward          y_n   = W (Cout x Cin k k) * cols(x_n)          (cols: Cin k k x Ho Wo)
-//!   backward-input   gx_n  = col2im(W^T * gy_n)
+//!   backward-input   gx_n  = col2im(W^T * gy_n), or at stride 1 the forward conv of gy with
+//!                    the flipped, transposed weight (no col2im, blocked like forward)
 //!   backward-weight  gW    = sum_n gy_n * cols(x_n)^T
 //! A transposed conv is the backward of a direct conv whose weight is its own weight read as
 //! (O = Cin_t, I = Cout_t): its forward is `backward_input`, its backward-input is `forward`,
 //! and its backward-weight is `backward_weight` with x and gy swapped. The kernels take the
 //! sizes of both sides explicitly, so output_padding (extra rows no window reaches) just works.
 
-use super::{host, new_tensor, par_chunks, par_map, sgemm, threads, CpuBackend};
+use super::{
+    host, new_tensor, par_chunks, par_for, par_map, sgemm, sgemm_ptr, threads, with_scratch,
+    CpuBackend,
+};
 use crate::backend::*;
 use crate::tensor::Tensor;
 use crate::Result;
@@ -25,6 +30,17 @@ fn chunking(g: &ConvGeom) -> (usize, bool) {
     }
 }
 
+/// Floats of one im2col block (taps x pixels): small enough to stay in a core's L2 cache
+/// between being written and being read by the GEMM.
+const BLOCK_FLOATS: usize = 96 * 1024;
+
+/// Output pixels per work item of `forward` / `backward_weight`: a multiple of 16 (one AVX-512
+/// vector), at most the sample's pixels.
+fn block_pixels(g: &ConvGeom) -> usize {
+    let pb = (BLOCK_FLOATS / g.taps().max(1)).max(16) / 16 * 16;
+    pb.min(g.pixels()).max(1)
+}
+
 /// Output positions o in [lo, hi) along one axis whose input index o*stride + off is inside [0, size).
 fn valid_range(off: isize, size: usize, out: usize, stride: usize) -> (usize, usize) {
     let s = stride as isize;
@@ -37,8 +53,7 @@ fn valid_range(off: isize, size: usize, out: usize, stride: usize) -> (usize, us
 }
 
 /// Visit every (row of cols, output row oy, valid ox range, input index of ox = 0) of one sample;
-/// output rows whose window row falls on padding get an empty range. Shared by im2col and
-/// col2im so both use the same index arithmetic.
+/// output rows whose window row falls on padding get an empty range. Used by col2im.
 fn for_each_window(g: &ConvGeom, mut visit: impl FnMut(usize, usize, (usize, usize), isize)) {
     for c in 0..g.cin {
         for ky in 0..g.kh {
@@ -63,25 +78,50 @@ fn for_each_window(g: &ConvGeom, mut visit: impl FnMut(usize, usize, (usize, usi
     }
 }
 
-/// cols (Cin k k, Ho Wo) of one sample x (Cin, H, W); entries that fall on padding are 0.
-fn im2col(g: &ConvGeom, x: &[f32], cols: &mut [f32]) {
-    let (wo, pix, s) = (g.wo, g.pixels(), g.sw);
-    for_each_window(g, |row, oy, (lo, hi), base| {
-        let dst = &mut cols[row * pix + oy * wo..row * pix + oy * wo + wo];
-        dst[..lo].fill(0.0);
-        dst[hi..].fill(0.0);
-        if lo >= hi {
-            return;
-        }
-        if s == 1 {
-            let start = (base + lo as isize) as usize;
-            dst[lo..hi].copy_from_slice(&x[start..start + (hi - lo)]);
-        } else {
-            for ox in lo..hi {
-                dst[ox] = x[(base + (ox * s) as isize) as usize];
+/// Columns p0..p1 of cols(x) for one sample x (Cin, H, W): a (taps, p1 - p0) row-major block;
+/// entries that fall on padding are 0. Each (tap, output row) is one contiguous copy at stride 1.
+fn im2col_block(g: &ConvGeom, x: &[f32], p0: usize, p1: usize, cols: &mut [f32]) {
+    let nb = p1 - p0;
+    let (wo, sw, sh, plane) = (g.wo, g.sw, g.sh, g.h * g.w);
+    let mut row = 0;
+    for c in 0..g.cin {
+        let xc = &x[c * plane..(c + 1) * plane];
+        for ky in 0..g.kh {
+            let offy = (ky * g.dh) as isize - g.ph as isize;
+            for kx in 0..g.kw {
+                let offx = (kx * g.dw) as isize - g.pw as isize;
+                let (xlo, xhi) = valid_range(offx, g.w, wo, sw);
+                let dst = &mut cols[row * nb..(row + 1) * nb];
+                let mut p = p0;
+                while p < p1 {
+                    let (oy, ox0) = (p / wo, p % wo);
+                    let ox1 = wo.min(ox0 + (p1 - p));
+                    let seg = &mut dst[p - p0..p - p0 + (ox1 - ox0)];
+                    let iy = (oy * sh) as isize + offy;
+                    if iy < 0 || iy >= g.h as isize {
+                        seg.fill(0.0);
+                    } else {
+                        let lo = xlo.clamp(ox0, ox1);
+                        let hi = xhi.clamp(lo, ox1);
+                        seg[..lo - ox0].fill(0.0);
+                        seg[hi - ox0..].fill(0.0);
+                        // input index of output column ox is base + ox * sw
+                        let base = iy * g.w as isize + offx;
+                        if sw == 1 {
+                            let s = (base + lo as isize) as usize;
+                            seg[lo - ox0..hi - ox0].copy_from_slice(&xc[s..s + (hi - lo)]);
+                        } else {
+                            for ox in lo..hi {
+                                seg[ox - ox0] = xc[(base + (ox * sw) as isize) as usize];
+                            }
+                        }
+                    }
+                    p += ox1 - ox0;
+                }
+                row += 1;
             }
         }
-    });
+    }
 }
 
 /// gx (Cin, H, W) += the columns of one sample scattered back to their input pixels.
@@ -95,57 +135,120 @@ fn col2im(g: &ConvGeom, cols: &[f32], gx: &mut [f32]) {
     });
 }
 
-/// y (N, Cout, Ho, Wo) = conv(x, w) + bias.
+/// A raw output pointer shared by work items that write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: each work item writes a range no other item touches (see the callers).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer `offset` floats further (a method, so closures capture the whole Sync value).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// y (N, Cout, Ho, Wo) = conv(x, w) + bias. Work items are (sample, block of output pixels),
+/// spread over the threads, so a batch of one uses every core too; each item writes its im2col
+/// block into the thread's scratch (in cache) and multiplies it at once.
 fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let mut y = vec![0.0f32; g.n * g.y_per_sample()];
-    let (per, par) = chunking(g);
     let (ckk, pix) = (g.taps(), g.pixels());
-    par_chunks(&mut y, per * g.y_per_sample(), |chunk, ys| {
-        let mut cols = if g.is_pointwise() {
-            Vec::new()
-        } else {
-            vec![0.0f32; ckk * pix]
-        };
-        for (j, yn) in ys.chunks_mut(g.y_per_sample()).enumerate() {
-            let i = chunk * per + j;
-            let xn = &x[i * g.x_per_sample()..(i + 1) * g.x_per_sample()];
-            let src: &[f32] = if g.is_pointwise() {
-                xn
-            } else {
-                im2col(g, xn, &mut cols);
-                &cols
-            };
-            if let Some(b) = bias {
-                for (co, row) in yn.chunks_mut(pix).enumerate() {
-                    row.fill(b[co]);
-                }
+    let pb = block_pixels(g);
+    let blocks = pix.div_ceil(pb);
+    let out = SharedOut(y.as_mut_ptr());
+    par_for(g.n * blocks, |item| {
+        let (i, b) = (item / blocks, item % blocks);
+        let (p0, p1) = (b * pb, ((b + 1) * pb).min(pix));
+        let nb = p1 - p0;
+        let xn = &x[i * g.x_per_sample()..(i + 1) * g.x_per_sample()];
+        // item (i, b) alone writes columns p0..p1 of every channel row of sample i
+        let yn = out.at(i * g.y_per_sample() + p0);
+        if let Some(b) = bias {
+            for (co, v) in b.iter().enumerate() {
+                // SAFETY: row co of this item's block lies inside y (co < cout, p0 + nb <= pix)
+                unsafe { std::slice::from_raw_parts_mut(yn.add(co * pix), nb) }.fill(*v);
             }
-            sgemm(
-                g.cout,
-                pix,
-                ckk,
-                (w, ckk, 1),
-                (src, pix, 1),
-                (yn, pix, 1),
-                bias.is_some(),
-                par,
-            );
+        }
+        let c = (yn, pix, 1);
+        let acc = bias.is_some();
+        // SAFETY: c spans rows 0..cout, columns 0..nb of this item's block, inside y and
+        // touched by no other item.
+        if g.is_pointwise() {
+            unsafe {
+                sgemm_ptr(
+                    g.cout,
+                    nb,
+                    ckk,
+                    (w, ckk, 1),
+                    (&xn[p0..], pix, 1),
+                    c,
+                    acc,
+                    false,
+                )
+            };
+        } else {
+            with_scratch(ckk * nb, |cols| {
+                im2col_block(g, xn, p0, p1, cols);
+                unsafe { sgemm_ptr(g.cout, nb, ckk, (w, ckk, 1), (cols, nb, 1), c, acc, false) };
+            });
         }
     });
     y
 }
 
+/// For a stride-1 conv, the conv whose forward is this conv's backward-input: gx = conv(gy, w')
+/// with w' the weight transposed (cin <-> cout) and flipped, padding d (k - 1) - p. None when
+/// the sizes do not line up that way (stride > 1, padding beyond the dilated kernel, or extra
+/// rows from a transposed conv's output_padding).
+fn backward_input_as_forward(g: &ConvGeom) -> Option<ConvGeom> {
+    if g.sh != 1 || g.sw != 1 || g.ph > g.dh * (g.kh - 1) || g.pw > g.dw * (g.kw - 1) {
+        return None;
+    }
+    let (ph, pw) = (g.dh * (g.kh - 1) - g.ph, g.dw * (g.kw - 1) - g.pw);
+    let ok = g.ho + 2 * ph == g.h + g.dh * (g.kh - 1) && g.wo + 2 * pw == g.w + g.dw * (g.kw - 1);
+    ok.then_some(ConvGeom {
+        n: g.n,
+        cin: g.cout,
+        h: g.ho,
+        w: g.wo,
+        cout: g.cin,
+        ho: g.h,
+        wo: g.w,
+        ph,
+        pw,
+        ..*g
+    })
+}
+
+/// w' (Cin, Cout, kh, kw) of `backward_input_as_forward`: w'[ci][co][ky][kx] = w[co][ci][kh-1-ky][kw-1-kx].
+fn flipped_weight(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    let (kh, kw) = (g.kh, g.kw);
+    let mut out = vec![0.0f32; w.len()];
+    for co in 0..g.cout {
+        for ci in 0..g.cin {
+            let src = &w[(co * g.cin + ci) * kh * kw..][..kh * kw];
+            let dst = &mut out[(ci * g.cout + co) * kh * kw..][..kh * kw];
+            for (t, v) in src.iter().enumerate() {
+                dst[kh * kw - 1 - t] = *v;
+            }
+        }
+    }
+    out
+}
+
 /// gx (N, Cin, H, W) from gy (N, Cout, Ho, Wo).
 fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
+    if let Some(g2) = backward_input_as_forward(g) {
+        if !g.is_pointwise() {
+            return forward(&g2, gy, &flipped_weight(g, w), None);
+        }
+    }
     let mut gx = vec![0.0f32; g.n * g.x_per_sample()];
     let (per, par) = chunking(g);
     let (ckk, pix) = (g.taps(), g.pixels());
     par_chunks(&mut gx, per * g.x_per_sample(), |chunk, gxs| {
-        let mut cols = if g.is_pointwise() {
-            Vec::new()
-        } else {
-            vec![0.0f32; ckk * pix]
-        };
         for (j, gxn) in gxs.chunks_mut(g.x_per_sample()).enumerate() {
             let i = chunk * per + j;
             let gyn = &gy[i * g.y_per_sample()..(i + 1) * g.y_per_sample()];
@@ -162,55 +265,72 @@ fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
                     par,
                 );
             } else {
-                sgemm(
-                    ckk,
-                    pix,
-                    g.cout,
-                    (w, 1, ckk),
-                    (gyn, pix, 1),
-                    (&mut cols, pix, 1),
-                    false,
-                    par,
-                );
-                col2im(g, &cols, gxn);
+                with_scratch(ckk * pix, |cols| {
+                    sgemm(
+                        ckk,
+                        pix,
+                        g.cout,
+                        (w, 1, ckk),
+                        (gyn, pix, 1),
+                        (cols, pix, 1),
+                        false,
+                        par,
+                    );
+                    col2im(g, cols, gxn);
+                });
             }
         }
     });
     gx
 }
 
-/// gw (Cout, Cin, k, k) = sum over the batch of gy_n * cols(x_n)^T.
+/// gw (Cout, Cin, k, k) = sum over the batch and the pixel blocks of gy_block * cols_block^T.
+/// The (sample, block) items are cut into one contiguous run per thread, each summed into its
+/// own partial weight gradient; the partials are added at the end.
 fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
-    let (per, par) = chunking(g);
     let (ckk, pix) = (g.taps(), g.pixels());
     let wlen = g.cout * ckk;
-    let partials = par_map(g.n.div_ceil(per), |chunk| {
+    // larger blocks than forward: each GEMM call reads and writes the whole (small) gw
+    let pb = (block_pixels(g) * 2).min(pix);
+    let blocks = pix.div_ceil(pb);
+    let items = g.n * blocks;
+    let runs = threads().min(items).max(1);
+    let partials = par_map(runs, |run| {
         let mut acc = vec![0.0f32; wlen];
-        let mut cols = if g.is_pointwise() {
-            Vec::new()
-        } else {
-            vec![0.0f32; ckk * pix]
-        };
-        for i in chunk * per..((chunk + 1) * per).min(g.n) {
+        for item in run * items / runs..(run + 1) * items / runs {
+            let (i, b) = (item / blocks, item % blocks);
+            let (p0, p1) = (b * pb, ((b + 1) * pb).min(pix));
+            let nb = p1 - p0;
             let xn = &x[i * g.x_per_sample()..(i + 1) * g.x_per_sample()];
-            let gyn = &gy[i * g.y_per_sample()..(i + 1) * g.y_per_sample()];
-            let src: &[f32] = if g.is_pointwise() {
-                xn
+            let gyn = &gy[i * g.y_per_sample() + p0..(i + 1) * g.y_per_sample()];
+            // cols^T: element (pixel, r) is cols[r * nb + pixel]
+            if g.is_pointwise() {
+                let src = &xn[p0..];
+                sgemm(
+                    g.cout,
+                    ckk,
+                    nb,
+                    (gyn, pix, 1),
+                    (src, 1, pix),
+                    (&mut acc, ckk, 1),
+                    true,
+                    false,
+                );
             } else {
-                im2col(g, xn, &mut cols);
-                &cols
-            };
-            // cols^T: element (pixel, r) is src[r * pix + pixel]
-            sgemm(
-                g.cout,
-                ckk,
-                pix,
-                (gyn, pix, 1),
-                (src, 1, pix),
-                (&mut acc, ckk, 1),
-                true,
-                par,
-            );
+                with_scratch(ckk * nb, |cols| {
+                    im2col_block(g, xn, p0, p1, cols);
+                    sgemm(
+                        g.cout,
+                        ckk,
+                        nb,
+                        (gyn, pix, 1),
+                        (cols, 1, nb),
+                        (&mut acc, ckk, 1),
+                        true,
+                        false,
+                    );
+                });
+            }
         }
         acc
     });

@@ -142,18 +142,57 @@ pub(crate) fn sgemm(
     }
     assert!(a.0.len() > last(m, k, (a.1, a.2)), "sgemm: a too small");
     assert!(b.0.len() > last(k, n, (b.1, b.2)), "sgemm: b too small");
-    gemm_impl(m, n, k, a, b, c, acc, par);
+    // SAFETY: c's bounds were checked above and it is borrowed mutably (no aliasing).
+    unsafe { gemm_impl(m, n, k, a, b, (c.0.as_mut_ptr(), c.1, c.2), acc, par) }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+/// [`sgemm`] writing through a raw pointer, for work items that each fill a disjoint part of
+/// one output (a block of columns of every row), which no `&mut` slice can describe.
+///
+/// # Safety
+/// `c` must be valid for reads and writes at every (i * rs + j * cs), i < m, j < n, and no
+/// other thread may access those elements during the call.
 #[allow(clippy::too_many_arguments)]
-fn gemm_impl(
+pub(crate) unsafe fn sgemm_ptr(
     m: usize,
     n: usize,
     k: usize,
     a: (&[f32], usize, usize),
     b: (&[f32], usize, usize),
-    c: (&mut [f32], usize, usize),
+    c: (*mut f32, usize, usize),
+    acc: bool,
+    par: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |r: usize, cc: usize, (rs, cs): (usize, usize)| (r - 1) * rs + (cc - 1) * cs;
+    if k == 0 {
+        if !acc {
+            for i in 0..m {
+                for j in 0..n {
+                    *c.0.add(i * c.1 + j * c.2) = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    assert!(a.0.len() > last(m, k, (a.1, a.2)), "sgemm: a too small");
+    assert!(b.0.len() > last(k, n, (b.1, b.2)), "sgemm: b too small");
+    gemm_impl(m, n, k, a, b, c, acc, par);
+}
+
+/// # Safety
+/// a and b hold every element the strides reach; c is valid for them and not shared.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_impl(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    c: (*mut f32, usize, usize),
     acc: bool,
     par: bool,
 ) {
@@ -162,14 +201,14 @@ fn gemm_impl(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the bounds of every matrix were checked in `sgemm`; c does not alias a or b
-    // (it is borrowed mutably). gemm computes dst = alpha*dst + beta*lhs*rhs (dst read when acc).
+    // SAFETY: the bounds of every matrix were checked by the callers; c does not alias a or b.
+    // gemm computes dst = alpha*dst + beta*lhs*rhs (dst read when acc).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.0.as_mut_ptr(),
+            c.0,
             c.2 as isize,
             c.1 as isize,
             acc,
@@ -189,15 +228,17 @@ fn gemm_impl(
     }
 }
 
+/// # Safety
+/// As the native `gemm_impl`.
 #[cfg(target_arch = "wasm32")]
 #[allow(clippy::too_many_arguments)]
-fn gemm_impl(
+unsafe fn gemm_impl(
     m: usize,
     n: usize,
     k: usize,
     a: (&[f32], usize, usize),
     b: (&[f32], usize, usize),
-    c: (&mut [f32], usize, usize),
+    c: (*mut f32, usize, usize),
     acc: bool,
     _par: bool,
 ) {
@@ -215,7 +256,7 @@ fn gemm_impl(
             b.1 as isize,
             b.2 as isize,
             if acc { 1.0 } else { 0.0 },
-            c.0.as_mut_ptr(),
+            c.0,
             c.1 as isize,
             c.2 as isize,
         );
@@ -253,6 +294,42 @@ where
             .enumerate()
             .for_each(|(i, c)| f(i, c));
     }
+}
+
+/// f(i) for i in 0..count, in parallel natively (each index is one task: give it real work).
+pub(crate) fn par_for<F>(count: usize, f: F)
+where
+    F: Fn(usize) + Sync + Send,
+{
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        (0..count).into_par_iter().with_max_len(1).for_each(f);
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        (0..count).for_each(f);
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch (im2col blocks): allocated once per thread, then reused by every op.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// f(a scratch slice of `len` floats, contents unspecified). The thread's buffer is reused
+/// (grown when too small); a nested call on the same thread (rayon may run another task while
+/// one waits) gets a fresh allocation instead.
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+            f(&mut v[..len])
+        }
+        Err(_) => f(&mut vec![0.0f32; len]),
+    })
 }
 
 /// (0..count).map(f).collect(), in parallel natively.
