@@ -300,10 +300,17 @@ const loadShipped = async (tab) => loadWeights(tab, await fetchBytes(SHIPPED_URL
 
 // ---------------------------------------------------------------- training
 
-async function trainLoop(tab) {
+async function trainLoop(tab, fresh) {
   const { state, canvas } = tab;
   tab.showError(null);
-  const runStart = { t: performance.now(), step: state.step };
+  try {
+    if (fresh) await freshModel(tab);
+  } catch (e) {
+    tab.showError(e);
+    state.loop.pause();
+    return;
+  }
+  const runStart = { t: performance.now(), step: state.step, held: state.lastEval, from: state.model.history };
   let computeMs = 0;
   let computeSteps = 0;
   let lastRefresh = performance.now();
@@ -350,15 +357,38 @@ async function trainLoop(tab) {
     }
     $('ae-stats').dataset.runSeconds = String(wall);
     $('ae-stats').dataset.runSteps = String(state.step - runStart.step);
+    showRun(tab, runStart);
     tab.setButtons();
   }
+}
+
+/** The held-out MSE before and after a training run, and what the run started from. */
+function showRun({ state }, start) {
+  const el = $('ae-run');
+  const before = start.held;
+  const after = state.lastEval;
+  const steps = state.step - start.step;
+  if (!before || !after || steps <= 0) return;
+  const change = after.mse < before.mse ? 'better' : after.mse > before.mse ? 'worse' : 'unchanged';
+  el.textContent = `Last run: ${steps} step${steps === 1 ? '' : 's'} from ${start.from}; held-out MSE ${fmt(before.mse)} → ${fmt(after.mse)} (${after.n} held-out digits; ${change}).`;
+  el.dataset.heldBefore = String(before.mse);
+  el.dataset.heldAfter = String(after.mse);
+  el.hidden = false;
+}
+
+/** Replace the model by a fresh one (the form's architecture, k and seed) before training. */
+async function freshModel(tab) {
+  const arch = architecture(tab);
+  await modelChanged(tab, await tab.call('ae_reset', arch.arch, arch.k, arch.seed));
+  $('ae-from').value = 'continue'; // Train after a pause resumes this run
 }
 
 function startTraining(tab) {
   const { state } = tab;
   if (state.loop.running || state.busy) return;
+  const fresh = $('ae-from').value === 'fresh';
   state.loop.arm(); // before the run starts, so that Pause can stop it at once
-  state.run = tab.exclusive(() => trainLoop(tab));
+  state.run = tab.exclusive(() => trainLoop(tab, fresh));
 }
 
 // ---------------------------------------------------------------- buttons and start
@@ -414,12 +444,10 @@ function setupButtons(tab) {
 async function showBackend({ call, panel }) {
   const info = await call('backend_info');
   const el = $('ae-backend');
-  el.classList.remove('ae-cpu', 'ae-fallback');
   if (info.kind === 'cpu') {
-    el.classList.add('ae-cpu');
-    el.textContent = `Running on the CPU backend (wasm), not on a GPU: ${info.gpu_error || 'WebGPU is not available'}. Training works, more slowly.`;
+    const speed = info.passed_over_fallback ? 'Training works, faster here than on that adapter.' : 'Training works, more slowly than on a GPU.';
+    el.textContent = `Running on the CPU backend (wasm), not on a GPU: ${info.gpu_error || 'WebGPU is not available'}. ${speed}`;
   } else if (info.fallback) {
-    el.classList.add('ae-fallback');
     el.textContent = `Running on WebGPU with ${info.adapter}, a software adapter that emulates a GPU on the CPU: training works, slowly.`;
   } else {
     el.textContent = '';

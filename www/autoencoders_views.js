@@ -30,10 +30,7 @@ export function drawLoss(canvas, train, held) {
       { points: expAverage(train, 0.95), color: '#2f5fd0' },
       { points: held, color: '#d9480f', width: 1.5, dots: 2.5 },
     ],
-    legend: [
-      { text: 'training (moving average)', color: '#2f5fd0' },
-      { text: 'held-out', color: '#d9480f' },
-    ],
+    // the key is under the chart (index.html)
     empty: 'no training yet',
   });
 }

@@ -139,6 +139,17 @@ function showRunError(e) {
 
 const showError = (e) => setError($('conv-error'), e);
 
+/** Nothing computed for the inputs on screen: no result from earlier inputs stays under an error. */
+function clearResult() {
+  const res = $('conv-result');
+  res.textContent = 'Not run: see the error above.';
+  res.className = 'result';
+  $('conv-check').textContent = '';
+  $('conv-values').replaceChildren();
+  fillTable(null);
+  drawGrid(null);
+}
+
 export function setupConvTab(call) {
   let generation = 0; // a newer request makes older answers stale
   let timer = null;
@@ -154,6 +165,7 @@ export function setupConvTab(call) {
       args = readInputs();
     } catch (e) {
       showError(e);
+      clearResult();
       return;
     }
     const { i, m, s, p } = args;
@@ -163,8 +175,7 @@ export function setupConvTab(call) {
     } catch (e) {
       if (gen !== generation) return;
       showError(e);
-      fillTable(null);
-      drawGrid(null);
+      clearResult();
       return;
     }
     if (gen !== generation) return;

@@ -328,4 +328,5 @@ function showBackend(info) {
     el.textContent = `Training on the GPU through WebGPU (${info.adapter}).`;
     el.dataset.kind = 'gpu';
   }
+  el.hidden = false;
 }

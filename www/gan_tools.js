@@ -27,6 +27,7 @@ export function drawDigits(canvas, values, count, cols, scale = GRID_SCALE, gap 
   const img = digitsImage(values, count, cols, scale, gap);
   [canvas.width, canvas.height] = [img.width, img.height];
   canvas.getContext('2d').putImageData(img, 0, 0);
+  canvas.hidden = false;
 }
 
 /** Frame cell `k` of a digit grid drawn by drawDigits. */
@@ -63,6 +64,7 @@ export function clearLatentTools() {
   for (const id of ['gan-interp', 'gan-neigh', 'gan-arith']) {
     const c = $(id);
     c.getContext('2d').clearRect(0, 0, c.width, c.height);
+    c.hidden = true; // shown again when drawn: no empty strips
   }
   $('gan-interp-note').textContent = 'Pick A and B in the grid.';
   $('gan-neigh-note').textContent = 'Pick a sample N in the grid.';

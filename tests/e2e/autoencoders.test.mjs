@@ -162,6 +162,10 @@ test('Autoencoders tab: shipped k=2 manifold and scatter; 200 training steps low
   console.log(`grid note after training: ${await page.textContent('#ae-grid-note')}`);
   assert.ok(trainLast < 0.8 * trainFirst, 'the training cost fell');
   assert.ok(heldLast < 0.8 * heldFirst, 'the held-out cost fell');
+  // the tab says what the run started from and its held-out MSE before and after
+  const run = await page.textContent('#ae-run');
+  console.log(run);
+  assert.match(run, new RegExp(`^Last run: ${TRAIN_STEPS} steps from new dense k=2.*held-out MSE [\\d.]+ → [\\d.]+ \\(500 held-out digits; better\\)`));
   assert.equal(await num(page, '#ae-grid', 'step'), TRAIN_STEPS, 'the grid was redrawn after training');
   const change = await gridChange(page);
   console.log(`grid: mean absolute pixel change ${change.toFixed(1)} / 255`);
@@ -192,6 +196,7 @@ test('Autoencoders tab on the CPU backend: says so; sparse, contractive, denoisi
   // the shipped plain model trains on as sparse, contractive and denoising
   await trainRegularisedKinds(page, 10, 'CPU');
   assert.match(await page.textContent('#ae-jac-plain'), /— shipped/);
+  assert.match(await page.textContent('#ae-run'), /^Last run: 10 steps from shipped .*held-out MSE [\d.]+ → [\d.]+/, 'Train continued the shipped model and says so');
   await page.locator('#ae-grid').screenshot({ path: join(OUT, 'autoencoders-grid-denoising-cpu.png') });
   // a conv model with k = 8: no 2-D plane, PCA refitted with k = 8
   await page.selectOption('#ae-kind', 'plain');
@@ -203,6 +208,13 @@ test('Autoencoders tab on the CPU backend: says so; sparse, contractive, denoisi
   await trainAs(page, 'plain', 5);
   assert.match(await page.textContent('#ae-plane-note'), /needs a model with k = 2/);
   console.log(`CPU: conv k=8 after 5 steps: ${await page.textContent('#ae-stats')}`);
+  // Train can start from a fresh model instead (then the next Train continues that one)
+  await page.selectOption('#ae-from', 'fresh');
+  await page.fill('#ae-stop', '3');
+  await page.click('#ae-train');
+  await page.waitForFunction(() => /^Last run: 3 steps from new conv k=8/.test(document.getElementById('ae-run').textContent), null, { timeout: 120_000 });
+  console.log(`CPU, fresh model: ${await page.textContent('#ae-run')}`);
+  assert.equal(await page.inputValue('#ae-from'), 'continue', 'the next Train continues the fresh model');
   await page.screenshot({ path: join(OUT, 'autoencoders-cpu.png'), fullPage: true });
 
   assert.deepEqual(problems, [], 'no errors in the page or the worker');

@@ -75,6 +75,9 @@ test('page: status names a WebGPU adapter; Conv-arithmetic tab runs the lecture 
   await enter(page, { i: 6, m: 3, s: 2, p: 3 });
   await page.waitForSelector('#conv-error:not([hidden])');
   assert.match(await page.textContent('#conv-error'), /padding p=3 must be at most m-1=2/);
+  // nothing from the previous inputs stays on screen under the error
+  assert.equal(await page.getAttribute('#conv-result', 'class'), 'result', 'no green (or red) result under an error');
+  assert.equal(await page.textContent('#conv-values'), '', 'no values of the previous run');
   await page.click('#conv-example');
   await page.waitForSelector('#conv-error', { state: 'hidden' });
   assert.equal(await runResult(page), 'conv: 6x6 -> 3x3; transposed conv: 3x3 -> 6x6 ✓');
