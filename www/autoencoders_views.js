@@ -186,7 +186,9 @@ function planeAvailable({ state }) {
   document.querySelector('.ae-plane').classList.toggle('ae-off', !on);
   $('ae-plane-note').textContent = on
     ? 'Left: the codes of held-out digits, coloured by label. Right: the decoder’s output over a 15×15 grid of the code square [0, 1]² (code 0 grows to the right, code 1 upwards). Hover or click either plane to decode that point.'
-    : `The 2-D plane needs a model with k = 2 (this one has k = ${state.model?.k}). Set k = 2 or load the shipped model.`;
+    : state.model
+      ? `The 2-D plane needs a model with k = 2 (this one has k = ${state.model.k}). Set k = 2 or load the shipped model.`
+      : 'The 2-D plane shows the codes of a model with k = 2 once one is loaded.';
   return on;
 }
 
