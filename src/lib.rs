@@ -2,7 +2,6 @@
 //! a reverse-mode autodiff tape over them, layers, optimizers and the lecture's models.
 //! See DESIGN.md in the steering repo and the README for the picture.
 
-pub mod attack;
 pub mod autodiff;
 pub mod backend;
 #[cfg(not(target_arch = "wasm32"))]
@@ -17,7 +16,6 @@ pub mod gpu;
 pub mod metrics;
 pub mod models;
 pub mod nn;
-pub mod pca;
 pub mod rng;
 pub mod tensor;
 pub mod tiling;

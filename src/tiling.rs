@@ -11,7 +11,12 @@
 //! convs are direct, so a buffer holds one activation: `width` floats per pixel), or on the
 //! CPU, which states no limit, `CPU_BUDGET_BYTES` for its im2col matrix (9 `width` floats per
 //! pixel).
+//!
+//! A tile's path: `plan` cuts the image, `crop` copies a tile's input rectangle out of the planar
+//! image, the model runs on it (`models::dncnn::denoise_crop`, with its flips for the
+//! self-ensemble), and `paste` copies the tile's interior into the output.
 
+use crate::data::images::Image;
 use crate::{Error, Result};
 
 /// One tile: the output rectangle it produces and the (larger) input rectangle it reads.
@@ -99,4 +104,30 @@ pub fn max_activation_bytes(tiles: &[Tile], floats_per_pixel: usize) -> u64 {
         .map(|t| (floats_per_pixel * t.in_h * t.in_w * 4) as u64)
         .max()
         .unwrap_or(0)
+}
+
+/// The input rectangle of tile `t` of a planar image, (C, in_h, in_w).
+pub fn crop(img: &Image, t: &Tile) -> Vec<f32> {
+    let plane = img.pixels();
+    let mut v = Vec::with_capacity(img.channels * t.in_h * t.in_w);
+    for c in 0..img.channels {
+        for y in t.in_y..t.in_y + t.in_h {
+            let row = c * plane + y * img.width;
+            v.extend_from_slice(&img.data[row + t.in_x..row + t.in_x + t.in_w]);
+        }
+    }
+    v
+}
+
+/// Copy the interior (output rectangle) of a tile's result `y` (C, in_h, in_w) into `out`.
+pub fn paste(out: &mut [f32], img: &Image, t: &Tile, y: &[f32]) {
+    let plane = img.pixels();
+    let (oy, ox) = t.inner_offset();
+    for c in 0..img.channels {
+        for r in 0..t.out_h {
+            let src = c * t.in_h * t.in_w + (oy + r) * t.in_w + ox;
+            let dst = c * plane + (t.out_y + r) * img.width + t.out_x;
+            out[dst..dst + t.out_w].copy_from_slice(&y[src..src + t.out_w]);
+        }
+    }
 }

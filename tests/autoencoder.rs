@@ -8,8 +8,9 @@ use nnlab::data::mnist::{Mnist, Split};
 use nnlab::models::autoencoder::{
     corrupt, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, PIXELS,
 };
+use nnlab::models::pca;
 use nnlab::nn::{Adam, Module, Optimizer};
-use nnlab::{pca, rng, Tensor};
+use nnlab::{rng, Tensor};
 
 fn cost_value(
     b: &CpuBackend,
@@ -284,7 +285,15 @@ fn pca_components_are_orthonormal_with_decreasing_variance() {
     let (train, test) = mnist();
     let n = 3000;
     let k = 16;
-    let p = pca::fit(&train.images[..n * PIXELS], n, PIXELS, k, 1).unwrap();
+    let p = pollster::block_on(pca::fit(
+        &CpuBackend::new(),
+        &train.images[..n * PIXELS],
+        n,
+        PIXELS,
+        k,
+        1,
+    ))
+    .unwrap();
     for a in 0..k {
         for c in 0..k {
             let dot: f32 = (0..PIXELS)
@@ -314,7 +323,15 @@ fn pca_components_are_orthonormal_with_decreasing_variance() {
             .sum::<f64>()
     };
     let best = err(&p, p.project(&test.images));
-    let p2 = pca::fit(&train.images[..n * PIXELS], n, PIXELS, 4, 1).unwrap();
+    let p2 = pollster::block_on(pca::fit(
+        &CpuBackend::new(),
+        &train.images[..n * PIXELS],
+        n,
+        PIXELS,
+        4,
+        1,
+    ))
+    .unwrap();
     let fewer = err(&p2, p2.project(&test.images));
     println!("PCA: explained variance of 16 components {:.3}; held-out squared error k=16 {best:.1} vs k=4 {fewer:.1}", ratio.iter().sum::<f64>());
     assert!(best < fewer);
@@ -348,7 +365,7 @@ fn pca_recovers_a_known_covariance() {
         .flat_map(|r| (0..d).map(move |i| (r, i)))
         .map(|(r, i)| a[r] * u[i] + c[r] * v[i] + e[r * d + i] + 0.5)
         .collect();
-    let p = pca::fit(&data, n, d, 2, 4).unwrap();
+    let p = pollster::block_on(pca::fit(&CpuBackend::new(), &data, n, d, 2, 4)).unwrap();
     let dot = |comp: usize, w: &[f32]| {
         (0..d)
             .map(|i| p.components[comp * d + i] * w[i])

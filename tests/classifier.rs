@@ -7,14 +7,14 @@
 
 use std::io::Write;
 
-use nnlab::attack::{self, AdvTraining, Attack};
+use nnlab::models::attack::{self, AdvTraining, Attack};
 use nnlab::autodiff::Graph;
 use nnlab::backend::read_blocking;
 use nnlab::cpu::CpuBackend;
 use nnlab::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PIXELS, SIDE};
-use nnlab::models::classifier::{cross_entropy, train_step};
+use nnlab::models::classifier::train_step;
 use nnlab::models::{Classifier, ClassifierConfig};
-use nnlab::nn::{Adam, Module};
+use nnlab::nn::{cross_entropy, Adam, Module};
 use nnlab::{rng, Error, Tensor};
 
 const TINY: ClassifierConfig = ClassifierConfig {

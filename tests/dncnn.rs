@@ -221,10 +221,10 @@ fn tiled_denoising_equals_untiled() {
         let mut out = vec![0.0; noisy.data.len()];
         for t in &tiles {
             let x = b
-                .upload(&[1, c, t.in_h, t.in_w], &dncnn::crop(&noisy, t))
+                .upload(&[1, c, t.in_h, t.in_w], &nnlab::tiling::crop(&noisy, t))
                 .unwrap();
             let y = read_blocking(&b, &model.denoise_tensor(&b, &x).unwrap()).unwrap();
-            dncnn::paste(&mut out, &noisy, t, &y);
+            nnlab::tiling::paste(&mut out, &noisy, t, &y);
         }
         assert!(
             max_abs_diff(&whole, &out) > 1e-4,

@@ -19,7 +19,7 @@ use crate::models::autoencoder::{
     NoiseKind, PIXELS,
 };
 use crate::nn::{Adam, Module, Optimizer};
-use crate::pca;
+use crate::models::pca;
 use pollster::block_on;
 
 /// Held-out digits used for the progress lines and the eval table.
@@ -292,13 +292,14 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             k,
         };
         config.validate()?;
-        let p = pca::fit(
+        let p = block_on(pca::fit(
+            b,
             &train.images[..pca_rows * PIXELS],
             pca_rows,
             PIXELS,
             k,
             a.common.seed,
-        )?;
+        ))?;
         let rec = p.reconstruct(&p.project(&test.images));
         let pca_mse = rec
             .iter()

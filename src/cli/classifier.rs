@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use super::{finite_loss, hms, metadata, mnist_train, RunArgs};
-use crate::attack::{self, AdvTraining, Attack};
+use crate::models::attack::{self, AdvTraining, Attack};
 use crate::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PAGE_DIGITS, PIXELS, SIDE};
 use crate::models::classifier::train_step;
 use crate::models::{Classifier, ClassifierConfig};

@@ -11,10 +11,11 @@
 //! Parameter names follow PyTorch's state_dict of a module with attributes conv1..conv3, fc1,
 //! fc2 ("conv1.weight", "fc2.bias", ...), so the weights load into the equivalent PyTorch model.
 
+use super::attack::{adversarial_training_loss, AdvTraining};
 use crate::autodiff::{Graph, Param, Var};
-use crate::backend::{Backend, Conv2dParams, LossKind};
+use crate::backend::{Backend, Conv2dParams};
 use crate::data::mnist::{CLASSES, SIDE};
-use crate::nn::{Conv2d, Init, Linear, Module, Optimizer};
+use crate::nn::{cross_entropy, Conv2d, Init, Linear, Module, Optimizer};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
@@ -142,12 +143,6 @@ impl Classifier {
     }
 }
 
-/// Mean softmax cross-entropy of `model` on images `x` against one-hot `t`, recorded in `g`.
-pub fn cross_entropy(g: &mut Graph<'_>, model: &dyn Module, x: Var, t: Var) -> Result<Var> {
-    let logits = model.forward(g, x)?;
-    g.loss(LossKind::SoftmaxCrossEntropy, logits, t)
-}
-
 /// One optimizer step on the clean loss C(x) (or, with `adversarial`, on alpha C(x) +
 /// (1 - alpha) C(x~) with x~ the (RS-)FGSM example). Returns the loss tensor ([1]).
 pub fn train_step(
@@ -156,7 +151,7 @@ pub fn train_step(
     opt: &mut dyn Optimizer,
     x: &Tensor,
     t: &Tensor,
-    adversarial: Option<&crate::attack::AdvTraining>,
+    adversarial: Option<&AdvTraining>,
 ) -> Result<Tensor> {
     let mut g = Graph::new(b);
     let loss = match adversarial {
@@ -165,7 +160,7 @@ pub fn train_step(
             let tv = g.constant(t.clone());
             cross_entropy(&mut g, model, xv, tv)?
         }
-        Some(cfg) => crate::attack::adversarial_training_loss(&mut g, model, x, t, cfg)?,
+        Some(cfg) => adversarial_training_loss(&mut g, model, x, t, cfg)?,
     };
     g.backward(loss)?;
     opt.step(&g, &model.params())?;

@@ -29,7 +29,7 @@ use crate::data::images::Image;
 use crate::data::patches::{dihedral, dihedral_inverse};
 use crate::nn::{BatchNorm2d, Conv2d, Init, Module};
 use crate::tensor::Tensor;
-use crate::tiling::{self, Tile};
+use crate::tiling::{self, crop, paste};
 use crate::weights::{self, NamedTensor};
 use crate::{Error, Result};
 
@@ -550,30 +550,4 @@ pub fn denoise_tiled(
 pub fn denoise_image(b: &dyn Backend, model: &DnCnn, img: &Image, ensemble: bool) -> Result<Image> {
     let core = tile_core(b, &model.config)?;
     img.with_data(denoise_tiled(b, model, img, core, ensemble, |_, _| {})?)
-}
-
-/// The input rectangle of tile `t` of a planar image, (C, in_h, in_w).
-pub fn crop(img: &Image, t: &Tile) -> Vec<f32> {
-    let plane = img.pixels();
-    let mut v = Vec::with_capacity(img.channels * t.in_h * t.in_w);
-    for c in 0..img.channels {
-        for y in t.in_y..t.in_y + t.in_h {
-            let row = c * plane + y * img.width;
-            v.extend_from_slice(&img.data[row + t.in_x..row + t.in_x + t.in_w]);
-        }
-    }
-    v
-}
-
-/// Copy the interior (output rectangle) of a tile's result `y` (C, in_h, in_w) into `out`.
-pub fn paste(out: &mut [f32], img: &Image, t: &Tile, y: &[f32]) {
-    let plane = img.pixels();
-    let (oy, ox) = t.inner_offset();
-    for c in 0..img.channels {
-        for r in 0..t.out_h {
-            let src = c * t.in_h * t.in_w + (oy + r) * t.in_w + ox;
-            let dst = c * plane + (t.out_y + r) * img.width + t.out_x;
-            out[dst..dst + t.out_w].copy_from_slice(&y[src..src + t.out_w]);
-        }
-    }
 }

@@ -7,7 +7,7 @@
 //!   generated and of real held-out digits: |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)).
 
 use crate::error::{Error, Result};
-use crate::pca::symmetric_eigen;
+use super::pca::symmetric_eigen;
 
 /// exp(mean KL(p(y|x) || p(y))) of `probs` (n rows of `classes`).
 pub fn classifier_score(probs: &[f32], classes: usize) -> Result<f64> {

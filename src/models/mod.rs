@@ -1,9 +1,11 @@
 //! The lecture's model families, composed from `nn` layers (their backward is the tape's).
 
+pub mod attack;
 pub mod autoencoder;
 pub mod classifier;
 pub mod dncnn;
 pub mod gan;
 pub mod gan_metrics;
+pub mod pca;
 
 pub use classifier::{Classifier, ClassifierConfig};

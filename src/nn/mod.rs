@@ -13,10 +13,12 @@
 
 pub mod init;
 pub mod layers;
+pub mod loss;
 pub mod optim;
 
 pub use init::Init;
 pub use layers::{BatchNorm2d, Conv2d, ConvTranspose2d, Linear};
+pub use loss::cross_entropy;
 pub use optim::{Adam, Optimizer, Sgd};
 
 use crate::autodiff::{Graph, Param, Var};

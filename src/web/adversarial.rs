@@ -17,7 +17,7 @@ use js_sys::{Float32Array, Object};
 use wasm_bindgen::prelude::*;
 
 use super::{backend, err, invalid, loaded_digits, set, EpochOrder, HELD_OUT_EVERY};
-use crate::attack::{self, AdvTraining, Attack, EvalResult};
+use crate::models::attack::{self, AdvTraining, Attack, EvalResult};
 use crate::backend::{Backend, UnaryOp};
 use crate::data::drawing;
 use crate::data::mnist::{one_hot, Mnist, CLASSES, PIXELS, SIDE};

@@ -26,7 +26,7 @@ use crate::models::autoencoder::{
     self, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, MAX_CODE,
 };
 use crate::nn::{Adam, Module, Optimizer};
-use crate::pca::{self, Pca};
+use crate::models::pca::{self, Pca};
 use crate::rng;
 
 /// Most training steps one call takes.
@@ -559,7 +559,7 @@ pub async fn ae_codes(start: usize, count: usize) -> Result<JsValue, JsError> {
 /// the held-out MSE per pixel of PCA's reconstructions on all 2000 held-out digits, and on the
 /// 500 that `ae_eval(0, 500)` scores.
 #[wasm_bindgen]
-pub fn ae_pca_fit(rows: usize) -> Result<JsValue, JsError> {
+pub async fn ae_pca_fit(rows: usize) -> Result<JsValue, JsError> {
     let page = digits()?;
     let (model, _) = current()?;
     let k = model.config.k;
@@ -572,7 +572,10 @@ pub fn ae_pca_fit(rows: usize) -> Result<JsValue, JsError> {
         )));
     }
     let (xs, _) = page.gather(&spread(&train, rows)).map_err(err)?;
-    let p = pca::fit(&xs, rows, PIXELS, k, 1).map_err(err)?;
+    let b = backend()?;
+    let p = pca::fit(b.as_ref(), &xs, rows, PIXELS, k, 1)
+        .await
+        .map_err(err)?;
     // held-out order: its first EVAL_CHUNK are the digits `ae_eval(0, 500)` scores
     let (held, _) = page.gather(&held_out_order(page.len())).map_err(err)?;
     let rec = p.reconstruct(&p.project(&held));

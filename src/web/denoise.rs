@@ -322,11 +322,11 @@ async fn run_tile(be: &dyn Backend, job: &mut Job, i: usize) -> Result<(), JsErr
     }
     let (pass, t) = (i / job.tiles.len(), job.tiles[i % job.tiles.len()]);
     let img = &job.passes[pass];
-    let crop = dncnn::crop(img, &t);
+    let crop = tiling::crop(img, &t);
     let yv = dncnn::denoise_crop(be, &job.model, &crop, t.in_h, t.in_w, job.ensemble)
         .await
         .map_err(err)?;
-    dncnn::paste(&mut job.out[pass], img, &t, &yv);
+    tiling::paste(&mut job.out[pass], img, &t, &yv);
     job.done[i] = true;
     Ok(())
 }

@@ -16,8 +16,7 @@
 use crate::autodiff::{Graph, Var};
 use crate::backend::{Backend, BinaryOp, UnaryOp};
 use crate::data::mnist::{one_hot, CLASSES};
-use crate::models::classifier::cross_entropy;
-use crate::nn::Module;
+use crate::nn::{cross_entropy, Module};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 

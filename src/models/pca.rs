@@ -2,7 +2,7 @@
 //! data covariance, by subspace (block power) iteration with a Rayleigh-Ritz step, so only
 //! a d x d covariance and d x k blocks are ever formed (d = 784 for MNIST).
 
-use crate::cpu::sgemm;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::rng;
 
@@ -24,8 +24,16 @@ pub struct Pca {
 const OVERSAMPLE: usize = 8;
 const MAX_ITERS: usize = 300;
 
-/// Fit PCA with `k` components to `n` rows of length `dim` (row-major `data`).
-pub fn fit(data: &[f32], n: usize, dim: usize, k: usize, seed: u64) -> Result<Pca> {
+/// Fit PCA with `k` components to `n` rows of length `dim` (row-major `data`). The covariance,
+/// the one large product, is the backend's matmul; the small iteration runs on the host in f64.
+pub async fn fit(
+    b: &dyn Backend,
+    data: &[f32],
+    n: usize,
+    dim: usize,
+    k: usize,
+    seed: u64,
+) -> Result<Pca> {
     if n < 2 || dim == 0 || data.len() != n * dim {
         return Err(Error::Invalid(format!(
             "PCA needs >= 2 rows of {dim} values (got {} values for {n} rows)",
@@ -49,17 +57,9 @@ pub fn fit(data: &[f32], n: usize, dim: usize, k: usize, seed: u64) -> Result<Pc
         .flat_map(|row| row.iter().zip(&mean).map(|(v, m)| v - m))
         .collect();
     // covariance C = Xc^T Xc / (n - 1), dim x dim
-    let mut cov = vec![0.0f32; dim * dim];
-    sgemm(
-        dim,
-        dim,
-        n,
-        (&centred, 1, dim),
-        (&centred, dim, 1),
-        (&mut cov, dim, 1),
-        false,
-        true,
-    );
+    let xc = b.upload(&[n, dim], &centred)?;
+    drop(centred);
+    let mut cov = b.read(&b.matmul(&xc, &xc, true, false)?).await?;
     let scale = 1.0 / (n - 1) as f32;
     cov.iter_mut().for_each(|c| *c *= scale);
     let total_variance = (0..dim).map(|i| cov[i * dim + i] as f64).sum();
