@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{finite_loss, hms, metadata, mnist_train, RunArgs};
+use super::{checks, finite_loss, hms, metadata, mnist_train, RunArgs};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, Split, PAGE_DIGITS};
@@ -123,7 +123,12 @@ impl CommonArgs {
         }
         self.cost(AeKind::Sparse).validate()?;
         self.cost(AeKind::Contractive).validate()?;
-        self.cost(AeKind::Denoising).validate()
+        self.cost(AeKind::Denoising).validate()?;
+        // a batch of digits, its corrupted copy and its reconstruction
+        checks::check_memory(
+            &format!("--batch {}", self.batch),
+            checks::f32_bytes(&[self.batch, 3 * PIXELS]),
+        )
     }
 }
 
@@ -154,6 +159,7 @@ pub struct EvalArgs {
 fn load(a: &CommonArgs) -> Result<(Mnist, Mnist)> {
     let dir = a.run.data_dir()?;
     let train = mnist_train(&dir)?;
+    checks::check_batch(a.batch, train.len(), "training digits (MNIST 10000..60000)")?;
     let test = Mnist::load(&dir, Split::Test)?;
     Ok((train, test.slice(0..HELD_OUT.min(test.len()))?))
 }
@@ -225,6 +231,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         k: a.k,
     };
     config.validate()?;
+    crate::files::check_writable(&a.out)?;
     let b = a.common.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let (train, test) = load(&a.common)?;
@@ -252,7 +259,6 @@ pub fn train(a: TrainArgs) -> Result<()> {
     );
     meta.insert("heldout_mse".to_string(), format!("{mse:.5}"));
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
-    crate::files::create_parent(&a.out)?;
     crate::weights::save_file(b, &model.params(), &a.out, Some(meta))?;
     println!(
         "trained in {}; held-out MSE {mse:.4}; weights written to {}",

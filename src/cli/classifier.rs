@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{finite_loss, hms, metadata, mnist_train, RunArgs};
+use super::{checks, finite_loss, hms, metadata, mnist_train, model_file, RunArgs};
 use crate::models::attack::{self, AdvTraining, Attack};
 use crate::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PAGE_DIGITS, PIXELS, SIDE};
 use crate::models::classifier::train_step;
@@ -116,10 +116,18 @@ pub fn train(a: TrainArgs) -> Result<()> {
             )));
         }
     }
+    // a batch of digits (and a shifted copy) is the least one step holds
+    checks::check_memory(
+        &format!("--batch {}", a.batch),
+        checks::f32_bytes(&[a.batch, 2 * PIXELS + CLASSES]),
+    )?;
+    crate::files::check_writable(&a.out)?;
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let dir = a.run.data_dir()?;
     let train = mnist_train(&dir)?;
+    // an epoch takes whole batches only: a larger batch would train nothing
+    checks::check_batch(a.batch, train.len(), "training digits (MNIST 10000..60000)")?;
     let test = Mnist::load(&dir, Split::Test)?;
     let model = Classifier::new(b, ClassifierConfig::default(), a.seed)?;
     let mut opt = Adam::new(a.lr, 0.9, 0.999);
@@ -233,7 +241,6 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "no".into()
         },
     );
-    crate::files::create_parent(&a.out)?;
     crate::weights::save_file(b, &model.params(), &a.out, Some(meta))?;
     println!(
         "trained in {} ; test accuracy {:.2}% ; weights written to {}",
@@ -250,10 +257,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             "need at least one --eps, one --attack and --batch >= 1".into(),
         ));
     }
+    checks::check_limit(a.limit)?;
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let model = Classifier::new(b, ClassifierConfig::default(), 0)?;
-    crate::weights::load_file(b, &model.params(), &a.model)?;
+    crate::weights::load_file(b, &model.params(), &model_file(&a.model)?)?;
     let mut test = Mnist::load(&a.run.data_dir()?, Split::Test)?;
     if let Some(n) = a.limit {
         test = test.slice(0..n.min(test.len()))?;

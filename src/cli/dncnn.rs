@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{backend, command_line, finite_loss, hms, BackendKind, RunArgs};
+use super::{backend, checks, command_line, finite_loss, hms, model_file, BackendKind, RunArgs};
 use crate::data::images::{self, ColorMode, DenoiseSet, Image, DEFAULT_MAX_PIXELS};
 use crate::data::patches::{NoiseLevel, PatchSampler};
 use crate::models::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
@@ -139,7 +139,7 @@ pub struct EvalArgs {
 pub struct DenoiseArgs {
     /// input image (PNG, JPEG or GIF)
     pub input: PathBuf,
-    /// output PNG
+    /// output image, .png or .jpg (the format follows the extension)
     pub output: PathBuf,
     /// a weights file, or a shipped model: blind (gray), s10 (gray, sigma 10), color (blind,
     /// colour); default: color for a colour image, blind for a gray one
@@ -186,25 +186,31 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         (None, true) => return Err(Error::Invalid("--resume needs --checkpoint PATH".into())),
         _ => None,
     };
-    if let Some(bytes) = &resume_bytes {
-        let meta = crate::weights::metadata(bytes)?;
-        let get = |k: &str| {
-            meta.get(k)
-                .cloned()
-                .ok_or_else(|| Error::Weights(format!("checkpoint has no '{k}' entry")))
+    if let (Some(bytes), Some(ck)) = (&resume_bytes, &a.checkpoint) {
+        let mut read = || -> Result<()> {
+            let meta = crate::weights::metadata(bytes)?;
+            let get = |k: &str| {
+                meta.get(k).cloned().ok_or_else(|| {
+                    Error::Weights(format!(
+                        "not a training checkpoint: it has no '{k}' entry (a checkpoint is written by --checkpoint)"
+                    ))
+                })
+            };
+            let num = |k: &str| -> Result<u64> {
+                get(k)?
+                    .parse()
+                    .map_err(|_| Error::Weights(format!("checkpoint entry '{k}' is not a number")))
+            };
+            a.channels = num("channels")? as usize;
+            a.depth = num("depth")? as usize;
+            a.width = num("width")? as usize;
+            a.patch = num("patch")? as usize;
+            a.batch = num("batch")? as usize;
+            a.seed = num("seed")?;
+            a.mode = parse_mode(&get("mode")?)?;
+            Ok(())
         };
-        let num = |k: &str| -> Result<u64> {
-            get(k)?
-                .parse()
-                .map_err(|_| Error::Weights(format!("checkpoint entry '{k}' is not a number")))
-        };
-        a.channels = num("channels")? as usize;
-        a.depth = num("depth")? as usize;
-        a.width = num("width")? as usize;
-        a.patch = num("patch")? as usize;
-        a.batch = num("batch")? as usize;
-        a.seed = num("seed")?;
-        a.mode = parse_mode(&get("mode")?)?;
+        read().map_err(|e| crate::weights::in_file(ck, e))?;
     }
     let init_bytes = match (&a.init, &resume_bytes) {
         (Some(_), Some(_)) => {
@@ -215,8 +221,9 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         (Some(p), None) => Some(crate::weights::read_file(p)?),
         _ => None,
     };
-    if let Some(bytes) = &init_bytes {
-        let c = dncnn::config_from_tensors(&crate::weights::from_bytes(bytes)?)?;
+    if let (Some(bytes), Some(p)) = (&init_bytes, &a.init) {
+        let c = dncnn::config_from_tensors(&crate::weights::from_bytes(bytes)?)
+            .map_err(|e| crate::weights::in_file(p, e))?;
         (a.channels, a.depth, a.width) = (c.channels, c.depth, c.width);
     }
     let config = DnCnnConfig {
@@ -236,6 +243,45 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
             "need batch >= 1, patch >= 3, steps >= 1, lr > 0, checkpoint-every >= 1, snapshot-every >= 1 (got {}, {}, {}, {}, {}, {})",
             a.batch, a.patch, a.steps, a.lr, a.checkpoint_every, a.snapshot_every
         )));
+    }
+    match (a.stop_at, &a.checkpoint) {
+        (Some(0), _) => {
+            return Err(Error::Invalid(
+                "--stop-at must be at least 1 (the step to stop after, its checkpoint written)"
+                    .into(),
+            ))
+        }
+        (Some(_), None) => {
+            return Err(Error::Invalid(
+                "--stop-at needs --checkpoint PATH: the run continues from it with --resume".into(),
+            ))
+        }
+        _ => {}
+    }
+    // one step holds the noisy and clean patches and at least one activation per layer
+    checks::check_memory(
+        &format!("--batch {} with --patch {}", a.batch, a.patch),
+        checks::f32_bytes(&[
+            a.batch,
+            a.patch,
+            a.patch,
+            2 * a.channels + a.depth * a.width,
+        ]),
+    )?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "www/models/dncnn_{}_{}.safetensors",
+            a.mode.name(),
+            if a.channels == 1 { "gray" } else { "color" }
+        ))
+    });
+    // every file this run writes can be written, found before the training rather than after
+    crate::files::check_writable(&out)?;
+    if let Some(ck) = &a.checkpoint {
+        crate::files::check_writable(ck)?;
+    }
+    if let Some(dir) = &a.snapshots {
+        crate::files::check_writable(&dir.join("step_0.safetensors"))?;
     }
     let mode = ColorMode::from_channels(a.channels)?;
     let set = if a.channels == 1 {
@@ -267,14 +313,18 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
                     .map(|p| p.display().to_string())
                     .unwrap_or_default()
             );
-            DnCnn::from_weights(b, bytes)?
+            DnCnn::from_weights(b, bytes).map_err(|e| {
+                crate::weights::in_file(a.init.as_deref().unwrap_or(Path::new("")), e)
+            })?
         }
         None => DnCnn::new(b, config, a.seed)?,
     };
     let mut opt = AdamState::new(b, &model.params(), a.lr)?;
     let mut step = 0u64;
     if let Some(bytes) = &resume_bytes {
-        let (s, _) = dncnn::restore_checkpoint(b, &model, &mut opt, bytes)?;
+        let ck = a.checkpoint.as_deref().unwrap_or(Path::new(""));
+        let (s, _) = dncnn::restore_checkpoint(b, &model, &mut opt, bytes)
+            .map_err(|e| crate::weights::in_file(ck, e))?;
         step = s;
         println!(
             "resumed from {} at step {step}",
@@ -371,12 +421,10 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     }
     if step < a.steps {
         println!(
-            "stopped at step {step} of {} (--stop-at); continue with --resume",
-            a.steps
+            "stopped at step {step} of {} (--stop-at); checkpoint {}; continue with --resume",
+            a.steps,
+            a.checkpoint.as_deref().unwrap_or(Path::new("")).display()
         );
-        if a.checkpoint.is_none() {
-            println!("warning: no --checkpoint given, so this run cannot be resumed");
-        }
         return Ok(());
     }
     let mut wmeta = meta.clone();
@@ -390,13 +438,6 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         wmeta.insert("final_loss".to_string(), format!("{last_loss:.4e}"));
     }
     let bytes = pollster::block_on(model.to_weights(b, wmeta))?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "www/models/dncnn_{}_{}.safetensors",
-            a.mode.name(),
-            if a.channels == 1 { "gray" } else { "color" }
-        ))
-    });
     crate::files::write_atomic(&out, &bytes)?;
     println!(
         "trained to step {step} in {} ; weights written to {}",
@@ -419,13 +460,22 @@ pub struct AverageArgs {
 
 /// `nnlab average`: metadata from the last input, with the list of inputs added.
 pub fn average(a: AverageArgs) -> Result<()> {
+    crate::files::check_writable(&a.out)?;
     let files = a
         .inputs
         .iter()
         .map(|p| crate::weights::read_file(p))
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<&[u8]> = files.iter().map(|f| f.as_slice()).collect();
-    let tensors = crate::weights::average(&refs)?;
+    let tensors = crate::weights::average(&refs).map_err(|e| match e {
+        Error::Weights(m) => {
+            let list: Vec<String> = (a.inputs.iter().enumerate())
+                .map(|(i, p)| format!("{} = {}", i + 1, p.display()))
+                .collect();
+            Error::Weights(format!("{m} (files: {})", list.join(", ")))
+        }
+        other => other,
+    })?;
     let mut meta: HashMap<String, String> = crate::weights::metadata(refs[refs.len() - 1])?
         .into_iter()
         .filter(|(k, _)| !crate::weights::is_optimizer_state(k))
@@ -455,19 +505,12 @@ pub fn average(a: AverageArgs) -> Result<()> {
 }
 
 /// Load a DnCNN weights file (shape from the file).
+/// A path under www/models/ or a bare file name that is not here is looked for where the
+/// shipped models are (see `cli::model_file`).
 pub fn load_model(b: &dyn Backend, path: &Path) -> Result<DnCnn> {
-    if !path.exists() {
-        return Err(Error::Io(format!(
-            "no model file {} (train one with `nnlab train dncnn --out {}`, or pass --model PATH)",
-            path.display(),
-            path.display()
-        )));
-    }
-    let bytes = crate::weights::read_file(path)?;
-    DnCnn::from_weights(b, &bytes).map_err(|e| match e {
-        Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
-        other => other,
-    })
+    let path = model_file(path)?;
+    let bytes = crate::weights::read_file(&path)?;
+    DnCnn::from_weights(b, &bytes).map_err(|e| crate::weights::in_file(&path, e))
 }
 
 /// PSNR and SSIM of one image at one sigma under the paper protocol: clean in [0, 1] (from 8
@@ -500,11 +543,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             "need at least one --set and one --sigma".into(),
         ));
     }
-    if let Some(s) = a.sigma.iter().find(|s| !(**s >= 0.0 && s.is_finite())) {
-        return Err(Error::Invalid(format!(
-            "--sigma values must be >= 0, got {s}"
-        )));
+    for &s in &a.sigma {
+        checks::check_sigma("--sigma", s)?;
     }
+    checks::check_limit(a.limit)?;
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let model = load_model(b, &a.model)?;
@@ -542,7 +584,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
         let mut imgs = images::load_set(&dir, set, mode)?;
         if let Some(n) = a.limit {
-            imgs.truncate(n.max(1));
+            imgs.truncate(n);
         }
         for &sigma in &a.sigma {
             let (mut pn, mut p, mut s) = (0.0, 0.0, 0.0);
@@ -577,6 +619,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 }
 
 /// The file of a shipped model name (blind, s10, color) under www/models/, else the name as a path.
+/// Found by [`load_model`] from any folder (see `cli::model_file`).
 pub fn shipped_model_path(name: &str) -> PathBuf {
     match name {
         "blind" => PathBuf::from("www/models/dncnn_blind_gray.safetensors"),
@@ -586,6 +629,9 @@ pub fn shipped_model_path(name: &str) -> PathBuf {
     }
 }
 
+/// The shipped model names `--model` takes besides a path.
+pub const SHIPPED_NAMES: &str = "blind, s10, color";
+
 /// True when the three planes of an RGB image are equal (a gray image stored as colour).
 pub fn is_gray(img: &Image) -> bool {
     let p = img.pixels();
@@ -594,6 +640,19 @@ pub fn is_gray(img: &Image) -> bool {
 
 /// `nnlab denoise in out`.
 pub fn denoise(a: DenoiseArgs) -> Result<()> {
+    // everything that can be refused is, before the model runs
+    if let Some(s) = a.add_noise {
+        checks::check_sigma("--add-noise", s)?;
+    }
+    if a.tile == Some(0) {
+        return Err(Error::Invalid("--tile must be >= 1".into()));
+    }
+    images::OutputFormat::from_path(&a.output)?;
+    crate::files::check_writable(&a.output)?;
+    if let Some(p) = &a.noisy_out {
+        images::OutputFormat::from_path(p)?;
+        crate::files::check_writable(p)?;
+    }
     let b = backend(a.backend)?;
     let b: &dyn Backend = b.as_ref();
     let name = match a.model.as_deref() {
@@ -607,22 +666,24 @@ pub fn denoise(a: DenoiseArgs) -> Result<()> {
             }
         }
     };
-    let path = shipped_model_path(&name);
+    let path = model_file(&shipped_model_path(&name)).map_err(|e| match e {
+        // neither a file nor a shipped name
+        Error::Io(_) if !SHIPPED_NAMES.split(", ").any(|n| n == name) => Error::Io(format!(
+            "--model {name}: no such weights file, and not a shipped model name ({SHIPPED_NAMES})"
+        )),
+        other => other,
+    })?;
     let model = load_model(b, &path)?;
     let mode = ColorMode::from_channels(model.config.channels)?;
     let clean = images::load_file(&a.input, mode, DEFAULT_MAX_PIXELS)?;
     let input = match a.add_noise {
-        Some(s) if !(s >= 0.0 && s.is_finite()) => {
-            return Err(Error::Invalid(format!("--add-noise must be >= 0, got {s}")))
-        }
         Some(s) => clean.with_data(images::add_awgn(&clean.data, s, a.seed, 0))?,
         None => clean.clone(),
     };
     if let (Some(p), Some(_)) = (&a.noisy_out, a.add_noise) {
-        images::save_png(p, &input)?;
+        images::save_image(p, &input)?;
     }
     let core = match a.tile {
-        Some(0) => return Err(Error::Invalid("--tile must be >= 1".into())),
         Some(t) => t,
         None => dncnn::tile_core(b, &model.config)?,
     };
@@ -630,7 +691,7 @@ pub fn denoise(a: DenoiseArgs) -> Result<()> {
     let data = dncnn::denoise_tiled(b, &model, &input, core, a.self_ensemble, |_, _| {})?;
     let secs = t0.elapsed().as_secs_f64();
     let out = input.with_data(data)?;
-    images::save_png(&a.output, &out)?;
+    images::save_image(&a.output, &out)?;
     println!(
         "denoised {} ({}x{}, {} ch) with {}{} in {:.2}s ({:.2} MP/s) -> {}",
         a.input.display(),

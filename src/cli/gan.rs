@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{hms, metadata, mnist_train, RunArgs};
+use super::{checks, hms, metadata, mnist_train, model_file, RunArgs};
 use crate::autodiff::Graph;
 use crate::backend::{read_blocking, Backend};
 use crate::data::images::{self, Image};
@@ -89,7 +89,7 @@ pub struct TrainArgs {
     /// generator weights; the discriminator goes beside it as <stem>_d.safetensors
     #[arg(long, default_value = "www/models/gan_dcgan_g.safetensors")]
     pub out: PathBuf,
-    /// write the 8x8 sample grid (fixed z) as a PNG at the end
+    /// write the 8x8 sample grid (fixed z) as an image (.png or .jpg) at the end
     #[arg(long)]
     pub grid: Option<PathBuf>,
     #[command(flatten)]
@@ -161,7 +161,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let config = match &a.init {
         Some(p) => {
             let bytes = crate::weights::read_file(p)?;
-            gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)?
+            gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)
+                .map_err(|e| crate::weights::in_file(p, e))?
         }
         None => GanConfig {
             arch: if a.arch == ArchArg::Dense {
@@ -174,9 +175,22 @@ pub fn train(a: TrainArgs) -> Result<()> {
         },
     };
     config.validate()?;
+    // one step holds a batch of real digits, of latent vectors and of generated digits
+    checks::check_memory(
+        &format!("--batch {}", a.batch),
+        checks::f32_bytes(&[a.batch, 2 * PIXELS + config.latent]),
+    )?;
+    // what this run writes can be written, found before the training rather than after
+    crate::files::check_writable(&a.out)?;
+    crate::files::check_writable(&d_path(&a.out))?;
+    if let Some(p) = &a.grid {
+        images::OutputFormat::from_path(p)?;
+        crate::files::check_writable(p)?;
+    }
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let train = mnist_train(&a.run.data_dir()?)?;
+    checks::check_batch(a.batch, train.len(), "training digits (MNIST 10000..60000)")?;
     let gen = Generator::new(b, config, a.seed)?;
     let disc = Discriminator::new(b, config, a.seed + 100)?;
     if let Some(p) = &a.init {
@@ -264,13 +278,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
     meta.insert("loss".to_string(), format!("{l:?}"));
     meta.insert("latent_dist".to_string(), format!("{:?}", a.latent_dist));
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
-    crate::files::create_parent(&a.out)?;
     crate::weights::save_file(b, &gen.state(), &a.out, Some(meta.clone()))?;
     crate::weights::save_file(b, &disc.state(), &d_path(&a.out), Some(meta))?;
     if let Some(p) = &a.grid {
         let z = gan::sample_z(64, config.latent, latent(a.latent_dist), GRID_SEED);
         let digits = read_blocking(b, &gan::generate(b, &gen, &z)?)?;
-        images::save_png(p, &grid_image(&digits)?)?;
+        crate::finite::check_output("the generator", &digits)?;
+        images::save_image(p, &grid_image(&digits)?)?;
     }
     println!(
         "trained in {}; generator -> {}, discriminator -> {}",
@@ -312,13 +326,17 @@ pub fn classify(b: &dyn Backend, clf: &Classifier, digits: &[f32]) -> Result<(Ve
 }
 
 /// Load a generator (shape from the file).
+/// A path under www/models/ that is not here is looked for where the shipped models are.
 pub fn load_generator(b: &dyn Backend, path: &Path) -> Result<Generator> {
-    let bytes = crate::weights::read_file(path)?;
-    let config = gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)?;
-    let gen = Generator::new(b, config, 0)?;
-    crate::weights::load_params(b, &gen.state(), &bytes)
-        .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
-    Ok(gen)
+    let path = model_file(path)?;
+    let bytes = crate::weights::read_file(&path)?;
+    let load = || -> Result<Generator> {
+        let config = gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)?;
+        let gen = Generator::new(b, config, 0)?;
+        crate::weights::load_params(b, &gen.state(), &bytes)?;
+        Ok(gen)
+    };
+    load().map_err(|e| crate::weights::in_file(&path, e))
 }
 
 /// `nnlab eval gan`.
@@ -332,7 +350,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let clf = Classifier::new(b, Default::default(), 0)?;
-    crate::weights::load_file(b, &clf.params(), &a.classifier)?;
+    crate::weights::load_file(b, &clf.params(), &model_file(&a.classifier)?)?;
+    // every generator file is checked before the long part
+    let gens = (a.model.iter())
+        .map(|p| Ok((p, load_generator(b, p)?)))
+        .collect::<Result<Vec<_>>>()?;
     let dir = a.run.data_dir()?;
     let test = Mnist::load(&dir, Split::Test)?;
     let n = a.samples.min(test.len() / 2);
@@ -353,8 +375,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         classifier_score(&real_probs, 10)?,
         frechet_distance(&real_feats, &ref_feats, dim)?
     );
-    for path in &a.model {
-        let gen = load_generator(b, path)?;
+    for (path, gen) in gens {
         let mut digits = Vec::with_capacity(n * PIXELS);
         for start in (0..n).step_by(500) {
             let m = (start + 500).min(n) - start;
@@ -366,6 +387,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             );
             digits.extend(read_blocking(b, &gan::generate(b, &gen, &z)?)?);
         }
+        crate::finite::check_output(&format!("the generator {}", path.display()), &digits)?;
         let (p, f) = classify(b, &clf, &digits)?;
         println!(
             "| {} | {:.2} | {:.2} |",

@@ -8,6 +8,7 @@
 
 pub mod ae;
 pub mod bench;
+pub mod checks;
 pub mod classifier;
 pub mod dncnn;
 pub mod figure;
@@ -63,6 +64,51 @@ pub fn data_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
         Some(d) => Ok(d.clone()),
         None => Ok(crate::data::data_dir(&std::env::current_dir()?)),
     }
+}
+
+/// The folders shipped models are looked for in, in order: `$NNLAB_MODELS` when set, then
+/// `www/models` under the current folder, then the `www/models` of the repository the binary
+/// sits in (`<repo>/target/release/nnlab` looks in `<repo>/www/models`), so `--model blind`
+/// and the default model paths work from any folder.
+pub fn model_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("NNLAB_MODELS").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(PathBuf::from("www/models"));
+    if let Some(repo) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+    {
+        dirs.push(repo.join("www").join("models"));
+    }
+    dirs
+}
+
+/// The file a model argument names. A path that exists is taken as given; a bare file name or
+/// a path under `www/models/` (the defaults) that does not is looked for by its file name in
+/// [`model_dirs`]. Not found: an error naming the path and every folder looked in.
+pub fn model_file(arg: &Path) -> Result<PathBuf> {
+    if arg.exists() {
+        return Ok(arg.to_path_buf());
+    }
+    let shipped = arg
+        .parent()
+        .is_none_or(|p| p.as_os_str().is_empty() || p == Path::new("www/models"));
+    let Some(name) = arg.file_name().filter(|_| shipped) else {
+        return Err(Error::Io(format!("no model file {}", arg.display())));
+    };
+    let dirs = model_dirs();
+    if let Some(found) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
+        return Ok(found);
+    }
+    let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    Err(Error::Io(format!(
+        "no model file {} (looked for {} in {}; set NNLAB_MODELS to the folder of the shipped models, or train one)",
+        arg.display(),
+        name.to_string_lossy(),
+        looked.join(", ")
+    )))
 }
 
 /// MNIST training digits 10000..60000: the first 10,000 are the page's, and no model the CLI
