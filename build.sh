@@ -205,6 +205,11 @@ cmd_test() {
 }
 
 cmd_bench() {
+    # --peer: nnlab beside PyTorch (tools/peer_bench.sh; by hand, makes a venv from PyPI)
+    if [ "${1:-}" = "--peer" ]; then
+        shift
+        exec tools/peer_bench.sh "$@"
+    fi
     cargo run --release -- bench "$@"
 }
 

@@ -44,6 +44,15 @@ macro_rules! impl_backend_by_op_families {
             ) -> $crate::Result<$crate::Tensor> {
                 conv::conv2d(self, x, w, b, p)
             }
+            fn conv2d_relu(
+                &self,
+                x: &$crate::Tensor,
+                w: &$crate::Tensor,
+                b: Option<&$crate::Tensor>,
+                p: $crate::backend::Conv2dParams,
+            ) -> $crate::Result<$crate::Tensor> {
+                conv::conv2d_relu(self, x, w, b, p)
+            }
             fn conv2d_backward_input(
                 &self,
                 gy: &$crate::Tensor,

@@ -186,6 +186,15 @@ pub trait Backend {
     // ---- convolution. x (N,Cin,H,W); w (Cout,Cin,k,k); b (Cout) -> (N,Cout,Ho,Wo)
     fn conv2d(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams)
         -> Result<Tensor>;
+    /// relu(conv2d(x, w, b)): inference's conv + bias + ReLU in one op (the CPU applies the
+    /// ReLU to each block of output while it is in cache; the GPU runs the two ops).
+    fn conv2d_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        p: Conv2dParams,
+    ) -> Result<Tensor>;
     fn conv2d_backward_input(
         &self,
         gy: &Tensor,

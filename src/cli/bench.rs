@@ -191,8 +191,15 @@ pub fn bench_backend(
 
 /// The shipped DnCNN models the inference bench runs (those present under www/models/).
 const DNCNN_MODELS: [&str; 3] = ["dncnn_s10_gray", "dncnn_blind_gray", "dncnn_blind_color"];
-/// Side of the test image of the inference bench (small: lavapipe runs ~1 GFLOP/s).
-const DNCNN_SIDE: usize = 128;
+/// Side of the test image of the inference bench: 512 on the CPU (the peer bench's row), 128 on
+/// a GPU adapter (small: lavapipe runs ~1 GFLOP/s).
+fn dncnn_side(be: &dyn Backend) -> usize {
+    if be.info().kind == "cpu" {
+        512
+    } else {
+        128
+    }
+}
 
 /// Megapixels/s of tiled DnCNN inference for each shipped model on one backend; rows of
 /// (model, MP/s, ms per image) and the models that are missing.
@@ -203,6 +210,7 @@ pub fn bench_dncnn(
     use crate::data::images::Image;
     use crate::models::dncnn::{self, DnCnn};
     let (mut rows, mut missing) = (Vec::new(), Vec::new());
+    let side = dncnn_side(be);
     for name in DNCNN_MODELS {
         let path = std::path::PathBuf::from(format!("www/models/{name}.safetensors"));
         let Ok(bytes) = std::fs::read(&path) else {
@@ -213,18 +221,45 @@ pub fn bench_dncnn(
         let c = model.config.channels;
         let img = Image::new(
             c,
-            DNCNN_SIDE,
-            DNCNN_SIDE,
-            rng::uniform_vec(c * DNCNN_SIDE * DNCNN_SIDE, 0.0, 1.0, 11),
+            side,
+            side,
+            rng::uniform_vec(c * side * side, 0.0, 1.0, 11),
         )?;
         let core = dncnn::tile_core(be, &model.config)?;
         // denoise_tiled reads its result back, so each call is already synchronous
         let t = time_it(budget, &|| Ok(()), &mut || {
             dncnn::denoise_tiled(be, &model, &img, core, false, |_, _| {}).map(drop)
         })?;
-        rows.push((name.to_string(), img.pixels() as f64 / 1e6 / t, t * 1e3));
+        rows.push((
+            format!("{name} {side}x{side}"),
+            img.pixels() as f64 / 1e6 / t,
+            t * 1e3,
+        ));
     }
     Ok((rows, missing))
+}
+
+/// DnCNN training patches/s: Adam steps on batches of 64 gray 40x40 patches (the paper's
+/// setting) with the shipped models' shape, depth 10 and width 48.
+pub fn bench_dncnn_train(be: &dyn Backend, budget: Duration) -> Result<f64> {
+    use crate::models::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
+    use crate::nn::Module;
+    let config = DnCnnConfig {
+        channels: 1,
+        depth: 10,
+        width: 48,
+    };
+    let model = DnCnn::new(be, config, 1)?;
+    let mut opt = AdamState::new(be, &model.params(), 1e-3)?;
+    let shape = [64, 1, 40, 40];
+    let clean = be.upload(&shape, &rng::uniform_vec(64 * 1600, 0.0, 1.0, 12))?;
+    let noisy = be.upload(&shape, &rng::uniform_vec(64 * 1600, 0.0, 1.0, 13))?;
+    // read the loss back each step, as the trainer does
+    let t = time_it(budget, &|| Ok(()), &mut || {
+        let loss = dncnn::train_step(be, &model, &mut opt, &noisy, &clean)?;
+        crate::backend::read_blocking(be, &loss).map(drop)
+    })?;
+    Ok(64.0 / t)
 }
 
 /// GAN training steps/s (batch 64: one D step and one G step) for both architectures, at the
@@ -278,18 +313,37 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
     let mut out = String::new();
     let cpu = CpuBackend::new();
-    let mut rows = bench_backend(&cpu, &|| Ok(()), budget)?;
+    // NNLAB_BENCH_ONLY=ops|denoise|dncnn-train|gan runs one section (for profiling)
+    let only = std::env::var("NNLAB_BENCH_ONLY").ok();
+    let want = |section: &str| only.as_deref().is_none_or(|o| o == section);
+    let mut rows = if want("ops") {
+        bench_backend(&cpu, &|| Ok(()), budget)?
+    } else {
+        Vec::new()
+    };
     let mut peak = None;
-    let (mut dn_rows, dn_missing) = bench_dncnn(&cpu, budget)?;
+    let (mut dn_rows, dn_missing) = if want("denoise") {
+        bench_dncnn(&cpu, budget)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let cpu_name = cpu.info().describe();
     let mut dn: Vec<(String, String, f64, f64)> = dn_rows
         .drain(..)
         .map(|(m, mp, ms)| (cpu_name.clone(), m, mp, ms))
         .collect();
-    let mut gans: Vec<(String, String, f64)> = bench_gan(&cpu, budget)?
-        .into_iter()
-        .map(|(a, r)| (cpu_name.clone(), a, r))
-        .collect();
+    let mut dn_train = Vec::new();
+    if want("dncnn-train") {
+        dn_train.push((cpu_name.clone(), bench_dncnn_train(&cpu, budget)?));
+    }
+    let mut gans: Vec<(String, String, f64)> = if want("gan") {
+        bench_gan(&cpu, budget)?
+    } else {
+        Vec::new()
+    }
+    .into_iter()
+    .map(|(a, r)| (cpu_name.clone(), a, r))
+    .collect();
     let gpu = if cpu_only {
         Err(crate::Error::Invalid("--cpu-only".into()))
     } else {
@@ -310,6 +364,7 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
                     .into_iter()
                     .map(|(m, mp, ms)| (info.describe(), m, mp, ms)),
             );
+            dn_train.push((info.describe(), bench_dncnn_train(&gpu, budget)?));
             gans.extend(
                 bench_gan(&gpu, budget)?
                     .into_iter()
@@ -341,9 +396,13 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
             gflop / secs
         ));
     }
-    out.push_str(&format!("\nDnCNN inference ({DNCNN_SIDE}x{DNCNN_SIDE} image, tiled as the page and `nnlab denoise` do):\n\n| backend | model | megapixels/s | ms/image |\n|---|---|---:|---:|\n"));
+    out.push_str("\nDnCNN inference (random image, tiled as the page and `nnlab denoise` do):\n\n| backend | model | megapixels/s | ms/image |\n|---|---|---:|---:|\n");
     for (be, m, mp, ms) in &dn {
         out.push_str(&format!("| {be} | {m} | {mp:.3} | {ms:.0} |\n"));
+    }
+    out.push_str("\nDnCNN training (batch 64, gray 40x40 patches, depth 10, width 48, Adam):\n\n| backend | patches/s |\n|---|---:|\n");
+    for (be, r) in &dn_train {
+        out.push_str(&format!("| {be} | {r:.1} |\n"));
     }
     out.push_str("\nGAN training (batch 64, one D and one G step, width 32, latent 100):\n\n| backend | architecture | steps/s |\n|---|---|---:|\n");
     for (be, a, r) in &gans {

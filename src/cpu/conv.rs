@@ -19,20 +19,12 @@ use crate::backend::*;
 use crate::tensor::Tensor;
 use crate::Result;
 
-/// Samples per thread chunk, and whether the GEMMs inside should use all threads
-/// (when the batch is too small to keep every thread busy).
-fn chunking(g: &ConvGeom) -> (usize, bool) {
-    let t = threads();
-    if g.n >= t {
-        (g.n.div_ceil(t), false)
-    } else {
-        (g.n, true)
-    }
-}
-
 /// Floats of one im2col block (taps x pixels): small enough to stay in a core's L2 cache
 /// between being written and being read by the GEMM.
 const BLOCK_FLOATS: usize = 96 * 1024;
+
+/// Columns (samples x pixels) wanted per GEMM of the col2im path of `backward_input`.
+const COL2IM_COLUMNS: usize = 384;
 
 /// Output pixels per work item of `forward` / `backward_weight`: a multiple of 16 (one AVX-512
 /// vector), at most the sample's pixels.
@@ -125,10 +117,12 @@ fn im2col_block(g: &ConvGeom, x: &[f32], p0: usize, p1: usize, cols: &mut [f32])
 }
 
 /// gx (Cin, H, W) += the columns of one sample scattered back to their input pixels.
-fn col2im(g: &ConvGeom, cols: &[f32], gx: &mut [f32]) {
-    let (wo, pix, s) = (g.wo, g.pixels(), g.sw);
+/// Pixel p of row r of the columns is cols[r * ld + off + p] (several samples side by side).
+fn col2im(g: &ConvGeom, cols: &[f32], ld: usize, off: usize, gx: &mut [f32]) {
+    let (wo, s) = (g.wo, g.sw);
     for_each_window(g, |row, oy, (lo, hi), base| {
-        let src = &cols[row * pix + oy * wo..row * pix + oy * wo + wo];
+        let at = row * ld + off + oy * wo;
+        let src = &cols[at..at + wo];
         for ox in lo..hi {
             gx[(base + (ox * s) as isize) as usize] += src[ox];
         }
@@ -152,7 +146,8 @@ impl SharedOut {
 /// y (N, Cout, Ho, Wo) = conv(x, w) + bias. Work items are (sample, block of output pixels),
 /// spread over the threads, so a batch of one uses every core too; each item writes its im2col
 /// block into the thread's scratch (in cache) and multiplies it at once.
-fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// With `relu`, each block of y goes through max(0, .) right after its GEMM, while in cache.
+fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
     let mut y = vec![0.0f32; g.n * g.y_per_sample()];
     let (ckk, pix) = (g.taps(), g.pixels());
     let pb = block_pixels(g);
@@ -193,6 +188,13 @@ fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
                 im2col_block(g, xn, p0, p1, cols);
                 unsafe { sgemm_ptr(g.cout, nb, ckk, (w, ckk, 1), (cols, nb, 1), c, acc, false) };
             });
+        }
+        if relu {
+            for co in 0..g.cout {
+                // SAFETY: as for the bias rows above
+                let row = unsafe { std::slice::from_raw_parts_mut(yn.add(co * pix), nb) };
+                row.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
         }
     });
     y
@@ -242,44 +244,59 @@ fn flipped_weight(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
 fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
     if let Some(g2) = backward_input_as_forward(g) {
         if !g.is_pointwise() {
-            return forward(&g2, gy, &flipped_weight(g, w), None);
+            return forward(&g2, gy, &flipped_weight(g, w), None, false);
         }
     }
     let mut gx = vec![0.0f32; g.n * g.x_per_sample()];
-    let (per, par) = chunking(g);
-    let (ckk, pix) = (g.taps(), g.pixels());
+    let (ckk, pix, cout) = (g.taps(), g.pixels(), g.cout);
+    // Samples per GEMM: small images (a GAN's 7x7) are multiplied several at once, so the GEMM
+    // has enough columns to run at speed; chunks of samples are spread over the threads.
+    let per = (COL2IM_COLUMNS / pix).clamp(1, g.n.div_ceil(threads()).max(1));
+    let par = g.n.div_ceil(per) < threads();
     par_chunks(&mut gx, per * g.x_per_sample(), |chunk, gxs| {
-        for (j, gxn) in gxs.chunks_mut(g.x_per_sample()).enumerate() {
-            let i = chunk * per + j;
-            let gyn = &gy[i * g.y_per_sample()..(i + 1) * g.y_per_sample()];
-            // W^T: element (r, co) of the (Cin k k, Cout) matrix is w[co * ckk + r]
-            if g.is_pointwise() {
+        let first = chunk * per;
+        let ns = gxs.len() / g.x_per_sample();
+        let ncol = ns * pix;
+        if g.is_pointwise() {
+            for (j, gxn) in gxs.chunks_mut(g.x_per_sample()).enumerate() {
+                let gyn = &gy[(first + j) * g.y_per_sample()..][..g.y_per_sample()];
+                // W^T: element (r, co) of the (Cin k k, Cout) matrix is w[co * ckk + r]
                 sgemm(
                     ckk,
                     pix,
-                    g.cout,
+                    cout,
                     (w, 1, ckk),
                     (gyn, pix, 1),
                     (gxn, pix, 1),
                     false,
                     par,
                 );
-            } else {
-                with_scratch(ckk * pix, |cols| {
-                    sgemm(
-                        ckk,
-                        pix,
-                        g.cout,
-                        (w, 1, ckk),
-                        (gyn, pix, 1),
-                        (cols, pix, 1),
-                        false,
-                        par,
-                    );
-                    col2im(g, cols, gxn);
-                });
             }
+            return;
         }
+        with_scratch(cout * ncol + ckk * ncol, |buf| {
+            let (gyt, cols) = buf.split_at_mut(cout * ncol);
+            // gy of the chunk's samples side by side: (Cout, ns * pix)
+            for j in 0..ns {
+                for co in 0..cout {
+                    let src = &gy[(first + j) * g.y_per_sample() + co * pix..][..pix];
+                    gyt[co * ncol + j * pix..][..pix].copy_from_slice(src);
+                }
+            }
+            sgemm(
+                ckk,
+                ncol,
+                cout,
+                (w, 1, ckk),
+                (gyt, ncol, 1),
+                (cols, ncol, 1),
+                false,
+                par,
+            );
+            for (j, gxn) in gxs.chunks_mut(g.x_per_sample()).enumerate() {
+                col2im(g, cols, ncol, j * pix, gxn);
+            }
+        });
     });
     gx
 }
@@ -343,11 +360,33 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
 }
 
 pub fn conv2d(
+    be: &CpuBackend,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: Conv2dParams,
+) -> Result<Tensor> {
+    conv2d_epilogue(be, x, w, b, p, false)
+}
+
+/// relu(conv2d(x, w, b)), the ReLU applied to each output block while it is in cache.
+pub fn conv2d_relu(
+    be: &CpuBackend,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: Conv2dParams,
+) -> Result<Tensor> {
+    conv2d_epilogue(be, x, w, b, p, true)
+}
+
+fn conv2d_epilogue(
     _be: &CpuBackend,
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
     p: Conv2dParams,
+    relu: bool,
 ) -> Result<Tensor> {
     let g = ConvGeom::conv2d(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
     let (xh, wh) = (host(x, "conv2d")?, host(w, "conv2d")?);
@@ -358,6 +397,7 @@ pub fn conv2d(
         &xh.read()?,
         &wh.read()?,
         bd.as_deref().map(|v| v.as_slice()),
+        relu,
     );
     Ok(new_tensor(&g.y_shape(), y))
 }
@@ -425,7 +465,7 @@ pub fn conv_transpose2d_backward_input(
     let g = ConvGeom::transposed(x_shape, w.shape(), None, p)?;
     ConvGeom::check_output_grad(gy.shape(), g.x_shape(), op)?;
     let (gyh, wh) = (host(gy, op)?, host(w, op)?);
-    let gx = forward(&g, &gyh.read()?, &wh.read()?, None);
+    let gx = forward(&g, &gyh.read()?, &wh.read()?, None, false);
     Ok(new_tensor(x_shape, gx))
 }
 

@@ -208,14 +208,72 @@ impl DnCnn {
 
     /// Denoise a batch (N, C, H, W) in evaluation mode (BatchNorm running statistics), no
     /// gradients kept. Returns the denoised tensor on the backend.
+    ///
+    /// Inference form of the network, equal to [`Module::forward`] in evaluation mode up to
+    /// float rounding: each BatchNorm is folded into the conv before it (`fold_batchnorm`)
+    /// and each ReLU runs with its conv (`conv2d_relu`), and only the running activation and
+    /// the next one are alive at a time (no graph keeps them).
     pub fn denoise_tensor(&self, b: &dyn Backend, x: &Tensor) -> Result<Tensor> {
-        let mut g = Graph::new(b);
-        g.set_training(false);
-        g.set_grad_enabled(false);
-        let xv = g.constant(x.clone());
-        let y = self.forward(&mut g, xv)?;
-        Ok(g.value(y)?.clone())
+        let s = x.shape();
+        if s.len() != 4 || s[1] != self.config.channels {
+            return Err(Error::Shape(format!(
+                "DnCNN: expected images (N, {}, H, W), got {s:?}",
+                self.config.channels
+            )));
+        }
+        fn bias(c: &Conv2d) -> Option<&Tensor> {
+            c.bias.as_ref().map(|p| p.value())
+        }
+        let mut h = b.conv2d_relu(
+            x,
+            self.first.weight.value(),
+            bias(&self.first),
+            self.first.p,
+        )?;
+        for (conv, bn) in &self.middle {
+            let (w, bf) = fold_batchnorm(b, conv, bn)?;
+            h = b.conv2d_relu(&h, &w, Some(&bf), conv.p)?;
+        }
+        let v = b.conv2d(&h, self.last.weight.value(), bias(&self.last), self.last.p)?;
+        drop(h);
+        b.binary(crate::backend::BinaryOp::Sub, x, &v)
     }
+}
+
+/// The weight and bias of the conv equal to `conv` followed by `bn` in evaluation mode:
+/// w' = w * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * gamma / sqrt(var + eps)
+/// + beta. Both are BatchNorm's own evaluation op on the backend (no read-back): w' is the
+/// weight seen as (1, Cout, Cin k, k) normalised with mean 0 and beta 0; b' is the conv's bias
+/// (or zeros) seen as (1, Cout, 1, 1) normalised as usual.
+pub fn fold_batchnorm(
+    b: &dyn Backend,
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+) -> Result<(Tensor, Tensor)> {
+    let ws = conv.weight.shape();
+    let (cout, rest) = (ws[0], ws[1] * ws[2]);
+    let zeros = b.zeros(&[cout])?;
+    let as_planes = conv.weight.value().reshape(&[1, cout, rest, ws[3]])?;
+    let (gamma, beta) = (bn.weight.value(), bn.bias.value());
+    let (mean, var) = (bn.running_mean.value(), bn.running_var.value());
+    let w = b
+        .batchnorm2d_eval(&as_planes, gamma, &zeros, &zeros, var, bn.eps)?
+        .reshape(ws)?;
+    let bias0 = match &conv.bias {
+        Some(p) => p.value().clone(),
+        None => zeros.clone(),
+    };
+    let bf = b
+        .batchnorm2d_eval(
+            &bias0.reshape(&[1, cout, 1, 1])?,
+            gamma,
+            beta,
+            mean,
+            var,
+            bn.eps,
+        )?
+        .reshape(&[cout])?;
+    Ok((w, bf))
 }
 
 impl Module for DnCnn {
@@ -462,13 +520,24 @@ pub fn restore_checkpoint(
 
 // ---------------------------------------------------------------- inference on images
 
+/// Bytes of one activation of a CPU tile. The CPU convs keep no im2col matrix (they work in
+/// cache-sized blocks), so a tile's memory is the two or three activations alive at once in
+/// `DnCnn::denoise_tensor`: at width 48 a 571-pixel core (a 512x512 image in one tile), about
+/// 200 MB per tile whatever the size of the image.
+pub const CPU_TILE_ACTIVATION_BYTES: u64 = 64 << 20;
+
 /// Output tile side for this model on this backend (see `tiling::core_for_limit`): the largest
-/// buffer is an activation (width floats per pixel) on the GPU, the im2col matrix (9 width) on
-/// the CPU.
+/// buffer is an activation (width floats per pixel), within the GPU's binding limit, and on
+/// the CPU within `CPU_TILE_ACTIVATION_BYTES`.
 pub fn tile_core(b: &dyn Backend, config: &DnCnnConfig) -> Result<usize> {
     let info = b.info();
-    let per_pixel = config.width.max(config.channels) * if info.kind == "cpu" { 9 } else { 1 };
-    tiling::core_for_limit(info.max_binding_bytes, per_pixel, config.receptive_radius())
+    let limit = if info.kind == "cpu" {
+        2 * CPU_TILE_ACTIVATION_BYTES // core_for_limit budgets half of a binding limit
+    } else {
+        info.max_binding_bytes
+    };
+    let per_pixel = config.width.max(config.channels);
+    tiling::core_for_limit(limit, per_pixel, config.receptive_radius())
 }
 
 /// Denoise one planar crop (C, h, w) of an image and read it back. With `ensemble` the result is
