@@ -252,6 +252,8 @@ test('bad input: clear messages, the tab keeps working; a missing model is "not 
     ['garbage.png', Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7919) % 251)), /not an image/],
     ['truncated.png', set12.subarray(0, Math.floor(set12.length / 3)), /corrupt or truncated/],
     ['huge.png', pngHeaderOnly(6000, 5000), /30\.0 megapixels, over the cap of 25\.0 megapixels/],
+    // a format the browser build does not decode is named, not called corrupt
+    ['photo.webp', Buffer.from('RIFF\x1a\0\0\0WEBPVP8L\x0d\0\0\0\x2f\0\0\0\0\0\0\0\0\0\0\0\0', 'latin1'), /WebP image: not supported/],
   ];
   for (const [name, bytes, want] of cases) {
     await upload(page, name, bytes);
@@ -307,6 +309,17 @@ test('bad input: clear messages, the tab keeps working; a missing model is "not 
   assert.match(await page.textContent('#dn-error'), /^wrong\.safetensors: /);
   await page.click('#dn-run');
   assert.equal((await outcome(page)).state, 'done');
+  // weights holding NaN are refused, naming the first bad tensor (the shipped model's first conv
+  // set to NaN; safetensors: an 8-byte header length, the JSON header, then the data)
+  const shipped = readFileSync(join(ROOT, 'www', 'models', 'dncnn_blind_gray.safetensors'));
+  const headerLen = Number(shipped.readBigUInt64LE(0));
+  const [from, to] = JSON.parse(shipped.subarray(8, 8 + headerLen).toString())['dncnn.0.weight'].data_offsets;
+  const nan = Buffer.from(shipped);
+  for (let i = 8 + headerLen + from; i < 8 + headerLen + to; i += 4) nan.writeFloatLE(NaN, i);
+  await page.setInputFiles('#dn-weights', { name: 'nan.safetensors', mimeType: 'application/octet-stream', buffer: nan });
+  await page.waitForFunction(() => /^nan\.safetensors: /.test(document.getElementById('dn-error').textContent), null, { timeout: 60_000 });
+  console.log(`NaN weights: ${await page.textContent('#dn-error')}`);
+  assert.match(await page.textContent('#dn-error'), /'dncnn\.0\.weight' holds \d+ non-finite values/);
 
   // the missing sigma=10 file: named on the model line, refused in the selector and the figures
   assert.match(await page.textContent('#dn-models'), /σ=10 gray: model not available/);
