@@ -471,6 +471,13 @@ fn huge_batches_and_sizes_give_a_clear_error_not_an_abort() {
         ]),
         &["--limit"],
     );
+    // attack settings out of range are refused before anything is evaluated
+    for bad in [&["--eps", "5"][..], &["--eps", "0.1", "--target", "11"]] {
+        let mut args = vec!["eval", "classifier", "--model", &clf];
+        args.extend(bad);
+        let t = fails(&nnlab(&args), &[]);
+        assert!(!t.contains("accuracy"), "refused before the table:\n{t}");
+    }
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use super::{checks, finite_loss, hms, metadata, mnist_train, model_file, RunArgs};
-use crate::models::attack::{self, AdvTraining, Attack};
 use crate::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PAGE_DIGITS, PIXELS, SIDE};
+use crate::models::attack::{self, AdvTraining, Attack};
 use crate::models::classifier::train_step;
 use crate::models::{Classifier, ClassifierConfig};
 use crate::nn::{Adam, Module, Optimizer};
@@ -258,6 +258,17 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         ));
     }
     checks::check_limit(a.limit)?;
+    // every attack is checked before anything is loaded or printed
+    for name in &a.attack {
+        for &eps in &a.eps {
+            let mut at = match name {
+                AttackName::Fgsm => Attack::fgsm(eps),
+                AttackName::Iterative => Attack::iterative(eps, a.steps),
+            };
+            at.target = a.target;
+            at.validate()?;
+        }
+    }
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let model = Classifier::new(b, ClassifierConfig::default(), 0)?;

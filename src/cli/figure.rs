@@ -153,6 +153,8 @@ pub fn figure(a: FigureArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&a.out_dir)
         .map_err(|e| Error::Io(format!("{}: {e}", a.out_dir.display())))?;
+    // the folder takes files: found before the denoising rather than after
+    crate::files::check_writable(&a.out_dir.join("figure.png"))?;
 
     // one figure: a noisy row, then one denoised row per model
     let run = |name: &str, title: &str, sigmas: &[f32], models: &[(&DnCnn, &str)]| -> Result<()> {
