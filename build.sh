@@ -117,25 +117,43 @@ cmd_setup() {
 
 # ---------------------------------------------------------------- build
 
+# The page ships two wasm builds of the crate, both with SIMD (simd128; the CPU backend's GEMM
+# is written in it): www/pkg/ (plain SIMD) and www/pkg/relaxed/ (relaxed SIMD too: a fused
+# multiply-add). worker.js loads the relaxed one where WebAssembly.validate accepts a
+# relaxed-SIMD instruction. The relaxed build has its own target folder: its flags differ.
+WASM_RELAXED_FLAGS="-C target-feature=+simd128,+relaxed-simd"
+
+# wasm-opt -O2 in place; binaryen must be told every feature the module uses
+wasm_opt() {
+    local file="$1"
+    shift
+    node_modules/.bin/wasm-opt -O2 \
+        --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+        --enable-mutable-globals --enable-reference-types --enable-multivalue \
+        --enable-simd "$@" "$file" -o "$file"
+}
+
 cmd_build() {
     say "native release build"
     cargo build --release
-    say "wasm build ($WASM_TARGET)"
+    say "wasm build ($WASM_TARGET, simd128: .cargo/config.toml)"
     cargo build --lib --release --target "$WASM_TARGET"
-    say "wasm-bindgen -> www/pkg"
+    say "wasm build ($WASM_TARGET, simd128 + relaxed-simd)"
+    RUSTFLAGS="$WASM_RELAXED_FLAGS" cargo build --lib --release --target "$WASM_TARGET" \
+        --target-dir "$TARGET_DIR/wasm-relaxed"
+    say "wasm-bindgen -> www/pkg, www/pkg/relaxed"
     rm -rf www/pkg
     wasm-bindgen --target web --out-dir www/pkg "$TARGET_DIR/$WASM_TARGET/release/nnlab.wasm"
+    wasm-bindgen --target web --out-dir www/pkg/relaxed \
+        "$TARGET_DIR/wasm-relaxed/$WASM_TARGET/release/nnlab.wasm"
     if [ -x node_modules/.bin/wasm-opt ]; then
         say "wasm-opt -O2"
-        # rustc's default wasm32 features; binaryen must be told to keep them
-        node_modules/.bin/wasm-opt -O2 \
-            --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-            --enable-mutable-globals --enable-reference-types --enable-multivalue \
-            www/pkg/nnlab_bg.wasm -o www/pkg/nnlab_bg.wasm
+        wasm_opt www/pkg/nnlab_bg.wasm
+        wasm_opt www/pkg/relaxed/nnlab_bg.wasm --enable-relaxed-simd
     else
         echo "(node_modules/.bin/wasm-opt not found: www/pkg left unoptimised; run ./build.sh setup)"
     fi
-    ls -l www/pkg/nnlab_bg.wasm
+    ls -l www/pkg/nnlab_bg.wasm www/pkg/relaxed/nnlab_bg.wasm
 }
 
 # ---------------------------------------------------------------- serve

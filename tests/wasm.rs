@@ -4,6 +4,9 @@
 //! which gives the browser's WebGPU adapter (SwiftShader on a machine without a GPU).
 //!
 //! - the CPU backend works in wasm (golden values of the lecture's example, a small matmul);
+//! - the simd128 GEMM of the CPU backend (src/cpu/gemm_wasm.rs, built with SIMD by
+//!   .cargo/config.toml) equals a scalar reference over odd sizes, register-tile tails, every
+//!   operand layout (plain, transposed, strided) and accumulation;
 //! - on the browser's WebGPU adapter, GPU conv2d, conv_transpose2d and matmul equal the CPU
 //!   backend over a few shapes (odd sizes, batch > 1, stride 1/2, padding 0/1/2, dilation 2).
 //! No WebGPU adapter is a test failure with the reason, never a skip.
@@ -258,5 +261,60 @@ async fn gpu_matmul_equals_cpu() {
             &read(&cpu, &want).await,
             1e-4,
         );
+    }
+}
+
+/// The simd128 GEMM against its scalar reference: sizes around the 4x8 register tile and the
+/// packing blocks (k past 256, n past 1024), each of a, b, c plain, transposed or with a padded
+/// row stride, with and without accumulation into c.
+#[wasm_bindgen_test]
+fn simd_gemm_equals_scalar_reference() {
+    use nnlab::cpu::gemm_wasm::{sgemm, sgemm_reference, MR, NR};
+    assert!(cfg!(target_feature = "simd128"), "the wasm tests must be built with simd128");
+    let sizes = [
+        (1, 1, 1),
+        (MR, NR, 1),
+        (MR + 1, NR + 1, 3),
+        (MR - 1, NR - 1, 7),
+        (2 * MR + 3, 3 * NR + 5, 17),
+        (13, 29, 257),
+        (64, 77, 576),
+        (5, 1029, 9),
+        (131, 9, 40),
+    ];
+    let mut case = 0u64;
+    for &(m, n, k) in &sizes {
+        // layout: 0 row-major, 1 transposed (column-major), 2 row-major with 3 padding columns
+        for layout in 0..3usize {
+            for acc in [false, true] {
+                case += 1;
+                let view = |r: usize, c: usize| match layout {
+                    0 => (r * c, c, 1),
+                    1 => (r * c, 1, r),
+                    _ => (r * (c + 3), c + 3, 1),
+                };
+                let (la, ars, acs) = view(m, k);
+                let (lb, brs, bcs) = view(k, n);
+                // c keeps its layout across cases of one size, the operands rotate
+                let (lc, crs, ccs) = if layout == 1 { (m * n, 1, m) } else { (m * (n + 2), n + 2, 1) };
+                let a = uniform_vec(la, -1.0, 1.0, 10 * case);
+                let b = uniform_vec(lb, -1.0, 1.0, 10 * case + 1);
+                let c0 = uniform_vec(lc, -1.0, 1.0, 10 * case + 2);
+                let (mut got, mut want) = (c0.clone(), c0.clone());
+                sgemm(m, n, k, (&a, ars, acs), (&b, brs, bcs), (&mut got, crs, ccs), acc);
+                sgemm_reference(m, n, k, (&a, ars, acs), (&b, brs, bcs), (&mut want, crs, ccs), acc);
+                let what = format!("gemm m {m} n {n} k {k} layout {layout} acc {acc}");
+                // f32 sums of k products of values in [-1, 1]
+                compare(&what, &got, &want, 1e-6 * k as f32);
+                // the padding columns of c are never written
+                if ccs == 1 {
+                    for i in 0..m {
+                        for j in n..crs {
+                            assert_eq!(got[i * crs + j], c0[i * crs + j], "{what}: c padding written");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -3,9 +3,11 @@
 // before/after slider, PSNR/SSIM when synthetic noise was added, download as PNG; the
 // lecture's figures; and a Train panel that trains a small DnCNN in the tab (denoise_train.js).
 // Everything heavy runs in the worker through `call(cmd, ...args)` (src/web/denoise.rs); this
-// file only drives short calls in loops that can stop between them, and draws.
+// file only drives short calls in loops that can stop between them, and draws. On the CPU
+// backend the tiles of a photo are spread over one helper worker per core (`createTilePool`).
 import { $, download, fetchBytes, setError } from './util.js';
 import { setupTraining } from './denoise_train.js';
+import { startWorker } from './workers.js';
 
 const SAMPLES = ['camera', 'moon', 'astronaut', 'coffee', 'chelsea'];
 /** Shipped model files (www/models/), by key; a missing one is "not available". */
@@ -103,6 +105,140 @@ function createModels(call, onChange) {
       delete info[key];
       onChange();
     },
+  };
+}
+
+// ---------------------------------------------------------------- helper workers
+
+/** Most helper workers (each holds a wasm instance with up to ~0.5 GB of tile activations). */
+const MAX_WORKERS = 16;
+
+/**
+ * How many workers denoise the tiles: `?workers=N` on the page (1 = the tabs' own worker
+ * alone), else one per core (navigator.hardwareConcurrency) on the CPU backend and 1 on WebGPU
+ * (one GPU queue: more workers would only compete for it).
+ */
+function workerCount(kind) {
+  if (kind !== 'cpu') return 1;
+  const asked = new URLSearchParams(location.search).get('workers');
+  const n = asked === null ? navigator.hardwareConcurrency || 1 : Math.floor(Number(asked));
+  return Number.isFinite(n) && n >= 1 ? Math.min(n, MAX_WORKERS) : 1;
+}
+
+/**
+ * The Denoise tab's helper workers for the CPU backend: each its own wasm instance with its own
+ * copy of the model, started on first use and kept between jobs; `stop()` ends them at once
+ * (Cancel) and the next job starts new ones.
+ */
+function createTilePool() {
+  let helpers = [];
+
+  async function start(n) {
+    while (helpers.length < n) helpers.push({ worker: startWorker({ backend: 'cpu' }), loaded: new Map() });
+    const started = await Promise.all(helpers.slice(0, n).map((h) => h.worker.status));
+    const bad = started.find((s) => s.error);
+    if (bad) throw new Error(`a helper worker could not start: ${bad.error}`);
+    return helpers.slice(0, n);
+  }
+
+  /** Have helper `h` hold the model `bytes` under `key` (loaded once per bytes object). */
+  async function load(h, key, bytes) {
+    if (h.loaded.get(key) === bytes) return;
+    h.loaded.delete(key);
+    await h.worker.call('denoise_load_model', key, bytes);
+    h.loaded.set(key, bytes);
+  }
+
+  function stop() {
+    for (const h of helpers) h.worker.terminate();
+    helpers = [];
+  }
+
+  return { start, load, stop };
+}
+
+/** "about 1 min 20 s left" */
+function timeLeft(secs) {
+  if (!(secs >= 0) || !Number.isFinite(secs)) return '';
+  const s = Math.max(1, Math.round(secs));
+  return s < 60 ? `about ${s} s left` : `about ${Math.floor(s / 60)} min ${s % 60} s left`;
+}
+
+/**
+ * Runs the tiles of the tabs' worker's denoising job: in that worker one at a time (WebGPU, or
+ * ?workers=1), or spread over helper workers (createTilePool), each handed the next tile as it
+ * finishes one; the tabs' worker keeps the job and only cuts and pastes tiles.
+ */
+function createTileRunner(call, models) {
+  const pool = createTilePool();
+  let backendKind = null; // 'gpu' | 'cpu', once the worker has said
+
+  /** The model's weights for helper workers: the file bytes, or the tab's trained model now. */
+  async function modelBytes(key) {
+    if (key === 'trained') return call('dncnn_train_weights');
+    if (!models.bytes[key]) throw new Error(`model not available: ${MODEL_NAMES[key] || key}`);
+    return models.bytes[key];
+  }
+
+  /**
+   * Denoise every tile of `job` (denoise_begin's answer) with model `key`; `onTile(r)` gets each
+   * finished tile. Stops when `live()` turns false; the first error stops every lane and is
+   * thrown. Resolves to the number of workers used.
+   */
+  async function run(job, key, ensemble, live, onTile) {
+    const n = Math.min(workerCount(backendKind), job.tiles);
+    let next = 0;
+    let failed = false;
+    const going = () => live() && !failed;
+    let lanes;
+    if (n === 1) {
+      lanes = [async () => {
+        while (next < job.tiles && going()) {
+          const r = await call('denoise_tile', next++);
+          if (going()) onTile(r);
+        }
+      }];
+    } else {
+      const bytes = await modelBytes(key);
+      const helpers = await pool.start(n);
+      if (!going()) return n;
+      // helpers hold the trained model under its own key (the name 'trained' is the worker's own)
+      const hkey = key === 'trained' ? 'pool-trained' : key;
+      lanes = helpers.map((h) => async () => {
+        await pool.load(h, hkey, bytes);
+        while (next < job.tiles && going()) {
+          const i = next++;
+          const input = await call('denoise_tile_input', i);
+          if (!going()) return;
+          const y = await h.worker.call('denoise_crop_run', hkey, input.crop, input.height, input.width, ensemble);
+          if (!going()) return;
+          const r = await call('denoise_tile_output', job.job, i, y);
+          if (going()) onTile(r);
+        }
+      });
+    }
+    await Promise.all(lanes.map((lane) => lane().catch((e) => {
+      failed = true;
+      throw e;
+    })));
+    return n;
+  }
+
+  /** 'gpu' or 'cpu': the backend of the tabs' worker. */
+  async function kind() {
+    backendKind ??= (await call('backend_info')).kind;
+    return backendKind;
+  }
+
+  return {
+    kind,
+    run,
+    /** Start the helpers ahead of the first job (each compiles the wasm module: ~1 s). */
+    async warm() {
+      const n = workerCount(await kind());
+      if (n > 1) await pool.start(n);
+    },
+    stop: () => pool.stop(),
   };
 }
 
@@ -347,19 +483,37 @@ export function setupDenoiseTab(call) {
 
   // ------------------------------------------------ denoising
 
-  /** Stop the job in progress, if any (its loop sees the new token and ends). */
+  const tiles = createTileRunner(call, models);
+  tiles.warm().catch(() => {}); // a helper that cannot start says so at the first job
+
+  /** Stop the job in progress, if any (its loop sees the new token and ends; helpers stop). */
   function cancelJob() {
     jobToken++;
     const running = !el.progressRow.hidden;
-    if (running) call('denoise_cancel').catch(() => {});
+    if (running) {
+      call('denoise_cancel').catch(() => {});
+      tiles.stop();
+    }
     show(el.progressRow, false);
     el.run.disabled = !photo;
     return running;
   }
 
   el.cancel.addEventListener('click', () => {
-    if (cancelJob()) setState('cancelled', `Cancelled after ${el.progressText.textContent.replace(/ \(.*/, '')}.`);
+    if (cancelJob()) setState('cancelled', `Cancelled after ${el.progressText.textContent.replace(/ \(.*/, '').replace(/ · .*/, '')}.`);
   });
+
+  /** Draw a finished tile ({x, y, width, height, rgba}) into the output image and its canvas. */
+  function paintTile(r) {
+    const out = view.output;
+    if (!out) return;
+    const row = 4 * r.width;
+    for (let y = 0; y < r.height; y++) out.data.set(r.rgba.subarray(y * row, (y + 1) * row), 4 * ((r.y + y) * out.width + r.x));
+    const rect = imageData(r.rgba, r.width, r.height);
+    for (const c of [el.canvasOut, el.cmpOut]) {
+      if (c.width === out.width && c.height === out.height) c.getContext('2d').putImageData(rect, r.x, r.y);
+    }
+  }
 
   async function denoise() {
     if (!photo) return;
@@ -377,22 +531,29 @@ export function setupDenoiseTab(call) {
       const { key, note } = pickModel();
       setState('loading', `Loading ${modelPhrase(key)}…`);
       await models.load(key);
+      const kind = await tiles.kind();
       if (token !== jobToken) return;
       const ensemble = el.ensemble.checked;
-      const job = await call('denoise_begin', key, sigma, seed, ensemble);
+      const job = await call('denoise_begin', key, sigma, seed, ensemble, workerCount(kind));
       if (token !== jobToken) return;
       el.progress.value = 0;
-      el.progressText.textContent = `0 / ${job.tiles} tiles`;
+      const tileSize = job.tiles > 1 ? ` (up to ${job.tile}×${job.tile} pixels each)` : '';
+      el.progressText.textContent = `0 / ${job.tiles} tiles${tileSize}`;
       show(el.progressRow, true);
+      // the output pane fills in as tiles finish
+      view.output = new ImageData(job.width, job.height);
+      renderView();
       const what = `${photo.name} (${size}) with ${modelPhrase(key)}${note}${ensemble ? ', ×8 self-ensemble' : ''}${sigma ? `, σ=${sigma} noise added (seed ${seed})` : ''}`;
       setState('running', `Denoising ${what}…`);
       const t0 = performance.now();
-      for (let i = 0; i < job.tiles; i++) {
-        const done = await call('denoise_tile', i);
-        if (token !== jobToken) return;
-        el.progress.value = done / job.tiles;
-        el.progressText.textContent = `${done} / ${job.tiles} tiles${job.tiles > 1 ? ` (up to ${job.tile}×${job.tile} pixels each)` : ''}`;
-      }
+      const workers = await tiles.run(job, key, ensemble, () => token === jobToken, (r) => {
+        paintTile(r);
+        el.progress.value = r.done / job.tiles;
+        const secs = (performance.now() - t0) / 1000;
+        const left = r.done < job.tiles ? ` · ${timeLeft((secs / r.done) * (job.tiles - r.done))}` : '';
+        el.progressText.textContent = `${r.done} / ${job.tiles} tiles${tileSize}${left}`;
+      });
+      if (token !== jobToken) return;
       const r = await call('denoise_result');
       if (token !== jobToken) return;
       const secs = (performance.now() - t0) / 1000;
@@ -404,11 +565,14 @@ export function setupDenoiseTab(call) {
       renderView();
       setMetrics(r);
       el.download.disabled = false;
+      el.info.dataset.workers = String(workers);
       const mp = (r.width * r.height) / 1e6;
-      setState('done', `Denoised ${what} in ${secs.toFixed(1)} s (${mp / secs >= 0.1 ? (mp / secs).toFixed(2) : (mp / secs).toPrecision(2)} MP/s).${photo.alpha ? ' Alpha kept.' : ''}`);
+      const on = kind === 'cpu' ? ` on ${workers} worker${workers > 1 ? 's' : ''}` : '';
+      setState('done', `Denoised ${what} in ${secs.toFixed(1)} s${on} (${mp / secs >= 0.1 ? (mp / secs).toFixed(2) : (mp / secs).toPrecision(2)} MP/s).${photo.alpha ? ' Alpha kept.' : ''}`);
     } catch (e) {
       if (token !== jobToken) return;
       show(el.progressRow, false);
+      tiles.stop();
       setError(el.error, e.message);
       setState('error', `Could not denoise ${photo.name}.`);
     } finally {
@@ -434,7 +598,9 @@ export function setupDenoiseTab(call) {
     if (!f) return;
     setError(el.error, '');
     try {
-      const i = await call('denoise_load_model', 'file', new Uint8Array(await f.arrayBuffer()));
+      const bytes = new Uint8Array(await f.arrayBuffer());
+      const i = await call('denoise_load_model', 'file', bytes);
+      models.bytes.file = bytes;
       models.set('file', i);
       el.model.value = 'file';
       setState(el.info.dataset.state || 'idle', `Loaded ${f.name}: DnCNN ${i.channels === 3 ? 'colour' : 'gray'}, depth ${i.depth}, width ${i.width}. Press Denoise to use it.`);

@@ -4,48 +4,18 @@ import { setupDenoiseTab } from './denoise.js';
 import { setupAdversarialTab } from './adversarial.js';
 import { setupAutoencodersTab } from './autoencoders.js';
 import { setupGanTab } from './gan.js';
+import { startWorker } from './workers.js';
 
 // ---------------------------------------------------------------- worker client
 
-// the worker sees the page's `binding-limit-mb` and `backend` (see worker.js) in its own URL
-const workerUrl = new URL('./worker.js', import.meta.url);
-const pageParams = new URLSearchParams(location.search);
-for (const key of ['binding-limit-mb', 'backend']) {
-  const value = pageParams.get(key);
-  if (value !== null) workerUrl.searchParams.set(key, value);
-}
-const worker = new Worker(workerUrl, { type: 'module' });
-const pending = new Map();
-let nextId = 1;
-let onStatus = () => {};
-
-worker.onmessage = (ev) => {
-  const msg = ev.data;
-  if (msg.type === 'status') {
-    onStatus(msg);
-    return;
-  }
-  const p = pending.get(msg.id);
-  if (!p) return;
-  pending.delete(msg.id);
-  if (msg.ok) p.resolve(msg.result);
-  else p.reject(new Error(msg.error));
-};
-worker.onerror = (ev) => {
-  const text = `the compute worker failed: ${ev.message || 'could not load worker.js or the wasm module'}`;
-  onStatus({ error: text });
-  for (const p of pending.values()) p.reject(new Error(text));
-  pending.clear();
-};
-
+// the tabs' compute worker; it sees the page's `binding-limit-mb`, `backend` and `simd` in its
+// own URL (workers.js). The Denoise tab starts helpers of its own on the CPU backend.
+const worker = startWorker();
 /** Call a worker command; resolves with its result or rejects with an Error carrying its message. */
-export function call(cmd, ...args) {
-  return new Promise((resolve, reject) => {
-    const id = nextId++;
-    pending.set(id, { resolve, reject });
-    worker.postMessage({ id, cmd, args });
-  });
-}
+export const call = worker.call;
+let onStatus = () => {};
+worker.status.then((msg) => onStatus(msg));
+worker.failed.then((error) => onStatus({ error }));
 
 // ---------------------------------------------------------------- status line
 
@@ -73,7 +43,8 @@ function showStatus({ info, error }) {
   } else {
     // amber, not red, when the CPU was chosen as the faster of the two
     statusEl.classList.add(info.passed_over_fallback ? 'status-fallback' : 'status-cpu');
-    statusText.textContent = `Backend: CPU (wasm). WebGPU is not used: ${info.gpu_error || 'no adapter'}`;
+    const simd = info.wasm === 'relaxed' ? 'relaxed SIMD' : 'SIMD';
+    statusText.textContent = `Backend: CPU (wasm, ${simd}). WebGPU is not used: ${info.gpu_error || 'no adapter'}`;
     if (info.passed_over_fallback) switchTo = ['webgpu', 'Use WebGPU anyway'];
   }
   for (const note of [info.binding_note, info.backend_note]) if (note) statusText.textContent += ` (${note})`;

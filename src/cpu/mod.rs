@@ -1,12 +1,14 @@
 //! The CPU backend: the reference every GPU kernel is tested against, the fallback where a
 //! browser has no WebGPU, and natively (im2col + the `gemm` crate, rayon threads) a practical
-//! trainer on machines without a GPU. On wasm32 the GEMM is `matrixmultiply` and work is serial.
+//! trainer on machines without a GPU. On wasm32 the GEMM is our own simd128 kernel (gemm_wasm.rs) and work is serial.
 
 mod ops;
 
 pub mod batchnorm;
 pub mod conv;
 pub mod elementwise;
+#[cfg(target_arch = "wasm32")]
+pub mod gemm_wasm;
 pub mod optim;
 pub mod random;
 pub mod reduce;
@@ -242,25 +244,8 @@ unsafe fn gemm_impl(
     acc: bool,
     _par: bool,
 ) {
-    // SAFETY: bounds checked in `sgemm`; with beta = 0 matrixmultiply never reads c.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.0.as_ptr(),
-            a.1 as isize,
-            a.2 as isize,
-            b.0.as_ptr(),
-            b.1 as isize,
-            b.2 as isize,
-            if acc { 1.0 } else { 0.0 },
-            c.0,
-            c.1 as isize,
-            c.2 as isize,
-        );
-    }
+    // SAFETY: as this function's contract (the caller's)
+    unsafe { gemm_wasm::sgemm_raw(m, n, k, a, b, c, acc) }
 }
 
 /// Number of worker threads (1 on wasm32).

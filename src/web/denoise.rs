@@ -7,6 +7,9 @@
 //! (www/denoise.js), so the worker queue never blocks for long and the page can cancel or
 //! pause between calls:
 //!   denoise_begin(...) -> tile count; denoise_tile(i) per tile; denoise_result()
+//! On the CPU backend the page spreads the tiles over one helper worker per core: this worker
+//! keeps the job and hands out denoise_tile_input(i), a helper runs denoise_crop_run(...), and
+//! denoise_tile_output(i, y) puts the result back (www/denoise.js, `createTilePool`).
 //!   dncnn_train_init(opts); dncnn_train_steps(n) per call; dncnn_train_validate()
 //! State that an async call needs across an `await` is taken out of the `Tab` first and put
 //! back after, so no RefCell borrow is held across an await.
@@ -51,6 +54,8 @@ type Model = Rc<DnCnn>;
 
 /// The tiled denoising of one photo, in progress.
 struct Job {
+    /// a number per job of this worker (`denoise_begin` counts up)
+    id: u32,
     model: Model,
     /// what the model sees, one image per pass (1 pass; or 3 when a gray model denoises each
     /// plane of a colour photo), each with the model's channels
@@ -115,6 +120,7 @@ struct Tab {
 
 thread_local! {
     static TAB: RefCell<Tab> = RefCell::new(Tab::default());
+    static NEXT_JOB: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
 }
 
 fn with_tab<T>(f: impl FnOnce(&mut Tab) -> T) -> T {
@@ -203,6 +209,27 @@ fn model(key: &str) -> Result<Model, JsError> {
     })
 }
 
+/// The tile side for `workers` workers sharing a photo: `core`, or, when the photo would give
+/// fewer tiles than workers, the side of an even split of it into 2x2, 3x3... tiles that gives
+/// each worker one; never under 4 halos (64 at least: the halo would then cost more than the
+/// extra worker gains).
+fn split_core(h: usize, w: usize, core: usize, halo: usize, workers: usize) -> usize {
+    let count = |c: usize| h.div_ceil(c) * w.div_ceil(c);
+    let least = (4 * halo).max(64);
+    let mut best = core;
+    for k in 2.. {
+        if count(best) >= workers {
+            break;
+        }
+        let c = h.div_ceil(k).max(w.div_ceil(k)).min(core);
+        if c < least {
+            break;
+        }
+        best = c;
+    }
+    best
+}
+
 /// Output tile side for a model on this backend, at most `PAGE_MAX_TILE`.
 fn page_tile(be: &dyn Backend, cfg: &DnCnnConfig) -> Result<usize, JsError> {
     Ok(dncnn::tile_core(be, cfg).map_err(err)?.min(PAGE_MAX_TILE))
@@ -244,10 +271,17 @@ pub fn denoise_cap_megapixels() -> f64 {
 /// the clean reference. A gray model denoises a colour photo plane by plane; a colour model
 /// takes a gray photo as three equal planes. With `ensemble` each tile is denoised in its 8
 /// flips/rotations and the results, turned back, averaged (8 times the work). Resolves to
-/// `{tiles, tile, passes, width, height, channels}`; then call `denoise_tile(i)` for i in
-/// 0..tiles, then `denoise_result()`.
+/// `{job, tiles, tile, passes, width, height, channels}`; then call `denoise_tile(i)` for i in
+/// 0..tiles, then `denoise_result()`. `workers`, the number of workers that will share the
+/// tiles (0 or 1: this one), makes the tiles of a small photo smaller so that each has one.
 #[wasm_bindgen]
-pub fn denoise_begin(key: &str, sigma: f32, seed: u32, ensemble: bool) -> Result<JsValue, JsError> {
+pub fn denoise_begin(
+    key: &str,
+    sigma: f32,
+    seed: u32,
+    ensemble: bool,
+    workers: u32,
+) -> Result<JsValue, JsError> {
     if !(sigma.is_finite() && (0.0..=255.0).contains(&sigma)) {
         return Err(invalid(format!(
             "the noise sigma must be in [0, 255], got {sigma}"
@@ -277,10 +311,17 @@ pub fn denoise_begin(key: &str, sigma: f32, seed: u32, ensemble: bool) -> Result
         _ => (vec![input], clean),
     };
     let (h, w) = (passes[0].height, passes[0].width);
-    let core = page_tile(be.as_ref(), &model.config)?;
-    let tiles = tiling::plan(h, w, core, model.config.receptive_radius()).map_err(err)?;
+    let radius = model.config.receptive_radius();
+    let core = split_core(h, w, page_tile(be.as_ref(), &model.config)?, radius, workers as usize);
+    let tiles = tiling::plan(h, w, core, radius).map_err(err)?;
     let out = passes.iter().map(|p| vec![0.0f32; p.data.len()]).collect();
+    let id = NEXT_JOB.with(|n| {
+        let id = n.get();
+        n.set(id.wrapping_add(1));
+        id
+    });
     let job = Job {
+        id,
         model,
         done: vec![false; tiles.len() * passes.len()],
         passes,
@@ -291,6 +332,7 @@ pub fn denoise_begin(key: &str, sigma: f32, seed: u32, ensemble: bool) -> Result
         ensemble,
     };
     let o = Object::new();
+    set(&o, "job", id);
     set(&o, "tiles", job.tile_count() as u32);
     set(&o, "tile", core as u32);
     set(&o, "passes", job.passes.len() as u32);
@@ -301,34 +343,144 @@ pub fn denoise_begin(key: &str, sigma: f32, seed: u32, ensemble: bool) -> Result
     Ok(o.into())
 }
 
-/// Denoise tile `i` of the job `denoise_begin` started. Resolves to the number of tiles done.
+/// Denoise tile `i` of the job `denoise_begin` started, in this worker. Resolves to the
+/// tile's finished pixels for the output pane (see `tile_done`).
 #[wasm_bindgen]
-pub async fn denoise_tile(i: usize) -> Result<u32, JsError> {
+pub async fn denoise_tile(i: usize) -> Result<JsValue, JsError> {
     let be = backend()?;
-    let mut job = with_tab(|t| t.job.take())
-        .ok_or_else(|| invalid("no denoising in progress (cancelled, or not begun)"))?;
-    let r = run_tile(be.as_ref(), &mut job, i).await;
-    let done = job.done.iter().filter(|d| **d).count() as u32;
-    with_tab(|t| t.job = Some(job));
-    r.map(|_| done)
+    let (pass, t, crop, model, ensemble) = with_tab(|t| {
+        let job = t.job.as_ref().ok_or_else(no_job)?;
+        let (pass, tile, crop) = tile_input(job, i)?;
+        Ok::<_, JsError>((pass, tile, crop, job.model.clone(), job.ensemble))
+    })?;
+    let y = dncnn::denoise_crop(be.as_ref(), &model, &crop, t.in_h, t.in_w, ensemble)
+        .await
+        .map_err(err)?;
+    tile_done(i, pass, &y)
 }
 
-async fn run_tile(be: &dyn Backend, job: &mut Job, i: usize) -> Result<(), JsError> {
+/// The input of tile `i` of the job, for another worker to denoise (the page spreads the tiles
+/// of a photo over one worker per core on the CPU backend; this worker keeps the job).
+/// Resolves to `{crop, height, width, channels}`: the tile with its halo, planar f32.
+#[wasm_bindgen]
+pub fn denoise_tile_input(i: usize) -> Result<JsValue, JsError> {
+    with_tab(|t| {
+        let job = t.job.as_ref().ok_or_else(no_job)?;
+        let (_, tile, crop) = tile_input(job, i)?;
+        let o = Object::new();
+        set(&o, "crop", js_sys::Float32Array::from(&crop[..]));
+        set(&o, "height", tile.in_h as u32);
+        set(&o, "width", tile.in_w as u32);
+        set(&o, "channels", job.model.config.channels as u32);
+        Ok(o.into())
+    })
+}
+
+/// Denoise one crop (`channels` x `height` x `width`, planar f32: a `denoise_tile_input`)
+/// with the model loaded under `key` in this worker; with `ensemble` as in `denoise_begin`.
+/// Holds no job: a helper worker of the page runs only this. Resolves to the denoised crop.
+#[wasm_bindgen]
+pub async fn denoise_crop_run(
+    key: &str,
+    crop: Vec<f32>,
+    height: usize,
+    width: usize,
+    ensemble: bool,
+) -> Result<Vec<f32>, JsError> {
+    let model = model(key)?;
+    let c = model.config.channels;
+    if height == 0 || width == 0 || crop.len() != c * height * width {
+        return Err(invalid(format!(
+            "denoise_crop_run: {} values for a {c} x {height} x {width} crop",
+            crop.len()
+        )));
+    }
+    let be = backend()?;
+    dncnn::denoise_crop(be.as_ref(), &model, &crop, height, width, ensemble)
+        .await
+        .map_err(err)
+}
+
+/// Put the denoised crop `y` of tile `i` (from `denoise_crop_run` in another worker) into the
+/// job numbered `job_id` (`denoise_begin`'s `job`: a result that comes back after Cancel and a
+/// new job is refused). Resolves like `denoise_tile`.
+#[wasm_bindgen]
+pub fn denoise_tile_output(job_id: u32, i: usize, y: Vec<f32>) -> Result<JsValue, JsError> {
+    let pass = with_tab(|t| {
+        let job = t.job.as_ref().filter(|j| j.id == job_id).ok_or_else(no_job)?;
+        let (pass, tile) = tile_index(job, i)?;
+        let want = job.model.config.channels * tile.in_h * tile.in_w;
+        if y.len() != want {
+            return Err(invalid(format!(
+                "tile {i}: {} denoised values, expected {want}",
+                y.len()
+            )));
+        }
+        Ok(pass)
+    })?;
+    tile_done(i, pass, &y)
+}
+
+fn no_job() -> JsError {
+    invalid("no denoising in progress (cancelled, or not begun)")
+}
+
+/// (pass, tile) of tile index `i`, checked.
+fn tile_index(job: &Job, i: usize) -> Result<(usize, Tile), JsError> {
     if i >= job.tile_count() {
         return Err(invalid(format!(
             "tile {i} does not exist (the job has {})",
             job.tile_count()
         )));
     }
-    let (pass, t) = (i / job.tiles.len(), job.tiles[i % job.tiles.len()]);
-    let img = &job.passes[pass];
-    let crop = tiling::crop(img, &t);
-    let yv = dncnn::denoise_crop(be, &job.model, &crop, t.in_h, t.in_w, job.ensemble)
-        .await
-        .map_err(err)?;
-    tiling::paste(&mut job.out[pass], img, &t, &yv);
-    job.done[i] = true;
-    Ok(())
+    Ok((i / job.tiles.len(), job.tiles[i % job.tiles.len()]))
+}
+
+/// (pass, tile, the tile's input crop) of tile index `i`.
+fn tile_input(job: &Job, i: usize) -> Result<(usize, Tile, Vec<f32>), JsError> {
+    let (pass, t) = tile_index(job, i)?;
+    Ok((pass, t, tiling::crop(&job.passes[pass], &t)))
+}
+
+/// Paste the denoised crop of tile `i` into the job and mark it done. Resolves to `{done, x, y,
+/// width, height, rgba}`: the tiles done so far, and the tile's output rectangle as 8-bit RGBA
+/// for the output pane (a colour photo going through a gray model plane by plane shows the
+/// planes not denoised yet as they were).
+fn tile_done(i: usize, pass: usize, y: &[f32]) -> Result<JsValue, JsError> {
+    with_tab(|tab| {
+        let job = tab.job.as_mut().ok_or_else(no_job)?;
+        let t = job.tiles[i % job.tiles.len()];
+        tiling::paste(&mut job.out[pass], &job.passes[pass], &t, y);
+        job.done[i] = true;
+        let done = job.done.iter().filter(|d| **d).count() as u32;
+        let (w, plane) = (job.passes[0].width, job.passes[0].pixels());
+        let mc = job.passes[0].channels;
+        let mut data = Vec::with_capacity(job.passes.len() * mc * t.out_h * t.out_w);
+        for (p, src) in job.passes.iter().enumerate() {
+            let denoised = job.done[p * job.tiles.len() + i % job.tiles.len()];
+            for c in 0..mc {
+                for r in t.out_y..t.out_y + t.out_h {
+                    let row = c * plane + r * w + t.out_x;
+                    let from = if denoised { &job.out[p] } else { &src.data };
+                    data.extend(from[row..row + t.out_w].iter().map(|v| v.clamp(0.0, 1.0)));
+                }
+            }
+        }
+        let mut rect = Image::new(job.passes.len() * mc, t.out_h, t.out_w, data).map_err(err)?;
+        rect.alpha = job.alpha.as_ref().map(|a| {
+            (t.out_y..t.out_y + t.out_h)
+                .flat_map(|r| a[r * w + t.out_x..r * w + t.out_x + t.out_w].iter().copied())
+                .collect()
+        });
+        let o = Object::new();
+        set(&o, "done", done);
+        set(&o, "x", t.out_x as u32);
+        set(&o, "y", t.out_y as u32);
+        set(&o, "width", t.out_w as u32);
+        set(&o, "height", t.out_h as u32);
+        set(&o, "rgba", Uint8Array::from(&rect.rgba8()[..]));
+        Ok(o.into())
+    })
 }
 
 /// Drop the job in progress (Cancel).

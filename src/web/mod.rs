@@ -18,6 +18,7 @@ use crate::gpu::{GpuBackend, GpuOptions};
 
 mod adversarial;
 mod autoencoders;
+mod bench;
 mod conv_arith;
 mod denoise;
 mod gan;

@@ -91,7 +91,7 @@ test('page without WebGPU: the status line says why, the tab runs on the CPU bac
   const { page, foreign, problems } = await openPage(NO_WEBGPU);
   const status = await backendStatus(page);
   console.log(`status line without WebGPU: ${status}`);
-  assert.match(status, /^Backend: CPU \(wasm\)\. WebGPU is not used: .*requestAdapter/);
+  assert.match(status, /^Backend: CPU \(wasm, (relaxed )?SIMD\)\. WebGPU is not used: .*requestAdapter/);
   assert.equal(await page.isVisible('#status-switch'), false, 'no WebGPU to switch to');
   assert.equal(await page.getAttribute('#status', 'data-kind'), 'cpu');
   await page.click('#tab-conv');
@@ -110,7 +110,7 @@ test('?backend: auto passes over a software adapter (with a link back), cpu forc
   assert.ok(await auto.page.evaluate(() => 'gpu' in navigator), 'this test needs WebGPU flags');
   if ((await auto.page.getAttribute('#status', 'data-kind')) === 'cpu') {
     // a software adapter (SwiftShader here): the CPU backend is used and the way back is offered
-    assert.match(status, /^Backend: CPU \(wasm\)\. WebGPU is not used: the browser's adapter, .+, is a software fallback/);
+    assert.match(status, /^Backend: CPU \(wasm, (relaxed )?SIMD\)\. WebGPU is not used: the browser's adapter, .+, is a software fallback/);
     assert.equal(await auto.page.getAttribute('#status-switch', 'href').then((h) => new URL(h).searchParams.get('backend')), 'webgpu');
     await auto.page.click('#status-switch');
     await auto.page.waitForSelector('#status[data-kind="gpu"]', { timeout: 120_000 });
@@ -121,7 +121,7 @@ test('?backend: auto passes over a software adapter (with a link back), cpu forc
     assert.equal(await auto.page.isVisible('#status-switch'), false);
   }
   const cpu = await openPage(WEBGPU, '?backend=cpu');
-  assert.match(await backendStatus(cpu.page), /^Backend: CPU \(wasm\)\. WebGPU is not used: \?backend=cpu asks for the CPU backend$/);
+  assert.match(await backendStatus(cpu.page), /^Backend: CPU \(wasm, (relaxed )?SIMD\)\. WebGPU is not used: \?backend=cpu asks for the CPU backend$/);
   const bad = await openPage(WEBGPU, '?backend=tpu');
   assert.match(await backendStatus(bad.page), /\(\?backend=tpu ignored: it takes auto, webgpu or cpu\)/);
   for (const { problems, foreign } of [auto, cpu, bad]) {

@@ -10,6 +10,8 @@
 //  4. a 24-megapixel photo under the default WebGPU limits and under a 4 MiB storage-binding cap
 //     (?binding-limit-mb=4): it opens, is split into tiles that fit (smaller and more under the
 //     cap), tiles get denoised, Cancel stops it, and the next upload works.
+//  5. on the CPU backend, a photo's tiles spread over 3 helper workers (?workers=3) give the
+//     same pixels as one worker (?workers=1); Cancel stops the helpers and the next run works.
 // Screenshots go to tests/e2e/out/denoise-*.png. Set12 is read from ../shared/data (or
 // $NNLAB_DATA) in node and uploaded through the file input: it is never served.
 // Run: node --test tests/e2e/denoise.test.mjs   (after ./build.sh build)
@@ -18,8 +20,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
-import { DATA, OUT, ROOT, openPage, suite } from './harness.mjs';
+import { deflateSync } from 'node:zlib';
+import { DATA, NO_WEBGPU, OUT, ROOT, openPage, suite } from './harness.mjs';
+import { chunk, grayPng, rgbaPng } from './png.mjs';
 
 const SET12 = join(DATA, 'denoise', 'Set12');
 const NNLAB = join(ROOT, 'target', 'release', 'nnlab');
@@ -84,42 +87,7 @@ async function setNoise(page, on, sigma = 25, seed = 1) {
   await page.fill('#dn-seed', String(seed));
 }
 
-// ---------------------------------------------------------------- tiny PNG writer (test inputs)
-
-function chunk(type, data) {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(td) >>> 0);
-  return Buffer.concat([len, td, crc]);
-}
-
-/** An 8-bit gray PNG of w x h from pixel(x, y) in 0..255. */
-function grayPng(w, h, pixel) {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0);
-  ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 0; // gray
-  const raw = Buffer.alloc((w + 1) * h);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) raw[y * (w + 1) + 1 + x] = pixel(x, y);
-  const sig = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  return Buffer.concat([sig, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
-}
-
-/** An 8-bit RGBA PNG of w x h from pixel(x, y) -> [r, g, b, a]. */
-function rgbaPng(w, h, pixel) {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0);
-  ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 8;
-  ihdr[9] = 6; // RGBA
-  const raw = Buffer.alloc((4 * w + 1) * h);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) raw.set(pixel(x, y), y * (4 * w + 1) + 1 + 4 * x);
-  const sig = grayPng(1, 1, () => 0).subarray(0, 8);
-  return Buffer.concat([sig, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
-}
+// ---------------------------------------------------------------- test inputs (PNG writer: png.mjs)
 
 /** A PNG whose header says w x h, with one row of pixel data (refused before decoding). */
 function pngHeaderOnly(w, h) {
@@ -373,4 +341,84 @@ test('a 24-megapixel photo is tiled to fit the default limits and a 4 MiB bindin
   }
   const [d, c] = [plans.default, plans['?binding-limit-mb=4']];
   assert.ok(c.side < d.side && c.tiles > d.tiles, `the cap gives smaller, more tiles: ${JSON.stringify(plans)}`);
+});
+
+// ---------------------------------------------------------------- 5. tiles over helper workers
+
+/** A DnCNN weights file (safetensors) of depth 3, width 8, gray, with seeded values: a model
+ *  the CPU backend runs in milliseconds per tile. */
+function tinyDncnn() {
+  let s = 12345;
+  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.4;
+  const w = 8;
+  const tensors = [
+    ['dncnn.0.weight', [w, 1, 3, 3]], ['dncnn.0.bias', [w]], ['dncnn.2.weight', [w, w, 3, 3]],
+    ['dncnn.3.weight', [w]], ['dncnn.3.bias', [w]], ['dncnn.3.running_mean', [w]], ['dncnn.3.running_var', [w], 1],
+    ['dncnn.5.weight', [1, w, 3, 3]],
+  ];
+  const header = {};
+  const parts = [];
+  let off = 0;
+  for (const [name, shape, base = 0] of tensors) {
+    // a variance is positive: base + |noise|; the rest is noise
+    const v = new Float32Array(shape.reduce((a, b) => a * b, 1)).map(() => (base ? base + Math.abs(rnd()) : rnd()));
+    header[name] = { dtype: 'F32', shape, data_offsets: [off, off + v.byteLength] };
+    parts.push(Buffer.from(v.buffer));
+    off += v.byteLength;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([len, Buffer.from(json), ...parts]);
+}
+
+test('CPU backend: tiles spread over helper workers give the same pixels as one worker; Cancel stops them', async () => {
+  // 1100 x 300 colour with alpha through a gray model: 3 tiles of up to 512 per plane, 9 in all
+  const photo = rgbaPng(1100, 300, (x, y) => [(x * 7 + y) % 256, (x + y * 5) % 256, (x * y) % 256, 100 + (x % 150)]);
+  const weights = tinyDncnn();
+  const run = async (page) => {
+    await upload(page, 'wide.png', photo);
+    const r = await outcome(page);
+    assert.equal(r.state, 'done', r.error);
+    return page.evaluate(async () => {
+      const c = document.getElementById('dn-out');
+      const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+      return {
+        size: `${c.width}x${c.height}`,
+        hash: [...hash].map((b) => b.toString(16).padStart(2, '0')).join(''),
+        workers: document.getElementById('dn-info').dataset.workers,
+        psnr: document.getElementById('dn-metrics').dataset.psnrOut,
+      };
+    });
+  };
+  const results = {};
+  for (const workers of [1, 3]) {
+    const { page, foreign, problems } = await openPage(S, { args: NO_WEBGPU, query: `backend=cpu&workers=${workers}`, hash: '#denoise' });
+    await page.setInputFiles('#dn-weights', { name: 'tiny.safetensors', mimeType: 'application/octet-stream', buffer: weights });
+    await page.waitForFunction(() => /loaded file ✓/.test(document.getElementById('dn-models').textContent), null, { timeout: 60_000 });
+    await page.selectOption('#dn-model', 'file');
+    await setNoise(page, true, 25, 3);
+    results[workers] = await run(page);
+    console.log(`workers=${workers}: ${JSON.stringify(results[workers])} ${await page.textContent('#dn-info')}`);
+    assert.equal(results[workers].workers, String(workers));
+    if (workers > 1) {
+      // Cancel in the middle of a x8 self-ensemble stops every helper; the next run is whole
+      await page.setChecked('#dn-ensemble', true);
+      await page.click('#dn-run');
+      await page.waitForFunction(() => /^[1-8] \/ 9 tiles/.test(document.getElementById('dn-progress-text').textContent), null, { timeout: SLOW });
+      await page.click('#dn-cancel');
+      await page.waitForFunction(() => document.getElementById('dn-info').dataset.state === 'cancelled');
+      await page.setChecked('#dn-ensemble', false);
+      await page.click('#dn-run');
+      const again = await outcome(page);
+      assert.equal(again.state, 'done', again.error);
+    }
+    assert.deepEqual(problems, [], 'no errors in the page or its workers');
+    assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
+  }
+  assert.equal(results[3].size, '1100x300');
+  assert.equal(results[3].hash, results[1].hash, 'the same pixels from 3 helper workers as from one worker');
+  assert.equal(results[3].psnr, results[1].psnr);
 });
