@@ -71,13 +71,49 @@ pub fn adam_step(
     );
     let bc1 = 1.0 - (hp.beta1 as f64).powi(hp.step as i32);
     let bc2 = 1.0 - (hp.beta2 as f64).powi(hp.step as i32);
-    let step_size = (hp.lr as f64 / bc1) as f32;
-    let sqrt_bc2 = bc2.sqrt() as f32;
-    for i in 0..pd.len() {
-        let gi = gd[i] + hp.weight_decay * pd[i];
-        md[i] = hp.beta1 * md[i] + (1.0 - hp.beta1) * gi;
-        vd[i] = hp.beta2 * vd[i] + (1.0 - hp.beta2) * gi * gi;
-        pd[i] -= step_size * md[i] / (vd[i].sqrt() / sqrt_bc2 + hp.eps);
-    }
+    let c = AdamConsts {
+        hp,
+        step_size: (hp.lr as f64 / bc1) as f32,
+        sqrt_bc2: bc2.sqrt() as f32,
+    };
+    adam_update(&mut pd, &gd, &mut md, &mut vd, c);
     Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct AdamConsts {
+    hp: AdamParams,
+    step_size: f32,
+    sqrt_bc2: f32,
+}
+
+/// The Adam update over whole slices, in the widest vectors this CPU has (the same arithmetic
+/// in every width, so the same result bit for bit).
+fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamConsts) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { adam_update_avx512(p, g, m, v, c) };
+        }
+    }
+    adam_update_portable(p, g, m, v, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn adam_update_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamConsts) {
+    adam_update_portable(p, g, m, v, c)
+}
+
+#[inline(always)]
+fn adam_update_portable(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamConsts) {
+    let hp = c.hp;
+    let it = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+    for (((pi, &gi), mi), vi) in it {
+        let gi = gi + hp.weight_decay * *pi;
+        *mi = hp.beta1 * *mi + (1.0 - hp.beta1) * gi;
+        *vi = hp.beta2 * *vi + (1.0 - hp.beta2) * gi * gi;
+        *pi -= c.step_size * *mi / (vi.sqrt() / c.sqrt_bc2 + hp.eps);
+    }
 }
