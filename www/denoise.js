@@ -242,87 +242,64 @@ function createTileRunner(call, models) {
   };
 }
 
-// ---------------------------------------------------------------- the tab
-
-export function setupDenoiseTab(call) {
-  const panel = $('panel-denoise');
-  const el = {
-    file: $('dn-file'), drop: $('dn-drop'), model: $('dn-model'), weights: $('dn-weights'),
-    noise: $('dn-noise'), ensemble: $('dn-ensemble'), sigma: $('dn-sigma'), sigmaOut: $('dn-sigma-out'), seed: $('dn-seed'),
-    run: $('dn-run'), models: $('dn-models'), error: $('dn-error'), progressRow: $('dn-progress-row'),
-    progress: $('dn-progress'), progressText: $('dn-progress-text'), cancel: $('dn-cancel'),
-    zoom: $('dn-zoom'), download: $('dn-download'), info: $('dn-info'), metrics: $('dn-metrics'),
-    side: $('dn-side'), compare: $('dn-compare'), split: $('dn-split'), divider: $('dn-divider'),
-    canvasIn: $('dn-in'), canvasOut: $('dn-out'), cmpIn: $('dn-cmp-in'), cmpOut: $('dn-cmp-out'),
-    capIn: $('dn-cap-in'), capOut: $('dn-cap-out'), viewCard: panel.querySelector('.dn-view-card'),
-  };
-
-  const models = createModels(call, (e) => {
-    refreshModelList();
-    if (e) setError(el.error, e.message);
-  });
-
-  // what is shown: the opened photo, and the last result
-  let photo = null; // {width, height, gray, alpha, megapixels, name}
-  let view = { input: null, output: null };
-  let jobToken = 0; // a new job or Cancel bumps it; a loop whose token is stale stops
-
-  call('denoise_cap_megapixels').then((cap) => ($('dn-cap').textContent = String(cap)), () => {});
-  models.check();
-
-  // ------------------------------------------------ model list
-
-  function refreshModelList() {
-    const parts = [];
-    for (const key of Object.keys(MODEL_FILES)) {
-      const opt = el.model.querySelector(`option[value="${key}"]`);
-      const i = models.info[key];
-      const known = key in models.available;
-      const ok = models.has(key);
-      opt.disabled = known && !ok;
-      opt.textContent = `${MODEL_NAMES[key]}${known && !ok ? ' (model not available)' : ''}`;
-      if (!known) continue;
-      if (!ok) {
-        parts.push(`<span class="missing">${MODEL_NAMES[key]}: model not available</span>`);
-      } else if (i) {
-        const m = i.meta || {};
-        const progress = m.step && m.steps && Number(m.step) < Number(m.steps) ? `, provisional: step ${m.step} of ${m.steps}` : '';
-        parts.push(`<span class="ok">${MODEL_NAMES[key]} ✓</span> (depth ${i.depth}, width ${i.width}${progress})`);
-      } else {
-        parts.push(`${MODEL_NAMES[key]}: loading…`);
-      }
-    }
-    const file = models.info.file;
-    el.model.querySelector('option[value="file"]').disabled = !file;
-    if (file) parts.push(`<span class="ok">loaded file ✓</span> (${file.channels === 3 ? 'colour' : 'gray'}, depth ${file.depth}, width ${file.width})`);
-    el.model.querySelector('option[value="trained"]').disabled = !models.info.trained;
-    el.models.innerHTML = `Models: ${parts.join(' · ') || 'checking…'}`;
-  }
-
-  /** The model for the open photo: the user's choice, or by the photo's colour. */
-  function pickModel() {
-    const choice = el.model.value;
-    let key = null;
-    if (choice !== 'auto') {
-      if (!models.has(choice)) throw new Error(`model not available: ${MODEL_NAMES[choice]}`);
-      key = choice;
-    } else if (!photo.gray && models.has('color')) {
-      key = 'color';
-    } else {
-      key = ['blind', 's10', 'trained', 'file'].find((k) => models.has(k));
-      if (!key) throw new Error('model not available: there is no DnCNN weights file in www/models/ and none was trained or loaded in this tab');
-    }
+/** The model select's options and the line of model states (loaded, loading, missing). */
+function refreshModelList(el, models) {
+  const parts = [];
+  for (const key of Object.keys(MODEL_FILES)) {
+    const opt = el.model.querySelector(`option[value="${key}"]`);
     const i = models.info[key];
-    let note = '';
-    if (!photo.gray && (!i || i.channels === 1)) {
-      note = choice === 'auto' ? ' (colour model not available: each colour plane goes through the gray model)' : ' (each colour plane goes through the gray model)';
+    const known = key in models.available;
+    const ok = models.has(key);
+    opt.disabled = known && !ok;
+    opt.textContent = `${MODEL_NAMES[key]}${known && !ok ? ' (model not available)' : ''}`;
+    if (!known) continue;
+    if (!ok) {
+      parts.push(`<span class="missing">${MODEL_NAMES[key]}: model not available</span>`);
+    } else if (i) {
+      const m = i.meta || {};
+      const progress = m.step && m.steps && Number(m.step) < Number(m.steps) ? `, provisional: step ${m.step} of ${m.steps}` : '';
+      parts.push(`<span class="ok">${MODEL_NAMES[key]} ✓</span> (depth ${i.depth}, width ${i.width}${progress})`);
+    } else {
+      parts.push(`${MODEL_NAMES[key]}: loading…`);
     }
-    return { key, note };
   }
+  const file = models.info.file;
+  el.model.querySelector('option[value="file"]').disabled = !file;
+  if (file) parts.push(`<span class="ok">loaded file ✓</span> (${file.channels === 3 ? 'colour' : 'gray'}, depth ${file.depth}, width ${file.width})`);
+  el.model.querySelector('option[value="trained"]').disabled = !models.info.trained;
+  el.models.innerHTML = `Models: ${parts.join(' · ') || 'checking…'}`;
+}
 
-  // ------------------------------------------------ drawing
+/** The model for `photo`: the user's choice, or by the photo's colour. */
+function pickModel(el, models, photo) {
+  const choice = el.model.value;
+  let key = null;
+  if (choice !== 'auto') {
+    if (!models.has(choice)) throw new Error(`model not available: ${MODEL_NAMES[choice]}`);
+    key = choice;
+  } else if (!photo.gray && models.has('color')) {
+    key = 'color';
+  } else {
+    key = ['blind', 's10', 'trained', 'file'].find((k) => models.has(k));
+    if (!key) throw new Error('model not available: there is no DnCNN weights file in www/models/ and none was trained or loaded in this tab');
+  }
+  const i = models.info[key];
+  let note = '';
+  if (!photo.gray && (!i || i.channels === 1)) {
+    note = choice === 'auto' ? ' (colour model not available: each colour plane goes through the gray model)' : ' (each colour plane goes through the gray model)';
+  }
+  return { key, note };
+}
 
-  function renderView() {
+/**
+ * What the tab shows: `input` and `output` (ImageData or null) in the side-by-side or slider
+ * view; `render()` redraws them, `paintTile(r)` draws one finished tile, `setMetrics(r)` the
+ * PSNR/SSIM box.
+ */
+function createView(el) {
+  const view = { input: null, output: null, render, paintTile, setMetrics };
+
+  function render() {
     const cmp = el.viewCard.querySelector('input[name="dn-view"]:checked').value === 'slider';
     show(el.side, !cmp);
     show(el.compare, cmp);
@@ -347,8 +324,8 @@ export function setupDenoiseTab(call) {
     el.divider.style.left = `${v}%`;
   }
 
-  for (const r of el.viewCard.querySelectorAll('input[name="dn-view"]')) r.addEventListener('change', renderView);
-  el.zoom.addEventListener('change', renderView);
+  for (const r of el.viewCard.querySelectorAll('input[name="dn-view"]')) r.addEventListener('change', render);
+  el.zoom.addEventListener('change', render);
   el.split.addEventListener('input', updateSplit);
   // 1:1 side by side: the two boxes scroll together
   const boxes = [...el.side.querySelectorAll('.dn-scroll')];
@@ -381,77 +358,30 @@ export function setupDenoiseTab(call) {
     if (r.ssim_output != null) el.metrics.dataset.ssimOut = r.ssim_output.toFixed(4);
   }
 
-  function setState(state, text) {
-    el.info.dataset.state = state;
-    el.info.textContent = text;
-  }
-
-  // ------------------------------------------------ opening a photo
-
-  async function open(bytes, name, { sample = false } = {}) {
-    cancelJob();
-    setError(el.error, '');
-    photo = null;
-    view = { input: null, output: null };
-    setMetrics(null);
-    el.download.disabled = true;
-    el.run.disabled = true;
-    el.capIn.textContent = 'input';
-    el.capOut.textContent = 'denoised';
-    renderView();
-    setState('opening', `Opening ${name}…`);
-    let p;
-    try {
-      p = await call('denoise_open', bytes);
-    } catch (e) {
-      setError(el.error, `${name}: ${e.message}`);
-      setState('error', 'No photo open.');
-      return;
+  /** Draw a finished tile ({x, y, width, height, rgba}) into the output image and its canvas. */
+  function paintTile(r) {
+    const out = view.output;
+    if (!out) return;
+    const row = 4 * r.width;
+    for (let y = 0; y < r.height; y++) out.data.set(r.rgba.subarray(y * row, (y + 1) * row), 4 * ((r.y + y) * out.width + r.x));
+    const rect = imageData(r.rgba, r.width, r.height);
+    for (const c of [el.canvasOut, el.cmpOut]) {
+      if (c.width === out.width && c.height === out.height) c.getContext('2d').putImageData(rect, r.x, r.y);
     }
-    photo = { ...p, name };
-    view.input = imageData(p.rgba, p.width, p.height);
-    renderView();
-    el.run.disabled = false;
-    // a sample is clean: show what the denoiser does with synthetic noise on it
-    if (sample && !el.noise.checked) el.noise.checked = true;
-    await denoise();
   }
 
-  /** Called before the first await of every way to open a photo: the last outcome goes at once. */
-  function opening(name) {
-    cancelJob();
-    setError(el.error, '');
-    setState('opening', `Opening ${name}…`);
-  }
+  return view;
+}
 
-  async function openFile(file) {
-    if (!file) return;
-    opening(file.name || 'pasted image');
-    let bytes;
-    try {
-      bytes = new Uint8Array(await file.arrayBuffer());
-    } catch (e) {
-      setError(el.error, `${file.name}: cannot read the file (${e.message})`);
-      return;
-    }
-    await open(bytes, file.name || 'pasted image');
-  }
-
+/** The ways to open a photo: file picker, samples, drag and drop anywhere on the tab, paste. */
+function setupPhotoInput(panel, el, { openFile, openSample }) {
   el.file.addEventListener('change', async () => {
     const f = el.file.files[0];
     el.file.value = ''; // the same file can be chosen again
     await openFile(f);
   });
   for (const name of SAMPLES) {
-    panel.querySelector(`[data-sample="${name}"]`).addEventListener('click', async () => {
-      opening(`${name}.png`);
-      try {
-        await open(await fetchBytes(`samples/${name}.png`, `sample ${name}`), `${name}.png`, { sample: true });
-      } catch (e) {
-        setError(el.error, `${e.message} (./build.sh setup fetches the samples)`);
-        setState('error', 'No photo open.');
-      }
-    });
+    panel.querySelector(`[data-sample="${name}"]`).addEventListener('click', () => openSample(name));
   }
   el.drop.addEventListener('dragover', (ev) => {
     ev.preventDefault();
@@ -480,6 +410,104 @@ export function setupDenoiseTab(call) {
     ev.preventDefault();
     openFile(item.getAsFile());
   });
+}
+
+// ---------------------------------------------------------------- the tab
+
+export function setupDenoiseTab(call) {
+  const panel = $('panel-denoise');
+  const el = {
+    file: $('dn-file'), drop: $('dn-drop'), model: $('dn-model'), weights: $('dn-weights'),
+    noise: $('dn-noise'), ensemble: $('dn-ensemble'), sigma: $('dn-sigma'), sigmaOut: $('dn-sigma-out'), seed: $('dn-seed'),
+    run: $('dn-run'), models: $('dn-models'), error: $('dn-error'), progressRow: $('dn-progress-row'),
+    progress: $('dn-progress'), progressText: $('dn-progress-text'), cancel: $('dn-cancel'),
+    zoom: $('dn-zoom'), download: $('dn-download'), info: $('dn-info'), metrics: $('dn-metrics'),
+    side: $('dn-side'), compare: $('dn-compare'), split: $('dn-split'), divider: $('dn-divider'),
+    canvasIn: $('dn-in'), canvasOut: $('dn-out'), cmpIn: $('dn-cmp-in'), cmpOut: $('dn-cmp-out'),
+    capIn: $('dn-cap-in'), capOut: $('dn-cap-out'), viewCard: panel.querySelector('.dn-view-card'),
+  };
+
+  const models = createModels(call, (e) => {
+    refreshModelList(el, models);
+    if (e) setError(el.error, e.message);
+  });
+
+  // what is shown: the opened photo, and the last result
+  let photo = null; // {width, height, gray, alpha, megapixels, name}
+  const view = createView(el);
+  let jobToken = 0; // a new job or Cancel bumps it; a loop whose token is stale stops
+
+  call('denoise_cap_megapixels').then((cap) => ($('dn-cap').textContent = String(cap)), () => {});
+  models.check();
+
+  function setState(state, text) {
+    el.info.dataset.state = state;
+    el.info.textContent = text;
+  }
+
+  // ------------------------------------------------ opening a photo
+
+  async function open(bytes, name, { sample = false } = {}) {
+    cancelJob();
+    setError(el.error, '');
+    photo = null;
+    view.input = view.output = null;
+    view.setMetrics(null);
+    el.download.disabled = true;
+    el.run.disabled = true;
+    el.capIn.textContent = 'input';
+    el.capOut.textContent = 'denoised';
+    view.render();
+    setState('opening', `Opening ${name}…`);
+    let p;
+    try {
+      p = await call('denoise_open', bytes);
+    } catch (e) {
+      setError(el.error, `${name}: ${e.message}`);
+      setState('error', 'No photo open.');
+      return;
+    }
+    photo = { ...p, name };
+    view.input = imageData(p.rgba, p.width, p.height);
+    view.render();
+    el.run.disabled = false;
+    // a sample is clean: show what the denoiser does with synthetic noise on it
+    if (sample && !el.noise.checked) el.noise.checked = true;
+    await denoise();
+  }
+
+  /** Called before the first await of every way to open a photo: the last outcome goes at once. */
+  function opening(name) {
+    cancelJob();
+    setError(el.error, '');
+    setState('opening', `Opening ${name}…`);
+  }
+
+  async function openFile(file) {
+    if (!file) return;
+    opening(file.name || 'pasted image');
+    let bytes;
+    try {
+      bytes = new Uint8Array(await file.arrayBuffer());
+    } catch (e) {
+      setError(el.error, `${file.name}: cannot read the file (${e.message})`);
+      return;
+    }
+    await open(bytes, file.name || 'pasted image');
+  }
+
+  async function openSample(name) {
+    opening(`${name}.png`);
+    try {
+      await open(await fetchBytes(`samples/${name}.png`, `sample ${name}`), `${name}.png`, { sample: true });
+    } catch (e) {
+      setError(el.error, `${e.message} (./build.sh setup fetches the samples)`);
+      setState('error', 'No photo open.');
+    }
+  }
+
+  setupPhotoInput(panel, el, { openFile, openSample });
+
 
   // ------------------------------------------------ denoising
 
@@ -503,18 +531,6 @@ export function setupDenoiseTab(call) {
     if (cancelJob()) setState('cancelled', `Cancelled after ${el.progressText.textContent.replace(/ \(.*/, '').replace(/ · .*/, '')}.`);
   });
 
-  /** Draw a finished tile ({x, y, width, height, rgba}) into the output image and its canvas. */
-  function paintTile(r) {
-    const out = view.output;
-    if (!out) return;
-    const row = 4 * r.width;
-    for (let y = 0; y < r.height; y++) out.data.set(r.rgba.subarray(y * row, (y + 1) * row), 4 * ((r.y + y) * out.width + r.x));
-    const rect = imageData(r.rgba, r.width, r.height);
-    for (const c of [el.canvasOut, el.cmpOut]) {
-      if (c.width === out.width && c.height === out.height) c.getContext('2d').putImageData(rect, r.x, r.y);
-    }
-  }
-
   async function denoise() {
     if (!photo) return;
     const token = ++jobToken;
@@ -522,13 +538,13 @@ export function setupDenoiseTab(call) {
     el.run.disabled = true;
     el.download.disabled = true;
     view.output = null;
-    setMetrics(null);
-    renderView();
+    view.setMetrics(null);
+    view.render();
     const sigma = el.noise.checked ? Number(el.sigma.value) : 0;
     const seed = Math.max(0, Math.min(4294967295, Math.floor(Number(el.seed.value) || 0)));
     const size = `${photo.width}×${photo.height}`;
     try {
-      const { key, note } = pickModel();
+      const { key, note } = pickModel(el, models, photo);
       setState('loading', `Loading ${modelPhrase(key)}…`);
       await models.load(key);
       const kind = await tiles.kind();
@@ -542,12 +558,12 @@ export function setupDenoiseTab(call) {
       show(el.progressRow, true);
       // the output pane fills in as tiles finish
       view.output = new ImageData(job.width, job.height);
-      renderView();
+      view.render();
       const what = `${photo.name} (${size}) with ${modelPhrase(key)}${note}${ensemble ? ', ×8 self-ensemble' : ''}${sigma ? `, σ=${sigma} noise added (seed ${seed})` : ''}`;
       setState('running', `Denoising ${what}…`);
       const t0 = performance.now();
       const workers = await tiles.run(job, key, ensemble, () => token === jobToken, (r) => {
-        paintTile(r);
+        view.paintTile(r);
         el.progress.value = r.done / job.tiles;
         const secs = (performance.now() - t0) / 1000;
         const left = r.done < job.tiles ? ` · ${timeLeft((secs / r.done) * (job.tiles - r.done))}` : '';
@@ -562,8 +578,8 @@ export function setupDenoiseTab(call) {
       view.output = imageData(r.output_rgba, r.width, r.height);
       el.capIn.textContent = sigma ? `noisy input (σ=${sigma})` : 'input';
       el.capOut.textContent = `denoised (${MODEL_NAMES[key]}${ensemble ? ', ×8 self-ensemble' : ''})`;
-      renderView();
-      setMetrics(r);
+      view.render();
+      view.setMetrics(r);
       el.download.disabled = false;
       el.info.dataset.workers = String(workers);
       const mp = (r.width * r.height) / 1e6;
