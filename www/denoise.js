@@ -412,6 +412,103 @@ function setupPhotoInput(panel, el, { openFile, openSample }) {
   });
 }
 
+/**
+ * Denoising the open photo (`getPhoto()`) in the tabs' worker: `denoise()` runs a job (tiles
+ * through createTileRunner, drawn into `view` as they finish, progress and time left, then the
+ * result and its metrics); `cancelJob()` stops the one in progress, if any, and says whether
+ * there was one.
+ */
+function createDenoiser(call, el, models, view, setState, getPhoto) {
+  let jobToken = 0; // a new job or Cancel bumps it; a loop whose token is stale stops
+  const tiles = createTileRunner(call, models);
+  tiles.warm().catch(() => {}); // a helper that cannot start says so at the first job
+
+  /** Stop the job in progress, if any (its loop sees the new token and ends; helpers stop). */
+  function cancelJob() {
+    jobToken++;
+    const running = !el.progressRow.hidden;
+    if (running) {
+      call('denoise_cancel').catch(() => {});
+      tiles.stop();
+    }
+    show(el.progressRow, false);
+    el.run.disabled = !getPhoto();
+    return running;
+  }
+
+  el.cancel.addEventListener('click', () => {
+    if (cancelJob()) setState('cancelled', `Cancelled after ${el.progressText.textContent.replace(/ \(.*/, '').replace(/ · .*/, '')}.`);
+  });
+
+  async function denoise() {
+    const photo = getPhoto();
+    if (!photo) return;
+    const token = ++jobToken;
+    setError(el.error, '');
+    el.run.disabled = true;
+    el.download.disabled = true;
+    view.output = null;
+    view.setMetrics(null);
+    view.render();
+    const sigma = el.noise.checked ? Number(el.sigma.value) : 0;
+    const seed = Math.max(0, Math.min(4294967295, Math.floor(Number(el.seed.value) || 0)));
+    const size = `${photo.width}×${photo.height}`;
+    try {
+      const { key, note } = pickModel(el, models, photo);
+      setState('loading', `Loading ${modelPhrase(key)}…`);
+      await models.load(key);
+      const kind = await tiles.kind();
+      if (token !== jobToken) return;
+      const ensemble = el.ensemble.checked;
+      const job = await call('denoise_begin', key, sigma, seed, ensemble, workerCount(kind));
+      if (token !== jobToken) return;
+      el.progress.value = 0;
+      const tileSize = job.tiles > 1 ? ` (up to ${job.tile}×${job.tile} pixels each)` : '';
+      el.progressText.textContent = `0 / ${job.tiles} tiles${tileSize}`;
+      show(el.progressRow, true);
+      // the output pane fills in as tiles finish
+      view.output = new ImageData(job.width, job.height);
+      view.render();
+      const what = `${photo.name} (${size}) with ${modelPhrase(key)}${note}${ensemble ? ', ×8 self-ensemble' : ''}${sigma ? `, σ=${sigma} noise added (seed ${seed})` : ''}`;
+      setState('running', `Denoising ${what}…`);
+      const t0 = performance.now();
+      const workers = await tiles.run(job, key, ensemble, () => token === jobToken, (r) => {
+        view.paintTile(r);
+        el.progress.value = r.done / job.tiles;
+        const secs = (performance.now() - t0) / 1000;
+        const left = r.done < job.tiles ? ` · ${timeLeft((secs / r.done) * (job.tiles - r.done))}` : '';
+        el.progressText.textContent = `${r.done} / ${job.tiles} tiles${tileSize}${left}`;
+      });
+      if (token !== jobToken) return;
+      const r = await call('denoise_result');
+      if (token !== jobToken) return;
+      const secs = (performance.now() - t0) / 1000;
+      show(el.progressRow, false);
+      view.input = imageData(r.input_rgba, r.width, r.height);
+      view.output = imageData(r.output_rgba, r.width, r.height);
+      el.capIn.textContent = sigma ? `noisy input (σ=${sigma})` : 'input';
+      el.capOut.textContent = `denoised (${MODEL_NAMES[key]}${ensemble ? ', ×8 self-ensemble' : ''})`;
+      view.render();
+      view.setMetrics(r);
+      el.download.disabled = false;
+      el.info.dataset.workers = String(workers);
+      const mp = (r.width * r.height) / 1e6;
+      const on = kind === 'cpu' ? ` on ${workers} worker${workers > 1 ? 's' : ''}` : '';
+      setState('done', `Denoised ${what} in ${secs.toFixed(1)} s${on} (${mp / secs >= 0.1 ? (mp / secs).toFixed(2) : (mp / secs).toPrecision(2)} MP/s).${photo.alpha ? ' Alpha kept.' : ''}`);
+    } catch (e) {
+      if (token !== jobToken) return;
+      show(el.progressRow, false);
+      tiles.stop();
+      setError(el.error, e.message);
+      setState('error', `Could not denoise ${photo.name}.`);
+    } finally {
+      if (token === jobToken) el.run.disabled = !getPhoto();
+    }
+  }
+
+  return { cancelJob, denoise };
+}
+
 // ---------------------------------------------------------------- the tab
 
 export function setupDenoiseTab(call) {
@@ -435,7 +532,6 @@ export function setupDenoiseTab(call) {
   // what is shown: the opened photo, and the last result
   let photo = null; // {width, height, gray, alpha, megapixels, name}
   const view = createView(el);
-  let jobToken = 0; // a new job or Cancel bumps it; a loop whose token is stale stops
 
   call('denoise_cap_megapixels').then((cap) => ($('dn-cap').textContent = String(cap)), () => {});
   models.check();
@@ -509,92 +605,7 @@ export function setupDenoiseTab(call) {
   setupPhotoInput(panel, el, { openFile, openSample });
 
 
-  // ------------------------------------------------ denoising
-
-  const tiles = createTileRunner(call, models);
-  tiles.warm().catch(() => {}); // a helper that cannot start says so at the first job
-
-  /** Stop the job in progress, if any (its loop sees the new token and ends; helpers stop). */
-  function cancelJob() {
-    jobToken++;
-    const running = !el.progressRow.hidden;
-    if (running) {
-      call('denoise_cancel').catch(() => {});
-      tiles.stop();
-    }
-    show(el.progressRow, false);
-    el.run.disabled = !photo;
-    return running;
-  }
-
-  el.cancel.addEventListener('click', () => {
-    if (cancelJob()) setState('cancelled', `Cancelled after ${el.progressText.textContent.replace(/ \(.*/, '').replace(/ · .*/, '')}.`);
-  });
-
-  async function denoise() {
-    if (!photo) return;
-    const token = ++jobToken;
-    setError(el.error, '');
-    el.run.disabled = true;
-    el.download.disabled = true;
-    view.output = null;
-    view.setMetrics(null);
-    view.render();
-    const sigma = el.noise.checked ? Number(el.sigma.value) : 0;
-    const seed = Math.max(0, Math.min(4294967295, Math.floor(Number(el.seed.value) || 0)));
-    const size = `${photo.width}×${photo.height}`;
-    try {
-      const { key, note } = pickModel(el, models, photo);
-      setState('loading', `Loading ${modelPhrase(key)}…`);
-      await models.load(key);
-      const kind = await tiles.kind();
-      if (token !== jobToken) return;
-      const ensemble = el.ensemble.checked;
-      const job = await call('denoise_begin', key, sigma, seed, ensemble, workerCount(kind));
-      if (token !== jobToken) return;
-      el.progress.value = 0;
-      const tileSize = job.tiles > 1 ? ` (up to ${job.tile}×${job.tile} pixels each)` : '';
-      el.progressText.textContent = `0 / ${job.tiles} tiles${tileSize}`;
-      show(el.progressRow, true);
-      // the output pane fills in as tiles finish
-      view.output = new ImageData(job.width, job.height);
-      view.render();
-      const what = `${photo.name} (${size}) with ${modelPhrase(key)}${note}${ensemble ? ', ×8 self-ensemble' : ''}${sigma ? `, σ=${sigma} noise added (seed ${seed})` : ''}`;
-      setState('running', `Denoising ${what}…`);
-      const t0 = performance.now();
-      const workers = await tiles.run(job, key, ensemble, () => token === jobToken, (r) => {
-        view.paintTile(r);
-        el.progress.value = r.done / job.tiles;
-        const secs = (performance.now() - t0) / 1000;
-        const left = r.done < job.tiles ? ` · ${timeLeft((secs / r.done) * (job.tiles - r.done))}` : '';
-        el.progressText.textContent = `${r.done} / ${job.tiles} tiles${tileSize}${left}`;
-      });
-      if (token !== jobToken) return;
-      const r = await call('denoise_result');
-      if (token !== jobToken) return;
-      const secs = (performance.now() - t0) / 1000;
-      show(el.progressRow, false);
-      view.input = imageData(r.input_rgba, r.width, r.height);
-      view.output = imageData(r.output_rgba, r.width, r.height);
-      el.capIn.textContent = sigma ? `noisy input (σ=${sigma})` : 'input';
-      el.capOut.textContent = `denoised (${MODEL_NAMES[key]}${ensemble ? ', ×8 self-ensemble' : ''})`;
-      view.render();
-      view.setMetrics(r);
-      el.download.disabled = false;
-      el.info.dataset.workers = String(workers);
-      const mp = (r.width * r.height) / 1e6;
-      const on = kind === 'cpu' ? ` on ${workers} worker${workers > 1 ? 's' : ''}` : '';
-      setState('done', `Denoised ${what} in ${secs.toFixed(1)} s${on} (${mp / secs >= 0.1 ? (mp / secs).toFixed(2) : (mp / secs).toPrecision(2)} MP/s).${photo.alpha ? ' Alpha kept.' : ''}`);
-    } catch (e) {
-      if (token !== jobToken) return;
-      show(el.progressRow, false);
-      tiles.stop();
-      setError(el.error, e.message);
-      setState('error', `Could not denoise ${photo.name}.`);
-    } finally {
-      if (token === jobToken) el.run.disabled = !photo;
-    }
-  }
+  const { cancelJob, denoise } = createDenoiser(call, el, models, view, setState, () => photo);
 
   el.run.addEventListener('click', denoise);
   el.sigma.addEventListener('input', () => (el.sigmaOut.textContent = el.sigma.value));
