@@ -11,7 +11,8 @@ use nnlab::cpu::CpuBackend;
 use nnlab::data::images::{self, ColorMode, Image};
 use nnlab::data::patches::{augment, dihedral, dihedral_inverse, NoiseLevel, PatchSampler};
 use nnlab::metrics;
-use nnlab::models::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
+use nnlab::models::dncnn::{self, DnCnn, DnCnnConfig};
+use nnlab::nn::Adam;
 use nnlab::nn::Module;
 use nnlab::tiling;
 use nnlab::{rng, Backend};
@@ -47,7 +48,7 @@ fn synthetic(c: usize, h: usize, w: usize, seed: u64) -> Image {
 fn train_losses(b: &dyn Backend, model: &DnCnn, steps: u64) -> Vec<f32> {
     let imgs = (0..4).map(|i| synthetic(1, 48, 48, i)).collect();
     let sampler = PatchSampler::new(imgs, 24).unwrap();
-    let mut opt = AdamState::new(b, &model.params(), 3e-3).unwrap();
+    let mut opt = dncnn::adam(3e-3);
     let shape = [8, 1, 24, 24];
     (0..steps)
         .map(|s| {
@@ -131,7 +132,7 @@ fn checkpoint_resume_repeats_the_uninterrupted_run() {
     let imgs: Vec<Image> = (0..4).map(|i| synthetic(1, 48, 48, i)).collect();
     let sampler = PatchSampler::new(imgs, 24).unwrap();
     let shape = [8, 1, 24, 24];
-    let run = |model: &DnCnn, opt: &mut AdamState, steps: std::ops::Range<u64>| -> Vec<f32> {
+    let run = |model: &DnCnn, opt: &mut Adam, steps: std::ops::Range<u64>| -> Vec<f32> {
         steps
             .map(|s| {
                 let bt = sampler.batch(8, NoiseLevel::Fixed(25.0), 7, s);
@@ -148,11 +149,11 @@ fn checkpoint_resume_repeats_the_uninterrupted_run() {
             .collect()
     };
     let m1 = DnCnn::new(&b, TINY, 9).unwrap();
-    let mut o1 = AdamState::new(&b, &m1.params(), 3e-3).unwrap();
+    let mut o1 = dncnn::adam(3e-3);
     let mut got = run(&m1, &mut o1, 0..3);
     let ck = pollster::block_on(dncnn::checkpoint_bytes(&b, &m1, &o1, 3, HashMap::new())).unwrap();
     let m2 = DnCnn::new(&b, TINY, 1234).unwrap();
-    let mut o2 = AdamState::new(&b, &m2.params(), 3e-3).unwrap();
+    let mut o2 = dncnn::adam(3e-3);
     let (step, _) = dncnn::restore_checkpoint(&b, &m2, &mut o2, &ck).unwrap();
     assert_eq!(step, 3);
     // a checkpoint also loads as plain weights (eval/denoise straight from a checkpoint)
@@ -192,7 +193,7 @@ fn tiled_denoising_equals_untiled() {
         let c = channels;
         let imgs = (0..2).map(|i| synthetic(c, 40, 40, i)).collect();
         let sampler = PatchSampler::new(imgs, 16).unwrap();
-        let mut opt = AdamState::new(&b, &model.params(), 1e-3).unwrap();
+        let mut opt = dncnn::adam(1e-3);
         for s in 0..3 {
             let bt = sampler.batch(4, NoiseLevel::Uniform { lo: 0.0, hi: 55.0 }, 1, s);
             let sh = [4, c, 16, 16];
@@ -810,8 +811,8 @@ fn gpu_train_step_and_tiled_denoise_match_the_cpu() {
         DnCnn::new(&gpu, TINY, 6).unwrap(),
     );
     let (mut oc, mut og) = (
-        AdamState::new(&cpu, &mc.params(), 1e-3).unwrap(),
-        AdamState::new(&gpu, &mg.params(), 1e-3).unwrap(),
+        dncnn::adam(1e-3),
+        dncnn::adam(1e-3),
     );
     let sampler = PatchSampler::new(vec![synthetic(1, 40, 40, 1)], 16).unwrap();
     let sh = [4, 1, 16, 16];

@@ -242,15 +242,14 @@ pub fn bench_dncnn(
 /// DnCNN training patches/s: Adam steps on batches of 64 gray 40x40 patches (the paper's
 /// setting) with the shipped models' shape, depth 10 and width 48.
 pub fn bench_dncnn_train(be: &dyn Backend, budget: Duration) -> Result<f64> {
-    use crate::models::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
-    use crate::nn::Module;
+    use crate::models::dncnn::{self, DnCnn, DnCnnConfig};
     let config = DnCnnConfig {
         channels: 1,
         depth: 10,
         width: 48,
     };
     let model = DnCnn::new(be, config, 1)?;
-    let mut opt = AdamState::new(be, &model.params(), 1e-3)?;
+    let mut opt = dncnn::adam(1e-3);
     let shape = [64, 1, 40, 40];
     let clean = be.upload(&shape, &rng::uniform_vec(64 * 1600, 0.0, 1.0, 12))?;
     let noisy = be.upload(&shape, &rng::uniform_vec(64 * 1600, 0.0, 1.0, 13))?;

@@ -10,8 +10,7 @@ use clap::{Args, ValueEnum};
 use super::{backend, checks, command_line, finite_loss, hms, model_file, BackendKind, RunArgs};
 use crate::data::images::{self, ColorMode, DenoiseSet, Image, DEFAULT_MAX_PIXELS};
 use crate::data::patches::{NoiseLevel, PatchSampler};
-use crate::models::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
-use crate::nn::Module;
+use crate::models::dncnn::{self, DnCnn, DnCnnConfig};
 use crate::{metrics, Backend, Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -319,7 +318,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         }
         None => DnCnn::new(b, config, a.seed)?,
     };
-    let mut opt = AdamState::new(b, &model.params(), a.lr)?;
+    let mut opt = dncnn::adam(a.lr);
     let mut step = 0u64;
     if let Some(bytes) = &resume_bytes {
         let ck = a.checkpoint.as_deref().unwrap_or(Path::new(""));

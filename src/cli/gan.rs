@@ -191,6 +191,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let b: &dyn Backend = b.as_ref();
     let train = mnist_train(&a.run.data_dir()?)?;
     checks::check_batch(a.batch, train.len(), "training digits (MNIST 10000..60000)")?;
+    let pool: Vec<usize> = (0..train.len()).collect();
     let gen = Generator::new(b, config, a.seed)?;
     let disc = Discriminator::new(b, config, a.seed + 100)?;
     if let Some(p) = &a.init {
@@ -226,23 +227,15 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut last = Instant::now();
     let (mut dsum, mut gsum, mut asum, mut cnt) = (0.0f64, 0.0f64, 0.0f64, 0usize);
     for step in 0..a.steps {
-        let idx: Vec<usize> = (0..a.batch)
-            .map(|i| {
-                crate::rng::random_u32(a.seed.wrapping_mul(31).wrapping_add(step as u64), i as u32)
-                    as usize
-                    % train.len()
-            })
-            .collect();
-        let (xs, _) = train.gather(&idx)?;
-        let x = b.upload(&[a.batch, PIXELS], &gan::to_tanh_range(&xs))?;
-        let z = b.upload(
-            &[a.batch, config.latent],
-            &gan::sample_z(
-                a.batch,
-                config.latent,
-                latent(a.latent_dist),
-                a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64),
-            ),
+        let (x, z) = gan::training_batch(
+            b,
+            &train,
+            &pool,
+            a.batch,
+            config.latent,
+            latent(a.latent_dist),
+            a.seed,
+            step as u64,
         )?;
         let out = gan::train_step(b, &gen, &disc, &mut opt_g, &mut opt_d, l, &x, &z)?;
         let s = read_stats(b, l, &out)?;

@@ -18,16 +18,16 @@
 //! halo tiled inference needs.
 //!
 //! Training (`train_step`): MSE between the predicted and the true residual (noisy - clean),
-//! Adam. The optimizer here keeps its state in the open (`AdamState`) so a checkpoint can save
-//! and restore it exactly; it runs the backend's `adam_step` kernel like `nn::Adam`.
+//! `nn::Adam`, whose state a checkpoint saves and restores exactly (`checkpoint_bytes`,
+//! `restore_checkpoint`).
 
 use std::collections::HashMap;
 
 use crate::autodiff::{Graph, Param, Var};
-use crate::backend::{AdamParams, Backend, Conv2dParams, LossKind};
+use crate::backend::{Backend, Conv2dParams, LossKind};
 use crate::data::images::Image;
 use crate::data::patches::{dihedral, dihedral_inverse};
-use crate::nn::{BatchNorm2d, Conv2d, Init, Module};
+use crate::nn::{Adam, BatchNorm2d, Conv2d, Init, Module, Optimizer};
 use crate::tensor::Tensor;
 use crate::tiling::{self, crop, paste};
 use crate::weights::{self, NamedTensor};
@@ -338,66 +338,9 @@ pub fn config_from_tensors(ts: &[NamedTensor]) -> Result<DnCnnConfig> {
 
 // ---------------------------------------------------------------- training
 
-/// Adam whose moment tensors are visible (checkpointing), one pair per parameter in the order of
-/// `model.params()`. PyTorch's Adam update, bias-corrected, `t` counting from 1.
-pub struct AdamState {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub m: Vec<Tensor>,
-    pub v: Vec<Tensor>,
-    pub t: u32,
-}
-
-impl AdamState {
-    pub fn new(b: &dyn Backend, params: &[&Param], lr: f32) -> Result<AdamState> {
-        let m = params
-            .iter()
-            .map(|p| b.zeros(p.shape()))
-            .collect::<Result<Vec<_>>>()?;
-        let v = params
-            .iter()
-            .map(|p| b.zeros(p.shape()))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(AdamState {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            m,
-            v,
-            t: 0,
-        })
-    }
-
-    /// One update from the gradients in `g`.
-    pub fn step(&mut self, g: &Graph<'_>, params: &[&Param]) -> Result<()> {
-        if params.len() != self.m.len() {
-            return Err(Error::Invalid(format!(
-                "Adam: {} parameters but state for {}",
-                params.len(),
-                self.m.len()
-            )));
-        }
-        self.t += 1;
-        let b = g.backend();
-        let hp = AdamParams {
-            lr: self.lr,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            weight_decay: 0.0,
-            step: self.t,
-        };
-        for (i, p) in params.iter().enumerate() {
-            let Some(grad) = g.param_grad(p) else {
-                continue;
-            };
-            b.adam_step(p.value(), &grad, &self.m[i], &self.v[i], hp)?;
-        }
-        Ok(())
-    }
+/// Adam as the paper trains DnCNN: betas (0.9, 0.999), eps 1e-8, no weight decay.
+pub fn adam(lr: f32) -> Adam {
+    Adam::new(lr, 0.9, 0.999)
 }
 
 /// One training step on a batch: loss = mean((v(noisy) - (noisy - clean))^2). Returns the loss
@@ -405,7 +348,7 @@ impl AdamState {
 pub fn train_step(
     b: &dyn Backend,
     model: &DnCnn,
-    opt: &mut AdamState,
+    opt: &mut Adam,
     noisy: &Tensor,
     clean: &Tensor,
 ) -> Result<Tensor> {
@@ -433,12 +376,14 @@ pub fn lr_at(lr0: f32, step: u64, total: u64) -> f32 {
 }
 
 /// A training checkpoint as safetensors bytes: the model state, the Adam moments
-/// ("adam.m.<name>", "adam.v.<name>"), and metadata with `step`, `adam_t`, `adam_lr` and the
-/// caller's entries (training arguments). The RNG position is the step (see `data::patches`).
+/// ("adam.m.<name>", "adam.v.<name>"; zeros for a parameter not yet stepped), and metadata with
+/// `step`, `adam_t` (Adam's step count, the same for every parameter: each has a gradient in
+/// every step), `adam_lr` and the caller's entries (training arguments). The RNG position is the
+/// step (see `data::patches`).
 pub async fn checkpoint_bytes(
     b: &dyn Backend,
     model: &DnCnn,
-    opt: &AdamState,
+    opt: &Adam,
     step: u64,
     mut meta: HashMap<String, String>,
 ) -> Result<Vec<u8>> {
@@ -450,20 +395,25 @@ pub async fn checkpoint_bytes(
             data: b.read(p.value()).await?,
         });
     }
-    for (p, (m, v)) in model.params().iter().zip(opt.m.iter().zip(&opt.v)) {
-        tensors.push(NamedTensor {
-            name: format!("adam.m.{}", p.name()),
-            shape: p.shape().to_vec(),
-            data: b.read(m).await?,
-        });
-        tensors.push(NamedTensor {
-            name: format!("adam.v.{}", p.name()),
-            shape: p.shape().to_vec(),
-            data: b.read(v).await?,
-        });
+    let mut adam_t = 0;
+    for p in model.params() {
+        let (m, v) = match opt.moments(p) {
+            Some((m, v, t)) => {
+                adam_t = adam_t.max(t);
+                (b.read(m).await?, b.read(v).await?)
+            }
+            None => (vec![0.0; p.value().numel()], vec![0.0; p.value().numel()]),
+        };
+        for (kind, data) in [("m", m), ("v", v)] {
+            tensors.push(NamedTensor {
+                name: format!("adam.{kind}.{}", p.name()),
+                shape: p.shape().to_vec(),
+                data,
+            });
+        }
     }
     meta.insert("step".into(), step.to_string());
-    meta.insert("adam_t".into(), opt.t.to_string());
+    meta.insert("adam_t".into(), adam_t.to_string());
     meta.insert("adam_lr".into(), opt.lr.to_string());
     meta.insert("channels".into(), model.config.channels.to_string());
     meta.insert("depth".into(), model.config.depth.to_string());
@@ -471,11 +421,12 @@ pub async fn checkpoint_bytes(
     weights::to_bytes(&tensors, Some(meta))
 }
 
-/// Restore a checkpoint into a model of the same shape and its optimizer; returns (step, metadata).
+/// Restore a checkpoint into a model of the same shape and its optimizer (every parameter's
+/// moments, and `adam_t` as its step count); returns (step, metadata).
 pub fn restore_checkpoint(
     b: &dyn Backend,
     model: &DnCnn,
-    opt: &mut AdamState,
+    opt: &mut Adam,
     bytes: &[u8],
 ) -> Result<(u64, HashMap<String, String>)> {
     let meta = weights::metadata(bytes)?;
@@ -510,11 +461,15 @@ pub fn restore_checkpoint(
     for p in &state {
         put(p.value(), p.name())?;
     }
-    for (i, p) in params.iter().enumerate() {
-        put(&opt.m[i], &format!("adam.m.{}", p.name()))?;
-        put(&opt.v[i], &format!("adam.v.{}", p.name()))?;
+    let upload = |name: String| -> Result<Tensor> {
+        let src = by_name[name.as_str()];
+        b.upload(&src.shape, &src.data)
+    };
+    for p in &params {
+        let m = upload(format!("adam.m.{}", p.name()))?;
+        let v = upload(format!("adam.v.{}", p.name()))?;
+        opt.set_moments(p, m, v, t)?;
     }
-    opt.t = t;
     Ok((step, meta))
 }
 

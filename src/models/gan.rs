@@ -13,6 +13,7 @@
 
 use crate::autodiff::{Graph, Param, Var};
 use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams, LossKind};
+use crate::data::mnist::Mnist;
 use crate::error::{Error, Result};
 use crate::nn::{BatchNorm2d, Conv2d, ConvTranspose2d, Linear, Module, Optimizer};
 use crate::rng;
@@ -83,6 +84,40 @@ pub fn sample_z(n: usize, d: usize, latent: Latent, seed: u64) -> Vec<f32> {
 /// Digits in [0, 1] -> the generator's range [-1, 1].
 pub fn to_tanh_range(x: &[f32]) -> Vec<f32> {
     x.iter().map(|v| 2.0 * v - 1.0).collect()
+}
+
+/// The batch of training step `step`, the one recipe of the CLI and the page: `batch` real digits
+/// drawn with replacement from `pool` (indices into `digits`) by (seed, step), in the tanh
+/// range, as x (batch, 784); and latent vectors z (batch, latent) from `dist`, seeded by
+/// (seed, step). The same (seed, step) gives the same batch, so a run can be repeated.
+#[allow(clippy::too_many_arguments)]
+pub fn training_batch(
+    b: &dyn Backend,
+    digits: &Mnist,
+    pool: &[usize],
+    batch: usize,
+    latent: usize,
+    dist: Latent,
+    seed: u64,
+    step: u64,
+) -> Result<(Tensor, Tensor)> {
+    if pool.is_empty() {
+        return Err(Error::Invalid("GAN training: no training digits".into()));
+    }
+    let step_seed = seed.wrapping_mul(31).wrapping_add(step);
+    let idx: Vec<usize> = (0..batch)
+        .map(|i| pool[rng::random_u32(step_seed, i as u32) as usize % pool.len()])
+        .collect();
+    let (xs, _) = digits.gather(&idx)?;
+    let x = b.upload(&[batch, PIXELS], &to_tanh_range(&xs))?;
+    let zs = sample_z(
+        batch,
+        latent,
+        dist,
+        seed.wrapping_mul(1_000_003).wrapping_add(step),
+    );
+    let z = b.upload(&[batch, latent], &zs)?;
+    Ok((x, z))
 }
 
 pub struct Generator {

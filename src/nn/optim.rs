@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use crate::autodiff::{Graph, Param};
 use crate::backend::{AdamParams, SgdParams};
 use crate::tensor::Tensor;
-use crate::Result;
+use crate::{Error, Result};
 
 pub trait Optimizer {
     /// One update of `params` from the gradients in `g` (after `g.backward(loss)`).
@@ -62,7 +62,8 @@ impl Optimizer for Sgd {
 
 /// Adam (Kingma & Ba) with bias correction; weight decay as L2 added to the gradient (PyTorch's
 /// `Adam(weight_decay=...)`). As in PyTorch each parameter counts its own steps (a parameter
-/// without a gradient in some step is not advanced).
+/// without a gradient in some step is not advanced). Its state is exportable (`moments`,
+/// `set_moments`): the DnCNN checkpoints save and restore it.
 pub struct Adam {
     pub lr: f32,
     pub beta1: f32,
@@ -87,6 +88,33 @@ impl Adam {
     /// Steps taken so far for parameter `p` (0 before its first update).
     pub fn steps(&self, p: &Param) -> u32 {
         self.state.get(&p.id()).map_or(0, |s| s.2)
+    }
+    /// The state of parameter `p` for export (a checkpoint): its first and second moments, shaped
+    /// like `p`, and its step count; None before its first update (the moments are then zero).
+    pub fn moments(&self, p: &Param) -> Option<(&Tensor, &Tensor, u32)> {
+        self.state.get(&p.id()).map(|(m, v, t)| (m, v, *t))
+    }
+    /// Set the state of parameter `p` (restoring a checkpoint): moments `m`, `v` shaped like `p`,
+    /// after `t` steps. The tensors are used in place from then on.
+    pub fn set_moments(&mut self, p: &Param, m: Tensor, v: Tensor, t: u32) -> Result<()> {
+        for (x, what) in [(&m, "first moment"), (&v, "second moment")] {
+            if x.shape() != p.shape() {
+                return Err(Error::Shape(format!(
+                    "Adam: the {what} of {} must have shape {:?}, got {:?}",
+                    p.name(),
+                    p.shape(),
+                    x.shape()
+                )));
+            }
+        }
+        if m.same_storage(&v) {
+            return Err(Error::Invalid(format!(
+                "Adam: the moments of {} must be different tensors",
+                p.name()
+            )));
+        }
+        self.state.insert(p.id(), (m, v, t));
+        Ok(())
     }
 }
 

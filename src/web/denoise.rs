@@ -26,8 +26,8 @@ use crate::backend::{Backend, BinaryOp};
 use crate::data::images::{self, ColorMode, Image};
 use crate::data::patches::{NoiseLevel, PatchSampler};
 use crate::metrics;
-use crate::models::dncnn::{self, AdamState, DnCnn, DnCnnConfig};
-use crate::nn::Module;
+use crate::models::dncnn::{self, DnCnn, DnCnnConfig};
+use crate::nn::Adam;
 use crate::tensor::Tensor;
 use crate::tiling::{self, Tile};
 use crate::weights;
@@ -92,7 +92,7 @@ struct TrainImage {
 
 struct Trainer {
     model: Model,
-    opt: AdamState,
+    opt: Adam,
     sampler: PatchSampler,
     level: NoiseLevel,
     batch: usize,
@@ -810,7 +810,7 @@ pub fn dncnn_train_init(opts: JsValue) -> Result<JsValue, JsError> {
     let val_noisy = b
         .upload(&[VAL_PATCHES, cfg.channels, VAL_SIDE, VAL_SIDE], &val.noisy)
         .map_err(err)?;
-    let opt = AdamState::new(b, &model.params(), lr).map_err(err)?;
+    let opt = dncnn::adam(lr);
 
     let mut meta = HashMap::new();
     let noise = match level {

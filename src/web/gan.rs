@@ -296,23 +296,17 @@ pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
         let first_step = gm.step;
         let mut outputs = Vec::with_capacity(n);
         for _ in 0..n {
-            let step_seed = gm.seed.wrapping_mul(31).wrapping_add(gm.step as u64);
-            let idx: Vec<usize> = (0..gm.batch)
-                .map(|i| train[rng::random_u32(step_seed, i as u32) as usize % train.len()])
-                .collect();
-            let (xs, _) = page.gather(&idx).map_err(err)?;
-            let x = b
-                .upload(&[gm.batch, PIXELS], &gan::to_tanh_range(&xs))
-                .map_err(err)?;
-            let zs = gan::sample_z(
+            let (x, z) = gan::training_batch(
+                b,
+                &page,
+                &train,
                 gm.batch,
                 gm.gen.config.latent,
                 gm.latent,
-                gm.seed.wrapping_mul(1_000_003).wrapping_add(gm.step as u64),
-            );
-            let z = b
-                .upload(&[gm.batch, gm.gen.config.latent], &zs)
-                .map_err(err)?;
+                gm.seed,
+                gm.step as u64,
+            )
+            .map_err(err)?;
             let Gan {
                 gen,
                 disc,
