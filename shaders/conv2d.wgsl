@@ -1,6 +1,6 @@
 // conv2d.wgsl — 2-D convolution as register-blocked implicit GEMMs (no shared memory, no
 // barriers: each thread owns an 8x8 block of outputs in registers and gathers its operands
-// straight from global memory / cache; see DESIGN.md for why barriers are avoided).
+// straight from global memory / cache; see docs/ARCHITECTURE.md, "Conventions").
 // Why 8x8: per step of the reduction a thread loads 8 + 8 values for 64 FMAs (4x4: 8 for 16).
 // On llvmpipe every loaded component is scalarised per invocation and costs far more than an
 // FMA, so this halves the time; on real GPUs 64 accumulators is the usual blocking.

@@ -1,5 +1,5 @@
 // matmul.wgsl — C = op(A) op(B) (+ C when accumulating), register-blocked: each thread owns a
-// 4x4 or 8x8 block of C in registers (no shared memory, no barriers; see DESIGN.md).
+// 4x4 or 8x8 block of C in registers (no shared memory, no barriers; see docs/ARCHITECTURE.md).
 // Entry points: `matmul` (scalar loads, any shape, 4x4 per thread) and four `matmul_vec4_*`
 // (aligned shapes, one per operand layout, 8x8 per thread; see below); the host picks per launch.
 //

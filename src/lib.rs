@@ -1,6 +1,7 @@
 //! nnlab: tensor ops on two backends (hand-written WGSL through wgpu, and a CPU reference),
 //! a reverse-mode autodiff tape over them, layers, optimizers and the lecture's models.
-//! See DESIGN.md in the steering repo and the README for the picture.
+//! The layers, their allowed imports and the conventions: docs/ARCHITECTURE.md; the user's
+//! view: README.md.
 
 pub mod autodiff;
 pub mod backend;
