@@ -38,27 +38,26 @@ pub fn distinct_from_written(
     Ok(())
 }
 
-/// batchnorm2d_train: returns (N, C, H*W).
+/// The per-channel tensors of batchnorm2d_train and _eval, in the trait's order.
+const AFFINE_AND_RUNNING: [&str; 4] = ["gamma", "beta", "running_mean", "running_var"];
+
+fn named<'a, const K: usize>(
+    ts: [&'a Tensor; K],
+    names: [&'a str; K],
+) -> [(&'a Tensor, &'a str); K] {
+    std::array::from_fn(|i| (ts[i], names[i]))
+}
+
+/// batchnorm2d_train with `stats` = [gamma, beta, running_mean, running_var]: returns
+/// (N, C, H*W).
 pub fn batchnorm2d_train_shapes(
     x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
+    stats: [&Tensor; 4],
     momentum: f32,
     eps: f32,
 ) -> Result<[usize; 3]> {
     let op = "batchnorm2d_train";
-    let [n, c, hw] = per_channel_shapes(
-        x,
-        &[
-            (gamma, "gamma"),
-            (beta, "beta"),
-            (running_mean, "running_mean"),
-            (running_var, "running_var"),
-        ],
-        op,
-    )?;
+    let [n, c, hw] = per_channel_shapes(x, &named(stats, AFFINE_AND_RUNNING), op)?;
     if n * hw < 2 {
         return Err(Error::Shape(format!(
             "{op}: needs more than one value per channel, got input {:?}",
@@ -70,6 +69,7 @@ pub fn batchnorm2d_train_shapes(
             "{op}: eps must be >= 0 and momentum finite (got eps {eps}, momentum {momentum})"
         )));
     }
+    let [gamma, beta, running_mean, running_var] = stats;
     distinct_from_written(
         op,
         &[(running_mean, "running_mean"), (running_var, "running_var")],
@@ -78,24 +78,10 @@ pub fn batchnorm2d_train_shapes(
     Ok([n, c, hw])
 }
 
-/// batchnorm2d_eval: returns (N, C, H*W).
-pub fn batchnorm2d_eval_shapes(
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-) -> Result<[usize; 3]> {
-    per_channel_shapes(
-        x,
-        &[
-            (gamma, "gamma"),
-            (beta, "beta"),
-            (running_mean, "running_mean"),
-            (running_var, "running_var"),
-        ],
-        "batchnorm2d_eval",
-    )
+/// batchnorm2d_eval with `stats` = [gamma, beta, running_mean, running_var]: returns
+/// (N, C, H*W).
+pub fn batchnorm2d_eval_shapes(x: &Tensor, stats: [&Tensor; 4]) -> Result<[usize; 3]> {
+    per_channel_shapes(x, &named(stats, AFFINE_AND_RUNNING), "batchnorm2d_eval")
 }
 
 /// batchnorm2d_backward: returns (N, C, H*W).

@@ -34,7 +34,7 @@ pub fn train(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batchnorm2d_train";
     let [n, c, hw] =
-        batchnorm2d_train_shapes(x, gamma, beta, running_mean, running_var, momentum, eps)?;
+        batchnorm2d_train_shapes(x, [gamma, beta, running_mean, running_var], momentum, eps)?;
     let count = n * hw;
     let (rmh, rvh) = (host(running_mean, op)?, host(running_var, op)?);
     let (y, mean, var) = {
@@ -98,7 +98,7 @@ pub fn eval(
     eps: f32,
 ) -> Result<Tensor> {
     let op = "batchnorm2d_eval";
-    let [_, c, hw] = batchnorm2d_eval_shapes(x, gamma, beta, running_mean, running_var)?;
+    let [_, c, hw] = batchnorm2d_eval_shapes(x, [gamma, beta, running_mean, running_var])?;
     let hs = [
         host(x, op)?,
         host(gamma, op)?,

@@ -98,7 +98,7 @@ pub fn train(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batchnorm2d_train";
     let [n, c, inner] =
-        batchnorm2d_train_shapes(x, gamma, beta, running_mean, running_var, momentum, eps)?;
+        batchnorm2d_train_shapes(x, [gamma, beta, running_mean, running_var], momentum, eps)?;
     let b = bufs(&[x, gamma, beta, running_mean, running_var], op)?;
     let count = (n * inner) as f32;
     let mean = channel_reduce(be, "chan_sum", (n, c, inner), &[&b[0]], &[], 1.0 / count)?;
@@ -138,7 +138,7 @@ pub fn eval(
     eps: f32,
 ) -> Result<Tensor> {
     let op = "batchnorm2d_eval";
-    let [_, c, inner] = batchnorm2d_eval_shapes(x, gamma, beta, running_mean, running_var)?;
+    let [_, c, inner] = batchnorm2d_eval_shapes(x, [gamma, beta, running_mean, running_var])?;
     let b = bufs(&[x, gamma, beta, running_mean, running_var], op)?;
     let cf = be.alloc(4 * c)?;
     coef(
