@@ -1,7 +1,7 @@
 // The longest functions in www/*.js, in source lines (first to last line of each function,
 // nested functions counted inside their parent too). The web floor's bar: none over 150.
 //   node tools/js_function_lengths.mjs [N]      (N longest, default 10)
-// Needs the acorn parser: `npm install --no-save acorn acorn-walk` or NODE_PATH pointing at one.
+// Uses the acorn parser (a devDependency in package.json, installed by ./build.sh setup).
 import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
