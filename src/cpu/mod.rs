@@ -132,20 +132,9 @@ pub(crate) fn sgemm(
     let last = |r: usize, cc: usize, (rs, cs): (usize, usize)| (r - 1) * rs + (cc - 1) * cs;
     // Internal invariants (shapes were validated by the callers): out-of-bounds here is a bug.
     assert!(c.0.len() > last(m, n, (c.1, c.2)), "sgemm: c too small");
-    if k == 0 {
-        if !acc {
-            for i in 0..m {
-                for j in 0..n {
-                    c.0[i * c.1 + j * c.2] = 0.0;
-                }
-            }
-        }
-        return;
-    }
-    assert!(a.0.len() > last(m, k, (a.1, a.2)), "sgemm: a too small");
-    assert!(b.0.len() > last(k, n, (b.1, b.2)), "sgemm: b too small");
-    // SAFETY: c's bounds were checked above and it is borrowed mutably (no aliasing).
-    unsafe { gemm_impl(m, n, k, a, b, (c.0.as_mut_ptr(), c.1, c.2), acc, par) }
+    // SAFETY: c's bounds were checked above and it is borrowed mutably (no aliasing);
+    // sgemm_ptr checks a and b and handles k == 0.
+    unsafe { sgemm_ptr(m, n, k, a, b, (c.0.as_mut_ptr(), c.1, c.2), acc, par) }
 }
 
 /// [`sgemm`] writing through a raw pointer, for work items that each fill a disjoint part of
