@@ -370,79 +370,23 @@ fn huge_batches_and_sizes_give_a_clear_error_not_an_abort() {
     let out = scratch("batch");
     let o = |n: &str| s(&out.join(n));
     let huge = "10000000000";
-    fails(
-        &nnlab(&[
-            "train",
-            "gan",
-            "--batch",
-            huge,
-            "--steps",
-            "1",
-            "--out",
-            &o("g_g.safetensors"),
-        ]),
-        &["--batch"],
-    );
-    fails(
-        &nnlab(&[
-            "train",
-            "ae",
-            "--batch",
-            huge,
-            "--steps",
-            "1",
-            "--out",
-            &o("ae.safetensors"),
-        ]),
-        &["--batch"],
-    );
-    fails(
-        &nnlab(&[
-            "train",
-            "classifier",
-            "--batch",
-            huge,
-            "--epochs",
-            "1",
-            "--out",
-            &o("c.safetensors"),
-        ]),
-        &["--batch"],
-    );
-    fails(
-        &nnlab(&[
-            "train",
-            "dncnn",
-            "--batch",
-            huge,
-            "--steps",
-            "1",
-            "--depth",
-            "3",
-            "--width",
-            "4",
-            "--out",
-            &o("d.safetensors"),
-        ]),
-        &["--batch"],
-    );
-    fails(
-        &nnlab(&[
-            "train",
-            "dncnn",
-            "--patch",
-            "1000000",
-            "--steps",
-            "1",
-            "--depth",
-            "3",
-            "--width",
-            "4",
-            "--out",
-            &o("d.safetensors"),
-        ]),
-        &["--patch"],
-    );
+    let tiny_dncnn = ["--depth", "3", "--width", "4"];
+    // (model, its flags, output file): each refused, naming the flag that is too large
+    #[rustfmt::skip]
+    let cases: [(&str, Vec<&str>, &str); 5] = [
+        ("gan", vec!["--batch", huge, "--steps", "1"], "g_g.safetensors"),
+        ("ae", vec!["--batch", huge, "--steps", "1"], "ae.safetensors"),
+        ("classifier", vec!["--batch", huge, "--epochs", "1"], "c.safetensors"),
+        ("dncnn", [&["--batch", huge, "--steps", "1"][..], &tiny_dncnn].concat(), "d.safetensors"),
+        ("dncnn", [&["--patch", "1000000", "--steps", "1"][..], &tiny_dncnn].concat(), "d.safetensors"),
+    ];
+    for (model, flags, file) in &cases {
+        let out_file = o(file);
+        let mut args = vec!["train", model];
+        args.extend(flags);
+        args.extend(["--out", &out_file]);
+        fails(&nnlab(&args), &[flags[0]]);
+    }
     // nothing was written
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
     // evaluation takes the test digits in chunks of at most --batch: a huge one is one chunk
@@ -486,47 +430,19 @@ fn a_batch_larger_than_the_data_is_refused() {
     let o = |n: &str| s(&out.join(n));
     let batch = (TRAIN_DIGITS + 1).to_string();
     let digits = TRAIN_DIGITS.to_string();
-    fails(
-        &nnlab(&[
-            "train",
-            "classifier",
-            "--batch",
-            &batch,
-            "--epochs",
-            "1",
-            "--out",
-            &o("c.safetensors"),
-        ]),
-        &["--batch", &digits],
-    );
-    fails(
-        &nnlab(&[
-            "train",
-            "gan",
-            "--batch",
-            &batch,
-            "--steps",
-            "1",
-            "--arch",
-            "dense",
-            "--out",
-            &o("g_g.safetensors"),
-        ]),
-        &["--batch", &digits],
-    );
-    fails(
-        &nnlab(&[
-            "train",
-            "ae",
-            "--batch",
-            &batch,
-            "--steps",
-            "1",
-            "--out",
-            &o("ae.safetensors"),
-        ]),
-        &["--batch", &digits],
-    );
+    #[rustfmt::skip]
+    let cases = [
+        ("classifier", &["--epochs", "1"][..], "c.safetensors"),
+        ("gan", &["--steps", "1", "--arch", "dense"], "g_g.safetensors"),
+        ("ae", &["--steps", "1"], "ae.safetensors"),
+    ];
+    for (model, flags, file) in cases {
+        let out_file = o(file);
+        let mut args = vec!["train", model, "--batch", &batch];
+        args.extend(flags);
+        args.extend(["--out", &out_file]);
+        fails(&nnlab(&args), &["--batch", &digits]);
+    }
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
 
@@ -749,81 +665,31 @@ fn every_file_error_names_the_file() {
     let garbage = f.p("garbage.safetensors");
     let missing = s(&out.join("missing.safetensors"));
     let clf = f.p("classifier.safetensors");
+    let o = |n: &str| s(&out.join(n));
+    let (png, avg, gan_out, w) = (
+        o("o.png"),
+        o("a.safetensors"),
+        o("g_g.safetensors"),
+        o("w.safetensors"),
+    );
+    let (gray, gan_g) = (f.p("gray.png"), f.p("gan_g.safetensors"));
     for m in [&garbage, &missing] {
         let file = Path::new(m).file_name().unwrap().to_str().unwrap();
-        fails(
-            &nnlab(&[
-                "eval",
-                "gan",
-                "--model",
-                m,
-                "--classifier",
-                &clf,
-                "--samples",
-                "10",
-            ]),
-            &[file],
-        );
-        fails(
-            &nnlab(&[
-                "eval",
-                "gan",
-                "--classifier",
-                m,
-                "--model",
-                &f.p("gan_g.safetensors"),
-                "--samples",
-                "10",
-            ]),
-            &[file],
-        );
-        fails(
-            &nnlab(&["eval", "classifier", "--model", m, "--eps", "0"]),
-            &[file],
-        );
-        fails(&nnlab(&["eval", "dncnn", "--model", m]), &[file]);
-        fails(
-            &nnlab(&[
-                "denoise",
-                "--model",
-                m,
-                &f.p("gray.png"),
-                &s(&out.join("o.png")),
-            ]),
-            &[file],
-        );
-        fails(
-            &nnlab(&["average", "--out", &s(&out.join("a.safetensors")), m]),
-            &[file],
-        );
-        fails(
-            &nnlab(&[
-                "train",
-                "gan",
-                "--init",
-                m,
-                "--steps",
-                "1",
-                "--batch",
-                "4",
-                "--out",
-                &s(&out.join("g_g.safetensors")),
-            ]),
-            &[file],
-        );
-        fails(
-            &nnlab(&[
-                "train",
-                "dncnn",
-                "--init",
-                m,
-                "--steps",
-                "1",
-                "--out",
-                &s(&out.join("w.safetensors")),
-            ]),
-            &[file],
-        );
+        // every command that reads a weights file, given `m` as that file
+        #[rustfmt::skip]
+        let cases: [&[&str]; 8] = [
+            &["eval", "gan", "--model", m, "--classifier", &clf, "--samples", "10"],
+            &["eval", "gan", "--classifier", m, "--model", &gan_g, "--samples", "10"],
+            &["eval", "classifier", "--model", m, "--eps", "0"],
+            &["eval", "dncnn", "--model", m],
+            &["denoise", "--model", m, &gray, &png],
+            &["average", "--out", &avg, m],
+            &["train", "gan", "--init", m, "--steps", "1", "--batch", "4", "--out", &gan_out],
+            &["train", "dncnn", "--init", m, "--steps", "1", "--out", &w],
+        ];
+        for args in cases {
+            fails(&nnlab(args), &[file]);
+        }
     }
     // --resume: a checkpoint that is garbage, or a weights file without the checkpoint's entries
     for m in [&garbage, &f.p("dncnn.safetensors")] {

@@ -2,12 +2,15 @@
 //! name in the backend's op-family module (conv, elementwise, reduce, batchnorm, optim, random).
 //! This macro writes that forwarding once. The invoking module must have those six modules in
 //! scope and the backend type must have inherent `info`, `upload`, `read_tensor` and `read_tensors` methods.
+//! A backend that implements a default trait method its own way (the CPU's `conv2d_relu`) passes
+//! that method in braces after the type.
 
 #[macro_export]
 #[doc(hidden)]
 macro_rules! impl_backend_by_op_families {
-    ($ty:ty) => {
+    ($ty:ty $(, { $($own:item)* })?) => {
         impl $crate::backend::Backend for $ty {
+            $($($own)*)?
             fn info(&self) -> $crate::backend::BackendInfo {
                 <$ty>::info(self)
             }
@@ -43,15 +46,6 @@ macro_rules! impl_backend_by_op_families {
                 p: $crate::backend::Conv2dParams,
             ) -> $crate::Result<$crate::Tensor> {
                 conv::conv2d(self, x, w, b, p)
-            }
-            fn conv2d_relu(
-                &self,
-                x: &$crate::Tensor,
-                w: &$crate::Tensor,
-                b: Option<&$crate::Tensor>,
-                p: $crate::backend::Conv2dParams,
-            ) -> $crate::Result<$crate::Tensor> {
-                conv::conv2d_relu(self, x, w, b, p)
             }
             fn conv2d_backward_input(
                 &self,

@@ -186,15 +186,17 @@ pub trait Backend {
     // ---- convolution. x (N,Cin,H,W); w (Cout,Cin,k,k); b (Cout) -> (N,Cout,Ho,Wo)
     fn conv2d(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams)
         -> Result<Tensor>;
-    /// relu(conv2d(x, w, b)): inference's conv + bias + ReLU in one op (the CPU applies the
-    /// ReLU to each block of output while it is in cache; the GPU runs the two ops).
+    /// relu(conv2d(x, w, b)): inference's conv + bias + ReLU. By default the two ops; the CPU
+    /// overrides it to apply the ReLU to each block of output while it is in cache.
     fn conv2d_relu(
         &self,
         x: &Tensor,
         w: &Tensor,
         b: Option<&Tensor>,
         p: Conv2dParams,
-    ) -> Result<Tensor>;
+    ) -> Result<Tensor> {
+        self.unary(UnaryOp::Relu, &self.conv2d(x, w, b, p)?)
+    }
     fn conv2d_backward_input(
         &self,
         gy: &Tensor,

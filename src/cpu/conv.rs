@@ -273,20 +273,24 @@ fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
         let first = chunk * per;
         let ns = gxs.len() / g.x_per_sample();
         let ncol = ns * pix;
+        // out (Cin k k, cols) = W^T gy; element (r, co) of W^T is w[co * ckk + r]
+        let wt_times = |cols: usize, gy: &[f32], out: &mut [f32]| {
+            sgemm(
+                ckk,
+                cols,
+                cout,
+                (w, 1, ckk),
+                (gy, cols, 1),
+                (out, cols, 1),
+                false,
+                par,
+            )
+        };
         if g.is_pointwise() {
+            // 1x1, stride 1, no padding: the columns are gx itself, one sample at a time
             for (j, gxn) in gxs.chunks_mut(g.x_per_sample()).enumerate() {
                 let gyn = &gy[(first + j) * g.y_per_sample()..][..g.y_per_sample()];
-                // W^T: element (r, co) of the (Cin k k, Cout) matrix is w[co * ckk + r]
-                sgemm(
-                    ckk,
-                    pix,
-                    cout,
-                    (w, 1, ckk),
-                    (gyn, pix, 1),
-                    (gxn, pix, 1),
-                    false,
-                    par,
-                );
+                wt_times(pix, gyn, gxn);
             }
             return;
         }
@@ -299,16 +303,7 @@ fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
                     gyt[co * ncol + j * pix..][..pix].copy_from_slice(src);
                 }
             }
-            sgemm(
-                ckk,
-                ncol,
-                cout,
-                (w, 1, ckk),
-                (gyt, ncol, 1),
-                (cols, ncol, 1),
-                false,
-                par,
-            );
+            wt_times(ncol, gyt, cols);
             for (j, gxn) in gxs.chunks_mut(g.x_per_sample()).enumerate() {
                 col2im(g, cols, ncol, j * pix, gxn);
             }

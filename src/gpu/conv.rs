@@ -307,18 +307,6 @@ pub fn conv2d(
     run_data(be, &g, Direction::Forward, x, w, b, "conv2d")
 }
 
-/// relu(conv2d(x, w, b)): the conv, then the ReLU kernel.
-pub fn conv2d_relu(
-    be: &GpuBackend,
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    p: Conv2dParams,
-) -> Result<Tensor> {
-    use crate::backend::{Backend, UnaryOp};
-    be.unary(UnaryOp::Relu, &conv2d(be, x, w, b, p)?)
-}
-
 pub fn conv2d_backward_input(
     be: &GpuBackend,
     gy: &Tensor,
