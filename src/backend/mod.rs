@@ -342,6 +342,61 @@ pub fn matmul_shapes(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<[us
     Ok([m, k, n])
 }
 
+/// Validate clamp's bounds (NaN is refused too).
+pub fn clamp_bounds(lo: f32, hi: f32) -> Result<()> {
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    if !(lo <= hi) {
+        return Err(Error::Invalid(format!(
+            "clamp: lower bound {lo} must be <= upper bound {hi}"
+        )));
+    }
+    Ok(())
+}
+
+impl LossKind {
+    /// The loss's name in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::Mse => "mse loss",
+            LossKind::L1 => "l1 loss",
+            LossKind::BceWithLogits => "bce-with-logits loss",
+            LossKind::SoftmaxCrossEntropy => "softmax cross-entropy loss",
+            LossKind::LeastSquares => "least-squares loss",
+        }
+    }
+}
+
+/// Validate loss_backward's scale `gloss`: one element.
+pub fn loss_gradient_shape(kind: LossKind, gloss: &[usize]) -> Result<()> {
+    if crate::tensor::numel(gloss) != 1 {
+        return Err(Error::Shape(format!(
+            "{} backward: the loss gradient must have one element, got shape {gloss:?}",
+            kind.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Validate an optimizer step's tensors: the gradient and every state tensor shaped like the
+/// parameter, and no two of them the same storage (the parameter and state are updated in place).
+pub fn optimizer_operands(
+    op: &str,
+    p: &Tensor,
+    g: &Tensor,
+    states: &[(&Tensor, &str)],
+) -> Result<()> {
+    non_empty(p.shape(), &format!("{op} parameter"))?;
+    for (t, name) in [(g, "gradient")].iter().chain(states) {
+        let what = format!("{op}: parameter vs {name}");
+        crate::tensor::same_shape(p.shape(), t.shape(), &what)?;
+    }
+    let written: Vec<(&Tensor, &str)> = [(p, "parameter")]
+        .into_iter()
+        .chain(states.iter().copied())
+        .collect();
+    distinct_from_written(op, &written, &[(g, "gradient")])
+}
+
 /// Validate bias_add: x rank >= 2 and b == [x.shape[1]]; returns (outer, C, inner).
 pub fn bias_shapes(x: &[usize], b: &[usize]) -> Result<[usize; 3]> {
     if x.len() < 2 {

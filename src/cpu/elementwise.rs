@@ -190,11 +190,6 @@ pub fn unary_backward(_be: &CpuBackend, op: UnaryOp, x: &Tensor, gy: &Tensor) ->
 }
 
 pub fn clamp(_be: &CpuBackend, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> {
-    #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN is refused too
-    if !(lo <= hi) {
-        return Err(Error::Invalid(format!(
-            "clamp: lower bound {lo} must be <= upper bound {hi}"
-        )));
-    }
+    clamp_bounds(lo, hi)?;
     map1(x, "clamp", move |v| v.max(lo).min(hi))
 }

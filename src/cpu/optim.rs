@@ -2,29 +2,16 @@
 
 use super::{host, CpuBackend, Host};
 use crate::backend::*;
-use crate::tensor::{non_empty, same_shape, Tensor};
+use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-/// Hosts of (p, g, states...) after checking shapes and that no two share storage
+/// Hosts of (p, g, states...) after the shared checks of shapes and that no two share storage
 /// (in-place updates of aliased tensors would be wrong, and locking them twice would deadlock).
-fn operands(op: &str, p: &Tensor, g: &Tensor, states: &[&Tensor]) -> Result<Vec<Host>> {
-    non_empty(p.shape(), op)?;
-    same_shape(p.shape(), g.shape(), op)?;
-    for s in states {
-        same_shape(p.shape(), s.shape(), op)?;
-    }
+fn operands(op: &str, p: &Tensor, g: &Tensor, states: &[(&Tensor, &str)]) -> Result<Vec<Host>> {
+    optimizer_operands(op, p, g, states)?;
     let mut hs = vec![host(p, op)?, host(g, op)?];
-    for s in states {
+    for (s, _) in states {
         hs.push(host(s, op)?);
-    }
-    for i in 0..hs.len() {
-        for j in i + 1..hs.len() {
-            if hs[i].same(&hs[j]) {
-                return Err(Error::Invalid(format!(
-                    "{op}: parameter, gradient and optimizer state must be distinct tensors"
-                )));
-            }
-        }
     }
     Ok(hs)
 }
@@ -37,7 +24,7 @@ pub fn sgd_step(
     velocity: &Tensor,
     hp: SgdParams,
 ) -> Result<()> {
-    let hs = operands("sgd_step", p, g, &[velocity])?;
+    let hs = operands("sgd_step", p, g, &[(velocity, "velocity")])?;
     let (mut pd, gd, mut vd) = (hs[0].write()?, hs[1].read()?, hs[2].write()?);
     for ((pi, &gi), vi) in pd.iter_mut().zip(gd.iter()).zip(vd.iter_mut()) {
         let gi = gi + hp.weight_decay * *pi;
@@ -62,7 +49,12 @@ pub fn adam_step(
             "adam_step: step counts from 1 (got 0)".into(),
         ));
     }
-    let hs = operands("adam_step", p, g, &[m, v])?;
+    let hs = operands(
+        "adam_step",
+        p,
+        g,
+        &[(m, "first moment"), (v, "second moment")],
+    )?;
     let (mut pd, gd, mut md, mut vd) = (
         hs[0].write()?,
         hs[1].read()?,
@@ -102,7 +94,13 @@ fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamCo
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn adam_update_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamConsts) {
+unsafe fn adam_update_avx512(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    c: AdamConsts,
+) {
     adam_update_portable(p, g, m, v, c)
 }
 

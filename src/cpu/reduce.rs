@@ -96,18 +96,8 @@ fn loss_inputs(pred: &Tensor, target: &Tensor, op: &str) -> Result<()> {
     Ok(())
 }
 
-fn loss_name(kind: LossKind) -> &'static str {
-    match kind {
-        LossKind::Mse => "mse loss",
-        LossKind::L1 => "l1 loss",
-        LossKind::BceWithLogits => "bce-with-logits loss",
-        LossKind::SoftmaxCrossEntropy => "softmax cross-entropy loss",
-        LossKind::LeastSquares => "least-squares loss",
-    }
-}
-
 pub fn loss(_be: &CpuBackend, kind: LossKind, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
-    let op = loss_name(kind);
+    let op = kind.name();
     loss_inputs(pred, target, op)?;
     let (ph, th) = (host(pred, op)?, host(target, op)?);
     let (p, t) = (ph.read()?, th.read()?);
@@ -149,14 +139,9 @@ pub fn loss_backward(
     target: &Tensor,
     gloss: &Tensor,
 ) -> Result<Tensor> {
-    let op = loss_name(kind);
+    let op = kind.name();
     loss_inputs(pred, target, op)?;
-    if gloss.numel() != 1 {
-        return Err(Error::Shape(format!(
-            "{op} backward: the loss gradient must have one element, got shape {:?}",
-            gloss.shape()
-        )));
-    }
+    loss_gradient_shape(kind, gloss.shape())?;
     let g = super::to_vec(gloss, op)?[0];
     let (ph, th) = (host(pred, op)?, host(target, op)?);
     let (p, t) = (ph.read()?, th.read()?);

@@ -234,6 +234,7 @@ impl GpuBackend {
     }
 
     pub fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        crate::tensor::non_empty(shape, "upload")?;
         if numel(shape) != data.len() {
             return Err(Error::Shape(format!(
                 "upload: shape {shape:?} needs {} values, got {}",

@@ -50,27 +50,6 @@ pub(crate) fn row_chunks(
         .collect())
 }
 
-/// Error unless the named tensors live in distinct buffers: a buffer written in place may not
-/// be bound a second time in the same dispatch (WebGPU rejects it, and in a browser the
-/// rejection only arrives later, asynchronously).
-pub(crate) fn distinct(op: &str, ts: &[(&Tensor, &str)]) -> Result<()> {
-    let bufs = ts
-        .iter()
-        .map(|(t, _)| t.gpu_buffer(op))
-        .collect::<Result<Vec<_>>>()?;
-    for i in 0..ts.len() {
-        for j in i + 1..ts.len() {
-            if std::sync::Arc::ptr_eq(&bufs[i], &bufs[j]) {
-                return Err(Error::Invalid(format!(
-                    "{op}: {} and {} must be different tensors (one is updated in place)",
-                    ts[i].1, ts[j].1
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Run elementwise `entry` of `shader` over `n` elements, in chunks under the binding limit:
 /// `windows` are bound chunk by chunk from binding 1 on (chunks are multiples of 64 floats, so
 /// each begins at index 0 of its binding), then `wholes` entirely. `params(start, len)` builds
@@ -117,6 +96,7 @@ pub(crate) fn run_chunked(
 }
 
 pub fn fill(be: &GpuBackend, shape: &[usize], value: f32) -> Result<Tensor> {
+    non_empty(shape, "fill")?;
     let out = be.empty(shape)?;
     run_chunked(
         be,
@@ -158,6 +138,9 @@ pub fn assign(be: &GpuBackend, dst: &Tensor, src: &Tensor) -> Result<()> {
         )));
     }
     let (s, d) = (src.gpu_buffer("assign")?, dst.gpu_buffer("assign")?);
+    if std::sync::Arc::ptr_eq(&s, &d) {
+        return Ok(()); // assigning a tensor to itself (WebGPU refuses a copy within one buffer)
+    }
     be.copy_elems(&s, 0, &d, 0, src.numel())
 }
 
@@ -248,10 +231,6 @@ pub fn unary_backward(be: &GpuBackend, op: UnaryOp, x: &Tensor, gy: &Tensor) -> 
 }
 
 pub fn clamp(be: &GpuBackend, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> {
-    if lo.is_nan() || hi.is_nan() || lo > hi {
-        return Err(Error::Invalid(format!(
-            "clamp: need lo <= hi, got lo {lo}, hi {hi}"
-        )));
-    }
+    clamp_bounds(lo, hi)?;
     map1(be, "clamp_op", x, 0, lo, hi)
 }

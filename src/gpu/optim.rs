@@ -2,10 +2,10 @@
 //! chunked under the storage binding limit.
 
 use super::context::Shader;
-use super::elementwise::{distinct, run_elementwise};
+use super::elementwise::run_elementwise;
 use super::{GpuBackend, Params};
 use crate::backend::*;
-use crate::tensor::{non_empty, same_shape, Tensor};
+use crate::tensor::Tensor;
 use crate::{Error, Result};
 
 const SHADER: Shader = Shader {
@@ -18,14 +18,6 @@ fn oparams(n: usize, h: [f32; 7]) -> Params {
     h.iter().fold(Params::new().u(n), |p, &v| p.f(v))
 }
 
-fn check(op: &str, p: &Tensor, others: &[(&Tensor, &str)]) -> Result<()> {
-    non_empty(p.shape(), &format!("{op} parameter"))?;
-    for (t, name) in others {
-        same_shape(p.shape(), t.shape(), &format!("{op}: parameter vs {name}"))?;
-    }
-    Ok(())
-}
-
 pub fn sgd_step(
     be: &GpuBackend,
     p: &Tensor,
@@ -33,11 +25,7 @@ pub fn sgd_step(
     velocity: &Tensor,
     hp: SgdParams,
 ) -> Result<()> {
-    check("sgd_step", p, &[(g, "gradient"), (velocity, "velocity")])?;
-    distinct(
-        "sgd_step",
-        &[(p, "parameter"), (g, "gradient"), (velocity, "velocity")],
-    )?;
+    optimizer_operands("sgd_step", p, g, &[(velocity, "velocity")])?;
     let (pb, gb, vb) = (
         p.gpu_buffer("sgd_step")?,
         g.gpu_buffer("sgd_step")?,
@@ -63,19 +51,11 @@ pub fn adam_step(
     v: &Tensor,
     hp: AdamParams,
 ) -> Result<()> {
-    check(
+    optimizer_operands(
         "adam_step",
         p,
-        &[(g, "gradient"), (m, "first moment"), (v, "second moment")],
-    )?;
-    distinct(
-        "adam_step",
-        &[
-            (p, "parameter"),
-            (g, "gradient"),
-            (m, "first moment"),
-            (v, "second moment"),
-        ],
+        g,
+        &[(m, "first moment"), (v, "second moment")],
     )?;
     if hp.step == 0 {
         return Err(Error::Invalid(

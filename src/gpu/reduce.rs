@@ -293,12 +293,7 @@ pub fn loss_backward(
     gloss: &Tensor,
 ) -> Result<Tensor> {
     check_loss(pred, target)?;
-    if gloss.numel() != 1 {
-        return Err(Error::Shape(format!(
-            "loss_backward: gloss must be a scalar tensor [1], got {:?}",
-            gloss.shape()
-        )));
-    }
+    loss_gradient_shape(kind, gloss.shape())?;
     let (pb, tb, gb) = (
         pred.gpu_buffer("loss_backward")?,
         target.gpu_buffer("loss_backward")?,

@@ -1,0 +1,149 @@
+//! matmul (dense layers) with every transpose: values against an f64 loop and the backward the
+//! tape uses against finite differences, bad input; on the GPU, a random sweep of shapes (vec4
+//! and scalar kernels) against the CPU twin, the splitting paths and many dispatches.
+
+use crate::common::*;
+use nnlab::gpu::GpuOptions;
+
+// ---------------------------------------------------------------- every backend
+
+backend_test! {
+    fn matmul_all_transposes_match_finite_differences(b) {
+        let (m, k, n) = (5, 7, 3);
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let sa = if ta { [k, m] } else { [m, k] };
+            let sb = if tb { [n, k] } else { [k, n] };
+            let inputs = vec![rnd(m * k, 1), rnd(k * n, 2)];
+            let f = |ins: &[Vec<f32>]| {
+                b.v(&b.matmul(&b.t(&sa, &ins[0]), &b.t(&sb, &ins[1]), ta, tb)
+                    .unwrap())
+            };
+            let y = f(&inputs);
+            // reference product by hand loops, in f64
+            let at = |i: usize, l: usize| if ta { inputs[0][l * m + i] } else { inputs[0][i * k + l] } as f64;
+            let bt = |l: usize, j: usize| if tb { inputs[1][j * k + l] } else { inputs[1][l * n + j] } as f64;
+            let want: Vec<f32> = (0..m * n)
+                .map(|e| (0..k).map(|l| at(e / n, l) * bt(l, e % n)).sum::<f64>() as f32)
+                .collect();
+            assert_close(&format!("matmul ta={ta} tb={tb}"), &y, &want, 1e-5);
+            // the tape's backward: ga = gy op(b)^T (in a's storage layout), gb = op(a)^T gy
+            let gy = rnd(m * n, 3);
+            let gyt = b.t(&[m, n], &gy);
+            let (at_, bt_) = (b.t(&sa, &inputs[0]), b.t(&sb, &inputs[1]));
+            let ga = if ta {
+                b.matmul(&bt_, &gyt, tb, true)
+            } else {
+                b.matmul(&gyt, &bt_, false, !tb)
+            }
+            .unwrap();
+            let gb = if tb {
+                b.matmul(&gyt, &at_, true, ta)
+            } else {
+                b.matmul(&at_, &gyt, !ta, false)
+            }
+            .unwrap();
+            assert_eq!(ga.shape(), &sa);
+            assert_eq!(gb.shape(), &sb);
+            let name = format!("matmul ta={ta} tb={tb}");
+            fd_check(&name, &inputs, 0, &gy, &b.v(&ga), 0.1, &f);
+            fd_check(&name, &inputs, 1, &gy, &b.v(&gb), 0.1, &f);
+        }
+    }
+}
+
+backend_test! {
+    fn bad_input_is_an_error(b) {
+        is_err_with(
+            b.matmul(
+                &b.t(&[2, 3], &rnd(6, 1)),
+                &b.t(&[2, 3], &rnd(6, 1)),
+                false,
+                false,
+            ),
+            "inner",
+        );
+        is_err_with(
+            b.matmul(&b.t(&[6], &rnd(6, 1)), &b.t(&[6, 1], &rnd(6, 1)), false, false),
+            "rank 2",
+        );
+    }
+
+}
+
+// ---------------------------------------------------------------- the GPU against its CPU twin
+
+#[test]
+fn gpu_matches_cpu_on_random_shapes_and_transposes() {
+    let g = gpu();
+    let mut pick = Pick { seed: 13, i: 0 };
+    let mut worst = 0.0f32;
+    // sizes that are multiples of 4 take the vec4 kernel, the others the scalar one
+    for case in 0..32u64 {
+        let (m, k, n) = (
+            pick.of(&[1, 3, 4, 17, 36, 70]),
+            pick.of(&[1, 2, 8, 9, 31, 64]),
+            pick.of(&[1, 5, 32, 47, 100]),
+        );
+        let (ta, tb) = (case % 2 == 1, (case / 2) % 2 == 1);
+        let sa = if ta { [k, m] } else { [m, k] };
+        let sb = if tb { [n, k] } else { [k, n] };
+        let (a, b) = (rnd(m * k, 900 + case), rnd(k * n, 950 + case));
+        let what = format!(
+            "matmul {sa:?}{} x {sb:?}{}",
+            if ta { "^T" } else { "" },
+            if tb { "^T" } else { "" }
+        );
+        let r = compare(&g, &what, &[(&sa, &a), (&sb, &b)], |be, t| {
+            be.matmul(&t[0], &t[1], ta, tb)
+        });
+        check_sum(&what, r, k, &mut worst);
+    }
+    println!("matmul, 32 random shapes x transposes: max abs error {worst:e}");
+}
+
+#[test]
+fn gpu_splits_under_low_limits() {
+    // 1 MiB per binding (so every tensor below spans several bindings), 64 workgroups per dim
+    let g = small_gpu();
+    let mut worst = 0.0f32;
+    // matmul: operands of 2-3 MiB, every transpose combination
+    let (m, k, n) = (600, 900, 700);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let sa = if ta { [k, m] } else { [m, k] };
+        let sb = if tb { [n, k] } else { [k, n] };
+        let (a, b) = (rnd(m * k, 10), rnd(k * n, 11));
+        let what = format!("split matmul ta {ta} tb {tb}");
+        let r = compare(&g, &what, &[(&sa, &a), (&sb, &b)], |be, t| {
+            be.matmul(&t[0], &t[1], ta, tb)
+        });
+        check_sum(&what, r, k, &mut worst);
+    }
+    println!("matmul split under a 1 MiB binding limit: max abs error {worst:e}");
+}
+
+#[test]
+fn gpu_many_dispatches_when_workgroups_per_dim_is_tiny() {
+    // 4 workgroups per dimension = 16 per dispatch: every launch below is split by wg_base
+    let g = gpu_with(GpuOptions {
+        max_storage_binding_bytes: None,
+        max_workgroups_per_dim: Some(4),
+    });
+    let mut worst = 0.0f32;
+    let (a, b) = (rnd(130 * 70, 23), rnd(70 * 150, 24));
+    let r = compare(
+        &g,
+        "matmul",
+        &[(&[130, 70], &a), (&[70, 150], &b)],
+        |be, t| be.matmul(&t[0], &t[1], false, false),
+    );
+    check_sum("matmul", r, 70, &mut worst);
+    let (a, b) = (rnd(72 * 132, 25), rnd(160 * 72, 26));
+    let r = compare(
+        &g,
+        "matmul vec4",
+        &[(&[72, 132], &a), (&[160, 72], &b)],
+        |be, t| be.matmul(&t[0], &t[1], true, true),
+    );
+    check_sum("matmul vec4", r, 72, &mut worst);
+    println!("matmul launches split over many dispatches: max abs error {worst:e}");
+}
