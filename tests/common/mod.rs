@@ -9,7 +9,10 @@
 
 use std::sync::OnceLock;
 
-use nnlab::backend::{read_blocking, Backend};
+use nnlab::backend::{
+    conv2d_shapes, conv_transpose2d_shapes, read_blocking, Backend, Conv2dParams,
+    ConvTranspose2dParams,
+};
 use nnlab::cpu::CpuBackend;
 use nnlab::gpu::{GpuBackend, GpuOptions};
 use nnlab::rng;
@@ -69,11 +72,16 @@ pub fn gpu() -> GpuBackend {
 /// A GPU with 1 MiB storage bindings and 64 workgroups per dimension, so ops on tensors of a
 /// few MiB run their chunking and multi-dispatch paths.
 pub fn small_gpu() -> GpuBackend {
-    gpu_with(GpuOptions {
+    let g = gpu_with(GpuOptions {
         max_storage_binding_bytes: Some(1 << 20),
         max_workgroups_per_dim: Some(64),
-    })
+    });
+    assert_eq!(g.max_binding_elems(), 1 << 18);
+    g
 }
+
+/// A tensor shape of 820_545 floats (3.1 MiB), over `small_gpu`'s binding limit.
+pub const SPLIT: [usize; 4] = [3, 5, 227, 241];
 
 /// Upload and read back on any backend (natively, blocking on the GPU's map).
 pub trait HostIo {
@@ -283,6 +291,183 @@ pub fn check_sum(what: &str, (err, scale): (f32, f32), k: usize, worst: &mut f32
         "{what}: max abs error {err:e} > {tol:e} (max |ref| {scale})"
     );
     *worst = worst.max(err);
+}
+
+/// A conv of either kind, so that one code path runs its three kernels (forward,
+/// backward-input, backward-weight) on both backends.
+#[derive(Clone, Copy, Debug)]
+pub enum ConvOp {
+    Direct(Conv2dParams),
+    Transposed(ConvTranspose2dParams),
+}
+
+impl ConvOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvOp::Direct(_) => "conv2d",
+            ConvOp::Transposed(_) => "conv_transpose2d",
+        }
+    }
+    /// The output shape for input `xs` and weight `ws`, or None where the shape rule refuses.
+    pub fn out_shape(self, xs: &[usize], ws: &[usize]) -> Option<[usize; 4]> {
+        let (d, cout) = match self {
+            ConvOp::Direct(p) => (conv2d_shapes(xs, ws, None, p).ok()?, ws[0]),
+            ConvOp::Transposed(p) => (conv_transpose2d_shapes(xs, ws, None, p).ok()?, ws[1]),
+        };
+        Some([xs[0], cout, d[6], d[7]])
+    }
+    pub fn forward(
+        self,
+        be: &dyn Backend,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        match self {
+            ConvOp::Direct(p) => be.conv2d(x, w, b, p),
+            ConvOp::Transposed(p) => be.conv_transpose2d(x, w, b, p),
+        }
+    }
+    pub fn backward_input(
+        self,
+        be: &dyn Backend,
+        gy: &Tensor,
+        w: &Tensor,
+        xs: &[usize],
+    ) -> Result<Tensor> {
+        match self {
+            ConvOp::Direct(p) => be.conv2d_backward_input(gy, w, xs, p),
+            ConvOp::Transposed(p) => be.conv_transpose2d_backward_input(gy, w, xs, p),
+        }
+    }
+    pub fn backward_weight(
+        self,
+        be: &dyn Backend,
+        x: &Tensor,
+        gy: &Tensor,
+        ws: &[usize],
+    ) -> Result<Tensor> {
+        match self {
+            ConvOp::Direct(p) => be.conv2d_backward_weight(x, gy, ws, p),
+            ConvOp::Transposed(p) => be.conv_transpose2d_backward_weight(x, gy, ws, p),
+        }
+    }
+}
+
+/// `op`'s three backward results (input, weight, bias) against central finite differences of
+/// its forward on backend `b`, for x (N, Cin, H, W) and a k x k kernel to `cout` channels, all
+/// data seeded from `seed` (x, w, b, gy: seed .. seed + 3). Linear in each input: eps 0.1.
+pub fn conv_fd_check(b: &dyn Backend, op: ConvOp, [n, cin, cout, h, w, k]: [usize; 6], seed: u64) {
+    let xs = [n, cin, h, w];
+    let ws = match op {
+        ConvOp::Direct(_) => [cout, cin, k, k],
+        ConvOp::Transposed(_) => [cin, cout, k, k],
+    };
+    let inputs = vec![
+        rnd(numel(&xs), seed),
+        rnd(numel(&ws), seed + 1),
+        rnd(cout, seed + 2),
+    ];
+    let forward = |ins: &[Vec<f32>]| {
+        let (x, wt, bias) = (b.t(&xs, &ins[0]), b.t(&ws, &ins[1]), b.t(&[cout], &ins[2]));
+        op.forward(b, &x, &wt, Some(&bias)).unwrap()
+    };
+    let y = forward(&inputs);
+    if let ConvOp::Transposed(p) = op {
+        // PyTorch's size rule
+        let (s, d) = (p.stride, p.dilation);
+        let want = (h - 1) * s + d * (k - 1) + p.output_padding + 1 - 2 * p.padding;
+        assert_eq!(y.shape()[2], want);
+    }
+    let gy = rnd(y.numel(), seed + 3);
+    let gyt = b.t(y.shape(), &gy);
+    let gx = b.v(&op
+        .backward_input(b, &gyt, &b.t(&ws, &inputs[1]), &xs)
+        .unwrap());
+    let gw = b.v(&op
+        .backward_weight(b, &b.t(&xs, &inputs[0]), &gyt, &ws)
+        .unwrap());
+    let gb = b.v(&b.bias_grad(&gyt).unwrap());
+    let name = format!("{} n{n} c{cin}->{cout} {h}x{w} k{k} {op:?}", op.name());
+    let f = |ins: &[Vec<f32>]| b.v(&forward(ins));
+    fd_check(&name, &inputs, 0, &gy, &gx, 0.1, &f);
+    fd_check(&name, &inputs, 1, &gy, &gw, 0.1, &f);
+    fd_check(&name, &inputs, 2, &gy, &gb, 0.1, &f);
+}
+
+/// `op`'s forward (with a bias when `bias`), backward-input and backward-weight on the GPU
+/// against the CPU twin, on data seeded from `seed` (x, w, b, gy: seed .. seed + 3). Each is
+/// held to `check_sum` for the terms its outputs sum: Cin k k (forward), Cout k k
+/// (backward-input), N times the pixels of the direct conv's output (backward-weight).
+pub fn conv_matches_cpu(
+    g: &GpuBackend,
+    op: ConvOp,
+    tag: &str,
+    (xs, ws): ([usize; 4], [usize; 4]),
+    bias: bool,
+    seed: u64,
+    worst: &mut f32,
+) {
+    let ys = op
+        .out_shape(&xs, &ws)
+        .expect("a conv the shape rule accepts");
+    let (cin, cout, k) = (xs[1], ys[1], ws[2]);
+    let (x, w, b, gy) = (
+        rnd(numel(&xs), seed),
+        rnd(numel(&ws), seed + 1),
+        rnd(cout, seed + 2),
+        rnd(numel(&ys), seed + 3),
+    );
+    let pixels = match op {
+        ConvOp::Direct(_) => ys[2] * ys[3],
+        ConvOp::Transposed(_) => xs[2] * xs[3],
+    };
+    let name = op.name();
+    let what = format!("{name} {tag}");
+    let r = compare(g, &what, &[(&xs, &x), (&ws, &w), (&[cout], &b)], |be, t| {
+        op.forward(be, &t[0], &t[1], bias.then_some(&t[2]))
+    });
+    check_sum(&what, r, cin * k * k, worst);
+    let what = format!("{name}_backward_input {tag}");
+    let r = compare(g, &what, &[(&ys, &gy), (&ws, &w)], |be, t| {
+        op.backward_input(be, &t[0], &t[1], &xs)
+    });
+    check_sum(&what, r, cout * k * k, worst);
+    let what = format!("{name}_backward_weight {tag}");
+    let r = compare(g, &what, &[(&xs, &x), (&ys, &gy)], |be, t| {
+        op.backward_weight(be, &t[0], &t[1], &ws)
+    });
+    check_sum(&what, r, xs[0] * pixels, worst);
+}
+
+/// 40 random convs from `draw` (op, x shape, w shape, bias) through `conv_matches_cpu`, data
+/// seeded from `seed` on; draws the shape rule refuses are skipped.
+pub fn conv_sweep(
+    what: &str,
+    mut pick: Pick,
+    seed: u64,
+    mut draw: impl FnMut(&mut Pick) -> (ConvOp, [usize; 4], [usize; 4], bool),
+) {
+    let g = gpu();
+    let (mut worst, mut cases) = (0.0f32, 0);
+    while cases < 40 {
+        let (op, xs, ws, bias) = draw(&mut pick);
+        if op.out_shape(&xs, &ws).is_none() {
+            continue;
+        }
+        let tag = format!("x {xs:?} w {ws:?} {op:?} bias {bias}");
+        conv_matches_cpu(
+            &g,
+            op,
+            &tag,
+            (xs, ws),
+            bias,
+            seed + cases as u64,
+            &mut worst,
+        );
+        cases += 1;
+    }
+    println!("{what} fwd/bwd-input/bwd-weight, {cases} random shapes: max abs error {worst:e}");
 }
 
 /// Both backends refuse each case with the same words (the shape rules live once, in

@@ -214,8 +214,7 @@ fn gpu_matches_cpu() {
 /// split into chunks and dispatches and still give the CPU result.
 #[test]
 fn gpu_splits_under_low_limits() {
-    let g = small_gpu();
-    let shape = [3, 5, 227, 241]; // 820_545 floats = 3.1 MiB
+    let (g, shape) = (small_gpu(), SPLIT);
     batchnorm_case(&g, &shape, 204, 2e-5);
 }
 

@@ -30,44 +30,7 @@ fn conv_fd_case(
         padding,
         dilation,
     };
-    let xs = [n, cin, h, w];
-    let ws = [cout, cin, k, k];
-    let inputs = vec![
-        rnd(n * cin * h * w, seed),
-        rnd(cout * cin * k * k, seed + 1),
-        rnd(cout, seed + 2),
-    ];
-    let f = |ins: &[Vec<f32>]| {
-        b.v(&b
-            .conv2d(
-                &b.t(&xs, &ins[0]),
-                &b.t(&ws, &ins[1]),
-                Some(&b.t(&[cout], &ins[2])),
-                p,
-            )
-            .unwrap())
-    };
-    let y = b
-        .conv2d(
-            &b.t(&xs, &inputs[0]),
-            &b.t(&ws, &inputs[1]),
-            Some(&b.t(&[cout], &inputs[2])),
-            p,
-        )
-        .unwrap();
-    let gy = rnd(y.numel(), seed + 3);
-    let gyt = b.t(y.shape(), &gy);
-    let gx = b.v(&b
-        .conv2d_backward_input(&gyt, &b.t(&ws, &inputs[1]), &xs, p)
-        .unwrap());
-    let gw = b.v(&b
-        .conv2d_backward_weight(&b.t(&xs, &inputs[0]), &gyt, &ws, p)
-        .unwrap());
-    let gb = b.v(&b.bias_grad(&gyt).unwrap());
-    let name = format!("conv2d n{n} c{cin}->{cout} {h}x{w} k{k} s{stride} p{padding} d{dilation}");
-    fd_check(&name, &inputs, 0, &gy, &gx, 0.1, &f);
-    fd_check(&name, &inputs, 1, &gy, &gw, 0.1, &f);
-    fd_check(&name, &inputs, 2, &gy, &gb, 0.1, &f);
+    conv_fd_check(b, ConvOp::Direct(p), [n, cin, cout, h, w, k], seed);
 }
 
 backend_test! {
@@ -581,108 +544,28 @@ backend_test! {
 
 #[test]
 fn gpu_matches_cpu_on_random_shapes() {
-    let g = gpu();
-    let mut pick = Pick { seed: 11, i: 0 };
-    let (mut worst, mut cases) = (0.0f32, 0);
-    while cases < 40 {
+    conv_sweep("conv2d", Pick { seed: 11, i: 0 }, 100, |pick| {
         let n = pick.of(&[1, 2, 3]);
         let (cin, cout) = (pick.of(&[1, 3, 5, 17]), pick.of(&[1, 2, 7, 18, 33]));
         let (h, w) = (pick.of(&[5, 7, 9, 13]), pick.of(&[4, 6, 11]));
         let k = pick.of(&[1, 2, 3, 5]);
-        let p = Conv2dParams {
+        let op = ConvOp::Direct(Conv2dParams {
             stride: pick.of(&[1, 2]),
             padding: pick.of(&[0, 1, 2]),
             dilation: pick.of(&[1, 2]),
-        };
+        });
         let bias = pick.of(&[false, true]);
-        let (xs, ws) = ([n, cin, h, w], [cout, cin, k, k]);
-        let Ok(d) = nnlab::backend::conv2d_shapes(&xs, &ws, None, p) else {
-            continue;
-        };
-        let ys = [n, cout, d[6], d[7]];
-        let seed = 100 + cases as u64;
-        let (x, wt, b, gy) = (
-            rnd(n * cin * h * w, seed),
-            rnd(cout * cin * k * k, seed + 1),
-            rnd(cout, seed + 2),
-            rnd(ys.iter().product(), seed + 3),
-        );
-        let tag = format!("x {xs:?} w {ws:?} {p:?} bias {bias}");
-        let r = compare(
-            &g,
-            &format!("conv2d {tag}"),
-            &[(&xs, &x), (&ws, &wt), (&[cout], &b)],
-            |be, t| be.conv2d(&t[0], &t[1], bias.then_some(&t[2]), p),
-        );
-        check_sum(&format!("conv2d {tag}"), r, cin * k * k, &mut worst);
-        let r = compare(
-            &g,
-            &format!("conv2d_backward_input {tag}"),
-            &[(&ys, &gy), (&ws, &wt)],
-            |be, t| be.conv2d_backward_input(&t[0], &t[1], &xs, p),
-        );
-        check_sum(
-            &format!("conv2d_backward_input {tag}"),
-            r,
-            cout * k * k,
-            &mut worst,
-        );
-        let r = compare(
-            &g,
-            &format!("conv2d_backward_weight {tag}"),
-            &[(&xs, &x), (&ys, &gy)],
-            |be, t| be.conv2d_backward_weight(&t[0], &t[1], &ws, p),
-        );
-        check_sum(
-            &format!("conv2d_backward_weight {tag}"),
-            r,
-            n * d[6] * d[7],
-            &mut worst,
-        );
-        cases += 1;
-    }
-    println!("conv2d fwd/bwd-input/bwd-weight, {cases} random shapes: max abs error {worst:e}");
+        (op, [n, cin, h, w], [cout, cin, k, k], bias)
+    });
 }
 
 #[test]
 fn gpu_splits_under_low_limits() {
-    // 1 MiB per binding (so every tensor below spans several bindings), 64 workgroups per dim
-    let g = small_gpu();
+    // 1 MiB per binding, 64 workgroups per dim: x 12x16x64x64 = 3 MiB, y 12x20x62x62 ~ 3.5 MiB
+    let op = ConvOp::Direct(Conv2dParams::default());
     let mut worst = 0.0f32;
-    // conv2d: x 12x16x64x64 = 3 MiB, y 12x20x62x62 ~ 3.5 MiB
-    let p = Conv2dParams {
-        stride: 1,
-        padding: 0,
-        dilation: 1,
-    };
-    let (xs, ws, ys) = ([12, 16, 64, 64], [20, 16, 3, 3], [12, 20, 62, 62]);
-    let (x, wt, b, gy) = (
-        rnd(12 * 16 * 4096, 1),
-        rnd(20 * 16 * 9, 2),
-        rnd(20, 3),
-        rnd(12 * 20 * 62 * 62, 4),
-    );
-    let r = compare(
-        &g,
-        "split conv2d",
-        &[(&xs, &x), (&ws, &wt), (&[20], &b)],
-        |be, t| be.conv2d(&t[0], &t[1], Some(&t[2]), p),
-    );
-    check_sum("split conv2d", r, 16 * 9, &mut worst);
-    let r = compare(
-        &g,
-        "split conv2d_backward_input",
-        &[(&ys, &gy), (&ws, &wt)],
-        |be, t| be.conv2d_backward_input(&t[0], &t[1], &xs, p),
-    );
-    check_sum("split conv2d_backward_input", r, 20 * 9, &mut worst);
-    let r = compare(
-        &g,
-        "split conv2d_backward_weight",
-        &[(&xs, &x), (&ys, &gy)],
-        |be, t| be.conv2d_backward_weight(&t[0], &t[1], &ws, p),
-    );
-    check_sum("split conv2d_backward_weight", r, 12 * 62 * 62, &mut worst);
+    let shapes = ([12, 16, 64, 64], [20, 16, 3, 3]);
+    conv_matches_cpu(&small_gpu(), op, "split", shapes, true, 1, &mut worst);
     println!("conv2d split under a 1 MiB binding limit: max abs error {worst:e}");
 }
 
@@ -693,36 +576,14 @@ fn gpu_many_dispatches_when_workgroups_per_dim_is_tiny() {
         max_storage_binding_bytes: None,
         max_workgroups_per_dim: Some(4),
     });
-    let mut worst = 0.0f32;
-    let p = Conv2dParams {
+    let op = ConvOp::Direct(Conv2dParams {
         stride: 2,
         padding: 1,
         dilation: 1,
-    };
-    let (xs, ws, ys) = ([3, 5, 33, 31], [37, 5, 3, 3], [3, 37, 17, 16]);
-    let (x, wt, gy) = (
-        rnd(3 * 5 * 33 * 31, 20),
-        rnd(37 * 45, 21),
-        rnd(3 * 37 * 17 * 16, 22),
-    );
-    let r = compare(&g, "conv2d", &[(&xs, &x), (&ws, &wt)], |be, t| {
-        be.conv2d(&t[0], &t[1], None, p)
     });
-    check_sum("conv2d", r, 45, &mut worst);
-    let r = compare(
-        &g,
-        "conv2d_backward_input",
-        &[(&ys, &gy), (&ws, &wt)],
-        |be, t| be.conv2d_backward_input(&t[0], &t[1], &xs, p),
-    );
-    check_sum("conv2d_backward_input", r, 37 * 9, &mut worst);
-    let r = compare(
-        &g,
-        "conv2d_backward_weight",
-        &[(&xs, &x), (&ys, &gy)],
-        |be, t| be.conv2d_backward_weight(&t[0], &t[1], &ws, p),
-    );
-    check_sum("conv2d_backward_weight", r, 3 * 17 * 16, &mut worst);
+    let mut worst = 0.0f32;
+    let shapes = ([3, 5, 33, 31], [37, 5, 3, 3]);
+    conv_matches_cpu(&g, op, "many dispatches", shapes, false, 20, &mut worst);
     println!("conv2d launches split over many dispatches: max abs error {worst:e}");
 }
 

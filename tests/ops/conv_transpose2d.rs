@@ -29,47 +29,7 @@ fn convt_fd_case(
         output_padding,
         dilation,
     };
-    let xs = [n, cin, h, w];
-    let ws = [cin, cout, k, k];
-    let inputs = vec![
-        rnd(n * cin * h * w, seed),
-        rnd(cin * cout * k * k, seed + 1),
-        rnd(cout, seed + 2),
-    ];
-    let f = |ins: &[Vec<f32>]| {
-        b.v(&b
-            .conv_transpose2d(
-                &b.t(&xs, &ins[0]),
-                &b.t(&ws, &ins[1]),
-                Some(&b.t(&[cout], &ins[2])),
-                p,
-            )
-            .unwrap())
-    };
-    let y = b
-        .conv_transpose2d(
-            &b.t(&xs, &inputs[0]),
-            &b.t(&ws, &inputs[1]),
-            Some(&b.t(&[cout], &inputs[2])),
-            p,
-        )
-        .unwrap();
-    // PyTorch's size rule
-    let want = (h - 1) * stride + dilation * (k - 1) + output_padding + 1 - 2 * padding;
-    assert_eq!(y.shape()[2], want);
-    let gy = rnd(y.numel(), seed + 3);
-    let gyt = b.t(y.shape(), &gy);
-    let gx = b.v(&b
-        .conv_transpose2d_backward_input(&gyt, &b.t(&ws, &inputs[1]), &xs, p)
-        .unwrap());
-    let gw = b.v(&b
-        .conv_transpose2d_backward_weight(&b.t(&xs, &inputs[0]), &gyt, &ws, p)
-        .unwrap());
-    let gb = b.v(&b.bias_grad(&gyt).unwrap());
-    let name = format!("conv_transpose2d n{n} c{cin}->{cout} {h}x{w} k{k} s{stride} p{padding} op{output_padding} d{dilation}");
-    fd_check(&name, &inputs, 0, &gy, &gx, 0.1, &f);
-    fd_check(&name, &inputs, 1, &gy, &gw, 0.1, &f);
-    fd_check(&name, &inputs, 2, &gy, &gb, 0.1, &f);
+    conv_fd_check(b, ConvOp::Transposed(p), [n, cin, cout, h, w, k], seed);
 }
 
 backend_test! {
@@ -212,127 +172,35 @@ backend_test! {
 
 #[test]
 fn gpu_matches_cpu_on_random_shapes() {
-    let g = gpu();
-    let mut pick = Pick { seed: 12, i: 0 };
-    let (mut worst, mut cases) = (0.0f32, 0);
-    while cases < 40 {
+    conv_sweep("conv_transpose2d", Pick { seed: 12, i: 0 }, 500, |pick| {
         let n = pick.of(&[1, 2, 3]);
         let (cin, cout) = (pick.of(&[1, 3, 6, 17]), pick.of(&[1, 2, 5, 18]));
         let (h, w) = (pick.of(&[1, 3, 4, 7]), pick.of(&[2, 5, 7]));
         let k = pick.of(&[1, 2, 3, 4, 5]);
-        let p = ConvTranspose2dParams {
+        let op = ConvOp::Transposed(ConvTranspose2dParams {
             stride: pick.of(&[1, 2, 3]),
             padding: pick.of(&[0, 1, 2]),
             output_padding: pick.of(&[0, 1, 2]),
             dilation: pick.of(&[1, 2]),
-        };
+        });
         let bias = pick.of(&[false, true]);
-        let (xs, ws) = ([n, cin, h, w], [cin, cout, k, k]);
-        let Ok(d) = nnlab::backend::conv_transpose2d_shapes(&xs, &ws, None, p) else {
-            continue;
-        };
-        let ys = [n, cout, d[6], d[7]];
-        let seed = 500 + cases as u64;
-        let (x, wt, b, gy) = (
-            rnd(n * cin * h * w, seed),
-            rnd(cin * cout * k * k, seed + 1),
-            rnd(cout, seed + 2),
-            rnd(ys.iter().product(), seed + 3),
-        );
-        let tag = format!("x {xs:?} w {ws:?} {p:?} bias {bias}");
-        let r = compare(
-            &g,
-            &format!("conv_transpose2d {tag}"),
-            &[(&xs, &x), (&ws, &wt), (&[cout], &b)],
-            |be, t| be.conv_transpose2d(&t[0], &t[1], bias.then_some(&t[2]), p),
-        );
-        check_sum(
-            &format!("conv_transpose2d {tag}"),
-            r,
-            cin * k * k,
-            &mut worst,
-        );
-        let r = compare(
-            &g,
-            &format!("conv_transpose2d_backward_input {tag}"),
-            &[(&ys, &gy), (&ws, &wt)],
-            |be, t| be.conv_transpose2d_backward_input(&t[0], &t[1], &xs, p),
-        );
-        check_sum(
-            &format!("conv_transpose2d_backward_input {tag}"),
-            r,
-            cout * k * k,
-            &mut worst,
-        );
-        let r = compare(
-            &g,
-            &format!("conv_transpose2d_backward_weight {tag}"),
-            &[(&xs, &x), (&ys, &gy)],
-            |be, t| be.conv_transpose2d_backward_weight(&t[0], &t[1], &ws, p),
-        );
-        check_sum(
-            &format!("conv_transpose2d_backward_weight {tag}"),
-            r,
-            n * h * w,
-            &mut worst,
-        );
-        cases += 1;
-    }
-    println!(
-        "conv_transpose2d fwd/bwd-input/bwd-weight, {cases} random shapes: max abs error {worst:e}"
-    );
+        (op, [n, cin, h, w], [cin, cout, k, k], bias)
+    });
 }
 
 #[test]
 fn gpu_splits_under_low_limits() {
-    // 1 MiB per binding (so every tensor below spans several bindings), 64 workgroups per dim
-    let g = small_gpu();
-    let mut worst = 0.0f32;
-    // conv_transpose2d 8x32x16x16 (0.25 MiB) -> 8x24x33x33 (~0.8 MiB/…), stride 2, output_padding 1
-    let pt = ConvTranspose2dParams {
+    // 1 MiB per binding, 64 workgroups per dim: x 20x32x16x16 (0.6 MiB) -> y 20x24x33x33
+    // (~2 MiB), stride 2, output_padding 1
+    let op = ConvOp::Transposed(ConvTranspose2dParams {
         stride: 2,
         padding: 1,
         output_padding: 1,
         dilation: 1,
-    };
-    let (txs, tws, tys) = ([20, 32, 16, 16], [32, 24, 4, 4], [20, 24, 33, 33]);
-    let (tx, twt, tb, tgy) = (
-        rnd(20 * 32 * 256, 5),
-        rnd(32 * 24 * 16, 6),
-        rnd(24, 7),
-        rnd(20 * 24 * 33 * 33, 8),
-    );
-    let r = compare(
-        &g,
-        "split conv_transpose2d",
-        &[(&txs, &tx), (&tws, &twt), (&[24], &tb)],
-        |be, t| be.conv_transpose2d(&t[0], &t[1], Some(&t[2]), pt),
-    );
-    check_sum("split conv_transpose2d", r, 32 * 16, &mut worst);
-    let r = compare(
-        &g,
-        "split conv_transpose2d_backward_input",
-        &[(&tys, &tgy), (&tws, &twt)],
-        |be, t| be.conv_transpose2d_backward_input(&t[0], &t[1], &txs, pt),
-    );
-    check_sum(
-        "split conv_transpose2d_backward_input",
-        r,
-        24 * 16,
-        &mut worst,
-    );
-    let r = compare(
-        &g,
-        "split conv_transpose2d_backward_weight",
-        &[(&txs, &tx), (&tys, &tgy)],
-        |be, t| be.conv_transpose2d_backward_weight(&t[0], &t[1], &tws, pt),
-    );
-    check_sum(
-        "split conv_transpose2d_backward_weight",
-        r,
-        20 * 256,
-        &mut worst,
-    );
+    });
+    let mut worst = 0.0f32;
+    let shapes = ([20, 32, 16, 16], [32, 24, 4, 4]);
+    conv_matches_cpu(&small_gpu(), op, "split", shapes, true, 5, &mut worst);
     println!("conv_transpose2d split under a 1 MiB binding limit: max abs error {worst:e}");
 }
 

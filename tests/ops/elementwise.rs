@@ -8,21 +8,33 @@ use nnlab::backend::*;
 use nnlab::cpu::CpuBackend;
 use nnlab::gpu::GpuOptions;
 
+/// Shapes with odd sizes, batch 1 and > 1, sizes not a multiple of the workgroup size.
+pub const SHAPES: &[&[usize]] = &[
+    &[1, 3, 5, 7],
+    &[2, 4, 9, 11],
+    &[3, 17, 13],
+    &[1, 1000],
+    &[4, 257],
+    &[5, 6, 33, 7],
+    &[7, 1],
+];
+
+const UNARY: &[UnaryOp] = &[
+    UnaryOp::Relu,
+    UnaryOp::LeakyRelu(0.2),
+    UnaryOp::Tanh,
+    UnaryOp::Sigmoid,
+    UnaryOp::Sign,
+    UnaryOp::Square,
+    UnaryOp::Abs,
+];
+
 // ---------------------------------------------------------------- every backend
 
 backend_test! {
     fn unary_backward_matches_finite_differences(b) {
         let shape = [3, 7];
-        let ops = [
-            UnaryOp::Relu,
-            UnaryOp::LeakyRelu(0.2),
-            UnaryOp::Tanh,
-            UnaryOp::Sigmoid,
-            UnaryOp::Sign,
-            UnaryOp::Square,
-            UnaryOp::Abs,
-        ];
-        for (k, op) in ops.into_iter().enumerate() {
+        for (k, &op) in UNARY.iter().enumerate() {
             // scaled to [-3, 3), >= 0.15 away from the kinks at 0
             let x: Vec<f32> = rnd_away(21, 200 + k as u64, 0.05)
                 .iter()
@@ -199,27 +211,6 @@ backend_test! {
 
 // ---------------------------------------------------------------- the GPU against its CPU twin
 
-/// Shapes with odd sizes, batch 1 and > 1, sizes not a multiple of the workgroup size.
-pub const SHAPES: &[&[usize]] = &[
-    &[1, 3, 5, 7],
-    &[2, 4, 9, 11],
-    &[3, 17, 13],
-    &[1, 1000],
-    &[4, 257],
-    &[5, 6, 33, 7],
-    &[7, 1],
-];
-
-const UNARY: &[UnaryOp] = &[
-    UnaryOp::Relu,
-    UnaryOp::LeakyRelu(0.2),
-    UnaryOp::Tanh,
-    UnaryOp::Sigmoid,
-    UnaryOp::Sign,
-    UnaryOp::Square,
-    UnaryOp::Abs,
-];
-
 #[test]
 fn gpu_matches_cpu() {
     let g = gpu();
@@ -281,11 +272,8 @@ fn gpu_matches_cpu() {
 /// split into chunks and dispatches and still give the CPU result.
 #[test]
 fn gpu_splits_under_low_limits() {
-    let g = small_gpu();
-    let cpu = CpuBackend::new();
-    assert_eq!(g.max_binding_elems(), 1 << 18);
-    let shape = [3, 5, 227, 241]; // 820_545 floats = 3.1 MiB
-    let n = numel(&shape);
+    let (g, cpu) = (small_gpu(), CpuBackend::new());
+    let (shape, n) = (SPLIT, numel(&SPLIT));
     let x = pair(&g, &shape, &rnd_in(n, 200, -3.0, 3.0));
     let y = pair(&g, &shape, &rnd_in(n, 201, -1.0, 1.0));
     same(

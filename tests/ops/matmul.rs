@@ -3,7 +3,7 @@
 //! and scalar kernels) against the CPU twin, the splitting paths and many dispatches.
 
 use crate::common::*;
-use nnlab::gpu::GpuOptions;
+use nnlab::gpu::{GpuBackend, GpuOptions};
 
 // ---------------------------------------------------------------- every backend
 
@@ -72,6 +72,29 @@ backend_test! {
 
 // ---------------------------------------------------------------- the GPU against its CPU twin
 
+/// op(a) (m, k) times op(b) (k, n) on the GPU against the CPU twin, a and b seeded; each output
+/// sums k terms (`check_sum`).
+fn matmul_matches_cpu(
+    g: &GpuBackend,
+    [m, k, n]: [usize; 3],
+    (ta, tb): (bool, bool),
+    (seed_a, seed_b): (u64, u64),
+    worst: &mut f32,
+) {
+    let sa = if ta { [k, m] } else { [m, k] };
+    let sb = if tb { [n, k] } else { [k, n] };
+    let (a, b) = (rnd(m * k, seed_a), rnd(k * n, seed_b));
+    let what = format!(
+        "matmul {sa:?}{} x {sb:?}{}",
+        if ta { "^T" } else { "" },
+        if tb { "^T" } else { "" }
+    );
+    let r = compare(g, &what, &[(&sa, &a), (&sb, &b)], |be, t| {
+        be.matmul(&t[0], &t[1], ta, tb)
+    });
+    check_sum(&what, r, k, worst);
+}
+
 #[test]
 fn gpu_matches_cpu_on_random_shapes_and_transposes() {
     let g = gpu();
@@ -79,44 +102,24 @@ fn gpu_matches_cpu_on_random_shapes_and_transposes() {
     let mut worst = 0.0f32;
     // sizes that are multiples of 4 take the vec4 kernel, the others the scalar one
     for case in 0..32u64 {
-        let (m, k, n) = (
+        let mkn = [
             pick.of(&[1, 3, 4, 17, 36, 70]),
             pick.of(&[1, 2, 8, 9, 31, 64]),
             pick.of(&[1, 5, 32, 47, 100]),
-        );
-        let (ta, tb) = (case % 2 == 1, (case / 2) % 2 == 1);
-        let sa = if ta { [k, m] } else { [m, k] };
-        let sb = if tb { [n, k] } else { [k, n] };
-        let (a, b) = (rnd(m * k, 900 + case), rnd(k * n, 950 + case));
-        let what = format!(
-            "matmul {sa:?}{} x {sb:?}{}",
-            if ta { "^T" } else { "" },
-            if tb { "^T" } else { "" }
-        );
-        let r = compare(&g, &what, &[(&sa, &a), (&sb, &b)], |be, t| {
-            be.matmul(&t[0], &t[1], ta, tb)
-        });
-        check_sum(&what, r, k, &mut worst);
+        ];
+        let trans = (case % 2 == 1, (case / 2) % 2 == 1);
+        matmul_matches_cpu(&g, mkn, trans, (900 + case, 950 + case), &mut worst);
     }
     println!("matmul, 32 random shapes x transposes: max abs error {worst:e}");
 }
 
 #[test]
 fn gpu_splits_under_low_limits() {
-    // 1 MiB per binding (so every tensor below spans several bindings), 64 workgroups per dim
+    // 1 MiB per binding, 64 workgroups per dim: operands of 2-3 MiB, every transpose combination
     let g = small_gpu();
     let mut worst = 0.0f32;
-    // matmul: operands of 2-3 MiB, every transpose combination
-    let (m, k, n) = (600, 900, 700);
-    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-        let sa = if ta { [k, m] } else { [m, k] };
-        let sb = if tb { [n, k] } else { [k, n] };
-        let (a, b) = (rnd(m * k, 10), rnd(k * n, 11));
-        let what = format!("split matmul ta {ta} tb {tb}");
-        let r = compare(&g, &what, &[(&sa, &a), (&sb, &b)], |be, t| {
-            be.matmul(&t[0], &t[1], ta, tb)
-        });
-        check_sum(&what, r, k, &mut worst);
+    for trans in [(false, false), (true, false), (false, true), (true, true)] {
+        matmul_matches_cpu(&g, [600, 900, 700], trans, (10, 11), &mut worst);
     }
     println!("matmul split under a 1 MiB binding limit: max abs error {worst:e}");
 }
@@ -129,21 +132,8 @@ fn gpu_many_dispatches_when_workgroups_per_dim_is_tiny() {
         max_workgroups_per_dim: Some(4),
     });
     let mut worst = 0.0f32;
-    let (a, b) = (rnd(130 * 70, 23), rnd(70 * 150, 24));
-    let r = compare(
-        &g,
-        "matmul",
-        &[(&[130, 70], &a), (&[70, 150], &b)],
-        |be, t| be.matmul(&t[0], &t[1], false, false),
-    );
-    check_sum("matmul", r, 70, &mut worst);
-    let (a, b) = (rnd(72 * 132, 25), rnd(160 * 72, 26));
-    let r = compare(
-        &g,
-        "matmul vec4",
-        &[(&[72, 132], &a), (&[160, 72], &b)],
-        |be, t| be.matmul(&t[0], &t[1], true, true),
-    );
-    check_sum("matmul vec4", r, 72, &mut worst);
+    matmul_matches_cpu(&g, [130, 70, 150], (false, false), (23, 24), &mut worst);
+    // the vec4 kernel
+    matmul_matches_cpu(&g, [132, 72, 160], (true, true), (25, 26), &mut worst);
     println!("matmul launches split over many dispatches: max abs error {worst:e}");
 }

@@ -110,7 +110,8 @@ backend_test! {
         };
         let (m, v) = (b.zeros(&[2, 3]).unwrap(), b.zeros(&[2, 3]).unwrap());
         let g = a32.reshape(&[2, 3]).unwrap();
-        assert!(b.adam_step(&a, &g, &m, &v, adam).is_err()); // step 0
+        assert!(b.adam_step(&a, &a32, &m, &v, adam).is_err()); // step 0, gradient of another shape
+    assert!(b.adam_step(&a, &g, &m, &v, adam).is_err()); // step 0
         let adam = AdamParams { step: 1, ..adam };
         assert!(b.adam_step(&a, &a, &m, &v, adam).is_err()); // gradient aliases the parameter
         assert!(b.adam_step(&a, &g, &m, &m, adam).is_err()); // m aliases v

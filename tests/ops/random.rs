@@ -144,10 +144,7 @@ fn gpu_matches_cpu() {
 /// split into chunks and dispatches and still give the CPU result.
 #[test]
 fn gpu_splits_under_low_limits() {
-    let g = small_gpu();
-    assert_eq!(g.max_binding_elems(), 1 << 18);
-    let shape = [3, 5, 227, 241]; // 820_545 floats = 3.1 MiB
-    let n = numel(&shape);
+    let (g, n) = (small_gpu(), numel(&SPLIT));
     let u = Distribution::Uniform { lo: 0.0, hi: 1.0 };
     assert_close(
         "split random uniform",

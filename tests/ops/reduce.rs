@@ -118,11 +118,8 @@ fn gpu_matches_cpu() {
 /// split into chunks and dispatches and still give the CPU result.
 #[test]
 fn gpu_splits_under_low_limits() {
-    let g = small_gpu();
-    let cpu = CpuBackend::new();
-    assert_eq!(g.max_binding_elems(), 1 << 18);
-    let shape = [3, 5, 227, 241]; // 820_545 floats = 3.1 MiB
-    let n = numel(&shape);
+    let (g, cpu) = (small_gpu(), CpuBackend::new());
+    let (shape, n) = (SPLIT, numel(&SPLIT));
     let x = pair(&g, &shape, &rnd_in(n, 200, -3.0, 3.0));
     same(
         &g,
