@@ -4,7 +4,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod dispatch {
     use clap::{Parser, Subcommand};
-    use nnlab::cli::{ae, bench, classifier, dncnn, figure, gan};
+    use nnlab::cli::{ae, bench, classifier, dncnn, figure, gan, semi};
 
     #[derive(Parser)]
     #[command(
@@ -79,6 +79,9 @@ mod dispatch {
         Ae(ae::EvalArgs),
         /// Classifier score and Frechet distance of GAN generators vs real held-out digits
         Gan(gan::EvalArgs),
+        /// Semi-supervised table: test error for L labelled digits x {labels only, + noise, +
+        /// adversarial consistency}, each cell trained over several seeds
+        Semi(semi::EvalSemiArgs),
     }
 
     pub fn main() -> nnlab::Result<()> {
@@ -96,6 +99,7 @@ mod dispatch {
             },
             Cmd::Eval { what } => match what {
                 EvalWhat::Classifier(a) => classifier::eval(a),
+                EvalWhat::Semi(a) => semi::eval(a),
                 EvalWhat::Dncnn(a) => dncnn::eval(a),
                 EvalWhat::Ae(a) => ae::eval(a),
                 EvalWhat::Gan(a) => gan::eval(a),

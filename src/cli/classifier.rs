@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{checks, finite_loss, hms, metadata, mnist_train, model_file, RunArgs};
+use super::{checks, finite_loss, hms, metadata, mnist_train, model_file, semi, RunArgs};
 use crate::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PAGE_DIGITS, PIXELS, SIDE};
 use crate::models::attack::{self, AdvTraining, Attack};
 use crate::models::classifier::train_step;
@@ -17,6 +17,8 @@ use crate::{rng, Backend, Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AttackName {
     Fgsm,
+    /// x + eps sqrt(784) g / ||g||_2: gradient ascent with the L2 norm of an FGSM step
+    Gradient,
     Iterative,
 }
 
@@ -28,9 +30,10 @@ pub struct TrainArgs {
     /// weight of the clean loss in adversarial training
     #[arg(long, default_value_t = 0.5)]
     pub alpha: f32,
-    /// FGSM budget used in adversarial training (pixel scale)
-    #[arg(long, default_value_t = 0.25)]
-    pub eps: f32,
+    /// FGSM budget used in adversarial training (pixel scale; default 0.25), or the size of the
+    /// semi-supervised perturbation r (default 2.0 with --norm l2, 0.1 with --norm sign)
+    #[arg(long)]
+    pub eps: Option<f32>,
     /// adversarial training on RS-FGSM (random start in the eps ball, step 1.25 eps; Wong et
     /// al. 2020) instead of plain FGSM, which can overfit and mask gradients
     #[arg(long)]
@@ -49,6 +52,12 @@ pub struct TrainArgs {
     pub shift: u32,
     #[arg(long, default_value = "www/models/classifier.safetensors")]
     pub out: PathBuf,
+    /// train semi-supervised on N labelled digits (a multiple of 10: N/10 of each class, drawn
+    /// by --seed) or 'all'; the other training digits are unlabelled (see --unlabelled)
+    #[arg(long, value_parser = semi::parse_labels)]
+    pub labels: Option<semi::LabelCount>,
+    #[command(flatten)]
+    pub semi: semi::SemiArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -95,6 +104,24 @@ fn shift_batch(xs: &mut [f32], max: u32, seed: u64) {
 }
 
 pub fn train(a: TrainArgs) -> Result<()> {
+    if let Some(labels) = a.labels {
+        if a.adversarial {
+            return Err(Error::Invalid(
+                "--labels (semi-supervised) and --adversarial cannot be combined".into(),
+            ));
+        }
+        let r = semi::SemiRun::new(&a.semi, labels, a.eps, a.lr, a.seed)?;
+        crate::files::check_writable(&a.out)?;
+        let b = a.run.backend()?;
+        return semi::train(b.as_ref(), &a.run.data_dir()?, &r, &a.out);
+    }
+    if a.semi.unlabelled != semi::UnlabelledArg::None || a.semi.entropy {
+        return Err(Error::Invalid(
+            "--unlabelled and --entropy need --labels N (the other digits are the unlabelled ones)"
+                .into(),
+        ));
+    }
+    let eps = a.eps.unwrap_or(0.25);
     if a.shift > 8 {
         return Err(Error::Invalid(format!(
             "--shift must be at most 8 pixels, got {}",
@@ -108,7 +135,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         )));
     }
     if a.adversarial {
-        Attack::fgsm(a.eps).validate()?;
+        Attack::fgsm(eps).validate()?;
         if !(0.0..=1.0).contains(&a.alpha) {
             return Err(Error::Invalid(format!(
                 "--alpha must be in [0, 1], got {}",
@@ -134,7 +161,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let steps_per_epoch = train.len() / a.batch;
     let total = steps_per_epoch * a.epochs;
     let adv = |step: usize| AdvTraining {
-        eps: a.eps,
+        eps,
         alpha: a.alpha,
         random_start: a
             .random_start
@@ -151,7 +178,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         a.lr,
         a.shift,
         a.seed,
-        if a.adversarial { format!(", adversarial: alpha {} eps {}{}", a.alpha, a.eps, if a.random_start { " RS-FGSM" } else { " FGSM" }) } else { String::new() }
+        if a.adversarial { format!(", adversarial: alpha {} eps {}{}", a.alpha, eps, if a.random_start { " RS-FGSM" } else { " FGSM" }) } else { String::new() }
     );
     let start = Instant::now();
     let mut last_print = Instant::now();
@@ -234,7 +261,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             format!(
                 "alpha {} eps {} {}",
                 a.alpha,
-                a.eps,
+                eps,
                 if a.random_start { "RS-FGSM" } else { "FGSM" }
             )
         } else {
@@ -258,27 +285,31 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         ));
     }
     checks::check_limit(a.limit)?;
-    // every attack is checked before anything is loaded or printed
+    // every attack is checked before anything is loaded or printed; this list is what runs
+    let mut attacks = Vec::new();
     for name in &a.attack {
         for &eps in &a.eps {
-            let mut at = match name {
-                AttackName::Fgsm => Attack::fgsm(eps),
-                AttackName::Iterative => Attack::iterative(eps, a.steps),
+            let (mut at, label) = match name {
+                AttackName::Fgsm => (Attack::fgsm(eps), "fgsm".to_string()),
+                AttackName::Gradient => (Attack::gradient_l2(eps), "gradient".to_string()),
+                AttackName::Iterative => {
+                    (Attack::iterative(eps, a.steps), format!("iter{}", a.steps))
+                }
             };
             at.target = a.target;
             at.validate()?;
+            attacks.push((label, at));
         }
     }
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
-    let model = Classifier::new(b, ClassifierConfig::default(), 0)?;
-    crate::weights::load_file(b, &model.params(), &model_file(&a.model)?)?;
+    let model = Classifier::load_file(b, &model_file(&a.model)?)?;
     let mut test = Mnist::load(&a.run.data_dir()?, Split::Test)?;
     if let Some(n) = a.limit {
         test = test.slice(0..n.min(test.len()))?;
     }
     println!(
-        "model {} on {} MNIST test digits, {}",
+        "model {} on {} MNIST test digits, {} (gradient: L2 norm eps * 28)",
         a.model.display(),
         test.len(),
         b.info().describe()
@@ -297,42 +328,30 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             ""
         }
     );
-    for name in &a.attack {
-        for &eps in &a.eps {
-            let mut at = match name {
-                AttackName::Fgsm => Attack::fgsm(eps),
-                AttackName::Iterative => Attack::iterative(eps, a.steps),
-            };
-            at.target = a.target;
-            at.validate()?;
-            let label = match name {
-                AttackName::Fgsm => "fgsm".to_string(),
-                AttackName::Iterative => format!("iter{}", a.steps),
-            };
-            let r = attack::evaluate(
-                b,
-                &model,
-                &test.images,
-                &test.labels,
-                a.batch,
-                Some(&at),
-                |_| {},
-            )?;
-            let hit = if a.target.is_some() {
-                format!("  {:>9.2}%", 100.0 * r.target_hits as f64 / r.n as f64)
-            } else {
-                String::new()
-            };
-            println!(
-                "{:<10} {:>5.2}  {:>7.2}%  {:>6.2}%  {:>8.1}%  {:>15.1}%{hit}",
-                label,
-                eps,
-                100.0 * r.accuracy(),
-                100.0 * r.error(),
-                100.0 * r.mean_confidence(),
-                100.0 * r.mean_wrong_confidence()
-            );
-        }
+    for (label, at) in &attacks {
+        let r = attack::evaluate(
+            b,
+            &model,
+            &test.images,
+            &test.labels,
+            a.batch,
+            Some(at),
+            |_| {},
+        )?;
+        let hit = if a.target.is_some() {
+            format!("  {:>9.2}%", 100.0 * r.target_hits as f64 / r.n as f64)
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<10} {:>5.2}  {:>7.2}%  {:>6.2}%  {:>8.1}%  {:>15.1}%{hit}",
+            label,
+            at.eps,
+            100.0 * r.accuracy(),
+            100.0 * r.error(),
+            100.0 * r.mean_confidence(),
+            100.0 * r.mean_wrong_confidence()
+        );
     }
     Ok(())
 }

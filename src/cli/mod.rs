@@ -13,6 +13,7 @@ pub mod classifier;
 pub mod dncnn;
 pub mod figure;
 pub mod gan;
+pub mod semi;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

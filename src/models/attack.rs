@@ -2,6 +2,10 @@
 //! `Module` whose forward maps images in [0, 1] to logits.
 //!
 //! - FGSM: x~ = clip(x + eps sign(grad_x C(x, y)), 0, 1), one step.
+//! - Gradient ascent (the lecture's first form, before sign() bounds ||x~ - x||_inf):
+//!   x~ = clip(x + eps_2 g / ||g||_2, 0, 1) per image, g = grad_x C(x, y). Its L2 budget eps_2
+//!   is eps * sqrt(pixels), the L2 norm of an FGSM step of the same eps, so both curves share
+//!   one eps axis.
 //! - Iterative FGSM / PGD without random start (Kurakin et al.; Madry et al.): `steps` signed
 //!   steps of `step_size`, each followed by projection onto the L-inf ball of radius eps around
 //!   x and onto [0, 1].
@@ -24,6 +28,8 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum AttackKind {
     Fgsm,
+    /// One step along the L2-normalised gradient, L2 norm eps * sqrt(pixels).
+    GradientL2,
     /// Iterative FGSM / PGD (no random start).
     Iterative {
         steps: usize,
@@ -44,6 +50,14 @@ impl Attack {
     pub fn fgsm(eps: f32) -> Attack {
         Attack {
             kind: AttackKind::Fgsm,
+            eps,
+            target: None,
+        }
+    }
+    /// Gradient ascent x + eps sqrt(pixels) g / ||g||_2 (see the module notes).
+    pub fn gradient_l2(eps: f32) -> Attack {
+        Attack {
+            kind: AttackKind::GradientL2,
             eps,
             target: None,
         }
@@ -142,6 +156,58 @@ fn signed_step(
     b.clamp(&y, 0.0, 1.0)
 }
 
+/// `scale * v_i / ||v_i||_2` for every sample i of `v` (N, ...): each row rescaled to L2 norm
+/// `scale` (a zero row stays zero). Composed from existing ops, so it runs on both backends:
+/// the squared norms are one matmul against ones, and the division by their square root is
+/// BatchNorm's evaluation rule with one "channel" per sample, mean 0, variance ||v_i||^2 and
+/// gamma = scale: gamma (v - 0) / sqrt(||v_i||^2 + tiny). Used outside the tape (the
+/// perturbations it makes are data, not differentiated through).
+pub fn l2_normalize_rows(b: &dyn Backend, v: &Tensor, scale: f32) -> Result<Tensor> {
+    let shape = v.shape().to_vec();
+    let n = shape.first().copied().unwrap_or(0);
+    let k = v.numel() / n.max(1);
+    if n == 0 || k == 0 {
+        return Err(Error::Shape(format!(
+            "l2_normalize_rows: empty input {shape:?}"
+        )));
+    }
+    let rows = v.reshape(&[n, k])?;
+    let sq = b.unary(UnaryOp::Square, &rows)?;
+    let ones = b.fill(&[k, 1], 1.0)?;
+    let norms2 = b.matmul(&sq, &ones, false, false)?.reshape(&[n])?;
+    let zeros = b.zeros(&[n])?;
+    let gamma = b.fill(&[n], scale)?;
+    // tiny keeps a zero row at zero instead of 0/0; far below any squared gradient norm here
+    let y = b.batchnorm2d_eval(&v.reshape(&[1, n, k, 1])?, &gamma, &zeros, &zeros, &norms2, 1e-30)?;
+    y.reshape(&shape)
+}
+
+/// Gradient ascent with L2 budget `l2`: clip(x + l2 g / ||g||_2, 0, 1) per image, g the
+/// gradient of C(x, t) (a negative `l2` descends, for targeted use).
+pub fn gradient_ascent_l2(
+    b: &dyn Backend,
+    model: &dyn Module,
+    x: &Tensor,
+    t: &Tensor,
+    l2: f32,
+) -> Result<Tensor> {
+    if !l2.is_finite() {
+        return Err(Error::Invalid(format!(
+            "gradient ascent: the L2 budget must be finite, got {l2}"
+        )));
+    }
+    let (grad, _) = input_gradient(b, model, x, t)?;
+    let step = l2_normalize_rows(b, &grad, l2)?;
+    b.clamp(&b.binary(BinaryOp::Add, x, &step)?, 0.0, 1.0)
+}
+
+/// The L2 budget of the gradient-ascent attack at pixel-scale `eps` for images of `x`'s shape:
+/// eps * sqrt(pixels per image), the L2 norm of an FGSM step that moves every pixel.
+pub fn l2_budget(x: &Tensor, eps: f32) -> f32 {
+    let n = x.shape().first().copied().unwrap_or(1).max(1);
+    eps * ((x.numel() / n) as f32).sqrt()
+}
+
 /// FGSM: clip(x + eps sign(grad_x C(x, y)), 0, 1); `t` one-hot rows of the true labels.
 pub fn fgsm(
     b: &dyn Backend,
@@ -223,6 +289,10 @@ pub fn perturb(
     match (attack.kind, targeted) {
         (AttackKind::Fgsm, false) => fgsm(b, model, x, &t, attack.eps),
         (AttackKind::Fgsm, true) => fgsm_targeted(b, model, x, &t, attack.eps),
+        (AttackKind::GradientL2, targeted) => {
+            let l2 = l2_budget(x, attack.eps);
+            gradient_ascent_l2(b, model, x, &t, if targeted { -l2 } else { l2 })
+        }
         (AttackKind::Iterative { steps, step_size }, targeted) => {
             iterative(b, model, x, &t, attack.eps, steps, step_size, targeted)
         }

@@ -44,6 +44,31 @@ impl Default for ClassifierConfig {
     }
 }
 
+impl ClassifierConfig {
+    /// The widths a weights file's tensors imply: conv1..conv3's output channels and fc1's
+    /// output size (the full name/shape check happens when the weights are loaded).
+    pub fn of_weights(tensors: &[crate::weights::NamedTensor]) -> Result<ClassifierConfig> {
+        let rows = |name: &str| {
+            tensors
+                .iter()
+                .find(|t| t.name == name)
+                .and_then(|t| t.shape.first().copied())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    Error::Weights(format!(
+                        "not a classifier: no tensor '{name}' (expected conv1..conv3, fc1, fc2)"
+                    ))
+                })
+        };
+        Ok(ClassifierConfig {
+            c1: rows("conv1.weight")?,
+            c2: rows("conv2.weight")?,
+            c3: rows("conv3.weight")?,
+            hidden: rows("fc1.weight")?,
+        })
+    }
+}
+
 pub struct Classifier {
     pub config: ClassifierConfig,
     pub conv1: Conv2d,
@@ -80,6 +105,22 @@ impl Classifier {
             fc1: Linear::new(b, "fc1", c3 * 7 * 7, hidden, true, seed + 3)?,
             fc2,
         })
+    }
+
+    /// A classifier of whatever widths the safetensors `bytes` hold (read from the shapes of
+    /// conv1..conv3 and fc1), with those weights loaded.
+    pub fn from_bytes(b: &dyn Backend, bytes: &[u8]) -> Result<Classifier> {
+        let config = ClassifierConfig::of_weights(&crate::weights::from_bytes(bytes)?)?;
+        let m = Classifier::new(b, config, 0)?;
+        crate::weights::load_params(b, &m.params(), bytes)?;
+        Ok(m)
+    }
+
+    /// [`Classifier::from_bytes`] from a file; errors name the file.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_file(b: &dyn Backend, path: &std::path::Path) -> Result<Classifier> {
+        let bytes = crate::weights::read_file(path)?;
+        Classifier::from_bytes(b, &bytes).map_err(|e| crate::weights::in_file(path, e))
     }
 
     /// Class probabilities (n, 10) on the host for images (n, 1, 28, 28), no gradients kept.

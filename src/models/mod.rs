@@ -7,5 +7,6 @@ pub mod dncnn;
 pub mod gan;
 pub mod gan_metrics;
 pub mod pca;
+pub mod semi;
 
 pub use classifier::{Classifier, ClassifierConfig};
