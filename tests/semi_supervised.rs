@@ -285,3 +285,32 @@ fn balanced_subset_draws_k_per_class_by_seed() {
     assert_ne!(a, b);
     assert!(semi::balanced_subset(&labels, 101, 1).is_err());
 }
+
+/// The CLI refuses bad semi-supervised settings with a clear message before loading anything.
+#[test]
+fn cli_refuses_bad_semi_settings() {
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_nnlab"))
+            .args(args)
+            .env("NNLAB_DATA", "/nonexistent-nnlab-data")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run nnlab");
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        err
+    };
+    let t = ["train", "classifier", "--out", "/tmp/nnlab-semi-never.safetensors"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        t.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    assert!(run(&with(&["--labels", "15"])).contains("multiple of 10"));
+    assert!(run(&with(&["--unlabelled", "adversarial"])).contains("need --labels"));
+    assert!(run(&with(&["--labels", "100", "--adversarial"])).contains("cannot be combined"));
+    assert!(run(&with(&["--labels", "100", "--norm", "sign", "--eps", "2"])).contains("<= 1"));
+    assert!(run(&with(&["--labels", "100", "--channels", "8,8"])).contains("four widths"));
+    assert!(run(&with(&["--labels", "100", "--lambda=-1"])).contains("lambda"));
+    assert!(run(&["eval", "semi", "--labels", "100,7"]).contains("multiple of 10"));
+    assert!(run(&["eval", "semi", "--steps", "0"]).contains("--steps"));
+}

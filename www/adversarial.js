@@ -343,9 +343,10 @@ function setupAttack(tab) {
   function epsLabel() {
     const eps = Number(epsInput.value);
     $('adv-eps-value').textContent = eps.toFixed(2);
-    $('adv-eps-255').textContent = `(±${Math.round(eps * 255)} of 255 grey levels)`;
+    $('adv-eps-255').textContent = attackSel.value === 'gradient' ? `(L2 norm 28ε = ${(28 * eps).toFixed(2)}, as an FGSM step's)` : `(±${Math.round(eps * 255)} of 255 grey levels)`;
   }
   epsLabel();
+  attackSel.addEventListener('change', epsLabel);
 
   // One request in flight at most; changes made meanwhile are folded into one follow-up request
   // carrying the latest settings (so a fast slider never queues up stale work).
@@ -447,7 +448,7 @@ async function attack(tab, bars) {
   drawDigit($('adv-img-orig'), st.digit.pixels);
   drawDiverging($('adv-img-dir'), r.direction);
   drawDigit($('adv-img-adv'), r.adversarial);
-  $('adv-dir-caption').textContent = kind.endsWith('fgsm') ? `perturbation direction ${r.direction_kind}` : `perturbation ${r.direction_kind}`;
+  $('adv-dir-caption').textContent = kind.endsWith('fgsm') || kind === 'gradient' ? `perturbation direction ${r.direction_kind}` : `perturbation ${r.direction_kind}`;
   const before = argmax(r.before);
   const after = argmax(r.after);
   showBars(bars, r.before, r.after, r.label);

@@ -54,7 +54,7 @@ export function setupCurve(tab) {
 
 /** Evaluate `n` held-out digits at every eps for each of `models`, in chunks; draw as it goes. */
 async function runCurve(call, curve, models, n, kind) {
-  curve.attackName = kind === 'fgsm' ? 'FGSM' : 'iterative FGSM';
+  curve.attackName = { fgsm: 'FGSM', gradient: 'gradient ascent, L2 28ε', iterative: 'iterative FGSM' }[kind];
   curve.results = Object.fromEntries(models.map((w) => [w, CURVE_EPS.map(() => null)]));
   const progress = $('adv-curve-progress');
   const status = $('adv-curve-status');

@@ -4,6 +4,7 @@ import { setupDenoiseTab } from './denoise.js';
 import { setupAdversarialTab } from './adversarial.js';
 import { setupAutoencodersTab } from './autoencoders.js';
 import { setupGanTab } from './gan.js';
+import { setupSemiPanel } from './semi.js';
 import { startWorker } from './workers.js';
 
 // ---------------------------------------------------------------- worker client
@@ -91,5 +92,6 @@ selectTab(tabs.some((t) => t.dataset.tab === initial) ? initial : tabs[0].datase
 setupConvTab(call);
 setupDenoiseTab(call);
 setupAdversarialTab(call);
+setupSemiPanel(call);
 setupAutoencodersTab(call);
 setupGanTab(call);

@@ -337,6 +337,25 @@ fn next_batch(items: &[usize], order: &mut Vec<usize>, epoch: &mut u64, n: usize
     out
 }
 
+/// Write a trained model with its model-card metadata (how it was trained, what it measured).
+fn save(
+    b: &dyn Backend,
+    model: &Classifier,
+    r: &SemiRun,
+    o: &SemiOutcome,
+    path: &std::path::Path,
+) -> Result<()> {
+    let mut meta = metadata(b, "nnlab MNIST classifier (semi-supervised)");
+    meta.insert("training".into(), r.describe());
+    meta.insert("test_accuracy".into(), format!("{:.4}", 1.0 - o.test_error));
+    meta.insert("train_seconds".into(), format!("{:.0}", o.secs));
+    meta.insert("seed".into(), r.seed.to_string());
+    if let Some(v) = o.val_error {
+        meta.insert("val_accuracy".into(), format!("{:.4}", 1.0 - v));
+    }
+    crate::weights::save_file(b, &model.params(), path, Some(meta))
+}
+
 /// `nnlab train classifier --labels N ...`: one run, its weights written to `out`.
 pub fn train(
     b: &dyn Backend,
@@ -347,15 +366,7 @@ pub fn train(
     let train = mnist_train(dir)?;
     let test = Mnist::load(dir, Split::Test)?;
     let (model, o) = run(b, &train, &test, r, true)?;
-    let mut meta = metadata(b, "nnlab MNIST classifier (semi-supervised)");
-    meta.insert("training".into(), r.describe());
-    meta.insert("test_accuracy".into(), format!("{:.4}", 1.0 - o.test_error));
-    meta.insert("train_seconds".into(), format!("{:.0}", o.secs));
-    meta.insert("seed".into(), r.seed.to_string());
-    if let Some(v) = o.val_error {
-        meta.insert("val_accuracy".into(), format!("{:.4}", 1.0 - v));
-    }
-    crate::weights::save_file(b, &model.params(), out, Some(meta))?;
+    save(b, &model, r, &o, out)?;
     println!(
         "trained in {} ; {}test error {:.2}% ; weights written to {}",
         hms(o.secs),
@@ -384,6 +395,9 @@ pub struct EvalSemiArgs {
     pub eps: Option<f32>,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
+    /// write each cell's model to DIR/semi_L<n>_<kind>_s<seed>.safetensors
+    #[arg(long)]
+    pub save_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub semi: SemiArgs,
     #[command(flatten)]
@@ -407,6 +421,15 @@ pub fn eval(a: EvalSemiArgs) -> Result<()> {
             runs(l, k, a.seeds[0])?;
         }
     }
+    let file = |l: LabelCount, k: UnlabelledArg, seed: u64| {
+        let kind = format!("{k:?}").to_lowercase();
+        a.save_dir
+            .as_ref()
+            .map(|d| d.join(format!("semi_L{}_{kind}_s{seed}.safetensors", l.describe())))
+    };
+    if let Some(f) = file(a.labels[0], a.kinds[0], a.seeds[0]) {
+        crate::files::check_writable(&f)?;
+    }
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let dir = a.run.data_dir()?;
@@ -420,7 +443,10 @@ pub fn eval(a: EvalSemiArgs) -> Result<()> {
             let mut errs = Vec::new();
             for &seed in &a.seeds {
                 let r = runs(l, k, seed)?;
-                let (_, o) = run(b, &train, &test, &r, false)?;
+                let (model, o) = run(b, &train, &test, &r, false)?;
+                if let Some(f) = file(l, k, seed) {
+                    save(b, &model, &r, &o, &f)?;
+                }
                 println!(
                     "{}: test error {:.2}%{}  ({}; total elapsed {})",
                     r.describe(),

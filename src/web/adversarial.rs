@@ -74,7 +74,8 @@ fn model(which: &str) -> Result<Rc<Classifier>, JsError> {
     })
 }
 
-/// The attack named `kind` ("fgsm", "iterative", "targeted_fgsm", "targeted_iterative") at `eps`.
+/// The attack named `kind` ("fgsm", "gradient" (L2 gradient ascent, norm eps * 28),
+/// "iterative", "targeted_fgsm", "targeted_iterative") at `eps`.
 fn parse_attack(kind: &str, eps: f32, target: i32) -> Result<Attack, JsError> {
     let base = |iterative: bool| {
         if iterative {
@@ -85,6 +86,7 @@ fn parse_attack(kind: &str, eps: f32, target: i32) -> Result<Attack, JsError> {
     };
     let attack = match kind {
         "fgsm" => base(false),
+        "gradient" => Attack::gradient_l2(eps),
         "iterative" => base(true),
         "targeted_fgsm" | "targeted_iterative" => {
             if !(0..CLASSES as i32).contains(&target) {
@@ -92,7 +94,7 @@ fn parse_attack(kind: &str, eps: f32, target: i32) -> Result<Attack, JsError> {
             }
             base(kind == "targeted_iterative").targeted(target as u8)
         }
-        other => return Err(invalid(format!("unknown attack {other:?} (expected fgsm, iterative, targeted_fgsm or targeted_iterative)"))),
+        other => return Err(invalid(format!("unknown attack {other:?} (expected fgsm, gradient, iterative, targeted_fgsm or targeted_iterative)"))),
     };
     attack.validate().map_err(err)?;
     Ok(attack)
@@ -241,6 +243,18 @@ pub async fn adv_attack(
                 } else {
                     "sign(grad)"
                 },
+            )
+        }
+        (attack::AttackKind::GradientL2, _) => {
+            // the unclipped step itself, g / ||g||_2, scaled to a peak of 1 for the view
+            let t = b.upload(&[1, CLASSES], &one_hot(&[label])).map_err(err)?;
+            let (grad, _) = attack::input_gradient(b, m.as_ref(), &x, &t).map_err(err)?;
+            let g = b.read(&grad).await.map_err(err)?;
+            let peak = g.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let g: Vec<f32> = g.iter().map(|v| if peak > 0.0 { v / peak } else { 0.0 }).collect();
+            (
+                b.upload(&[1, 1, SIDE, SIDE], &g).map_err(err)?,
+                "grad / max|grad|",
             )
         }
         (attack::AttackKind::Iterative { .. }, _) => {

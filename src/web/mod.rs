@@ -22,6 +22,7 @@ mod bench;
 mod conv_arith;
 mod denoise;
 mod gan;
+mod semi;
 
 struct State {
     backend: Rc<dyn Backend>,
