@@ -13,6 +13,7 @@
 import { SIDE, digitsImage, drawMagnified, pageDigitBytes } from './digits.js';
 import { $, onFirstShown, pct, setError } from './util.js';
 import { LABELS, setupCurve, setupTraining } from './adversarial_train.js';
+import { setupAdversarialViews } from './filters.js';
 
 const MODELS = {
   standard: {
@@ -82,6 +83,7 @@ export function setupAdversarialTab(call) {
   setupAttack(tab);
   setupCurve(tab);
   setupTraining(tab);
+  setupAdversarialViews(call, { panel, after: panel.querySelector('.adv-top') });
   onFirstShown(panel, () => start(tab));
 }
 
@@ -458,4 +460,6 @@ async function attack(tab, bars) {
   else outcome = after !== before ? 'the prediction flipped' : 'the prediction held';
   verdict.textContent = `${truth}. Before: ${before} (${pct(r.before[before])}). After ${attackSel.selectedOptions[0].textContent} at ε = ${eps.toFixed(2)}: ${after} (${pct(r.after[after])}) — ${outcome}.`;
   Object.assign(verdict.dataset, { state: 'done', label: String(r.label), before: String(before), after: String(after), eps: eps.toFixed(2) });
+  // the layer views (filters.js) follow the digit on screen
+  tab.panel.dispatchEvent(new CustomEvent('adv-attacked', { detail: { which, pixels: st.digit.pixels, adversarial: r.adversarial } }));
 }

@@ -8,6 +8,8 @@
 import { $, download, fetchBytes, setError } from './util.js';
 import { setupTraining } from './denoise_train.js';
 import { startWorker } from './workers.js';
+import { nextChunk } from './loop.js';
+import { setupDenoiseViews } from './filters.js';
 
 const SAMPLES = ['camera', 'moon', 'astronaut', 'coffee', 'chelsea'];
 /** Shipped model files (www/models/), by key; a missing one is "not available". */
@@ -157,6 +159,12 @@ function createTilePool() {
   return { start, load, stop };
 }
 
+/**
+ * Layers of a tile per call in the tabs' worker: a call lasts about `targetMs` (at least one
+ * layer: ~5 s for a 512x512 tile on SwiftShader), so Cancel never waits for more.
+ */
+const LAYER_CHUNK = { targetMs: 250, max: 64 };
+
 /** "about 1 min 20 s left" */
 function timeLeft(secs) {
   if (!(secs >= 0) || !Number.isFinite(secs)) return '';
@@ -172,6 +180,7 @@ function timeLeft(secs) {
 function createTileRunner(call, models) {
   const pool = createTilePool();
   let backendKind = null; // 'gpu' | 'cpu', once the worker has said
+  let layerChunk = 1; // layers per call in the tabs' worker, adapted to LAYER_CHUNK's target
 
   /** The model's weights for helper workers: the file bytes, or the tab's trained model now. */
   async function modelBytes(key) {
@@ -182,19 +191,33 @@ function createTileRunner(call, models) {
 
   /**
    * Denoise every tile of `job` (denoise_begin's answer) with model `key`; `onTile(r)` gets each
-   * finished tile. Stops when `live()` turns false; the first error stops every lane and is
+   * finished tile, `onLayers(i, {done, total})` the layers done of tile i when the tabs' worker
+   * runs it alone. Stops when `live()` turns false; the first error stops every lane and is
    * thrown. Resolves to the number of workers used.
    */
-  async function run(job, key, ensemble, live, onTile) {
+  async function run(job, key, ensemble, live, onTile, onLayers) {
     const n = Math.min(workerCount(backendKind), job.tiles);
     let next = 0;
     let failed = false;
     const going = () => live() && !failed;
     let lanes;
     if (n === 1) {
+      // in the tabs' worker, a few layers per call (progress inside a tile; Cancel waits for one call)
       lanes = [async () => {
         while (next < job.tiles && going()) {
-          const r = await call('denoise_tile', next++);
+          const i = next++;
+          const input = await call('denoise_tile_input', i);
+          if (!going()) return;
+          let p = await call('denoise_steps_begin', key, input.crop, input.height, input.width, ensemble);
+          while (!p.finished) {
+            const t = performance.now();
+            p = await call('denoise_steps_run', layerChunk);
+            if (!going()) return;
+            layerChunk = nextChunk(layerChunk, performance.now() - t, LAYER_CHUNK);
+            onLayers(i, p);
+          }
+          const y = await call('denoise_steps_output');
+          const r = await call('denoise_tile_output', job.job, i, y);
           if (going()) onTile(r);
         }
       }];
@@ -415,10 +438,10 @@ function setupPhotoInput(panel, el, { openFile, openSample }) {
 /**
  * Denoising the open photo (`getPhoto()`) in the tabs' worker: `denoise()` runs a job (tiles
  * through createTileRunner, drawn into `view` as they finish, progress and time left, then the
- * result and its metrics); `cancelJob()` stops the one in progress, if any, and says whether
- * there was one.
+ * result and its metrics, then `onDone()`); `cancelJob()` stops the one in progress, if any, and
+ * says whether there was one.
  */
-function createDenoiser(call, el, models, view, setState, getPhoto) {
+function createDenoiser(call, el, models, view, setState, getPhoto, onDone) {
   let jobToken = 0; // a new job or Cancel bumps it; a loop whose token is stale stops
   const tiles = createTileRunner(call, models);
   tiles.warm().catch(() => {}); // a helper that cannot start says so at the first job
@@ -429,6 +452,7 @@ function createDenoiser(call, el, models, view, setState, getPhoto) {
     const running = !el.progressRow.hidden;
     if (running) {
       call('denoise_cancel').catch(() => {});
+      call('denoise_steps_drop').catch(() => {});
       tiles.stop();
     }
     show(el.progressRow, false);
@@ -472,12 +496,21 @@ function createDenoiser(call, el, models, view, setState, getPhoto) {
       const what = `${photo.name} (${size}) with ${modelPhrase(key)}${note}${ensemble ? ', ×8 self-ensemble' : ''}${sigma ? `, σ=${sigma} noise added (seed ${seed})` : ''}`;
       setState('running', `Denoising ${what}…`);
       const t0 = performance.now();
+      let tilesDone = 0;
+      /** the progress line: tiles done, the layers of the tile in progress, the time left */
+      const showProgress = (fraction, inTile = '') => {
+        el.progress.value = fraction;
+        const secs = (performance.now() - t0) / 1000;
+        const left = fraction > 0 && fraction < 1 ? ` · ${timeLeft((secs / fraction) * (1 - fraction))}` : '';
+        el.progressText.textContent = `${tilesDone} / ${job.tiles} tiles${tileSize}${inTile}${left}`;
+      };
       const workers = await tiles.run(job, key, ensemble, () => token === jobToken, (r) => {
         view.paintTile(r);
-        el.progress.value = r.done / job.tiles;
-        const secs = (performance.now() - t0) / 1000;
-        const left = r.done < job.tiles ? ` · ${timeLeft((secs / r.done) * (job.tiles - r.done))}` : '';
-        el.progressText.textContent = `${r.done} / ${job.tiles} tiles${tileSize}${left}`;
+        tilesDone = r.done;
+        showProgress(r.done / job.tiles);
+      }, (i, p) => {
+        if (p.finished || token !== jobToken) return;
+        showProgress((tilesDone + p.done / p.total) / job.tiles, ` · tile ${i + 1}: layer ${p.done} of ${p.total}`);
       });
       if (token !== jobToken) return;
       const r = await call('denoise_result');
@@ -494,6 +527,7 @@ function createDenoiser(call, el, models, view, setState, getPhoto) {
       el.info.dataset.workers = String(workers);
       const mp = (r.width * r.height) / 1e6;
       const on = kind === 'cpu' ? ` on ${workers} worker${workers > 1 ? 's' : ''}` : '';
+      onDone();
       setState('done', `Denoised ${what} in ${secs.toFixed(1)} s${on} (${mp / secs >= 0.1 ? (mp / secs).toFixed(2) : (mp / secs).toPrecision(2)} MP/s).${photo.alpha ? ' Alpha kept.' : ''}`);
     } catch (e) {
       if (token !== jobToken) return;
@@ -564,6 +598,7 @@ export function setupDenoiseTab(call) {
       return;
     }
     photo = { ...p, name };
+    views.newPhoto();
     view.input = imageData(p.rgba, p.width, p.height);
     view.render();
     el.run.disabled = false;
@@ -605,7 +640,17 @@ export function setupDenoiseTab(call) {
   setupPhotoInput(panel, el, { openFile, openSample });
 
 
-  const { cancelJob, denoise } = createDenoiser(call, el, models, view, setState, () => photo);
+  const views = setupDenoiseViews(call, {
+    after: el.viewCard,
+    inputCanvas: el.canvasIn,
+    // the model that denoises the open photo, and the input picture as shown
+    async current() {
+      if (!photo || !view.input) return null;
+      const { key } = pickModel(el, models, photo);
+      return { key, info: await models.load(key), picture: view.input };
+    },
+  });
+  const { cancelJob, denoise } = createDenoiser(call, el, models, view, setState, () => photo, views.refresh);
 
   el.run.addEventListener('click', denoise);
   el.sigma.addEventListener('input', () => (el.sigmaOut.textContent = el.sigma.value));

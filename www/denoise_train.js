@@ -5,8 +5,8 @@ import { lineChart } from './chart.js';
 import { ChunkLoop } from './loop.js';
 import { $, download, fetchBytes, setError } from './util.js';
 
-/** Training calls aim at 0.4 s, so Pause answers quickly and the worker stays free. */
-const TRAIN_CHUNK = { targetMs: 400, max: 50, maxGrowth: 2 };
+/** Training calls aim at 0.3 s (loop.js's MAX_CALL_MS), so Pause answers quickly and the worker stays free. */
+const TRAIN_CHUNK = { targetMs: 300, max: 50 };
 /** Validate at most every this many seconds, and at most 20% of the time (it is a forward pass). */
 const VALIDATE_EVERY_SECONDS = 2;
 

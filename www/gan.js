@@ -29,8 +29,8 @@ const PRETRAINED_G = 'models/gan_dcgan_g.safetensors';
 const PRETRAINED_D = 'models/gan_dcgan_d.safetensors';
 /** The grid's fixed latent vectors come from this seed (the same z after every reset). */
 const GRID_SEED = 4242;
-/** Training calls aim at 400 ms: Pause answers within about this long. */
-const TRAIN_CHUNK = { targetMs: 400, max: 50 };
+/** Training calls aim at 300 ms (loop.js's MAX_CALL_MS): Pause answers within about this long. */
+const TRAIN_CHUNK = { targetMs: 300, max: 50 };
 
 // ---------------------------------------------------------------- drawing
 
@@ -205,7 +205,7 @@ async function trainLoop(tab) {
   try {
     await state.loop.run({
       step: (n) => tab.call('gan_train_steps', n),
-      after: async (r) => {
+      after: async (r, _n, live) => {
         state.step = r.step;
         state.dLoss.push(...r.d_loss);
         state.gLoss.push(...r.g_loss);
@@ -222,7 +222,7 @@ async function trainLoop(tab) {
           return false;
         }
         if (state.step - state.lastDraw >= Math.max(1, tab.num('every'))) await redrawGrid(tab);
-        await maybeScore(tab);
+        await maybeScore(tab, live);
       },
     });
     if (!panel.dataset.diverged) await redrawGrid(tab);
@@ -231,12 +231,15 @@ async function trainLoop(tab) {
   }
 }
 
-/** Score while training when asked to, at most ~20% of the time (it is slow on a software adapter). */
-async function maybeScore(tab) {
+/**
+ * Score while training when asked to, at most ~20% of the time (it is slow on a software
+ * adapter); a Pause (`live()` false) stops the scoring between its calls.
+ */
+async function maybeScore(tab, live) {
   const { state } = tab;
   const scoreEvery = Math.max(10, Number($('gan-quality-every').value) || 200);
   const rested = performance.now() - state.scoreEnd >= 4 * state.scoreMs;
-  if (state.hasClassifier && $('gan-quality-auto').checked && state.step - state.lastScore >= scoreEvery && rested) await scoreNow(tab);
+  if (state.hasClassifier && $('gan-quality-auto').checked && state.step - state.lastScore >= scoreEvery && rested) await scoreNow(tab, live);
 }
 
 function setupTraining(tab) {

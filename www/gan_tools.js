@@ -4,11 +4,13 @@
 // function takes the tab context.
 import { PIXELS, SIDE, digitsImage } from './digits.js';
 import { $ } from './util.js';
+import { nextChunk } from './loop.js';
 
 const INTERP_STEPS = 10;
 const NEIGHBOURS = 8;
 const QUALITY_SAMPLES = 500;
-const QUALITY_CHUNK = 100;
+/** Scoring calls aim at 300 ms (from 10 digits up to 100), so a Pause during scoring acts quickly. */
+const QUALITY_CHUNK = { targetMs: 300, chunk: 10, max: 100 };
 const GAME_DIGITS = 8;
 export const GRID_COLS = 8;
 const GRID_SCALE = 2;
@@ -145,14 +147,23 @@ export function setupLatentTools(tab) {
 // ---------------------------------------------------------------- quality
 
 /** Score QUALITY_SAMPLES fresh samples (in short worker calls) and add them to the history. */
-export async function scoreNow(tab) {
+export async function scoreNow(tab, live = () => true) {
   const { state, call } = tab;
   const t0 = performance.now();
   const out = $('gan-quality-out');
   const seed = Math.floor(Math.random() * 1e6);
-  for (let start = 0; start < QUALITY_SAMPLES; start += QUALITY_CHUNK) {
+  let n = QUALITY_CHUNK.chunk;
+  for (let start = 0; start < QUALITY_SAMPLES; ) {
+    if (!live()) {
+      out.textContent = 'scoring stopped by Pause (it starts again while training)';
+      return;
+    }
     out.textContent = `scoring… ${start} / ${QUALITY_SAMPLES} samples`;
-    await call('gan_quality_chunk', start, QUALITY_CHUNK, seed);
+    const count = Math.min(n, QUALITY_SAMPLES - start);
+    const t = performance.now();
+    await call('gan_quality_chunk', start, count, seed);
+    start += count;
+    n = nextChunk(count, performance.now() - t, QUALITY_CHUNK);
   }
   const q = await call('gan_quality_result');
   out.textContent = `At step ${state.step}: classifier score ${fmt(q.classifier_score, 2)} (max 10), Frechet distance ${fmt(q.frechet_distance, 2)} on the classifier's features, ${q.samples} samples vs ${q.samples} held-out page digits.`;

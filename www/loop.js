@@ -2,15 +2,27 @@
 // `n` steps each; `n` adapts so that one call takes about `targetMs`: long enough to amortise the
 // call, short enough that Pause (which waits for the call in flight) answers quickly and the
 // plots move smoothly. Between calls the page gets to draw.
+//
+// Pause acts within one call on every backend because a call's time is the time of its work:
+// the worker's calls wait until the backend has done what they queued (on WebGPU a training
+// call reads its losses back), so no GPU work is left queued behind a call, and the size of the
+// next call comes from the time the last one really took.
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * Longest a loop call aims to take, whatever its caller asks: Pause waits for the call in
+ * flight, and must act within a second (issue 22), with room for a slow or busy machine.
+ */
+export const MAX_CALL_MS = 300;
+
+/**
  * The next chunk size after `n` units took `ms`: aimed at `targetMs`, within [min, max].
  * `smoothing` (0..1) keeps that share of the old size (timings are noisy); `maxGrowth` caps
- * how much one call may grow it.
+ * how much one call may grow it (2 by default: one fast call, e.g. on a machine that was idle
+ * for a moment, cannot make the next one many times longer than the target).
  */
-export function nextChunk(n, ms, { targetMs, min = 1, max = 50, smoothing = 0, maxGrowth = Infinity }) {
+export function nextChunk(n, ms, { targetMs, min = 1, max = 50, smoothing = 0, maxGrowth = 2 }) {
   const ideal = n * Math.min(maxGrowth, targetMs / Math.max(ms, 1));
   return Math.max(min, Math.min(max, Math.round(smoothing * n + (1 - smoothing) * ideal)));
 }
@@ -20,13 +32,14 @@ export function nextChunk(n, ms, { targetMs, min = 1, max = 50, smoothing = 0, m
  * and over until `pause()` or until a hook stops it:
  * - `body.prepare()` (optional): runs once before the first call (a pause during it is kept);
  * - `body.plan(n)` (optional): the number of steps to run now (fewer near a stop), 0 to stop;
- * - `body.after(result, n)` (optional): bookkeeping and drawing after each call (not timed);
- *   returning false stops the loop.
+ * - `body.after(result, n, live)` (optional): bookkeeping and drawing after each call (not
+ *   timed); returning false stops the loop. `live()` turns false at `pause()`: long work in
+ *   `after` (the GAN's scoring) checks it between its own calls, so Pause does not wait for it.
  * `run` resolves when the loop stops and rejects with the error of a failed call.
  */
 export class ChunkLoop {
   constructor({ targetMs, chunk = 1, ...limits }) {
-    this.limits = { targetMs, ...limits };
+    this.limits = { targetMs: Math.min(targetMs, MAX_CALL_MS), ...limits };
     this.first = chunk;
     this.chunk = chunk;
     this.running = false;
@@ -68,7 +81,7 @@ export class ChunkLoop {
         const t = performance.now();
         const result = await step(n);
         this.chunk = nextChunk(n, performance.now() - t, this.limits);
-        if (after && (await after(result, n)) === false) break;
+        if (after && (await after(result, n, live)) === false) break;
         await sleep(0); // let the page draw between calls
       }
     } finally {

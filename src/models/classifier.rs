@@ -165,6 +165,14 @@ impl Classifier {
     /// The penultimate features (N, hidden) after fc1's ReLU: what the GAN's Frechet distance
     /// compares.
     pub fn features(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        let [.., fc1] = self.hidden_layers(g, x)?;
+        Ok(fc1)
+    }
+
+    /// The output of each hidden layer after its ReLU, in order: conv1 (N, c1, 28, 28), conv2
+    /// (N, c2, 14, 14), conv3 (N, c3, 7, 7), fc1 (N, hidden). The page's activation view shows
+    /// them; `features` is the last.
+    pub fn hidden_layers(&self, g: &mut Graph<'_>, x: Var) -> Result<[Var; 4]> {
         let s = g.shape(x)?;
         if s.len() != 4 || s[1] != 1 || s[2] != SIDE || s[3] != SIDE {
             return Err(Error::Shape(format!(
@@ -173,14 +181,15 @@ impl Classifier {
         }
         let x = g.affine(x, 1.0 / MNIST_STD, -MNIST_MEAN / MNIST_STD)?;
         let h = self.conv1.forward(g, x)?;
-        let h = g.relu(h)?;
-        let h = self.conv2.forward(g, h)?;
-        let h = g.relu(h)?;
-        let h = self.conv3.forward(g, h)?;
-        let h = g.relu(h)?;
-        let h = g.flatten(h)?;
+        let h1 = g.relu(h)?;
+        let h = self.conv2.forward(g, h1)?;
+        let h2 = g.relu(h)?;
+        let h = self.conv3.forward(g, h2)?;
+        let h3 = g.relu(h)?;
+        let h = g.flatten(h3)?;
         let h = self.fc1.forward(g, h)?;
-        g.relu(h)
+        let h4 = g.relu(h)?;
+        Ok([h1, h2, h3, h4])
     }
 }
 

@@ -214,6 +214,40 @@ impl DnCnn {
     /// and each ReLU runs with its conv (`conv2d_relu`), and only the running activation and
     /// the next one are alive at a time (no graph keeps them).
     pub fn denoise_tensor(&self, b: &dyn Backend, x: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
+        let mut h = x.clone();
+        for k in 0..self.config.depth {
+            h = self.inference_layer(b, k, x, &h)?;
+        }
+        Ok(h)
+    }
+
+    /// Layer `k` (0..depth) of the inference form of [`DnCnn::denoise_tensor`], applied to `h`
+    /// (the output of layer k - 1; `x` itself for k = 0): a conv (BatchNorm folded in) with its
+    /// ReLU for k < depth - 1, the feature maps the page's activation view shows; the last
+    /// layer gives the denoised image x - v(h). Calling it for k = 0, 1, ... is
+    /// `denoise_tensor`, so a caller can spread one image over several calls.
+    pub fn inference_layer(&self, b: &dyn Backend, k: usize, x: &Tensor, h: &Tensor) -> Result<Tensor> {
+        fn bias(c: &Conv2d) -> Option<&Tensor> {
+            c.bias.as_ref().map(|p| p.value())
+        }
+        let depth = self.config.depth;
+        if k == 0 {
+            b.conv2d_relu(h, self.first.weight.value(), bias(&self.first), self.first.p)
+        } else if k < depth - 1 {
+            let (conv, bn) = &self.middle[k - 1];
+            let (w, bf) = fold_batchnorm(b, conv, bn)?;
+            b.conv2d_relu(h, &w, Some(&bf), conv.p)
+        } else if k == depth - 1 {
+            let v = b.conv2d(h, self.last.weight.value(), bias(&self.last), self.last.p)?;
+            b.binary(crate::backend::BinaryOp::Sub, x, &v)
+        } else {
+            Err(Error::Invalid(format!("DnCNN layer {k} does not exist (depth {depth})")))
+        }
+    }
+
+    /// An error unless `x` is a batch of images (N, C, H, W) with the model's channels.
+    pub fn check_input(&self, x: &Tensor) -> Result<()> {
         let s = x.shape();
         if s.len() != 4 || s[1] != self.config.channels {
             return Err(Error::Shape(format!(
@@ -221,22 +255,7 @@ impl DnCnn {
                 self.config.channels
             )));
         }
-        fn bias(c: &Conv2d) -> Option<&Tensor> {
-            c.bias.as_ref().map(|p| p.value())
-        }
-        let mut h = b.conv2d_relu(
-            x,
-            self.first.weight.value(),
-            bias(&self.first),
-            self.first.p,
-        )?;
-        for (conv, bn) in &self.middle {
-            let (w, bf) = fold_batchnorm(b, conv, bn)?;
-            h = b.conv2d_relu(&h, &w, Some(&bf), conv.p)?;
-        }
-        let v = b.conv2d(&h, self.last.weight.value(), bias(&self.last), self.last.p)?;
-        drop(h);
-        b.binary(crate::backend::BinaryOp::Sub, x, &v)
+        Ok(())
     }
 }
 
@@ -499,7 +518,7 @@ pub fn tile_core(b: &dyn Backend, config: &DnCnnConfig) -> Result<usize> {
 /// the mean of the model's outputs on the 8 flips/rotations of the crop, each turned back
 /// (geometric self-ensemble: 8 times the work, a little more PSNR). Each pass is read back
 /// before the next is queued, so the peak memory is that of one pass (a GPU frees a pass's
-/// activations only once its work is done).
+/// activations only once its work is done). [`CropSteps`] does the same in short steps.
 pub async fn denoise_crop(
     b: &dyn Backend,
     model: &DnCnn,
@@ -508,21 +527,142 @@ pub async fn denoise_crop(
     w: usize,
     ensemble: bool,
 ) -> Result<Vec<f32>> {
-    let c = model.config.channels;
-    // Mode 0 is the identity, so one pass is the plain model; dividing by 1 is exact.
-    let modes = if ensemble { 0..8u8 } else { 0..1u8 };
-    let passes = modes.len() as f32;
-    let mut sum = vec![0.0f32; crop.len()];
-    for m in modes {
-        let (x, hm, wm) = dihedral(crop, c, h, w, m);
-        let x = b.upload(&[1, c, hm, wm], &x)?;
-        let y = b.read(&model.denoise_tensor(b, &x)?).await?;
-        let (y, _, _) = dihedral(&y, c, hm, wm, dihedral_inverse(m));
-        sum.iter_mut().zip(&y).for_each(|(s, v)| *s += v);
+    let mut run = CropSteps::new(model, crop.to_vec(), h, w, ensemble)?;
+    while !run.finished() {
+        run.queue_layer(b, model)?;
+        if run.at_pass_end() {
+            run.settle(b).await?;
+        }
     }
-    sum.iter_mut().for_each(|s| *s /= passes);
-    crate::finite::check_image_output("the DnCNN", &sum)?;
-    Ok(sum)
+    run.output()
+}
+
+/// [`denoise_crop`] one layer at a time, so that a caller can spread a crop over several short
+/// calls (the page on a slow adapter: progress inside a tile, and a Pause or Cancel that waits
+/// for a few layers at most). `queue_layer` queues the next layer on the backend; `settle`
+/// waits until the work queued so far is done (at the end of a pass it reads the pass's output
+/// back; mid-pass it reads one number computed from the activation, so no more than the queued
+/// layers are ever in flight). Passes: 1, or 8 with the self-ensemble.
+pub struct CropSteps {
+    crop: Vec<f32>,
+    c: usize,
+    h: usize,
+    w: usize,
+    depth: usize,
+    modes: Vec<u8>,
+    /// layers queued in all (pass * depth + layer)
+    queued: usize,
+    /// the current pass's input and its latest activation on the backend
+    x: Option<Tensor>,
+    act: Option<Tensor>,
+    sum: Vec<f32>,
+}
+
+impl CropSteps {
+    pub fn new(model: &DnCnn, crop: Vec<f32>, h: usize, w: usize, ensemble: bool) -> Result<CropSteps> {
+        let c = model.config.channels;
+        if h == 0 || w == 0 || crop.len() != c * h * w {
+            return Err(Error::Invalid(format!(
+                "DnCNN: {} values for a {c} x {h} x {w} crop",
+                crop.len()
+            )));
+        }
+        // mode 0 is the identity, so one pass is the plain model
+        let modes = if ensemble { (0..8).collect() } else { vec![0] };
+        Ok(CropSteps {
+            sum: vec![0.0; crop.len()],
+            crop,
+            c,
+            h,
+            w,
+            depth: model.config.depth,
+            modes,
+            queued: 0,
+            x: None,
+            act: None,
+        })
+    }
+
+    /// Layers in all (passes x depth).
+    pub fn total(&self) -> usize {
+        self.modes.len() * self.depth
+    }
+
+    /// Layers queued so far.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Every layer is queued and every pass read back: `output` may be called.
+    pub fn finished(&self) -> bool {
+        self.queued == self.total() && self.act.is_none()
+    }
+
+    /// The last layer of a pass is queued and not read back yet.
+    pub fn at_pass_end(&self) -> bool {
+        self.act.is_some() && self.queued % self.depth == 0
+    }
+
+    /// Queue the next layer (a pass's first layer uploads its flipped/rotated input). An error
+    /// when every layer is queued, or when a pass's output awaits `settle`.
+    pub fn queue_layer(&mut self, b: &dyn Backend, model: &DnCnn) -> Result<()> {
+        if self.queued == self.total() || self.at_pass_end() {
+            return Err(Error::Invalid("DnCNN crop: no layer to queue (settle first)".into()));
+        }
+        if model.config.channels != self.c || model.config.depth != self.depth {
+            return Err(Error::Invalid("DnCNN crop: the model changed during the run".into()));
+        }
+        let k = self.queued % self.depth;
+        if k == 0 {
+            let mode = self.modes[self.queued / self.depth];
+            let (x, hm, wm) = dihedral(&self.crop, self.c, self.h, self.w, mode);
+            self.x = Some(b.upload(&[1, self.c, hm, wm], &x)?);
+        }
+        let x = self.x.as_ref().expect("a pass's input is uploaded at its first layer");
+        let h = self.act.as_ref().unwrap_or(x);
+        let next = model.inference_layer(b, k, x, h)?;
+        self.act = Some(next);
+        self.queued += 1;
+        Ok(())
+    }
+
+    /// Wait for the queued work: at a pass's end read its output back and add it to the mean;
+    /// mid-pass read the sum of the activation (one number, so the wait is the queued layers').
+    pub async fn settle(&mut self, b: &dyn Backend) -> Result<()> {
+        let Some(act) = self.act.as_ref() else {
+            return Ok(());
+        };
+        if !self.at_pass_end() {
+            b.read(&b.sum(act)?).await?;
+            return Ok(());
+        }
+        let (hm, wm) = (act.shape()[2], act.shape()[3]);
+        let y = b.read(act).await?;
+        // the pass that just ended
+        let mode = self.modes[(self.queued - 1) / self.depth];
+        let (y, _, _) = dihedral(&y, self.c, hm, wm, dihedral_inverse(mode));
+        self.sum.iter_mut().zip(&y).for_each(|(s, v)| *s += v);
+        self.act = None;
+        self.x = None;
+        Ok(())
+    }
+
+    /// The denoised crop (the mean over the passes), checked finite.
+    pub fn output(self) -> Result<Vec<f32>> {
+        if !self.finished() {
+            return Err(Error::Invalid(format!(
+                "DnCNN crop: {} of {} layers done",
+                self.queued,
+                self.total()
+            )));
+        }
+        let passes = self.modes.len() as f32;
+        let mut out = self.sum;
+        // dividing by 1 (one pass) is exact
+        out.iter_mut().for_each(|s| *s /= passes);
+        crate::finite::check_image_output("the DnCNN", &out)?;
+        Ok(out)
+    }
 }
 
 /// Denoise a planar image with tiles of output side `core` (halo = the receptive radius), each

@@ -60,7 +60,7 @@ fn digits() -> Result<Rc<Mnist>, JsError> {
 
 /// The classifier named `which`: "standard", "adversarial" (the shipped weights) or "trained"
 /// (the one trained in this tab).
-fn model(which: &str) -> Result<Rc<Classifier>, JsError> {
+pub(super) fn model(which: &str) -> Result<Rc<Classifier>, JsError> {
     TAB.with(|t| {
         let t = t.borrow();
         match which {

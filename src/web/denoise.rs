@@ -191,7 +191,7 @@ pub fn denoise_load_model(key: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
 }
 
 /// The model under `key`: a loaded one, or "trained" for the one being trained in this tab.
-fn model(key: &str) -> Result<Model, JsError> {
+pub(super) fn model(key: &str) -> Result<Model, JsError> {
     with_tab(|t| {
         if key == "trained" {
             return t

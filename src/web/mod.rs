@@ -21,6 +21,8 @@ mod autoencoders;
 mod bench;
 mod conv_arith;
 mod denoise;
+mod denoise_steps;
+mod filters;
 mod gan;
 mod semi;
 
