@@ -1,8 +1,9 @@
 // Screenshots of every tab of the page at several widths, to look at the layout by eye:
 //   node tools/screenshots.mjs [OUT_DIR] [WIDTH ...]      (default tests/e2e/out/screens, 1280 800)
 // Serves www/ (./build.sh build first), opens headless Chromium on the CPU backend, shows each tab,
-// waits for it to settle (the Autoencoders tab for its shipped model, the GAN tab for the
-// pretrained DCGAN and a pick in each latent tool) and writes OUT_DIR/TAB-WIDTH.png (full page).
+// waits for it to settle (the Denoise tab for the camera sample and its layer views, the
+// Adversarial tab for its first attack and layer views, the Autoencoders tab for its shipped
+// model, the GAN tab for the pretrained DCGAN and a pick in each latent tool) and writes OUT_DIR/TAB-WIDTH.png (full page).
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,12 +13,20 @@ import { startServer } from './serve.mjs';
 const ROOT = new URL('..', import.meta.url).pathname;
 const out = process.argv[2] ?? join(ROOT, 'tests/e2e/out/screens');
 const widths = process.argv.slice(3).map(Number);
-const TABS = ['denoise', 'autoencoders', 'gan', 'adversarial', 'conv'];
+// NNLAB_TABS=denoise,adversarial takes only those tabs
+const TABS = process.env.NNLAB_TABS?.split(',') ?? ['denoise', 'autoencoders', 'gan', 'adversarial', 'conv'];
 
 /** Bring a tab to a state worth looking at. */
 async function settle(page, tab) {
   if (tab === 'autoencoders') await page.waitForSelector('#panel-autoencoders[data-ready="true"]', { timeout: 180_000 });
-  if (tab === 'adversarial') await page.waitForSelector('#adv-verdict[data-state="done"]', { timeout: 120_000 });
+  if (tab === 'adversarial') await page.waitForSelector('#adv-views[data-done="true"]', { timeout: 120_000 });
+  if (tab === 'denoise') {
+    // the camera sample denoised, then the layer views of it
+    await page.click('[data-sample="camera"]');
+    await page.waitForFunction(() => document.getElementById('dn-info').dataset.state === 'done', null, { timeout: 300_000 });
+    await page.click('#dn-fv-show');
+    await page.waitForSelector('#dn-views[data-done="true"]', { timeout: 120_000 });
+  }
   if (tab === 'gan') {
     await page.click('#gan-pretrained');
     await page.waitForFunction(() => /Pretrained/.test(document.getElementById('gan-model').textContent), null, { timeout: 120_000 });

@@ -258,7 +258,9 @@ export function setupAdversarialViews(call, { panel, after }) {
     el('div', { className: 'fv-controls' }, layerLabel),
     status,
     error,
-    el('div', { className: 'fv-row' }, figure('conv1 filters', filters), figure('outputs for x', clean), figure('outputs for x̃ (adversarial)', adv)),
+    el('div', { className: 'fv-row' }, figure('conv1 filters', filters)),
+    // the two side by side at any width (they shrink rather than wrap): the lecture's comparison
+    el('div', { className: 'fv-pair' }, figure('outputs for x', clean), figure('outputs for x̃ (adversarial)', adv)),
   );
   after.after(card);
 
@@ -296,7 +298,7 @@ export function setupAdversarialViews(call, { panel, after }) {
         moved += Math.abs(a.data[i] - b.data[i]);
         total += Math.abs(a.data[i]);
       }
-      status.textContent = `${ADV_LAYERS[layer][1]}: ${a.count} maps; the attack changes them by ${total ? Math.round((100 * moved) / total) : 0}% (sum of |x̃ − x| over sum of |x| outputs).`;
+      status.textContent = `${ADV_LAYERS[layer][1]}: ${a.count} ${layer === 3 ? 'units' : 'maps'}; the attack changes them by ${total ? Math.round((100 * moved) / total) : 0}% (sum of |x̃ − x| over sum of |x| outputs).`;
       card.dataset.done = 'true';
     } catch (e) {
       status.textContent = '';
