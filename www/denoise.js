@@ -543,6 +543,21 @@ function createDenoiser(call, el, models, view, setState, getPhoto, onDone) {
   return { cancelJob, denoise };
 }
 
+/** The card "Inside the network" (filters.js) for the open photo and the model that denoises it. */
+function layerViews(call, el, models, view, getPhoto) {
+  return setupDenoiseViews(call, {
+    after: el.viewCard,
+    inputCanvas: el.canvasIn,
+    // the model that denoises the open photo, and the input picture as shown
+    async current() {
+      const photo = getPhoto();
+      if (!photo || !view.input) return null;
+      const { key } = pickModel(el, models, photo);
+      return { key, info: await models.load(key), picture: view.input };
+    },
+  });
+}
+
 // ---------------------------------------------------------------- the tab
 
 export function setupDenoiseTab(call) {
@@ -640,16 +655,7 @@ export function setupDenoiseTab(call) {
   setupPhotoInput(panel, el, { openFile, openSample });
 
 
-  const views = setupDenoiseViews(call, {
-    after: el.viewCard,
-    inputCanvas: el.canvasIn,
-    // the model that denoises the open photo, and the input picture as shown
-    async current() {
-      if (!photo || !view.input) return null;
-      const { key } = pickModel(el, models, photo);
-      return { key, info: await models.load(key), picture: view.input };
-    },
-  });
+  const views = layerViews(call, el, models, view, () => photo);
   const { cancelJob, denoise } = createDenoiser(call, el, models, view, setState, () => photo, views.refresh);
 
   el.run.addEventListener('click', denoise);
