@@ -436,12 +436,11 @@ pub fn eval(a: EvalSemiArgs) -> Result<()> {
     let train = mnist_train(&dir)?;
     let test = Mnist::load(&dir, Split::Test)?;
     let start = Instant::now();
-    let mut table = Vec::new();
-    for &l in &a.labels {
-        let mut row = Vec::new();
-        for &k in &a.kinds {
-            let mut errs = Vec::new();
-            for &seed in &a.seeds {
+    // seeds outermost, so that an interrupted table still has whole rows of the first seeds
+    let mut errs = vec![vec![Vec::new(); a.kinds.len()]; a.labels.len()];
+    for &seed in &a.seeds {
+        for (li, &l) in a.labels.iter().enumerate() {
+            for (ki, &k) in a.kinds.iter().enumerate() {
                 let r = runs(l, k, seed)?;
                 let (model, o) = run(b, &train, &test, &r, false)?;
                 if let Some(f) = file(l, k, seed) {
@@ -457,12 +456,16 @@ pub fn eval(a: EvalSemiArgs) -> Result<()> {
                     hms(o.secs),
                     hms(start.elapsed().as_secs_f64())
                 );
-                errs.push(100.0 * o.test_error);
+                errs[li][ki].push(100.0 * o.test_error);
             }
-            row.push(mean_sd(&errs));
         }
-        table.push((l, row));
     }
+    let table: Vec<(LabelCount, Vec<(f64, f64)>)> = a
+        .labels
+        .iter()
+        .zip(&errs)
+        .map(|(&l, row)| (l, row.iter().map(|e| mean_sd(e)).collect()))
+        .collect();
     let names: Vec<&str> = a
         .kinds
         .iter()
