@@ -85,7 +85,7 @@ pub struct SemiArgs {
     #[arg(long)]
     pub entropy: bool,
     /// optimizer steps (each: one labelled and one unlabelled batch)
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 1500)]
     pub steps: usize,
     /// labelled digits per step (all of them when fewer)
     #[arg(long, default_value_t = 32)]
