@@ -2,7 +2,8 @@
 // Chromium, on the CPU backend and on WebGPU (?backend=gpu: SwiftShader). Both models (labels
 // only, + VAT consistency) train a few steps on 100 labelled page digits; on pause both get a
 // held-out accuracy and the panel draws x^, r and x^ + r with F(x^) and F(x^ + r) for six
-// digits. The shipped 100-label model's figures are shown. Kept short for CI: a few steps.
+// digits. The shipped 100-label model's figures are shown. On the CPU path also: gradient ascent
+// (L2) in the attack view and its robustness curve on 20 digits. Kept short for CI: a few steps.
 // Run: node --test tests/e2e/semi.test.mjs   (after ./build.sh build)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -55,8 +56,30 @@ async function trainFewSteps(args, query, name) {
     assert.ok(f.inked, 'r is drawn');
   }
   await page.locator('#semi-panel').screenshot({ path: join(OUT, `semi-${name}.png`) });
+  if (name === 'cpu') await gradientAscent(page);
   assert.deepEqual(problems, [], 'no errors in the page or the worker');
   assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
+}
+
+/** Gradient ascent (L2) beside FGSM: the attack view and its own robustness curve (20 digits). */
+async function gradientAscent(page) {
+  await page.waitForSelector('#adv-verdict[data-state="done"]', { timeout: 120_000 });
+  await page.selectOption('#adv-attack', 'gradient');
+  await page.waitForSelector('#adv-verdict[data-busy="false"]', { timeout: 120_000 });
+  assert.match(await page.textContent('#adv-verdict'), /After gradient ascent \(L2, one step\)/);
+  assert.match(await page.textContent('#adv-dir-caption'), /grad \/ max\|grad\|/);
+  assert.match(await page.textContent('#adv-eps-255'), /L2 norm 28ε/);
+  await page.selectOption('#adv-curve-n', '20');
+  await page.selectOption('#adv-curve-attack', 'gradient');
+  await page.uncheck('#adv-curve-adversarial');
+  await page.click('#adv-curve-run');
+  await page.waitForSelector('#adv-curve-status[data-state="done"], #adv-curve-status[data-state="error"]', { timeout: 120_000 });
+  assert.equal(await page.getAttribute('#adv-curve-status', 'data-state'), 'done');
+  const accs = await page.$$eval('#adv-curve-table tbody tr[data-model="standard"] td', (tds) => tds.map((td) => Number(td.dataset.acc)));
+  const head = await page.textContent('#adv-curve-table thead');
+  console.log(`gradient-ascent curve, standard model, 20 digits: ${JSON.stringify(accs)}`);
+  assert.match(head, /gradient ascent/);
+  assert.ok(accs[0] >= 0.9 && accs.at(-1) < accs[0], 'accuracy falls with eps');
 }
 
 test('semi-supervised panel on the CPU backend: both models train, x^, r and predictions drawn', () => trainFewSteps(NO_WEBGPU, '', 'cpu'));
