@@ -23,12 +23,18 @@ import {
   setupQuality,
   showQualityHistory,
 } from './gan_tools.js';
+import { setupAeVsGan } from './ae_vs_gan.js';
 
 const CLASSIFIER_URL = 'models/classifier.safetensors';
 const PRETRAINED_G = 'models/gan_dcgan_g.safetensors';
 const PRETRAINED_D = 'models/gan_dcgan_d.safetensors';
 /** The grid's fixed latent vectors come from this seed (the same z after every reset). */
 const GRID_SEED = 4242;
+/**
+ * The "Quick start" settings: what gave recognisable digits of most classes fastest on the
+ * page's CPU path (measured with tools/gan_quickstart.mjs; figures in the README).
+ */
+export const QUICK_START = { arch: 'dense', loss: 'ce', latent: 64, dist: 'normal', width: 32, lr: '1e-3', beta1: 0.5, batch: 64, every: 20, real: 0.9, lrd: '', mbstd: false, smooth: 0, fgsm: 1 };
 /** Training calls aim at 300 ms (loop.js's MAX_CALL_MS): Pause answers within about this long. */
 const TRAIN_CHUNK = { targetMs: 300, max: 50 };
 
@@ -91,11 +97,14 @@ export function setupGanTab(call) {
   tab.setButtons = () => setButtons(tab);
   tab.guarded = guardedRunner(tab);
   tab.redrawGrid = () => redrawGrid(tab);
+  tab.ensureAssets = () => ensureAssets(tab);
+  tab.loadPretrained = () => loadPretrained(tab);
   setupTraining(tab);
   setupModelFiles(tab);
   setupLatentTools(tab);
   setupQuality(tab);
   setupGame(tab);
+  setupAeVsGan(tab);
   call('backend_info').then(showBackend, () => {});
   drawLosses($('gan-losses'), [], []);
   clearLatentTools();
@@ -143,7 +152,7 @@ function setButtons({ state, form }) {
   const running = state.loop.running;
   const idle = !running && !state.busy;
   $('gan-pause').disabled = !running;
-  for (const id of ['gan-train', 'gan-reset', 'gan-pretrained', 'gan-load']) $(id).disabled = !idle;
+  for (const id of ['gan-train', 'gan-quick', 'gan-reset', 'gan-pretrained', 'gan-load', 'aevg-run']) $(id).disabled = !idle;
   for (const id of ['gan-save', 'gan-quality', 'gan-game-new', 'gan-neigh-again']) $(id).disabled = !idle || !has;
   form.dataset.running = String(running);
   form.dataset.busy = String(!idle);
@@ -192,8 +201,24 @@ async function reset(tab) {
   const { form, num } = tab;
   tab.showError(null);
   await ensureAssets(tab);
-  const m = await tab.call('gan_reset', form.arch.value, form.loss.value, num('latent'), form.dist.value, num('width'), num('lr'), num('beta1'), num('batch'), num('seed'));
+  const m = await tab.call('gan_reset', form.arch.value, form.loss.value, num('latent'), form.dist.value, num('width'), num('lr'), num('beta1'), num('batch'), num('seed'), form.mbstd.checked);
   await adopt(tab, m, 'New');
+  await applyOptions(tab);
+}
+
+/** D's options (learning rate, label smoothing, smoothness term, FGSM real digits) into the worker. */
+async function applyOptions({ call, form, num }) {
+  const lrd = form.lrd.value.trim() === '' ? num('lr') : num('lrd');
+  await call('gan_set_options', lrd, num('real'), num('smooth'), num('smootheps'), num('fgsm'), num('fgsmeps'));
+}
+
+/** Put the quick-start settings in the form. */
+function applyPreset({ form }, preset) {
+  for (const [k, v] of Object.entries(preset)) {
+    const el = form.elements[k];
+    if (el.type === 'checkbox') el.checked = !!v;
+    else el.value = String(v);
+  }
 }
 
 async function trainLoop(tab) {
@@ -252,6 +277,16 @@ function setupTraining(tab) {
         await reset(tab);
       }
       tab.showError(null);
+      await applyOptions(tab);
+      await trainLoop(tab);
+    }),
+  );
+  $('gan-quick').addEventListener(
+    'click',
+    tab.guarded(async () => {
+      applyPreset(tab, QUICK_START);
+      delete panel.dataset.diverged;
+      await reset(tab);
       await trainLoop(tab);
     }),
   );
@@ -285,8 +320,10 @@ async function loaded(tab, m, how) {
   form.arch.value = m.arch;
   form.latent.value = String(m.latent);
   form.width.value = String(m.width);
+  form.mbstd.checked = !!m.mbstd;
   delete tab.panel.dataset.diverged;
   await adopt(tab, m, how);
+  await applyOptions(tab);
 }
 
 function setupModelFiles(tab) {

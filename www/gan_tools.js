@@ -3,6 +3,7 @@
 // the shipped classifier, and the "Real or Fake?" game against D. Panels of gan.js's tab: each
 // function takes the tab context.
 import { PIXELS, SIDE, digitsImage } from './digits.js';
+import { drawClassHistogram } from './gan_hist.js';
 import { $ } from './util.js';
 import { nextChunk } from './loop.js';
 
@@ -169,6 +170,9 @@ export async function scoreNow(tab, live = () => true) {
   out.textContent = `At step ${state.step}: classifier score ${fmt(q.classifier_score, 2)} (max 10), Frechet distance ${fmt(q.frechet_distance, 2)} on the classifier's features, ${q.samples} samples vs ${q.samples} held-out page digits.`;
   out.dataset.score = String(q.classifier_score);
   out.dataset.step = String(state.step);
+  drawClassHistogram($('gan-hist'), q.histogram);
+  const pcts = [...q.histogram].map((c) => (100 * c) / q.samples);
+  $('gan-hist-caption').textContent = `Classes of ${q.samples} samples at step ${state.step} (the shipped classifier's label): score ${fmt(q.classifier_score, 2)}, Frechet ${fmt(q.frechet_distance, 0)}, classes ${fmt(Math.min(...pcts), 1)}-${fmt(Math.max(...pcts), 1)}%.`;
   state.lastScore = state.step;
   state.scoreEnd = performance.now();
   state.scoreMs = state.scoreEnd - t0;
@@ -177,6 +181,10 @@ export async function scoreNow(tab, live = () => true) {
 }
 
 export function showQualityHistory({ state }) {
+  if (!state.quality.length) {
+    drawClassHistogram($('gan-hist'), null);
+    $('gan-hist-caption').textContent = "Classes of 500 samples (the shipped classifier's label), scored while training";
+  }
   const h = $('gan-quality-history');
   h.textContent = state.quality.length ? `So far (step: score / Frechet): ${state.quality.map(([s, c, f]) => `${s}: ${fmt(c, 2)} / ${fmt(f, 0)}`).join(' · ')}` : '';
   h.dataset.count = String(state.quality.length);

@@ -17,7 +17,10 @@ use crate::error::{Error, Result};
 use crate::models::gan::{
     self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, PIXELS,
 };
-use crate::models::gan_metrics::{classifier_score, frechet_distance};
+use crate::models::gan_metrics::{
+    class_histogram, class_share_range, classifier_score, frechet_distance,
+};
+use crate::models::gan_tricks::{self as gan_tricks, Perturbation, Tricks};
 use crate::models::Classifier;
 use crate::nn::{Adam, Module};
 
@@ -79,9 +82,34 @@ pub struct TrainArgs {
     pub steps: usize,
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Adam learning rate (DCGAN: 2e-4, beta1 0.5)
+    /// Adam learning rate (DCGAN: 2e-4, beta1 0.5); G's when --lr-d is given
     #[arg(long, default_value_t = 2e-4)]
     pub lr: f32,
+    /// D's learning rate (two time-scale update rule); default: --lr
+    #[arg(long)]
+    pub lr_d: Option<f32>,
+    /// D's target for real digits (0.9: one-sided label smoothing)
+    #[arg(long, default_value_t = 1.0)]
+    pub real_label: f32,
+    /// add the minibatch-dispersion feature to D's logit (lets D see samples that look alike)
+    #[arg(long)]
+    pub mbstd: bool,
+    /// keep an exponential moving average of G's weights with this decay (e.g. 0.999) and save
+    /// it as <stem>_ema.safetensors (BatchNorm statistics recomputed for it); 0 = off
+    #[arg(long, default_value_t = 0.0)]
+    pub ema: f32,
+    /// weight of the D smoothness term D(x) = D(x + r), r adversarial (VAT-like, sign); 0 = off
+    #[arg(long, default_value_t = 0.0)]
+    pub smooth: f32,
+    /// L-inf budget of the smoothness perturbation r (pixel scale [0, 1])
+    #[arg(long, default_value_t = 0.1)]
+    pub smooth_eps: f32,
+    /// alpha of D's real term alpha C(x) + (1 - alpha) C(x~), x~ FGSM real digits; 1 = off
+    #[arg(long, default_value_t = 1.0)]
+    pub fgsm_alpha: f32,
+    /// FGSM budget of x~ (pixel scale [0, 1])
+    #[arg(long, default_value_t = 0.1)]
+    pub fgsm_eps: f32,
     #[arg(long, default_value_t = 0.5)]
     pub beta1: f32,
     #[arg(long, default_value_t = 1)]
@@ -119,8 +147,20 @@ pub struct EvalArgs {
     pub latent_dist: LatentArg,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// the real digits the Frechet distance and the ceiling row use
+    #[arg(long, value_enum, default_value_t = ReferenceArg::Test)]
+    pub reference: ReferenceArg,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReferenceArg {
+    /// MNIST test digits (even-indexed: reference; odd-indexed: ceiling row)
+    Test,
+    /// MNIST training digits 0..10000, which `train gan` leaves out (to choose a recipe
+    /// without looking at the test digits)
+    HeldoutTrain,
 }
 
 /// 8x8 grid image (with 2-pixel gaps) of 64 digits in [0, 1].
@@ -138,6 +178,38 @@ pub fn grid_image(digits: &[f32]) -> Result<Image> {
         }
     }
     Image::new(1, w, w, data)
+}
+
+/// Where the EMA generator of `g_path` goes: <stem>_ema.safetensors beside it.
+pub fn ema_path(g_path: &Path) -> PathBuf {
+    let stem = g_path.file_stem().and_then(|s| s.to_str()).unwrap_or("gan");
+    g_path.with_file_name(format!("{stem}_ema.safetensors"))
+}
+
+fn tricks(a: &TrainArgs) -> Result<Tricks> {
+    let t = Tricks {
+        real_label: a.real_label,
+        smooth: (a.smooth > 0.0).then_some(Perturbation {
+            weight: a.smooth,
+            eps: a.smooth_eps,
+        }),
+        fgsm: (a.fgsm_alpha < 1.0).then_some(Perturbation {
+            weight: a.fgsm_alpha,
+            eps: a.fgsm_eps,
+        }),
+    };
+    t.validate()?;
+    if !(a.ema == 0.0 || (0.0..1.0).contains(&a.ema)) {
+        return Err(Error::Invalid(format!(
+            "--ema must be in [0, 1), got {}",
+            a.ema
+        )));
+    }
+    let lr_d = a.lr_d.unwrap_or(a.lr);
+    if !(lr_d > 0.0 && lr_d.is_finite()) {
+        return Err(Error::Invalid(format!("--lr-d must be > 0, got {lr_d}")));
+    }
+    Ok(t)
 }
 
 fn d_path(g_path: &Path) -> PathBuf {
@@ -158,6 +230,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             a.steps, a.batch, a.lr, a.beta1
         )));
     }
+    let tricks = tricks(&a)?;
     let config = match &a.init {
         Some(p) => {
             let bytes = crate::weights::read_file(p)?;
@@ -183,6 +256,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
     // what this run writes can be written, found before the training rather than after
     crate::files::check_writable(&a.out)?;
     crate::files::check_writable(&d_path(&a.out))?;
+    if a.ema > 0.0 {
+        crate::files::check_writable(&ema_path(&a.out))?;
+    }
     if let Some(p) = &a.grid {
         images::OutputFormat::from_path(p)?;
         crate::files::check_writable(p)?;
@@ -193,7 +269,15 @@ pub fn train(a: TrainArgs) -> Result<()> {
     checks::check_batch(a.batch, train.len(), "training digits (MNIST 10000..60000)")?;
     let pool: Vec<usize> = (0..train.len()).collect();
     let gen = Generator::new(b, config, a.seed)?;
-    let disc = Discriminator::new(b, config, a.seed + 100)?;
+    // a D file with the minibatch-dispersion weight continues with the feature
+    let mbstd = match &a.init {
+        Some(p) => crate::weights::from_bytes(&crate::weights::read_file(&d_path(p))?)
+            .map_err(|e| crate::weights::in_file(&d_path(p), e))?
+            .iter()
+            .any(|t| t.name == gan::MBSTD_WEIGHT),
+        None => a.mbstd,
+    };
+    let disc = Discriminator::with_mbstd(b, config, a.seed + 100, mbstd)?;
     if let Some(p) = &a.init {
         crate::weights::load_file(b, &gen.state(), p)?;
         crate::weights::load_file(b, &disc.state(), &d_path(p))?;
@@ -203,11 +287,21 @@ pub fn train(a: TrainArgs) -> Result<()> {
             d_path(p).display()
         );
     }
+    let lr_d = a.lr_d.unwrap_or(a.lr);
     let (mut opt_g, mut opt_d) = (
         Adam::new(a.lr, a.beta1, 0.999),
-        Adam::new(a.lr, a.beta1, 0.999),
+        Adam::new(lr_d, a.beta1, 0.999),
     );
+    let ema = if a.ema > 0.0 {
+        Some(gan_tricks::ema_copy(b, &gen)?)
+    } else {
+        None
+    };
     let l = loss(a.loss);
+    println!(
+        "options: D lr {lr_d}, real label {}, minibatch dispersion {mbstd}, EMA {}, D smoothness {:?}, FGSM real {:?}",
+        tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
+    );
     println!(
         "training a {:?} GAN ({:?} loss, latent {} {:?}, width {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
         config.arch,
@@ -237,7 +331,21 @@ pub fn train(a: TrainArgs) -> Result<()> {
             a.seed,
             step as u64,
         )?;
-        let out = gan::train_step(b, &gen, &disc, &mut opt_g, &mut opt_d, l, &x, &z)?;
+        let out = gan::train_step_with(
+            b,
+            &gen,
+            &disc,
+            &mut opt_g,
+            &mut opt_d,
+            l,
+            &tricks,
+            &x,
+            &z,
+            a.seed.wrapping_mul(7_919).wrapping_add(step as u64),
+        )?;
+        if let Some(e) = &ema {
+            gan_tricks::ema_update(b, e, &gen, a.ema)?;
+        }
         let s = read_stats(b, l, &out)?;
         if !(s.d_loss.is_finite() && s.g_loss.is_finite()) {
             return Err(Error::Invalid(format!(
@@ -271,11 +379,19 @@ pub fn train(a: TrainArgs) -> Result<()> {
     meta.insert("loss".to_string(), format!("{l:?}"));
     meta.insert("latent_dist".to_string(), format!("{:?}", a.latent_dist));
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
+    meta.insert("steps".to_string(), a.steps.to_string());
     crate::weights::save_file(b, &gen.state(), &a.out, Some(meta.clone()))?;
-    crate::weights::save_file(b, &disc.state(), &d_path(&a.out), Some(meta))?;
+    crate::weights::save_file(b, &disc.state(), &d_path(&a.out), Some(meta.clone()))?;
+    if let Some(e) = &ema {
+        gan_tricks::recalibrate_batchnorm(b, e, latent(a.latent_dist), 128, 50, a.seed ^ 0xe3a)?;
+        meta.insert("ema_decay".to_string(), a.ema.to_string());
+        crate::weights::save_file(b, &e.state(), &ema_path(&a.out), Some(meta))?;
+        println!("EMA generator -> {}", ema_path(&a.out).display());
+    }
     if let Some(p) = &a.grid {
         let z = gan::sample_z(64, config.latent, latent(a.latent_dist), GRID_SEED);
-        let digits = read_blocking(b, &gan::generate(b, &gen, &z)?)?;
+        let shown = ema.as_ref().unwrap_or(&gen);
+        let digits = read_blocking(b, &gan::generate(b, shown, &z)?)?;
         crate::finite::check_output("the generator", &digits)?;
         images::save_image(p, &grid_image(&digits)?)?;
     }
@@ -349,7 +465,12 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         .map(|p| Ok((p, load_generator(b, p)?)))
         .collect::<Result<Vec<_>>>()?;
     let dir = a.run.data_dir()?;
-    let test = Mnist::load(&dir, Split::Test)?;
+    let test = match a.reference {
+        ReferenceArg::Test => Mnist::load(&dir, Split::Test)?,
+        ReferenceArg::HeldoutTrain => {
+            Mnist::load(&dir, Split::Train)?.slice(0..super::PAGE_DIGITS)?
+        }
+    };
     let n = a.samples.min(test.len() / 2);
     // real held-out digits: even-indexed test digits are the reference, odd-indexed ones give
     // the ceiling (interleaved: the test set's two halves come from different writers)
@@ -361,13 +482,22 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let (_, ref_feats) = classify(b, &clf, &pick(0))?;
     let (real_probs, real_feats) = classify(b, &clf, &pick(1))?;
     let dim = ref_feats.len() / n;
-    println!("{n} digits per row; Frechet distance on the classifier's {dim} penultimate features against {n} real test digits");
-    println!("| model | classifier score (max 10) | Frechet distance |\n|---|---:|---:|");
-    println!(
-        "| real test digits (ceiling) | {:.2} | {:.2} |",
-        classifier_score(&real_probs, 10)?,
-        frechet_distance(&real_feats, &ref_feats, dim)?
-    );
+    println!("{n} digits per row; Frechet distance on the classifier's {dim} penultimate features against {n} real digits ({:?}: even-indexed reference, odd-indexed ceiling)", a.reference);
+    println!("| model | classifier score (max 10) | Frechet distance | smallest class % | largest class % |\n|---|---:|---:|---:|---:|");
+    let row = |name: &str, probs: &[f32], feats: &[f32]| -> Result<Vec<usize>> {
+        let h = class_histogram(probs, 10)?;
+        let (lo, hi) = class_share_range(&h);
+        println!(
+            "| {name} | {:.2} | {:.2} | {lo:.1} | {hi:.1} |",
+            classifier_score(probs, 10)?,
+            frechet_distance(feats, &ref_feats, dim)?
+        );
+        Ok(h)
+    };
+    let mut hists = vec![(
+        "real digits (ceiling)".to_string(),
+        row("real digits (ceiling)", &real_probs, &real_feats)?,
+    )];
     for (path, gen) in gens {
         let mut digits = Vec::with_capacity(n * PIXELS);
         for start in (0..n).step_by(500) {
@@ -382,12 +512,17 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
         crate::finite::check_output(&format!("the generator {}", path.display()), &digits)?;
         let (p, f) = classify(b, &clf, &digits)?;
-        println!(
-            "| {} | {:.2} | {:.2} |",
-            path.display(),
-            classifier_score(&p, 10)?,
-            frechet_distance(&f, &ref_feats, dim)?
-        );
+        let name = path.display().to_string();
+        let h = row(&name, &p, &f)?;
+        hists.push((name, h));
+    }
+    println!("\nclass histograms (the classifier's label of each digit):");
+    for (name, h) in hists {
+        let n = h.iter().sum::<usize>().max(1) as f64;
+        println!("\n{name}\n| class | count | % |\n|---:|---:|---:|");
+        for (k, c) in h.iter().enumerate() {
+            println!("| {k} | {c} | {:.1} |", 100.0 * *c as f64 / n);
+        }
     }
     Ok(())
 }

@@ -17,6 +17,8 @@ use crate::data::mnist::Mnist;
 use crate::error::{Error, Result};
 use crate::nn::{BatchNorm2d, Conv2d, ConvTranspose2d, Linear, Module, Optimizer};
 use crate::rng;
+
+pub use super::gan_tricks::Tricks;
 use crate::tensor::Tensor;
 
 pub const PIXELS: usize = 784;
@@ -244,7 +246,13 @@ impl Module for Generator {
 pub struct Discriminator {
     pub config: GanConfig,
     layers: DLayers,
+    /// the minibatch-dispersion feature (`minibatch_dispersion`) and its weight into the logit
+    mbstd: Option<Linear>,
 }
+
+/// Name of the minibatch-dispersion weight in a discriminator file (its presence switches the
+/// feature on when a file is loaded).
+pub const MBSTD_WEIGHT: &str = "d.mbstd.weight";
 
 enum DLayers {
     Dense { l1: Linear, l2: Linear, out: Linear },
@@ -253,6 +261,15 @@ enum DLayers {
 
 impl Discriminator {
     pub fn new(b: &dyn Backend, config: GanConfig, seed: u64) -> Result<Discriminator> {
+        Discriminator::with_mbstd(b, config, seed, false)
+    }
+    /// D with (`mbstd`) or without the minibatch-dispersion feature added to its logit.
+    pub fn with_mbstd(
+        b: &dyn Backend,
+        config: GanConfig,
+        seed: u64,
+        mbstd: bool,
+    ) -> Result<Discriminator> {
         config.validate()?;
         let w = config.width;
         let layers = match config.arch {
@@ -267,8 +284,46 @@ impl Discriminator {
                 out: Linear::new(b, "d.2", 2 * w * 49, 1, true, seed + 2)?,
             },
         };
-        Ok(Discriminator { config, layers })
+        let mbstd = if mbstd {
+            Some(Linear::new(b, "d.mbstd", 1, 1, false, seed + 3)?)
+        } else {
+            None
+        };
+        Ok(Discriminator {
+            config,
+            layers,
+            mbstd,
+        })
     }
+    pub fn has_mbstd(&self) -> bool {
+        self.mbstd.is_some()
+    }
+}
+
+/// Minibatch dispersion (after Karras et al.'s minibatch standard deviation, with the mean
+/// absolute deviation in place of the standard deviation: the tape has |x| but no sqrt): for
+/// features h (N, F), s = mean_f mean_n |h_nf - mean_n h_nf|, returned as an (N, 1) column of s.
+/// A batch of G's samples that all look alike has a small s, so D can see mode collapse.
+/// Composed of matmuls with constant averaging vectors, so the tape differentiates it.
+pub fn minibatch_dispersion(g: &mut Graph<'_>, h: Var) -> Result<Var> {
+    let s = g.shape(h)?;
+    if s.len() != 2 {
+        return Err(Error::Shape(format!(
+            "minibatch dispersion: expected features (N, F), got {s:?}"
+        )));
+    }
+    let (n, f) = (s[0], s[1]);
+    let be = g.backend();
+    let avg_n = g.constant(be.fill(&[1, n], 1.0 / n as f32)?);
+    let ones_n = g.constant(be.fill(&[n, 1], 1.0)?);
+    let avg_f = g.constant(be.fill(&[f, 1], 1.0 / f as f32)?);
+    let mean = g.matmul(avg_n, h, false, false)?; // (1, F)
+    let mean_rows = g.matmul(ones_n, mean, false, false)?; // (N, F)
+    let centred = g.sub(h, mean_rows)?;
+    let dev = g.abs(centred)?;
+    let mad = g.matmul(avg_n, dev, false, false)?; // (1, F)
+    let sc = g.matmul(mad, avg_f, false, false)?; // (1, 1)
+    g.matmul(ones_n, sc, false, false) // (N, 1)
 }
 
 impl Module for Discriminator {
@@ -280,13 +335,12 @@ impl Module for Discriminator {
                 "discriminator: expected images (N, {PIXELS}), got {s:?}"
             )));
         }
-        match &self.layers {
+        let (h, out) = match &self.layers {
             DLayers::Dense { l1, l2, out } => {
                 let h = l1.forward(g, x)?;
                 let h = g.leaky_relu(h, SLOPE)?;
                 let h = l2.forward(g, h)?;
-                let h = g.leaky_relu(h, SLOPE)?;
-                out.forward(g, h)
+                (g.leaky_relu(h, SLOPE)?, out)
             }
             DLayers::Dcgan { c1, c2, out } => {
                 let h = g.reshape(x, &[s[0], 1, 28, 28])?;
@@ -294,16 +348,28 @@ impl Module for Discriminator {
                 let h = g.leaky_relu(h, SLOPE)?;
                 let h = c2.forward(g, h)?;
                 let h = g.leaky_relu(h, SLOPE)?;
-                let h = g.flatten(h)?;
-                out.forward(g, h)
+                (g.flatten(h)?, out)
+            }
+        };
+        let logit = out.forward(g, h)?;
+        match &self.mbstd {
+            None => Ok(logit),
+            Some(w) => {
+                let disp = minibatch_dispersion(g, h)?;
+                let e = w.forward(g, disp)?;
+                g.add(logit, e)
             }
         }
     }
     fn params(&self) -> Vec<&Param> {
-        match &self.layers {
+        let mut p = match &self.layers {
             DLayers::Dense { l1, l2, out } => [l1.params(), l2.params(), out.params()].concat(),
             DLayers::Dcgan { c1, c2, out } => [c1.params(), c2.params(), out.params()].concat(),
+        };
+        if let Some(w) = &self.mbstd {
+            p.extend(w.params());
         }
+        p
     }
 }
 
@@ -385,6 +451,7 @@ impl StepOutput {
 
 /// One alternating step: D on real `x` (N, 784 in [-1, 1]) and G(z) (detached), then G on a
 /// fresh tape through D. Nothing is read back (see `StepOutput`).
+#[allow(clippy::too_many_arguments)]
 pub fn train_step(
     b: &dyn Backend,
     gen: &Generator,
@@ -395,6 +462,35 @@ pub fn train_step(
     x: &Tensor,
     z: &Tensor,
 ) -> Result<StepOutput> {
+    train_step_with(
+        b,
+        gen,
+        disc,
+        opt_g,
+        opt_d,
+        loss,
+        &Tricks::default(),
+        x,
+        z,
+        0,
+    )
+}
+
+/// `train_step` with the training options of `gan_tricks` (label smoothing, D smoothness,
+/// FGSM real digits); `seed` draws the smoothness term's random start.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_with(
+    b: &dyn Backend,
+    gen: &Generator,
+    disc: &Discriminator,
+    opt_g: &mut dyn Optimizer,
+    opt_d: &mut dyn Optimizer,
+    loss: GanLoss,
+    tricks: &Tricks,
+    x: &Tensor,
+    z: &Tensor,
+    seed: u64,
+) -> Result<StepOutput> {
     // D step: G runs without a tape (its output is a constant here)
     let fake = {
         let mut g = Graph::new(b);
@@ -404,11 +500,8 @@ pub fn train_step(
         g.value(f)?.clone()
     };
     let mut g = Graph::new(b);
-    let xv = g.constant(x.clone());
-    let fv = g.constant(fake);
-    let real_out = disc.forward(&mut g, xv)?;
-    let fake_out = disc.forward(&mut g, fv)?;
-    let dl = d_loss(&mut g, loss, real_out, fake_out)?;
+    let (dl, real_out, fake_out) =
+        super::gan_tricks::d_loss_with(&mut g, disc, loss, tricks, x, fake, seed)?;
     g.backward(dl)?;
     opt_d.step(&g, &disc.params())?;
     let out_real = g.value(real_out)?.clone();

@@ -4,10 +4,12 @@
 //! * classifier score: exp(E_x KL(p(y|x) || p(y))), the Inception score with the MNIST
 //!   classifier in Inception's place (1 = useless, 10 = confident and all classes equally used);
 //! * Frechet distance between Gaussians fitted to the classifier's penultimate features of
-//!   generated and of real held-out digits: |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)).
+//!   generated and of real held-out digits: |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2));
+//! * class histogram: how many digits the classifier labels as each class (its argmax), so
+//!   mode collapse (classes missing or crowding) shows directly.
 
-use crate::error::{Error, Result};
 use super::pca::symmetric_eigen;
+use crate::error::{Error, Result};
 
 /// exp(mean KL(p(y|x) || p(y))) of `probs` (n rows of `classes`).
 pub fn classifier_score(probs: &[f32], classes: usize) -> Result<f64> {
@@ -34,6 +36,30 @@ pub fn classifier_score(probs: &[f32], classes: usize) -> Result<f64> {
         }
     }
     Ok((kl / n as f64).exp())
+}
+
+/// Digits per class (the argmax of each row of `probs`, n rows of `classes`).
+pub fn class_histogram(probs: &[f32], classes: usize) -> Result<Vec<usize>> {
+    if classes == 0 || probs.is_empty() || probs.len() % classes != 0 {
+        return Err(Error::Invalid(format!(
+            "class histogram: {} values are not rows of {classes}",
+            probs.len()
+        )));
+    }
+    let mut h = vec![0usize; classes];
+    for row in probs.chunks(classes) {
+        let k = (0..classes).fold(0, |best, k| if row[k] > row[best] { k } else { best });
+        h[k] += 1;
+    }
+    Ok(h)
+}
+
+/// (smallest, largest) share of a class in a histogram, in percent.
+pub fn class_share_range(h: &[usize]) -> (f64, f64) {
+    let n = h.iter().sum::<usize>().max(1) as f64;
+    let min = h.iter().copied().min().unwrap_or(0) as f64;
+    let max = h.iter().copied().max().unwrap_or(0) as f64;
+    (100.0 * min / n, 100.0 * max / n)
 }
 
 /// Mean and covariance (dim x dim, row-major, unbiased) of n rows.

@@ -6,6 +6,7 @@ pub mod classifier;
 pub mod dncnn;
 pub mod gan;
 pub mod gan_metrics;
+pub mod gan_tricks;
 pub mod pca;
 pub mod semi;
 

@@ -19,15 +19,16 @@ use wasm_bindgen::prelude::*;
 use super::{backend, err, invalid, loaded_digits, page_train_indices, set, HELD_OUT_EVERY};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
-use crate::tensor::Tensor;
 use crate::data::mnist::{Mnist, CLASSES, PIXELS, SIDE};
 use crate::models::gan::{
     self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput,
 };
-use crate::models::gan_metrics::{classifier_score, frechet_distance};
+use crate::models::gan_metrics::{class_histogram, classifier_score, frechet_distance};
+use crate::models::gan_tricks::{Perturbation, Tricks};
 use crate::models::{Classifier, ClassifierConfig};
-use crate::nn::{Adam, Module};
+use crate::nn::{Adam, Module, Optimizer};
 use crate::rng;
+use crate::tensor::Tensor;
 
 const MAX_STEPS_PER_CALL: usize = 50;
 /// Most digits one generate / classify call takes.
@@ -47,6 +48,8 @@ struct Gan {
     batch: usize,
     seed: u64,
     step: usize,
+    /// label smoothing, D smoothness, FGSM real digits (`gan_set_options`)
+    tricks: Tricks,
 }
 
 /// The quality numbers being accumulated chunk by chunk.
@@ -71,6 +74,11 @@ thread_local! {
 
 fn digits() -> Result<Rc<Mnist>, JsError> {
     loaded_digits(TAB.with(|t| t.borrow().digits.clone()), "gan_load_digits")
+}
+
+/// The page digits the GAN tab loaded (for the Autoencoder-vs-GAN panel).
+pub(crate) fn page_digits_loaded() -> Result<Rc<Mnist>, JsError> {
+    digits()
 }
 
 fn current() -> Result<Rc<RefCell<Gan>>, JsError> {
@@ -158,6 +166,7 @@ fn install(gen: Generator, disc: Discriminator, s: Settings) -> Object {
     set(&o, "width", gen.config.width as u32);
     set(&o, "g_parameters", count(gen.params()) as u32);
     set(&o, "d_parameters", count(disc.params()) as u32);
+    set(&o, "mbstd", disc.has_mbstd());
     let gan = Gan {
         gen,
         disc,
@@ -168,6 +177,7 @@ fn install(gen: Generator, disc: Discriminator, s: Settings) -> Object {
         batch: s.batch,
         seed: s.seed,
         step: 0,
+        tricks: Tricks::default(),
     };
     TAB.with(|t| t.borrow_mut().gan = Some(Rc::new(RefCell::new(gan))));
     o
@@ -207,6 +217,7 @@ pub fn gan_reset(
     beta1: f32,
     batch: usize,
     seed: u32,
+    mbstd: bool,
 ) -> Result<JsValue, JsError> {
     let s = settings(loss, dist, lr, beta1, batch, seed)?;
     let arch = match arch {
@@ -226,7 +237,7 @@ pub fn gan_reset(
     config.validate().map_err(err)?;
     let b = backend()?;
     let gen = Generator::new(b.as_ref(), config, s.seed).map_err(err)?;
-    let disc = Discriminator::new(b.as_ref(), config, s.seed + 100).map_err(err)?;
+    let disc = Discriminator::with_mbstd(b.as_ref(), config, s.seed + 100, mbstd).map_err(err)?;
     Ok(install(gen, disc, s).into())
 }
 
@@ -254,7 +265,13 @@ pub fn gan_load(
     let gen = Generator::new(b, config, s.seed).map_err(err)?;
     crate::weights::load_params(b, &gen.state(), g_bytes)
         .map_err(|e| invalid(format!("generator: {e}")))?;
-    let disc = Discriminator::new(b, config, s.seed + 100).map_err(err)?;
+    // a D file with the minibatch-dispersion weight gets the feature
+    let mbstd = !d_bytes.is_empty()
+        && crate::weights::from_bytes(d_bytes)
+            .map_err(|e| invalid(format!("discriminator: {e}")))?
+            .iter()
+            .any(|t| t.name == gan::MBSTD_WEIGHT);
+    let disc = Discriminator::with_mbstd(b, config, s.seed + 100, mbstd).map_err(err)?;
     if !d_bytes.is_empty() {
         crate::weights::load_params(b, &disc.state(), d_bytes).map_err(|e| {
             invalid(format!(
@@ -271,6 +288,45 @@ pub fn gan_load(
     set(&o, "meta", m);
     set(&o, "has_d", !d_bytes.is_empty());
     Ok(o.into())
+}
+
+/// Training options of the current GAN (kept until the next reset/load): D's learning rate
+/// (two time scales), D's target for real digits (one-sided label smoothing below 1), the D
+/// smoothness term (weight, eps; weight 0 = off) and FGSM real digits (alpha, eps; alpha 1 =
+/// off). Budgets on the [0, 1] pixel scale.
+#[wasm_bindgen]
+pub fn gan_set_options(
+    lr_d: f32,
+    real_label: f32,
+    smooth_weight: f32,
+    smooth_eps: f32,
+    fgsm_alpha: f32,
+    fgsm_eps: f32,
+) -> Result<(), JsError> {
+    if !(lr_d.is_finite() && lr_d > 0.0) {
+        return Err(invalid(format!(
+            "D's learning rate must be a positive number, got {lr_d}"
+        )));
+    }
+    let t = Tricks {
+        real_label,
+        smooth: (smooth_weight > 0.0).then_some(Perturbation {
+            weight: smooth_weight,
+            eps: smooth_eps,
+        }),
+        fgsm: (fgsm_alpha < 1.0).then_some(Perturbation {
+            weight: fgsm_alpha,
+            eps: fgsm_eps,
+        }),
+    };
+    t.validate().map_err(err)?;
+    let gan = current()?;
+    let mut gm = gan
+        .try_borrow_mut()
+        .map_err(|_| invalid("the GAN is busy"))?;
+    gm.opt_d.set_lr(lr_d);
+    gm.tricks = t;
+    Ok(())
 }
 
 /// Take `n` training steps (1..=50). Resolves to `{step, d_loss, g_loss, d_accuracy, diverged}`:
@@ -307,15 +363,20 @@ pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
                 gm.step as u64,
             )
             .map_err(err)?;
+            let step_seed = gm.seed.wrapping_mul(7_919).wrapping_add(gm.step as u64);
             let Gan {
                 gen,
                 disc,
                 opt_g,
                 opt_d,
                 loss,
+                tricks,
                 ..
             } = &mut *gm;
-            outputs.push(gan::train_step(b, gen, disc, opt_g, opt_d, *loss, &x, &z).map_err(err)?);
+            outputs.push(
+                gan::train_step_with(b, gen, disc, opt_g, opt_d, *loss, tricks, &x, &z, step_seed)
+                    .map_err(err)?,
+            );
             gm.step += 1;
         }
         (outputs, gm.loss, first_step)
@@ -522,13 +583,8 @@ pub async fn gan_quality_chunk(start: usize, count: usize, seed: u32) -> Result<
             "quality: chunk must be 1..={MAX_CHUNK} digits, got {count}"
         )));
     }
-    let clf = TAB
-        .with(|t| t.borrow().classifier.clone())
-        .ok_or_else(|| invalid("the classifier is not loaded (models/classifier.safetensors)"))?;
-    let page = digits()?;
     let gan = current()?;
     let b = backend()?;
-    let b: &dyn Backend = b.as_ref();
     let fake = {
         let gm = gan.borrow();
         let z = gan::sample_z(
@@ -537,10 +593,42 @@ pub async fn gan_quality_chunk(start: usize, count: usize, seed: u32) -> Result<
             gm.latent,
             (seed as u64).wrapping_mul(7).wrapping_add(start as u64),
         );
-        gan::generate(b, &gm.gen, &z).map_err(err)?
+        gan::generate(b.as_ref(), &gm.gen, &z).map_err(err)?
     };
     let fake = b.read(&fake).await.map_err(err)?;
     crate::finite::check_output("the generator", &fake).map_err(err)?;
+    quality_add(start, &fake).await
+}
+
+/// Like `gan_quality_chunk`, for given digits (784 values in [0, 1] each, 1..=500 of them)
+/// instead of the generator's: any source of digits gets the same numbers (the
+/// Autoencoder-vs-GAN panel scores an autoencoder's outputs with it).
+#[wasm_bindgen]
+pub async fn gan_quality_digits(start: usize, digits: Vec<f32>) -> Result<u32, JsError> {
+    let n = digits.len() / PIXELS;
+    if n == 0
+        || !digits.len().is_multiple_of(PIXELS)
+        || n > MAX_CHUNK
+        || digits.iter().any(|v| !v.is_finite())
+    {
+        return Err(invalid(format!(
+            "quality: expected 1..={MAX_CHUNK} digits of {PIXELS} finite values, got {} values",
+            digits.len()
+        )));
+    }
+    quality_add(start, &digits).await
+}
+
+/// Classify `fake` (digits in [0, 1]) and as many held-out real digits (reference positions
+/// start..), keep their probabilities and features; `start` 0 clears what was kept.
+async fn quality_add(start: usize, fake: &[f32]) -> Result<u32, JsError> {
+    let clf = TAB
+        .with(|t| t.borrow().classifier.clone())
+        .ok_or_else(|| invalid("the classifier is not loaded (models/classifier.safetensors)"))?;
+    let page = digits()?;
+    let b = backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let count = fake.len() / PIXELS;
     let held = page.len().div_ceil(HELD_OUT_EVERY);
     // the page file is sorted by class: draw the reference digits at random (a fixed seed, so
     // every scoring compares with the same real digits), not in file order
@@ -548,7 +636,7 @@ pub async fn gan_quality_chunk(start: usize, count: usize, seed: u32) -> Result<
         .map(|i| (rng::random_u32(REFERENCE_SEED, i as u32) as usize % held) * HELD_OUT_EVERY)
         .collect();
     let (real, _) = page.gather(&idx).map_err(err)?;
-    let (probs, fake_feats) = classify(b, &clf, &fake).await?;
+    let (probs, fake_feats) = classify(b, &clf, fake).await?;
     let (_, real_feats) = classify(b, &clf, &real).await?;
     TAB.with(|t| {
         let q = &mut t.borrow_mut().quality;
@@ -562,7 +650,8 @@ pub async fn gan_quality_chunk(start: usize, count: usize, seed: u32) -> Result<
     })
 }
 
-/// The quality numbers of the chunks kept: `{samples, classifier_score, frechet_distance}`.
+/// The quality numbers of the chunks kept: `{samples, classifier_score, frechet_distance,
+/// histogram}` (histogram: generated digits per class by the classifier's label, 10 numbers).
 #[wasm_bindgen]
 pub fn gan_quality_result() -> Result<JsValue, JsError> {
     TAB.with(|t| {
@@ -587,6 +676,12 @@ pub fn gan_quality_result() -> Result<JsValue, JsError> {
             "frechet_distance",
             frechet_distance(&q.fake_feats, &q.real_feats, dim).map_err(err)?,
         );
+        let h: Vec<u32> = class_histogram(&q.probs, CLASSES)
+            .map_err(err)?
+            .into_iter()
+            .map(|c| c as u32)
+            .collect();
+        set(&o, "histogram", js_sys::Uint32Array::from(&h[..]));
         Ok(o.into())
     })
 }

@@ -24,6 +24,7 @@ mod denoise;
 mod denoise_steps;
 mod filters;
 mod gan;
+mod gan_ae;
 mod semi;
 
 struct State {

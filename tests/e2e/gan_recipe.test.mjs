@@ -1,0 +1,103 @@
+// End-to-end, the GAN tab's issue-20 parts on the CPU backend (the page's path without WebGPU):
+// "Quick start" trains with its preset and the class histogram of scored samples is drawn beside
+// the classifier score and Frechet distance while training; the latent tools and "Real or Fake?"
+// work on the model trained in the tab; D's training options (label smoothing, minibatch
+// dispersion, smoothness term, FGSM real digits) train a few finite steps.
+// Run: node --test tests/e2e/gan_recipe.test.mjs   (after ./build.sh build)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { NO_WEBGPU, OUT, openPage, suite } from './harness.mjs';
+
+const OUR_ASSETS = /\/(data\/mnist_page\.bin|models\/(classifier|gan_dcgan_[gd])\.safetensors|gan[a-z_]*\.(js|css))$/;
+
+const S = suite([
+  ['www/data/mnist_page.bin', 'run ./build.sh setup first'],
+  ['www/models/classifier.safetensors', 'train it (see the README)'],
+]);
+
+const stopped = (page, timeout = 120_000) => page.waitForSelector('#gan-form[data-busy="false"]', { timeout });
+const cellClick = async (page, k) => {
+  const s = await page.$eval('#gan-grid', (c) => c.getBoundingClientRect().width / c.width);
+  await page.locator('#gan-grid').click({ position: { x: ((k % 8) * 58 + 28) * s, y: (Math.floor(k / 8) * 58 + 28) * s } });
+  await stopped(page);
+};
+
+test('GAN tab, CPU path: quick start draws the class histogram while training; latent tools and the game on the tab-trained model; D options train', async () => {
+  const { page, foreign, problems } = await openPage(S, { args: NO_WEBGPU, hash: '#gan', ignoreLoadFailures: { test: (url) => !OUR_ASSETS.test(url) } });
+  await page.waitForSelector('#gan-backend[data-kind="cpu"]', { timeout: 60_000 });
+  assert.equal(await page.getAttribute('#gan-hist', 'data-total'), null, 'no histogram before scoring');
+  await page.fill('#gan-quality-every', '40');
+  await page.click('#gan-quick');
+  await page.waitForFunction(() => Number(document.getElementById('gan-hist').dataset.total) > 0, null, { timeout: 180_000 });
+  await page.click('#gan-pause');
+  await stopped(page);
+  const pct = (await page.getAttribute('#gan-hist', 'data-percent')).split(',').map(Number);
+  const caption = await page.textContent('#gan-hist-caption');
+  console.log(`quick start: ${await page.textContent('#gan-progress')}\nhistogram: ${pct.join(' ')}\n${caption}`);
+  assert.equal(pct.length, 10, 'one bar per class');
+  assert.ok(Math.abs(pct.reduce((a, b) => a + b, 0) - 100) < 0.5, 'shares sum to 100%');
+  assert.equal(await page.getAttribute('#gan-hist', 'data-total'), '500');
+  assert.match(caption, /score \d+\.\d\d, Frechet \d+, classes \d+\.\d-\d+\.\d%/);
+  assert.equal(await page.inputValue('#gan-form [name="arch"]'), 'dense', 'the preset is in the form');
+
+  // the latent tools and the game on the model trained here
+  await page.selectOption('#gan-form [name="pick"]', 'a');
+  await cellClick(page, 0);
+  await page.selectOption('#gan-form [name="pick"]', 'b');
+  await cellClick(page, 9);
+  assert.match(await page.textContent('#gan-interp-note'), /path from sample A to sample B/);
+  for (const [g, k] of [['p', 1], ['q', 2], ['r', 3]]) {
+    await page.selectOption('#gan-form [name="pick"]', g);
+    await cellClick(page, k);
+  }
+  assert.match(await page.textContent('#gan-arith-note'), /P − Q \+ R/);
+  await page.click('#gan-game-new');
+  await stopped(page);
+  await page.click('#gan-game-check');
+  assert.match(await page.textContent('#gan-game-out'), /You: \d\/8 right\. D: \d\/8 right/);
+  await page.screenshot({ path: join(OUT, 'gan-quickstart.png'), fullPage: true });
+
+  // D's options: a DCGAN with all of them trains a few finite steps
+  await page.uncheck('#gan-quality-auto');
+  await page.click('.gan-options summary');
+  await page.selectOption('#gan-form [name="arch"]', 'dcgan');
+  await page.fill('#gan-form [name="batch"]', '16');
+  await page.fill('#gan-form [name="real"]', '0.9');
+  await page.check('#gan-form [name="mbstd"]');
+  await page.fill('#gan-form [name="smooth"]', '1');
+  await page.fill('#gan-form [name="fgsm"]', '0.5');
+  await page.fill('#gan-form [name="lrd"]', '4e-4');
+  await page.click('#gan-reset');
+  await stopped(page);
+  await page.click('#gan-train');
+  await page.waitForFunction(() => Number(document.getElementById('gan-progress').dataset.step) >= 3, null, { timeout: 120_000 });
+  await page.click('#gan-pause');
+  await stopped(page);
+  const progress = await page.textContent('#gan-progress');
+  console.log(`DCGAN with D options: ${progress}`);
+  assert.doesNotMatch(progress, /NaN|Infinity/);
+  assert.equal(await page.isVisible('#gan-error'), false, 'no error');
+  assert.deepEqual(foreign, []);
+  assert.deepEqual(problems, []);
+});
+
+test('GAN tab, CPU path: the Autoencoder vs GAN panel draws four strips and scores each', async () => {
+  const { page, foreign, problems } = await openPage(S, { args: NO_WEBGPU, hash: '#gan', ignoreLoadFailures: { test: (url) => !OUR_ASSETS.test(url) && !/ae_plain_k2/.test(url) } });
+  await page.waitForSelector('#gan-backend[data-kind="cpu"]', { timeout: 60_000 });
+  await page.click('#aevg-run');
+  await page.waitForSelector('#aevg-table[data-rows="4"]', { timeout: 300_000 });
+  await stopped(page);
+  const rows = await page.$$eval('#aevg-table tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  console.log(rows.map((r) => r.join(' | ')).join('\n'));
+  console.log(await page.textContent('#aevg-out'));
+  assert.equal(rows.length, 4);
+  assert.match(rows[1][1], /^0\.\d{4}$/, 'the reconstructions have an MSE');
+  assert.equal(rows[3][1], '—', 'the GAN samples have none');
+  for (const r of rows) assert.ok(Number(r[2]) >= 1 && Number(r[2]) <= 10 && Number(r[3]) >= 0, `score and distance: ${r}`);
+  for (const id of ['aevg-real', 'aevg-recon', 'aevg-random', 'aevg-gan']) assert.equal(await page.isVisible(`#${id}`), true, `${id} drawn`);
+  assert.match(await page.textContent('#aevg-out'), /autoencoder copies a given digit/);
+  await page.screenshot({ path: join(OUT, 'gan-ae-vs-gan.png'), fullPage: true });
+  assert.deepEqual(foreign, []);
+  assert.deepEqual(problems, []);
+});

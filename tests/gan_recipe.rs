@@ -1,0 +1,282 @@
+//! The GAN's training options (issue 20's recipe, issue 19's D options): D's loss with the
+//! minibatch-dispersion feature, label smoothing, the smoothness term and FGSM real digits vs
+//! finite differences on D's parameters; the dispersion feature vs finite differences on its
+//! input; the EMA update; the class histogram.
+
+use nnlab::autodiff::Graph;
+use nnlab::backend::{read_blocking, Backend};
+use nnlab::cpu::CpuBackend;
+use nnlab::models::gan::{
+    self, minibatch_dispersion, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent,
+    PIXELS,
+};
+use nnlab::models::gan_metrics::{class_histogram, class_share_range};
+use nnlab::models::gan_tricks::{self, DPoints, Perturbation, Tricks};
+use nnlab::nn::Module;
+use nnlab::rng;
+
+fn small(arch: GanArch) -> GanConfig {
+    GanConfig {
+        arch,
+        latent: 8,
+        width: 4,
+    }
+}
+
+/// Max |tape - central difference| over the largest-gradient coordinates and a pseudo-random one.
+fn probe(name: &str, grad: &[f32], vals: &[f32], h: f32, f: &dyn Fn(usize, f32) -> f64) -> f64 {
+    let mut coords: Vec<usize> = (0..grad.len()).collect();
+    coords.sort_by(|&i, &j| grad[j].abs().total_cmp(&grad[i].abs()));
+    coords.truncate(3);
+    coords.push(rng::random_u32(11, 0) as usize % grad.len());
+    let mut worst = 0.0f64;
+    for &i in &coords {
+        let fd = (f(i, vals[i] + h) - f(i, vals[i] - h)) / (2.0 * h as f64);
+        let err = (fd - grad[i] as f64).abs();
+        worst = worst.max(err);
+        // f32 sums and (Leaky)ReLU / |x| kinks a step may cross: a few % plus a small slack;
+        // a wrong sign, a missing factor or a blocked path is off by 100%
+        assert!(
+            err <= 3e-3 + 0.05 * fd.abs(),
+            "{name}[{i}]: tape {} vs finite differences {fd}",
+            grad[i]
+        );
+    }
+    worst
+}
+
+/// D's loss with `tricks` for fixed real digits, fakes and perturbed points (data to the tape:
+/// FGSM's x~, the smoothness term's x + r and its target D(x), built once at the start).
+#[allow(clippy::too_many_arguments)]
+fn d_objective(
+    b: &CpuBackend,
+    disc: &Discriminator,
+    loss: GanLoss,
+    tricks: &Tricks,
+    x: &[f32],
+    fake: &[f32],
+    points: &DPoints,
+    n: usize,
+) -> f64 {
+    let mut g = Graph::new(b);
+    let xt = b.upload(&[n, PIXELS], x).unwrap();
+    let ft = b.upload(&[n, PIXELS], fake).unwrap();
+    let (l, _, _) =
+        gan_tricks::d_loss_at(&mut g, disc, loss, tricks, &xt, ft, Some(points), 5).unwrap();
+    read_blocking(b, g.value(l).unwrap()).unwrap()[0] as f64
+}
+
+fn check(arch: GanArch, loss: GanLoss, mbstd: bool, tricks: Tricks) {
+    let b = CpuBackend::new();
+    let disc = Discriminator::with_mbstd(&b, small(arch), 5, mbstd).unwrap();
+    let n = 4;
+    let x = rng::uniform_vec(n * PIXELS, -1.0, 1.0, 1);
+    let fake = rng::uniform_vec(n * PIXELS, -1.0, 1.0, 2);
+    let mut g = Graph::new(&b);
+    let xt = b.upload(&[n, PIXELS], &x).unwrap();
+    let ft = b.upload(&[n, PIXELS], &fake).unwrap();
+    let points = gan_tricks::d_points(&b, &disc, loss, &tricks, &xt, None, 5).unwrap();
+    // the training path (points built inside from this tape's D(x)) gives the same loss
+    let (l, _, _) = gan_tricks::d_loss_with(&mut g, &disc, loss, &tricks, &xt, ft, 5).unwrap();
+    let direct = read_blocking(&b, g.value(l).unwrap()).unwrap()[0] as f64;
+    let fixed = d_objective(&b, &disc, loss, &tricks, &x, &fake, &points, n);
+    assert!((direct - fixed).abs() < 1e-5, "{direct} vs {fixed}");
+    g.backward(l).unwrap();
+    let mut worst = 0.0f64;
+    let ps = disc.params();
+    // first layer, output layer and (with the feature) the dispersion weight
+    let mut probed = vec![ps[0], ps[ps.len() - 2]];
+    if mbstd {
+        probed.push(ps[ps.len() - 1]);
+    }
+    for p in probed {
+        let grad = read_blocking(&b, &g.param_grad(p).unwrap()).unwrap();
+        let vals = read_blocking(&b, p.value()).unwrap();
+        let set = |i: usize, v: f32| {
+            let mut w = vals.clone();
+            w[i] = v;
+            b.assign(p.value(), &b.upload(p.shape(), &w).unwrap())
+                .unwrap();
+            let r = d_objective(&b, &disc, loss, &tricks, &x, &fake, &points, n);
+            b.assign(p.value(), &b.upload(p.shape(), &vals).unwrap())
+                .unwrap();
+            r
+        };
+        let name = format!("{arch:?} {loss:?} mbstd {mbstd} {tricks:?}: {}", p.name());
+        worst = worst.max(probe(&name, &grad, &vals, 1e-3, &set));
+    }
+    println!("{arch:?} {loss:?} mbstd {mbstd} {tricks:?}: max abs error {worst:.2e}");
+}
+
+#[test]
+fn d_loss_with_options_matches_finite_differences() {
+    let smooth = Perturbation {
+        weight: 2.0,
+        eps: 0.1,
+    };
+    let fgsm = Perturbation {
+        weight: 0.5,
+        eps: 0.1,
+    };
+    for arch in [GanArch::Dense, GanArch::Dcgan] {
+        for loss in [GanLoss::CrossEntropy, GanLoss::LeastSquares] {
+            check(arch, loss, true, Tricks::default());
+            check(
+                arch,
+                loss,
+                false,
+                Tricks {
+                    real_label: 0.9,
+                    ..Default::default()
+                },
+            );
+            check(
+                arch,
+                loss,
+                false,
+                Tricks {
+                    smooth: Some(smooth),
+                    ..Default::default()
+                },
+            );
+            check(
+                arch,
+                loss,
+                true,
+                Tricks {
+                    real_label: 0.9,
+                    smooth: Some(smooth),
+                    fgsm: Some(fgsm),
+                },
+            );
+        }
+    }
+}
+
+#[test]
+fn perturbed_points_move_d_more_than_random_ones_of_the_same_size() {
+    let b = CpuBackend::new();
+    let disc = Discriminator::new(&b, small(GanArch::Dcgan), 5).unwrap();
+    let n = 16;
+    let x = b
+        .upload(&[n, PIXELS], &rng::uniform_vec(n * PIXELS, -1.0, 1.0, 4))
+        .unwrap();
+    let eps = 0.05;
+    let tricks = Tricks {
+        real_label: 1.0,
+        smooth: Some(Perturbation { weight: 1.0, eps }),
+        fgsm: Some(Perturbation { weight: 0.5, eps }),
+    };
+    let pts = gan_tricks::d_points(&b, &disc, GanLoss::CrossEntropy, &tricks, &x, None, 9).unwrap();
+    let xv = read_blocking(&b, &x).unwrap();
+    // a random sign perturbation of the same L-inf size (in G's [-1, 1] range: 2 eps)
+    let noise = rng::uniform_vec(n * PIXELS, -1.0, 1.0, 10);
+    let rand: Vec<f32> = xv
+        .iter()
+        .zip(&noise)
+        .map(|(v, r)| (v + 2.0 * eps * r.signum()).clamp(-1.0, 1.0))
+        .collect();
+    let rand = b.upload(&[n, PIXELS], &rand).unwrap();
+    let (xr, _) = pts.smooth.as_ref().unwrap();
+    for p in [xr, pts.adv.as_ref().unwrap()] {
+        let pv = read_blocking(&b, p).unwrap();
+        let linf = pv
+            .iter()
+            .zip(&xv)
+            .map(|(a, c)| (a - c).abs())
+            .fold(0.0f32, f32::max);
+        assert!(linf <= 2.0 * eps + 1e-6, "perturbation {linf} over budget");
+    }
+    let div = |p: &nnlab::tensor::Tensor| {
+        let t = gan_tricks::smoothness_divergence(&b, &disc, GanLoss::CrossEntropy, &x, p).unwrap();
+        read_blocking(&b, &t).unwrap()[0]
+    };
+    let (adv, random) = (div(xr), div(&rand));
+    assert!(
+        adv > random,
+        "adversarial r moves D less than random noise: {adv} vs {random}"
+    );
+}
+
+#[test]
+fn minibatch_dispersion_matches_its_definition_and_finite_differences() {
+    let b = CpuBackend::new();
+    let (n, f) = (5, 7);
+    let h = rng::uniform_vec(n * f, -2.0, 2.0, 3);
+    let value = |hh: &[f32]| -> (f64, Vec<f32>) {
+        let mut g = Graph::new(&b);
+        let hv = g.input(b.upload(&[n, f], hh).unwrap());
+        let s = minibatch_dispersion(&mut g, hv).unwrap();
+        let out = read_blocking(&b, g.value(s).unwrap()).unwrap();
+        (out.iter().map(|&v| v as f64).sum(), out)
+    };
+    // host definition: mean over features of the mean absolute deviation over the batch
+    let mut expect = 0.0f64;
+    for j in 0..f {
+        let m: f64 = (0..n).map(|i| h[i * f + j] as f64).sum::<f64>() / n as f64;
+        expect += (0..n).map(|i| (h[i * f + j] as f64 - m).abs()).sum::<f64>() / n as f64;
+    }
+    expect /= f as f64;
+    let (_, out) = value(&h);
+    assert_eq!(out.len(), n);
+    for v in out {
+        assert!((v as f64 - expect).abs() < 1e-5, "{v} vs {expect}");
+    }
+    let mut g = Graph::new(&b);
+    let hv = g.input(b.upload(&[n, f], &h).unwrap());
+    let s = minibatch_dispersion(&mut g, hv).unwrap();
+    let total = g.sum(s).unwrap();
+    g.backward(total).unwrap();
+    let grad = read_blocking(&b, &g.grad(hv).unwrap()).unwrap();
+    let set = |i: usize, v: f32| {
+        let mut hh = h.clone();
+        hh[i] = v;
+        value(&hh).0
+    };
+    probe("dispersion wrt h", &grad, &h, 1e-3, &set);
+}
+
+#[test]
+fn ema_update_averages_and_recalibration_moves_batchnorm_statistics() {
+    let b = CpuBackend::new();
+    let cfg = small(GanArch::Dcgan);
+    let gen = Generator::new(&b, cfg, 1).unwrap();
+    let ema = gan_tricks::ema_copy(&b, &gen).unwrap();
+    let other = Generator::new(&b, cfg, 2).unwrap();
+    let before = read_blocking(&b, ema.params()[0].value()).unwrap();
+    let target = read_blocking(&b, other.params()[0].value()).unwrap();
+    gan_tricks::ema_update(&b, &ema, &other, 0.75).unwrap();
+    let after = read_blocking(&b, ema.params()[0].value()).unwrap();
+    for ((a, x), y) in after.iter().zip(&before).zip(&target) {
+        assert!((a - (0.75 * x + 0.25 * y)).abs() < 1e-6);
+    }
+    assert!(gan_tricks::ema_update(&b, &ema, &other, 1.0).is_err());
+    let rm = ema.buffers()[0];
+    let zeros = read_blocking(&b, rm.value()).unwrap();
+    gan_tricks::recalibrate_batchnorm(&b, &ema, Latent::Normal, 16, 5, 3).unwrap();
+    assert_ne!(read_blocking(&b, rm.value()).unwrap(), zeros);
+    let out = read_blocking(
+        &b,
+        &gan::generate(&b, &ema, &gan::sample_z(3, 8, Latent::Normal, 1)).unwrap(),
+    )
+    .unwrap();
+    assert!(out.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn class_histogram_counts_argmax_labels() {
+    let mut probs = vec![0.0f32; 4 * 10];
+    for (row, k) in [3usize, 3, 7, 0].iter().enumerate() {
+        probs[row * 10 + k] = 0.9;
+        probs[row * 10 + (k + 1) % 10] = 0.1;
+    }
+    let h = class_histogram(&probs, 10).unwrap();
+    assert_eq!(h, vec![1, 0, 0, 2, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(class_share_range(&h), (0.0, 50.0));
+    assert!(class_histogram(&probs[..15], 10).is_err());
+    let bad = Tricks {
+        real_label: 1.5,
+        ..Default::default()
+    };
+    assert!(bad.validate().is_err());
+}

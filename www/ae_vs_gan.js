@@ -1,0 +1,83 @@
+// The "Autoencoder vs GAN" panel of the GAN tab (the lecture's slide): the shipped autoencoder's
+// reconstructions of held-out digits and its decodings of random codes, beside the GAN's
+// samples, each scored the same way (per-pixel MSE where there is an original to compare with,
+// classifier score and Frechet distance with the shipped classifier, class range).
+import { PIXELS } from './digits.js';
+import { $, fetchBytes } from './util.js';
+import { drawDigits, fmt } from './gan_tools.js';
+
+const AE_URL = 'models/ae_plain_k2.safetensors';
+const N = 500;
+const CHUNK = 100;
+const SHOWN = 12;
+
+/** Score `digits` (N x 784) in chunks with the GAN tab's quality numbers. */
+async function score(call, digits) {
+  for (let s = 0; s < N; s += CHUNK) await call('gan_quality_digits', s, digits.subarray(s * PIXELS, (s + CHUNK) * PIXELS));
+  return call('gan_quality_result');
+}
+
+/** The GAN's N samples (from z seeded by `seed`). */
+async function ganSamples(call, seed) {
+  const out = new Float32Array(N * PIXELS);
+  for (let s = 0; s < N; s += CHUNK) out.set(await call('gan_generate', await call('gan_sample_z', CHUNK, seed + s)), s * PIXELS);
+  return out;
+}
+
+const classRange = (q) => {
+  const p = [...q.histogram].map((c) => (100 * c) / q.samples);
+  return `${fmt(Math.min(...p), 1)}–${fmt(Math.max(...p), 1)}%`;
+};
+
+/** Rows of the table: [name, canvas id, digits, MSE or null]. */
+async function compare(tab) {
+  const { call, state } = tab;
+  await tab.ensureAssets();
+  if (!state.model) await tab.loadPretrained();
+  await call('aevg_load_ae', await fetchBytes(AE_URL, 'the shipped autoencoder'));
+  const out = $('aevg-out');
+  out.textContent = 'decoding…';
+  const ae = await call('aevg_ae_digits', N, 11);
+  const rows = [
+    ['real held-out digits (reference)', 'aevg-real', ae.originals, null],
+    ['autoencoder: reconstructions', 'aevg-recon', ae.recon, ae.mse],
+    ['autoencoder: random codes', 'aevg-random', ae.random, null],
+    [`GAN (${state.model.arch === 'dcgan' ? `DCGAN width ${state.model.width}` : 'dense'}, step ${state.step}): samples`, 'aevg-gan', await ganSamples(call, 31), null],
+  ];
+  const table = [];
+  for (const [name, id, digits, mse] of rows) {
+    out.textContent = `scoring ${name}…`;
+    drawDigits($(id), digits, SHOWN, SHOWN);
+    const q = await score(call, digits);
+    table.push({ name, mse, q });
+  }
+  return table;
+}
+
+function showTable(table) {
+  const body = $('aevg-table').tBodies[0];
+  body.replaceChildren(
+    ...table.map(({ name, mse, q }) => {
+      const tr = document.createElement('tr');
+      for (const v of [name, mse == null ? '—' : fmt(mse, 4), fmt(q.classifier_score, 2), fmt(q.frechet_distance, 0), classRange(q)]) {
+        const td = document.createElement('td');
+        td.textContent = v;
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+  const [, recon, random, gan] = table;
+  const ganBeatsRandom = gan.q.frechet_distance < random.q.frechet_distance;
+  $('aevg-out').textContent =
+    `The autoencoder copies a given digit (MSE ${fmt(recon.mse, 4)} per pixel) but has no answer for a code it was not given: its decodings of random codes score ${fmt(random.q.classifier_score, 2)} with Frechet distance ${fmt(random.q.frechet_distance, 0)}, ` +
+    `while the GAN, which copies nothing (no MSE), makes digits that ${ganBeatsRandom ? 'fit the distribution better' : 'do not yet fit the distribution better'} (score ${fmt(gan.q.classifier_score, 2)}, Frechet ${fmt(gan.q.frechet_distance, 0)}).`;
+  $('aevg-table').dataset.rows = String(table.length);
+}
+
+export function setupAeVsGan(tab) {
+  $('aevg-run').addEventListener(
+    'click',
+    tab.guarded(async () => showTable(await compare(tab))),
+  );
+}
