@@ -36,6 +36,7 @@ try {
   await page.uncheck('#gan-quality-auto');
   let started;
   if (preset) {
+    await page.evaluate(() => (document.querySelector('.gan-options').open = true)); // D's options are in a <details>
     for (const [k, v] of Object.entries(JSON.parse(preset))) {
       const sel = `#gan-form [name="${k}"]`;
       if ((await page.getAttribute(sel, 'type')) === 'checkbox') await (v ? page.check(sel) : page.uncheck(sel));
