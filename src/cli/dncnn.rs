@@ -8,8 +8,8 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use super::{backend, checks, command_line, finite_loss, hms, model_file, BackendKind, RunArgs};
-use crate::data::images::{self, ColorMode, DenoiseSet, Image, DEFAULT_MAX_PIXELS};
-use crate::data::patches::{NoiseLevel, PatchSampler};
+use crate::data::images::{self, ColorMode, DenoiseSet, Image, Part, DEFAULT_MAX_PIXELS};
+use crate::data::patches::{Noise, NoiseLevel, PatchSampler, DEFAULT_CLIP_MIX};
 use crate::models::dncnn::{self, DnCnn, DnCnnConfig};
 use crate::{metrics, Backend, Error, Result};
 
@@ -104,6 +104,18 @@ pub struct TrainArgs {
     /// with a fresh optimizer, instead of a random initialisation
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// fraction of the patches whose noisy version is clipped to [0, 255] and rounded to 8 bits,
+    /// as a saved photo is; the others keep the paper's unclipped noise
+    #[arg(long, default_value_t = DEFAULT_CLIP_MIX)]
+    pub clip_mix: f32,
+    /// train on every image of the set; by default every 10th image (in name order) is held
+    /// out as the validation part (`--set Train400-val` / `CBSD432-val` in `nnlab eval dncnn`)
+    #[arg(long)]
+    pub all_images: bool,
+    /// PSNR on the validation part every N steps and at the end (0: never): sigma 25 and 50, the
+    /// paper's unclipped noise and 8-bit clipped noise, noise seed 0 as `nnlab eval dncnn`
+    #[arg(long, default_value_t = 500)]
+    pub val_every: u64,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -126,6 +138,10 @@ pub struct EvalArgs {
     /// also print one line per image
     #[arg(long)]
     pub per_image: bool,
+    /// clip the noisy input to [0, 255] and round it to 8 bits, as a saved photo is (the paper's
+    /// protocol, the default, leaves the noise unclipped)
+    #[arg(long)]
+    pub clip: bool,
     /// geometric self-ensemble: average the model's outputs on the 8 flips/rotations of the
     /// image (8 times slower, usually a little higher PSNR)
     #[arg(long)]
@@ -147,6 +163,10 @@ pub struct DenoiseArgs {
     /// add white Gaussian noise of this sigma (0-255 scale) first, and report PSNR/SSIM
     #[arg(long)]
     pub add_noise: Option<f32>,
+    /// clip the added noise: the noisy image clamped to [0, 255] and rounded to 8 bits, as a
+    /// saved photo would be (as the page does)
+    #[arg(long)]
+    pub clip: bool,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// also write the noisy input here (with --add-noise)
@@ -207,6 +227,14 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
             a.batch = num("batch")? as usize;
             a.seed = num("seed")?;
             a.mode = parse_mode(&get("mode")?)?;
+            // checkpoints written before these settings existed used unclipped noise on every image
+            a.clip_mix = match meta.get("clip_mix") {
+                Some(v) => v.parse().map_err(|_| {
+                    Error::Weights("checkpoint entry 'clip_mix' is not a number".into())
+                })?,
+                None => 0.0,
+            };
+            a.all_images = meta.get("images").is_none_or(|v| v == "all");
             Ok(())
         };
         read().map_err(|e| crate::weights::in_file(ck, e))?;
@@ -237,10 +265,11 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         || !(a.lr > 0.0 && a.lr.is_finite())
         || a.checkpoint_every == 0
         || a.snapshot_every == 0
+        || !(0.0..=1.0).contains(&a.clip_mix)
     {
         return Err(Error::Invalid(format!(
-            "need batch >= 1, patch >= 3, steps >= 1, lr > 0, checkpoint-every >= 1, snapshot-every >= 1 (got {}, {}, {}, {}, {}, {})",
-            a.batch, a.patch, a.steps, a.lr, a.checkpoint_every, a.snapshot_every
+            "need batch >= 1, patch >= 3, steps >= 1, lr > 0, checkpoint-every >= 1, snapshot-every >= 1, clip-mix in [0, 1] (got {}, {}, {}, {}, {}, {}, {})",
+            a.batch, a.patch, a.steps, a.lr, a.checkpoint_every, a.snapshot_every, a.clip_mix
         )));
     }
     match (a.stop_at, &a.checkpoint) {
@@ -290,15 +319,26 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     };
     let dir = a.run.data_dir()?;
     let t0 = Instant::now();
-    let imgs: Vec<Image> = images::load_set(&dir, set, mode)?
+    let part = if a.all_images { Part::All } else { Part::Train };
+    let imgs: Vec<Image> = images::load_part(&dir, set, mode, part)?
         .into_iter()
         .map(|(_, im)| im)
         .collect();
     let sampler = PatchSampler::new(imgs, a.patch)?;
+    let val: Vec<(String, Image)> = if a.all_images {
+        Vec::new()
+    } else {
+        images::load_part(&dir, set, mode, Part::Val)?
+    };
     println!(
-        "loaded {} {} images from {} in {:.1}s",
+        "loaded {} {} images ({}) from {} in {:.1}s",
         sampler.len(),
         set.folder(),
+        if a.all_images {
+            "all: no validation part held out".to_string()
+        } else {
+            format!("{} held out for validation", val.len())
+        },
         images::set_dir(&dir, set).display(),
         t0.elapsed().as_secs_f64()
     );
@@ -333,14 +373,18 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
                 .unwrap_or_default()
         );
     }
-    let level = a.mode.level();
+    let noise = Noise {
+        level: a.mode.level(),
+        clipped: a.clip_mix,
+    };
     println!(
-        "training DnCNN ({} ch, depth {}, width {}, {} parameters) mode {} on {}: patch {}, batch {}, steps {}, Adam lr {} (x0.1 at 60%, x0.01 at 85%), seed {}",
+        "training DnCNN ({} ch, depth {}, width {}, {} parameters) mode {} ({:.0}% of patches with 8-bit clipped noise) on {}: patch {}, batch {}, steps {}, Adam lr {} (x0.1 at 60%, x0.01 at 85%), seed {}",
         a.channels,
         a.depth,
         a.width,
         config.parameter_count(),
         a.mode.name(),
+        a.clip_mix * 100.0,
         b.info().describe(),
         a.patch,
         a.batch,
@@ -356,6 +400,11 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     meta.insert("lr0".to_string(), a.lr.to_string());
     meta.insert("steps".to_string(), a.steps.to_string());
     meta.insert("data".to_string(), set.folder().to_string());
+    meta.insert("clip_mix".to_string(), a.clip_mix.to_string());
+    meta.insert(
+        "images".to_string(),
+        (if a.all_images { "all" } else { "train-part" }).to_string(),
+    );
     meta.insert("backend".to_string(), b.info().describe());
     if let Some(p) = &a.init {
         meta.insert("init".to_string(), p.display().to_string());
@@ -370,7 +419,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     let end = a.stop_at.map_or(a.steps, |s| s.min(a.steps));
     while step < end {
         opt.lr = dncnn::lr_at(a.lr, step, a.steps);
-        let batch = sampler.batch(a.batch, level, a.seed, step);
+        let batch = sampler.batch(a.batch, noise, a.seed, step);
         let noisy = b.upload(&shape, &batch.noisy)?;
         let clean = b.upload(&shape, &batch.clean)?;
         let loss = dncnn::train_step(b, &model, &mut opt, &noisy, &clean)?;
@@ -396,6 +445,11 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
             );
             (loss_sum, loss_n) = (0.0, 0);
             last_print = Instant::now();
+        }
+        if !val.is_empty() && a.val_every > 0 && (step.is_multiple_of(a.val_every) || step == end) {
+            let line = validate(b, &model, &val, a.mode)?;
+            println!("val step {step}: {line}");
+            meta.insert("val".to_string(), format!("step {step}: {line}"));
         }
         if let Some(ck) = &a.checkpoint {
             if step.is_multiple_of(a.checkpoint_every) || step == end {
@@ -513,7 +567,8 @@ pub fn load_model(b: &dyn Backend, path: &Path) -> Result<DnCnn> {
 }
 
 /// PSNR and SSIM of one image at one sigma under the paper protocol: clean in [0, 1] (from 8
-/// bits), noise of sigma / 255 with `seed`, no clipping of the noisy input, output clamped and
+/// bits), noise of sigma / 255 with `seed`, no clipping of the noisy input (with `clip`: the
+/// noisy input clipped to [0, 1] and rounded to 8 bits, as a saved photo), output clamped and
 /// rounded to 8 bits as a saved image would be, PSNR on the 0-255 scale.
 pub fn eval_image(
     b: &dyn Backend,
@@ -521,9 +576,15 @@ pub fn eval_image(
     clean: &Image,
     sigma: f32,
     seed: u64,
+    clip: bool,
     ensemble: bool,
 ) -> Result<(f64, f64, f64)> {
-    let noisy = clean.with_data(images::add_awgn(&clean.data, sigma, seed, 0))?;
+    let noisy = if clip {
+        images::add_awgn8(&clean.data, sigma, seed, 0)
+    } else {
+        images::add_awgn(&clean.data, sigma, seed, 0)
+    };
+    let noisy = clean.with_data(noisy)?;
     let den = dncnn::denoise_image(b, model, &noisy, ensemble)?;
     let out = images::quantize8(&den.data);
     let (c, h, w) = (clean.channels, clean.height, clean.width);
@@ -533,6 +594,72 @@ pub fn eval_image(
         metrics::psnr(&clean.data, &out)?,
         metrics::ssim(&clean.data, &out, c, h, w)?,
     ))
+}
+
+/// How a set is noised and denoised for [`set_psnr`].
+#[derive(Clone, Copy, Debug)]
+pub struct Protocol {
+    pub sigma: f32,
+    pub clip: bool,
+    pub noise_seed: u64,
+    pub ensemble: bool,
+}
+
+/// Mean (noisy PSNR, denoised PSNR, SSIM) over `imgs`. Image i gets its own fixed noise stream
+/// from (noise seed, i, sigma): `nnlab eval dncnn` and the trainer's validation lines agree.
+pub fn set_psnr(
+    b: &dyn Backend,
+    model: &DnCnn,
+    imgs: &[(String, Image)],
+    p: Protocol,
+    per_image: bool,
+) -> Result<(f64, f64, f64)> {
+    let (mut pn, mut pd, mut ss) = (0.0, 0.0, 0.0);
+    for (i, (fname, img)) in imgs.iter().enumerate() {
+        let seed = p
+            .noise_seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(i as u64 * 1000 + p.sigma.round() as u64);
+        let (a1, a2, a3) = eval_image(b, model, img, p.sigma, seed, p.clip, p.ensemble)?;
+        if per_image {
+            println!(
+                "  {fname:<14} sigma {:>4}: noisy {a1:.2} dB -> {a2:.2} dB, SSIM {a3:.4}",
+                p.sigma
+            );
+        }
+        pn += a1;
+        pd += a2;
+        ss += a3;
+    }
+    let n = imgs.len().max(1) as f64;
+    Ok((pn / n, pd / n, ss / n))
+}
+
+/// The trainer's validation line: PSNR on the held-out part at the mode's sigma (25 and 50 when
+/// blind), unclipped and 8-bit clipped, noise seed 0.
+fn validate(b: &dyn Backend, model: &DnCnn, val: &[(String, Image)], mode: Mode) -> Result<String> {
+    let sigmas: Vec<f32> = match mode.level() {
+        NoiseLevel::Fixed(s) => vec![s],
+        NoiseLevel::Uniform { .. } => vec![25.0, 50.0],
+    };
+    let mut parts = Vec::new();
+    for sigma in sigmas {
+        let mut row = Vec::new();
+        for clip in [false, true] {
+            let proto = Protocol {
+                sigma,
+                clip,
+                noise_seed: 0,
+                ensemble: false,
+            };
+            row.push(set_psnr(b, model, val, proto, false)?.1);
+        }
+        parts.push(format!(
+            "sigma {sigma} {:.3} dB (clipped {:.3})",
+            row[0], row[1]
+        ));
+    }
+    Ok(parts.join(", "))
 }
 
 /// `nnlab eval dncnn`.
@@ -552,13 +679,18 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let dir = a.run.data_dir()?;
     let cfg = model.config;
     println!(
-        "model {} (DnCNN {} ch, depth {}, width {}) on {}, noise seed {}{}",
+        "model {} (DnCNN {} ch, depth {}, width {}) on {}, noise seed {}, {}{}",
         a.model.display(),
         cfg.channels,
         cfg.depth,
         cfg.width,
         b.info().describe(),
         a.noise_seed,
+        if a.clip {
+            "noisy input clipped and rounded to 8 bits (--clip)"
+        } else {
+            "unclipped noise (the paper's protocol)"
+        },
         if a.self_ensemble {
             ", x8 self-ensemble"
         } else {
@@ -566,11 +698,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
     );
     println!(
-        "{:<8} {:>5}  {:>6}  {:>11}  {:>10}  {:>6}",
+        "{:<12} {:>5}  {:>6}  {:>11}  {:>10}  {:>6}",
         "set", "sigma", "images", "noisy PSNR", "PSNR (dB)", "SSIM"
     );
     for name in &a.set {
-        let set = DenoiseSet::parse(name)?;
+        let (set, part) = images::parse_set_part(name)?;
         let mode = ColorMode::from_channels(cfg.channels)?;
         if set.mode() != mode {
             println!(
@@ -581,36 +713,31 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 cfg.channels
             );
         }
-        let mut imgs = images::load_set(&dir, set, mode)?;
+        let mut imgs = images::load_part(&dir, set, mode, part)?;
         if let Some(n) = a.limit {
             imgs.truncate(n);
         }
+        let label = match part {
+            Part::Val => format!("{}-val", set.folder()),
+            _ => set.folder().to_string(),
+        };
         for &sigma in &a.sigma {
-            let (mut pn, mut p, mut s) = (0.0, 0.0, 0.0);
-            for (i, (fname, img)) in imgs.iter().enumerate() {
-                // one fixed noise stream per (seed, image index, sigma)
-                let seed = a
-                    .noise_seed
-                    .wrapping_mul(1_000_003)
-                    .wrapping_add(i as u64 * 1000 + sigma.round() as u64);
-                let (a1, a2, a3) = eval_image(b, &model, img, sigma, seed, a.self_ensemble)?;
-                if a.per_image {
-                    println!("  {fname:<14} sigma {sigma:>4}: noisy {a1:.2} dB -> {a2:.2} dB, SSIM {a3:.4}");
-                }
-                pn += a1;
-                p += a2;
-                s += a3;
-            }
-            let n = imgs.len() as f64;
+            let proto = Protocol {
+                sigma,
+                clip: a.clip,
+                noise_seed: a.noise_seed,
+                ensemble: a.self_ensemble,
+            };
+            let (pn, p, s) = set_psnr(b, &model, &imgs, proto, a.per_image)?;
             // three decimals: a bar such as BM3D's 28.57 needs the third to be decided
             println!(
-                "{:<8} {:>5}  {:>6}  {:>11.3}  {:>10.3}  {:>6.4}",
-                set.folder(),
+                "{:<12} {:>5}  {:>6}  {:>11.3}  {:>10.3}  {:>6.4}",
+                label,
                 sigma,
                 imgs.len(),
-                pn / n,
-                p / n,
-                s / n
+                pn,
+                p,
+                s
             );
         }
     }
@@ -676,6 +803,7 @@ pub fn denoise(a: DenoiseArgs) -> Result<()> {
     let mode = ColorMode::from_channels(model.config.channels)?;
     let clean = images::load_file(&a.input, mode, DEFAULT_MAX_PIXELS)?;
     let input = match a.add_noise {
+        Some(s) if a.clip => clean.with_data(images::add_awgn8(&clean.data, s, a.seed, 0))?,
         Some(s) => clean.with_data(images::add_awgn(&clean.data, s, a.seed, 0))?,
         None => clean.clone(),
     };

@@ -297,9 +297,22 @@ pub fn add_awgn(clean: &[f32], sigma: f32, seed: u64, offset: u32) -> Vec<f32> {
 /// Round values to the nearest of the 256 8-bit levels after clamping to [0, 1] (what saving as
 /// an 8-bit image does).
 pub fn quantize8(x: &[f32]) -> Vec<f32> {
-    x.iter()
-        .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() / 255.0)
-        .collect()
+    x.iter().map(|&v| level8(v)).collect()
+}
+
+/// One value clamped to [0, 1] and rounded to the nearest 8-bit level.
+pub fn level8(v: f32) -> f32 {
+    (v.clamp(0.0, 1.0) * 255.0).round() / 255.0
+}
+
+/// [`add_awgn`], then clipped and rounded to 8 bits ([`quantize8`]): the noisy image as a user
+/// would have it saved, and the protocol of `nnlab eval dncnn --clip` and of the page's PSNR line.
+pub fn add_awgn8(clean: &[f32], sigma: f32, seed: u64, offset: u32) -> Vec<f32> {
+    let mut v = add_awgn(clean, sigma, seed, offset);
+    for x in &mut v {
+        *x = level8(*x);
+    }
+    v
 }
 
 // ---------------------------------------------------------------- files and data sets (native)
@@ -427,6 +440,72 @@ pub fn load_set(data: &Path, set: DenoiseSet, mode: ColorMode) -> Result<Vec<(St
             Ok((name, load_file(&p, mode, DEFAULT_MAX_PIXELS)?))
         })
         .collect()
+}
+
+/// Which images of a set: a training set (Train400, CBSD432) is split once and for all into a
+/// training part and a held-out validation part, so that steps, checkpoints and schedules are
+/// chosen without looking at the test sets (Set12, BSD68, CBSD68).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    All,
+    /// every image but the validation ones
+    Train,
+    /// every [`VAL_EVERY`]-th image in name order (the 10th, 20th, ...), centre-cropped to at
+    /// most [`VAL_CROP`] pixels a side (Train400's size; CBSD432's 481x321 photos would make a
+    /// validation pass 5 times slower)
+    Val,
+}
+
+pub const VAL_EVERY: usize = 10;
+pub const VAL_CROP: usize = 180;
+
+impl Part {
+    /// Whether image `index` (in name order) belongs to this part.
+    pub fn holds(self, index: usize) -> bool {
+        let val = index % VAL_EVERY == VAL_EVERY - 1;
+        match self {
+            Part::All => true,
+            Part::Train => !val,
+            Part::Val => val,
+        }
+    }
+}
+
+/// A set name as `nnlab eval dncnn --set` takes it: a folder name, or `Train400-val` /
+/// `CBSD432-val` for the validation part of a training set.
+pub fn parse_set_part(name: &str) -> Result<(DenoiseSet, Part)> {
+    let lower = name.to_ascii_lowercase();
+    match lower.strip_suffix("-val") {
+        Some(base) => {
+            let set = DenoiseSet::parse(base)?;
+            if !matches!(set, DenoiseSet::Train400 | DenoiseSet::Cbsd432) {
+                return Err(Error::Invalid(format!(
+                    "'{name}': only the training sets Train400 and CBSD432 have a validation part"
+                )));
+            }
+            Ok((set, Part::Val))
+        }
+        None => Ok((DenoiseSet::parse(name)?, Part::All)),
+    }
+}
+
+/// [`load_set`], keeping the images of `part` (the validation part centre-cropped).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_part(
+    data: &Path,
+    set: DenoiseSet,
+    mode: ColorMode,
+    part: Part,
+) -> Result<Vec<(String, Image)>> {
+    Ok(load_set(data, set, mode)?
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| part.holds(*i))
+        .map(|(_, (name, img))| match part {
+            Part::Val => (name, img.center_crop(VAL_CROP)),
+            _ => (name, img),
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------- plane conversions

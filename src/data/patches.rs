@@ -1,12 +1,14 @@
 //! Training batches for the denoiser: random square patches of clean images with one of the 8
 //! flip/rotation augmentations (the dihedral group of the square, as in DnCNN), and white
-//! Gaussian noise of a fixed sigma or a sigma drawn uniformly per patch (blind training).
+//! Gaussian noise of a fixed sigma or a sigma drawn uniformly per patch (blind training). A
+//! chosen fraction of the noisy patches is clipped to [0, 1] and rounded to 8 bits, as the noise
+//! of a saved photo is (see [`Noise`]); the rest keep the paper's unclipped noise.
 //!
 //! Every draw comes from the counter-based RNG (`crate::rng`) keyed by (seed, step, patch), so
 //! batch `step` is a pure function of (images, seed, step): resuming at step s reproduces the
 //! run exactly, and the "RNG position" of a checkpoint is just its step number.
 
-use super::images::Image;
+use super::images::{level8, Image};
 use crate::{rng, Error, Result};
 
 /// How the noise level of each training patch is chosen (sigma on the 0-255 scale).
@@ -19,6 +21,31 @@ pub enum NoiseLevel {
         hi: f32,
     },
 }
+
+/// The noise of training patches: its level, and the fraction of patches whose noisy version
+/// is clipped to [0, 1] and rounded to the 256 8-bit levels. A photo a user opens is 8-bit, so
+/// its noise was clipped at black and white: a model trained only on unclipped noise takes the
+/// clipped (biased) noise of dark and bright regions for signal and leaves them grey.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Noise {
+    pub level: NoiseLevel,
+    /// in [0, 1]: 0 is the paper's protocol, 1 is all-clipped
+    pub clipped: f32,
+}
+
+impl Noise {
+    /// The paper's protocol: unclipped, unrounded Gaussian noise.
+    pub fn unclipped(level: NoiseLevel) -> Noise {
+        Noise {
+            level,
+            clipped: 0.0,
+        }
+    }
+}
+
+/// The trainers' default [`Noise::clipped`]: half the patches as the paper has them, half as a
+/// saved 8-bit photo has them.
+pub const DEFAULT_CLIP_MIX: f32 = 0.5;
 
 /// Streams of the sampler (each gets its own key so they never share counters).
 const STREAM_POS: u64 = 1;
@@ -146,8 +173,8 @@ impl PatchSampler {
         augment(&out, self.channels, p, mode)
     }
 
-    /// Batch `step` of `n` patches with noise at `level`.
-    pub fn batch(&self, n: usize, level: NoiseLevel, seed: u64, step: u64) -> Batch {
+    /// Batch `step` of `n` patches with `noise`.
+    pub fn batch(&self, n: usize, noise: Noise, seed: u64, step: u64) -> Batch {
         let per = self.channels * self.patch * self.patch;
         let nkey = key(seed, STREAM_NOISE, step);
         let mut clean = Vec::with_capacity(n * per);
@@ -155,7 +182,7 @@ impl PatchSampler {
         let mut sigmas = Vec::with_capacity(n);
         for k in 0..n {
             let c = self.clean_patch(seed, step, k);
-            let sigma = match level {
+            let sigma = match noise.level {
                 NoiseLevel::Fixed(s) => s,
                 // counter 0xFFFF_0000 + k sits far above the noise counters of this step
                 NoiseLevel::Uniform { lo, hi } => {
@@ -164,11 +191,21 @@ impl PatchSampler {
             };
             let s = sigma / 255.0;
             let base = (k * per) as u32;
+            let start = noisy.len();
             noisy.extend(
                 c.iter()
                     .enumerate()
                     .map(|(i, &x)| x + s * rng::normal(nkey, base + i as u32)),
             );
+            // counter 0xFFFE_0000 + k: its own draw, so the clipped choice leaves sigma and the
+            // noise values of a patch as they were
+            if noise.clipped > 0.0
+                && rng::uniform01(nkey, 0xFFFE_0000u32.wrapping_add(k as u32)) < noise.clipped
+            {
+                for v in &mut noisy[start..] {
+                    *v = level8(*v);
+                }
+            }
             clean.extend_from_slice(&c);
             sigmas.push(sigma);
         }

@@ -24,7 +24,7 @@ use wasm_bindgen::prelude::*;
 use super::{backend, err, invalid, set};
 use crate::backend::{Backend, BinaryOp};
 use crate::data::images::{self, ColorMode, Image};
-use crate::data::patches::{NoiseLevel, PatchSampler};
+use crate::data::patches::{Noise, NoiseLevel, PatchSampler, DEFAULT_CLIP_MIX};
 use crate::metrics;
 use crate::models::dncnn::{self, DnCnn, DnCnnConfig};
 use crate::nn::Adam;
@@ -94,7 +94,7 @@ struct Trainer {
     model: Model,
     opt: Adam,
     sampler: PatchSampler,
-    level: NoiseLevel,
+    noise: Noise,
     batch: usize,
     seed: u64,
     step: u64,
@@ -295,9 +295,10 @@ pub fn denoise_begin(
         t.photo.clone()
     })
     .ok_or_else(|| invalid("no photo is open: choose, drop or paste one first"))?;
+    // the noise is clipped and rounded to 8 bits: the noisy photo as a camera would save it
     let (input, clean) = if sigma > 0.0 {
         let noisy = photo
-            .with_data(images::add_awgn(&photo.data, sigma, seed as u64, 0))
+            .with_data(images::add_awgn8(&photo.data, sigma, seed as u64, 0))
             .map_err(err)?;
         (noisy, Some(photo))
     } else {
@@ -768,6 +769,14 @@ pub fn dncnn_train_init(opts: JsValue) -> Result<JsValue, JsError> {
     } else {
         NoiseLevel::Uniform { lo, hi }
     };
+    // the fraction of patches with 8-bit clipped noise (as the CLI trainer's --clip-mix)
+    let clipped = field(&opts, "clipped", DEFAULT_CLIP_MIX as f64)? as f32;
+    if !(0.0..=1.0).contains(&clipped) {
+        return Err(invalid(format!(
+            "the fraction of clipped-noise patches must be in [0, 1], got {clipped}"
+        )));
+    }
+    let noise = Noise { level, clipped };
     let val_sigma = field(&opts, "val_sigma", ((lo + hi) / 2.0) as f64)? as f32;
     let batch = whole(&opts, "batch", 16, 1, 256)?;
     let patch = whole(&opts, "patch", 40, 8, 128)?;
@@ -802,7 +811,7 @@ pub fn dncnn_train_init(opts: JsValue) -> Result<JsValue, JsError> {
         .map_err(|e| invalid(format!("validation: {e}")))?
         .batch(
             VAL_PATCHES,
-            NoiseLevel::Fixed(val_sigma),
+            Noise::unclipped(NoiseLevel::Fixed(val_sigma)),
             seed ^ VAL_SEED_KEY,
             0,
         );
@@ -813,13 +822,14 @@ pub fn dncnn_train_init(opts: JsValue) -> Result<JsValue, JsError> {
     let opt = dncnn::adam(lr);
 
     let mut meta = HashMap::new();
-    let noise = match level {
+    let noise_name = match level {
         NoiseLevel::Fixed(s) => format!("fixed sigma {s}"),
         NoiseLevel::Uniform { lo, hi } => format!("blind sigma [{lo}, {hi}]"),
     };
     for (k, v) in [
         ("trained_in", "the nnlab page (Denoise tab)".to_string()),
-        ("mode", noise),
+        ("mode", noise_name),
+        ("clip_mix", clipped.to_string()),
         ("patch", patch.to_string()),
         ("batch", batch.to_string()),
         ("lr0", lr.to_string()),
@@ -843,7 +853,7 @@ pub fn dncnn_train_init(opts: JsValue) -> Result<JsValue, JsError> {
         model: Rc::new(model),
         opt,
         sampler,
-        level,
+        noise,
         batch,
         seed,
         step: 0,
@@ -892,7 +902,7 @@ async fn train_steps(b: &dyn Backend, tr: &mut Trainer, n: u32) -> Result<f64, J
     ];
     let mut sum: Option<Tensor> = None;
     for _ in 0..n {
-        let batch = tr.sampler.batch(tr.batch, tr.level, tr.seed, tr.step);
+        let batch = tr.sampler.batch(tr.batch, tr.noise, tr.seed, tr.step);
         let noisy = b.upload(&shape, &batch.noisy).map_err(err)?;
         let clean = b.upload(&shape, &batch.clean).map_err(err)?;
         let loss = dncnn::train_step(b, &tr.model, &mut tr.opt, &noisy, &clean).map_err(err)?;
