@@ -7,11 +7,11 @@
 
 use std::io::Write;
 
-use nnlab::models::attack::{self, AdvTraining, Attack};
 use nnlab::autodiff::Graph;
 use nnlab::backend::read_blocking;
 use nnlab::cpu::CpuBackend;
 use nnlab::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PIXELS, SIDE};
+use nnlab::models::attack::{self, AdvTraining, Attack};
 use nnlab::models::classifier::train_step;
 use nnlab::models::{Classifier, ClassifierConfig};
 use nnlab::nn::{cross_entropy, Adam, Module};

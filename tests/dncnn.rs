@@ -9,7 +9,7 @@ use std::io::Cursor;
 use nnlab::backend::read_blocking;
 use nnlab::cpu::CpuBackend;
 use nnlab::data::images::{self, ColorMode, Image};
-use nnlab::data::patches::{augment, dihedral, dihedral_inverse, NoiseLevel, PatchSampler};
+use nnlab::data::patches::{augment, dihedral, dihedral_inverse, Noise, NoiseLevel, PatchSampler};
 use nnlab::metrics;
 use nnlab::models::dncnn::{self, DnCnn, DnCnnConfig};
 use nnlab::nn::Adam;
@@ -52,7 +52,7 @@ fn train_losses(b: &dyn Backend, model: &DnCnn, steps: u64) -> Vec<f32> {
     let shape = [8, 1, 24, 24];
     (0..steps)
         .map(|s| {
-            let bt = sampler.batch(8, NoiseLevel::Fixed(25.0), 7, s);
+            let bt = sampler.batch(8, Noise::unclipped(NoiseLevel::Fixed(25.0)), 7, s);
             let noisy = b.upload(&shape, &bt.noisy).unwrap();
             let clean = b.upload(&shape, &bt.clean).unwrap();
             let l = dncnn::train_step(b, model, &mut opt, &noisy, &clean).unwrap();
@@ -135,7 +135,7 @@ fn checkpoint_resume_repeats_the_uninterrupted_run() {
     let run = |model: &DnCnn, opt: &mut Adam, steps: std::ops::Range<u64>| -> Vec<f32> {
         steps
             .map(|s| {
-                let bt = sampler.batch(8, NoiseLevel::Fixed(25.0), 7, s);
+                let bt = sampler.batch(8, Noise::unclipped(NoiseLevel::Fixed(25.0)), 7, s);
                 let l = dncnn::train_step(
                     &b,
                     model,
@@ -195,7 +195,12 @@ fn tiled_denoising_equals_untiled() {
         let sampler = PatchSampler::new(imgs, 16).unwrap();
         let mut opt = dncnn::adam(1e-3);
         for s in 0..3 {
-            let bt = sampler.batch(4, NoiseLevel::Uniform { lo: 0.0, hi: 55.0 }, 1, s);
+            let bt = sampler.batch(
+                4,
+                Noise::unclipped(NoiseLevel::Uniform { lo: 0.0, hi: 55.0 }),
+                1,
+                s,
+            );
             let sh = [4, c, 16, 16];
             dncnn::train_step(
                 &b,
@@ -245,9 +250,17 @@ fn dihedral_turns_rectangles_and_each_mode_has_an_inverse() {
     let data: Vec<f32> = (0..c * h * w).map(|i| i as f32).collect();
     for m in 0..8u8 {
         let (t, h2, w2) = dihedral(&data, c, h, w, m);
-        assert_eq!((h2, w2), if m % 2 == 1 { (w, h) } else { (h, w) }, "mode {m}");
+        assert_eq!(
+            (h2, w2),
+            if m % 2 == 1 { (w, h) } else { (h, w) },
+            "mode {m}"
+        );
         let (back, h3, w3) = dihedral(&t, c, h2, w2, dihedral_inverse(m));
-        assert_eq!((h3, w3, back), (h, w, data.clone()), "mode {m} then its inverse");
+        assert_eq!(
+            (h3, w3, back),
+            (h, w, data.clone()),
+            "mode {m} then its inverse"
+        );
     }
 }
 
@@ -274,7 +287,10 @@ fn self_ensemble_is_the_mean_of_the_eight_turned_back_outputs_and_tiles_exactly(
         want.iter_mut().zip(&back).for_each(|(a, v)| *a += v / 8.0);
     }
     let plain = dncnn::denoise_tiled(&b, &model, &noisy, 100, false, |_, _| {}).unwrap();
-    assert!(max_abs_diff(&want, &plain) > 1e-4, "the ensemble should differ from one pass");
+    assert!(
+        max_abs_diff(&want, &plain) > 1e-4,
+        "the ensemble should differ from one pass"
+    );
     for core in [100usize, 9] {
         let got = dncnn::denoise_tiled(&b, &model, &noisy, core, true, |_, _| {}).unwrap();
         let d = max_abs_diff(&want, &got);
@@ -421,7 +437,7 @@ fn augmentations_are_the_eight_symmetries_of_the_square() {
     assert_eq!(r, patch);
     // batches repeat for the same (seed, step) and differ across steps
     let s = PatchSampler::new(vec![synthetic(1, 30, 30, 0)], 8).unwrap();
-    let level = NoiseLevel::Uniform { lo: 0.0, hi: 55.0 };
+    let level = Noise::unclipped(NoiseLevel::Uniform { lo: 0.0, hi: 55.0 });
     assert_eq!(s.batch(4, level, 1, 5).noisy, s.batch(4, level, 1, 5).noisy);
     assert_ne!(s.batch(4, level, 1, 5).noisy, s.batch(4, level, 1, 6).noisy);
     assert!(s
@@ -630,7 +646,8 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
     use nnlab::cli::{BackendKind, RunArgs};
     let root = std::env::temp_dir().join(format!("nnlab_dncnn_cli_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    for (set, n, side) in [("Train400", 3u64, 48usize), ("Set12", 1, 32)] {
+    // 10 training images: the 10th is the validation part, checked every 2 steps
+    for (set, n, side) in [("Train400", 10u64, 48usize), ("Set12", 1, 32)] {
         let dir = root.join("denoise").join(set);
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..n {
@@ -666,6 +683,9 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         resume,
         print_every: 0.0,
         init: None,
+        clip_mix: 0.5,
+        all_images: false,
+        val_every: 2,
     };
     cli::train(args(Some(4), false)).unwrap();
     assert!(!out.exists(), "a stopped run writes only the checkpoint");
@@ -722,6 +742,7 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         noise_seed: 0,
         limit: None,
         per_image: true,
+        clip: true,
         self_ensemble: false,
         run: RunArgs {
             backend: BackendKind::Cpu,
@@ -736,6 +757,7 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         output: output.clone(),
         model: Some(out.to_string_lossy().into_owned()),
         add_noise: Some(25.0),
+        clip: false,
         seed: 1,
         noisy_out: None,
         tile: Some(8),
@@ -810,15 +832,12 @@ fn gpu_train_step_and_tiled_denoise_match_the_cpu() {
         DnCnn::new(&cpu, TINY, 6).unwrap(),
         DnCnn::new(&gpu, TINY, 6).unwrap(),
     );
-    let (mut oc, mut og) = (
-        dncnn::adam(1e-3),
-        dncnn::adam(1e-3),
-    );
+    let (mut oc, mut og) = (dncnn::adam(1e-3), dncnn::adam(1e-3));
     let sampler = PatchSampler::new(vec![synthetic(1, 40, 40, 1)], 16).unwrap();
     let sh = [4, 1, 16, 16];
     let mut worst = 0.0f32;
     for s in 0..2 {
-        let bt = sampler.batch(4, NoiseLevel::Fixed(25.0), 2, s);
+        let bt = sampler.batch(4, Noise::unclipped(NoiseLevel::Fixed(25.0)), 2, s);
         let lc = dncnn::train_step(
             &cpu,
             &mc,

@@ -30,15 +30,37 @@ fn the_clipped_fraction_clips_whole_patches_and_leaves_the_rest_as_they_were() {
     let plain = sampler.batch(n, Noise::unclipped(level), 3, 7);
     // sigma 50: every unclipped patch has values below 0 or above 1
     assert!(plain.noisy.iter().any(|v| !(0.0..=1.0).contains(v)));
-    let all = sampler.batch(n, Noise { level, clipped: 1.0 }, 3, 7);
+    let all = sampler.batch(
+        n,
+        Noise {
+            level,
+            clipped: 1.0,
+        },
+        3,
+        7,
+    );
     assert!(all.noisy.iter().all(|&v| is_8bit(v)));
-    assert_eq!(all.clean, plain.clean, "the clean patches do not depend on the noise");
-    let half = sampler.batch(n, Noise { level, clipped: 0.5 }, 3, 7);
+    assert_eq!(
+        all.clean, plain.clean,
+        "the clean patches do not depend on the noise"
+    );
+    let half = sampler.batch(
+        n,
+        Noise {
+            level,
+            clipped: 0.5,
+        },
+        3,
+        7,
+    );
     assert_eq!(half.clean, plain.clean);
     assert_eq!(half.sigmas, plain.sigmas);
     let mut clipped = 0;
     for k in 0..n {
-        let (h, p) = (&half.noisy[k * per..(k + 1) * per], &plain.noisy[k * per..(k + 1) * per]);
+        let (h, p) = (
+            &half.noisy[k * per..(k + 1) * per],
+            &plain.noisy[k * per..(k + 1) * per],
+        );
         if h == p {
             continue;
         }
@@ -51,7 +73,15 @@ fn the_clipped_fraction_clips_whole_patches_and_leaves_the_rest_as_they_were() {
         "{clipped} of {n} patches clipped with a fraction of 0.5"
     );
     // the same batch again: a pure function of (seed, step)
-    let again = sampler.batch(n, Noise { level, clipped: 0.5 }, 3, 7);
+    let again = sampler.batch(
+        n,
+        Noise {
+            level,
+            clipped: 0.5,
+        },
+        3,
+        7,
+    );
     assert_eq!(again.noisy, half.noisy);
 }
 
@@ -61,7 +91,11 @@ fn the_validation_part_is_every_tenth_image_and_only_training_sets_have_one() {
     assert_eq!(val, vec![9, 19, 29, 39]);
     for i in 0..400 {
         assert!(Part::All.holds(i));
-        assert_ne!(Part::Train.holds(i), Part::Val.holds(i), "image {i} in exactly one part");
+        assert_ne!(
+            Part::Train.holds(i),
+            Part::Val.holds(i),
+            "image {i} in exactly one part"
+        );
     }
     assert_eq!(
         parse_set_part("train400-VAL").unwrap(),
@@ -141,7 +175,8 @@ fn nnlab(args: &[&str]) -> (bool, String) {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -150,7 +185,15 @@ fn the_cli_refuses_a_clip_mix_outside_0_1_and_a_validation_part_of_a_test_set() 
     let (ok, text) = nnlab(&["train", "dncnn", "--clip-mix", "1.5", "--steps", "1"]);
     assert!(!ok && text.contains("clip-mix in [0, 1]"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
-    let (ok, text) = nnlab(&["eval", "dncnn", "--model", "blind", "--set", "BSD68-val", "--clip"]);
+    let (ok, text) = nnlab(&[
+        "eval",
+        "dncnn",
+        "--model",
+        "www/models/dncnn_blind_gray.safetensors",
+        "--set",
+        "BSD68-val",
+        "--clip",
+    ]);
     assert!(!ok && text.contains("only the training sets"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
 }

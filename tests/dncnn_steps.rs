@@ -10,12 +10,20 @@ use nnlab::{rng, Backend};
 
 fn gpu() -> GpuBackend {
     std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
-    GpuBackend::new_blocking(GpuOptions::default())
-        .unwrap_or_else(|e| panic!("no GPU adapter (install mesa-vulkan-drivers + libvulkan1 for lavapipe): {e}"))
+    GpuBackend::new_blocking(GpuOptions::default()).unwrap_or_else(|e| {
+        panic!("no GPU adapter (install mesa-vulkan-drivers + libvulkan1 for lavapipe): {e}")
+    })
 }
 
 /// The crop one layer per step, settling after each: the page's slowest schedule.
-fn stepwise(b: &dyn Backend, model: &DnCnn, crop: &[f32], h: usize, w: usize, ensemble: bool) -> Vec<f32> {
+fn stepwise(
+    b: &dyn Backend,
+    model: &DnCnn,
+    crop: &[f32],
+    h: usize,
+    w: usize,
+    ensemble: bool,
+) -> Vec<f32> {
     let mut run = CropSteps::new(model, crop.to_vec(), h, w, ensemble).unwrap();
     let total = run.total();
     assert_eq!(total, model.config.depth * if ensemble { 8 } else { 1 });
@@ -31,7 +39,11 @@ fn stepwise(b: &dyn Backend, model: &DnCnn, crop: &[f32], h: usize, w: usize, en
 
 fn check(b: &dyn Backend) {
     for (channels, h, w) in [(1, 23, 17), (3, 12, 15)] {
-        let config = DnCnnConfig { channels, depth: 4, width: 8 };
+        let config = DnCnnConfig {
+            channels,
+            depth: 4,
+            width: 8,
+        };
         let model = DnCnn::new(b, config, 3).unwrap();
         let crop = rng::uniform_vec(channels * h * w, 0.0, 1.0, 11);
         for ensemble in [false, true] {
@@ -56,7 +68,16 @@ fn steps_equal_denoise_crop_on_the_gpu() {
 #[test]
 fn steps_refuse_misuse() {
     let b = CpuBackend::new();
-    let model = DnCnn::new(&b, DnCnnConfig { channels: 1, depth: 3, width: 4 }, 1).unwrap();
+    let model = DnCnn::new(
+        &b,
+        DnCnnConfig {
+            channels: 1,
+            depth: 3,
+            width: 4,
+        },
+        1,
+    )
+    .unwrap();
     // a crop of the wrong size
     assert!(CropSteps::new(&model, vec![0.0; 10], 3, 3, false).is_err());
     assert!(CropSteps::new(&model, vec![], 0, 3, false).is_err());

@@ -44,7 +44,12 @@ fn read(b: &dyn Backend, t: &Tensor) -> Vec<f32> {
 
 fn row_norms(v: &[f32], k: usize) -> Vec<f64> {
     v.chunks(k)
-        .map(|r| r.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt())
+        .map(|r| {
+            r.iter()
+                .map(|&x| (x as f64) * (x as f64))
+                .sum::<f64>()
+                .sqrt()
+        })
         .collect()
 }
 
@@ -154,7 +159,10 @@ fn vat_direction_beats_noise_of_the_same_norm() {
         kl_noise = kl_noise.max(read(&b, &semi::divergence(&b, &model, &x, &r).unwrap())[0]);
     }
     println!("KL(F(x) || F(x + r)): VAT r {kl_adv:.3e}, largest of 5 noise draws {kl_noise:.3e}");
-    assert!(kl_adv > 0.0 && kl_adv > 5.0 * kl_noise, "VAT {kl_adv} vs noise {kl_noise}");
+    assert!(
+        kl_adv > 0.0 && kl_adv > 5.0 * kl_noise,
+        "VAT {kl_adv} vs noise {kl_noise}"
+    );
     // sign norm: r = eps sign(g), every pixel moved by eps
     let cfg_sign = SemiConfig {
         norm: PerturbNorm::Sign,
@@ -252,7 +260,10 @@ fn gradient_ascent_moves_by_its_l2_budget_and_raises_the_loss() {
     let xa_h = read(&b, &xa);
     let d: Vec<f32> = xa_h.iter().zip(&xs).map(|(a, b)| a - b).collect();
     for (i, nrm) in row_norms(&d, PIXELS).iter().enumerate() {
-        assert!((nrm - l2 as f64).abs() < 1e-4, "image {i}: ||x~ - x|| = {nrm}");
+        assert!(
+            (nrm - l2 as f64).abs() < 1e-4,
+            "image {i}: ||x~ - x|| = {nrm}"
+        );
     }
     let loss = |x: &Tensor| read(&b, &attack::input_gradient(&b, &model, x, &t).unwrap().1)[0];
     let (clean, adv) = (loss(&x), loss(&xa));
@@ -268,7 +279,11 @@ fn gradient_ascent_moves_by_its_l2_budget_and_raises_the_loss() {
     let at = Attack::gradient_l2(l2 / SIDE as f32);
     at.validate().unwrap();
     let xb = read(&b, &attack::perturb(&b, &model, &x, &labels, &at).unwrap());
-    let diff = xb.iter().zip(&xa_h).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+    let diff = xb
+        .iter()
+        .zip(&xa_h)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f32::max);
     assert!(diff < 1e-6, "perturb vs gradient_ascent_l2: {diff}");
 }
 
@@ -301,7 +316,12 @@ fn cli_refuses_bad_semi_settings() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         err
     };
-    let t = ["train", "classifier", "--out", "/tmp/nnlab-semi-never.safetensors"];
+    let t = [
+        "train",
+        "classifier",
+        "--out",
+        "/tmp/nnlab-semi-never.safetensors",
+    ];
     let with = |extra: &[&'static str]| -> Vec<&'static str> {
         t.iter().copied().chain(extra.iter().copied()).collect()
     };

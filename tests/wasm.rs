@@ -270,7 +270,10 @@ async fn gpu_matmul_equals_cpu() {
 #[wasm_bindgen_test]
 fn simd_gemm_equals_scalar_reference() {
     use nnlab::cpu::gemm_wasm::{sgemm, sgemm_reference, MR, NR};
-    assert!(cfg!(target_feature = "simd128"), "the wasm tests must be built with simd128");
+    assert!(
+        cfg!(target_feature = "simd128"),
+        "the wasm tests must be built with simd128"
+    );
     let sizes = [
         (1, 1, 1),
         (MR, NR, 1),
@@ -296,13 +299,33 @@ fn simd_gemm_equals_scalar_reference() {
                 let (la, ars, acs) = view(m, k);
                 let (lb, brs, bcs) = view(k, n);
                 // c keeps its layout across cases of one size, the operands rotate
-                let (lc, crs, ccs) = if layout == 1 { (m * n, 1, m) } else { (m * (n + 2), n + 2, 1) };
+                let (lc, crs, ccs) = if layout == 1 {
+                    (m * n, 1, m)
+                } else {
+                    (m * (n + 2), n + 2, 1)
+                };
                 let a = uniform_vec(la, -1.0, 1.0, 10 * case);
                 let b = uniform_vec(lb, -1.0, 1.0, 10 * case + 1);
                 let c0 = uniform_vec(lc, -1.0, 1.0, 10 * case + 2);
                 let (mut got, mut want) = (c0.clone(), c0.clone());
-                sgemm(m, n, k, (&a, ars, acs), (&b, brs, bcs), (&mut got, crs, ccs), acc);
-                sgemm_reference(m, n, k, (&a, ars, acs), (&b, brs, bcs), (&mut want, crs, ccs), acc);
+                sgemm(
+                    m,
+                    n,
+                    k,
+                    (&a, ars, acs),
+                    (&b, brs, bcs),
+                    (&mut got, crs, ccs),
+                    acc,
+                );
+                sgemm_reference(
+                    m,
+                    n,
+                    k,
+                    (&a, ars, acs),
+                    (&b, brs, bcs),
+                    (&mut want, crs, ccs),
+                    acc,
+                );
                 let what = format!("gemm m {m} n {n} k {k} layout {layout} acc {acc}");
                 // f32 sums of k products of values in [-1, 1]
                 compare(&what, &got, &want, 1e-6 * k as f32);
@@ -310,7 +333,11 @@ fn simd_gemm_equals_scalar_reference() {
                 if ccs == 1 {
                     for i in 0..m {
                         for j in n..crs {
-                            assert_eq!(got[i * crs + j], c0[i * crs + j], "{what}: c padding written");
+                            assert_eq!(
+                                got[i * crs + j],
+                                c0[i * crs + j],
+                                "{what}: c padding written"
+                            );
                         }
                     }
                 }

@@ -18,8 +18,8 @@ use crate::models::autoencoder::{
     self, codes, jacobian_norm, reconstruction_mse, AeArch, AeConfig, AeCost, AeKind, Autoencoder,
     NoiseKind, PIXELS,
 };
-use crate::nn::{Adam, Module, Optimizer};
 use crate::models::pca;
+use crate::nn::{Adam, Module, Optimizer};
 use pollster::block_on;
 
 /// Held-out digits used for the progress lines and the eval table.

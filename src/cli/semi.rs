@@ -180,10 +180,17 @@ impl SemiRun {
 
     pub fn describe(&self) -> String {
         let c = &self.cfg;
-        let norm = if c.norm == PerturbNorm::L2 { "L2" } else { "sign" };
+        let norm = if c.norm == PerturbNorm::L2 {
+            "L2"
+        } else {
+            "sign"
+        };
         let what = match c.unlabelled {
             Unlabelled::None => "labels only".to_string(),
-            Unlabelled::Noise => format!("noise consistency, {norm} eps {} lambda {}", c.eps, c.lambda),
+            Unlabelled::Noise => format!(
+                "noise consistency, {norm} eps {} lambda {}",
+                c.eps, c.lambda
+            ),
             Unlabelled::Adversarial => format!(
                 "adversarial consistency (VAT, xi {}), {norm} eps {} lambda {}",
                 c.xi, c.eps, c.lambda
@@ -242,8 +249,8 @@ pub fn run(
         m
     };
     let unlabelled: Vec<usize> = (0..pool).filter(|&i| !is_labelled[i]).collect();
-    let uses_unlabelled = (r.cfg.unlabelled != Unlabelled::None || r.cfg.entropy)
-        && !unlabelled.is_empty();
+    let uses_unlabelled =
+        (r.cfg.unlabelled != Unlabelled::None || r.cfg.entropy) && !unlabelled.is_empty();
     let model = Classifier::new(b, r.config, r.seed)?;
     let mut opt = Adam::new(r.lr, 0.9, 0.999);
     if verbose {
@@ -287,7 +294,16 @@ pub fn run(
             None
         };
         let step_seed = r.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
-        let parts = semi::train_step(b, &model, &mut opt, &x_l, &t_l, x_u.as_ref(), &r.cfg, step_seed)?;
+        let parts = semi::train_step(
+            b,
+            &model,
+            &mut opt,
+            &x_l,
+            &t_l,
+            x_u.as_ref(),
+            &r.cfg,
+            step_seed,
+        )?;
         sums[0] += finite_loss(b, &parts[0], step)? as f64;
         for k in 1..4 {
             sums[k] += crate::backend::read_blocking(b, &parts[k])?[0] as f64;
@@ -319,12 +335,26 @@ pub fn run(
     } else {
         None
     };
-    let test_error = attack::evaluate(b, &model, &test.images, &test.labels, 500, None, |_| {})?.error();
-    Ok((model, SemiOutcome { val_error, test_error, secs }))
+    let test_error =
+        attack::evaluate(b, &model, &test.images, &test.labels, 500, None, |_| {})?.error();
+    Ok((
+        model,
+        SemiOutcome {
+            val_error,
+            test_error,
+            secs,
+        },
+    ))
 }
 
 /// The next `n` indices of `items` in a seeded order that is reshuffled each pass.
-fn next_batch(items: &[usize], order: &mut Vec<usize>, epoch: &mut u64, n: usize, seed: u64) -> Vec<usize> {
+fn next_batch(
+    items: &[usize],
+    order: &mut Vec<usize>,
+    epoch: &mut u64,
+    n: usize,
+    seed: u64,
+) -> Vec<usize> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         if order.is_empty() {
@@ -385,7 +415,12 @@ pub struct EvalSemiArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_labels, default_value = "100,600,1000")]
     pub labels: Vec<LabelCount>,
     /// the unlabelled terms compared in each row
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "none,noise,adversarial")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "none,noise,adversarial"
+    )]
     pub kinds: Vec<UnlabelledArg>,
     /// seeds per cell (each seed draws its own balanced labelled subset)
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
@@ -408,7 +443,9 @@ pub struct EvalSemiArgs {
 /// sd over the seeds, sample standard deviation), each cell's runs printed as they finish.
 pub fn eval(a: EvalSemiArgs) -> Result<()> {
     if a.labels.is_empty() || a.kinds.is_empty() || a.seeds.is_empty() {
-        return Err(Error::Invalid("need at least one --labels, --kinds and --seeds".into()));
+        return Err(Error::Invalid(
+            "need at least one --labels, --kinds and --seeds".into(),
+        ));
     }
     let runs = |labels: LabelCount, kind: UnlabelledArg, seed: u64| {
         let mut s = a.semi.clone();

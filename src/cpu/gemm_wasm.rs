@@ -147,7 +147,10 @@ unsafe fn blocked(
 /// the MR values a[ic + i*MR + r, pc + p] (zero past the last row).
 fn pack_a(a: View, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [f32]) {
     let (av, rs, cs) = a;
-    for (pi, panel) in out[..mc.div_ceil(MR) * MR * kc].chunks_exact_mut(MR * kc).enumerate() {
+    for (pi, panel) in out[..mc.div_ceil(MR) * MR * kc]
+        .chunks_exact_mut(MR * kc)
+        .enumerate()
+    {
         let r0 = ic + pi * MR;
         let rows = MR.min(ic + mc - r0);
         if cs == 1 && rows == MR {
@@ -161,7 +164,11 @@ fn pack_a(a: View, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [f32]) 
         } else {
             for (p, dst) in panel.chunks_exact_mut(MR).enumerate() {
                 for (r, d) in dst.iter_mut().enumerate() {
-                    *d = if r < rows { av[(r0 + r) * rs + (pc + p) * cs] } else { 0.0 };
+                    *d = if r < rows {
+                        av[(r0 + r) * rs + (pc + p) * cs]
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
@@ -172,7 +179,10 @@ fn pack_a(a: View, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [f32]) 
 /// p, the NR values b[pc + p, jc + j*NR + q] (zero past the last column).
 fn pack_b(b: View, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32]) {
     let (bv, rs, cs) = b;
-    for (pj, panel) in out[..nc.div_ceil(NR) * NR * kc].chunks_exact_mut(NR * kc).enumerate() {
+    for (pj, panel) in out[..nc.div_ceil(NR) * NR * kc]
+        .chunks_exact_mut(NR * kc)
+        .enumerate()
+    {
         let c0 = jc + pj * NR;
         let cols = NR.min(jc + nc - c0);
         if cs == 1 && cols == NR {
@@ -191,7 +201,11 @@ fn pack_b(b: View, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32]) 
         } else {
             for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
                 for (q, d) in dst.iter_mut().enumerate() {
-                    *d = if q < cols { bv[(pc + p) * rs + (c0 + q) * cs] } else { 0.0 };
+                    *d = if q < cols {
+                        bv[(pc + p) * rs + (c0 + q) * cs]
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
@@ -250,7 +264,11 @@ unsafe fn tile(
         for (r, row) in t.iter().enumerate() {
             let p = c.add(r * rs) as *mut v128;
             for (q, v) in row.iter().enumerate() {
-                let v = if add { f32x4_add(*v, v128_load(p.add(q))) } else { *v };
+                let v = if add {
+                    f32x4_add(*v, v128_load(p.add(q)))
+                } else {
+                    *v
+                };
                 v128_store(p.add(q), v);
             }
         }
@@ -264,7 +282,11 @@ unsafe fn tile(
         for r in 0..rows {
             for q in 0..cols {
                 let p = c.add(r * rs + q * cs);
-                *p = if add { *p + buf[r * NR + q] } else { buf[r * NR + q] };
+                *p = if add {
+                    *p + buf[r * NR + q]
+                } else {
+                    buf[r * NR + q]
+                };
             }
         }
     }
@@ -280,7 +302,11 @@ pub fn sgemm_reference(m: usize, n: usize, k: usize, a: View, b: View, c: ViewMu
                 s += a.0[i * a.1 + p * a.2] as f64 * b.0[p * b.1 + j * b.2] as f64;
             }
             let d = &mut cv[i * crs + j * ccs];
-            *d = if acc { (*d as f64 + s) as f32 } else { s as f32 };
+            *d = if acc {
+                (*d as f64 + s) as f32
+            } else {
+                s as f32
+            };
         }
     }
 }

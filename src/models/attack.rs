@@ -178,7 +178,14 @@ pub fn l2_normalize_rows(b: &dyn Backend, v: &Tensor, scale: f32) -> Result<Tens
     let zeros = b.zeros(&[n])?;
     let gamma = b.fill(&[n], scale)?;
     // tiny keeps a zero row at zero instead of 0/0; far below any squared gradient norm here
-    let y = b.batchnorm2d_eval(&v.reshape(&[1, n, k, 1])?, &gamma, &zeros, &zeros, &norms2, 1e-30)?;
+    let y = b.batchnorm2d_eval(
+        &v.reshape(&[1, n, k, 1])?,
+        &gamma,
+        &zeros,
+        &zeros,
+        &norms2,
+        1e-30,
+    )?;
     y.reshape(&shape)
 }
 

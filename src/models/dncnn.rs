@@ -227,13 +227,24 @@ impl DnCnn {
     /// ReLU for k < depth - 1, the feature maps the page's activation view shows; the last
     /// layer gives the denoised image x - v(h). Calling it for k = 0, 1, ... is
     /// `denoise_tensor`, so a caller can spread one image over several calls.
-    pub fn inference_layer(&self, b: &dyn Backend, k: usize, x: &Tensor, h: &Tensor) -> Result<Tensor> {
+    pub fn inference_layer(
+        &self,
+        b: &dyn Backend,
+        k: usize,
+        x: &Tensor,
+        h: &Tensor,
+    ) -> Result<Tensor> {
         fn bias(c: &Conv2d) -> Option<&Tensor> {
             c.bias.as_ref().map(|p| p.value())
         }
         let depth = self.config.depth;
         if k == 0 {
-            b.conv2d_relu(h, self.first.weight.value(), bias(&self.first), self.first.p)
+            b.conv2d_relu(
+                h,
+                self.first.weight.value(),
+                bias(&self.first),
+                self.first.p,
+            )
         } else if k < depth - 1 {
             let (conv, bn) = &self.middle[k - 1];
             let (w, bf) = fold_batchnorm(b, conv, bn)?;
@@ -242,7 +253,9 @@ impl DnCnn {
             let v = b.conv2d(h, self.last.weight.value(), bias(&self.last), self.last.p)?;
             b.binary(crate::backend::BinaryOp::Sub, x, &v)
         } else {
-            Err(Error::Invalid(format!("DnCNN layer {k} does not exist (depth {depth})")))
+            Err(Error::Invalid(format!(
+                "DnCNN layer {k} does not exist (depth {depth})"
+            )))
         }
     }
 
@@ -559,7 +572,13 @@ pub struct CropSteps {
 }
 
 impl CropSteps {
-    pub fn new(model: &DnCnn, crop: Vec<f32>, h: usize, w: usize, ensemble: bool) -> Result<CropSteps> {
+    pub fn new(
+        model: &DnCnn,
+        crop: Vec<f32>,
+        h: usize,
+        w: usize,
+        ensemble: bool,
+    ) -> Result<CropSteps> {
         let c = model.config.channels;
         if h == 0 || w == 0 || crop.len() != c * h * w {
             return Err(Error::Invalid(format!(
@@ -607,10 +626,14 @@ impl CropSteps {
     /// when every layer is queued, or when a pass's output awaits `settle`.
     pub fn queue_layer(&mut self, b: &dyn Backend, model: &DnCnn) -> Result<()> {
         if self.queued == self.total() || self.at_pass_end() {
-            return Err(Error::Invalid("DnCNN crop: no layer to queue (settle first)".into()));
+            return Err(Error::Invalid(
+                "DnCNN crop: no layer to queue (settle first)".into(),
+            ));
         }
         if model.config.channels != self.c || model.config.depth != self.depth {
-            return Err(Error::Invalid("DnCNN crop: the model changed during the run".into()));
+            return Err(Error::Invalid(
+                "DnCNN crop: the model changed during the run".into(),
+            ));
         }
         let k = self.queued % self.depth;
         if k == 0 {
@@ -618,7 +641,10 @@ impl CropSteps {
             let (x, hm, wm) = dihedral(&self.crop, self.c, self.h, self.w, mode);
             self.x = Some(b.upload(&[1, self.c, hm, wm], &x)?);
         }
-        let x = self.x.as_ref().expect("a pass's input is uploaded at its first layer");
+        let x = self
+            .x
+            .as_ref()
+            .expect("a pass's input is uploaded at its first layer");
         let h = self.act.as_ref().unwrap_or(x);
         let next = model.inference_layer(b, k, x, h)?;
         self.act = Some(next);

@@ -80,7 +80,9 @@ impl Default for SemiConfig {
 impl SemiConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str, v: f32| {
-            Error::Invalid(format!("semi-supervised: {what} must be > 0 and finite, got {v}"))
+            Error::Invalid(format!(
+                "semi-supervised: {what} must be > 0 and finite, got {v}"
+            ))
         };
         if !(self.eps.is_finite() && self.eps > 0.0) {
             return Err(bad("eps", self.eps));
@@ -125,7 +127,9 @@ fn consistency(g: &mut Graph<'_>, model: &dyn Module, x: Var, r: Var, p: Var) ->
 pub fn entropy(g: &mut Graph<'_>, logits: Var) -> Result<Var> {
     let s = g.shape(logits)?;
     if s.len() != 2 || s[0] == 0 || s[1] == 0 {
-        return Err(Error::Shape(format!("entropy: expected logits (N, K), got {s:?}")));
+        return Err(Error::Shape(format!(
+            "entropy: expected logits (N, K), got {s:?}"
+        )));
     }
     let (n, k) = (s[0], s[1]);
     let uniform = g.constant(g.backend().fill(&[n, k], 1.0 / k as f32)?);
@@ -142,7 +146,14 @@ pub fn entropy(g: &mut Graph<'_>, logits: Var) -> Result<Var> {
 
 /// Random noise of the perturbation's size: L2 norm eps per image, or eps sign(noise).
 pub fn noise(b: &dyn Backend, shape: &[usize], cfg: &SemiConfig, seed: u64) -> Result<Tensor> {
-    let d = b.random(shape, Distribution::Normal { mean: 0.0, std: 1.0 }, seed)?;
+    let d = b.random(
+        shape,
+        Distribution::Normal {
+            mean: 0.0,
+            std: 1.0,
+        },
+        seed,
+    )?;
     match cfg.norm {
         PerturbNorm::L2 => l2_normalize_rows(b, &d, cfg.eps),
         PerturbNorm::Sign => b.affine(&b.unary(UnaryOp::Sign, &d)?, cfg.eps, 0.0),
@@ -160,7 +171,14 @@ pub fn adversarial_direction(
     seed: u64,
 ) -> Result<Tensor> {
     let n = x.shape().first().copied().unwrap_or(0);
-    let d = b.random(x.shape(), Distribution::Normal { mean: 0.0, std: 1.0 }, seed)?;
+    let d = b.random(
+        x.shape(),
+        Distribution::Normal {
+            mean: 0.0,
+            std: 1.0,
+        },
+        seed,
+    )?;
     let d = l2_normalize_rows(b, &d, cfg.xi)?;
     let mut g = Graph::new(b);
     g.set_training(false);

@@ -17,10 +17,10 @@ use js_sys::{Float32Array, Object};
 use wasm_bindgen::prelude::*;
 
 use super::{backend, err, invalid, loaded_digits, set, EpochOrder, HELD_OUT_EVERY};
-use crate::models::attack::{self, AdvTraining, Attack, EvalResult};
 use crate::backend::{Backend, UnaryOp};
 use crate::data::drawing;
 use crate::data::mnist::{one_hot, Mnist, CLASSES, PIXELS, SIDE};
+use crate::models::attack::{self, AdvTraining, Attack, EvalResult};
 use crate::models::classifier::{train_step, Classifier, ClassifierConfig};
 use crate::nn::{Adam, Module};
 
@@ -251,7 +251,10 @@ pub async fn adv_attack(
             let (grad, _) = attack::input_gradient(b, m.as_ref(), &x, &t).map_err(err)?;
             let g = b.read(&grad).await.map_err(err)?;
             let peak = g.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let g: Vec<f32> = g.iter().map(|v| if peak > 0.0 { v / peak } else { 0.0 }).collect();
+            let g: Vec<f32> = g
+                .iter()
+                .map(|v| if peak > 0.0 { v / peak } else { 0.0 })
+                .collect();
             (
                 b.upload(&[1, 1, SIDE, SIDE], &g).map_err(err)?,
                 "grad / max|grad|",

@@ -17,17 +17,19 @@ use std::rc::Rc;
 use js_sys::{Float32Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::{backend, err, invalid, loaded_digits, page_train_indices, set, EpochOrder, HELD_OUT_EVERY};
+use super::{
+    backend, err, invalid, loaded_digits, page_train_indices, set, EpochOrder, HELD_OUT_EVERY,
+};
 use crate::autodiff::Graph;
 use crate::backend::Backend;
-use crate::tensor::Tensor;
 use crate::data::mnist::{Mnist, PIXELS};
 use crate::models::autoencoder::{
     self, AeArch, AeConfig, AeCost, AeKind, Autoencoder, NoiseKind, MAX_CODE,
 };
-use crate::nn::{Adam, Module, Optimizer};
 use crate::models::pca::{self, Pca};
+use crate::nn::{Adam, Module, Optimizer};
 use crate::rng;
+use crate::tensor::Tensor;
 
 /// Most training steps one call takes.
 const MAX_STEPS_PER_CALL: usize = 100;

@@ -39,7 +39,9 @@ thread_local! {
 #[wasm_bindgen]
 pub fn bench_gemm(m: usize, n: usize, k: usize, reps: usize) -> Result<f64, JsError> {
     if m * n * k == 0 || m * k > 1 << 26 || k * n > 1 << 26 || m * n > 1 << 26 {
-        return Err(invalid("bench_gemm: sizes must be positive and each matrix at most 2^26 values"));
+        return Err(invalid(
+            "bench_gemm: sizes must be positive and each matrix at most 2^26 values",
+        ));
     }
     let a = rng::uniform_vec(m * k, -1.0, 1.0, 1);
     let b = rng::uniform_vec(k * n, -1.0, 1.0, 2);
@@ -52,12 +54,21 @@ pub fn bench_gemm(m: usize, n: usize, k: usize, reps: usize) -> Result<f64, JsEr
 
 /// A seeded DnCNN (`channels`, `depth`, `width`) and a seeded `side` x `side` image.
 #[wasm_bindgen]
-pub fn bench_dncnn_setup(channels: usize, depth: usize, width: usize, side: usize) -> Result<(), JsError> {
+pub fn bench_dncnn_setup(
+    channels: usize,
+    depth: usize,
+    width: usize,
+    side: usize,
+) -> Result<(), JsError> {
     if !(8..=1024).contains(&side) {
         return Err(invalid("bench_dncnn_setup: side must be 8..=1024"));
     }
     let be = backend()?;
-    let config = DnCnnConfig { channels, depth, width };
+    let config = DnCnnConfig {
+        channels,
+        depth,
+        width,
+    };
     let model = DnCnn::new(be.as_ref(), config, 7).map_err(err)?;
     let x = rng::uniform_vec(channels * side * side, 0.0, 1.0, 11);
     DNCNN.with(|c| *c.borrow_mut() = Some(DnCnnCase { model, x, side }));
@@ -71,7 +82,15 @@ pub async fn bench_dncnn_run() -> Result<f64, JsError> {
     let case = DNCNN
         .with(|c| c.borrow_mut().take())
         .ok_or_else(|| invalid("bench_dncnn_run: call bench_dncnn_setup first"))?;
-    let r = dncnn::denoise_crop(be.as_ref(), &case.model, &case.x, case.side, case.side, false).await;
+    let r = dncnn::denoise_crop(
+        be.as_ref(),
+        &case.model,
+        &case.x,
+        case.side,
+        case.side,
+        false,
+    )
+    .await;
     DNCNN.with(|c| *c.borrow_mut() = Some(case));
     let y = r.map_err(err)?;
     Ok(y.iter().map(|v| *v as f64).sum::<f64>() / y.len() as f64)
@@ -85,11 +104,18 @@ pub fn bench_dcgan_setup(width: usize, batch: usize) -> Result<(), JsError> {
         return Err(invalid("bench_dcgan_setup: batch must be 1..=1024"));
     }
     let be = backend()?;
-    let cfg = GanConfig { arch: GanArch::Dcgan, latent: 100, width };
+    let cfg = GanConfig {
+        arch: GanArch::Dcgan,
+        latent: 100,
+        width,
+    };
     let gen = Generator::new(be.as_ref(), cfg, 1).map_err(err)?;
     let disc = Discriminator::new(be.as_ref(), cfg, 2).map_err(err)?;
     let x = be
-        .upload(&[batch, gan::PIXELS], &rng::uniform_vec(batch * gan::PIXELS, -1.0, 1.0, 3))
+        .upload(
+            &[batch, gan::PIXELS],
+            &rng::uniform_vec(batch * gan::PIXELS, -1.0, 1.0, 3),
+        )
         .map_err(err)?;
     let z = be
         .upload(&[batch, 100], &gan::sample_z(batch, 100, Latent::Normal, 4))

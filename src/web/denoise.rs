@@ -313,7 +313,13 @@ pub fn denoise_begin(
     };
     let (h, w) = (passes[0].height, passes[0].width);
     let radius = model.config.receptive_radius();
-    let core = split_core(h, w, page_tile(be.as_ref(), &model.config)?, radius, workers as usize);
+    let core = split_core(
+        h,
+        w,
+        page_tile(be.as_ref(), &model.config)?,
+        radius,
+        workers as usize,
+    );
     let tiles = tiling::plan(h, w, core, radius).map_err(err)?;
     let out = passes.iter().map(|p| vec![0.0f32; p.data.len()]).collect();
     let id = NEXT_JOB.with(|n| {
@@ -408,7 +414,11 @@ pub async fn denoise_crop_run(
 #[wasm_bindgen]
 pub fn denoise_tile_output(job_id: u32, i: usize, y: Vec<f32>) -> Result<JsValue, JsError> {
     let pass = with_tab(|t| {
-        let job = t.job.as_ref().filter(|j| j.id == job_id).ok_or_else(no_job)?;
+        let job = t
+            .job
+            .as_ref()
+            .filter(|j| j.id == job_id)
+            .ok_or_else(no_job)?;
         let (pass, tile) = tile_index(job, i)?;
         let want = job.model.config.channels * tile.in_h * tile.in_w;
         if y.len() != want {
@@ -470,7 +480,11 @@ fn tile_done(i: usize, pass: usize, y: &[f32]) -> Result<JsValue, JsError> {
         let mut rect = Image::new(job.passes.len() * mc, t.out_h, t.out_w, data).map_err(err)?;
         rect.alpha = job.alpha.as_ref().map(|a| {
             (t.out_y..t.out_y + t.out_h)
-                .flat_map(|r| a[r * w + t.out_x..r * w + t.out_x + t.out_w].iter().copied())
+                .flat_map(|r| {
+                    a[r * w + t.out_x..r * w + t.out_x + t.out_w]
+                        .iter()
+                        .copied()
+                })
                 .collect()
         });
         let o = Object::new();

@@ -109,7 +109,11 @@ pub async fn adv_first_filters(which: &str) -> Result<JsValue, JsError> {
 /// ReLUs) of classifier `which` for one digit (784 values in [0, 1]): `{count, channels: 1,
 /// height, width, data}` (fc1: `count` 1 x 1 maps, one per hidden unit).
 #[wasm_bindgen]
-pub async fn adv_activations(which: &str, digit: Vec<f32>, layer: usize) -> Result<JsValue, JsError> {
+pub async fn adv_activations(
+    which: &str,
+    digit: Vec<f32>,
+    layer: usize,
+) -> Result<JsValue, JsError> {
     if digit.len() != PIXELS {
         return Err(invalid(format!(
             "adv_activations: expected {PIXELS} pixel values (28x28), got {}",
@@ -121,7 +125,13 @@ pub async fn adv_activations(which: &str, digit: Vec<f32>, layer: usize) -> Resu
     let b: &dyn Backend = b.as_ref();
     let clean: Vec<f32> = digit
         .iter()
-        .map(|v| if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 })
+        .map(|v| {
+            if v.is_finite() {
+                v.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
         .collect();
     let mut g = Graph::new(b);
     g.set_grad_enabled(false);

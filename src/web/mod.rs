@@ -240,7 +240,9 @@ pub async fn init_backend(
 ) -> Result<JsValue, JsError> {
     console_error_panic_hook::set_once();
     let opts = GpuOptions {
-        max_storage_binding_bytes: max_binding_bytes.filter(|&b| usable_cap(b)).map(|b| b as u64),
+        max_storage_binding_bytes: max_binding_bytes
+            .filter(|&b| usable_cap(b))
+            .map(|b| b as u64),
         ..Default::default()
     };
     let (choice, backend_note) = parse_choice(backend_param.as_deref());
@@ -253,7 +255,11 @@ pub async fn init_backend(
     };
     let (backend, gpu_error, browser_adapter): (Rc<dyn Backend>, Option<String>, JsValue) =
         match probed {
-            None => (cpu(), Some("?backend=cpu asks for the CPU backend".into()), JsValue::NULL),
+            None => (
+                cpu(),
+                Some("?backend=cpu asks for the CPU backend".into()),
+                JsValue::NULL,
+            ),
             Some(Err(reason)) => (cpu(), Some(reason), JsValue::NULL),
             // A software adapter emulates the GPU on the CPU with a large cost per kernel
             // launch; the wasm CPU backend does the same work faster (2.9x on a DnCNN denoise,
@@ -328,9 +334,15 @@ fn binding_note(requested: f64, info: &BackendInfo) -> String {
     } else if info.kind != "gpu" {
         "?binding-limit-mb ignored: it caps WebGPU, which is not in use".into()
     } else if limit < requested.trunc() {
-        format!("?binding-limit-mb ignored: the adapter's own limit, {:.1} MiB, is lower", mib(limit))
+        format!(
+            "?binding-limit-mb ignored: the adapter's own limit, {:.1} MiB, is lower",
+            mib(limit)
+        )
     } else {
-        format!("storage bindings capped at {:.1} MiB by ?binding-limit-mb", mib(limit))
+        format!(
+            "storage bindings capped at {:.1} MiB by ?binding-limit-mb",
+            mib(limit)
+        )
     }
 }
 
@@ -350,7 +362,8 @@ pub fn backend_info() -> Result<JsValue, JsError> {
             .ok_or_else(|| JsError::new("nnlab is not initialised: call init_backend() first"))?;
         let o = info_object(&s.info(), s.gpu_error.as_deref());
         set(&o, "browser_adapter", s.browser_adapter.clone());
-        let note = |n: &Option<String>| n.as_deref().map(JsValue::from_str).unwrap_or(JsValue::NULL);
+        let note =
+            |n: &Option<String>| n.as_deref().map(JsValue::from_str).unwrap_or(JsValue::NULL);
         set(&o, "binding_note", note(&s.binding_note));
         set(&o, "backend_note", note(&s.backend_note));
         set(&o, "passed_over_fallback", s.passed_over_fallback);

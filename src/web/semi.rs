@@ -64,7 +64,10 @@ thread_local! {
 }
 
 fn digits() -> Result<Rc<Mnist>, JsError> {
-    loaded_digits(PANEL.with(|p| p.borrow().digits.clone()), "semi_load_digits")
+    loaded_digits(
+        PANEL.with(|p| p.borrow().digits.clone()),
+        "semi_load_digits",
+    )
 }
 
 fn current_run() -> Result<Rc<RefCell<Run>>, JsError> {
@@ -115,7 +118,11 @@ fn parse_cfg(unlabelled: &str, norm: &str, eps: f32, lambda: f32) -> Result<Semi
     let norm = match norm {
         "l2" => PerturbNorm::L2,
         "sign" => PerturbNorm::Sign,
-        other => return Err(invalid(format!("unknown norm {other:?} (expected l2 or sign)"))),
+        other => {
+            return Err(invalid(format!(
+                "unknown norm {other:?} (expected l2 or sign)"
+            )))
+        }
     };
     let cfg = SemiConfig {
         unlabelled,
@@ -230,7 +237,9 @@ pub async fn semi_train_steps(n: usize) -> Result<JsValue, JsError> {
             let x_u = b.upload(&[ui.len(), 1, SIDE, SIDE], &xu).map_err(err)?;
             let seed = r.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
             let one = |t: &mut Trainer, x_u: Option<&crate::tensor::Tensor>| {
-                let Trainer { model, opt, cfg, .. } = t;
+                let Trainer {
+                    model, opt, cfg, ..
+                } = t;
                 let p = semi::train_step(b, model.as_ref(), opt, &x_l, &t_l, x_u, cfg, seed);
                 t.step += 1;
                 p
@@ -336,7 +345,9 @@ pub async fn semi_show(
     let r = semi::perturbation(b, m.as_ref(), &x, &p, &cfg, seed as u64)
         .map_err(err)?
         .ok_or_else(|| invalid("show: no perturbation for labels only"))?;
-    let xr = b.binary(crate::backend::BinaryOp::Add, &x, &r).map_err(err)?;
+    let xr = b
+        .binary(crate::backend::BinaryOp::Add, &x, &r)
+        .map_err(err)?;
     let q = semi::predict(b, m.as_ref(), &xr).map_err(err)?;
     let [r, p, q]: [Vec<f32>; 3] = b
         .read_many(&[&r, &p, &q])
