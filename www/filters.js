@@ -299,7 +299,10 @@ export function setupAdversarialViews(call, { panel, after }) {
         total += Math.abs(a.data[i]);
       }
       status.textContent = `${ADV_LAYERS[layer][1]}: ${a.count} ${layer === 3 ? 'units' : 'maps'}; the attack changes them by ${total ? Math.round((100 * moved) / total) : 0}% (sum of |x̃ − x| over sum of |x| outputs).`;
-      card.dataset.done = 'true';
+      // done only when what is drawn is what is asked for: a change that came in while this
+      // call ran is drawn next
+      card.dataset.layer = String(layer);
+      if (!again) card.dataset.done = 'true';
     } catch (e) {
       status.textContent = '';
       setError(error, e);

@@ -72,7 +72,7 @@ test('Adversarial tab: conv1 filters and a layer\'s outputs for the digit and it
   console.log(`conv1 maps ${clean.w}x${clean.h}: ${await page.textContent('#adv-fv-status')}`);
   await page.evaluate(() => delete document.getElementById('adv-views').dataset.done);
   await page.selectOption('#adv-fv-layer', '3');
-  await page.waitForSelector('#adv-views[data-done="true"]', { timeout: SLOW });
+  await page.waitForSelector('#adv-views[data-done="true"][data-layer="3"]', { timeout: SLOW });
   await assertDrawn(page, '#adv-fv-clean');
   assert.equal(await page.$eval('#adv-fv-clean', (c) => Number(c.dataset.drawn)), 128, 'fc1 has 128 units');
   assert.match(await page.textContent('#adv-fv-status'), /^fc1/);
