@@ -11,7 +11,7 @@ use nnlab::autodiff::Graph;
 use nnlab::backend::read_blocking;
 use nnlab::cpu::CpuBackend;
 use nnlab::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PIXELS, SIDE};
-use nnlab::models::attack::{self, AdvTraining, Attack};
+use nnlab::models::attack::{self, AdvMethod, AdvTraining, Attack};
 use nnlab::models::classifier::train_step;
 use nnlab::models::{Classifier, ClassifierConfig};
 use nnlab::nn::{cross_entropy, Adam, Module};
@@ -263,7 +263,7 @@ fn adversarial_loss_composes() {
         &AdvTraining {
             eps,
             alpha,
-            random_start: None,
+            method: AdvMethod::Fgsm,
         },
     )
     .unwrap();
@@ -317,7 +317,7 @@ fn adversarial_loss_composes() {
         &AdvTraining {
             eps,
             alpha,
-            random_start: Some(1),
+            method: AdvMethod::RandomStart(1),
         },
     )
     .unwrap();
@@ -339,7 +339,7 @@ fn adversarial_loss_composes() {
         &AdvTraining {
             eps,
             alpha: 1.0,
-            random_start: None,
+            method: AdvMethod::Fgsm,
         },
     )
     .unwrap();
@@ -354,9 +354,87 @@ fn adversarial_loss_composes() {
             &AdvTraining {
                 eps,
                 alpha: 1.5,
-                random_start: None
+                method: AdvMethod::Fgsm
             }
         ),
+        Err(Error::Invalid(_))
+    ));
+}
+
+#[test]
+fn pgd_starts_at_random_stays_in_the_ball_and_restarts_only_add_errors() {
+    let b = CpuBackend::new();
+    let model = Classifier::new(&b, TINY, 6).unwrap();
+    let n = 16;
+    let xs = rng::uniform_vec(n * PIXELS, 0.0, 1.0, 31);
+    let x = b.upload(&[n, 1, SIDE, SIDE], &xs).unwrap();
+    let labels: Vec<u8> = (0..n as u8).map(|i| i % 10).collect();
+    let t = b.upload(&[n, CLASSES], &one_hot(&labels)).unwrap();
+    let eps = 0.3;
+    let walk = |seed| {
+        read_blocking(
+            &b,
+            &attack::iterative(&b, &model, &x, &t, eps, 5, 0.1, false, seed).unwrap(),
+        )
+        .unwrap()
+    };
+    let (p1, p2, plain) = (walk(Some(1)), walk(Some(2)), walk(None));
+    assert_eq!(p1, walk(Some(1)), "the random start is seeded");
+    assert_ne!(p1, p2);
+    assert_ne!(p1, plain);
+    for (&p, &q) in p1.iter().zip(&xs) {
+        assert!(
+            (0.0..=1.0).contains(&p) && (p - q).abs() <= eps + 1e-6,
+            "PGD: pixel {q} -> {p}"
+        );
+    }
+    // PGD training with alpha 0 is C(x~) of the PGD example alone
+    let mut g = Graph::new(&b);
+    let cfg = AdvTraining {
+        eps,
+        alpha: 0.0,
+        method: AdvMethod::Pgd {
+            steps: 5,
+            step_size: 0.1,
+            seed: 1,
+        },
+    };
+    let l = attack::adversarial_training_loss(&mut g, &model, &x, &t, &cfg).unwrap();
+    let xp = b.upload(&[n, 1, SIDE, SIDE], &p1).unwrap();
+    let mut h = Graph::new(&b);
+    let (xv, tv) = (h.constant(xp), h.constant(t.clone()));
+    let want = cross_entropy(&mut h, &model, xv, tv).unwrap();
+    let (got, want) = (
+        read_blocking(&b, g.value(l).unwrap()).unwrap()[0],
+        read_blocking(&b, h.value(want).unwrap()).unwrap()[0],
+    );
+    assert!(
+        (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+        "{got} vs {want}"
+    );
+    // the worst of several restarts: never fewer errors than the first restart alone
+    let eval = |restarts| {
+        attack::evaluate(
+            &b,
+            &model,
+            &xs,
+            &labels,
+            8,
+            Some(&Attack::pgd(0.05, 3, restarts, 7)),
+            |_| {},
+        )
+        .unwrap()
+    };
+    let (one, four) = (eval(1), eval(4));
+    assert_eq!(one.n, n);
+    assert!(
+        four.correct <= one.correct,
+        "{} > {}",
+        four.correct,
+        one.correct
+    );
+    assert!(matches!(
+        attack::perturb(&b, &model, &x, &labels, &Attack::pgd(0.1, 3, 0, 1)),
         Err(Error::Invalid(_))
     ));
 }

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::{checks, finite_loss, hms, metadata, mnist_train, model_file, semi, RunArgs};
 use crate::data::mnist::{one_hot, translate, Mnist, Split, CLASSES, PAGE_DIGITS, PIXELS, SIDE};
-use crate::models::attack::{self, AdvTraining, Attack};
+use crate::models::attack::{self, AdvMethod, AdvTraining, Attack};
 use crate::models::classifier::train_step;
 use crate::models::{Classifier, ClassifierConfig};
 use crate::nn::{Adam, Module, Optimizer};
@@ -19,7 +19,10 @@ pub enum AttackName {
     Fgsm,
     /// x + eps sqrt(784) g / ||g||_2: gradient ascent with the L2 norm of an FGSM step
     Gradient,
+    /// iterative FGSM from x (--steps)
     Iterative,
+    /// PGD: the iterative attack from random starts in the eps ball (--steps, --restarts)
+    Pgd,
 }
 
 #[derive(Args)]
@@ -38,6 +41,17 @@ pub struct TrainArgs {
     /// al. 2020) instead of plain FGSM, which can overfit and mask gradients
     #[arg(long)]
     pub random_start: bool,
+    /// adversarial training on PGD (Madry et al. 2018): this many signed steps of
+    /// --pgd-step-size from a random start in the eps ball (0: FGSM / RS-FGSM)
+    #[arg(long, default_value_t = 0)]
+    pub pgd_steps: usize,
+    /// PGD step size (pixel scale; default 2.5 eps / --pgd-steps)
+    #[arg(long)]
+    pub pgd_step_size: Option<f32>,
+    /// adversarial training: grow eps linearly from 0 over this fraction of the run (a model
+    /// trained from scratch against PGD at eps 0.3 can sit at chance level for epochs)
+    #[arg(long, default_value_t = 0.0)]
+    pub eps_ramp: f32,
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     #[arg(long, default_value_t = 128)]
@@ -77,9 +91,15 @@ pub struct EvalArgs {
         default_value = "0,0.05,0.1,0.15,0.2,0.25,0.3"
     )]
     pub eps: Vec<f32>,
-    /// steps of the iterative attack (step size 2.5 eps / steps)
+    /// steps of the iterative attack and of PGD (step size 2.5 eps / steps)
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// PGD: random starts per digit; a digit counts as robust only if every one fails
+    #[arg(long, default_value_t = 1)]
+    pub restarts: usize,
+    /// PGD: seed of the random starts
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// push toward this class instead of away from the true label
     #[arg(long)]
     pub target: Option<u8>,
@@ -134,8 +154,39 @@ pub fn train(a: TrainArgs) -> Result<()> {
             a.epochs, a.batch, a.lr
         )));
     }
+    if (a.pgd_steps > 0 || a.pgd_step_size.is_some()) && !a.adversarial {
+        return Err(Error::Invalid(
+            "--pgd-steps and --pgd-step-size need --adversarial".into(),
+        ));
+    }
+    if !(0.0..=1.0).contains(&a.eps_ramp) || (a.eps_ramp > 0.0 && !a.adversarial) {
+        return Err(Error::Invalid(format!(
+            "--eps-ramp must be a fraction in [0, 1] and needs --adversarial, got {}",
+            a.eps_ramp
+        )));
+    }
+    if a.pgd_steps > 0 && a.random_start {
+        return Err(Error::Invalid(
+            "--random-start is RS-FGSM; PGD (--pgd-steps) always starts at random".into(),
+        ));
+    }
+    let pgd_step = a
+        .pgd_step_size
+        .unwrap_or(2.5 * eps / a.pgd_steps.max(1) as f32);
     if a.adversarial {
         Attack::fgsm(eps).validate()?;
+        if a.pgd_steps > 0 {
+            Attack {
+                kind: attack::AttackKind::Iterative {
+                    steps: a.pgd_steps,
+                    step_size: pgd_step,
+                    random_start: Some(a.seed),
+                    restarts: 1,
+                },
+                ..Attack::fgsm(eps)
+            }
+            .validate()?;
+        }
         if !(0.0..=1.0).contains(&a.alpha) {
             return Err(Error::Invalid(format!(
                 "--alpha must be in [0, 1], got {}",
@@ -160,12 +211,45 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut opt = Adam::new(a.lr, 0.9, 0.999);
     let steps_per_epoch = train.len() / a.batch;
     let total = steps_per_epoch * a.epochs;
-    let adv = |step: usize| AdvTraining {
-        eps,
-        alpha: a.alpha,
-        random_start: a
-            .random_start
-            .then(|| a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)),
+    let adv = |step: usize| {
+        let seed = a.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
+        let ramp = a.eps_ramp * total as f32;
+        // the budget (and PGD's step with it) grows linearly over the ramp
+        let scale = if step as f32 >= ramp {
+            1.0
+        } else {
+            (step as f32 + 1.0) / ramp
+        };
+        AdvTraining {
+            eps: eps * scale,
+            alpha: a.alpha,
+            method: if a.pgd_steps > 0 {
+                AdvMethod::Pgd {
+                    steps: a.pgd_steps,
+                    step_size: pgd_step * scale,
+                    seed,
+                }
+            } else if a.random_start {
+                AdvMethod::RandomStart(seed)
+            } else {
+                AdvMethod::Fgsm
+            },
+        }
+    };
+    let ramp = if a.eps_ramp > 0.0 {
+        format!(
+            ", eps ramped up over the first {:.0}% of steps",
+            a.eps_ramp * 100.0
+        )
+    } else {
+        String::new()
+    };
+    let method = if a.pgd_steps > 0 {
+        format!("PGD {} steps of {}{ramp}", a.pgd_steps, pgd_step)
+    } else if a.random_start {
+        format!("RS-FGSM{ramp}")
+    } else {
+        format!("FGSM{ramp}")
     };
     println!(
         "training the MNIST classifier on {} ({} digits {}..{}, batch {}, {} epochs, Adam lr {} cosine, shift +-{} px, seed {}{})",
@@ -178,7 +262,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         a.lr,
         a.shift,
         a.seed,
-        if a.adversarial { format!(", adversarial: alpha {} eps {}{}", a.alpha, eps, if a.random_start { " RS-FGSM" } else { " FGSM" }) } else { String::new() }
+        if a.adversarial { format!(", adversarial: alpha {} eps {} {method}", a.alpha, eps) } else { String::new() }
     );
     let start = Instant::now();
     let mut last_print = Instant::now();
@@ -258,12 +342,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     meta.insert(
         "adversarial".to_string(),
         if a.adversarial {
-            format!(
-                "alpha {} eps {} {}",
-                a.alpha,
-                eps,
-                if a.random_start { "RS-FGSM" } else { "FGSM" }
-            )
+            format!("alpha {} eps {} {method}", a.alpha, eps)
         } else {
             "no".into()
         },
@@ -295,6 +374,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 AttackName::Iterative => {
                     (Attack::iterative(eps, a.steps), format!("iter{}", a.steps))
                 }
+                AttackName::Pgd => (
+                    Attack::pgd(eps, a.steps, a.restarts, a.seed),
+                    format!("pgd{}x{}", a.steps, a.restarts),
+                ),
             };
             at.target = a.target;
             at.validate()?;

@@ -6,12 +6,13 @@
 //!   x~ = clip(x + eps_2 g / ||g||_2, 0, 1) per image, g = grad_x C(x, y). Its L2 budget eps_2
 //!   is eps * sqrt(pixels), the L2 norm of an FGSM step of the same eps, so both curves share
 //!   one eps axis.
-//! - Iterative FGSM / PGD without random start (Kurakin et al.; Madry et al.): `steps` signed
-//!   steps of `step_size`, each followed by projection onto the L-inf ball of radius eps around
-//!   x and onto [0, 1].
+//! - Iterative FGSM (Kurakin et al.): `steps` signed steps of `step_size`, each followed by
+//!   projection onto the L-inf ball of radius eps around x and onto [0, 1]. PGD (Madry et al.
+//!   2018) is the same walk from a uniformly random point of the ball; evaluated with several
+//!   restarts, an image counts as robust only if every restart fails on it.
 //! - Targeted variants descend the loss of a chosen class instead of ascending the true one's.
-//! - Adversarial training: alpha C(x) + (1 - alpha) C(x~), x~ the FGSM example of the current
-//!   parameters, treated as data (no gradient flows through its construction).
+//! - Adversarial training: alpha C(x) + (1 - alpha) C(x~), x~ the FGSM, RS-FGSM or PGD example
+//!   of the current parameters, treated as data (no gradient flows through its construction).
 //!
 //! The input gradient is the tape's (`Graph::input` + `backward`): no hand-written backprop.
 //! Every step runs on the backend's ops (sign, affine, add, clamp), so the same code runs on the
@@ -30,10 +31,13 @@ pub enum AttackKind {
     Fgsm,
     /// One step along the L2-normalised gradient, L2 norm eps * sqrt(pixels).
     GradientL2,
-    /// Iterative FGSM / PGD (no random start).
+    /// Iterative FGSM, or PGD when `random_start` holds a seed: the walk starts at a uniformly
+    /// random point of the eps ball; `restarts` such walks are tried in an evaluation.
     Iterative {
         steps: usize,
         step_size: f32,
+        random_start: Option<u64>,
+        restarts: usize,
     },
 }
 
@@ -67,9 +71,35 @@ impl Attack {
     pub fn iterative(eps: f32, steps: usize) -> Attack {
         let step_size = 2.5 * eps / steps.max(1) as f32;
         Attack {
-            kind: AttackKind::Iterative { steps, step_size },
+            kind: AttackKind::Iterative {
+                steps,
+                step_size,
+                random_start: None,
+                restarts: 1,
+            },
             eps,
             target: None,
+        }
+    }
+    /// PGD: the iterative attack from `restarts` random starts in the eps ball (seeded).
+    pub fn pgd(eps: f32, steps: usize, restarts: usize, seed: u64) -> Attack {
+        let step_size = 2.5 * eps / steps.max(1) as f32;
+        Attack {
+            kind: AttackKind::Iterative {
+                steps,
+                step_size,
+                random_start: Some(seed),
+                restarts,
+            },
+            eps,
+            target: None,
+        }
+    }
+    /// How many perturbations an evaluation tries per image (the worst counts).
+    pub fn restarts(&self) -> usize {
+        match self.kind {
+            AttackKind::Iterative { restarts, .. } => restarts,
+            _ => 1,
         }
     }
     pub fn targeted(self, class: u8) -> Attack {
@@ -81,7 +111,18 @@ impl Attack {
 
     pub fn validate(&self) -> Result<()> {
         check_eps(self.eps)?;
-        if let AttackKind::Iterative { steps, step_size } = self.kind {
+        if let AttackKind::Iterative {
+            steps,
+            step_size,
+            restarts,
+            ..
+        } = self.kind
+        {
+            if restarts == 0 || restarts > 100 {
+                return Err(Error::Invalid(format!(
+                    "iterative attack: restarts must be in 1..=100, got {restarts}"
+                )));
+            }
             if steps == 0 || steps > 10_000 {
                 return Err(Error::Invalid(format!(
                     "iterative attack: steps must be in 1..=10000, got {steps}"
@@ -242,7 +283,8 @@ pub fn fgsm_targeted(
 }
 
 /// Iterative FGSM / PGD: `steps` signed steps of `step_size` (up the loss of `t`, or down it
-/// when `targeted`), each projected onto the eps ball around x and onto [0, 1].
+/// when `targeted`), each projected onto the eps ball around x and onto [0, 1]. The walk starts
+/// at x, or (PGD, `random_start = Some(seed)`) at a uniformly random point of the ball.
 #[allow(clippy::too_many_arguments)]
 pub fn iterative(
     b: &dyn Backend,
@@ -253,15 +295,24 @@ pub fn iterative(
     steps: usize,
     step_size: f32,
     targeted: bool,
+    random_start: Option<u64>,
 ) -> Result<Tensor> {
     Attack {
-        kind: AttackKind::Iterative { steps, step_size },
+        kind: AttackKind::Iterative {
+            steps,
+            step_size,
+            random_start,
+            restarts: 1,
+        },
         eps,
         target: None,
     }
     .validate()?;
     let step = if targeted { -step_size } else { step_size };
-    let mut xa = x.clone();
+    let mut xa = match random_start {
+        None => x.clone(),
+        Some(seed) => random_point(b, x, eps, seed)?,
+    };
     for _ in 0..steps {
         let (grad, _) = input_gradient(b, model, &xa, t)?;
         xa = signed_step(b, &xa, &grad, step, Some((x, eps)))?;
@@ -276,6 +327,19 @@ pub fn perturb(
     x: &Tensor,
     labels: &[u8],
     attack: &Attack,
+) -> Result<Tensor> {
+    perturb_restart(b, model, x, labels, attack, 0)
+}
+
+/// `perturb` with the random start of restart number `restart` (attacks without a random
+/// start give the same images for every restart).
+pub fn perturb_restart(
+    b: &dyn Backend,
+    model: &dyn Module,
+    x: &Tensor,
+    labels: &[u8],
+    attack: &Attack,
+    restart: usize,
 ) -> Result<Tensor> {
     attack.validate()?;
     let n = x.shape().first().copied().unwrap_or(0);
@@ -300,10 +364,36 @@ pub fn perturb(
             let l2 = l2_budget(x, attack.eps);
             gradient_ascent_l2(b, model, x, &t, if targeted { -l2 } else { l2 })
         }
-        (AttackKind::Iterative { steps, step_size }, targeted) => {
-            iterative(b, model, x, &t, attack.eps, steps, step_size, targeted)
+        (
+            AttackKind::Iterative {
+                steps,
+                step_size,
+                random_start,
+                ..
+            },
+            targeted,
+        ) => {
+            let start = random_start.map(|s| restart_seed(s, restart));
+            iterative(
+                b, model, x, &t, attack.eps, steps, step_size, targeted, start,
+            )
         }
     }
+}
+
+fn restart_seed(seed: u64, restart: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(restart as u64)
+}
+
+/// A uniformly random point of the L-inf ball of radius eps around x, clipped to [0, 1].
+fn random_point(b: &dyn Backend, x: &Tensor, eps: f32, seed: u64) -> Result<Tensor> {
+    let noise = b.random(
+        x.shape(),
+        crate::backend::Distribution::Uniform { lo: -eps, hi: eps },
+        seed,
+    )?;
+    b.clamp(&b.binary(BinaryOp::Add, x, &noise)?, 0.0, 1.0)
 }
 
 /// RS-FGSM (Wong, Rice & Kolter 2020, "Fast is better than free"): start at a uniformly random
@@ -320,25 +410,35 @@ pub fn fgsm_random_start(
     seed: u64,
 ) -> Result<Tensor> {
     check_eps(eps)?;
-    let noise = b.random(
-        x.shape(),
-        crate::backend::Distribution::Uniform { lo: -eps, hi: eps },
-        seed,
-    )?;
-    let x0 = b.clamp(&b.binary(BinaryOp::Add, x, &noise)?, 0.0, 1.0)?;
+    let x0 = random_point(b, x, eps, seed)?;
     let (grad, _) = input_gradient(b, model, &x0, t)?;
     signed_step(b, &x0, &grad, 1.25 * eps, Some((x, eps)))
 }
 
 /// How adversarial training crafts its examples.
 #[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AdvMethod {
+    /// plain FGSM (Goodfellow et al.)
+    Fgsm,
+    /// RS-FGSM with this step's seed (Wong et al. 2020)
+    RandomStart(u64),
+    /// PGD (Madry et al. 2018): `steps` signed steps of `step_size` from a random start
+    /// (this step's seed) in the eps ball
+    Pgd {
+        steps: usize,
+        step_size: f32,
+        seed: u64,
+    },
+}
+
+/// Adversarial training's settings for one step.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdvTraining {
-    /// FGSM budget (pixel scale)
+    /// the attack's budget (pixel scale)
     pub eps: f32,
     /// weight of the clean loss: alpha C(x) + (1 - alpha) C(x~)
     pub alpha: f32,
-    /// None: plain FGSM (Goodfellow et al.); Some(seed): RS-FGSM with this step's seed
-    pub random_start: Option<u64>,
+    pub method: AdvMethod,
 }
 
 /// alpha C(x) + (1 - alpha) C(x~) recorded in `g` (x~ given; gradients flow to the parameters
@@ -356,15 +456,19 @@ pub fn adversarial_loss(
             "adversarial loss: alpha must be in [0, 1], got {alpha}"
         )));
     }
-    let clean = cross_entropy(g, model, x, t)?;
     let adv = cross_entropy(g, model, x_adv, t)?;
+    if alpha == 0.0 {
+        // Madry et al.'s objective: the clean term would only be computed to be multiplied by 0
+        return Ok(adv);
+    }
+    let clean = cross_entropy(g, model, x, t)?;
     let a = g.scale(clean, alpha)?;
     let c = g.scale(adv, 1.0 - alpha)?;
     g.add(a, c)
 }
 
-/// The adversarial-training objective for a batch: crafts x~ (FGSM, or RS-FGSM) with the
-/// current parameters (in a separate graph), then records alpha C(x) + (1 - alpha) C(x~) in `g`.
+/// The adversarial-training objective for a batch: crafts x~ (FGSM, RS-FGSM or PGD) with the
+/// current parameters (in separate graphs), then records alpha C(x) + (1 - alpha) C(x~) in `g`.
 pub fn adversarial_training_loss(
     g: &mut Graph<'_>,
     model: &dyn Module,
@@ -373,9 +477,14 @@ pub fn adversarial_training_loss(
     cfg: &AdvTraining,
 ) -> Result<Var> {
     let b = g.backend();
-    let x_adv = match cfg.random_start {
-        None => fgsm(b, model, x, t, cfg.eps)?,
-        Some(seed) => fgsm_random_start(b, model, x, t, cfg.eps, seed)?,
+    let x_adv = match cfg.method {
+        AdvMethod::Fgsm => fgsm(b, model, x, t, cfg.eps)?,
+        AdvMethod::RandomStart(seed) => fgsm_random_start(b, model, x, t, cfg.eps, seed)?,
+        AdvMethod::Pgd {
+            steps,
+            step_size,
+            seed,
+        } => iterative(b, model, x, t, cfg.eps, steps, step_size, false, Some(seed))?,
     };
     let xv = g.constant(x.clone());
     let xa = g.constant(x_adv);
@@ -449,22 +558,65 @@ pub async fn evaluate_batch(
     attack: Option<&Attack>,
     r: &mut EvalResult,
 ) -> Result<()> {
-    let x = match attack {
-        Some(a) => perturb(b, model, x, labels, a)?,
-        None => x.clone(),
-    };
-    let probs = {
-        let mut g = Graph::new(b);
-        g.set_grad_enabled(false);
-        g.set_training(false);
-        let xv = g.constant(x);
-        let logits = model.forward(&mut g, xv)?;
-        b.softmax(g.value(logits)?)?
-    };
-    let probs = b.read(&probs).await?;
-    crate::finite::check_output("the classifier", &probs)?;
-    r.add_batch(&probs, labels, attack.and_then(|a| a.target));
+    let target = attack.and_then(|a| a.target);
+    let mut worst = Vec::new();
+    for restart in 0..attack.map_or(1, Attack::restarts) {
+        let xa = match attack {
+            Some(a) => perturb_restart(b, model, x, labels, a, restart)?,
+            None => x.clone(),
+        };
+        let probs = b.read(&probabilities(b, model, xa)?).await?;
+        crate::finite::check_output("the classifier", &probs)?;
+        keep_worst(&mut worst, &probs, labels, target);
+    }
+    r.add_batch(&worst, labels, target);
     Ok(())
+}
+
+/// softmax(model(x)), in evaluation mode and without a tape.
+fn probabilities(b: &dyn Backend, model: &dyn Module, x: Tensor) -> Result<Tensor> {
+    let mut g = Graph::new(b);
+    g.set_grad_enabled(false);
+    g.set_training(false);
+    let xv = g.constant(x);
+    let logits = model.forward(&mut g, xv)?;
+    b.softmax(g.value(logits)?)
+}
+
+/// Fold one restart's class probabilities (n, 10) into `worst`, keeping per image the row
+/// where the attack did best: misclassified (untargeted) or on the target before anything
+/// else, then the lowest probability of the true label (or the highest of the target).
+fn keep_worst(worst: &mut Vec<f32>, probs: &[f32], labels: &[u8], target: Option<u8>) {
+    if worst.is_empty() {
+        worst.extend_from_slice(probs);
+        return;
+    }
+    let score = |row: &[f32], label: u8| -> (bool, f32) {
+        let pred = argmax(row);
+        match target {
+            Some(c) => (pred == c as usize, row[c as usize]),
+            None => (pred != label as usize, -row[label as usize]),
+        }
+    };
+    for ((w, p), &l) in worst
+        .chunks_mut(CLASSES)
+        .zip(probs.chunks(CLASSES))
+        .zip(labels)
+    {
+        if score(p, l) > score(w, l) {
+            w.copy_from_slice(p);
+        }
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |best, (k, &p)| if p > best.1 { (k, p) } else { best },
+        )
+        .0
 }
 
 /// Evaluate `model` on `images` (n * 784 values in [0, 1]) with `labels`, in batches, under
@@ -490,17 +642,7 @@ pub fn evaluate(
     let mut r = EvalResult::default();
     for (xs, ys) in images.chunks(batch * PIXELS).zip(labels.chunks(batch)) {
         let x = b.upload(&[ys.len(), 1, SIDE, SIDE], xs)?;
-        let x = match attack {
-            Some(a) => perturb(b, model, &x, ys, a)?,
-            None => x,
-        };
-        let mut g = Graph::new(b);
-        g.set_grad_enabled(false);
-        g.set_training(false);
-        let xv = g.constant(x);
-        let logits = model.forward(&mut g, xv)?;
-        let probs = crate::backend::read_blocking(b, &b.softmax(g.value(logits)?)?)?;
-        r.add_batch(&probs, ys, attack.and_then(|a| a.target));
+        pollster::block_on(evaluate_batch(b, model, &x, ys, attack, &mut r))?;
         progress(r.n);
     }
     Ok(r)

@@ -20,7 +20,7 @@ use super::{backend, err, invalid, loaded_digits, set, EpochOrder, HELD_OUT_EVER
 use crate::backend::{Backend, UnaryOp};
 use crate::data::drawing;
 use crate::data::mnist::{one_hot, Mnist, CLASSES, PIXELS, SIDE};
-use crate::models::attack::{self, AdvTraining, Attack, EvalResult};
+use crate::models::attack::{self, AdvMethod, AdvTraining, Attack, EvalResult};
 use crate::models::classifier::{train_step, Classifier, ClassifierConfig};
 use crate::nn::{Adam, Module};
 
@@ -460,7 +460,9 @@ pub async fn classifier_train_steps(n: usize) -> Result<JsValue, JsError> {
             let adv = tr.adversarial.map(|(alpha, eps)| AdvTraining {
                 eps,
                 alpha,
-                random_start: Some(tr.seed.wrapping_mul(1_000_003).wrapping_add(tr.step as u64)),
+                method: AdvMethod::RandomStart(
+                    tr.seed.wrapping_mul(1_000_003).wrapping_add(tr.step as u64),
+                ),
             });
             let Trainer { model, opt, .. } = &mut *tr;
             let loss = train_step(b, model.as_ref(), opt, &x, &t, adv.as_ref()).map_err(err)?;
