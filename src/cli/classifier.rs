@@ -66,6 +66,10 @@ pub struct TrainArgs {
     pub shift: u32,
     #[arg(long, default_value = "www/models/classifier.safetensors")]
     pub out: PathBuf,
+    /// fine-tune: start from these weights (a shipped name or a file) with a fresh optimizer
+    /// instead of a random initialisation
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// train semi-supervised on N labelled digits (a multiple of 10: N/10 of each class, drawn
     /// by --seed) or 'all'; the other training digits are unlabelled (see --unlabelled)
     #[arg(long, value_parser = semi::parse_labels)]
@@ -207,7 +211,14 @@ pub fn train(a: TrainArgs) -> Result<()> {
     // an epoch takes whole batches only: a larger batch would train nothing
     checks::check_batch(a.batch, train.len(), "training digits (MNIST 10000..60000)")?;
     let test = Mnist::load(&dir, Split::Test)?;
-    let model = Classifier::new(b, ClassifierConfig::default(), a.seed)?;
+    let model = match &a.init {
+        Some(p) => {
+            let p = model_file(p)?;
+            println!("fine-tuning from {}", p.display());
+            Classifier::load_file(b, &p)?
+        }
+        None => Classifier::new(b, ClassifierConfig::default(), a.seed)?,
+    };
     let mut opt = Adam::new(a.lr, 0.9, 0.999);
     let steps_per_epoch = train.len() / a.batch;
     let total = steps_per_epoch * a.epochs;
@@ -335,6 +346,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
     meta.insert("test_accuracy".to_string(), format!("{:.4}", test_acc));
     meta.insert("train_seconds".to_string(), format!("{:.0}", secs));
     meta.insert("seed".to_string(), a.seed.to_string());
+    if let Some(p) = &a.init {
+        meta.insert("init".to_string(), p.display().to_string());
+    }
     meta.insert(
         "augmentation".to_string(),
         format!("random translation up to {} px", a.shift),

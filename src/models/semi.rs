@@ -154,9 +154,15 @@ pub fn noise(b: &dyn Backend, shape: &[usize], cfg: &SemiConfig, seed: u64) -> R
         },
         seed,
     )?;
+    sized(b, &d, cfg)
+}
+
+/// A direction `d` (N, ...) given the perturbation's size: L2 norm eps per image, or
+/// eps sign(d) (L-inf).
+fn sized(b: &dyn Backend, d: &Tensor, cfg: &SemiConfig) -> Result<Tensor> {
     match cfg.norm {
-        PerturbNorm::L2 => l2_normalize_rows(b, &d, cfg.eps),
-        PerturbNorm::Sign => b.affine(&b.unary(UnaryOp::Sign, &d)?, cfg.eps, 0.0),
+        PerturbNorm::L2 => l2_normalize_rows(b, d, cfg.eps),
+        PerturbNorm::Sign => b.affine(&b.unary(UnaryOp::Sign, d)?, cfg.eps, 0.0),
     }
 }
 
@@ -192,10 +198,7 @@ pub fn adversarial_direction(
     let grad = g.grad(dv).ok_or_else(|| {
         Error::Invalid("virtual adversarial direction: the model ignores its input".into())
     })?;
-    match cfg.norm {
-        PerturbNorm::L2 => l2_normalize_rows(b, &grad, cfg.eps),
-        PerturbNorm::Sign => b.affine(&b.unary(UnaryOp::Sign, &grad)?, cfg.eps, 0.0),
-    }
+    sized(b, &grad, cfg)
 }
 
 /// The perturbation r that `cfg` asks for (None for labels only).
