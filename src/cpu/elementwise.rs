@@ -1,25 +1,52 @@
 //! Elementwise ops, memory ops and bias_add on the CPU. Large tensors are split over threads
-//! in fixed chunks (natively); each element is computed exactly as the GPU twin does.
+//! in fixed chunks (natively), small ones stay on the calling thread; each op's loop is its own
+//! monomorphised, branch-free closure, vectorised by `simd::wide`, and writes its output once
+//! (no zero fill first). Each element is computed as the GPU twin does, up to float rounding
+//! (tanh and sigmoid use simd.rs's vectorisable exp).
 
-use super::{host, new_tensor, par_chunks, CpuBackend};
+use std::mem::MaybeUninit;
+
+use super::{build_vec, host, new_tensor, simd, CpuBackend};
 use crate::backend::*;
 use crate::tensor::{non_empty, numel, same_shape, Tensor};
 use crate::{Error, Result};
 
-/// Elements per parallel task: large enough that thread hand-off costs nothing.
-const CHUNK: usize = 1 << 16;
+/// Elements per parallel task: large enough that thread hand-off costs nothing, and tensors
+/// smaller than this are not split at all.
+const CHUNK: usize = 1 << 15;
+
+/// out[i] = f(xs[i]), vectorised.
+#[inline(always)]
+fn fill1(out: &mut [MaybeUninit<f32>], xs: &[f32], f: impl Fn(f32) -> f32) {
+    simd::wide!({
+        for (o, &v) in out.iter_mut().zip(xs) {
+            o.write(f(v));
+        }
+    })
+}
+
+/// out[i] = f(as_[i], bs[i]), vectorised.
+#[inline(always)]
+fn fill2(out: &mut [MaybeUninit<f32>], as_: &[f32], bs: &[f32], f: impl Fn(f32, f32) -> f32) {
+    simd::wide!({
+        for ((o, &a), &b) in out.iter_mut().zip(as_).zip(bs) {
+            o.write(f(a, b));
+        }
+    })
+}
 
 /// y = f(x) elementwise.
-pub(crate) fn map1(x: &Tensor, op: &str, f: impl Fn(f32) -> f32 + Sync + Send) -> Result<Tensor> {
+pub(crate) fn map1(
+    x: &Tensor,
+    op: &str,
+    f: impl Fn(f32) -> f32 + Sync + Send + Copy,
+) -> Result<Tensor> {
     non_empty(x.shape(), op)?;
     let xh = host(x, op)?;
     let xg = xh.read()?;
     let xs: &[f32] = &xg;
-    let mut y = vec![0.0f32; xs.len()];
-    par_chunks(&mut y, CHUNK, |ci, ys| {
-        for (o, &v) in ys.iter_mut().zip(&xs[ci * CHUNK..]) {
-            *o = f(v);
-        }
+    let y = build_vec(xs.len(), CHUNK, |start, out| {
+        fill1(out, &xs[start..start + out.len()], f)
     });
     Ok(new_tensor(x.shape(), y))
 }
@@ -29,19 +56,16 @@ pub(crate) fn map2(
     a: &Tensor,
     b: &Tensor,
     op: &str,
-    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+    f: impl Fn(f32, f32) -> f32 + Sync + Send + Copy,
 ) -> Result<Tensor> {
     same_shape(a.shape(), b.shape(), op)?;
     non_empty(a.shape(), op)?;
     let (ah, bh) = (host(a, op)?, host(b, op)?);
     let (ag, bg) = (ah.read()?, bh.read()?);
     let (as_, bs): (&[f32], &[f32]) = (&ag, &bg);
-    let mut y = vec![0.0f32; as_.len()];
-    par_chunks(&mut y, CHUNK, |ci, ys| {
-        let base = ci * CHUNK;
-        for (j, o) in ys.iter_mut().enumerate() {
-            *o = f(as_[base + j], bs[base + j]);
-        }
+    let y = build_vec(as_.len(), CHUNK, |start, out| {
+        let r = start..start + out.len();
+        fill2(out, &as_[r.clone()], &bs[r], f)
     });
     Ok(new_tensor(a.shape(), y))
 }
@@ -88,11 +112,29 @@ pub fn bias_add(_be: &CpuBackend, x: &Tensor, b: &Tensor) -> Result<Tensor> {
     let [_, c, inner] = bias_shapes(x.shape(), b.shape())?;
     let (xh, bh) = (host(x, "bias_add")?, host(b, "bias_add")?);
     let (xd, bd) = (xh.read()?, bh.read()?);
-    let mut y = xd.clone();
-    for (i, plane) in y.chunks_mut(inner).enumerate() {
-        let v = bd[i % c];
-        plane.iter_mut().for_each(|e| *e += v);
-    }
+    let (xs, bs): (&[f32], &[f32]) = (&xd, &bd);
+    // whole samples (c * inner values) per task, several when samples are small
+    let sample = c * inner;
+    let chunk = sample * (CHUNK / sample).max(1);
+    let y = build_vec(xs.len(), chunk, |start, out| {
+        let xs = &xs[start..start + out.len()];
+        simd::wide!({
+            for (os, xs) in out.chunks_mut(sample).zip(xs.chunks(sample)) {
+                if inner == 1 {
+                    // (N, C): one row per sample, the bias along it
+                    for ((o, &v), &bv) in os.iter_mut().zip(xs).zip(bs) {
+                        o.write(v + bv);
+                    }
+                } else {
+                    for ((op, xp), &bv) in os.chunks_mut(inner).zip(xs.chunks(inner)).zip(bs) {
+                        for (o, &v) in op.iter_mut().zip(xp) {
+                            o.write(v + bv);
+                        }
+                    }
+                }
+            }
+        })
+    });
     Ok(new_tensor(x.shape(), y))
 }
 
@@ -119,17 +161,14 @@ pub(crate) fn sign(x: f32) -> f32 {
     }
 }
 
-/// The logistic function, without overflow for large |x|.
+/// The logistic function, without overflow for large |x| (simd.rs's vectorisable form).
+#[inline(always)]
 pub(crate) fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    simd::sigmoid(x)
 }
 
 /// f(x) of a unary op.
+#[inline(always)]
 pub(crate) fn unary_fn(op: UnaryOp, x: f32) -> f32 {
     match op {
         UnaryOp::Relu => x.max(0.0),
@@ -140,7 +179,7 @@ pub(crate) fn unary_fn(op: UnaryOp, x: f32) -> f32 {
                 slope * x
             }
         }
-        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Tanh => simd::tanh(x),
         UnaryOp::Sigmoid => sigmoid(x),
         UnaryOp::Sign => sign(x),
         UnaryOp::Square => x * x,
@@ -149,6 +188,7 @@ pub(crate) fn unary_fn(op: UnaryOp, x: f32) -> f32 {
 }
 
 /// f'(x) of a unary op; at the kinks (0 for relu/abs) the derivative PyTorch uses (0, slope, 0).
+#[inline(always)]
 pub(crate) fn unary_grad(op: UnaryOp, x: f32) -> f32 {
     match op {
         UnaryOp::Relu => {
@@ -166,7 +206,7 @@ pub(crate) fn unary_grad(op: UnaryOp, x: f32) -> f32 {
             }
         }
         UnaryOp::Tanh => {
-            let t = x.tanh();
+            let t = simd::tanh(x);
             1.0 - t * t
         }
         UnaryOp::Sigmoid => {
@@ -179,14 +219,54 @@ pub(crate) fn unary_grad(op: UnaryOp, x: f32) -> f32 {
     }
 }
 
+/// Calls `$body` with `$f` bound to the closure of `$op` (a match outside the loop, so each op's
+/// loop is monomorphised and branch-free inside).
+macro_rules! with_unary {
+    ($op:expr, $fn:ident, |$f:ident| $body:expr) => {
+        match $op {
+            UnaryOp::Relu => {
+                let $f = |v: f32| $fn(UnaryOp::Relu, v);
+                $body
+            }
+            UnaryOp::LeakyRelu(s) => {
+                let $f = move |v: f32| $fn(UnaryOp::LeakyRelu(s), v);
+                $body
+            }
+            UnaryOp::Tanh => {
+                let $f = |v: f32| $fn(UnaryOp::Tanh, v);
+                $body
+            }
+            UnaryOp::Sigmoid => {
+                let $f = |v: f32| $fn(UnaryOp::Sigmoid, v);
+                $body
+            }
+            UnaryOp::Sign => {
+                let $f = |v: f32| $fn(UnaryOp::Sign, v);
+                $body
+            }
+            UnaryOp::Square => {
+                let $f = |v: f32| $fn(UnaryOp::Square, v);
+                $body
+            }
+            UnaryOp::Abs => {
+                let $f = |v: f32| $fn(UnaryOp::Abs, v);
+                $body
+            }
+        }
+    };
+}
+
 pub fn unary(_be: &CpuBackend, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
-    map1(x, "unary op", move |v| unary_fn(op, v))
+    with_unary!(op, unary_fn, |f| map1(x, "unary op", f))
 }
 
 pub fn unary_backward(_be: &CpuBackend, op: UnaryOp, x: &Tensor, gy: &Tensor) -> Result<Tensor> {
-    map2(x, gy, "unary op backward", move |v, g| {
-        g * unary_grad(op, v)
-    })
+    with_unary!(op, unary_grad, |d| map2(
+        x,
+        gy,
+        "unary op backward",
+        move |v, g| g * d(v)
+    ))
 }
 
 pub fn clamp(_be: &CpuBackend, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> {

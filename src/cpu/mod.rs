@@ -12,6 +12,7 @@ pub mod gemm_wasm;
 pub mod optim;
 pub mod random;
 pub mod reduce;
+pub(crate) mod simd;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -268,6 +269,36 @@ where
             .enumerate()
             .for_each(|(i, c)| f(i, c));
     }
+}
+
+/// A new vector of `n` values written by f(start, out), which must write every element of
+/// `out` (the values start..start + out.len()). No zero fill first: an op that overwrites its
+/// output pays one pass over memory, not two. Natively the vector is split in chunks of
+/// `chunk` over the threads; when it is not larger than one chunk (or one thread runs), f runs
+/// once on the calling thread (no task hand-off for small tensors).
+pub(crate) fn build_vec<F>(n: usize, chunk: usize, f: F) -> Vec<f32>
+where
+    F: Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync + Send,
+{
+    let chunk = chunk.max(1);
+    let mut v = Vec::with_capacity(n);
+    let out = &mut v.spare_capacity_mut()[..n];
+    if n <= chunk || threads() == 1 {
+        f(0, out);
+    } else {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use rayon::prelude::*;
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, c)| f(i * chunk, c));
+        }
+        #[cfg(target_arch = "wasm32")]
+        f(0, out);
+    }
+    // SAFETY: f wrote all n values (its contract); capacity is n.
+    unsafe { v.set_len(n) };
+    v
 }
 
 /// f(i) for i in 0..count, in parallel natively (each index is one task: give it real work).

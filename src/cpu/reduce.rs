@@ -2,7 +2,7 @@
 //! more accurate than any GPU tree reduction it is compared with.
 
 use super::elementwise::{sigmoid, sign};
-use super::{host, new_tensor, CpuBackend};
+use super::{host, new_tensor, simd, CpuBackend};
 use crate::backend::*;
 use crate::tensor::{non_empty, same_shape, Tensor};
 use crate::{Error, Result};
@@ -20,10 +20,23 @@ pub fn bias_grad(_be: &CpuBackend, gy: &Tensor) -> Result<Tensor> {
     })?;
     let gh = host(gy, "bias_grad")?;
     let gd = gh.read()?;
-    let mut acc = vec![0.0f64; c];
-    for (i, plane) in gd.chunks(inner).enumerate() {
-        acc[i % c] += plane.iter().map(|&v| v as f64).sum::<f64>();
-    }
+    let gs: &[f32] = &gd;
+    let acc = simd::wide!({
+        let mut acc = vec![0.0f64; c];
+        if inner == 1 {
+            // (N, C): add the rows, each column its own f64 accumulator (vectorised across C)
+            for row in gs.chunks_exact(c) {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v as f64;
+                }
+            }
+        } else {
+            for (i, plane) in gs.chunks_exact(inner).enumerate() {
+                acc[i % c] += simd::sum_f64(plane);
+            }
+        }
+        acc
+    });
     Ok(new_tensor(
         &[c],
         acc.into_iter().map(|v| v as f32).collect(),
@@ -34,7 +47,7 @@ fn sum64(x: &Tensor, op: &str) -> Result<f64> {
     non_empty(x.shape(), op)?;
     let h = host(x, op)?;
     let d = h.read()?;
-    Ok(d.iter().map(|&v| v as f64).sum())
+    Ok(simd::wide!(simd::sum_f64(&d)))
 }
 
 pub fn sum(_be: &CpuBackend, x: &Tensor) -> Result<Tensor> {
