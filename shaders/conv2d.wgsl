@@ -8,7 +8,7 @@
 // Shapes (NCHW, weights OIHW as PyTorch):
 //   x  (batch, cin, h, w)      "input side" of the conv
 //   y  (batch, cout, ho, wo)   "output side" (y of the forward, gy of the backward)
-//   wt (cout, cin, k, k)
+//   wt (cout, cin, kh, kw)   (every size and setting per axis: rows h, columns w)
 // The same kernels serve the transposed conv: its forward is conv_bwd_input, its
 // backward-input is conv_fwd, its backward-weight is conv_bwd_weight with x and y swapped.
 // Spatial sizes are passed explicitly (never recomputed here), and every gather is
@@ -18,8 +18,8 @@
 //   0 params (uniform), 1 dst (read_write), 2 src_a (read), 3 src_b (read), 4 bias (read)
 //   conv_fwd:        dst = y,  src_a = x,  src_b4 = wt packed by pack_w_fwd, bias (Cout) used when has_bias
 //   conv_bwd_input:  dst = x,  src_a = y,  src_b4 = wt packed by pack_w_bwd, bias (Cin)  used when has_bias
-//   conv_bwd_weight: dst = partial sums (splits, cout*cin*k*k), src_a = x, src_b = y
-//   sum_partials:    dst = gw (cout*cin*k*k), src_a = partial sums
+//   conv_bwd_weight: dst = partial sums (splits, cout*cin*kh*kw), src_a = x, src_b = y
+//   sum_partials:    dst = gw (cout*cin*kh*kw), src_a = partial sums
 //   pack_w_fwd/bwd:  dst = packed weight, src_a = wt
 // x_off / y_off are element offsets of the tensors inside their (256-byte aligned) bindings,
 // which let the host bind one batch slice of a tensor larger than one binding.
@@ -31,8 +31,8 @@
 // of a row: a broadcast) and 4 apart in conv_bwd_weight. A workgroup covers 128 columns x 32 rows.
 //   conv_fwd:        ceil(batch*ho*wo / 128) * tiles_c workgroups, tiles_c = ceil(cout / 32)
 //   conv_bwd_input:  ceil(batch*h*w / 128) * tiles_c workgroups,   tiles_c = ceil(cin / 32)
-//   conv_bwd_weight: splits * ceil(cin*k*k / 128) * tiles_c,      tiles_c = ceil(cout / 32)
-//   sum_partials:    ceil(cout*cin*k*k / 256)
+//   conv_bwd_weight: splits * ceil(cin*kh*kw / 128) * tiles_c,      tiles_c = ceil(cout / 32)
+//   sum_partials:    ceil(cout*cin*kh*kw / 256)
 //   pack_w_fwd/bwd:  ceil(len(packed) / 256)
 
 struct Params {
@@ -44,10 +44,15 @@ struct Params {
     cout: u32,
     ho: u32,
     wo: u32,
-    k: u32,
-    stride: u32,
-    pad: u32,
-    dil: u32,
+    // kernel, stride, padding, dilation: rows (h) and columns (w) each
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
     x_off: u32,
     y_off: u32,
     has_bias: u32,
@@ -148,7 +153,7 @@ fn store_block(acc: Acc, ch: array<vec4<u32>, 2>, pix: array<vec4<u32>, 2>, nch:
 }
 
 // Per-pixel state of the forward: x plane-0 base of the pixel's sample and its top-left
-// input corner (oh*s - p, ow*s - p), for 4 pixels.
+// input corner (oh*sh - ph, ow*sw - pw), for 4 pixels.
 struct FwdPix {
     xbase: vec4<u32>,
     ih0: vec4<i32>,
@@ -160,9 +165,9 @@ fn fwd_pix(pix: vec4<u32>, total: u32) -> FwdPix {
     let p = min(pix, vec4<u32>(total - 1u));
     let n = p / howo;
     let r = p % howo;
-    let s = vec4<u32>(params.stride);
-    let pad = vec4<i32>(i32(params.pad));
-    return FwdPix(params.x_off + n * (params.cin * params.h * params.w), vec4<i32>((r / params.wo) * s) - pad, vec4<i32>((r % params.wo) * s) - pad);
+    let ih0 = vec4<i32>((r / params.wo) * params.sh) - vec4<i32>(i32(params.ph));
+    let iw0 = vec4<i32>((r % params.wo) * params.sw) - vec4<i32>(i32(params.pw));
+    return FwdPix(params.x_off + n * (params.cin * params.h * params.w), ih0, iw0);
 }
 
 // Index in x of tap (dh, dw) from each pixel's corner, and whether it is inside the image.
@@ -179,15 +184,14 @@ fn fwd_tap(q: FwdPix, dh: i32, dw: i32) -> Tap {
     return Tap(select(vec4<u32>(0u), idx, ok), ok);
 }
 
-// y[n, co, oh, ow] = bias[co] + sum_{ci,kh,kw} wt[co,ci,kh,kw] * x[n, ci, oh*s - p + kh*d, ow*s - p + kw*d]
-// GEMM rows = cout, columns = batch*ho*wo, K = cin*k*k (gathered on the fly).
+// y[n, co, oh, ow] = bias[co] + sum_{ci,i,j} wt[co,ci,i,j] * x[n, ci, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
+// GEMM rows = cout, columns = batch*ho*wo, K = cin*kh*kw (gathered on the fly).
 @compute @workgroup_size(64)
 fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = workgroup_index(wid, nwg, params.wg_base);
     let total = params.batch * params.ho * params.wo;
     let hw = params.h * params.w;
-    let kk = params.k * params.k;
-    let kred = params.cin * kk;
+    let kk = params.kh * params.kw;
     let cin = params.cin;
 
     let pix = thread_cols(g / params.tiles_c, lid);
@@ -201,15 +205,15 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var acc: Acc;
     // taps outside, channels inside: the bounds checks are done once per tap, and the long
     // inner loop is 8 scalar + 2 vec4 loads and 64 FMAs
-    for (var kh = 0u; kh < params.k; kh++) {
-        for (var kw = 0u; kw < params.k; kw++) {
-            let dh = i32(kh * params.dil);
-            let dw = i32(kw * params.dil);
+    for (var i = 0u; i < params.kh; i++) {
+        for (var j = 0u; j < params.kw; j++) {
+            let dh = i32(i * params.dh);
+            let dw = i32(j * params.dw);
             let t0 = fwd_tap(q0, dh, dw);
             let t1 = fwd_tap(q1, dh, dw);
             if (!any(t0.ok) && !any(t1.ok)) { continue; }
-            // vec4 index of wp[r][co] for r = (ci, kh, kw) flattened, the weight's inner index
-            var wi = wh + vec2<u32>((kh * params.k + kw) * wstep);
+            // vec4 index of wp[r][co] for r = (ci, i, j) flattened, the weight's inner index
+            var wi = wh + vec2<u32>((i * params.kw + j) * wstep);
             let wi_step = vec2<u32>(kk * wstep);
             var plane = 0u;
             for (var ci = 0u; ci < cin; ci++) {
@@ -224,7 +228,7 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     store_block(acc, co, pix, params.cout, params.ho * params.wo, total, params.y_off);
 }
 
-// Per-pixel state of the backward-input: y plane-0 base of the pixel's sample and (ih + p, iw + p).
+// Per-pixel state of the backward-input: y plane-0 base of the pixel's sample and (ih + ph, iw + pw).
 struct BwdPix {
     ybase: vec4<u32>,
     th0: vec4<i32>,
@@ -237,53 +241,55 @@ fn bwd_pix(pix: vec4<u32>, total: u32) -> BwdPix {
     let p = min(pix, vec4<u32>(total - 1u));
     let n = p / hw;
     let r = p % hw;
-    let pad = vec4<i32>(i32(params.pad));
-    return BwdPix(params.y_off + n * (params.cout * params.ho * params.wo), vec4<i32>(r / params.w) + pad, vec4<i32>(r % params.w) + pad, pix < vec4<u32>(total));
+    let th0 = vec4<i32>(r / params.w) + vec4<i32>(i32(params.ph));
+    let tw0 = vec4<i32>(r % params.w) + vec4<i32>(i32(params.pw));
+    return BwdPix(params.y_off + n * (params.cout * params.ho * params.wo), th0, tw0, pix < vec4<u32>(total));
 }
 
 // Which output pixel (if any) each of 4 input pixels feeds through the tap (dh, dw):
-// oh = (ih + p - dh) / s when that is integral and in range.
+// oh = (ih + ph - dh) / sh and ow = (iw + pw - dw) / sw when integral and in range.
 fn bwd_tap(q: BwdPix, dh: i32, dw: i32) -> Tap {
-    let s = vec4<i32>(i32(params.stride));
+    let sh = vec4<i32>(i32(params.sh));
+    let sw = vec4<i32>(i32(params.sw));
     let th = q.th0 - dh;
     let tw = q.tw0 - dw;
-    let oh = th / s;
-    let ow = tw / s;
-    let ok = q.valid & (th >= vec4<i32>(0)) & (tw >= vec4<i32>(0)) & (th % s == vec4<i32>(0)) & (tw % s == vec4<i32>(0))
+    let oh = th / sh;
+    let ow = tw / sw;
+    let ok = q.valid & (th >= vec4<i32>(0)) & (tw >= vec4<i32>(0)) & (th % sh == vec4<i32>(0)) & (tw % sw == vec4<i32>(0))
         & (oh < vec4<i32>(i32(params.ho))) & (ow < vec4<i32>(i32(params.wo)));
     let idx = q.ybase + vec4<u32>(oh) * params.wo + vec4<u32>(ow);
     return Tap(select(vec4<u32>(0u), idx, ok), ok);
 }
 
-// x[n, ci, ih, iw] = bias[ci] + sum over (co, kh, kw) with oh = (ih + p - kh*d) / s integral and
-// in range of wt[co, ci, kh, kw] * y[n, co, oh, ow]  (the adjoint of conv_fwd).
-// GEMM rows = cin, columns = batch*h*w, K = cout for each tap (kh, kw).
+// x[n, ci, ih, iw] = bias[ci] + sum over (co, i, j) with oh = (ih + ph - i*dh) / sh and
+// ow = (iw + pw - j*dw) / sw integral and in range of wt[co, ci, i, j] * y[n, co, oh, ow]
+// (the adjoint of conv_fwd). GEMM rows = cin, columns = batch*h*w, K = cout for each tap (i, j).
 @compute @workgroup_size(64)
 fn conv_bwd_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = workgroup_index(wid, nwg, params.wg_base);
     let hw = params.h * params.w;
     let howo = params.ho * params.wo;
     let total = params.batch * hw;
-    let kk = params.k * params.k;
+    let kk = params.kh * params.kw;
     let cout = params.cout;
 
     let pix = thread_cols(g / params.tiles_c, lid);
     let q0 = bwd_pix(pix[0], total);
     let q1 = bwd_pix(pix[1], total);
-    // the thread's 8 input channels, read as 2 vec4s of the packed weight wp[co][kh][kw][ci]
+    // the thread's 8 input channels, read as 2 vec4s of the packed weight wp[co][i][j][ci]
     let ci = thread_rows8(g % params.tiles_c, lid);
     let wstep = round4(params.cin) / 4u; // vec4s per packed row
     let wh = packed_halves(ci, round4(params.cin));
 
     var acc: Acc;
-    for (var kh = 0u; kh < params.k; kh++) {
-        for (var kw = 0u; kw < params.k; kw++) {
-            let dh = i32(kh * params.dil);
-            let dw = i32(kw * params.dil);
+    for (var i = 0u; i < params.kh; i++) {
+        for (var j = 0u; j < params.kw; j++) {
+            let dh = i32(i * params.dh);
+            let dw = i32(j * params.dw);
             let t0 = bwd_tap(q0, dh, dw);
             let t1 = bwd_tap(q1, dh, dw);
             if (!any(t0.ok) && !any(t1.ok)) { continue; }
-            var wi = wh + vec2<u32>((kh * params.k + kw) * wstep); // wp[co][kh][kw][ci..]
+            var wi = wh + vec2<u32>((i * params.kw + j) * wstep); // wp[co][i][j][ci..]
             let wi_step = vec2<u32>(kk * wstep);
             var yo = 0u; // co * howo
             for (var co = 0u; co < cout; co++) {
@@ -299,19 +305,20 @@ fn conv_bwd_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 }
 
 // partial[split, co, r] = sum over output rows (n, oh) of this split and all ow of
-// y[n, co, oh, ow] * x[n, ci, oh*s - p + kh*d, ow*s - p + kw*d],  r = (ci, kh, kw).
-// GEMM rows = cout, columns = cin*k*k, K = batch*ho*wo split into `splits` slices.
+// y[n, co, oh, ow] * x[n, ci, oh*sh - ph + i*dh, ow*sw - pw + j*dw],  r = (ci, i, j).
+// GEMM rows = cout, columns = cin*kh*kw, K = batch*ho*wo split into `splits` slices.
 struct WTaps {
     plane: vec4<u32>, // ci * h * w
-    dh: vec4<i32>,    // kh*d - p
-    dw: vec4<i32>,    // kw*d - p
+    dh: vec4<i32>,    // i*dh - ph
+    dw: vec4<i32>,    // j*dw - pw
 }
 
 fn wtaps(rr: vec4<u32>, kred: u32) -> WTaps {
-    let kk = params.k * params.k;
+    let kk = params.kh * params.kw;
     let r = min(rr, vec4<u32>(kred - 1u));
-    let pad = vec4<i32>(i32(params.pad));
-    return WTaps((r / kk) * (params.h * params.w), vec4<i32>(((r % kk) / params.k) * params.dil) - pad, vec4<i32>((r % params.k) * params.dil) - pad);
+    let dh = vec4<i32>(((r % kk) / params.kw) * params.dh) - vec4<i32>(i32(params.ph));
+    let dw = vec4<i32>((r % params.kw) * params.dw) - vec4<i32>(i32(params.pw));
+    return WTaps((r / kk) * (params.h * params.w), dh, dw);
 }
 
 // One output row (n, oh) seen from 4 taps: x index of (ih + dh, 0) in each tap's plane and
@@ -337,8 +344,7 @@ fn gather_x(t: WTaps, row: XRow, iw: i32) -> vec4<f32> {
 @compute @workgroup_size(64)
 fn conv_bwd_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = workgroup_index(wid, nwg, params.wg_base);
-    let kk = params.k * params.k;
-    let kred = params.cin * kk;
+    let kred = params.cin * params.kh * params.kw;
     let tiles_r = (kred + COLS - 1u) / COLS;
     let tile_c = g % params.tiles_c;
     let tile_r = (g / params.tiles_c) % tiles_r;
@@ -346,9 +352,8 @@ fn conv_bwd_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let hw = params.h * params.w;
     let howo = params.ho * params.wo;
     let wo = params.wo;
-    let stride = i32(params.stride);
 
-    // the thread's 8 weight taps (ci, kh, kw) and 8 output channels
+    // the thread's 8 weight taps (ci, i, j) and 8 output channels
     let rr = thread_cols(tile_r, lid);
     let t0 = wtaps(rr[0], kred);
     let t1 = wtaps(rr[1], kred);
@@ -363,12 +368,12 @@ fn conv_bwd_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         let oh = row % params.ho;
         let xb = params.x_off + n * params.cin * hw;
         let yb = params.y_off + n * params.cout * howo + oh * wo;
-        let ih = i32(oh) * stride;
+        let ih = i32(oh * params.sh);
         let xr0 = x_row(t0, xb, ih);
         let xr1 = x_row(t1, xb, ih);
         if (!any(xr0.ok) && !any(xr1.ok)) { continue; }
         for (var ow = 0u; ow < wo; ow++) {
-            let iw = i32(ow) * stride;
+            let iw = i32(ow * params.sw);
             let x0 = gather_x(t0, xr0, iw);
             let x1 = gather_x(t1, xr1, iw);
             acc_step(&acc, x0, x1, load_b(yplane0 + (yb + ow)), load_b(yplane1 + (yb + ow)));
@@ -393,15 +398,15 @@ fn store_w4(v: mat4x4<f32>, co: vec4<u32>, rr: vec4<u32>, kred: u32, base: u32) 
 }
 
 // Weight packing, so that a thread's 8 channels are two aligned vec4 loads (channel counts
-// padded to a multiple of 4 with zeros). src_a = wt (cout, cin, k, k), dst = packed weight.
-//   pack_w_fwd: wp[r][co], r = (ci, kh, kw), rows of round4(cout)         (for conv_fwd)
-//   pack_w_bwd: wp[co][kh][kw][ci], rows of round4(cin)                   (for conv_bwd_input)
+// padded to a multiple of 4 with zeros). src_a = wt (cout, cin, kh, kw), dst = packed weight.
+//   pack_w_fwd: wp[r][co], r = (ci, i, j), rows of round4(cout)           (for conv_fwd)
+//   pack_w_bwd: wp[co][i][j][ci], rows of round4(cin)                     (for conv_bwd_input)
 // Dispatch: ceil(len(wp) / 256) workgroups of 256.
 @compute @workgroup_size(256)
 fn pack_w_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = workgroup_index(wid, nwg, params.wg_base) * 256u + lid;
     let np = round4(params.cout);
-    let kred = params.cin * params.k * params.k;
+    let kred = params.cin * params.kh * params.kw;
     if (i >= kred * np) { return; }
     let co = i % np;
     let r = i / np;
@@ -412,7 +417,7 @@ fn pack_w_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 fn pack_w_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = workgroup_index(wid, nwg, params.wg_base) * 256u + lid;
     let np = round4(params.cin);
-    let kk = params.k * params.k;
+    let kk = params.kh * params.kw;
     if (i >= params.cout * kk * np) { return; }
     let ci = i % np;
     let tap = (i / np) % kk;
@@ -420,11 +425,11 @@ fn pack_w_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     dst[i] = select(0.0, src_a[(co * params.cin + min(ci, params.cin - 1u)) * kk + tap], ci < params.cin);
 }
 
-// dst[i] = (accumulate ? dst[i] : 0) + sum_s src_a[s * n + i],  n = cout*cin*k*k
+// dst[i] = (accumulate ? dst[i] : 0) + sum_s src_a[s * n + i],  n = cout*cin*kh*kw
 @compute @workgroup_size(256)
 fn sum_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = workgroup_index(wid, nwg, params.wg_base) * 256u + lid;
-    let n = params.cout * params.cin * params.k * params.k;
+    let n = params.cout * params.cin * params.kh * params.kw;
     if (i >= n) { return; }
     var s = 0.0;
     for (var j = 0u; j < params.splits; j++) {

@@ -295,7 +295,8 @@ impl<'b> Graph<'b> {
 
     // ------------------------------------------------------------------ convolution and dense
 
-    /// conv2d with PyTorch semantics; x (N,Cin,H,W), w (Cout,Cin,k,k), b (Cout).
+    /// conv2d with PyTorch semantics (every setting per axis); x (N,Cin,H,W), w (Cout,Cin,kh,kw),
+    /// b (Cout).
     pub fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, p: Conv2dParams) -> Result<Var> {
         let [xt, wt] = self.vals([x, w])?;
         let bt = b.map(|b| self.value(b).cloned()).transpose()?;
@@ -329,7 +330,8 @@ impl<'b> Graph<'b> {
         )
     }
 
-    /// conv_transpose2d with PyTorch semantics; x (N,Cin,H,W), w (Cin,Cout,k,k), b (Cout).
+    /// conv_transpose2d with PyTorch semantics (every setting per axis); x (N,Cin,H,W),
+    /// w (Cin,Cout,kh,kw), b (Cout).
     pub fn conv_transpose2d(
         &mut self,
         x: Var,

@@ -2,7 +2,7 @@
 //! in f64), gradient accumulation, layer input checks, and safetensors save/load.
 
 use nnlab::autodiff::{Graph, Param, Var};
-use nnlab::backend::{read_blocking, Backend, Conv2dParams, ConvTranspose2dParams, LossKind};
+use nnlab::backend::{read_blocking, Backend, Conv2dParams, ConvTranspose2dParams, Hw, LossKind};
 use nnlab::cpu::CpuBackend;
 use nnlab::nn::{
     Activation, BatchNorm2d, Conv2d, ConvTranspose2d, Flatten, Linear, Module, Sequential,
@@ -75,22 +75,35 @@ struct Net {
 }
 
 impl Net {
-    fn new(b: &dyn Backend) -> Net {
-        let conv = Conv2d::new(
-            b,
-            "conv",
-            2,
-            3,
-            3,
-            Conv2dParams {
-                stride: 1,
-                padding: 1,
-                dilation: 1,
-            },
-            true,
-            11,
-        )
-        .unwrap();
+    /// Square kernels and settings, or (`per_axis`) rectangular kernels with a stride, padding,
+    /// output_padding and dilation of their own per axis.
+    fn new(b: &dyn Backend, per_axis: bool) -> Net {
+        // square: 3x3 -> 3x3 -> 6x6; per axis: 3x5 -> (3, 2) kernel, padding (1, 0),
+        // dilation (1, 2) -> 3x3 -> (2, 3) kernel, stride (2, 1), padding (0, 1),
+        // output_padding (1, 0) -> 7x3
+        let (kc, pc, kt, pt, fc_in) = if per_axis {
+            (
+                Hw::new(3, 2),
+                Conv2dParams::new(1, 0, 1)
+                    .with_padding((1, 0))
+                    .with_dilation((1, 2)),
+                Hw::new(2, 3),
+                ConvTranspose2dParams::new(1, 0, 0, 1)
+                    .with_stride((2, 1))
+                    .with_padding((0, 1))
+                    .with_output_padding((1, 0)),
+                2 * 7 * 3,
+            )
+        } else {
+            (
+                Hw::square(3),
+                Conv2dParams::new(1, 1, 1),
+                Hw::square(3),
+                ConvTranspose2dParams::new(2, 1, 1, 1),
+                2 * 6 * 6,
+            )
+        };
+        let conv = Conv2d::new(b, "conv", 2, 3, kc, pc, true, 11).unwrap();
         let bn = BatchNorm2d::new(b, "bn", 3).unwrap();
         // make gamma/beta non-trivial so their gradients are exercised in general position
         b.assign(
@@ -100,28 +113,13 @@ impl Net {
         .unwrap();
         b.assign(bn.bias.value(), &b.upload(&[3], &[0.1, -0.2, 0.3]).unwrap())
             .unwrap();
-        let up = ConvTranspose2d::new(
-            b,
-            "up",
-            3,
-            2,
-            3,
-            ConvTranspose2dParams {
-                stride: 2,
-                padding: 1,
-                output_padding: 1,
-                dilation: 1,
-            },
-            true,
-            12,
-        )
-        .unwrap();
+        let up = ConvTranspose2d::new(b, "up", 3, 2, kt, pt, true, 12).unwrap();
         b.assign(
             up.bias.as_ref().unwrap().value(),
             &b.upload(&[2], &[0.05, -0.05]).unwrap(),
         )
         .unwrap();
-        let fc = Linear::new(b, "fc", 2 * 6 * 6, 4, true, 13).unwrap();
+        let fc = Linear::new(b, "fc", fc_in, 4, true, 13).unwrap();
         Net {
             conv,
             bn,
@@ -150,10 +148,19 @@ impl Net {
 
 #[test]
 fn composed_graph_gradients_match_finite_differences() {
+    composed_graph(false, [2, 2, 3, 3], 1);
+}
+
+#[test]
+fn composed_graph_with_per_axis_convs_matches_finite_differences() {
+    composed_graph(true, [2, 2, 3, 5], 3);
+}
+
+/// The input is seeded so that no finite-difference step (1e-2) crosses a LeakyReLU kink.
+fn composed_graph(per_axis: bool, xshape: [usize; 4], seed: u64) {
     let b = CpuBackend::new();
-    let net = Net::new(&b);
-    let xshape = [2, 2, 3, 3];
-    let x = b.upload(&xshape, &data(&xshape, 1)).unwrap();
+    let net = Net::new(&b, per_axis);
+    let x = b.upload(&xshape, &data(&xshape, seed)).unwrap();
     let target = b.upload(&[2, 4], &data(&[2, 4], 2)).unwrap();
 
     type Grads = (Vec<Option<Vec<f32>>>, Option<Vec<f32>>);
@@ -191,7 +198,7 @@ fn composed_graph_gradients_match_finite_differences() {
     ));
     let (err, gmax) = fd_check(&b, &leaves, 1e-2, &|| run(false).0);
     println!(
-        "composed graph: max abs error vs finite differences {err:.3e} (largest |grad| {gmax:.3e})"
+        "composed graph (per axis: {per_axis}): max abs error vs finite differences {err:.3e} (largest |grad| {gmax:.3e})"
     );
 }
 
@@ -315,32 +322,19 @@ fn loss_grads_match_finite_differences() {
 
 #[test]
 fn conv_and_batchnorm_grads_match_finite_differences() {
-    let p = Conv2dParams {
-        stride: 2,
-        padding: 1,
-        dilation: 1,
-    };
+    let p = Conv2dParams::new(2, 1, 1);
     check_op(
         "conv2d s2 p1",
         &[&[2, 2, 5, 5], &[3, 2, 3, 3], &[3]],
         &|g, v| g.conv2d(v[0], v[1], Some(v[2]), p),
     );
-    let pd = Conv2dParams {
-        stride: 1,
-        padding: 2,
-        dilation: 2,
-    };
+    let pd = Conv2dParams::new(1, 2, 2);
     check_op(
         "conv2d d2 p2 no bias",
         &[&[1, 2, 4, 4], &[2, 2, 3, 3]],
         &|g, v| g.conv2d(v[0], v[1], None, pd),
     );
-    let pt = ConvTranspose2dParams {
-        stride: 2,
-        padding: 1,
-        output_padding: 1,
-        dilation: 1,
-    };
+    let pt = ConvTranspose2dParams::new(2, 1, 1, 1);
     check_op(
         "conv_transpose2d s2 p1 op1",
         &[&[2, 3, 3, 3], &[3, 2, 3, 3], &[2]],

@@ -74,11 +74,7 @@ fn folded_inference_equals_the_unfused_model() {
 #[test]
 fn folded_conv_equals_conv_then_batchnorm() {
     let b = CpuBackend::new();
-    let p = Conv2dParams {
-        stride: 1,
-        padding: 1,
-        dilation: 1,
-    };
+    let p = Conv2dParams::new(1, 1, 1);
     for with_bias in [false, true] {
         let conv = Conv2d::new(&b, "c", 5, 6, 3, p, with_bias, 4).unwrap();
         let bn = BatchNorm2d::new(&b, "bn", 6).unwrap();

@@ -108,16 +108,8 @@ fn cnn_data(n: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 fn run_cnn(b: &dyn Backend) -> Vec<f32> {
-    let p1 = Conv2dParams {
-        stride: 1,
-        padding: 1,
-        dilation: 1,
-    };
-    let p2 = Conv2dParams {
-        stride: 2,
-        padding: 1,
-        dilation: 1,
-    };
+    let p1 = Conv2dParams::new(1, 1, 1);
+    let p2 = Conv2dParams::new(2, 1, 1);
     let model = Sequential::new()
         .push(Conv2d::new(b, "0", 1, 4, 3, p1, false, 20).unwrap())
         .push(BatchNorm2d::new(b, "1", 4).unwrap())

@@ -72,16 +72,7 @@ async fn cpu_backend_lecture_example() {
     let tx = cpu.upload(&[1, 1, 6, 6], &x).unwrap();
     let tw = cpu.upload(&[1, 1, 3, 3], &[1.0; 9]).unwrap();
     let y = cpu
-        .conv2d(
-            &tx,
-            &tw,
-            None,
-            Conv2dParams {
-                stride: 2,
-                padding: 1,
-                dilation: 1,
-            },
-        )
+        .conv2d(&tx, &tw, None, Conv2dParams::new(2, 1, 1))
         .unwrap();
     assert_eq!(y.shape(), &[1, 1, 3, 3]);
     let want_y: Vec<f32> = (0..3)
@@ -124,16 +115,7 @@ async fn cpu_backend_lecture_example() {
 
     // bad input is an error, not a panic
     assert!(cpu
-        .conv2d(
-            &tx,
-            &tw,
-            None,
-            Conv2dParams {
-                stride: 0,
-                padding: 0,
-                dilation: 1
-            }
-        )
+        .conv2d(&tx, &tw, None, Conv2dParams::new(0, 0, 1))
         .is_err());
 }
 
@@ -163,11 +145,7 @@ async fn gpu_conv2d_equals_cpu() {
         let x = uniform_vec(n * ci * h * w, -1.0, 1.0, 100 + t as u64);
         let wt = uniform_vec(co * ci * k * k, -1.0, 1.0, 200 + t as u64);
         let b = uniform_vec(co, -1.0, 1.0, 300 + t as u64);
-        let prm = Conv2dParams {
-            stride: s,
-            padding: p,
-            dilation: d,
-        };
+        let prm = Conv2dParams::new(s, p, d);
         let run = |be: &dyn Backend| -> nnlab::Result<nnlab::Tensor> {
             let x = be.upload(&[n, ci, h, w], &x)?;
             let wt = be.upload(&[co, ci, k, k], &wt)?;
@@ -203,12 +181,7 @@ async fn gpu_conv_transpose2d_equals_cpu() {
         let x = uniform_vec(n * ci * h * w, -1.0, 1.0, 400 + t as u64);
         let wt = uniform_vec(ci * co * k * k, -1.0, 1.0, 500 + t as u64);
         let b = uniform_vec(co, -1.0, 1.0, 600 + t as u64);
-        let prm = ConvTranspose2dParams {
-            stride: s,
-            padding: p,
-            output_padding: op,
-            dilation: 1,
-        };
+        let prm = ConvTranspose2dParams::new(s, p, op, 1);
         let run = |be: &dyn Backend| -> nnlab::Result<nnlab::Tensor> {
             let x = be.upload(&[n, ci, h, w], &x)?;
             let wt = be.upload(&[ci, co, k, k], &wt)?;

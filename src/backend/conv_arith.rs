@@ -52,15 +52,7 @@ pub fn lecture_transposed(i: usize, m: usize, s: usize, p: usize) -> Result<Lect
             m - 1
         )));
     }
-    let o = conv_out_size(
-        i,
-        m,
-        Conv2dParams {
-            stride: s,
-            padding: p,
-            dilation: 1,
-        },
-    )?;
+    let o = conv_out_size(i.into(), m.into(), Conv2dParams::new(s, p, 1))?.h;
     let i_t = s - 1;
     let stretched = o + (o - 1) * i_t;
     let p_t = m - p - 1;
@@ -82,12 +74,7 @@ pub fn lecture_transposed(i: usize, m: usize, s: usize, p: usize) -> Result<Lect
 impl LectureTransposed {
     /// The same transposed conv in PyTorch's parametrisation.
     pub fn pytorch_params(&self, s: usize, p: usize) -> ConvTranspose2dParams {
-        ConvTranspose2dParams {
-            stride: s,
-            padding: p,
-            output_padding: self.a_t,
-            dilation: 1,
-        }
+        ConvTranspose2dParams::new(s, p, self.a_t, 1)
     }
 }
 

@@ -2,15 +2,14 @@
 //!
 //! A `ConvGeom` always describes a *direct* conv2d: x (n, cin, h, w) -> y (n, cout, ho, wo) with
 //! weight (cout, cin, kh, kw). A transposed conv is the backward of such a conv (its weight
-//! (Cin_t, Cout_t, k, k) read as (cout, cin, k, k) of that conv), so `ConvGeom::transposed`
+//! (Cin_t, Cout_t, kh, kw) read as (cout, cin, kh, kw) of that conv), so `ConvGeom::transposed`
 //! describes it in the same terms: its input is the direct conv's y and its output the direct
 //! conv's x. Three kernels (forward, backward-input, backward-weight) then serve all six ops.
 //!
-//! Every size and hyper-parameter is stored per axis (rows, columns) so that rectangular kernels
-//! and per-axis stride/padding/dilation only need the parameter types and the shape rules to
-//! grow; today's params (PyTorch's int forms) set both axes alike.
+//! Every size and hyper-parameter is per axis (rows, columns), as PyTorch's `(h, w)` forms:
+//! rectangular kernels, and stride, padding, dilation and output_padding of their own per axis.
 
-use super::{Conv2dParams, ConvTranspose2dParams};
+use super::{Conv2dParams, ConvTranspose2dParams, Hw};
 use crate::tensor::{dims4, non_empty};
 use crate::{Error, Result};
 
@@ -43,8 +42,13 @@ impl ConvGeom {
         b: Option<&[usize]>,
         p: Conv2dParams,
     ) -> Result<ConvGeom> {
-        let [n, cin, h, wd, cout, k, ho, wo] = conv2d_shapes(x, w, b, p)?;
-        Ok(ConvGeom::uniform([n, cin, h, wd, cout, k, ho, wo], p))
+        let op = "conv2d";
+        let ([n, cin, h, wd], [cout, _, kh, kw]) =
+            conv_operands(x, w, b, op, "(Cout, Cin, kh, kw)", false)?;
+        let out = conv_out_size(Hw::new(h, wd), Hw::new(kh, kw), p)?;
+        let g = ConvGeom::new([n, cin, h, wd, cout, out.h, out.w], Hw::new(kh, kw), p);
+        countable(&g.y_shape(), op)?;
+        Ok(g)
     }
 
     /// Validate a conv_transpose2d call and describe it as the direct conv it is the backward
@@ -55,16 +59,22 @@ impl ConvGeom {
         b: Option<&[usize]>,
         p: ConvTranspose2dParams,
     ) -> Result<ConvGeom> {
-        let [n, cin_t, h, wd, cout_t, k, ho, wo] = conv_transpose2d_shapes(x, w, b, p)?;
-        Ok(ConvGeom::uniform(
-            [n, cout_t, ho, wo, cin_t, k, h, wd],
+        let op = "conv_transpose2d";
+        let ([n, cin_t, h, wd], [_, cout_t, kh, kw]) =
+            conv_operands(x, w, b, op, "(Cin, Cout, kh, kw)", true)?;
+        let out = conv_transpose_out_size(Hw::new(h, wd), Hw::new(kh, kw), p)?;
+        let g = ConvGeom::new(
+            [n, cout_t, out.h, out.w, cin_t, h, wd],
+            Hw::new(kh, kw),
             p.as_conv(),
-        ))
+        );
+        countable(&g.x_shape(), op)?;
+        Ok(g)
     }
 
-    /// From (N, Cin, H, W, Cout, k, Ho, Wo) and the same parameters on both axes.
-    fn uniform(d: [usize; 8], p: Conv2dParams) -> ConvGeom {
-        let [n, cin, h, w, cout, k, ho, wo] = d;
+    /// From (N, Cin, H, W, Cout, Ho, Wo), the kernel size and the per-axis parameters.
+    fn new(d: [usize; 7], k: Hw, p: Conv2dParams) -> ConvGeom {
+        let [n, cin, h, w, cout, ho, wo] = d;
         ConvGeom {
             n,
             cin,
@@ -73,14 +83,14 @@ impl ConvGeom {
             cout,
             ho,
             wo,
-            kh: k,
-            kw: k,
-            sh: p.stride,
-            sw: p.stride,
-            ph: p.padding,
-            pw: p.padding,
-            dh: p.dilation,
-            dw: p.dilation,
+            kh: k.h,
+            kw: k.w,
+            sh: p.stride.h,
+            sw: p.stride.w,
+            ph: p.padding.h,
+            pw: p.padding.w,
+            dh: p.dilation.h,
+            dw: p.dilation.w,
         }
     }
 
@@ -112,10 +122,6 @@ impl ConvGeom {
     pub fn weight_shape(&self) -> [usize; 4] {
         [self.cout, self.cin, self.kh, self.kw]
     }
-    /// Square kernel and the same stride, padding and dilation on both axes.
-    pub fn is_isotropic(&self) -> bool {
-        self.kh == self.kw && self.sh == self.sw && self.ph == self.pw && self.dh == self.dw
-    }
     /// A 1x1, stride-1, unpadded conv: cols(x) is x itself.
     pub fn is_pointwise(&self) -> bool {
         self.kh == 1
@@ -141,110 +147,154 @@ impl ConvGeom {
     }
 }
 
-fn check_params(stride: usize, dilation: usize, op: &str) -> Result<()> {
-    if stride == 0 || dilation == 0 {
+/// The two spatial axes, named in error messages.
+const AXES: [&str; 2] = ["height", "width"];
+
+/// Error unless every stride and dilation is >= 1 (both axes).
+fn check_stride_dilation(stride: Hw, dilation: Hw, op: &str) -> Result<()> {
+    if stride.h == 0 || stride.w == 0 || dilation.h == 0 || dilation.w == 0 {
         return Err(Error::Invalid(format!(
-            "{op}: stride and dilation must be >= 1 (got stride {stride}, dilation {dilation})"
+            "{op}: stride and dilation must be >= 1 on both axes (got stride {stride}, dilation {dilation})"
         )));
     }
     Ok(())
 }
 
-/// Output spatial size of a conv2d along one axis, or an error when the window does not fit.
-pub fn conv_out_size(input: usize, k: usize, p: Conv2dParams) -> Result<usize> {
-    check_params(p.stride, p.dilation, "conv2d")?;
-    let span = p.dilation * (k.max(1) - 1) + 1;
-    let padded = input + 2 * p.padding;
+/// a * b + c with overflow as an error (the sizes come from the user).
+fn mul_add(a: usize, b: usize, c: usize, op: &str) -> Result<usize> {
+    a.checked_mul(b)
+        .and_then(|v| v.checked_add(c))
+        .ok_or_else(|| Error::Invalid(format!("{op}: sizes overflow")))
+}
+
+/// Error unless the output's element count fits a usize (a huge padding can ask for more).
+fn countable(shape: &[usize], op: &str) -> Result<()> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .map(|_| ())
+        .ok_or_else(|| Error::Invalid(format!("{op}: the output {shape:?} is too large")))
+}
+
+/// Output length of a conv2d along one axis, or an error when the window does not fit.
+fn conv_axis(input: usize, k: usize, s: usize, p: usize, d: usize, axis: usize) -> Result<usize> {
+    let op = "conv2d";
+    let span = mul_add(d, k.max(1) - 1, 1, op)?;
+    let padded = mul_add(p, 2, input, op)?;
     if k == 0 || padded < span {
         return Err(Error::Shape(format!(
-            "conv2d: kernel {k} (dilation {}) spans {span} pixels, more than the padded input {padded}",
-            p.dilation
+            "{op}: along the {} the kernel {k} (dilation {d}) spans {span} pixels, more than the padded input {padded}",
+            AXES[axis]
         )));
     }
-    Ok((padded - span) / p.stride + 1)
+    Ok((padded - span) / s + 1)
 }
 
-/// Output spatial size of a conv_transpose2d along one axis.
-pub fn conv_transpose_out_size(input: usize, k: usize, p: ConvTranspose2dParams) -> Result<usize> {
-    check_params(p.stride, p.dilation, "conv_transpose2d")?;
-    if p.output_padding >= p.stride.max(p.dilation) {
+/// Output length of a conv_transpose2d along one axis (stride and dilation already checked):
+/// (input - 1) s - 2p + d (k - 1) + a + 1, with a (output_padding) < max(s, d) as PyTorch.
+fn conv_transpose_axis(
+    input: usize,
+    k: usize,
+    [s, p, a, d]: [usize; 4], // stride, padding, output_padding, dilation,
+    axis: usize,
+) -> Result<usize> {
+    let op = "conv_transpose2d";
+    if a >= s.max(d) {
         return Err(Error::Invalid(format!(
-            "conv_transpose2d: output_padding {} must be smaller than stride {} or dilation {}",
-            p.output_padding, p.stride, p.dilation
+            "{op}: output_padding {a} along the {} must be smaller than stride {s} or dilation {d}",
+            AXES[axis]
         )));
     }
-    let full = (input.max(1) - 1) * p.stride + p.dilation * (k.max(1) - 1) + p.output_padding + 1;
-    if k == 0 || input == 0 || full <= 2 * p.padding {
+    let span = mul_add(d, k.max(1) - 1, a + 1, op)?;
+    let full = mul_add(input.max(1) - 1, s, span, op)?;
+    let pad2 = p.checked_mul(2).unwrap_or(usize::MAX);
+    if k == 0 || input == 0 || full <= pad2 {
         return Err(Error::Shape(format!(
-            "conv_transpose2d: input {input}, kernel {k}, stride {}, padding {} gives no output pixels",
-            p.stride, p.padding
+            "{op}: along the {} input {input}, kernel {k}, stride {s}, dilation {d}, output_padding {a} and padding {p} give no output pixels",
+            AXES[axis]
         )));
     }
-    Ok(full - 2 * p.padding)
+    Ok(full - pad2)
 }
 
-/// Validate a conv2d call; returns (N, Cin, H, W, Cout, k, Ho, Wo).
+/// Output spatial size (rows, columns) of a conv2d of an `input`-sized image with a `k` kernel.
+pub fn conv_out_size(input: Hw, k: Hw, p: Conv2dParams) -> Result<Hw> {
+    check_stride_dilation(p.stride, p.dilation, "conv2d")?;
+    Ok(Hw {
+        h: conv_axis(input.h, k.h, p.stride.h, p.padding.h, p.dilation.h, 0)?,
+        w: conv_axis(input.w, k.w, p.stride.w, p.padding.w, p.dilation.w, 1)?,
+    })
+}
+
+/// Output spatial size (rows, columns) of a conv_transpose2d.
+pub fn conv_transpose_out_size(input: Hw, k: Hw, p: ConvTranspose2dParams) -> Result<Hw> {
+    check_stride_dilation(p.stride, p.dilation, "conv_transpose2d")?;
+    let at = |hw: fn(Hw) -> usize| {
+        [
+            hw(p.stride),
+            hw(p.padding),
+            hw(p.output_padding),
+            hw(p.dilation),
+        ]
+    };
+    Ok(Hw {
+        h: conv_transpose_axis(input.h, k.h, at(|v| v.h), 0)?,
+        w: conv_transpose_axis(input.w, k.w, at(|v| v.w), 1)?,
+    })
+}
+
+/// The checks both conv kinds share: ranks, non-empty, input channels vs the weight, bias
+/// length. `w_in` is the weight dimension that must match the input's channels; returns
+/// (N, C, H, W) and the weight's dims.
+fn conv_operands(
+    x: &[usize],
+    w: &[usize],
+    b: Option<&[usize]>,
+    op: &str,
+    w_layout: &str,
+    transposed: bool,
+) -> Result<([usize; 4], [usize; 4])> {
+    let xd = dims4(x, &format!("{op} input"))?;
+    let wd = dims4(w, &format!("{op} weight {w_layout}"))?;
+    non_empty(x, &format!("{op} input"))?;
+    non_empty(w, &format!("{op} weight"))?;
+    let (w_in, w_out) = if transposed {
+        (wd[0], wd[1])
+    } else {
+        (wd[1], wd[0])
+    };
+    if w_in != xd[1] {
+        return Err(Error::Shape(format!(
+            "{op}: input has {} channels but the weight {w:?} expects {w_in}",
+            xd[1]
+        )));
+    }
+    if let Some(bs) = b {
+        if bs != [w_out] {
+            return Err(Error::Shape(format!(
+                "{op}: bias must have shape [{w_out}], got {bs:?}"
+            )));
+        }
+    }
+    Ok((xd, wd))
+}
+
+/// Validate a conv2d call; returns the output shape (N, Cout, Ho, Wo).
 pub fn conv2d_shapes(
     x: &[usize],
     w: &[usize],
     b: Option<&[usize]>,
     p: Conv2dParams,
-) -> Result<[usize; 8]> {
-    let [n, c, h, wd] = dims4(x, "conv2d input")?;
-    let [co, ci, kh, kw] = dims4(w, "conv2d weight (Cout, Cin, k, k)")?;
-    non_empty(x, "conv2d input")?;
-    non_empty(w, "conv2d weight")?;
-    if ci != c {
-        return Err(Error::Shape(format!(
-            "conv2d: input has {c} channels but the weight {w:?} expects {ci}"
-        )));
-    }
-    if kh != kw {
-        return Err(Error::Shape(format!(
-            "conv2d: only square kernels are supported, got {kh}x{kw}"
-        )));
-    }
-    if let Some(bs) = b {
-        if bs != [co] {
-            return Err(Error::Shape(format!(
-                "conv2d: bias must have shape [{co}], got {bs:?}"
-            )));
-        }
-    }
-    let ho = conv_out_size(h, kh, p)?;
-    let wo = conv_out_size(wd, kw, p)?;
-    Ok([n, c, h, wd, co, kh, ho, wo])
+) -> Result<[usize; 4]> {
+    Ok(ConvGeom::conv2d(x, w, b, p)?.y_shape())
 }
 
-/// Validate a conv_transpose2d call; returns (N, Cin, H, W, Cout, k, Ho, Wo).
+/// Validate a conv_transpose2d call; returns the output shape (N, Cout, Ho, Wo).
 pub fn conv_transpose2d_shapes(
     x: &[usize],
     w: &[usize],
     b: Option<&[usize]>,
     p: ConvTranspose2dParams,
-) -> Result<[usize; 8]> {
-    let [n, c, h, wd] = dims4(x, "conv_transpose2d input")?;
-    let [ci, co, kh, kw] = dims4(w, "conv_transpose2d weight (Cin, Cout, k, k)")?;
-    non_empty(x, "conv_transpose2d input")?;
-    non_empty(w, "conv_transpose2d weight")?;
-    if ci != c {
-        return Err(Error::Shape(format!(
-            "conv_transpose2d: input has {c} channels but the weight {w:?} expects {ci}"
-        )));
-    }
-    if kh != kw {
-        return Err(Error::Shape(format!(
-            "conv_transpose2d: only square kernels are supported, got {kh}x{kw}"
-        )));
-    }
-    if let Some(bs) = b {
-        if bs != [co] {
-            return Err(Error::Shape(format!(
-                "conv_transpose2d: bias must have shape [{co}], got {bs:?}"
-            )));
-        }
-    }
-    let ho = conv_transpose_out_size(h, kh, p)?;
-    let wo = conv_transpose_out_size(wd, kw, p)?;
-    Ok([n, c, h, wd, co, kh, ho, wo])
+) -> Result<[usize; 4]> {
+    Ok(ConvGeom::transposed(x, w, b, p)?.x_shape())
 }

@@ -23,45 +23,157 @@ use crate::{Error, Result};
 
 pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
-/// conv2d: square kernel, the same stride/padding/dilation on both axes (PyTorch semantics).
+/// A conv setting with one value per spatial axis, as PyTorch's `(h, w)` tuple: `h` along rows,
+/// `w` along columns. `From<usize>` sets both axes alike (PyTorch's int form), so
+/// `Conv2dParams::new(2, 1, 1).with_padding((1, 0))` reads like `Conv2d(stride=2, padding=(1, 0))`.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hw {
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Hw {
+    pub const fn new(h: usize, w: usize) -> Hw {
+        Hw { h, w }
+    }
+    /// The same value on both axes.
+    pub const fn square(v: usize) -> Hw {
+        Hw { h: v, w: v }
+    }
+    pub fn is_square(self) -> bool {
+        self.h == self.w
+    }
+}
+
+impl From<usize> for Hw {
+    fn from(v: usize) -> Hw {
+        Hw::square(v)
+    }
+}
+
+impl From<(usize, usize)> for Hw {
+    fn from((h, w): (usize, usize)) -> Hw {
+        Hw { h, w }
+    }
+}
+
+impl From<[usize; 2]> for Hw {
+    fn from([h, w]: [usize; 2]) -> Hw {
+        Hw { h, w }
+    }
+}
+
+/// `(h, w)`, short in test names and error messages.
+impl std::fmt::Debug for Hw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "({}, {})", self.h, self.w)
+    }
+}
+
+/// Shown as PyTorch prints it: `2` when both axes agree, else `(2, 1)`.
+impl std::fmt::Display for Hw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_square() {
+            write!(f, "{}", self.h)
+        } else {
+            write!(f, "({}, {})", self.h, self.w)
+        }
+    }
+}
+
+/// conv2d with PyTorch semantics, each setting per axis (rows, columns); the kernel's own size,
+/// square or not, is the weight's shape. H_out = (H + 2p - d(k-1) - 1) / s + 1 on each axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dParams {
-    pub stride: usize,
-    pub padding: usize,
-    pub dilation: usize,
+    pub stride: Hw,
+    pub padding: Hw,
+    pub dilation: Hw,
+}
+
+impl Conv2dParams {
+    /// The same stride, padding and dilation on both axes (`with_*` sets one per axis).
+    pub const fn new(stride: usize, padding: usize, dilation: usize) -> Conv2dParams {
+        Conv2dParams {
+            stride: Hw::square(stride),
+            padding: Hw::square(padding),
+            dilation: Hw::square(dilation),
+        }
+    }
+    pub fn with_stride(self, stride: impl Into<Hw>) -> Conv2dParams {
+        Conv2dParams {
+            stride: stride.into(),
+            ..self
+        }
+    }
+    pub fn with_padding(self, padding: impl Into<Hw>) -> Conv2dParams {
+        Conv2dParams {
+            padding: padding.into(),
+            ..self
+        }
+    }
+    pub fn with_dilation(self, dilation: impl Into<Hw>) -> Conv2dParams {
+        Conv2dParams {
+            dilation: dilation.into(),
+            ..self
+        }
+    }
 }
 
 impl Default for Conv2dParams {
     fn default() -> Self {
-        Conv2dParams {
-            stride: 1,
-            padding: 0,
-            dilation: 1,
-        }
+        Conv2dParams::new(1, 0, 1)
     }
 }
 
-/// conv_transpose2d with PyTorch semantics: H_out = (H-1)s - 2p + d(k-1) + output_padding + 1.
+/// conv_transpose2d with PyTorch semantics, each setting per axis:
+/// H_out = (H-1)s - 2p + d(k-1) + output_padding + 1, with output_padding < max(s, d).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvTranspose2dParams {
-    pub stride: usize,
-    pub padding: usize,
-    pub output_padding: usize,
-    pub dilation: usize,
-}
-
-impl Default for ConvTranspose2dParams {
-    fn default() -> Self {
-        ConvTranspose2dParams {
-            stride: 1,
-            padding: 0,
-            output_padding: 0,
-            dilation: 1,
-        }
-    }
+    pub stride: Hw,
+    pub padding: Hw,
+    pub output_padding: Hw,
+    pub dilation: Hw,
 }
 
 impl ConvTranspose2dParams {
+    /// The same stride, padding, output_padding and dilation on both axes (PyTorch's order).
+    pub const fn new(
+        stride: usize,
+        padding: usize,
+        output_padding: usize,
+        dilation: usize,
+    ) -> ConvTranspose2dParams {
+        ConvTranspose2dParams {
+            stride: Hw::square(stride),
+            padding: Hw::square(padding),
+            output_padding: Hw::square(output_padding),
+            dilation: Hw::square(dilation),
+        }
+    }
+    pub fn with_stride(self, stride: impl Into<Hw>) -> ConvTranspose2dParams {
+        ConvTranspose2dParams {
+            stride: stride.into(),
+            ..self
+        }
+    }
+    pub fn with_padding(self, padding: impl Into<Hw>) -> ConvTranspose2dParams {
+        ConvTranspose2dParams {
+            padding: padding.into(),
+            ..self
+        }
+    }
+    pub fn with_output_padding(self, output_padding: impl Into<Hw>) -> ConvTranspose2dParams {
+        ConvTranspose2dParams {
+            output_padding: output_padding.into(),
+            ..self
+        }
+    }
+    pub fn with_dilation(self, dilation: impl Into<Hw>) -> ConvTranspose2dParams {
+        ConvTranspose2dParams {
+            dilation: dilation.into(),
+            ..self
+        }
+    }
     /// The conv2d whose backward-input this transposed conv is.
     pub fn as_conv(&self) -> Conv2dParams {
         Conv2dParams {
@@ -69,6 +181,12 @@ impl ConvTranspose2dParams {
             padding: self.padding,
             dilation: self.dilation,
         }
+    }
+}
+
+impl Default for ConvTranspose2dParams {
+    fn default() -> Self {
+        ConvTranspose2dParams::new(1, 0, 0, 1)
     }
 }
 
@@ -183,7 +301,8 @@ pub trait Backend {
     /// A filled tensor of the given shape: fill with a constant.
     fn fill(&self, shape: &[usize], value: f32) -> Result<Tensor>;
 
-    // ---- convolution. x (N,Cin,H,W); w (Cout,Cin,k,k); b (Cout) -> (N,Cout,Ho,Wo)
+    // ---- convolution. x (N,Cin,H,W); w (Cout,Cin,kh,kw); b (Cout) -> (N,Cout,Ho,Wo); every
+    // setting per axis (`Hw`)
     fn conv2d(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams)
         -> Result<Tensor>;
     /// relu(conv2d(x, w, b)): inference's conv + bias + ReLU. By default the two ops; the CPU
@@ -211,7 +330,7 @@ pub trait Backend {
         w_shape: &[usize],
         p: Conv2dParams,
     ) -> Result<Tensor>;
-    /// x (N,Cin,H,W); w (Cin,Cout,k,k) as PyTorch; b (Cout)
+    /// x (N,Cin,H,W); w (Cin,Cout,kh,kw) as PyTorch; b (Cout)
     fn conv_transpose2d(
         &self,
         x: &Tensor,

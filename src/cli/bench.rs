@@ -118,11 +118,7 @@ pub fn bench_backend(
 
     // DnCNN-like: batch 16, 64 -> 64 channels, 3x3, 64x64, stride 1, padding 1.
     let (n, c, hw, k) = (16, 64, 64, 3);
-    let p = Conv2dParams {
-        stride: 1,
-        padding: 1,
-        dilation: 1,
-    };
+    let p = Conv2dParams::new(1, 1, 1);
     let x = rand_tensor(be, &[n, c, hw, hw], 1)?;
     let w = rand_tensor(be, &[c, c, k, k], 2)?;
     let gy = rand_tensor(be, &[n, c, hw, hw], 3)?;
@@ -155,12 +151,7 @@ pub fn bench_backend(
 
     // GAN-like: batch 64, transposed conv 128 -> 64, 7x7 -> 14x14, k4 s2 p1 (DCGAN generator).
     let (n, ci, co, hw, k) = (64, 128, 64, 7, 4);
-    let pt = ConvTranspose2dParams {
-        stride: 2,
-        padding: 1,
-        output_padding: 0,
-        dilation: 1,
-    };
+    let pt = ConvTranspose2dParams::new(2, 1, 0, 1);
     let x = rand_tensor(be, &[n, ci, hw, hw], 6)?;
     let w = rand_tensor(be, &[ci, co, k, k], 7)?;
     let gflop = 2.0 * (n * ci * hw * hw * co * k * k) as f64 / 1e9;

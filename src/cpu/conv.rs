@@ -312,7 +312,7 @@ fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
     gx
 }
 
-/// gw (Cout, Cin, k, k) = sum over the batch and the pixel blocks of gy_block * cols_block^T.
+/// gw (Cout, Cin, kh, kw) = sum over the batch and the pixel blocks of gy_block * cols_block^T.
 /// The (sample, block) items are cut into one contiguous run per thread, each summed into its
 /// own partial weight gradient; the partials are added at the end.
 fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {

@@ -5,8 +5,8 @@
 //!   conv_transpose2d backward-input  == conv2d forward
 //!   conv_transpose2d backward-weight == conv2d backward-weight with x and gy swapped
 //! and a `backend::ConvGeom` (shared with the CPU) always described in conv2d terms:
-//! x (N, cin, h, w) -> y (N, cout, ho, wo), weight (cout, cin, k, k); one launcher (`run_data`)
-//! runs the forward and the backward-input kernels. A transposed conv's weight (Cin, Cout, k, k)
+//! x (N, cin, h, w) -> y (N, cout, ho, wo), weight (cout, cin, kh, kw); one launcher (`run_data`)
+//! runs the forward and the backward-input kernels. A transposed conv's weight (Cin, Cout, kh, kw)
 //! is exactly the weight of the conv it transposes, so no weight is ever flipped. (The forward and
 //! backward-input kernels read a repacked copy of it, channels contiguous, for vec4 loads.)
 //!
@@ -39,8 +39,8 @@ const MM_TILE_VEC4: usize = 64;
 /// Binding offsets are aligned down to 64 floats (256 bytes); a span needs that much slack.
 const ALIGN: usize = 64;
 
-/// Everything in the conv shader's `Params` struct (in its order). The shader takes one kernel
-/// size, stride, padding and dilation for both axes (`ConvGeom::is_isotropic`).
+/// Everything in the conv shader's `Params` struct (in its order): all u32 scalars (4-byte
+/// aligned in a uniform, no padding between them), kernel and settings one per axis.
 struct ConvLaunch {
     g: ConvGeom,
     batch: usize,
@@ -80,9 +80,13 @@ impl ConvLaunch {
             .u(g.ho)
             .u(g.wo)
             .u(g.kh)
+            .u(g.kw)
             .u(g.sh)
+            .u(g.sw)
             .u(g.ph)
+            .u(g.pw)
             .u(g.dh)
+            .u(g.dw)
             .u(self.x_off)
             .u(self.y_off)
             .u(self.has_bias as usize)
@@ -122,14 +126,8 @@ fn must_fit(be: &GpuBackend, len: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Samples per launch so that one slice of x and one of y each fit a binding. Also refuses a
-/// geometry the shader cannot run (it takes one size per hyper-parameter for both axes).
+/// Samples per launch so that one slice of x and one of y each fit a binding.
 fn batch_chunk(be: &GpuBackend, g: &ConvGeom, op: &str) -> Result<usize> {
-    if !g.is_isotropic() {
-        return Err(Error::Invalid(format!(
-            "{op}: the GPU conv kernels need a square kernel and the same stride, padding and dilation on both axes"
-        )));
-    }
     let cap = span_capacity(be);
     let per = g.x_per_sample().max(g.y_per_sample());
     if per > cap {

@@ -145,17 +145,8 @@ impl Autoencoder {
     pub fn new(b: &dyn Backend, config: AeConfig, seed: u64) -> Result<Autoencoder> {
         config.validate()?;
         let k = config.k;
-        let down = Conv2dParams {
-            stride: 2,
-            padding: 1,
-            dilation: 1,
-        };
-        let up = ConvTranspose2dParams {
-            stride: 2,
-            padding: 1,
-            output_padding: 0,
-            dilation: 1,
-        };
+        let down = Conv2dParams::new(2, 1, 1);
+        let up = ConvTranspose2dParams::new(2, 1, 0, 1);
         let (trunk, hidden, head) = match config.arch {
             AeArch::Dense => (
                 Trunk::Dense {

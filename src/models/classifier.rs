@@ -83,16 +83,8 @@ impl Classifier {
     /// uniform(+-1/sqrt(fan_in)) for the output layer, zero biases. Same seed, same weights.
     pub fn new(b: &dyn Backend, config: ClassifierConfig, seed: u64) -> Result<Classifier> {
         let ClassifierConfig { c1, c2, c3, hidden } = config;
-        let same = Conv2dParams {
-            stride: 1,
-            padding: 1,
-            dilation: 1,
-        };
-        let down = Conv2dParams {
-            stride: 2,
-            padding: 1,
-            dilation: 1,
-        };
+        let same = Conv2dParams::new(1, 1, 1);
+        let down = Conv2dParams::new(2, 1, 1);
         let seed = seed.wrapping_mul(16);
         let fc2 = Linear::new(b, "fc2", hidden, CLASSES, true, seed + 4)?;
         // kaiming_uniform(a = sqrt(5)) is PyTorch's Linear default: bound 1/sqrt(fan_in)

@@ -96,11 +96,7 @@ pub struct DnCnn {
     pub last: Conv2d,
 }
 
-const SAME: Conv2dParams = Conv2dParams {
-    stride: 1,
-    padding: 1,
-    dilation: 1,
-};
+const SAME: Conv2dParams = Conv2dParams::new(1, 1, 1);
 
 impl DnCnn {
     /// A freshly initialised DnCNN (Kaiming normal convs, the last one scaled by 0.1, BatchNorm

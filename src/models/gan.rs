@@ -142,17 +142,8 @@ enum GLayers {
     },
 }
 
-const UP: ConvTranspose2dParams = ConvTranspose2dParams {
-    stride: 2,
-    padding: 1,
-    output_padding: 0,
-    dilation: 1,
-};
-const DOWN: Conv2dParams = Conv2dParams {
-    stride: 2,
-    padding: 1,
-    dilation: 1,
-};
+const UP: ConvTranspose2dParams = ConvTranspose2dParams::new(2, 1, 0, 1);
+const DOWN: Conv2dParams = Conv2dParams::new(2, 1, 1);
 
 impl Generator {
     pub fn new(b: &dyn Backend, config: GanConfig, seed: u64) -> Result<Generator> {

@@ -2,9 +2,9 @@
 //! upload), so the same seed gives the same weights on every backend.
 //!
 //! Fans follow PyTorch's `_calculate_fan_in_and_fan_out`: for a weight of shape
-//! (d0, d1, k, k), fan_in = d1 * k * k and fan_out = d0 * k * k (for a Linear (out, in):
-//! fan_in = in, fan_out = out). Note that for a transposed-conv weight (Cin, Cout, k, k) this
-//! gives fan_in = Cout * k * k, exactly as PyTorch computes it.
+//! (d0, d1, kh, kw), fan_in = d1 * kh * kw and fan_out = d0 * kh * kw (for a Linear (out, in):
+//! fan_in = in, fan_out = out). Note that for a transposed-conv weight (Cin, Cout, kh, kw) this
+//! gives fan_in = Cout * kh * kw, exactly as PyTorch computes it.
 
 use crate::backend::Backend;
 use crate::rng;

@@ -5,7 +5,7 @@
 use super::init::{init_tensor, Init};
 use super::Module;
 use crate::autodiff::{Graph, Param, Var};
-use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams};
+use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams, Hw};
 use crate::{Error, Result};
 
 fn join(prefix: &str, name: &str) -> String {
@@ -33,7 +33,7 @@ fn check_channels(
     Ok(())
 }
 
-/// 2-d convolution, weight (Cout, Cin, k, k), optional bias (Cout). Weights start Kaiming
+/// 2-d convolution, weight (Cout, Cin, kh, kw) (`k`: a size or (kh, kw)), optional bias (Cout). Weights start Kaiming
 /// normal for a following ReLU, biases at zero; `reinit` changes that.
 pub struct Conv2d {
     pub name: String,
@@ -49,19 +49,20 @@ impl Conv2d {
         name: &str,
         cin: usize,
         cout: usize,
-        k: usize,
+        k: impl Into<Hw>,
         p: Conv2dParams,
         bias: bool,
         seed: u64,
     ) -> Result<Conv2d> {
-        if cin == 0 || cout == 0 || k == 0 {
+        let k = k.into();
+        if cin == 0 || cout == 0 || k.h == 0 || k.w == 0 {
             return Err(Error::Invalid(format!(
                 "layer {name}: Conv2d needs cin, cout, k >= 1 (got {cin}, {cout}, {k})"
             )));
         }
         let weight = Param::new(
             join(name, "weight"),
-            init_tensor(b, &[cout, cin, k, k], Init::RELU, seed)?,
+            init_tensor(b, &[cout, cin, k.h, k.w], Init::RELU, seed)?,
         );
         let bias = if bias {
             Some(Param::new(join(name, "bias"), b.zeros(&[cout])?))
@@ -96,7 +97,7 @@ impl Module for Conv2d {
     }
 }
 
-/// Transposed 2-d convolution, weight (Cin, Cout, k, k) as PyTorch, optional bias (Cout).
+/// Transposed 2-d convolution, weight (Cin, Cout, kh, kw) as PyTorch, optional bias (Cout).
 pub struct ConvTranspose2d {
     pub name: String,
     pub weight: Param,
@@ -111,19 +112,20 @@ impl ConvTranspose2d {
         name: &str,
         cin: usize,
         cout: usize,
-        k: usize,
+        k: impl Into<Hw>,
         p: ConvTranspose2dParams,
         bias: bool,
         seed: u64,
     ) -> Result<ConvTranspose2d> {
-        if cin == 0 || cout == 0 || k == 0 {
+        let k = k.into();
+        if cin == 0 || cout == 0 || k.h == 0 || k.w == 0 {
             return Err(Error::Invalid(format!(
                 "layer {name}: ConvTranspose2d needs cin, cout, k >= 1 (got {cin}, {cout}, {k})"
             )));
         }
         let weight = Param::new(
             join(name, "weight"),
-            init_tensor(b, &[cin, cout, k, k], Init::RELU, seed)?,
+            init_tensor(b, &[cin, cout, k.h, k.w], Init::RELU, seed)?,
         );
         let bias = if bias {
             Some(Param::new(join(name, "bias"), b.zeros(&[cout])?))

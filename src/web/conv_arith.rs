@@ -103,9 +103,9 @@ pub fn conv_arith_params(i: usize, m: usize, s: usize, p: usize) -> Result<JsVal
     );
     let pt = lt.pytorch_params(s, p);
     let py = Object::new();
-    set(&py, "stride", pt.stride as u32);
-    set(&py, "padding", pt.padding as u32);
-    set(&py, "output_padding", pt.output_padding as u32);
+    set(&py, "stride", pt.stride.h as u32);
+    set(&py, "padding", pt.padding.h as u32);
+    set(&py, "output_padding", pt.output_padding.h as u32);
     set(&o, "pytorch", py);
     Ok(o.into())
 }
@@ -135,16 +135,7 @@ pub async fn conv_arith_run(i: usize, m: usize, s: usize, p: usize) -> Result<Js
     let w = be.upload(&[1, 1, m, m], &w_host).map_err(err)?;
 
     let y = be
-        .conv2d(
-            &x,
-            &w,
-            None,
-            Conv2dParams {
-                stride: s,
-                padding: p,
-                dilation: 1,
-            },
-        )
+        .conv2d(&x, &w, None, Conv2dParams::new(s, p, 1))
         .map_err(err)?;
     let y_host = be.read(&y).await.map_err(err)?;
 
@@ -161,16 +152,7 @@ pub async fn conv_arith_run(i: usize, m: usize, s: usize, p: usize) -> Result<Js
         )
         .map_err(err)?;
     let l = be
-        .conv2d(
-            &g,
-            &w_flip,
-            None,
-            Conv2dParams {
-                stride: lt.s_t,
-                padding: 0,
-                dilation: 1,
-            },
-        )
+        .conv2d(&g, &w_flip, None, Conv2dParams::new(lt.s_t, 0, 1))
         .map_err(err)?;
     let l_host = be.read(&l).await.map_err(err)?;
 

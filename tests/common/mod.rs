@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use nnlab::backend::{
     conv2d_shapes, conv_transpose2d_shapes, read_blocking, Backend, Conv2dParams,
-    ConvTranspose2dParams,
+    ConvTranspose2dParams, Hw,
 };
 use nnlab::cpu::CpuBackend;
 use nnlab::gpu::{GpuBackend, GpuOptions};
@@ -145,6 +145,11 @@ impl Pick {
     pub fn of<T: Copy>(&mut self, xs: &[T]) -> T {
         self.i += 1;
         xs[(rng::uniform01(self.seed, self.i) * xs.len() as f32) as usize % xs.len()]
+    }
+    /// A per-axis setting from `xs`: the same value on both axes when `square`, else one each.
+    pub fn hw(&mut self, xs: &[usize], square: bool) -> Hw {
+        let h = self.of(xs);
+        Hw::new(h, if square { h } else { self.of(xs) })
     }
 }
 
@@ -310,11 +315,10 @@ impl ConvOp {
     }
     /// The output shape for input `xs` and weight `ws`, or None where the shape rule refuses.
     pub fn out_shape(self, xs: &[usize], ws: &[usize]) -> Option<[usize; 4]> {
-        let (d, cout) = match self {
-            ConvOp::Direct(p) => (conv2d_shapes(xs, ws, None, p).ok()?, ws[0]),
-            ConvOp::Transposed(p) => (conv_transpose2d_shapes(xs, ws, None, p).ok()?, ws[1]),
-        };
-        Some([xs[0], cout, d[6], d[7]])
+        match self {
+            ConvOp::Direct(p) => conv2d_shapes(xs, ws, None, p).ok(),
+            ConvOp::Transposed(p) => conv_transpose2d_shapes(xs, ws, None, p).ok(),
+        }
     }
     pub fn forward(
         self,
@@ -355,13 +359,20 @@ impl ConvOp {
 }
 
 /// `op`'s three backward results (input, weight, bias) against central finite differences of
-/// its forward on backend `b`, for x (N, Cin, H, W) and a k x k kernel to `cout` channels, all
+/// its forward on backend `b`, for x (N, Cin, H, W) and a kh x kw kernel to `cout` channels, all
 /// data seeded from `seed` (x, w, b, gy: seed .. seed + 3). Linear in each input: eps 0.1.
-pub fn conv_fd_check(b: &dyn Backend, op: ConvOp, [n, cin, cout, h, w, k]: [usize; 6], seed: u64) {
+pub fn conv_fd_check(
+    b: &dyn Backend,
+    op: ConvOp,
+    [n, cin, cout, h, w]: [usize; 5],
+    k: impl Into<Hw>,
+    seed: u64,
+) {
+    let k = k.into();
     let xs = [n, cin, h, w];
     let ws = match op {
-        ConvOp::Direct(_) => [cout, cin, k, k],
-        ConvOp::Transposed(_) => [cin, cout, k, k],
+        ConvOp::Direct(_) => [cout, cin, k.h, k.w],
+        ConvOp::Transposed(_) => [cin, cout, k.h, k.w],
     };
     let inputs = vec![
         rnd(numel(&xs), seed),
@@ -374,10 +385,18 @@ pub fn conv_fd_check(b: &dyn Backend, op: ConvOp, [n, cin, cout, h, w, k]: [usiz
     };
     let y = forward(&inputs);
     if let ConvOp::Transposed(p) = op {
-        // PyTorch's size rule
-        let (s, d) = (p.stride, p.dilation);
-        let want = (h - 1) * s + d * (k - 1) + p.output_padding + 1 - 2 * p.padding;
-        assert_eq!(y.shape()[2], want);
+        // PyTorch's size rule, per axis
+        let size = |i: usize, k: usize, f: fn(Hw) -> usize| {
+            let (s, d, a, pad) = (
+                f(p.stride),
+                f(p.dilation),
+                f(p.output_padding),
+                f(p.padding),
+            );
+            (i - 1) * s + d * (k - 1) + a + 1 - 2 * pad
+        };
+        assert_eq!(y.shape()[2], size(h, k.h, |v| v.h));
+        assert_eq!(y.shape()[3], size(w, k.w, |v| v.w));
     }
     let gy = rnd(y.numel(), seed + 3);
     let gyt = b.t(y.shape(), &gy);
@@ -411,7 +430,7 @@ pub fn conv_matches_cpu(
     let ys = op
         .out_shape(&xs, &ws)
         .expect("a conv the shape rule accepts");
-    let (cin, cout, k) = (xs[1], ys[1], ws[2]);
+    let (cin, cout, kk) = (xs[1], ys[1], ws[2] * ws[3]);
     let (x, w, b, gy) = (
         rnd(numel(&xs), seed),
         rnd(numel(&ws), seed + 1),
@@ -427,12 +446,12 @@ pub fn conv_matches_cpu(
     let r = compare(g, &what, &[(&xs, &x), (&ws, &w), (&[cout], &b)], |be, t| {
         op.forward(be, &t[0], &t[1], bias.then_some(&t[2]))
     });
-    check_sum(&what, r, cin * k * k, worst);
+    check_sum(&what, r, cin * kk, worst);
     let what = format!("{name}_backward_input {tag}");
     let r = compare(g, &what, &[(&ys, &gy), (&ws, &w)], |be, t| {
         op.backward_input(be, &t[0], &t[1], &xs)
     });
-    check_sum(&what, r, cout * k * k, worst);
+    check_sum(&what, r, cout * kk, worst);
     let what = format!("{name}_backward_weight {tag}");
     let r = compare(g, &what, &[(&xs, &x), (&ys, &gy)], |be, t| {
         op.backward_weight(be, &t[0], &t[1], &ws)
@@ -440,7 +459,7 @@ pub fn conv_matches_cpu(
     check_sum(&what, r, xs[0] * pixels, worst);
 }
 
-/// 40 random convs from `draw` (op, x shape, w shape, bias) through `conv_matches_cpu`, data
+/// 60 random convs from `draw` (op, x shape, w shape, bias) through `conv_matches_cpu`, data
 /// seeded from `seed` on; draws the shape rule refuses are skipped.
 pub fn conv_sweep(
     what: &str,
@@ -450,7 +469,7 @@ pub fn conv_sweep(
 ) {
     let g = gpu();
     let (mut worst, mut cases) = (0.0f32, 0);
-    while cases < 40 {
+    while cases < 60 {
         let (op, xs, ws, bias) = draw(&mut pick);
         if op.out_shape(&xs, &ws).is_none() {
             continue;

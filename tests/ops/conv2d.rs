@@ -12,37 +12,42 @@ use nnlab::Error;
 
 // ---------------------------------------------------------------- every backend
 
+/// conv2d's three backward results vs finite differences for x (n, cin, h, w) to `cout`
+/// channels, kernel, stride, padding, dilation each a number or (rows, columns).
 fn conv_fd_case(
     b: &dyn Backend,
-    n: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    stride: usize,
-    padding: usize,
-    dilation: usize,
+    [n, cin, cout, h, w]: [usize; 5],
+    k: impl Into<Hw>,
+    (s, p, d): (impl Into<Hw>, impl Into<Hw>, impl Into<Hw>),
     seed: u64,
 ) {
-    let p = Conv2dParams {
-        stride,
-        padding,
-        dilation,
-    };
-    conv_fd_check(b, ConvOp::Direct(p), [n, cin, cout, h, w, k], seed);
+    let p = Conv2dParams::default()
+        .with_stride(s)
+        .with_padding(p)
+        .with_dilation(d);
+    conv_fd_check(b, ConvOp::Direct(p), [n, cin, cout, h, w], k, seed);
 }
 
 backend_test! {
     fn conv2d_backward_matches_finite_differences(b) {
-        //            n cin cout h  w  k  s  p  d
-        conv_fd_case(b, 1, 2, 3, 7, 5, 3, 1, 0, 1, 10);
-        conv_fd_case(b, 3, 2, 3, 6, 7, 3, 2, 1, 1, 20);
-        conv_fd_case(b, 1, 3, 2, 9, 9, 3, 1, 2, 2, 30);
-        conv_fd_case(b, 3, 1, 2, 8, 5, 2, 2, 0, 2, 40);
-        conv_fd_case(b, 3, 2, 2, 5, 5, 1, 1, 0, 1, 50); // 1x1: the path without im2col
-        conv_fd_case(b, 1, 2, 3, 5, 6, 3, 2, 2, 1, 60);
-        conv_fd_case(b, 3, 3, 1, 7, 7, 5, 2, 1, 1, 70);
+        //              n cin cout h  w    k   (s, p, d)
+        conv_fd_case(b, [1, 2, 3, 7, 5], 3, (1, 0, 1), 10);
+        conv_fd_case(b, [3, 2, 3, 6, 7], 3, (2, 1, 1), 20);
+        conv_fd_case(b, [1, 3, 2, 9, 9], 3, (1, 2, 2), 30);
+        conv_fd_case(b, [3, 1, 2, 8, 5], 2, (2, 0, 2), 40);
+        conv_fd_case(b, [3, 2, 2, 5, 5], 1, (1, 0, 1), 50); // 1x1: the path without im2col
+        conv_fd_case(b, [1, 2, 3, 5, 6], 3, (2, 2, 1), 60);
+        conv_fd_case(b, [3, 3, 1, 7, 7], 5, (2, 1, 1), 70);
+    }
+}
+
+backend_test! {
+    /// Rectangular kernels and per-axis stride, padding and dilation (PyTorch's tuple forms).
+    fn conv2d_per_axis_backward_matches_finite_differences(b) {
+        conv_fd_case(b, [2, 2, 3, 6, 8], (3, 2), (1, (1, 0), 1), 80);
+        conv_fd_case(b, [1, 3, 2, 7, 9], (1, 3), ((2, 1), (0, 2), (1, 2)), 90);
+        conv_fd_case(b, [2, 2, 2, 9, 6], (2, 3), ((1, 3), (2, 1), (2, 1)), 100);
+        conv_fd_case(b, [1, 2, 3, 8, 7], (4, 2), ((3, 2), (1, 3), 1), 110);
     }
 }
 
@@ -61,11 +66,7 @@ backend_test! {
                 &x,
                 &w,
                 Some(&bias),
-                Conv2dParams {
-                    stride: 2,
-                    padding: 1,
-                    dilation: 1,
-                },
+                Conv2dParams::new(2, 1, 1),
             )
             .unwrap();
         assert_eq!(y.shape(), &[1, 1, 3, 3]);
@@ -104,10 +105,7 @@ backend_test! {
                 &b.t(&[1, 1, 3, 3], &arange(9)),
                 &b.t(&[1, 1, 3, 3], &[1.0; 9]),
                 None,
-                Conv2dParams {
-                    padding: 1,
-                    ..Default::default()
-                },
+                Conv2dParams::default().with_padding(1),
             )
             .unwrap();
         assert_eq!(y.shape(), &[1, 1, 3, 3]);
@@ -125,10 +123,7 @@ backend_test! {
                 &b.t(&[1, 1, 3, 3], &arange(9)),
                 &b.t(&[1, 1, 3, 3], &[1.0; 9]),
                 None,
-                Conv2dParams {
-                    padding: 2,
-                    ..Default::default()
-                },
+                Conv2dParams::default().with_padding(2),
             )
             .unwrap();
         assert_eq!(y.shape(), &[1, 1, 5, 5]);
@@ -157,11 +152,7 @@ backend_test! {
                 &xt,
                 &wt,
                 None,
-                Conv2dParams {
-                    stride: 1,
-                    padding: 1,
-                    dilation: 1,
-                },
+                Conv2dParams::new(1, 1, 1),
             )
             .unwrap(),
         )
@@ -177,11 +168,7 @@ backend_test! {
     /// `conv2d_relu` (the CPU's fused kernel; the trait's conv-then-ReLU on the GPU) is
     /// max(0, conv2d), with and without bias.
     fn conv2d_relu_is_relu_of_conv2d(b) {
-        let p = Conv2dParams {
-            stride: 2,
-            padding: 1,
-            dilation: 1,
-        };
+        let p = Conv2dParams::new(2, 1, 1);
         let x = b.t(&[2, 3, 9, 8], &rnd(432, 1));
         let w = b.t(&[5, 3, 3, 3], &rnd(135, 2));
         let bias = b.t(&[5], &rnd(5, 3));
@@ -207,20 +194,38 @@ backend_test! {
         );
         is_err_with(b.conv2d(&x, &w, Some(&b.t(&[2], &[0.0, 0.0])), p), "bias");
         is_err_with(
-            b.conv2d(&x, &w, None, Conv2dParams { stride: 0, ..p }),
+            b.conv2d(&x, &w, None, p.with_stride(0)),
             "stride",
         );
         is_err_with(
-            b.conv2d(&x, &w, None, Conv2dParams { dilation: 0, ..p }),
+            b.conv2d(&x, &w, None, p.with_dilation(0)),
             "dilation",
         );
         is_err_with(
             b.conv2d(&x, &b.t(&[3, 2, 7, 7], &rnd(294, 2)), None, p),
             "kernel",
         );
+        // per axis: one zero, a kernel too wide for the width only, sizes that overflow
+        is_err_with(b.conv2d(&x, &w, None, p.with_stride((1, 0))), "stride");
+        is_err_with(b.conv2d(&x, &w, None, p.with_dilation((0, 2))), "dilation");
         is_err_with(
-            b.conv2d(&x, &b.t(&[3, 2, 3, 2], &rnd(36, 2)), None, p),
-            "square",
+            b.conv2d(&x, &b.t(&[3, 2, 3, 6], &rnd(108, 2)), None, p),
+            "conv2d: along the width the kernel 6",
+        );
+        is_err_with(
+            b.conv2d(&x, &w, None, p.with_padding((0, 1)).with_dilation((1, 4))),
+            "along the width",
+        );
+        is_err_with(b.conv2d(&x, &w, None, p.with_dilation((usize::MAX / 2, 1))), "conv2d");
+        is_err_with(b.conv2d(&x, &w, None, p.with_padding((1, usize::MAX / 2))), "conv2d");
+        is_err_with(
+            b.conv2d(&x, &w, None, p.with_padding(usize::MAX / 8)),
+            "too large",
+        );
+        // a rectangular kernel is fine
+        assert_eq!(
+            b.conv2d(&x, &b.t(&[3, 2, 3, 2], &rnd(36, 2)), None, p).unwrap().shape(),
+            &[1, 3, 3, 4]
         );
         is_err_with(
             b.conv2d_backward_input(&b.t(&[1, 3, 4, 4], &rnd(48, 3)), &w, &[1, 2, 5, 5], p),
@@ -238,7 +243,8 @@ backend_test! {
 // The conv kernels at sizes where their fast paths split the work: many blocks of output pixels
 // per sample (block edges in the middle of an output row), a batch of one, odd sizes, strides,
 // dilation, and both ways of computing the input gradient (the stride-1 flipped-weight forward
-// conv and im2col's col2im).
+// conv and im2col's col2im); then rectangular kernels and per-axis settings. Each case checks
+// its transposed twin too, with the output_padding that gives back the input size.
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -247,38 +253,83 @@ struct Case {
     cout: usize,
     h: usize,
     w: usize,
-    k: usize,
-    s: usize,
-    p: usize,
-    d: usize,
+    k: Hw,
+    s: Hw,
+    p: Hw,
+    d: Hw,
+}
+
+/// A case: (n, cin, cout), (h, w), then kernel, stride, padding, dilation (each a number or
+/// (rows, columns)).
+fn case(
+    [n, cin, cout]: [usize; 3],
+    (h, w): (usize, usize),
+    k: impl Into<Hw>,
+    s: impl Into<Hw>,
+    p: impl Into<Hw>,
+    d: impl Into<Hw>,
+) -> Case {
+    let (k, s, p, d) = (k.into(), s.into(), p.into(), d.into());
+    Case {
+        n,
+        cin,
+        cout,
+        h,
+        w,
+        k,
+        s,
+        p,
+        d,
+    }
 }
 
 impl Case {
-    fn out(&self, size: usize) -> usize {
-        (size + 2 * self.p - self.d * (self.k - 1) - 1) / self.s + 1
+    /// PyTorch's output length along one axis: (size + 2p - d(k-1) - 1) / s + 1.
+    fn out_axis(size: usize, k: usize, s: usize, p: usize, d: usize) -> usize {
+        (size + 2 * p - d * (k - 1) - 1) / s + 1
     }
-    /// Visit every (x index, w index, y index) product of the direct conv.
+    fn out(&self) -> (usize, usize) {
+        let c = self;
+        (
+            Case::out_axis(c.h, c.k.h, c.s.h, c.p.h, c.d.h),
+            Case::out_axis(c.w, c.k.w, c.s.w, c.p.w, c.d.w),
+        )
+    }
+    /// The input rows/columns no window reaches: the transposed twin's output_padding.
+    fn leftover(&self) -> Hw {
+        let c = self;
+        let rest = |size: usize, k: usize, s: usize, p: usize, d: usize| {
+            (size + 2 * p - d * (k - 1) - 1) % s
+        };
+        Hw::new(
+            rest(c.h, c.k.h, c.s.h, c.p.h, c.d.h),
+            rest(c.w, c.k.w, c.s.w, c.p.w, c.d.w),
+        )
+    }
+    /// Visit every (x index, w index, y index) product of the direct conv, by its definition:
+    /// y[n, co, oy, ox] = sum x[n, ci, oy sh - ph + ky dh, ox sw - pw + kx dw] w[co, ci, ky, kx].
     fn each(&self, mut f: impl FnMut(usize, usize, usize)) {
-        let (ho, wo) = (self.out(self.h), self.out(self.w));
-        for n in 0..self.n {
-            for co in 0..self.cout {
+        let c = self;
+        let (ho, wo) = c.out();
+        for n in 0..c.n {
+            for co in 0..c.cout {
                 for oy in 0..ho {
                     for ox in 0..wo {
-                        let yi = ((n * self.cout + co) * ho + oy) * wo + ox;
-                        for ci in 0..self.cin {
-                            for ky in 0..self.k {
-                                let iy = (oy * self.s + ky * self.d) as isize - self.p as isize;
-                                if iy < 0 || iy >= self.h as isize {
+                        let yi = ((n * c.cout + co) * ho + oy) * wo + ox;
+                        for ci in 0..c.cin {
+                            for ky in 0..c.k.h {
+                                let iy = (oy * c.s.h + ky * c.d.h) as isize - c.p.h as isize;
+                                if iy < 0 || iy >= c.h as isize {
                                     continue;
                                 }
-                                for kx in 0..self.k {
-                                    let ix = (ox * self.s + kx * self.d) as isize - self.p as isize;
-                                    if ix < 0 || ix >= self.w as isize {
+                                for kx in 0..c.k.w {
+                                    let ix = (ox * c.s.w + kx * c.d.w) as isize - c.p.w as isize;
+                                    if ix < 0 || ix >= c.w as isize {
                                         continue;
                                     }
-                                    let xi = ((n * self.cin + ci) * self.h + iy as usize) * self.w
-                                        + ix as usize;
-                                    let wi = ((co * self.cin + ci) * self.k + ky) * self.k + kx;
+                                    let xi =
+                                        ((n * c.cin + ci) * c.h + iy as usize) * c.w + ix as usize;
+                                    let wi = ((co * c.cin + ci) * c.k.h + ky) * c.k.w + kx;
                                     f(xi, wi, yi);
                                 }
                             }
@@ -305,9 +356,9 @@ fn close_f64(name: &str, got: &[f32], want: &[f64]) {
 }
 
 fn check(be: &dyn Backend, c: Case, seed: u64) {
-    let (ho, wo) = (c.out(c.h), c.out(c.w));
+    let (ho, wo) = c.out();
     let xs = [c.n, c.cin, c.h, c.w];
-    let ws = [c.cout, c.cin, c.k, c.k];
+    let ws = [c.cout, c.cin, c.k.h, c.k.w];
     let ys = [c.n, c.cout, ho, wo];
     let x = rng::uniform_vec(xs.iter().product(), -1.0, 1.0, seed);
     let w = rng::uniform_vec(ws.iter().product(), -1.0, 1.0, seed + 1);
@@ -323,6 +374,7 @@ fn check(be: &dyn Backend, c: Case, seed: u64) {
         gx[xi] += gy[yi] as f64 * w[wi] as f64;
         gw[wi] += gy[yi] as f64 * x[xi] as f64;
     });
+    let nobias = y.clone();
     let plane = ho * wo;
     for (i, v) in y.iter_mut().enumerate() {
         *v += bias[(i / plane) % c.cout] as f64;
@@ -351,25 +403,18 @@ fn check(be: &dyn Backend, c: Case, seed: u64) {
     // The transposed conv with this weight read as (Cin_t = cout, Cout_t = cin) is the backward
     // of this conv: its forward is gx (from gy), its backward-input is y without bias (from
     // x as its output gradient), its backward-weight is gw with the roles of x and gy swapped.
+    // output_padding gives back the input rows and columns no window reaches.
     let pt = ConvTranspose2dParams {
         stride: c.s,
         padding: c.p,
-        output_padding: 0,
+        output_padding: c.leftover(),
         dilation: c.d,
     };
-    let tshape = conv_transpose2d_shapes(&ys, &ws, None, pt).unwrap();
-    if [tshape[2], tshape[3]] != [c.h, c.w] {
-        return; // this conv drops input rows that no window reaches; no transposed twin
-    }
+    assert_eq!(conv_transpose2d_shapes(&ys, &ws, None, pt).unwrap(), xs);
     let got = be
         .conv_transpose2d(&up(&ys, &gy), &up(&ws, &w), None, pt)
         .unwrap();
     close_f64(&format!("{name} conv_transpose2d"), &read(&got), &gx);
-    let nobias: Vec<f64> = {
-        let mut v = vec![0.0f64; gy.len()];
-        c.each(|xi, wi, yi| v[yi] += x[xi] as f64 * w[wi] as f64);
-        v
-    };
     let got = be
         .conv_transpose2d_backward_input(&up(&xs, &x), &up(&ws, &w), &ys, pt)
         .unwrap();
@@ -391,152 +436,59 @@ fn check(be: &dyn Backend, c: Case, seed: u64) {
 backend_test! {
     fn direct_loop_many_pixel_blocks_batch_one(b) {
         // 64 channels of 3x3: 576 taps, so a sample's 37 x 45 pixels are cut in many blocks
-        let c = Case {
-            n: 1,
-            cin: 64,
-            cout: 24,
-            h: 37,
-            w: 45,
-            k: 3,
-            s: 1,
-            p: 1,
-            d: 1,
-        };
-        check(b, c, 1);
+        check(b, case([1, 64, 24], (37, 45), 3, 1, 1, 1), 1);
     }
 }
 
 backend_test! {
     fn direct_loop_many_pixel_blocks_batch_three_odd_channels(b) {
-        let c = Case {
-            n: 3,
-            cin: 33,
-            cout: 5,
-            h: 29,
-            w: 31,
-            k: 3,
-            s: 1,
-            p: 1,
-            d: 1,
-        };
-        check(b, c, 2);
+        check(b, case([3, 33, 5], (29, 31), 3, 1, 1, 1), 2);
     }
 }
 
 backend_test! {
     fn direct_loop_stride_two_and_dilation(b) {
-        check(
-            b,
-            Case {
-                n: 2,
-                cin: 40,
-                cout: 7,
-                h: 30,
-                w: 27,
-                k: 4,
-                s: 2,
-                p: 1,
-                d: 1,
-            },
-            3,
-        );
-        check(
-            b,
-            Case {
-                n: 1,
-                cin: 48,
-                cout: 3,
-                h: 33,
-                w: 26,
-                k: 3,
-                s: 1,
-                p: 2,
-                d: 2,
-            },
-            4,
-        );
-        check(
-            b,
-            Case {
-                n: 2,
-                cin: 20,
-                cout: 9,
-                h: 25,
-                w: 23,
-                k: 3,
-                s: 3,
-                p: 0,
-                d: 2,
-            },
-            5,
-        );
+        check(b, case([2, 40, 7], (30, 27), 4, 2, 1, 1), 3);
+        check(b, case([1, 48, 3], (33, 26), 3, 1, 2, 2), 4);
+        check(b, case([2, 20, 9], (25, 23), 3, 3, 0, 2), 5);
     }
 }
 
 backend_test! {
     fn direct_loop_padding_beyond_the_kernel_and_valid_convs(b) {
         // p > d (k - 1): the input gradient cannot be the flipped forward conv; col2im does it
-        check(
-            b,
-            Case {
-                n: 2,
-                cin: 16,
-                cout: 4,
-                h: 11,
-                w: 13,
-                k: 2,
-                s: 1,
-                p: 2,
-                d: 1,
-            },
-            6,
-        );
-        check(
-            b,
-            Case {
-                n: 1,
-                cin: 70,
-                cout: 6,
-                h: 26,
-                w: 19,
-                k: 3,
-                s: 1,
-                p: 0,
-                d: 1,
-            },
-            7,
-        );
+        check(b, case([2, 16, 4], (11, 13), 2, 1, 2, 1), 6);
+        check(b, case([1, 70, 6], (26, 19), 3, 1, 0, 1), 7);
         // 1x1 (no im2col) over several blocks, and one output channel (DnCNN's last layer)
-        check(
-            b,
-            Case {
-                n: 2,
-                cin: 8,
-                cout: 3,
-                h: 120,
-                w: 130,
-                k: 1,
-                s: 1,
-                p: 0,
-                d: 1,
-            },
-            8,
-        );
-        check(
-            b,
-            Case {
-                n: 1,
-                cin: 48,
-                cout: 1,
-                h: 40,
-                w: 41,
-                k: 3,
-                s: 1,
-                p: 1,
-                d: 1,
-            },
-            9,
-        );
+        check(b, case([2, 8, 3], (120, 130), 1, 1, 0, 1), 8);
+        check(b, case([1, 48, 1], (40, 41), 3, 1, 1, 1), 9);
+    }
+}
+
+backend_test! {
+    /// Rectangular kernels and a stride, padding and dilation of their own per axis (PyTorch's
+    /// tuple forms), on every path: stride 1 both ways (the flipped-weight forward for the input
+    /// gradient), stride 1 on one axis only, padding beyond the kernel on one axis (col2im),
+    /// 1xk and kx1 kernels, 1x1 with a stride, and sizes where the transposed twin needs an
+    /// output_padding of its own per axis.
+    fn direct_loop_rectangular_kernels_and_per_axis_settings(b) {
+        //                 n cin cout  (h, w)    kernel   stride   padding  dilation
+        let table = [
+            case([2, 5, 4], (9, 11), (3, 5), 1, (1, 2), 1),
+            case([1, 6, 3], (10, 7), (2, 3), 1, 0, (2, 1)),
+            case([2, 3, 5], (12, 9), (3, 1), (2, 1), (1, 0), 1),
+            case([1, 4, 2], (8, 13), (1, 4), (1, 3), (0, 2), (1, 2)),
+            case([3, 2, 3], (11, 10), (2, 3), (3, 2), (0, 1), (2, 1)),
+            case([1, 3, 4], (7, 9), (3, 2), (1, 2), (3, 0), 1),
+            case([2, 4, 3], (13, 6), (5, 2), (2, 1), (2, 3), (1, 1)),
+            case([1, 2, 2], (6, 15), (1, 1), (2, 3), (1, 0), 1),
+            case([2, 3, 2], (9, 9), 3, (1, 2), (2, 1), (2, 1)),
+            case([1, 35, 6], (21, 34), (3, 5), (1, 1), (1, 2), (1, 1)),
+            case([1, 40, 5], (23, 30), (5, 3), (2, 1), (2, 1), (1, 2)),
+        ];
+        for (i, c) in table.into_iter().enumerate() {
+            check(b, c, 100 + 10 * i as u64);
+        }
     }
 }
 
@@ -548,14 +500,16 @@ fn gpu_matches_cpu_on_random_shapes() {
         let n = pick.of(&[1, 2, 3]);
         let (cin, cout) = (pick.of(&[1, 3, 5, 17]), pick.of(&[1, 2, 7, 18, 33]));
         let (h, w) = (pick.of(&[5, 7, 9, 13]), pick.of(&[4, 6, 11]));
-        let k = pick.of(&[1, 2, 3, 5]);
+        // half the draws square with the same settings on both axes, half one per axis
+        let sq = pick.of(&[true, false]);
+        let k = pick.hw(&[1, 2, 3, 5], sq);
         let op = ConvOp::Direct(Conv2dParams {
-            stride: pick.of(&[1, 2]),
-            padding: pick.of(&[0, 1, 2]),
-            dilation: pick.of(&[1, 2]),
+            stride: pick.hw(&[1, 2, 3], sq),
+            padding: pick.hw(&[0, 1, 2], sq),
+            dilation: pick.hw(&[1, 2], sq),
         });
         let bias = pick.of(&[false, true]);
-        (op, [n, cin, h, w], [cout, cin, k, k], bias)
+        (op, [n, cin, h, w], [cout, cin, k.h, k.w], bias)
     });
 }
 
@@ -576,11 +530,7 @@ fn gpu_many_dispatches_when_workgroups_per_dim_is_tiny() {
         max_storage_binding_bytes: None,
         max_workgroups_per_dim: Some(4),
     });
-    let op = ConvOp::Direct(Conv2dParams {
-        stride: 2,
-        padding: 1,
-        dilation: 1,
-    });
+    let op = ConvOp::Direct(Conv2dParams::new(2, 1, 1));
     let mut worst = 0.0f32;
     let shapes = ([3, 5, 33, 31], [37, 5, 3, 3]);
     conv_matches_cpu(&g, op, "many dispatches", shapes, false, 20, &mut worst);
@@ -643,9 +593,89 @@ fn refusals_are_word_for_word_the_same() {
             3 => be
                 .conv2d_backward_weight(&x, &t(&[2, 3, 3]), &[3, 1, 3, 3], p)
                 .map(|_| ()),
-            _ => be
-                .conv2d(&x, &w, None, Conv2dParams { stride: 0, ..p })
-                .map(|_| ()),
+            _ => be.conv2d(&x, &w, None, p.with_stride(0)).map(|_| ()),
         }
     });
+}
+
+// ---------------------------------------------------------------- against PyTorch itself
+
+/// One case of tests/data/conv_torch.txt (written by tools/conv_torch_fixture.py): the op, its
+/// settings, and (name, shape, values) of x, w, b, gy and PyTorch's y, gx, gw, gb.
+struct TorchCase {
+    op: ConvOp,
+    tensors: Vec<(String, Vec<usize>, Vec<f64>)>,
+}
+
+impl TorchCase {
+    fn get(&self, name: &str) -> (&[usize], &[f64]) {
+        let t = self.tensors.iter().find(|t| t.0 == name).expect(name);
+        (&t.1, &t.2)
+    }
+}
+
+fn torch_cases() -> Vec<TorchCase> {
+    let text = include_str!("../data/conv_torch.txt");
+    let mut cases: Vec<TorchCase> = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let mut it = line.split_whitespace();
+        let head = it.next().unwrap();
+        if head == "case" {
+            let kind = it.next().unwrap();
+            let v: Vec<usize> = it.map(|t| t.parse().unwrap()).collect();
+            let hw = |i: usize| Hw::new(v[i], v[i + 1]);
+            let op = match kind {
+                "conv2d" => ConvOp::Direct(Conv2dParams {
+                    stride: hw(0),
+                    padding: hw(2),
+                    dilation: hw(6),
+                }),
+                _ => ConvOp::Transposed(ConvTranspose2dParams {
+                    stride: hw(0),
+                    padding: hw(2),
+                    output_padding: hw(4),
+                    dilation: hw(6),
+                }),
+            };
+            cases.push(TorchCase {
+                op,
+                tensors: vec![],
+            });
+        } else {
+            let rank: usize = it.next().unwrap().parse().unwrap();
+            let shape: Vec<usize> = (&mut it).take(rank).map(|t| t.parse().unwrap()).collect();
+            let vals: Vec<f64> = it.map(|t| t.parse().unwrap()).collect();
+            assert_eq!(vals.len(), shape.iter().product::<usize>(), "{head}");
+            let case = cases.last_mut().expect("a case line first");
+            case.tensors.push((head.to_string(), shape, vals));
+        }
+    }
+    cases
+}
+
+backend_test! {
+    /// Rectangular kernels and per-axis stride, padding, output_padding and dilation against
+    /// PyTorch's own F.conv2d / F.conv_transpose2d and autograd (float64 on the same f32 inputs).
+    fn pytorch_fixture_rectangular_per_axis(b) {
+        let cases = torch_cases();
+        assert_eq!(cases.len(), 6);
+        for c in cases {
+            let t = |name: &str| {
+                let (s, v) = c.get(name);
+                let v: Vec<f32> = v.iter().map(|e| *e as f32).collect();
+                b.t(s, &v)
+            };
+            let (x, w, bias, gy) = (t("x"), t("w"), t("b"), t("gy"));
+            let name = format!("{} {:?}", c.op.name(), c.op);
+            let y = c.op.forward(b, &x, &w, Some(&bias)).unwrap();
+            assert_eq!(y.shape(), c.get("y").0, "{name}");
+            close_f64(&format!("{name} forward"), &b.v(&y), c.get("y").1);
+            let gx = c.op.backward_input(b, &gy, &w, x.shape()).unwrap();
+            close_f64(&format!("{name} backward-input"), &b.v(&gx), c.get("gx").1);
+            let gw = c.op.backward_weight(b, &x, &gy, w.shape()).unwrap();
+            close_f64(&format!("{name} backward-weight"), &b.v(&gw), c.get("gw").1);
+            let gb = b.bias_grad(&gy).unwrap();
+            close_f64(&format!("{name} bias"), &b.v(&gb), c.get("gb").1);
+        }
+    }
 }

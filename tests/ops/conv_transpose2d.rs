@@ -9,38 +9,43 @@ use nnlab::backend::*;
 
 // ---------------------------------------------------------------- every backend
 
+/// conv_transpose2d's three backward results vs finite differences for x (n, cin, h, w) to
+/// `cout` channels; kernel, stride, padding, output_padding, dilation each a number or
+/// (rows, columns).
 fn convt_fd_case(
     b: &dyn Backend,
-    n: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    stride: usize,
-    padding: usize,
-    output_padding: usize,
-    dilation: usize,
+    [n, cin, cout, h, w]: [usize; 5],
+    k: impl Into<Hw>,
+    (s, p, a, d): (impl Into<Hw>, impl Into<Hw>, impl Into<Hw>, impl Into<Hw>),
     seed: u64,
 ) {
-    let p = ConvTranspose2dParams {
-        stride,
-        padding,
-        output_padding,
-        dilation,
-    };
-    conv_fd_check(b, ConvOp::Transposed(p), [n, cin, cout, h, w, k], seed);
+    let p = ConvTranspose2dParams::default()
+        .with_stride(s)
+        .with_padding(p)
+        .with_output_padding(a)
+        .with_dilation(d);
+    conv_fd_check(b, ConvOp::Transposed(p), [n, cin, cout, h, w], k, seed);
 }
 
 backend_test! {
     fn conv_transpose2d_backward_matches_finite_differences(b) {
-        //             n cin cout h  w  k  s  p op d
-        convt_fd_case(b, 1, 2, 3, 3, 4, 3, 2, 1, 1, 1, 110);
-        convt_fd_case(b, 3, 3, 2, 4, 4, 3, 1, 0, 0, 1, 120);
-        convt_fd_case(b, 3, 2, 2, 3, 5, 4, 2, 1, 0, 1, 130);
-        convt_fd_case(b, 1, 2, 1, 4, 3, 3, 2, 2, 1, 2, 140);
-        convt_fd_case(b, 2, 1, 2, 3, 3, 3, 1, 1, 1, 2, 150); // output_padding >= stride (allowed when < dilation)
-        convt_fd_case(b, 3, 2, 3, 5, 5, 1, 1, 0, 0, 1, 160); // 1x1
+        //              n cin cout h  w    k   (s, p, op, d)
+        convt_fd_case(b, [1, 2, 3, 3, 4], 3, (2, 1, 1, 1), 110);
+        convt_fd_case(b, [3, 3, 2, 4, 4], 3, (1, 0, 0, 1), 120);
+        convt_fd_case(b, [3, 2, 2, 3, 5], 4, (2, 1, 0, 1), 130);
+        convt_fd_case(b, [1, 2, 1, 4, 3], 3, (2, 2, 1, 2), 140);
+        convt_fd_case(b, [2, 1, 2, 3, 3], 3, (1, 1, 1, 2), 150); // output_padding >= stride (allowed when < dilation)
+        convt_fd_case(b, [3, 2, 3, 5, 5], 1, (1, 0, 0, 1), 160); // 1x1
+    }
+}
+
+backend_test! {
+    /// Rectangular kernels and per-axis stride, padding, output_padding and dilation.
+    fn conv_transpose2d_per_axis_backward_matches_finite_differences(b) {
+        convt_fd_case(b, [2, 2, 3, 3, 4], (3, 2), ((2, 1), (1, 0), (1, 0), 1), 170);
+        convt_fd_case(b, [1, 3, 2, 4, 3], (2, 4), ((1, 3), (0, 2), (0, 2), (1, 1)), 180);
+        convt_fd_case(b, [2, 2, 2, 3, 5], (1, 3), ((3, 1), (0, 1), (2, 1), (1, 2)), 190);
+        convt_fd_case(b, [1, 2, 3, 4, 4], (4, 1), ((2, 2), (2, 0), (1, 0), (2, 1)), 200);
     }
 }
 
@@ -125,16 +130,173 @@ backend_test! {
     }
 }
 
+// ---------------------------------------------------------------- against PyTorch's definition
+// conv_transpose2d by its own definition (the scatter form, independent of conv2d):
+//   y[n, co, i sh - ph + ky dh, j sw - pw + kx dw] += x[n, ci, i, j] w[ci, co, ky, kx]
+// kept where that lands inside the (Ho, Wo) output, Ho = (H-1) sh - 2 ph + dh (kh-1) + ah + 1.
+// Its backward-input and backward-weight are the same sum read the other ways.
+
+/// (n, cin, cout), (h, w), then kernel, stride, padding, output_padding, dilation per axis.
+#[derive(Clone, Copy, Debug)]
+struct TCase {
+    ncc: [usize; 3],
+    hw: (usize, usize),
+    k: Hw,
+    p: ConvTranspose2dParams,
+}
+
+fn tcase(
+    ncc: [usize; 3],
+    hw: (usize, usize),
+    k: impl Into<Hw>,
+    (s, p, a, d): (impl Into<Hw>, impl Into<Hw>, impl Into<Hw>, impl Into<Hw>),
+) -> TCase {
+    let p = ConvTranspose2dParams::default()
+        .with_stride(s)
+        .with_padding(p)
+        .with_output_padding(a)
+        .with_dilation(d);
+    TCase {
+        ncc,
+        hw,
+        k: k.into(),
+        p,
+    }
+}
+
+impl TCase {
+    fn out(&self) -> (usize, usize) {
+        let (p, k) = (self.p, self.k);
+        let axis = |i: usize, k: usize, f: fn(Hw) -> usize| {
+            (i - 1) * f(p.stride) + f(p.dilation) * (k - 1) + f(p.output_padding) + 1
+                - 2 * f(p.padding)
+        };
+        (axis(self.hw.0, k.h, |v| v.h), axis(self.hw.1, k.w, |v| v.w))
+    }
+    /// Visit every (x index, w index, y index) product of the definition.
+    fn each(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let ([n, cin, cout], (h, w), k, p) = (self.ncc, self.hw, self.k, self.p);
+        let (ho, wo) = self.out();
+        for b in 0..n {
+            for ci in 0..cin {
+                for i in 0..h {
+                    for j in 0..w {
+                        let xi = ((b * cin + ci) * h + i) * w + j;
+                        for co in 0..cout {
+                            for ky in 0..k.h {
+                                let oy = (i * p.stride.h + ky * p.dilation.h) as isize
+                                    - p.padding.h as isize;
+                                if oy < 0 || oy >= ho as isize {
+                                    continue;
+                                }
+                                for kx in 0..k.w {
+                                    let ox = (j * p.stride.w + kx * p.dilation.w) as isize
+                                        - p.padding.w as isize;
+                                    if ox < 0 || ox >= wo as isize {
+                                        continue;
+                                    }
+                                    let yi =
+                                        ((b * cout + co) * ho + oy as usize) * wo + ox as usize;
+                                    let wi = ((ci * cout + co) * k.h + ky) * k.w + kx;
+                                    f(xi, wi, yi);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn tcheck(be: &dyn Backend, c: TCase, seed: u64) {
+    let ([n, cin, cout], (h, w)) = (c.ncc, c.hw);
+    let (ho, wo) = c.out();
+    let (xs, ws, ys) = ([n, cin, h, w], [cin, cout, c.k.h, c.k.w], [n, cout, ho, wo]);
+    let x = rnd(numel(&xs), seed);
+    let wt = rnd(numel(&ws), seed + 1);
+    let gy = rnd(numel(&ys), seed + 2);
+    let bias = rnd(cout, seed + 3);
+    let (mut y, mut gx, mut gw) = (
+        vec![0.0f64; gy.len()],
+        vec![0.0f64; x.len()],
+        vec![0.0f64; wt.len()],
+    );
+    c.each(|xi, wi, yi| {
+        y[yi] += x[xi] as f64 * wt[wi] as f64;
+        gx[xi] += gy[yi] as f64 * wt[wi] as f64;
+        gw[wi] += gy[yi] as f64 * x[xi] as f64;
+    });
+    for (i, v) in y.iter_mut().enumerate() {
+        *v += bias[(i / (ho * wo)) % cout] as f64;
+    }
+    let name = format!("{c:?}");
+    let got = be
+        .conv_transpose2d(
+            &b_t(be, &xs, &x),
+            &b_t(be, &ws, &wt),
+            Some(&b_t(be, &[cout], &bias)),
+            c.p,
+        )
+        .unwrap();
+    assert_eq!(got.shape(), &ys, "{name}");
+    close_to_f64(&format!("{name} forward"), &be.v(&got), &y);
+    let got = be
+        .conv_transpose2d_backward_input(&b_t(be, &ys, &gy), &b_t(be, &ws, &wt), &xs, c.p)
+        .unwrap();
+    close_to_f64(&format!("{name} backward-input"), &be.v(&got), &gx);
+    let got = be
+        .conv_transpose2d_backward_weight(&b_t(be, &xs, &x), &b_t(be, &ys, &gy), &ws, c.p)
+        .unwrap();
+    close_to_f64(&format!("{name} backward-weight"), &be.v(&got), &gw);
+}
+
+fn b_t(be: &dyn Backend, s: &[usize], v: &[f32]) -> nnlab::Tensor {
+    be.upload(s, v).unwrap()
+}
+
+fn close_to_f64(name: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0f64, f64::max);
+    assert!(
+        worst <= 1e-5 * scale,
+        "{name}: max |error| {worst} (largest value {scale})"
+    );
+}
+
+backend_test! {
+    /// A table of square and per-axis cases against the definition: the GAN's 4x4 stride 2,
+    /// rectangular kernels, stride/padding/output_padding/dilation of their own per axis,
+    /// output_padding >= stride where the dilation allows it, and the stride-1 path.
+    fn definition_square_rectangular_and_per_axis(b) {
+        //                ncc        (h, w)   kernel   (stride, padding, output_padding, dilation)
+        let table = [
+            tcase([2, 6, 4], (5, 5), 4, (2, 1, 0, 1)),
+            tcase([1, 5, 3], (4, 6), (3, 5), (1, (1, 2), 0, 1)),
+            tcase([2, 3, 4], (5, 4), (2, 3), ((2, 1), 0, (1, 0), 1)),
+            tcase([1, 4, 2], (3, 7), (3, 1), ((3, 2), (1, 0), (2, 1), (1, 2))),
+            tcase([2, 2, 3], (6, 3), (1, 4), ((1, 3), (0, 2), (0, 2), (1, 1))),
+            tcase([1, 3, 3], (4, 4), (3, 2), ((1, 2), (2, 1), (1, 1), (2, 1))),
+            tcase([1, 2, 5], (3, 5), (5, 3), ((2, 3), (3, 1), (1, 2), (1, 2))),
+            tcase([3, 4, 2], (7, 6), (2, 2), ((1, 1), (0, 1), (0, 0), (3, 1))),
+            tcase([1, 33, 17], (9, 11), (4, 3), ((2, 1), (1, 1), (1, 0), (1, 1))),
+        ];
+        for (i, c) in table.into_iter().enumerate() {
+            tcheck(b, c, 300 + 10 * i as u64);
+        }
+    }
+}
+
 backend_test! {
     fn bad_input_is_an_error(b) {
         let x = b.t(&[1, 2, 5, 5], &rnd(50, 1));
         let w = b.t(&[3, 2, 3, 3], &rnd(54, 2));
-        let tp = ConvTranspose2dParams {
-            stride: 2,
-            padding: 1,
-            output_padding: 2,
-            dilation: 1,
-        };
+        let tp = ConvTranspose2dParams::new(2, 1, 2, 1);
         is_err_with(
             b.conv_transpose2d(&x, &b.t(&[2, 3, 3, 3], &rnd(54, 2)), None, tp),
             "output_padding",
@@ -148,10 +310,7 @@ backend_test! {
                 &x,
                 &b.t(&[2, 3, 3, 3], &rnd(54, 2)),
                 None,
-                ConvTranspose2dParams {
-                    stride: 0,
-                    ..Default::default()
-                },
+                ConvTranspose2dParams::default().with_stride(0),
             ),
             "stride",
         );
@@ -163,6 +322,36 @@ backend_test! {
                 ConvTranspose2dParams::default(),
             ),
             "output gradient",
+        );
+        // per axis: output_padding must be below max(stride, dilation) on each axis
+        let p2 = ConvTranspose2dParams::new(2, 1, 0, 1);
+        let w2 = b.t(&[2, 3, 3, 3], &rnd(54, 2));
+        is_err_with(
+            b.conv_transpose2d(&x, &w2, None, p2.with_output_padding((0, 2))),
+            "conv_transpose2d: output_padding 2 along the width must be smaller than stride 2 or dilation 1",
+        );
+        is_err_with(
+            b.conv_transpose2d(&x, &w2, None, p2.with_stride((1, 2)).with_output_padding((1, 1))),
+            "along the height",
+        );
+        assert_eq!(
+            b.conv_transpose2d(&x, &w2, None, p2.with_stride((1, 2)).with_output_padding((0, 1)))
+                .unwrap()
+                .shape(),
+            &[1, 3, 5, 10]
+        );
+        is_err_with(
+            b.conv_transpose2d(&x, &w2, None, p2.with_dilation((1, 0))),
+            "dilation",
+        );
+        // no output pixels along one axis (padding eats them), sizes that overflow
+        is_err_with(
+            b.conv_transpose2d(&x, &w2, None, p2.with_stride(1).with_padding((0, 5))),
+            "along the width",
+        );
+        is_err_with(
+            b.conv_transpose2d(&x, &w2, None, p2.with_stride((usize::MAX / 2, 1))),
+            "conv_transpose2d",
         );
     }
 
@@ -176,15 +365,17 @@ fn gpu_matches_cpu_on_random_shapes() {
         let n = pick.of(&[1, 2, 3]);
         let (cin, cout) = (pick.of(&[1, 3, 6, 17]), pick.of(&[1, 2, 5, 18]));
         let (h, w) = (pick.of(&[1, 3, 4, 7]), pick.of(&[2, 5, 7]));
-        let k = pick.of(&[1, 2, 3, 4, 5]);
+        // half the draws square with the same settings on both axes, half one per axis
+        let sq = pick.of(&[true, false]);
+        let k = pick.hw(&[1, 2, 3, 4, 5], sq);
         let op = ConvOp::Transposed(ConvTranspose2dParams {
-            stride: pick.of(&[1, 2, 3]),
-            padding: pick.of(&[0, 1, 2]),
-            output_padding: pick.of(&[0, 1, 2]),
-            dilation: pick.of(&[1, 2]),
+            stride: pick.hw(&[1, 2, 3], sq),
+            padding: pick.hw(&[0, 1, 2], sq),
+            output_padding: pick.hw(&[0, 1, 2], sq),
+            dilation: pick.hw(&[1, 2], sq),
         });
         let bias = pick.of(&[false, true]);
-        (op, [n, cin, h, w], [cin, cout, k, k], bias)
+        (op, [n, cin, h, w], [cin, cout, k.h, k.w], bias)
     });
 }
 
@@ -192,12 +383,7 @@ fn gpu_matches_cpu_on_random_shapes() {
 fn gpu_splits_under_low_limits() {
     // 1 MiB per binding, 64 workgroups per dim: x 20x32x16x16 (0.6 MiB) -> y 20x24x33x33
     // (~2 MiB), stride 2, output_padding 1
-    let op = ConvOp::Transposed(ConvTranspose2dParams {
-        stride: 2,
-        padding: 1,
-        output_padding: 1,
-        dilation: 1,
-    });
+    let op = ConvOp::Transposed(ConvTranspose2dParams::new(2, 1, 1, 1));
     let mut worst = 0.0f32;
     let shapes = ([20, 32, 16, 16], [32, 24, 4, 4]);
     conv_matches_cpu(&small_gpu(), op, "split", shapes, true, 5, &mut worst);

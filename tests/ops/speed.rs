@@ -13,11 +13,7 @@ use nnlab::Tensor;
 fn cpu_conv2d_speed() {
     let b = CpuBackend::new();
     let (n, c, h) = (16, 64, 64);
-    let p = Conv2dParams {
-        stride: 1,
-        padding: 1,
-        dilation: 1,
-    };
+    let p = Conv2dParams::new(1, 1, 1);
     let x = b.t(&[n, c, h, h], &rnd(n * c * h * h, 1));
     let w = b.t(&[c, c, 3, 3], &rnd(c * c * 9, 2));
     let bias = b.t(&[c], &rnd(c, 3));
@@ -110,11 +106,7 @@ fn gpu_kernel_quick_timing() {
         println!("{what}: {:.2} GFLOP/s ({:.1} ms)", gflop / s, s * 1e3);
     };
     let (n, c, hw) = (2, 64, 32);
-    let p = Conv2dParams {
-        stride: 1,
-        padding: 1,
-        dilation: 1,
-    };
+    let p = Conv2dParams::new(1, 1, 1);
     let x = g.upload(&[n, c, hw, hw], &rnd(n * c * hw * hw, 1)).unwrap();
     let w = g.upload(&[c, c, 3, 3], &rnd(c * c * 9, 2)).unwrap();
     let gflop = 2.0 * (n * c * hw * hw * c * 9) as f64 / 1e9;
