@@ -202,6 +202,84 @@ async fn gpu_conv_transpose2d_equals_cpu() {
     }
 }
 
+/// Rectangular kernels with per-axis settings: (x shape, kernel (kh, kw), stride, padding,
+/// output_padding (transposed only), dilation), each (rows, columns).
+type PerAxis = (
+    [usize; 4],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+);
+const PER_AXIS: &[PerAxis] = &[
+    ([2, 3, 9, 7], [3, 2], [2, 1], [1, 0], [1, 0], [1, 2]),
+    ([1, 5, 6, 11], [1, 4], [1, 3], [0, 2], [0, 1], [2, 1]),
+    ([2, 4, 8, 8], [5, 3], [3, 2], [2, 1], [2, 1], [1, 1]),
+];
+
+/// conv2d and conv_transpose2d, forward and both backwards, with the per-axis cases above:
+/// the WGSL kernels under SwiftShader against the wasm CPU backend.
+#[wasm_bindgen_test]
+async fn gpu_per_axis_convs_equal_cpu() {
+    let (g, cpu) = (gpu().await, CpuBackend::new());
+    for (t, &(xs, k, s, p, a, d)) in PER_AXIS.iter().enumerate() {
+        let cout = 3;
+        let direct = Conv2dParams::default()
+            .with_stride(s)
+            .with_padding(p)
+            .with_dilation(d);
+        let transposed = ConvTranspose2dParams::default()
+            .with_stride(s)
+            .with_padding(p)
+            .with_output_padding(a)
+            .with_dilation(d);
+        for tr in [false, true] {
+            let ws = if tr {
+                [xs[1], cout, k[0], k[1]]
+            } else {
+                [cout, xs[1], k[0], k[1]]
+            };
+            let seed = 900 + 10 * t as u64 + tr as u64 * 5;
+            let x = uniform_vec(xs.iter().product(), -1.0, 1.0, seed);
+            let wt = uniform_vec(ws.iter().product(), -1.0, 1.0, seed + 1);
+            // [forward, backward-input, backward-weight] on one backend
+            let run = |be: &dyn Backend| -> nnlab::Result<Vec<nnlab::Tensor>> {
+                let (xt, wtt) = (be.upload(&xs, &x)?, be.upload(&ws, &wt)?);
+                let y = if tr {
+                    be.conv_transpose2d(&xt, &wtt, None, transposed)?
+                } else {
+                    be.conv2d(&xt, &wtt, None, direct)?
+                };
+                let gy = be.upload(y.shape(), &uniform_vec(y.numel(), -1.0, 1.0, seed + 2))?;
+                let (gx, gw) = if tr {
+                    (
+                        be.conv_transpose2d_backward_input(&gy, &wtt, &xs, transposed)?,
+                        be.conv_transpose2d_backward_weight(&xt, &gy, &ws, transposed)?,
+                    )
+                } else {
+                    (
+                        be.conv2d_backward_input(&gy, &wtt, &xs, direct)?,
+                        be.conv2d_backward_weight(&xt, &gy, &ws, direct)?,
+                    )
+                };
+                Ok(vec![y, gx, gw])
+            };
+            let want = run(&cpu).expect("CPU per-axis conv");
+            let got = run(&g).unwrap_or_else(|e| panic!("GPU per-axis conv {t} {tr}: {e}"));
+            for (i, (gt, wt)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(gt.shape(), wt.shape());
+                compare(
+                    &format!("per-axis case {t} transposed {tr} output {i}"),
+                    &read(&g, gt).await,
+                    &read(&cpu, wt).await,
+                    1e-4,
+                );
+            }
+        }
+    }
+}
+
 /// (M, K, N, trans_a, trans_b)
 const MATMUL_SHAPES: &[(usize, usize, usize, bool, bool)] = &[
     (7, 13, 5, false, false),
