@@ -154,6 +154,18 @@ impl<'b> Graph<'b> {
         self.params.insert(p.id, v.index);
         v
     }
+    /// Parameters this graph computes no gradient for (PyTorch's `requires_grad_(False)`): each
+    /// gets its leaf now, as a constant, and `param` returns that leaf. Call it before the
+    /// forward that uses them; e.g. a GAN's generator step runs through the discriminator, whose
+    /// weight gradients nobody reads there.
+    pub fn freeze(&mut self, params: &[&Param]) {
+        for p in params {
+            if !self.params.contains_key(&p.id) {
+                let v = self.leaf(p.value.clone(), false);
+                self.params.insert(p.id, v.index);
+            }
+        }
+    }
     /// A new leaf holding `v`'s value, through which no gradient flows (PyTorch's `detach`).
     pub fn detach(&mut self, v: Var) -> Result<Var> {
         let t = self.value(v)?.clone();

@@ -401,6 +401,16 @@ fn var_used_twice_accumulates_gradients() {
     );
     // constants get no gradient; sign passes none
     assert!(g.grad(a).is_none());
+
+    // a frozen parameter gets no gradient, and the gradient through it is unchanged
+    let mut g = Graph::new(&b);
+    g.freeze(&[&lin.weight]);
+    let x = g.input(b.upload(&[1, 2], &[1.0, 2.0]).unwrap());
+    let y = lin.forward(&mut g, x).unwrap();
+    let l = g.sum(y).unwrap();
+    g.backward(l).unwrap();
+    assert!(g.param_grad(&lin.weight).is_none());
+    assert_eq!(read(&b, &g.grad(x).unwrap()), vec![2.0, -1.0]);
 }
 
 #[test]

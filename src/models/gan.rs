@@ -502,6 +502,8 @@ pub fn train_step_with(
 
     // G step: through D, only G's parameters move
     let mut g = Graph::new(b);
+    // D's weight gradients are not needed here (only the gradient through D to G's output)
+    g.freeze(&disc.params());
     let zv = g.constant(z.clone());
     let f = gen.forward(&mut g, zv)?;
     let fo = disc.forward(&mut g, f)?;
