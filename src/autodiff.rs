@@ -71,6 +71,18 @@ impl Param {
 /// optional gradient per input (None where not needed or not defined).
 type BackwardFn = Box<dyn Fn(&dyn Backend, &Tensor, &[bool]) -> Result<Vec<Option<Tensor>>>>;
 
+/// The backend calls of one convolution kind (`P`: its parameters), so that `Graph::conv2d` and
+/// `Graph::conv_transpose2d` share one tape node: forward(x, w, b), the gradient to the input
+/// (gy, w, x's shape) and to the weight (x, gy, w's shape).
+#[derive(Clone, Copy)]
+struct ConvOps<P> {
+    forward: ConvForwardFn<P>,
+    backward_input: ConvGradFn<P>,
+    backward_weight: ConvGradFn<P>,
+}
+type ConvForwardFn<P> = fn(&dyn Backend, &Tensor, &Tensor, Option<&Tensor>, P) -> Result<Tensor>;
+type ConvGradFn<P> = fn(&dyn Backend, &Tensor, &Tensor, &[usize], P) -> Result<Tensor>;
+
 struct Node {
     value: Tensor,
     inputs: Vec<usize>,
@@ -310,36 +322,12 @@ impl<'b> Graph<'b> {
     /// conv2d with PyTorch semantics (every setting per axis); x (N,Cin,H,W), w (Cout,Cin,kh,kw),
     /// b (Cout).
     pub fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, p: Conv2dParams) -> Result<Var> {
-        let [xt, wt] = self.vals([x, w])?;
-        let bt = b.map(|b| self.value(b).cloned()).transpose()?;
-        let y = self.backend.conv2d(&xt, &wt, bt.as_ref(), p)?;
-        let mut inputs = vec![x, w];
-        inputs.extend(b);
-        self.push(
-            y,
-            &inputs,
-            Box::new(move |be, gy, needs| {
-                let gx = if needs[0] {
-                    Some(be.conv2d_backward_input(gy, &wt, xt.shape(), p)?)
-                } else {
-                    None
-                };
-                let gw = if needs[1] {
-                    Some(be.conv2d_backward_weight(&xt, gy, wt.shape(), p)?)
-                } else {
-                    None
-                };
-                let mut out = vec![gx, gw];
-                if needs.len() > 2 {
-                    out.push(if needs[2] {
-                        Some(be.bias_grad(gy)?)
-                    } else {
-                        None
-                    });
-                }
-                Ok(out)
-            }),
-        )
+        let ops = ConvOps::<Conv2dParams> {
+            forward: |be, x, w, b, p| be.conv2d(x, w, b, p),
+            backward_input: |be, gy, w, x_shape, p| be.conv2d_backward_input(gy, w, x_shape, p),
+            backward_weight: |be, x, gy, w_shape, p| be.conv2d_backward_weight(x, gy, w_shape, p),
+        };
+        self.conv(ops, x, w, b, p)
     }
 
     /// conv_transpose2d with PyTorch semantics (every setting per axis); x (N,Cin,H,W),
@@ -351,9 +339,31 @@ impl<'b> Graph<'b> {
         b: Option<Var>,
         p: ConvTranspose2dParams,
     ) -> Result<Var> {
+        let ops = ConvOps::<ConvTranspose2dParams> {
+            forward: |be, x, w, b, p| be.conv_transpose2d(x, w, b, p),
+            backward_input: |be, gy, w, x_shape, p| {
+                be.conv_transpose2d_backward_input(gy, w, x_shape, p)
+            },
+            backward_weight: |be, x, gy, w_shape, p| {
+                be.conv_transpose2d_backward_weight(x, gy, w_shape, p)
+            },
+        };
+        self.conv(ops, x, w, b, p)
+    }
+
+    /// The tape node of either convolution: inputs x, w and the optional bias; each gradient is
+    /// computed only when that input needs one (the bias's is the sum of gy per channel).
+    fn conv<P: Copy + 'static>(
+        &mut self,
+        ops: ConvOps<P>,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        p: P,
+    ) -> Result<Var> {
         let [xt, wt] = self.vals([x, w])?;
         let bt = b.map(|b| self.value(b).cloned()).transpose()?;
-        let y = self.backend.conv_transpose2d(&xt, &wt, bt.as_ref(), p)?;
+        let y = (ops.forward)(self.backend, &xt, &wt, bt.as_ref(), p)?;
         let mut inputs = vec![x, w];
         inputs.extend(b);
         self.push(
@@ -361,12 +371,12 @@ impl<'b> Graph<'b> {
             &inputs,
             Box::new(move |be, gy, needs| {
                 let gx = if needs[0] {
-                    Some(be.conv_transpose2d_backward_input(gy, &wt, xt.shape(), p)?)
+                    Some((ops.backward_input)(be, gy, &wt, xt.shape(), p)?)
                 } else {
                     None
                 };
                 let gw = if needs[1] {
-                    Some(be.conv_transpose2d_backward_weight(&xt, gy, wt.shape(), p)?)
+                    Some((ops.backward_weight)(be, &xt, gy, wt.shape(), p)?)
                 } else {
                     None
                 };

@@ -4,242 +4,106 @@
 //! scope and the backend type must have inherent `info`, `upload`, `read_tensor` and `read_tensors` methods.
 //! A backend that implements a default trait method its own way (the CPU's `conv2d_relu`) passes
 //! that method in braces after the type.
+//!
+//! Each op is one line, `fn NAME(ARGS) -> RET = FAMILY::FUNCTION;`, which becomes
+//! `fn NAME(&self, ARGS) -> RET { FAMILY::FUNCTION(self, ARG NAMES) }` (the `@forward` arm).
 
 #[macro_export]
 #[doc(hidden)]
 macro_rules! impl_backend_by_op_families {
+    (@forward $(fn $name:ident($($arg:ident: $argty:ty),*) -> $ret:ty = $target:path;)*) => {
+        $(
+            fn $name(&self, $($arg: $argty),*) -> $ret {
+                $target(self, $($arg),*)
+            }
+        )*
+    };
     ($ty:ty $(, { $($own:item)* })?) => {
-        impl $crate::backend::Backend for $ty {
-            $($($own)*)?
-            fn info(&self) -> $crate::backend::BackendInfo {
-                <$ty>::info(self)
+        // A block so that the signatures below can name the crate's types briefly; the impl
+        // itself applies crate-wide as usual.
+        const _: () = {
+            use $crate::backend::{
+                AdamParams, Backend, BackendInfo, BinaryOp, Conv2dParams, ConvTranspose2dParams,
+                Distribution, LocalBoxFuture, LossKind, SgdParams, UnaryOp,
+            };
+            use $crate::{Result, Tensor};
+
+            impl Backend for $ty {
+                $($($own)*)?
+                fn info(&self) -> BackendInfo {
+                    <$ty>::info(self)
+                }
+                fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+                    <$ty>::upload(self, shape, data)
+                }
+                fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
+                    elementwise::fill(self, shape, 0.0)
+                }
+                fn read<'a>(&'a self, t: &'a Tensor) -> LocalBoxFuture<'a, Result<Vec<f32>>> {
+                    <$ty>::read_tensor(self, t)
+                }
+                fn read_many<'a>(
+                    &'a self,
+                    ts: &'a [&'a Tensor],
+                ) -> LocalBoxFuture<'a, Result<Vec<Vec<f32>>>> {
+                    <$ty>::read_tensors(self, ts)
+                }
+                $crate::impl_backend_by_op_families! { @forward
+                    fn assign(dst: &Tensor, src: &Tensor) -> Result<()> = elementwise::assign;
+                    fn fill(shape: &[usize], value: f32) -> Result<Tensor> = elementwise::fill;
+
+                    fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams)
+                        -> Result<Tensor> = conv::conv2d;
+                    fn conv2d_backward_input(gy: &Tensor, w: &Tensor, x_shape: &[usize], p: Conv2dParams)
+                        -> Result<Tensor> = conv::conv2d_backward_input;
+                    fn conv2d_backward_weight(x: &Tensor, gy: &Tensor, w_shape: &[usize], p: Conv2dParams)
+                        -> Result<Tensor> = conv::conv2d_backward_weight;
+                    fn conv_transpose2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: ConvTranspose2dParams)
+                        -> Result<Tensor> = conv::conv_transpose2d;
+                    fn conv_transpose2d_backward_input(
+                        gy: &Tensor, w: &Tensor, x_shape: &[usize], p: ConvTranspose2dParams
+                    ) -> Result<Tensor> = conv::conv_transpose2d_backward_input;
+                    fn conv_transpose2d_backward_weight(
+                        x: &Tensor, gy: &Tensor, w_shape: &[usize], p: ConvTranspose2dParams
+                    ) -> Result<Tensor> = conv::conv_transpose2d_backward_weight;
+                    fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool)
+                        -> Result<Tensor> = conv::matmul;
+
+                    fn bias_add(x: &Tensor, b: &Tensor) -> Result<Tensor> = elementwise::bias_add;
+                    fn bias_grad(gy: &Tensor) -> Result<Tensor> = reduce::bias_grad;
+                    fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> = elementwise::binary;
+                    fn affine(x: &Tensor, a: f32, b: f32) -> Result<Tensor> = elementwise::affine;
+                    fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor> = elementwise::unary;
+                    fn unary_backward(op: UnaryOp, x: &Tensor, gy: &Tensor)
+                        -> Result<Tensor> = elementwise::unary_backward;
+                    fn clamp(x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> = elementwise::clamp;
+
+                    fn sum(x: &Tensor) -> Result<Tensor> = reduce::sum;
+                    fn mean(x: &Tensor) -> Result<Tensor> = reduce::mean;
+                    fn softmax(x: &Tensor) -> Result<Tensor> = reduce::softmax;
+                    fn loss(kind: LossKind, pred: &Tensor, target: &Tensor) -> Result<Tensor> = reduce::loss;
+                    fn loss_backward(kind: LossKind, pred: &Tensor, target: &Tensor, gloss: &Tensor)
+                        -> Result<Tensor> = reduce::loss_backward;
+
+                    fn batchnorm2d_train(
+                        x: &Tensor, gamma: &Tensor, beta: &Tensor,
+                        running_mean: &Tensor, running_var: &Tensor, momentum: f32, eps: f32
+                    ) -> Result<(Tensor, Tensor, Tensor)> = batchnorm::train;
+                    fn batchnorm2d_eval(
+                        x: &Tensor, gamma: &Tensor, beta: &Tensor,
+                        running_mean: &Tensor, running_var: &Tensor, eps: f32
+                    ) -> Result<Tensor> = batchnorm::eval;
+                    fn batchnorm2d_backward(x: &Tensor, gy: &Tensor, gamma: &Tensor, mean: &Tensor, invstd: &Tensor)
+                        -> Result<(Tensor, Tensor, Tensor)> = batchnorm::backward;
+
+                    fn sgd_step(p: &Tensor, g: &Tensor, velocity: &Tensor, hp: SgdParams)
+                        -> Result<()> = optim::sgd_step;
+                    fn adam_step(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, hp: AdamParams)
+                        -> Result<()> = optim::adam_step;
+                    fn random(shape: &[usize], dist: Distribution, seed: u64)
+                        -> Result<Tensor> = random::random;
+                }
             }
-            fn upload(&self, shape: &[usize], data: &[f32]) -> $crate::Result<$crate::Tensor> {
-                <$ty>::upload(self, shape, data)
-            }
-            fn zeros(&self, shape: &[usize]) -> $crate::Result<$crate::Tensor> {
-                elementwise::fill(self, shape, 0.0)
-            }
-            fn read<'a>(
-                &'a self,
-                t: &'a $crate::Tensor,
-            ) -> $crate::backend::LocalBoxFuture<'a, $crate::Result<Vec<f32>>> {
-                <$ty>::read_tensor(self, t)
-            }
-            fn read_many<'a>(
-                &'a self,
-                ts: &'a [&'a $crate::Tensor],
-            ) -> $crate::backend::LocalBoxFuture<'a, $crate::Result<Vec<Vec<f32>>>> {
-                <$ty>::read_tensors(self, ts)
-            }
-            fn assign(&self, dst: &$crate::Tensor, src: &$crate::Tensor) -> $crate::Result<()> {
-                elementwise::assign(self, dst, src)
-            }
-            fn fill(&self, shape: &[usize], value: f32) -> $crate::Result<$crate::Tensor> {
-                elementwise::fill(self, shape, value)
-            }
-            fn conv2d(
-                &self,
-                x: &$crate::Tensor,
-                w: &$crate::Tensor,
-                b: Option<&$crate::Tensor>,
-                p: $crate::backend::Conv2dParams,
-            ) -> $crate::Result<$crate::Tensor> {
-                conv::conv2d(self, x, w, b, p)
-            }
-            fn conv2d_backward_input(
-                &self,
-                gy: &$crate::Tensor,
-                w: &$crate::Tensor,
-                x_shape: &[usize],
-                p: $crate::backend::Conv2dParams,
-            ) -> $crate::Result<$crate::Tensor> {
-                conv::conv2d_backward_input(self, gy, w, x_shape, p)
-            }
-            fn conv2d_backward_weight(
-                &self,
-                x: &$crate::Tensor,
-                gy: &$crate::Tensor,
-                w_shape: &[usize],
-                p: $crate::backend::Conv2dParams,
-            ) -> $crate::Result<$crate::Tensor> {
-                conv::conv2d_backward_weight(self, x, gy, w_shape, p)
-            }
-            fn conv_transpose2d(
-                &self,
-                x: &$crate::Tensor,
-                w: &$crate::Tensor,
-                b: Option<&$crate::Tensor>,
-                p: $crate::backend::ConvTranspose2dParams,
-            ) -> $crate::Result<$crate::Tensor> {
-                conv::conv_transpose2d(self, x, w, b, p)
-            }
-            fn conv_transpose2d_backward_input(
-                &self,
-                gy: &$crate::Tensor,
-                w: &$crate::Tensor,
-                x_shape: &[usize],
-                p: $crate::backend::ConvTranspose2dParams,
-            ) -> $crate::Result<$crate::Tensor> {
-                conv::conv_transpose2d_backward_input(self, gy, w, x_shape, p)
-            }
-            fn conv_transpose2d_backward_weight(
-                &self,
-                x: &$crate::Tensor,
-                gy: &$crate::Tensor,
-                w_shape: &[usize],
-                p: $crate::backend::ConvTranspose2dParams,
-            ) -> $crate::Result<$crate::Tensor> {
-                conv::conv_transpose2d_backward_weight(self, x, gy, w_shape, p)
-            }
-            fn bias_add(
-                &self,
-                x: &$crate::Tensor,
-                b: &$crate::Tensor,
-            ) -> $crate::Result<$crate::Tensor> {
-                elementwise::bias_add(self, x, b)
-            }
-            fn bias_grad(&self, gy: &$crate::Tensor) -> $crate::Result<$crate::Tensor> {
-                reduce::bias_grad(self, gy)
-            }
-            fn matmul(
-                &self,
-                a: &$crate::Tensor,
-                b: &$crate::Tensor,
-                trans_a: bool,
-                trans_b: bool,
-            ) -> $crate::Result<$crate::Tensor> {
-                conv::matmul(self, a, b, trans_a, trans_b)
-            }
-            fn binary(
-                &self,
-                op: $crate::backend::BinaryOp,
-                a: &$crate::Tensor,
-                b: &$crate::Tensor,
-            ) -> $crate::Result<$crate::Tensor> {
-                elementwise::binary(self, op, a, b)
-            }
-            fn affine(&self, x: &$crate::Tensor, a: f32, b: f32) -> $crate::Result<$crate::Tensor> {
-                elementwise::affine(self, x, a, b)
-            }
-            fn unary(
-                &self,
-                op: $crate::backend::UnaryOp,
-                x: &$crate::Tensor,
-            ) -> $crate::Result<$crate::Tensor> {
-                elementwise::unary(self, op, x)
-            }
-            fn unary_backward(
-                &self,
-                op: $crate::backend::UnaryOp,
-                x: &$crate::Tensor,
-                gy: &$crate::Tensor,
-            ) -> $crate::Result<$crate::Tensor> {
-                elementwise::unary_backward(self, op, x, gy)
-            }
-            fn clamp(
-                &self,
-                x: &$crate::Tensor,
-                lo: f32,
-                hi: f32,
-            ) -> $crate::Result<$crate::Tensor> {
-                elementwise::clamp(self, x, lo, hi)
-            }
-            fn sum(&self, x: &$crate::Tensor) -> $crate::Result<$crate::Tensor> {
-                reduce::sum(self, x)
-            }
-            fn mean(&self, x: &$crate::Tensor) -> $crate::Result<$crate::Tensor> {
-                reduce::mean(self, x)
-            }
-            fn softmax(&self, x: &$crate::Tensor) -> $crate::Result<$crate::Tensor> {
-                reduce::softmax(self, x)
-            }
-            fn loss(
-                &self,
-                kind: $crate::backend::LossKind,
-                pred: &$crate::Tensor,
-                target: &$crate::Tensor,
-            ) -> $crate::Result<$crate::Tensor> {
-                reduce::loss(self, kind, pred, target)
-            }
-            fn loss_backward(
-                &self,
-                kind: $crate::backend::LossKind,
-                pred: &$crate::Tensor,
-                target: &$crate::Tensor,
-                gloss: &$crate::Tensor,
-            ) -> $crate::Result<$crate::Tensor> {
-                reduce::loss_backward(self, kind, pred, target, gloss)
-            }
-            fn batchnorm2d_train(
-                &self,
-                x: &$crate::Tensor,
-                gamma: &$crate::Tensor,
-                beta: &$crate::Tensor,
-                running_mean: &$crate::Tensor,
-                running_var: &$crate::Tensor,
-                momentum: f32,
-                eps: f32,
-            ) -> $crate::Result<($crate::Tensor, $crate::Tensor, $crate::Tensor)> {
-                batchnorm::train(
-                    self,
-                    x,
-                    gamma,
-                    beta,
-                    running_mean,
-                    running_var,
-                    momentum,
-                    eps,
-                )
-            }
-            fn batchnorm2d_eval(
-                &self,
-                x: &$crate::Tensor,
-                gamma: &$crate::Tensor,
-                beta: &$crate::Tensor,
-                running_mean: &$crate::Tensor,
-                running_var: &$crate::Tensor,
-                eps: f32,
-            ) -> $crate::Result<$crate::Tensor> {
-                batchnorm::eval(self, x, gamma, beta, running_mean, running_var, eps)
-            }
-            fn batchnorm2d_backward(
-                &self,
-                x: &$crate::Tensor,
-                gy: &$crate::Tensor,
-                gamma: &$crate::Tensor,
-                mean: &$crate::Tensor,
-                invstd: &$crate::Tensor,
-            ) -> $crate::Result<($crate::Tensor, $crate::Tensor, $crate::Tensor)> {
-                batchnorm::backward(self, x, gy, gamma, mean, invstd)
-            }
-            fn sgd_step(
-                &self,
-                p: &$crate::Tensor,
-                g: &$crate::Tensor,
-                velocity: &$crate::Tensor,
-                hp: $crate::backend::SgdParams,
-            ) -> $crate::Result<()> {
-                optim::sgd_step(self, p, g, velocity, hp)
-            }
-            fn adam_step(
-                &self,
-                p: &$crate::Tensor,
-                g: &$crate::Tensor,
-                m: &$crate::Tensor,
-                v: &$crate::Tensor,
-                hp: $crate::backend::AdamParams,
-            ) -> $crate::Result<()> {
-                optim::adam_step(self, p, g, m, v, hp)
-            }
-            fn random(
-                &self,
-                shape: &[usize],
-                dist: $crate::backend::Distribution,
-                seed: u64,
-            ) -> $crate::Result<$crate::Tensor> {
-                random::random(self, shape, dist, seed)
-            }
-        }
+        };
     };
 }

@@ -33,6 +33,52 @@ fn check_channels(
     Ok(())
 }
 
+/// A convolution's sizes must all be at least 1; `kind` names the layer type in the message.
+fn check_conv_sizes(kind: &str, name: &str, cin: usize, cout: usize, k: Hw) -> Result<()> {
+    if cin == 0 || cout == 0 || k.h == 0 || k.w == 0 {
+        return Err(Error::Invalid(format!(
+            "layer {name}: {kind} needs cin, cout, k >= 1 (got {cin}, {cout}, {k})"
+        )));
+    }
+    Ok(())
+}
+
+/// A weighted layer's `weight` (Kaiming normal for a following ReLU) and, when `bias`, its
+/// zero `bias` of `bias_len`.
+fn new_weight_and_bias(
+    b: &dyn Backend,
+    name: &str,
+    weight_shape: &[usize],
+    bias: bool,
+    bias_len: usize,
+    seed: u64,
+) -> Result<(Param, Option<Param>)> {
+    let weight = Param::new(
+        join(name, "weight"),
+        init_tensor(b, weight_shape, Init::RELU, seed)?,
+    );
+    let bias = if bias {
+        Some(Param::new(join(name, "bias"), b.zeros(&[bias_len])?))
+    } else {
+        None
+    };
+    Ok((weight, bias))
+}
+
+/// The graph leaves of a weight and its optional bias.
+fn weight_and_bias_vars(
+    g: &mut Graph<'_>,
+    weight: &Param,
+    bias: Option<&Param>,
+) -> (Var, Option<Var>) {
+    (g.param(weight), bias.map(|p| g.param(p)))
+}
+
+/// A weighted layer's parameters in state_dict order: the weight, then the bias if any.
+fn weight_then_bias<'a>(weight: &'a Param, bias: Option<&'a Param>) -> Vec<&'a Param> {
+    std::iter::once(weight).chain(bias).collect()
+}
+
 /// 2-d convolution, weight (Cout, Cin, kh, kw) (`k`: a size or (kh, kw)), optional bias (Cout). Weights start Kaiming
 /// normal for a following ReLU, biases at zero; `reinit` changes that.
 pub struct Conv2d {
@@ -55,20 +101,9 @@ impl Conv2d {
         seed: u64,
     ) -> Result<Conv2d> {
         let k = k.into();
-        if cin == 0 || cout == 0 || k.h == 0 || k.w == 0 {
-            return Err(Error::Invalid(format!(
-                "layer {name}: Conv2d needs cin, cout, k >= 1 (got {cin}, {cout}, {k})"
-            )));
-        }
-        let weight = Param::new(
-            join(name, "weight"),
-            init_tensor(b, &[cout, cin, k.h, k.w], Init::RELU, seed)?,
-        );
-        let bias = if bias {
-            Some(Param::new(join(name, "bias"), b.zeros(&[cout])?))
-        } else {
-            None
-        };
+        check_conv_sizes("Conv2d", name, cin, cout, k)?;
+        let (weight, bias) =
+            new_weight_and_bias(b, name, &[cout, cin, k.h, k.w], bias, cout, seed)?;
         Ok(Conv2d {
             name: name.to_string(),
             weight,
@@ -86,14 +121,11 @@ impl Module for Conv2d {
     fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
         let cin = self.weight.shape()[1];
         check_channels(&self.name, g, x, 4, cin, &format!("(N, {cin}, H, W)"))?;
-        let w = g.param(&self.weight);
-        let b = self.bias.as_ref().map(|p| g.param(p));
+        let (w, b) = weight_and_bias_vars(g, &self.weight, self.bias.as_ref());
         g.conv2d(x, w, b, self.p)
     }
     fn params(&self) -> Vec<&Param> {
-        std::iter::once(&self.weight)
-            .chain(self.bias.as_ref())
-            .collect()
+        weight_then_bias(&self.weight, self.bias.as_ref())
     }
 }
 
@@ -118,20 +150,9 @@ impl ConvTranspose2d {
         seed: u64,
     ) -> Result<ConvTranspose2d> {
         let k = k.into();
-        if cin == 0 || cout == 0 || k.h == 0 || k.w == 0 {
-            return Err(Error::Invalid(format!(
-                "layer {name}: ConvTranspose2d needs cin, cout, k >= 1 (got {cin}, {cout}, {k})"
-            )));
-        }
-        let weight = Param::new(
-            join(name, "weight"),
-            init_tensor(b, &[cin, cout, k.h, k.w], Init::RELU, seed)?,
-        );
-        let bias = if bias {
-            Some(Param::new(join(name, "bias"), b.zeros(&[cout])?))
-        } else {
-            None
-        };
+        check_conv_sizes("ConvTranspose2d", name, cin, cout, k)?;
+        let (weight, bias) =
+            new_weight_and_bias(b, name, &[cin, cout, k.h, k.w], bias, cout, seed)?;
         Ok(ConvTranspose2d {
             name: name.to_string(),
             weight,
@@ -148,14 +169,11 @@ impl Module for ConvTranspose2d {
     fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
         let cin = self.weight.shape()[0];
         check_channels(&self.name, g, x, 4, cin, &format!("(N, {cin}, H, W)"))?;
-        let w = g.param(&self.weight);
-        let b = self.bias.as_ref().map(|p| g.param(p));
+        let (w, b) = weight_and_bias_vars(g, &self.weight, self.bias.as_ref());
         g.conv_transpose2d(x, w, b, self.p)
     }
     fn params(&self) -> Vec<&Param> {
-        std::iter::once(&self.weight)
-            .chain(self.bias.as_ref())
-            .collect()
+        weight_then_bias(&self.weight, self.bias.as_ref())
     }
 }
 
@@ -180,15 +198,7 @@ impl Linear {
                 "layer {name}: Linear needs in, out >= 1 (got {inf}, {outf})"
             )));
         }
-        let weight = Param::new(
-            join(name, "weight"),
-            init_tensor(b, &[outf, inf], Init::RELU, seed)?,
-        );
-        let bias = if bias {
-            Some(Param::new(join(name, "bias"), b.zeros(&[outf])?))
-        } else {
-            None
-        };
+        let (weight, bias) = new_weight_and_bias(b, name, &[outf, inf], bias, outf, seed)?;
         Ok(Linear {
             name: name.to_string(),
             weight,
@@ -211,14 +221,11 @@ impl Module for Linear {
             inf,
             &format!("(N, {inf}) (flatten images first)"),
         )?;
-        let w = g.param(&self.weight);
-        let b = self.bias.as_ref().map(|p| g.param(p));
+        let (w, b) = weight_and_bias_vars(g, &self.weight, self.bias.as_ref());
         g.linear(x, w, b)
     }
     fn params(&self) -> Vec<&Param> {
-        std::iter::once(&self.weight)
-            .chain(self.bias.as_ref())
-            .collect()
+        weight_then_bias(&self.weight, self.bias.as_ref())
     }
 }
 
