@@ -4,10 +4,10 @@
 //! sweep against the CPU twin, the splitting paths under low device limits, and the refusals.
 
 use crate::common::*;
+use crate::conv_reference::*;
 use nnlab::backend::*;
 use nnlab::cpu::CpuBackend;
 use nnlab::gpu::GpuOptions;
-use nnlab::rng;
 use nnlab::Error;
 
 // ---------------------------------------------------------------- every backend
@@ -341,46 +341,14 @@ impl Case {
     }
 }
 
-fn close_f64(name: &str, got: &[f32], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{name}: length");
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (*g as f64 - w).abs())
-        .fold(0.0f64, f64::max);
-    assert!(
-        worst <= 1e-5 * scale,
-        "{name}: max |error| {worst} (largest value {scale})"
-    );
-}
-
 fn check(be: &dyn Backend, c: Case, seed: u64) {
     let (ho, wo) = c.out();
     let xs = [c.n, c.cin, c.h, c.w];
     let ws = [c.cout, c.cin, c.k.h, c.k.w];
     let ys = [c.n, c.cout, ho, wo];
-    let x = rng::uniform_vec(xs.iter().product(), -1.0, 1.0, seed);
-    let w = rng::uniform_vec(ws.iter().product(), -1.0, 1.0, seed + 1);
-    let gy = rng::uniform_vec(ys.iter().product(), -1.0, 1.0, seed + 2);
-    let bias = rng::uniform_vec(c.cout, -1.0, 1.0, seed + 3);
-    let (mut y, mut gx, mut gw) = (
-        vec![0.0f64; gy.len()],
-        vec![0.0f64; x.len()],
-        vec![0.0f64; w.len()],
-    );
-    c.each(|xi, wi, yi| {
-        y[yi] += x[xi] as f64 * w[wi] as f64;
-        gx[xi] += gy[yi] as f64 * w[wi] as f64;
-        gw[wi] += gy[yi] as f64 * x[xi] as f64;
-    });
-    let nobias = y.clone();
-    let plane = ho * wo;
-    for (i, v) in y.iter_mut().enumerate() {
-        *v += bias[(i / plane) % c.cout] as f64;
-    }
-    let up = |s: &[usize], v: &[f32]| be.upload(s, v).unwrap();
-    let read = |t: &nnlab::Tensor| read_blocking(be, t).unwrap();
+    let [x, w, gy, bias] = inputs([numel(&xs), numel(&ws), numel(&ys), c.cout], seed);
+    let (nobias, gx, gw) = reference_sums(|f| c.each(f), &x, &w, &gy);
+    let y = with_channel_bias(&nobias, &bias, ho * wo);
     let p = Conv2dParams {
         stride: c.s,
         padding: c.p,
@@ -388,17 +356,22 @@ fn check(be: &dyn Backend, c: Case, seed: u64) {
     };
     let name = format!("{c:?}");
     let got = be
-        .conv2d(&up(&xs, &x), &up(&ws, &w), Some(&up(&[c.cout], &bias)), p)
+        .conv2d(
+            &be.t(&xs, &x),
+            &be.t(&ws, &w),
+            Some(&be.t(&[c.cout], &bias)),
+            p,
+        )
         .unwrap();
-    close_f64(&format!("{name} forward"), &read(&got), &y);
+    close_f64(&format!("{name} forward"), &be.v(&got), &y);
     let got = be
-        .conv2d_backward_input(&up(&ys, &gy), &up(&ws, &w), &xs, p)
+        .conv2d_backward_input(&be.t(&ys, &gy), &be.t(&ws, &w), &xs, p)
         .unwrap();
-    close_f64(&format!("{name} backward-input"), &read(&got), &gx);
+    close_f64(&format!("{name} backward-input"), &be.v(&got), &gx);
     let got = be
-        .conv2d_backward_weight(&up(&xs, &x), &up(&ys, &gy), &ws, p)
+        .conv2d_backward_weight(&be.t(&xs, &x), &be.t(&ys, &gy), &ws, p)
         .unwrap();
-    close_f64(&format!("{name} backward-weight"), &read(&got), &gw);
+    close_f64(&format!("{name} backward-weight"), &be.v(&got), &gw);
 
     // The transposed conv with this weight read as (Cin_t = cout, Cout_t = cin) is the backward
     // of this conv: its forward is gx (from gy), its backward-input is y without bias (from
@@ -412,23 +385,23 @@ fn check(be: &dyn Backend, c: Case, seed: u64) {
     };
     assert_eq!(conv_transpose2d_shapes(&ys, &ws, None, pt).unwrap(), xs);
     let got = be
-        .conv_transpose2d(&up(&ys, &gy), &up(&ws, &w), None, pt)
+        .conv_transpose2d(&be.t(&ys, &gy), &be.t(&ws, &w), None, pt)
         .unwrap();
-    close_f64(&format!("{name} conv_transpose2d"), &read(&got), &gx);
+    close_f64(&format!("{name} conv_transpose2d"), &be.v(&got), &gx);
     let got = be
-        .conv_transpose2d_backward_input(&up(&xs, &x), &up(&ws, &w), &ys, pt)
+        .conv_transpose2d_backward_input(&be.t(&xs, &x), &be.t(&ws, &w), &ys, pt)
         .unwrap();
     close_f64(
         &format!("{name} conv_transpose2d backward-input"),
-        &read(&got),
+        &be.v(&got),
         &nobias,
     );
     let got = be
-        .conv_transpose2d_backward_weight(&up(&ys, &gy), &up(&xs, &x), &ws, pt)
+        .conv_transpose2d_backward_weight(&be.t(&ys, &gy), &be.t(&xs, &x), &ws, pt)
         .unwrap();
     close_f64(
         &format!("{name} conv_transpose2d backward-weight"),
-        &read(&got),
+        &be.v(&got),
         &gw,
     );
 }

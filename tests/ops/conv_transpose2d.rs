@@ -4,6 +4,7 @@
 //! f64 loop of conv2d.rs checks the transposed conv as conv2d's backward too.)
 
 use crate::common::*;
+use crate::conv_reference::*;
 use nnlab::backend::conv_arith::{flip_transpose_weight, lecture_transposed, stretch_and_pad};
 use nnlab::backend::*;
 
@@ -213,60 +214,28 @@ fn tcheck(be: &dyn Backend, c: TCase, seed: u64) {
     let ([n, cin, cout], (h, w)) = (c.ncc, c.hw);
     let (ho, wo) = c.out();
     let (xs, ws, ys) = ([n, cin, h, w], [cin, cout, c.k.h, c.k.w], [n, cout, ho, wo]);
-    let x = rnd(numel(&xs), seed);
-    let wt = rnd(numel(&ws), seed + 1);
-    let gy = rnd(numel(&ys), seed + 2);
-    let bias = rnd(cout, seed + 3);
-    let (mut y, mut gx, mut gw) = (
-        vec![0.0f64; gy.len()],
-        vec![0.0f64; x.len()],
-        vec![0.0f64; wt.len()],
-    );
-    c.each(|xi, wi, yi| {
-        y[yi] += x[xi] as f64 * wt[wi] as f64;
-        gx[xi] += gy[yi] as f64 * wt[wi] as f64;
-        gw[wi] += gy[yi] as f64 * x[xi] as f64;
-    });
-    for (i, v) in y.iter_mut().enumerate() {
-        *v += bias[(i / (ho * wo)) % cout] as f64;
-    }
+    let [x, wt, gy, bias] = inputs([numel(&xs), numel(&ws), numel(&ys), cout], seed);
+    let (y, gx, gw) = reference_sums(|f| c.each(f), &x, &wt, &gy);
+    let y = with_channel_bias(&y, &bias, ho * wo);
     let name = format!("{c:?}");
     let got = be
         .conv_transpose2d(
-            &b_t(be, &xs, &x),
-            &b_t(be, &ws, &wt),
-            Some(&b_t(be, &[cout], &bias)),
+            &be.t(&xs, &x),
+            &be.t(&ws, &wt),
+            Some(&be.t(&[cout], &bias)),
             c.p,
         )
         .unwrap();
     assert_eq!(got.shape(), &ys, "{name}");
-    close_to_f64(&format!("{name} forward"), &be.v(&got), &y);
+    close_f64(&format!("{name} forward"), &be.v(&got), &y);
     let got = be
-        .conv_transpose2d_backward_input(&b_t(be, &ys, &gy), &b_t(be, &ws, &wt), &xs, c.p)
+        .conv_transpose2d_backward_input(&be.t(&ys, &gy), &be.t(&ws, &wt), &xs, c.p)
         .unwrap();
-    close_to_f64(&format!("{name} backward-input"), &be.v(&got), &gx);
+    close_f64(&format!("{name} backward-input"), &be.v(&got), &gx);
     let got = be
-        .conv_transpose2d_backward_weight(&b_t(be, &xs, &x), &b_t(be, &ys, &gy), &ws, c.p)
+        .conv_transpose2d_backward_weight(&be.t(&xs, &x), &be.t(&ys, &gy), &ws, c.p)
         .unwrap();
-    close_to_f64(&format!("{name} backward-weight"), &be.v(&got), &gw);
-}
-
-fn b_t(be: &dyn Backend, s: &[usize], v: &[f32]) -> nnlab::Tensor {
-    be.upload(s, v).unwrap()
-}
-
-fn close_to_f64(name: &str, got: &[f32], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{name}: length");
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (*g as f64 - w).abs())
-        .fold(0.0f64, f64::max);
-    assert!(
-        worst <= 1e-5 * scale,
-        "{name}: max |error| {worst} (largest value {scale})"
-    );
+    close_f64(&format!("{name} backward-weight"), &be.v(&got), &gw);
 }
 
 backend_test! {

@@ -37,6 +37,7 @@ mod common;
 
 mod batchnorm;
 mod conv2d;
+mod conv_reference;
 mod conv_transpose2d;
 mod elementwise;
 mod loss;
