@@ -12,6 +12,11 @@ use nnlab::models::pca;
 use nnlab::nn::{Adam, Module, Optimizer};
 use nnlab::{rng, Tensor};
 
+#[path = "common/models.rs"]
+mod models_common;
+
+use models_common::mnist_dir;
+
 fn cost_value(
     b: &CpuBackend,
     model: &Autoencoder,
@@ -206,12 +211,7 @@ fn contractive_closed_form_is_the_code_layer_jacobian_norm() {
 }
 
 fn mnist() -> (Mnist, Mnist) {
-    let dir = nnlab::data::data_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-    assert!(
-        dir.join("mnist").is_dir(),
-        "MNIST not found at {}/mnist (set NNLAB_DATA): this test needs the real digits",
-        dir.display()
-    );
+    let dir = mnist_dir();
     let train = Mnist::load(&dir, Split::Train)
         .unwrap()
         .slice(10_000..20_000)

@@ -17,6 +17,11 @@ use nnlab::models::{Classifier, ClassifierConfig};
 use nnlab::nn::{cross_entropy, Adam, Module};
 use nnlab::{rng, Error, Tensor};
 
+#[path = "common/models.rs"]
+mod models_common;
+
+use models_common::mnist_dir;
+
 const TINY: ClassifierConfig = ClassifierConfig {
     c1: 2,
     c2: 3,
@@ -254,21 +259,16 @@ fn adversarial_loss_composes() {
         "FGSM should raise the loss: {c_clean} -> {c_adv}"
     );
 
-    let mut g = Graph::new(&b);
-    let l = attack::adversarial_training_loss(
-        &mut g,
-        &model,
-        &x,
-        &t,
-        &AdvTraining {
-            eps,
-            alpha,
-            method: AdvMethod::Fgsm,
-        },
-    )
-    .unwrap();
+    // adversarial_training_loss on a graph of its own (returned too, for the gradients)
+    let adv_loss = |alpha: f32, method: AdvMethod| {
+        let mut g = Graph::new(&b);
+        let cfg = AdvTraining { eps, alpha, method };
+        attack::adversarial_training_loss(&mut g, &model, &x, &t, &cfg).map(|l| (g, l))
+    };
+    let value = |g: &Graph, l| read_blocking(&b, g.value(l).unwrap()).unwrap()[0];
+    let (mut g, l) = adv_loss(alpha, AdvMethod::Fgsm).unwrap();
     g.backward(l).unwrap();
-    let v = read_blocking(&b, g.value(l).unwrap()).unwrap()[0];
+    let v = value(&g, l);
     let want = alpha * c_clean + (1.0 - alpha) * c_adv;
     assert!(
         (v - want).abs() <= 1e-5 * want.abs().max(1.0),
@@ -308,55 +308,20 @@ fn adversarial_loss_composes() {
             "RS-FGSM: pixel {q} -> {p}"
         );
     }
-    let mut g = Graph::new(&b);
-    let l = attack::adversarial_training_loss(
-        &mut g,
-        &model,
-        &x,
-        &t,
-        &AdvTraining {
-            eps,
-            alpha,
-            method: AdvMethod::RandomStart(1),
-        },
-    )
-    .unwrap();
+    let (g, l) = adv_loss(alpha, AdvMethod::RandomStart(1)).unwrap();
     let xr = b.upload(&[n, 1, SIDE, SIDE], &r1).unwrap();
     let want_rs = alpha * c_clean + (1.0 - alpha) * term(&xr).0;
-    let v = read_blocking(&b, g.value(l).unwrap()).unwrap()[0];
+    let v = value(&g, l);
     assert!(
         (v - want_rs).abs() <= 1e-5 * want_rs.abs().max(1.0),
         "RS loss {v} vs {want_rs}"
     );
 
     // alpha = 1 is the clean loss; alpha outside [0, 1] is refused
-    let mut g = Graph::new(&b);
-    let l = attack::adversarial_training_loss(
-        &mut g,
-        &model,
-        &x,
-        &t,
-        &AdvTraining {
-            eps,
-            alpha: 1.0,
-            method: AdvMethod::Fgsm,
-        },
-    )
-    .unwrap();
-    assert!((read_blocking(&b, g.value(l).unwrap()).unwrap()[0] - c_clean).abs() < 1e-6);
-    let mut g = Graph::new(&b);
+    let (g, l) = adv_loss(1.0, AdvMethod::Fgsm).unwrap();
+    assert!((value(&g, l) - c_clean).abs() < 1e-6);
     assert!(matches!(
-        attack::adversarial_training_loss(
-            &mut g,
-            &model,
-            &x,
-            &t,
-            &AdvTraining {
-                eps,
-                alpha: 1.5,
-                method: AdvMethod::Fgsm
-            }
-        ),
+        adv_loss(1.5, AdvMethod::Fgsm),
         Err(Error::Invalid(_))
     ));
 }
@@ -520,20 +485,9 @@ fn classifier_weights_are_named_like_pytorch_and_round_trip() {
 
 // ---------------------------------------------------------------- FGSM on real digits
 
-/// The MNIST folder; a missing data set fails the test (CI always has ../shared/data).
-fn mnist_dir() -> Option<std::path::PathBuf> {
-    let dir = nnlab::data::data_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-    assert!(
-        dir.join("mnist").is_dir(),
-        "MNIST not found at {}/mnist (set NNLAB_DATA): this test needs the real digits",
-        dir.display()
-    );
-    Some(dir)
-}
-
 #[test]
 fn fgsm_flips_most_predictions_of_a_trained_classifier() {
-    let Some(dir) = mnist_dir() else { return };
+    let dir = mnist_dir();
     let b = CpuBackend::new();
     let train = Mnist::load(&dir, Split::Train)
         .unwrap()

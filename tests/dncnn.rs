@@ -17,6 +17,11 @@ use nnlab::nn::Module;
 use nnlab::tiling;
 use nnlab::{rng, Backend};
 
+#[path = "common/models.rs"]
+mod models_common;
+
+use models_common::tiny_dncnn;
+
 const TINY: DnCnnConfig = DnCnnConfig {
     channels: 1,
     depth: 4,
@@ -597,16 +602,7 @@ fn bad_image_inputs_give_clear_errors_or_work_as_documented() {
     );
 
     let b = CpuBackend::new();
-    let model = DnCnn::new(
-        &b,
-        DnCnnConfig {
-            channels: 1,
-            depth: 3,
-            width: 4,
-        },
-        1,
-    )
-    .unwrap();
+    let model = tiny_dncnn(&b);
     for (w, h) in [(1u32, 1u32), (100_000, 1)] {
         let im = images::decode(
             &png_bytes(image::DynamicImage::ImageLuma8(

@@ -8,6 +8,11 @@ use nnlab::gpu::{GpuBackend, GpuOptions};
 use nnlab::models::dncnn::{denoise_crop, CropSteps, DnCnn, DnCnnConfig};
 use nnlab::{rng, Backend};
 
+#[path = "common/models.rs"]
+mod models_common;
+
+use models_common::tiny_dncnn;
+
 fn gpu() -> GpuBackend {
     std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
     GpuBackend::new_blocking(GpuOptions::default()).unwrap_or_else(|e| {
@@ -68,16 +73,7 @@ fn steps_equal_denoise_crop_on_the_gpu() {
 #[test]
 fn steps_refuse_misuse() {
     let b = CpuBackend::new();
-    let model = DnCnn::new(
-        &b,
-        DnCnnConfig {
-            channels: 1,
-            depth: 3,
-            width: 4,
-        },
-        1,
-    )
-    .unwrap();
+    let model = tiny_dncnn(&b);
     // a crop of the wrong size
     assert!(CropSteps::new(&model, vec![0.0; 10], 3, 3, false).is_err());
     assert!(CropSteps::new(&model, vec![], 0, 3, false).is_err());

@@ -13,19 +13,19 @@ use nnlab::models::gan_metrics::{classifier_score, frechet_distance};
 use nnlab::nn::{Adam, Module};
 use nnlab::rng;
 
+#[path = "common/models.rs"]
+mod models_common;
+
+use models_common::{mnist_dir, probe, small_gan};
+
+/// Which coordinate `probe` draws besides the largest gradients.
+const PROBE_SEED: u64 = 7;
+
 const LOSSES: [GanLoss; 3] = [
     GanLoss::CrossEntropy,
     GanLoss::Minimax,
     GanLoss::LeastSquares,
 ];
-
-fn small(arch: GanArch) -> GanConfig {
-    GanConfig {
-        arch,
-        latent: 8,
-        width: 4,
-    }
-}
 
 /// D loss (or G loss) for fixed real images and z, in training mode as in a step.
 fn losses(
@@ -50,33 +50,9 @@ fn losses(
     (v(dl), v(gl))
 }
 
-/// Max |tape - finite difference| over a few coordinates of `vals` (the largest gradients and
-/// a pseudo-random one); `f` evaluates the objective with one coordinate changed.
-fn probe(name: &str, grad: &[f32], vals: &[f32], h: f32, f: &dyn Fn(usize, f32) -> f64) -> f64 {
-    let mut coords: Vec<usize> = (0..grad.len()).collect();
-    coords.sort_by(|&i, &j| grad[j].abs().total_cmp(&grad[i].abs()));
-    coords.truncate(3);
-    coords.push(rng::random_u32(7, 0) as usize % grad.len());
-    let mut worst = 0.0f64;
-    for &i in &coords {
-        let fd = (f(i, vals[i] + h) - f(i, vals[i] - h)) / (2.0 * h as f64);
-        let err = (fd - grad[i] as f64).abs();
-        worst = worst.max(err);
-        // The objective is an f32 sum over ~10^5 terms (rounding ~1e-6, i.e. ~5e-4 in the
-        // quotient) and the nets have (Leaky)ReLU kinks that a step may cross: a few % and a
-        // small absolute slack. A wrong sign, a missing factor or a blocked path is off by 100%.
-        assert!(
-            err <= 3e-3 + 0.05 * fd.abs(),
-            "{name}[{i}]: tape {} vs finite differences {fd}",
-            grad[i]
-        );
-    }
-    worst
-}
-
 fn check(arch: GanArch, loss: GanLoss) {
     let b = CpuBackend::new();
-    let cfg = small(arch);
+    let cfg = small_gan(arch);
     // BatchNorm in training mode normalises with batch statistics, which finite differences
     // see too; the running-stat update does not change the loss of the next call
     let gen = Generator::new(&b, cfg, 3).unwrap();
@@ -130,6 +106,7 @@ fn check(arch: GanArch, loss: GanLoss) {
                 &grad,
                 &vals,
                 h,
+                PROBE_SEED,
                 &set,
             ));
         }
@@ -149,6 +126,7 @@ fn check(arch: GanArch, loss: GanLoss) {
                 &gz,
                 &z,
                 h,
+                PROBE_SEED,
                 &set,
             ));
         }
@@ -167,7 +145,7 @@ fn loss_gradients_and_g_through_d_match_finite_differences() {
 #[test]
 fn sampling_with_a_seed_repeats() {
     let b = CpuBackend::new();
-    let gen = Generator::new(&b, small(GanArch::Dcgan), 9).unwrap();
+    let gen = Generator::new(&b, small_gan(GanArch::Dcgan), 9).unwrap();
     let z1 = gan::sample_z(5, 8, Latent::Uniform, 77);
     let z2 = gan::sample_z(5, 8, Latent::Uniform, 77);
     assert_eq!(z1, z2);
@@ -184,12 +162,7 @@ fn sampling_with_a_seed_repeats() {
 
 #[test]
 fn short_training_moves_d_away_from_chance() {
-    let dir = nnlab::data::data_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-    assert!(
-        dir.join("mnist").is_dir(),
-        "MNIST not found at {}/mnist (set NNLAB_DATA): this test needs the real digits",
-        dir.display()
-    );
+    let dir = mnist_dir();
     let train = Mnist::load(&dir, Split::Train)
         .unwrap()
         .slice(10_000..15_000)

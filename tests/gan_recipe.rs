@@ -7,43 +7,20 @@ use nnlab::autodiff::Graph;
 use nnlab::backend::{read_blocking, Backend};
 use nnlab::cpu::CpuBackend;
 use nnlab::models::gan::{
-    self, minibatch_dispersion, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent,
-    PIXELS,
+    self, minibatch_dispersion, Discriminator, GanArch, GanLoss, Generator, Latent, PIXELS,
 };
 use nnlab::models::gan_metrics::{class_histogram, class_share_range};
 use nnlab::models::gan_tricks::{self, DPoints, Perturbation, Tricks};
 use nnlab::nn::Module;
 use nnlab::rng;
 
-fn small(arch: GanArch) -> GanConfig {
-    GanConfig {
-        arch,
-        latent: 8,
-        width: 4,
-    }
-}
+#[path = "common/models.rs"]
+mod models_common;
 
-/// Max |tape - central difference| over the largest-gradient coordinates and a pseudo-random one.
-fn probe(name: &str, grad: &[f32], vals: &[f32], h: f32, f: &dyn Fn(usize, f32) -> f64) -> f64 {
-    let mut coords: Vec<usize> = (0..grad.len()).collect();
-    coords.sort_by(|&i, &j| grad[j].abs().total_cmp(&grad[i].abs()));
-    coords.truncate(3);
-    coords.push(rng::random_u32(11, 0) as usize % grad.len());
-    let mut worst = 0.0f64;
-    for &i in &coords {
-        let fd = (f(i, vals[i] + h) - f(i, vals[i] - h)) / (2.0 * h as f64);
-        let err = (fd - grad[i] as f64).abs();
-        worst = worst.max(err);
-        // f32 sums and (Leaky)ReLU / |x| kinks a step may cross: a few % plus a small slack;
-        // a wrong sign, a missing factor or a blocked path is off by 100%
-        assert!(
-            err <= 3e-3 + 0.05 * fd.abs(),
-            "{name}[{i}]: tape {} vs finite differences {fd}",
-            grad[i]
-        );
-    }
-    worst
-}
+use models_common::{probe, small_gan};
+
+/// Which coordinate `probe` draws besides the largest gradients.
+const PROBE_SEED: u64 = 11;
 
 /// D's loss with `tricks` for fixed real digits, fakes and perturbed points (data to the tape:
 /// FGSM's x~, the smoothness term's x + r and its target D(x), built once at the start).
@@ -68,7 +45,7 @@ fn d_objective(
 
 fn check(arch: GanArch, loss: GanLoss, mbstd: bool, tricks: Tricks) {
     let b = CpuBackend::new();
-    let disc = Discriminator::with_mbstd(&b, small(arch), 5, mbstd).unwrap();
+    let disc = Discriminator::with_mbstd(&b, small_gan(arch), 5, mbstd).unwrap();
     let n = 4;
     let x = rng::uniform_vec(n * PIXELS, -1.0, 1.0, 1);
     let fake = rng::uniform_vec(n * PIXELS, -1.0, 1.0, 2);
@@ -103,7 +80,7 @@ fn check(arch: GanArch, loss: GanLoss, mbstd: bool, tricks: Tricks) {
             r
         };
         let name = format!("{arch:?} {loss:?} mbstd {mbstd} {tricks:?}: {}", p.name());
-        worst = worst.max(probe(&name, &grad, &vals, 1e-3, &set));
+        worst = worst.max(probe(&name, &grad, &vals, 1e-3, PROBE_SEED, &set));
     }
     println!("{arch:?} {loss:?} mbstd {mbstd} {tricks:?}: max abs error {worst:.2e}");
 }
@@ -156,7 +133,7 @@ fn d_loss_with_options_matches_finite_differences() {
 #[test]
 fn perturbed_points_move_d_more_than_random_ones_of_the_same_size() {
     let b = CpuBackend::new();
-    let disc = Discriminator::new(&b, small(GanArch::Dcgan), 5).unwrap();
+    let disc = Discriminator::new(&b, small_gan(GanArch::Dcgan), 5).unwrap();
     let n = 16;
     let x = b
         .upload(&[n, PIXELS], &rng::uniform_vec(n * PIXELS, -1.0, 1.0, 4))
@@ -233,13 +210,13 @@ fn minibatch_dispersion_matches_its_definition_and_finite_differences() {
         hh[i] = v;
         value(&hh).0
     };
-    probe("dispersion wrt h", &grad, &h, 1e-3, &set);
+    probe("dispersion wrt h", &grad, &h, 1e-3, PROBE_SEED, &set);
 }
 
 #[test]
 fn ema_update_averages_and_recalibration_moves_batchnorm_statistics() {
     let b = CpuBackend::new();
-    let cfg = small(GanArch::Dcgan);
+    let cfg = small_gan(GanArch::Dcgan);
     let gen = Generator::new(&b, cfg, 1).unwrap();
     let ema = gan_tricks::ema_copy(&b, &gen).unwrap();
     let other = Generator::new(&b, cfg, 2).unwrap();
