@@ -304,40 +304,24 @@ fn weights_with_nan_are_refused_everywhere_with_file_and_tensor() {
     args.extend(tiny);
     fails(&nnlab(&args), &need);
     // the classifier and the GAN
-    let clf_nan = f.p("classifier_nan.safetensors");
-    fails(
-        &nnlab(&["eval", "classifier", "--model", &clf_nan, "--eps", "0"]),
-        &["classifier_nan.safetensors", "NaN"],
+    let (clf_nan, g_nan) = (f.p("classifier_nan.safetensors"), f.p("nan_g.safetensors"));
+    let (clf, g_out) = (
+        f.p("classifier.safetensors"),
+        s(&out.join("g_g.safetensors")),
     );
-    let g_nan = f.p("nan_g.safetensors");
-    fails(
-        &nnlab(&[
-            "eval",
-            "gan",
-            "--model",
-            &g_nan,
-            "--classifier",
-            &f.p("classifier.safetensors"),
-            "--samples",
-            "10",
-        ]),
-        &["nan_g.safetensors", "NaN"],
+    let (clf_need, g_need) = (
+        ["classifier_nan.safetensors", "NaN"],
+        ["nan_g.safetensors", "NaN"],
     );
-    fails(
-        &nnlab(&[
-            "train",
-            "gan",
-            "--init",
-            &g_nan,
-            "--steps",
-            "1",
-            "--batch",
-            "4",
-            "--out",
-            &s(&out.join("g_g.safetensors")),
-        ]),
-        &["nan_g.safetensors", "NaN"],
-    );
+    #[rustfmt::skip]
+    let cases: [(&[&str], &[&str]); 3] = [
+        (&["eval", "classifier", "--model", &clf_nan, "--eps", "0"], &clf_need),
+        (&["eval", "gan", "--model", &g_nan, "--classifier", &clf, "--samples", "10"], &g_need),
+        (&["train", "gan", "--init", &g_nan, "--steps", "1", "--batch", "4", "--out", &g_out], &g_need),
+    ];
+    for (args, need) in cases {
+        fails(&nnlab(args), need);
+    }
 }
 
 #[test]
@@ -391,28 +375,11 @@ fn huge_batches_and_sizes_give_a_clear_error_not_an_abort() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
     // evaluation takes the test digits in chunks of at most --batch: a huge one is one chunk
     let clf = f.p("classifier.safetensors");
-    let t = succeeds(&nnlab(&[
-        "eval",
-        "classifier",
-        "--model",
-        &clf,
-        "--eps",
-        "0",
-        "--batch",
-        huge,
-    ]));
+    let eval_clf = ["eval", "classifier", "--model", &clf, "--eps", "0"];
+    let t = succeeds(&nnlab(&[&eval_clf[..], &["--batch", huge]].concat()));
     assert!(t.contains("100 MNIST test digits"), "{t}");
     fails(
-        &nnlab(&[
-            "eval",
-            "classifier",
-            "--model",
-            &clf,
-            "--eps",
-            "0",
-            "--limit",
-            "0",
-        ]),
+        &nnlab(&[&eval_clf[..], &["--limit", "0"]].concat()),
         &["--limit"],
     );
     // attack settings out of range are refused before anything is evaluated
