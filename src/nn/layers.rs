@@ -33,16 +33,6 @@ fn check_channels(
     Ok(())
 }
 
-/// A convolution's sizes must all be at least 1; `kind` names the layer type in the message.
-fn check_conv_sizes(kind: &str, name: &str, cin: usize, cout: usize, k: Hw) -> Result<()> {
-    if cin == 0 || cout == 0 || k.h == 0 || k.w == 0 {
-        return Err(Error::Invalid(format!(
-            "layer {name}: {kind} needs cin, cout, k >= 1 (got {cin}, {cout}, {k})"
-        )));
-    }
-    Ok(())
-}
-
 /// A weighted layer's `weight` (Kaiming normal for a following ReLU) and, when `bias`, its
 /// zero `bias` of `bias_len`.
 fn new_weight_and_bias(
@@ -79,16 +69,63 @@ fn weight_then_bias<'a>(weight: &'a Param, bias: Option<&'a Param>) -> Vec<&'a P
     std::iter::once(weight).chain(bias).collect()
 }
 
+/// What tells the two convolution layers apart, implemented by their parameter types:
+/// `Conv<Conv2dParams>` is `Conv2d`, `Conv<ConvTranspose2dParams>` is `ConvTranspose2d`.
+pub trait ConvKind: Copy {
+    /// The layer's name in messages.
+    const LAYER: &'static str;
+    /// The weight's shape, laid out as PyTorch does.
+    fn weight_shape(cin: usize, cout: usize, k: Hw) -> [usize; 4];
+    /// The input channels a weight of that shape takes.
+    fn in_channels(weight_shape: &[usize]) -> usize;
+    /// The op on the tape with these settings.
+    fn apply(self, g: &mut Graph<'_>, x: Var, w: Var, b: Option<Var>) -> Result<Var>;
+}
+
+impl ConvKind for Conv2dParams {
+    const LAYER: &'static str = "Conv2d";
+    fn weight_shape(cin: usize, cout: usize, k: Hw) -> [usize; 4] {
+        [cout, cin, k.h, k.w]
+    }
+    fn in_channels(weight_shape: &[usize]) -> usize {
+        weight_shape[1]
+    }
+    fn apply(self, g: &mut Graph<'_>, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        g.conv2d(x, w, b, self)
+    }
+}
+
+impl ConvKind for ConvTranspose2dParams {
+    const LAYER: &'static str = "ConvTranspose2d";
+    fn weight_shape(cin: usize, cout: usize, k: Hw) -> [usize; 4] {
+        [cin, cout, k.h, k.w]
+    }
+    fn in_channels(weight_shape: &[usize]) -> usize {
+        weight_shape[0]
+    }
+    fn apply(self, g: &mut Graph<'_>, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        g.conv_transpose2d(x, w, b, self)
+    }
+}
+
 /// 2-d convolution, weight (Cout, Cin, kh, kw) (`k`: a size or (kh, kw)), optional bias (Cout). Weights start Kaiming
 /// normal for a following ReLU, biases at zero; `reinit` changes that.
-pub struct Conv2d {
+pub type Conv2d = Conv<Conv2dParams>;
+
+/// Transposed 2-d convolution, weight (Cin, Cout, kh, kw) as PyTorch, optional bias (Cout);
+/// initialised as `Conv2d`.
+pub type ConvTranspose2d = Conv<ConvTranspose2dParams>;
+
+/// Either convolution layer (see `Conv2d`, `ConvTranspose2d`): the weight, the optional bias and
+/// the op's settings `p`.
+pub struct Conv<P> {
     pub name: String,
     pub weight: Param,
     pub bias: Option<Param>,
-    pub p: Conv2dParams,
+    pub p: P,
 }
 
-impl Conv2d {
+impl<P: ConvKind> Conv<P> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         b: &dyn Backend,
@@ -96,15 +133,20 @@ impl Conv2d {
         cin: usize,
         cout: usize,
         k: impl Into<Hw>,
-        p: Conv2dParams,
+        p: P,
         bias: bool,
         seed: u64,
-    ) -> Result<Conv2d> {
+    ) -> Result<Conv<P>> {
         let k = k.into();
-        check_conv_sizes("Conv2d", name, cin, cout, k)?;
-        let (weight, bias) =
-            new_weight_and_bias(b, name, &[cout, cin, k.h, k.w], bias, cout, seed)?;
-        Ok(Conv2d {
+        if cin == 0 || cout == 0 || k.h == 0 || k.w == 0 {
+            return Err(Error::Invalid(format!(
+                "layer {name}: {} needs cin, cout, k >= 1 (got {cin}, {cout}, {k})",
+                P::LAYER
+            )));
+        }
+        let weight_shape = P::weight_shape(cin, cout, k);
+        let (weight, bias) = new_weight_and_bias(b, name, &weight_shape, bias, cout, seed)?;
+        Ok(Conv {
             name: name.to_string(),
             weight,
             bias,
@@ -117,60 +159,12 @@ impl Conv2d {
     }
 }
 
-impl Module for Conv2d {
+impl<P: ConvKind> Module for Conv<P> {
     fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
-        let cin = self.weight.shape()[1];
+        let cin = P::in_channels(self.weight.shape());
         check_channels(&self.name, g, x, 4, cin, &format!("(N, {cin}, H, W)"))?;
         let (w, b) = weight_and_bias_vars(g, &self.weight, self.bias.as_ref());
-        g.conv2d(x, w, b, self.p)
-    }
-    fn params(&self) -> Vec<&Param> {
-        weight_then_bias(&self.weight, self.bias.as_ref())
-    }
-}
-
-/// Transposed 2-d convolution, weight (Cin, Cout, kh, kw) as PyTorch, optional bias (Cout).
-pub struct ConvTranspose2d {
-    pub name: String,
-    pub weight: Param,
-    pub bias: Option<Param>,
-    pub p: ConvTranspose2dParams,
-}
-
-impl ConvTranspose2d {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        b: &dyn Backend,
-        name: &str,
-        cin: usize,
-        cout: usize,
-        k: impl Into<Hw>,
-        p: ConvTranspose2dParams,
-        bias: bool,
-        seed: u64,
-    ) -> Result<ConvTranspose2d> {
-        let k = k.into();
-        check_conv_sizes("ConvTranspose2d", name, cin, cout, k)?;
-        let (weight, bias) =
-            new_weight_and_bias(b, name, &[cin, cout, k.h, k.w], bias, cout, seed)?;
-        Ok(ConvTranspose2d {
-            name: name.to_string(),
-            weight,
-            bias,
-            p,
-        })
-    }
-    pub fn reinit(&self, b: &dyn Backend, init: Init, seed: u64) -> Result<()> {
-        reinit(b, &self.weight, self.bias.as_ref(), init, seed)
-    }
-}
-
-impl Module for ConvTranspose2d {
-    fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
-        let cin = self.weight.shape()[0];
-        check_channels(&self.name, g, x, 4, cin, &format!("(N, {cin}, H, W)"))?;
-        let (w, b) = weight_and_bias_vars(g, &self.weight, self.bias.as_ref());
-        g.conv_transpose2d(x, w, b, self.p)
+        self.p.apply(g, x, w, b)
     }
     fn params(&self) -> Vec<&Param> {
         weight_then_bias(&self.weight, self.bias.as_ref())
