@@ -3,7 +3,7 @@
 //! metrics on known cases.
 
 use nnlab::autodiff::Graph;
-use nnlab::backend::{read_blocking, Backend};
+use nnlab::backend::read_blocking;
 use nnlab::cpu::CpuBackend;
 use nnlab::data::mnist::{Mnist, Split};
 use nnlab::models::gan::{
@@ -16,7 +16,7 @@ use nnlab::rng;
 #[path = "common/models.rs"]
 mod models_common;
 
-use models_common::{mnist_dir, probe, small_gan};
+use models_common::{mnist_dir, probe, probe_param, small_gan};
 
 /// Which coordinate `probe` draws besides the largest gradients.
 const PROBE_SEED: u64 = 7;
@@ -90,25 +90,9 @@ fn check(arch: GanArch, loss: GanLoss) {
         };
         for p in params {
             let grad = read_blocking(&b, &g.param_grad(p).unwrap()).unwrap();
-            let vals = read_blocking(&b, p.value()).unwrap();
-            let set = |i: usize, v: f32| {
-                let mut w = vals.clone();
-                w[i] = v;
-                b.assign(p.value(), &b.upload(p.shape(), &w).unwrap())
-                    .unwrap();
-                let r = value(&z);
-                b.assign(p.value(), &b.upload(p.shape(), &vals).unwrap())
-                    .unwrap();
-                r
-            };
-            worst = worst.max(probe(
-                &format!("{arch:?} {loss:?} {which} loss, {}", p.name()),
-                &grad,
-                &vals,
-                h,
-                PROBE_SEED,
-                &set,
-            ));
+            let name = format!("{arch:?} {loss:?} {which} loss, {}", p.name());
+            let objective = || value(&z);
+            worst = worst.max(probe_param(&b, &name, p, &grad, h, PROBE_SEED, &objective));
         }
         if which == "G" {
             let gz = read_blocking(&b, &g.grad(zv).unwrap()).unwrap();

@@ -4,7 +4,7 @@
 //! input; the EMA update; the class histogram.
 
 use nnlab::autodiff::Graph;
-use nnlab::backend::{read_blocking, Backend};
+use nnlab::backend::read_blocking;
 use nnlab::cpu::CpuBackend;
 use nnlab::models::gan::{
     self, minibatch_dispersion, Discriminator, GanArch, GanLoss, Generator, Latent, PIXELS,
@@ -17,7 +17,7 @@ use nnlab::rng;
 #[path = "common/models.rs"]
 mod models_common;
 
-use models_common::{probe, small_gan};
+use models_common::{probe, probe_param, small_gan};
 
 /// Which coordinate `probe` draws besides the largest gradients.
 const PROBE_SEED: u64 = 11;
@@ -68,19 +68,11 @@ fn check(arch: GanArch, loss: GanLoss, mbstd: bool, tricks: Tricks) {
     }
     for p in probed {
         let grad = read_blocking(&b, &g.param_grad(p).unwrap()).unwrap();
-        let vals = read_blocking(&b, p.value()).unwrap();
-        let set = |i: usize, v: f32| {
-            let mut w = vals.clone();
-            w[i] = v;
-            b.assign(p.value(), &b.upload(p.shape(), &w).unwrap())
-                .unwrap();
-            let r = d_objective(&b, &disc, loss, &tricks, &x, &fake, &points, n);
-            b.assign(p.value(), &b.upload(p.shape(), &vals).unwrap())
-                .unwrap();
-            r
-        };
+        let objective = || d_objective(&b, &disc, loss, &tricks, &x, &fake, &points, n);
         let name = format!("{arch:?} {loss:?} mbstd {mbstd} {tricks:?}: {}", p.name());
-        worst = worst.max(probe(&name, &grad, &vals, 1e-3, PROBE_SEED, &set));
+        worst = worst.max(probe_param(
+            &b, &name, p, &grad, 1e-3, PROBE_SEED, &objective,
+        ));
     }
     println!("{arch:?} {loss:?} mbstd {mbstd} {tricks:?}: max abs error {worst:.2e}");
 }

@@ -7,7 +7,8 @@
 
 use std::path::PathBuf;
 
-use nnlab::backend::Backend;
+use nnlab::autodiff::Param;
+use nnlab::backend::{read_blocking, Backend};
 use nnlab::models::dncnn::{DnCnn, DnCnnConfig};
 use nnlab::models::gan::{GanArch, GanConfig};
 use nnlab::rng;
@@ -40,6 +41,31 @@ pub fn tiny_dncnn(b: &dyn Backend) -> DnCnn {
         width: 4,
     };
     DnCnn::new(b, config, 1).unwrap()
+}
+
+/// `probe` on a parameter: its tape gradient `grad` against central differences of `objective`,
+/// evaluated with one weight of `p` changed in place (and put back after).
+pub fn probe_param(
+    b: &dyn Backend,
+    name: &str,
+    p: &Param,
+    grad: &[f32],
+    h: f32,
+    seed: u64,
+    objective: &dyn Fn() -> f64,
+) -> f64 {
+    let vals = read_blocking(b, p.value()).unwrap();
+    let set = |i: usize, v: f32| {
+        let mut w = vals.clone();
+        w[i] = v;
+        b.assign(p.value(), &b.upload(p.shape(), &w).unwrap())
+            .unwrap();
+        let r = objective();
+        b.assign(p.value(), &b.upload(p.shape(), &vals).unwrap())
+            .unwrap();
+        r
+    };
+    probe(name, grad, &vals, h, seed, &set)
 }
 
 /// Max |tape - central difference| over a few coordinates of `vals`: the three largest
