@@ -12,8 +12,8 @@
 //! sizes of both sides explicitly, so output_padding (extra rows no window reaches) just works.
 
 use super::{
-    host, new_tensor, par_chunks, par_for, par_map, sgemm, sgemm_ptr, threads, with_scratch,
-    CpuBackend,
+    build_vec, host, new_tensor, par_chunks, par_for, par_map, sgemm, sgemm_ptr, simd, threads,
+    with_scratch, CpuBackend,
 };
 use crate::backend::*;
 use crate::tensor::Tensor;
@@ -25,6 +25,25 @@ const BLOCK_FLOATS: usize = 96 * 1024;
 
 /// Columns (samples x pixels) wanted per GEMM of the col2im path of `backward_input`.
 const COL2IM_COLUMNS: usize = 384;
+
+/// Columns wanted per GEMM when `forward` / `backward_weight` put several small samples side
+/// by side (a GAN's 7x7 and 14x14 maps), and the floats their im2col block may take (in L2).
+const GROUP_COLUMNS: usize = 512;
+const GROUP_FLOATS: usize = 256 * 1024;
+
+/// Samples per work item of `forward` / `backward_weight`: several when a sample's columns are
+/// few (one GEMM per 49-pixel sample runs far below speed), else 1 (blocks within a sample).
+fn samples_per_item(g: &ConvGeom) -> usize {
+    let pix = g.pixels().max(1);
+    let fit = (GROUP_FLOATS / g.taps().max(1)) / pix;
+    if fit < 2 || g.n < 2 {
+        return 1;
+    }
+    // enough items that every thread gets work
+    fit.min(GROUP_COLUMNS.div_ceil(pix))
+        .min(g.n.div_ceil(threads()))
+        .max(1)
+}
 
 /// Output pixels per work item of `forward` / `backward_weight`: a multiple of 16 (one AVX-512
 /// vector), at most the sample's pixels.
@@ -44,35 +63,10 @@ fn valid_range(off: isize, size: usize, out: usize, stride: usize) -> (usize, us
     (lo, hi)
 }
 
-/// Visit every (row of cols, output row oy, valid ox range, input index of ox = 0) of one sample;
-/// output rows whose window row falls on padding get an empty range. Used by col2im.
-fn for_each_window(g: &ConvGeom, mut visit: impl FnMut(usize, usize, (usize, usize), isize)) {
-    for c in 0..g.cin {
-        for ky in 0..g.kh {
-            let offy = (ky * g.dh) as isize - g.ph as isize;
-            let (ylo, yhi) = valid_range(offy, g.h, g.ho, g.sh);
-            for kx in 0..g.kw {
-                let offx = (kx * g.dw) as isize - g.pw as isize;
-                let xr = valid_range(offx, g.w, g.wo, g.sw);
-                let row = (c * g.kh + ky) * g.kw + kx;
-                for oy in 0..g.ho {
-                    if oy < ylo || oy >= yhi {
-                        visit(row, oy, (0, 0), 0);
-                        continue;
-                    }
-                    let iy = (oy * g.sh) as isize + offy;
-                    // input index of output column ox is base + ox * sw
-                    let base = (c * g.h * g.w) as isize + iy * g.w as isize + offx;
-                    visit(row, oy, xr, base);
-                }
-            }
-        }
-    }
-}
-
-/// Columns p0..p1 of cols(x) for one sample x (Cin, H, W): a (taps, p1 - p0) row-major block;
-/// entries that fall on padding are 0. Each (tap, output row) is one contiguous copy at stride 1.
-fn im2col_block(g: &ConvGeom, x: &[f32], p0: usize, p1: usize, cols: &mut [f32]) {
+/// Columns p0..p1 of cols(x) for one sample x (Cin, H, W): a (taps, p1 - p0) block, row r at
+/// cols[r * ld..] (ld >= p1 - p0: several samples' blocks can sit side by side); entries that
+/// fall on padding are 0. Each (tap, output row) is one contiguous copy at stride 1.
+fn im2col_block(g: &ConvGeom, x: &[f32], p0: usize, p1: usize, cols: &mut [f32], ld: usize) {
     let nb = p1 - p0;
     let (wo, sw, sh, plane) = (g.wo, g.sw, g.sh, g.h * g.w);
     let mut row = 0;
@@ -83,7 +77,7 @@ fn im2col_block(g: &ConvGeom, x: &[f32], p0: usize, p1: usize, cols: &mut [f32])
             for kx in 0..g.kw {
                 let offx = (kx * g.dw) as isize - g.pw as isize;
                 let (xlo, xhi) = valid_range(offx, g.w, wo, sw);
-                let dst = &mut cols[row * nb..(row + 1) * nb];
+                let dst = &mut cols[row * ld..row * ld + nb];
                 let mut p = p0;
                 while p < p1 {
                     let (oy, ox0) = (p / wo, p % wo);
@@ -116,6 +110,69 @@ fn im2col_block(g: &ConvGeom, x: &[f32], p0: usize, p1: usize, cols: &mut [f32])
     }
 }
 
+/// Rows and columns of each stride phase of `im2col_sample`'s padded copy of a sample.
+fn phase_dims(g: &ConvGeom) -> (usize, usize) {
+    let hp = (g.ph + g.h).max((g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1);
+    let wp = (g.pw + g.w).max((g.wo - 1) * g.sw + (g.kw - 1) * g.dw + 1);
+    (hp.div_ceil(g.sh), wp.div_ceil(g.sw))
+}
+
+/// Floats of `im2col_sample`'s padded copy.
+fn phase_floats(g: &ConvGeom) -> usize {
+    let (r, c) = phase_dims(g);
+    g.cin * g.sh * g.sw * r * c
+}
+
+/// All columns of cols(x) for one small sample x (Cin, H, W), row r at cols[r * ld..] (as
+/// `im2col_block` with p0 = 0, p1 = pixels), without a bounds check per pixel: x is first copied
+/// into `pad` zero-padded and split in its stride phases (phase (py, px) holds the padded pixels
+/// (sh i + py, sw j + px)), so each tap reads a plain Ho x Wo window of one phase.
+fn im2col_sample(g: &ConvGeom, x: &[f32], cols: &mut [f32], ld: usize, pad: &mut [f32]) {
+    let (r, c) = phase_dims(g);
+    let (sh, sw) = (g.sh, g.sw);
+    let phase = r * c;
+    let pad = &mut pad[..g.cin * sh * sw * phase];
+    pad.fill(0.0);
+    for ci in 0..g.cin {
+        let planes = &mut pad[ci * sh * sw * phase..][..sh * sw * phase];
+        for iy in 0..g.h {
+            let y = iy + g.ph;
+            let (py, row) = (y % sh, y / sh);
+            let src = &x[(ci * g.h + iy) * g.w..][..g.w];
+            if sw == 1 {
+                copy_short(&mut planes[py * phase + row * c + g.pw..][..g.w], src);
+            } else {
+                // padded column xx = ix + pw lies in phase xx % sw at xx / sw (counted, no division)
+                let (mut px, mut col) = (g.pw % sw, g.pw / sw);
+                for &v in src {
+                    planes[(py * sw + px) * phase + row * c + col] = v;
+                    px += 1;
+                    if px == sw {
+                        px = 0;
+                        col += 1;
+                    }
+                }
+            }
+        }
+    }
+    let (ho, wo) = (g.ho, g.wo);
+    let mut tap = 0;
+    for ci in 0..g.cin {
+        for ky in 0..g.kh {
+            let (py, r0) = ((ky * g.dh) % sh, (ky * g.dh) / sh);
+            for kx in 0..g.kw {
+                let (px, c0) = ((kx * g.dw) % sw, (kx * g.dw) / sw);
+                let plane = &pad[((ci * sh + py) * sw + px) * phase..][..phase];
+                let dst = &mut cols[tap * ld..][..ho * wo];
+                for (oy, d) in dst.chunks_exact_mut(wo).enumerate() {
+                    copy_short(d, &plane[(r0 + oy) * c + c0..][..wo]);
+                }
+                tap += 1;
+            }
+        }
+    }
+}
+
 /// dst = src for the short runs of im2col (an image row): 16 floats at a time inline, where
 /// `copy_from_slice` would call memmove for each run.
 #[inline(always)]
@@ -132,17 +189,59 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// gx (Cin, H, W) += the columns of one sample scattered back to their input pixels.
-/// Pixel p of row r of the columns is cols[r * ld + off + p] (several samples side by side).
-fn col2im(g: &ConvGeom, cols: &[f32], ld: usize, off: usize, gx: &mut [f32]) {
-    let (wo, s) = (g.wo, g.sw);
-    for_each_window(g, |row, oy, (lo, hi), base| {
-        let at = row * ld + off + oy * wo;
-        let src = &cols[at..at + wo];
-        for ox in lo..hi {
-            gx[(base + (ox * s) as isize) as usize] += src[ox];
+/// gx (Cin, H, W) = the columns of one sample scattered back to their input pixels and summed
+/// (the mirror of `im2col_sample`). Pixel p of row r of the columns is cols[r * ld + off + p]
+/// (several samples side by side). Each tap's Ho x Wo window is added into `pad`, the padded
+/// sample split in its stride phases, as whole rows (no bounds check, no strided scatter per
+/// pixel); the phases are then copied back into gx without the padding.
+fn col2im(g: &ConvGeom, cols: &[f32], ld: usize, off: usize, gx: &mut [f32], pad: &mut [f32]) {
+    let (r, c) = phase_dims(g);
+    let (sh, sw) = (g.sh, g.sw);
+    let phase = r * c;
+    let pad = &mut pad[..g.cin * sh * sw * phase];
+    pad.fill(0.0);
+    let (ho, wo) = (g.ho, g.wo);
+    simd::wide!({
+        let mut tap = 0;
+        for ci in 0..g.cin {
+            for ky in 0..g.kh {
+                let (py, r0) = ((ky * g.dh) % sh, (ky * g.dh) / sh);
+                for kx in 0..g.kw {
+                    let (px, c0) = ((kx * g.dw) % sw, (kx * g.dw) / sw);
+                    let plane = &mut pad[((ci * sh + py) * sw + px) * phase..][..phase];
+                    let src = &cols[tap * ld + off..][..ho * wo];
+                    for (oy, s) in src.chunks_exact(wo).enumerate() {
+                        let d = &mut plane[(r0 + oy) * c + c0..][..wo];
+                        for (d, s) in d.iter_mut().zip(s) {
+                            *d += *s;
+                        }
+                    }
+                    tap += 1;
+                }
+            }
         }
     });
+    for ci in 0..g.cin {
+        let planes = &pad[ci * sh * sw * phase..][..sh * sw * phase];
+        for iy in 0..g.h {
+            let y = iy + g.ph;
+            let (py, row) = (y % sh, y / sh);
+            let dst = &mut gx[(ci * g.h + iy) * g.w..][..g.w];
+            if sw == 1 {
+                copy_short(dst, &planes[py * phase + row * c + g.pw..][..g.w]);
+            } else {
+                let (mut px, mut col) = (g.pw % sw, g.pw / sw);
+                for d in dst.iter_mut() {
+                    *d = planes[(py * sw + px) * phase + row * c + col];
+                    px += 1;
+                    if px == sw {
+                        px = 0;
+                        col += 1;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A raw output pointer shared by work items that write disjoint parts of one buffer.
@@ -164,6 +263,10 @@ impl SharedOut {
 /// block into the thread's scratch (in cache) and multiplies it at once.
 /// With `relu`, each block of y goes through max(0, .) right after its GEMM, while in cache.
 fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
+    let spi = samples_per_item(g);
+    if spi > 1 && !g.is_pointwise() {
+        return forward_grouped(g, x, w, bias, relu, spi);
+    }
     let mut y = vec![0.0f32; g.n * g.y_per_sample()];
     let (ckk, pix) = (g.taps(), g.pixels());
     let pb = block_pixels(g);
@@ -201,7 +304,7 @@ fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool)
             };
         } else {
             with_scratch(ckk * nb, |cols| {
-                im2col_block(g, xn, p0, p1, cols);
+                im2col_block(g, xn, p0, p1, cols, nb);
                 unsafe { sgemm_ptr(g.cout, nb, ckk, (w, ckk, 1), (cols, nb, 1), c, acc, false) };
             });
         }
@@ -214,6 +317,53 @@ fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool)
         }
     });
     y
+}
+
+/// `forward` for small samples: each item takes `spi` whole samples, their im2col blocks side
+/// by side in one GEMM into scratch, then each sample's rows are copied out (with bias and ReLU).
+fn forward_grouped(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    spi: usize,
+) -> Vec<f32> {
+    let (ckk, pix, cout) = (g.taps(), g.pixels(), g.cout);
+    let (xps, yps) = (g.x_per_sample(), g.y_per_sample());
+    build_vec(g.n * yps, spi * yps, |start, out| {
+        let first = start / yps;
+        let ns = out.len() / yps;
+        let ncol = ns * pix;
+        with_scratch(ckk * ncol + cout * ncol + phase_floats(g), |buf| {
+            let (cols, rest) = buf.split_at_mut(ckk * ncol);
+            let (c, pad) = rest.split_at_mut(cout * ncol);
+            for j in 0..ns {
+                let xn = &x[(first + j) * xps..][..xps];
+                im2col_sample(g, xn, &mut cols[j * pix..], ncol, pad);
+            }
+            sgemm(
+                cout,
+                ncol,
+                ckk,
+                (w, ckk, 1),
+                (cols, ncol, 1),
+                (c, ncol, 1),
+                false,
+                false,
+            );
+            for (j, yn) in out.chunks_mut(yps).enumerate() {
+                for (co, row) in yn.chunks_mut(pix).enumerate() {
+                    let src = &c[co * ncol + j * pix..][..pix];
+                    let b = bias.map_or(0.0, |b| b[co]);
+                    for (o, &v) in row.iter_mut().zip(src) {
+                        let v = v + b;
+                        o.write(if relu { v.max(0.0) } else { v });
+                    }
+                }
+            }
+        })
+    })
 }
 
 /// For a stride-1 conv, the conv whose forward is this conv's backward-input: gx = conv(gy, w')
@@ -294,18 +444,19 @@ fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
             }
             return;
         }
-        with_scratch(cout * ncol + ckk * ncol, |buf| {
-            let (gyt, cols) = buf.split_at_mut(cout * ncol);
+        with_scratch(cout * ncol + ckk * ncol + phase_floats(g), |buf| {
+            let (gyt, rest) = buf.split_at_mut(cout * ncol);
+            let (cols, pad) = rest.split_at_mut(ckk * ncol);
             // gy of the chunk's samples side by side: (Cout, ns * pix)
             for j in 0..ns {
                 for co in 0..cout {
                     let src = &gy[(first + j) * g.y_per_sample() + co * pix..][..pix];
-                    gyt[co * ncol + j * pix..][..pix].copy_from_slice(src);
+                    copy_short(&mut gyt[co * ncol + j * pix..][..pix], src);
                 }
             }
             wt_times(ncol, gyt, cols);
             for (j, gxn) in gxs.chunks_mut(g.x_per_sample()).enumerate() {
-                col2im(g, cols, ncol, j * pix, gxn);
+                col2im(g, cols, ncol, j * pix, gxn, pad);
             }
         });
     });
@@ -316,6 +467,10 @@ fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
 /// The (sample, block) items are cut into one contiguous run per thread, each summed into its
 /// own partial weight gradient; the partials are added at the end.
 fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    let spi = samples_per_item(g);
+    if spi > 1 && !g.is_pointwise() {
+        return backward_weight_grouped(g, x, gy, spi);
+    }
     let (ckk, pix) = (g.taps(), g.pixels());
     let wlen = g.cout * ckk;
     // larger blocks than forward: each GEMM call reads and writes the whole (small) gw
@@ -346,7 +501,7 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                 );
             } else {
                 with_scratch(ckk * nb, |cols| {
-                    im2col_block(g, xn, p0, p1, cols);
+                    im2col_block(g, xn, p0, p1, cols, nb);
                     sgemm(
                         g.cout,
                         ckk,
@@ -359,6 +514,54 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                     );
                 });
             }
+        }
+        acc
+    });
+    let mut it = partials.into_iter();
+    let mut gw = it.next().unwrap_or_else(|| vec![0.0; wlen]);
+    for p in it {
+        gw.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+    }
+    gw
+}
+
+/// `backward_weight` for small samples: items of `spi` whole samples, their gy rows and im2col
+/// blocks side by side, so each GEMM sums over spi * pixels columns at once.
+fn backward_weight_grouped(g: &ConvGeom, x: &[f32], gy: &[f32], spi: usize) -> Vec<f32> {
+    let (ckk, pix, cout) = (g.taps(), g.pixels(), g.cout);
+    let (xps, yps) = (g.x_per_sample(), g.y_per_sample());
+    let wlen = cout * ckk;
+    let items = g.n.div_ceil(spi);
+    let runs = threads().min(items).max(1);
+    let partials = par_map(runs, |run| {
+        let mut acc = vec![0.0f32; wlen];
+        for item in run * items / runs..(run + 1) * items / runs {
+            let first = item * spi;
+            let ns = spi.min(g.n - first);
+            let ncol = ns * pix;
+            with_scratch(ckk * ncol + cout * ncol + phase_floats(g), |buf| {
+                let (cols, rest) = buf.split_at_mut(ckk * ncol);
+                let (gyt, pad) = rest.split_at_mut(cout * ncol);
+                for j in 0..ns {
+                    let xn = &x[(first + j) * xps..][..xps];
+                    im2col_sample(g, xn, &mut cols[j * pix..], ncol, pad);
+                    for co in 0..cout {
+                        let src = &gy[(first + j) * yps + co * pix..][..pix];
+                        copy_short(&mut gyt[co * ncol + j * pix..][..pix], src);
+                    }
+                }
+                // acc (Cout, taps) += gyt (Cout, ncol) * cols^T (ncol, taps)
+                sgemm(
+                    cout,
+                    ckk,
+                    ncol,
+                    (gyt, ncol, 1),
+                    (cols, 1, ncol),
+                    (&mut acc, ckk, 1),
+                    true,
+                    false,
+                );
+            });
         }
         acc
     });
