@@ -34,7 +34,7 @@ const GROUP_FLOATS: usize = 256 * 1024;
 /// Samples per work item of `forward` / `backward_weight`: several when a sample's columns are
 /// few (one GEMM per 49-pixel sample runs far below speed), else 1 (blocks within a sample).
 fn samples_per_item(g: &ConvGeom) -> usize {
-    let pix = g.pixels().max(1);
+    let pix = wide_layout(g).1.max(1);
     let fit = (GROUP_FLOATS / g.taps().max(1)) / pix;
     if fit < 2 || g.n < 2 {
         return 1;
@@ -117,20 +117,35 @@ fn phase_dims(g: &ConvGeom) -> (usize, usize) {
     (hp.div_ceil(g.sh), wp.div_ceil(g.sw))
 }
 
-/// Floats of `im2col_sample`'s padded copy.
-fn phase_floats(g: &ConvGeom) -> usize {
+/// Floats of one stride phase of `im2col_sample`'s padded copy: its rows, plus room for the
+/// largest tap column offset (the wide windows read that far past the last row).
+fn phase_len(g: &ConvGeom) -> usize {
     let (r, c) = phase_dims(g);
-    g.cin * g.sh * g.sw * r * c
+    r * c + (g.kw - 1) * g.dw / g.sw
 }
 
-/// All columns of cols(x) for one small sample x (Cin, H, W), row r at cols[r * ld..] (as
-/// `im2col_block` with p0 = 0, p1 = pixels), without a bounds check per pixel: x is first copied
-/// into `pad` zero-padded and split in its stride phases (phase (py, px) holds the padded pixels
-/// (sh i + py, sw j + px)), so each tap reads a plain Ho x Wo window of one phase.
+/// Floats of `im2col_sample`'s padded copy.
+fn phase_floats(g: &ConvGeom) -> usize {
+    g.cin * g.sh * g.sw * phase_len(g)
+}
+
+/// (row width, columns per sample) of the wide layout of `im2col_sample` and `col2im`: output
+/// rows are as wide as a padded phase row (cw >= Wo); columns Wo..cw of each row are junk.
+fn wide_layout(g: &ConvGeom) -> (usize, usize) {
+    let cw = phase_dims(g).1;
+    (cw, g.ho * cw)
+}
+
+/// All columns of cols(x) for one small sample x (Cin, H, W), row r at cols[r * ld..], in the
+/// wide layout (`wide_layout`: output pixel (oy, ox) at column oy * cw + ox, ox < Wo; the other
+/// columns hold junk, finite values of x or 0). x is first copied into `pad` zero-padded and
+/// split in its stride phases (phase (py, px) holds the padded pixels (sh i + py, sw j + px)),
+/// so each tap's columns are one contiguous run of a phase: a single copy, no bounds check or
+/// division per pixel.
 fn im2col_sample(g: &ConvGeom, x: &[f32], cols: &mut [f32], ld: usize, pad: &mut [f32]) {
-    let (r, c) = phase_dims(g);
+    let c = phase_dims(g).1;
     let (sh, sw) = (g.sh, g.sw);
-    let phase = r * c;
+    let phase = phase_len(g);
     let pad = &mut pad[..g.cin * sh * sw * phase];
     pad.fill(0.0);
     for ci in 0..g.cin {
@@ -155,7 +170,7 @@ fn im2col_sample(g: &ConvGeom, x: &[f32], cols: &mut [f32], ld: usize, pad: &mut
             }
         }
     }
-    let (ho, wo) = (g.ho, g.wo);
+    let len = g.ho * c;
     let mut tap = 0;
     for ci in 0..g.cin {
         for ky in 0..g.kh {
@@ -163,13 +178,20 @@ fn im2col_sample(g: &ConvGeom, x: &[f32], cols: &mut [f32], ld: usize, pad: &mut
             for kx in 0..g.kw {
                 let (px, c0) = ((kx * g.dw) % sw, (kx * g.dw) / sw);
                 let plane = &pad[((ci * sh + py) * sw + px) * phase..][..phase];
-                let dst = &mut cols[tap * ld..][..ho * wo];
-                for (oy, d) in dst.chunks_exact_mut(wo).enumerate() {
-                    copy_short(d, &plane[(r0 + oy) * c + c0..][..wo]);
-                }
+                cols[tap * ld..][..len].copy_from_slice(&plane[r0 * c + c0..][..len]);
                 tap += 1;
             }
         }
+    }
+}
+
+/// One output plane (Ho x Wo) into the wide layout (Ho rows of cw), 0 in the junk columns.
+fn wide_rows(g: &ConvGeom, src: &[f32], dst: &mut [f32]) {
+    let cw = wide_layout(g).0;
+    for (s, d) in src.chunks_exact(g.wo).zip(dst.chunks_exact_mut(cw)) {
+        let (real, junk) = d.split_at_mut(g.wo);
+        copy_short(real, s);
+        junk.fill(0.0);
     }
 }
 
@@ -190,17 +212,18 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
 }
 
 /// gx (Cin, H, W) = the columns of one sample scattered back to their input pixels and summed
-/// (the mirror of `im2col_sample`). Pixel p of row r of the columns is cols[r * ld + off + p]
-/// (several samples side by side). Each tap's Ho x Wo window is added into `pad`, the padded
-/// sample split in its stride phases, as whole rows (no bounds check, no strided scatter per
-/// pixel); the phases are then copied back into gx without the padding.
+/// (the mirror of `im2col_sample`, the same wide layout, whose junk columns must be 0 here).
+/// Pixel column p of row r is cols[r * ld + off + p] (several samples side by side). Each
+/// tap's columns are added into `pad`, the padded sample split in its stride phases, as one
+/// contiguous run (no bounds check, no strided scatter per pixel); the phases are then copied
+/// back into gx without the padding.
 fn col2im(g: &ConvGeom, cols: &[f32], ld: usize, off: usize, gx: &mut [f32], pad: &mut [f32]) {
-    let (r, c) = phase_dims(g);
+    let c = phase_dims(g).1;
     let (sh, sw) = (g.sh, g.sw);
-    let phase = r * c;
+    let phase = phase_len(g);
     let pad = &mut pad[..g.cin * sh * sw * phase];
     pad.fill(0.0);
-    let (ho, wo) = (g.ho, g.wo);
+    let len = g.ho * c;
     simd::wide!({
         let mut tap = 0;
         for ci in 0..g.cin {
@@ -209,12 +232,9 @@ fn col2im(g: &ConvGeom, cols: &[f32], ld: usize, off: usize, gx: &mut [f32], pad
                 for kx in 0..g.kw {
                     let (px, c0) = ((kx * g.dw) % sw, (kx * g.dw) / sw);
                     let plane = &mut pad[((ci * sh + py) * sw + px) * phase..][..phase];
-                    let src = &cols[tap * ld + off..][..ho * wo];
-                    for (oy, s) in src.chunks_exact(wo).enumerate() {
-                        let d = &mut plane[(r0 + oy) * c + c0..][..wo];
-                        for (d, s) in d.iter_mut().zip(s) {
-                            *d += *s;
-                        }
+                    let src = &cols[tap * ld + off..][..len];
+                    for (d, s) in plane[r0 * c + c0..][..len].iter_mut().zip(src) {
+                        *d += *s;
                     }
                     tap += 1;
                 }
@@ -331,16 +351,17 @@ fn forward_grouped(
 ) -> Vec<f32> {
     let (ckk, pix, cout) = (g.taps(), g.pixels(), g.cout);
     let (xps, yps) = (g.x_per_sample(), g.y_per_sample());
+    let (cw, pw) = wide_layout(g);
     build_vec(g.n * yps, spi * yps, |start, out| {
         let first = start / yps;
         let ns = out.len() / yps;
-        let ncol = ns * pix;
+        let ncol = ns * pw;
         with_scratch(ckk * ncol + cout * ncol + phase_floats(g), |buf| {
             let (cols, rest) = buf.split_at_mut(ckk * ncol);
             let (c, pad) = rest.split_at_mut(cout * ncol);
             for j in 0..ns {
                 let xn = &x[(first + j) * xps..][..xps];
-                im2col_sample(g, xn, &mut cols[j * pix..], ncol, pad);
+                im2col_sample(g, xn, &mut cols[j * pw..], ncol, pad);
             }
             sgemm(
                 cout,
@@ -353,12 +374,14 @@ fn forward_grouped(
                 false,
             );
             for (j, yn) in out.chunks_mut(yps).enumerate() {
-                for (co, row) in yn.chunks_mut(pix).enumerate() {
-                    let src = &c[co * ncol + j * pix..][..pix];
+                for (co, plane) in yn.chunks_mut(pix).enumerate() {
                     let b = bias.map_or(0.0, |b| b[co]);
-                    for (o, &v) in row.iter_mut().zip(src) {
-                        let v = v + b;
-                        o.write(if relu { v.max(0.0) } else { v });
+                    for (oy, row) in plane.chunks_mut(g.wo).enumerate() {
+                        let src = &c[co * ncol + j * pw + oy * cw..][..g.wo];
+                        for (o, &v) in row.iter_mut().zip(src) {
+                            let v = v + b;
+                            o.write(if relu { v.max(0.0) } else { v });
+                        }
                     }
                 }
             }
@@ -417,12 +440,13 @@ fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
     let (ckk, pix, cout) = (g.taps(), g.pixels(), g.cout);
     // Samples per GEMM: small images (a GAN's 7x7) are multiplied several at once, so the GEMM
     // has enough columns to run at speed; chunks of samples are spread over the threads.
-    let per = (COL2IM_COLUMNS / pix).clamp(1, g.n.div_ceil(threads()).max(1));
+    let pw = wide_layout(g).1;
+    let per = (COL2IM_COLUMNS / pw).clamp(1, g.n.div_ceil(threads()).max(1));
     let par = g.n.div_ceil(per) < threads();
     par_chunks(&mut gx, per * g.x_per_sample(), |chunk, gxs| {
         let first = chunk * per;
         let ns = gxs.len() / g.x_per_sample();
-        let ncol = ns * pix;
+        let ncol = if g.is_pointwise() { pix } else { ns * pw };
         // out (Cin k k, cols) = W^T gy; element (r, co) of W^T is w[co * ckk + r]
         let wt_times = |cols: usize, gy: &[f32], out: &mut [f32]| {
             sgemm(
@@ -447,16 +471,16 @@ fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
         with_scratch(cout * ncol + ckk * ncol + phase_floats(g), |buf| {
             let (gyt, rest) = buf.split_at_mut(cout * ncol);
             let (cols, pad) = rest.split_at_mut(ckk * ncol);
-            // gy of the chunk's samples side by side: (Cout, ns * pix)
+            // gy of the chunk's samples side by side in the wide layout: (Cout, ns * pw)
             for j in 0..ns {
                 for co in 0..cout {
                     let src = &gy[(first + j) * g.y_per_sample() + co * pix..][..pix];
-                    copy_short(&mut gyt[co * ncol + j * pix..][..pix], src);
+                    wide_rows(g, src, &mut gyt[co * ncol + j * pw..][..pw]);
                 }
             }
             wt_times(ncol, gyt, cols);
             for (j, gxn) in gxs.chunks_mut(g.x_per_sample()).enumerate() {
-                col2im(g, cols, ncol, j * pix, gxn, pad);
+                col2im(g, cols, ncol, j * pw, gxn, pad);
             }
         });
     });
@@ -530,6 +554,7 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
 fn backward_weight_grouped(g: &ConvGeom, x: &[f32], gy: &[f32], spi: usize) -> Vec<f32> {
     let (ckk, pix, cout) = (g.taps(), g.pixels(), g.cout);
     let (xps, yps) = (g.x_per_sample(), g.y_per_sample());
+    let pw = wide_layout(g).1;
     let wlen = cout * ckk;
     let items = g.n.div_ceil(spi);
     let runs = threads().min(items).max(1);
@@ -538,16 +563,17 @@ fn backward_weight_grouped(g: &ConvGeom, x: &[f32], gy: &[f32], spi: usize) -> V
         for item in run * items / runs..(run + 1) * items / runs {
             let first = item * spi;
             let ns = spi.min(g.n - first);
-            let ncol = ns * pix;
+            let ncol = ns * pw;
             with_scratch(ckk * ncol + cout * ncol + phase_floats(g), |buf| {
                 let (cols, rest) = buf.split_at_mut(ckk * ncol);
                 let (gyt, pad) = rest.split_at_mut(cout * ncol);
                 for j in 0..ns {
                     let xn = &x[(first + j) * xps..][..xps];
-                    im2col_sample(g, xn, &mut cols[j * pix..], ncol, pad);
+                    im2col_sample(g, xn, &mut cols[j * pw..], ncol, pad);
+                    // gy in the wide layout, 0 in the junk columns (they multiply junk)
                     for co in 0..cout {
                         let src = &gy[(first + j) * yps + co * pix..][..pix];
-                        copy_short(&mut gyt[co * ncol + j * pix..][..pix], src);
+                        wide_rows(g, src, &mut gyt[co * ncol + j * pw..][..pw]);
                     }
                 }
                 // acc (Cout, taps) += gyt (Cout, ncol) * cols^T (ncol, taps)
