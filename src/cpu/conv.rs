@@ -156,6 +156,19 @@ fn im2col_sample(g: &ConvGeom, x: &[f32], cols: &mut [f32], ld: usize, pad: &mut
             let src = &x[(ci * g.h + iy) * g.w..][..g.w];
             if sw == 1 {
                 copy_short(&mut planes[py * phase + row * c + g.pw..][..g.w], src);
+            } else if sw == 2 {
+                // even input columns go to phase pw % 2, odd ones to the other (de-interleave)
+                let (p0, p1) = planes[py * 2 * phase..][..2 * phase].split_at_mut(phase);
+                let (a, b) = if g.pw % 2 == 0 { (p0, p1) } else { (p1, p0) };
+                let a = &mut a[row * c + g.pw / 2..][..g.w.div_ceil(2)];
+                let b = &mut b[row * c + g.pw.div_ceil(2)..][..g.w / 2];
+                for ((pair, ea), eb) in src.chunks_exact(2).zip(a.iter_mut()).zip(b.iter_mut()) {
+                    *ea = pair[0];
+                    *eb = pair[1];
+                }
+                if g.w % 2 == 1 {
+                    a[g.w / 2] = src[g.w - 1];
+                }
             } else {
                 // padded column xx = ix + pw lies in phase xx % sw at xx / sw (counted, no division)
                 let (mut px, mut col) = (g.pw % sw, g.pw / sw);
@@ -178,7 +191,7 @@ fn im2col_sample(g: &ConvGeom, x: &[f32], cols: &mut [f32], ld: usize, pad: &mut
             for kx in 0..g.kw {
                 let (px, c0) = ((kx * g.dw) % sw, (kx * g.dw) / sw);
                 let plane = &pad[((ci * sh + py) * sw + px) * phase..][..phase];
-                cols[tap * ld..][..len].copy_from_slice(&plane[r0 * c + c0..][..len]);
+                copy_short(&mut cols[tap * ld..][..len], &plane[r0 * c + c0..][..len]);
                 tap += 1;
             }
         }
@@ -195,19 +208,38 @@ fn wide_rows(g: &ConvGeom, src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// dst = src for the short runs of im2col (an image row): 16 floats at a time inline, where
-/// `copy_from_slice` would call memmove for each run.
+/// dst = src (same length) for the short runs of im2col (an image row, a tap's window), inline,
+/// where `copy_from_slice` calls memcpy for each run: 16 floats at a time, the tail as one
+/// more 16-, 8- or 4-float copy that overlaps what is already copied.
 #[inline(always)]
 fn copy_short(dst: &mut [f32], src: &[f32]) {
-    let mut d = dst.chunks_exact_mut(16);
-    let mut s = src.chunks_exact(16);
-    for (d, s) in (&mut d).zip(&mut s) {
-        let s: &[f32; 16] = s.try_into().unwrap();
-        let d: &mut [f32; 16] = d.try_into().unwrap();
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    #[inline(always)]
+    fn block<const K: usize>(dst: &mut [f32], src: &[f32], at: usize) {
+        let s: &[f32; K] = src[at..at + K].try_into().unwrap();
+        let d: &mut [f32; K] = (&mut dst[at..at + K]).try_into().unwrap();
         *d = *s;
     }
-    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *d = *s;
+    if n >= 16 {
+        let mut at = 0;
+        while at + 16 <= n {
+            block::<16>(dst, src, at);
+            at += 16;
+        }
+        if at < n {
+            block::<16>(dst, src, n - 16);
+        }
+    } else if n >= 8 {
+        block::<8>(dst, src, 0);
+        block::<8>(dst, src, n - 8);
+    } else if n >= 4 {
+        block::<4>(dst, src, 0);
+        block::<4>(dst, src, n - 4);
+    } else {
+        for i in 0..n {
+            dst[i] = src[i];
+        }
     }
 }
 
@@ -249,6 +281,19 @@ fn col2im(g: &ConvGeom, cols: &[f32], ld: usize, off: usize, gx: &mut [f32], pad
             let dst = &mut gx[(ci * g.h + iy) * g.w..][..g.w];
             if sw == 1 {
                 copy_short(dst, &planes[py * phase + row * c + g.pw..][..g.w]);
+            } else if sw == 2 {
+                // interleave the two phases back (the mirror of im2col_sample's split)
+                let (p0, p1) = planes[py * 2 * phase..][..2 * phase].split_at(phase);
+                let (a, b) = if g.pw % 2 == 0 { (p0, p1) } else { (p1, p0) };
+                let a = &a[row * c + g.pw / 2..][..g.w.div_ceil(2)];
+                let b = &b[row * c + g.pw.div_ceil(2)..][..g.w / 2];
+                for ((pair, &ea), &eb) in dst.chunks_exact_mut(2).zip(a).zip(b) {
+                    pair[0] = ea;
+                    pair[1] = eb;
+                }
+                if g.w % 2 == 1 {
+                    dst[g.w - 1] = a[g.w / 2];
+                }
             } else {
                 let (mut px, mut col) = (g.pw % sw, g.pw / sw);
                 for d in dst.iter_mut() {
