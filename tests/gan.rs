@@ -220,3 +220,73 @@ fn quality_metrics_on_known_cases() {
     let d = frechet_distance(&a, &scaled, dim).unwrap();
     assert!((d - dim as f64).abs() < 0.6, "scaled copy: {d}");
 }
+
+/// The page runs a step as two worker calls on a slow adapter (D's half, then G's, the state
+/// kept in the worker between them): the same weights, running statistics and losses as one
+/// step, to the bit, for both architectures and a loss of each kind.
+#[test]
+fn a_step_in_two_halves_equals_one_step() {
+    let b = CpuBackend::new();
+    let tricks = nnlab::models::gan_tricks::Tricks {
+        real_label: 0.9,
+        ..Default::default()
+    };
+    for arch in [GanArch::Dense, GanArch::Dcgan] {
+        for loss in [GanLoss::CrossEntropy, GanLoss::LeastSquares] {
+            let cfg = small_gan(arch);
+            let make = || {
+                let gen = Generator::new(&b, cfg, 1).unwrap();
+                let disc = Discriminator::new(&b, cfg, 2).unwrap();
+                let opts = (Adam::new(2e-4, 0.5, 0.999), Adam::new(2e-4, 0.5, 0.999));
+                (gen, disc, opts)
+            };
+            let (g1, d1, (mut og1, mut od1)) = make();
+            let (g2, d2, (mut og2, mut od2)) = make();
+            let n = 6;
+            for step in 0..3u64 {
+                let x = rng::uniform_vec(n * PIXELS, -1.0, 1.0, 50 + step);
+                let x = b.upload(&[n, PIXELS], &x).unwrap();
+                let z = gan::sample_z(n, cfg.latent, Latent::Normal, 60 + step);
+                let z = b.upload(&[n, cfg.latent], &z).unwrap();
+                let one = gan::train_step_with(
+                    &b, &g1, &d1, &mut og1, &mut od1, loss, &tricks, &x, &z, step,
+                )
+                .unwrap();
+                let d =
+                    gan::train_d_half(&b, &g2, &d2, &mut od2, loss, &tricks, &x, &z, step).unwrap();
+                // the page reads D's half back before G's half starts
+                let d_loss = read_blocking(&b, &d.d_loss).unwrap();
+                let g_loss = gan::train_g_half(&b, &g2, &d2, &mut og2, loss, &z).unwrap();
+                assert_eq!(read_blocking(&b, &one.d_loss).unwrap(), d_loss);
+                assert_eq!(
+                    read_blocking(&b, &one.g_loss).unwrap(),
+                    read_blocking(&b, &g_loss).unwrap()
+                );
+                assert_eq!(
+                    read_blocking(&b, &one.fake_out).unwrap(),
+                    read_blocking(&b, &d.fake_out).unwrap()
+                );
+            }
+            let weights = |m: &dyn Module| -> Vec<Vec<f32>> {
+                m.state()
+                    .iter()
+                    .map(|p| read_blocking(&b, p.value()).unwrap())
+                    .collect()
+            };
+            assert_eq!(weights(&g1), weights(&g2), "{arch:?} {loss:?}: G");
+            assert_eq!(weights(&d1), weights(&d2), "{arch:?} {loss:?}: D");
+        }
+    }
+}
+
+/// Latent rows depend only on their index: any cut into chunks gives the same samples.
+#[test]
+fn latent_rows_do_not_depend_on_the_chunking() {
+    for latent in [Latent::Normal, Latent::Uniform] {
+        let all = gan::sample_z(50, 7, latent, 9);
+        let mut cut = gan::sample_z_rows(0, 13, 7, latent, 9);
+        cut.extend(gan::sample_z_rows(13, 30, 7, latent, 9));
+        cut.extend(gan::sample_z_rows(43, 7, 7, latent, 9));
+        assert_eq!(all, cut);
+    }
+}

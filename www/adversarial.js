@@ -70,6 +70,7 @@ export function setupAdversarialTab(call) {
       started: false,
       page: null, // { count, labels: Uint8Array, pixels: Uint8Array, byClass: number[][] }
       models: { standard: false, adversarial: false, trained: false },
+      modelBytes: {}, // the shipped files' bytes, by model
       digit: null, // { pixels: Float32Array(784), label: number (-1: the model's prediction), source }
       fallback: false,
       cpu: false,
@@ -106,6 +107,7 @@ async function start(tab) {
 
 function showBackendNotice({ st }, info) {
   st.cpu = info.kind === 'cpu';
+  st.kind = info.kind;
   st.fallback = info.kind === 'gpu' && info.fallback;
   const notice = $('adv-backend-notice');
   if (st.cpu) {
@@ -149,8 +151,10 @@ async function loadModel({ st, call }, which) {
       return;
     }
     if (!res.ok) throw new Error(`HTTP ${res.status} for ${url}`);
-    const meta = await call('adv_load_model', which, new Uint8Array(await res.arrayBuffer()));
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const meta = await call('adv_load_model', which, bytes);
     st.models[which] = true;
+    st.modelBytes[which] = bytes; // for the curve's helper workers
     li.dataset.state = 'loaded';
     const acc = meta.test_accuracy ? `, ${pct(Number(meta.test_accuracy))} on the 10,000 MNIST test digits` : '';
     const adv = meta.adversarial && meta.adversarial !== 'no' ? ` (trained with ${meta.adversarial})` : '';

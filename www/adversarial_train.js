@@ -4,6 +4,8 @@
 import { lineChart, movingAverage, niceTicks } from './chart.js';
 import { ChunkLoop, nextChunk } from './loop.js';
 import { $, pct } from './util.js';
+import { pageDigitBytes } from './digits.js';
+import { allLanes, helperCount, sharedHelpers } from './workers.js';
 
 export const LABELS = { standard: 'standard', adversarial: 'adversarially trained', trained: 'trained in this tab' };
 const CURVE_EPS = [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3];
@@ -45,15 +47,57 @@ export function setupCurve(tab) {
     curve.running = true;
     curve.cancel = false;
     curveBtn.textContent = 'Cancel';
-    await runCurve(call, curve, models, Number($('adv-curve-n').value), $('adv-curve-attack').value);
+    await runCurve(tab, curve, models, Number($('adv-curve-n').value), $('adv-curve-attack').value);
     curve.running = false;
     curveBtn.disabled = false;
     curveBtn.textContent = 'Compute the curve';
   });
 }
 
-/** Evaluate `n` held-out digits at every eps for each of `models`, in chunks; draw as it goes. */
-async function runCurve(call, curve, models, n, kind) {
+/**
+ * The workers that compute the curve: the tabs' worker alone (WebGPU, ?workers=1, one core),
+ * or one helper per core (workers.js), each with the page digits and a copy of `models`
+ * (the in-tab one as it is now). Each is {call, load}: `load()` readies the worker.
+ */
+async function curveWorkers(tab, models) {
+  const { call, st } = tab;
+  const n = helperCount(st.kind);
+  if (n < 2) return [{ call, load: async () => {} }];
+  const pool = sharedHelpers();
+  const digits = await pageDigitBytes();
+  const bytes = {};
+  for (const w of models) bytes[w] = w === 'trained' ? await call('classifier_train_weights') : st.modelBytes[w];
+  return (await pool.start(n)).map((h) => ({
+    call: h.worker.call,
+    async load() {
+      await pool.ensure(h, 'adv:digits', digits, () => h.worker.call('adv_load_digits', digits));
+      for (const w of models) await pool.ensure(h, `adv:${w}`, bytes[w], () => h.worker.call('adv_load_model', w, bytes[w]));
+    },
+  }));
+}
+
+/**
+ * The chunks of the curve's work in order (each model, each eps, n digits): `take(count)`
+ * gives the next {which, k, start, count}, or null when all are handed out.
+ */
+function chunker(models, n) {
+  const tasks = models.flatMap((which) => CURVE_EPS.map((_, k) => ({ which, k })));
+  let t = 0;
+  let start = 0;
+  return (count) => {
+    if (start >= n) [t, start] = [t + 1, 0];
+    if (t >= tasks.length) return null;
+    const c = { ...tasks[t], start, count: Math.min(count, n - start) };
+    start += c.count;
+    return c;
+  };
+}
+
+/**
+ * Evaluate `n` held-out digits at every eps for each of `models`, in chunks handed to the
+ * curve's workers as each finishes one (Cancel stops handing them out); draw as it goes.
+ */
+async function runCurve(tab, curve, models, n, kind) {
   curve.attackName = { fgsm: 'FGSM', gradient: 'gradient ascent, L2 28ε', iterative: 'iterative FGSM' }[kind];
   curve.results = Object.fromEntries(models.map((w) => [w, CURVE_EPS.map(() => null)]));
   const progress = $('adv-curve-progress');
@@ -63,32 +107,32 @@ async function runCurve(call, curve, models, n, kind) {
   progress.value = 0;
   status.dataset.state = 'running';
   let done = 0;
-  let chunk = 50;
   const t0 = performance.now();
+  const take = chunker(models, n);
   try {
-    outer: for (const which of models) {
-      for (let k = 0; k < CURVE_EPS.length; k++) {
-        const acc = { n: 0, correct: 0 };
-        curve.results[which][k] = acc;
-        for (let start = 0; start < n; ) {
-          if (curve.cancel) break outer;
-          const count = Math.min(chunk, n - start);
-          const t = performance.now();
-          const r = await call('adv_eval_chunk', which, n, start, count, kind, CURVE_EPS[k], -1);
-          // eps 0 needs no attack: its timing would overestimate the chunk
-          if (CURVE_EPS[k] > 0) chunk = nextChunk(count, performance.now() - t, CURVE_CHUNK);
-          acc.n += r.n;
-          acc.correct += r.correct;
-          start += count;
-          done += count;
-          progress.value = done;
-          status.textContent = `${LABELS[which]}, ε = ${CURVE_EPS[k]}: ${done.toLocaleString()} of ${total.toLocaleString()} digit evaluations`;
-          drawCurve(curve);
-        }
+    const workers = await curveWorkers(tab, models);
+    const on = workers.length > 1 ? ` on ${workers.length} workers` : '';
+    await allLanes(workers.map((w) => async (failed) => {
+      await w.load();
+      let chunk = 50;
+      for (let c = take(chunk); c && !curve.cancel && !failed(); c = take(chunk)) {
+        const t = performance.now();
+        const r = await w.call('adv_eval_chunk', c.which, n, c.start, c.count, kind, CURVE_EPS[c.k], -1);
+        // eps 0 needs no attack: its timing would overestimate the chunk
+        if (CURVE_EPS[c.k] > 0) chunk = nextChunk(c.count, performance.now() - t, CURVE_CHUNK);
+        const acc = (curve.results[c.which][c.k] ??= { n: 0, correct: 0 });
+        acc.n += r.n;
+        acc.correct += r.correct;
+        done += c.count;
+        progress.value = done;
+        status.textContent = `${LABELS[c.which]}, ε = ${CURVE_EPS[c.k]}: ${done.toLocaleString()} of ${total.toLocaleString()} digit evaluations${on}`;
+        drawCurve(curve);
       }
-    }
+    }));
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
-    status.textContent = curve.cancel ? `Cancelled after ${done.toLocaleString()} evaluations.` : `Done: ${n.toLocaleString()} page digits × ${CURVE_EPS.length} values of ε × ${models.length} model(s) in ${secs} s.`;
+    status.textContent = curve.cancel ? `Cancelled after ${done.toLocaleString()} evaluations.` : `Done: ${n.toLocaleString()} page digits × ${CURVE_EPS.length} values of ε × ${models.length} model(s) in ${secs} s${on}.`;
+    status.dataset.workers = String(workers.length);
+    status.dataset.results = JSON.stringify(curve.results);
     status.dataset.state = curve.cancel ? 'cancelled' : 'done';
   } catch (e) {
     status.textContent = `The curve failed: ${e.message}`;

@@ -5,15 +5,21 @@
 import { PIXELS } from './digits.js';
 import { $, fetchBytes } from './util.js';
 import { drawDigits, fmt } from './gan_tools.js';
+import { qualityHelpers, scoreDigits } from './quality_helpers.js';
 
 const AE_URL = 'models/ae_plain_k2.safetensors';
 const N = 500;
 const CHUNK = 100;
 const SHOWN = 12;
 
-/** Score `digits` (N x 784) in chunks with the GAN tab's quality numbers. */
-async function score(call, digits) {
-  for (let s = 0; s < N; s += CHUNK) await call('gan_quality_digits', s, digits.subarray(s * PIXELS, (s + CHUNK) * PIXELS));
+/**
+ * Score `digits` (N x 784) in chunks with the GAN tab's quality numbers: on the CPU backend
+ * over the helper workers (quality_helpers.js), else in the tabs' worker.
+ */
+async function score({ call, kind, state }, digits) {
+  const helpers = await qualityHelpers(kind);
+  if (helpers) await scoreDigits(call, helpers, { digits, total: N, classifier: state.classifierBytes, pixels: PIXELS });
+  else for (let s = 0; s < N; s += CHUNK) await call('gan_quality_digits', s, digits.subarray(s * PIXELS, (s + CHUNK) * PIXELS));
   return call('gan_quality_result');
 }
 
@@ -48,7 +54,7 @@ async function compare(tab) {
   for (const [name, id, digits, mse] of rows) {
     out.textContent = `scoring ${name}…`;
     drawDigits($(id), digits, SHOWN, SHOWN);
-    const q = await score(call, digits);
+    const q = await score(tab, digits);
     table.push({ name, mse, q });
   }
   return table;

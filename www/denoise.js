@@ -7,7 +7,7 @@
 // backend the tiles of a photo are spread over one helper worker per core (`createTilePool`).
 import { $, download, fetchBytes, setError } from './util.js';
 import { setupTraining } from './denoise_train.js';
-import { startWorker } from './workers.js';
+import { allLanes, createHelperPool, helperCount } from './workers.js';
 import { nextChunk } from './loop.js';
 import { setupDenoiseViews } from './filters.js';
 
@@ -112,58 +112,20 @@ function createModels(call, onChange) {
 
 // ---------------------------------------------------------------- helper workers
 
-/** Most helper workers (each holds a wasm instance with up to ~0.5 GB of tile activations). */
-const MAX_WORKERS = 16;
-
-/**
- * How many workers denoise the tiles: `?workers=N` on the page (1 = the tabs' own worker
- * alone), else one per core (navigator.hardwareConcurrency) on the CPU backend and 1 on WebGPU
- * (one GPU queue: more workers would only compete for it).
- */
-function workerCount(kind) {
-  if (kind !== 'cpu') return 1;
-  const asked = new URLSearchParams(location.search).get('workers');
-  const n = asked === null ? navigator.hardwareConcurrency || 1 : Math.floor(Number(asked));
-  return Number.isFinite(n) && n >= 1 ? Math.min(n, MAX_WORKERS) : 1;
-}
-
-/**
- * The Denoise tab's helper workers for the CPU backend: each its own wasm instance with its own
- * copy of the model, started on first use and kept between jobs; `stop()` ends them at once
- * (Cancel) and the next job starts new ones.
- */
-function createTilePool() {
-  let helpers = [];
-
-  async function start(n) {
-    while (helpers.length < n) helpers.push({ worker: startWorker({ backend: 'cpu' }), loaded: new Map() });
-    const started = await Promise.all(helpers.slice(0, n).map((h) => h.worker.status));
-    const bad = started.find((s) => s.error);
-    if (bad) throw new Error(`a helper worker could not start: ${bad.error}`);
-    return helpers.slice(0, n);
-  }
-
-  /** Have helper `h` hold the model `bytes` under `key` (loaded once per bytes object). */
-  async function load(h, key, bytes) {
-    if (h.loaded.get(key) === bytes) return;
-    h.loaded.delete(key);
-    await h.worker.call('denoise_load_model', key, bytes);
-    h.loaded.set(key, bytes);
-  }
-
-  function stop() {
-    for (const h of helpers) h.worker.terminate();
-    helpers = [];
-  }
-
-  return { start, load, stop };
-}
-
 /**
  * Layers of a tile per call in the tabs' worker: a call lasts about `targetMs` (at least one
- * layer: ~5 s for a 512x512 tile on SwiftShader), so Cancel never waits for more.
+ * layer), so Cancel never waits for more.
  */
 const LAYER_CHUNK = { targetMs: 250, max: 64 };
+/**
+ * Most a one-layer call may take on WebGPU: where a layer of a big tile takes longer (a
+ * software adapter: ~15 s for a 512x512 tile on SwiftShader), the tiles are made smaller, so
+ * that the call Cancel waits for stays well under a second. `?layer-ms=N` sets it (0: tiles
+ * as big as the device allows, whatever a layer takes).
+ */
+const LAYER_BUDGET_MS = Number(new URLSearchParams(location.search).get('layer-ms') ?? 400);
+/** Tile side on WebGPU until a layer has been timed (then the job is planned again). */
+const PROBE_TILE_PIXELS = 84 * 84;
 
 /** "about 1 min 20 s left" */
 function timeLeft(secs) {
@@ -173,12 +135,35 @@ function timeLeft(secs) {
 }
 
 /**
+ * The time of a DnCNN layer per pixel on WebGPU, per model, from the layer calls of the tabs'
+ * worker; `maxPixels(key)`: the pixels of a tile (with its halo) whose layer fits
+ * LAYER_BUDGET_MS (0: no cap; before any timing, a small probe tile).
+ */
+function createLayerTimer() {
+  const msPerPixel = new Map(); // model key -> ms per pixel of one layer (a running mean)
+  return {
+    maxPixels(key) {
+      const rate = msPerPixel.get(key);
+      return rate === undefined ? PROBE_TILE_PIXELS : Math.max(1, Math.min(2 ** 31, Math.floor(LAYER_BUDGET_MS / rate)));
+    },
+    /** `layers` layers of a tile of `pixels` took `ms`. */
+    add(key, layers, pixels, ms) {
+      const rate = ms / (layers * pixels);
+      const old = msPerPixel.get(key);
+      msPerPixel.set(key, old === undefined ? rate : 0.5 * old + 0.5 * rate);
+    },
+    known: (key) => msPerPixel.has(key),
+  };
+}
+
+/**
  * Runs the tiles of the tabs' worker's denoising job: in that worker one at a time (WebGPU, or
- * ?workers=1), or spread over helper workers (createTilePool), each handed the next tile as it
- * finishes one; the tabs' worker keeps the job and only cuts and pastes tiles.
+ * ?workers=1), or spread over helper workers (createHelperPool), each handed the next tile as
+ * it finishes one; the tabs' worker keeps the job and only cuts and pastes tiles.
  */
 function createTileRunner(call, models) {
-  const pool = createTilePool();
+  const pool = createHelperPool();
+  const timer = createLayerTimer();
   let backendKind = null; // 'gpu' | 'cpu', once the worker has said
   let layerChunk = 1; // layers per call in the tabs' worker, adapted to LAYER_CHUNK's target
 
@@ -190,61 +175,68 @@ function createTileRunner(call, models) {
   }
 
   /**
+   * The tiles of `job` in the tabs' worker, a few layers per call (progress inside a tile;
+   * Cancel waits for one call). On WebGPU each call is timed; a job planned before any timing
+   * (`job.probe`) stops after a few calls where bigger tiles would do, and says so (`replan`).
+   */
+  async function ownLane(job, key, ensemble, going, onTile, onLayers) {
+    let calls = 0;
+    for (let i = 0; i < job.tiles && going(); i++) {
+      const input = await call('denoise_tile_input', i);
+      if (!going()) return false;
+      let p = await call('denoise_steps_begin', key, input.crop, input.height, input.width, ensemble);
+      while (!p.finished) {
+        const t = performance.now();
+        const before = p.done;
+        p = await call('denoise_steps_run', layerChunk);
+        if (!going()) return false;
+        const ms = performance.now() - t;
+        layerChunk = nextChunk(layerChunk, ms, LAYER_CHUNK);
+        // the page's first call also sets up the shaders: not a layer's time
+        if (backendKind === 'gpu' && calls++ > 0) timer.add(key, p.done - before, input.height * input.width, ms);
+        if (job.probe && calls >= 3 && timer.maxPixels(key) > 2 * PROBE_TILE_PIXELS) return true;
+        onLayers(i, p);
+      }
+      const y = await call('denoise_steps_output');
+      const r = await call('denoise_tile_output', job.job, i, y);
+      if (going()) onTile(r);
+    }
+    return false;
+  }
+
+  /**
    * Denoise every tile of `job` (denoise_begin's answer) with model `key`; `onTile(r)` gets each
    * finished tile, `onLayers(i, {done, total})` the layers done of tile i when the tabs' worker
    * runs it alone. Stops when `live()` turns false; the first error stops every lane and is
-   * thrown. Resolves to the number of workers used.
+   * thrown. Resolves to {workers, replan}: the number of workers used, and whether the job
+   * should be planned again with `maxPixels` (its probe tiles were too small).
    */
   async function run(job, key, ensemble, live, onTile, onLayers) {
-    const n = Math.min(workerCount(backendKind), job.tiles);
-    let next = 0;
-    let failed = false;
-    const going = () => live() && !failed;
-    let lanes;
+    const n = Math.min(helperCount(backendKind), job.tiles);
     if (n === 1) {
-      // in the tabs' worker, a few layers per call (progress inside a tile; Cancel waits for one call)
-      lanes = [async () => {
-        while (next < job.tiles && going()) {
-          const i = next++;
-          const input = await call('denoise_tile_input', i);
-          if (!going()) return;
-          let p = await call('denoise_steps_begin', key, input.crop, input.height, input.width, ensemble);
-          while (!p.finished) {
-            const t = performance.now();
-            p = await call('denoise_steps_run', layerChunk);
-            if (!going()) return;
-            layerChunk = nextChunk(layerChunk, performance.now() - t, LAYER_CHUNK);
-            onLayers(i, p);
-          }
-          const y = await call('denoise_steps_output');
-          const r = await call('denoise_tile_output', job.job, i, y);
-          if (going()) onTile(r);
-        }
-      }];
-    } else {
-      const bytes = await modelBytes(key);
-      const helpers = await pool.start(n);
-      if (!going()) return n;
-      // helpers hold the trained model under its own key (the name 'trained' is the worker's own)
-      const hkey = key === 'trained' ? 'pool-trained' : key;
-      lanes = helpers.map((h) => async () => {
-        await pool.load(h, hkey, bytes);
-        while (next < job.tiles && going()) {
-          const i = next++;
-          const input = await call('denoise_tile_input', i);
-          if (!going()) return;
-          const y = await h.worker.call('denoise_crop_run', hkey, input.crop, input.height, input.width, ensemble);
-          if (!going()) return;
-          const r = await call('denoise_tile_output', job.job, i, y);
-          if (going()) onTile(r);
-        }
-      });
+      const replan = await ownLane(job, key, ensemble, live, onTile, onLayers);
+      return { workers: 1, replan };
     }
-    await Promise.all(lanes.map((lane) => lane().catch((e) => {
-      failed = true;
-      throw e;
-    })));
-    return n;
+    const bytes = await modelBytes(key);
+    const helpers = await pool.start(n);
+    if (!live()) return { workers: n };
+    // helpers hold the trained model under its own key (the name 'trained' is the worker's own)
+    const hkey = key === 'trained' ? 'pool-trained' : key;
+    let next = 0;
+    await allLanes(helpers.map((h) => async (failed) => {
+      await pool.ensure(h, hkey, bytes, () => h.worker.call('denoise_load_model', hkey, bytes));
+      const going = () => live() && !failed();
+      while (next < job.tiles && going()) {
+        const i = next++;
+        const input = await call('denoise_tile_input', i);
+        if (!going()) return;
+        const y = await h.worker.call('denoise_crop_run', hkey, input.crop, input.height, input.width, ensemble);
+        if (!going()) return;
+        const r = await call('denoise_tile_output', job.job, i, y);
+        if (going()) onTile(r);
+      }
+    }));
+    return { workers: n };
   }
 
   /** 'gpu' or 'cpu': the backend of the tabs' worker. */
@@ -256,9 +248,14 @@ function createTileRunner(call, models) {
   return {
     kind,
     run,
+    /** The pixel cap of a tile for `denoise_begin` (0: none), and whether it is a probe. */
+    plan(key) {
+      if (backendKind !== 'gpu' || !(LAYER_BUDGET_MS > 0)) return { maxPixels: 0, probe: false };
+      return { maxPixels: timer.maxPixels(key), probe: !timer.known(key) };
+    },
     /** Start the helpers ahead of the first job (each compiles the wasm module: ~1 s). */
     async warm() {
-      const n = workerCount(await kind());
+      const n = helperCount(await kind());
       if (n > 1) await pool.start(n);
     },
     stop: () => pool.stop(),
@@ -436,6 +433,31 @@ function setupPhotoInput(panel, el, { openFile, openSample }) {
 }
 
 /**
+ * The progress line of `job` (begun at `t0`): `tile(r)` after a finished tile, `layers(i, p)`
+ * after layers of tile i; tiles done, the layers of the tile in progress, the time left.
+ */
+function jobProgress(el, job, t0) {
+  let tilesDone = 0;
+  const tileSize = job.tiles > 1 ? ` (up to ${job.tile}×${job.tile} pixels each)` : '';
+  const line = (fraction, inTile = '') => {
+    el.progress.value = fraction;
+    const secs = (performance.now() - t0) / 1000;
+    const left = fraction > 0 && fraction < 1 ? ` · ${timeLeft((secs / fraction) * (1 - fraction))}` : '';
+    el.progressText.textContent = `${tilesDone} / ${job.tiles} tiles${tileSize}${inTile}${left}`;
+  };
+  el.progress.value = 0;
+  line(0);
+  show(el.progressRow, true);
+  return {
+    tile(r) {
+      tilesDone = r.done;
+      line(r.done / job.tiles);
+    },
+    layers: (i, p) => line((tilesDone + p.done / p.total) / job.tiles, ` · tile ${i + 1}: layer ${p.done} of ${p.total}`),
+  };
+}
+
+/**
  * Denoising the open photo (`getPhoto()`) in the tabs' worker: `denoise()` runs a job (tiles
  * through createTileRunner, drawn into `view` as they finish, progress and time left, then the
  * result and its metrics, then `onDone()`); `cancelJob()` stops the one in progress, if any, and
@@ -461,6 +483,13 @@ function createDenoiser(call, el, models, view, setState, getPhoto, onDone) {
   }
 
   el.cancel.addEventListener('click', () => {
+    // data-stopped-ms: when the tabs' worker has ended the call in flight (its next answer)
+    delete el.info.dataset.stoppedMs;
+    const t = performance.now();
+    const token = jobToken + 1;
+    call('backend_info').then(() => {
+      if (token === jobToken) el.info.dataset.stoppedMs = String(Math.round(performance.now() - t));
+    }, () => {});
     if (cancelJob()) setState('cancelled', `Cancelled after ${el.progressText.textContent.replace(/ \(.*/, '').replace(/ · .*/, '')}.`);
   });
 
@@ -484,34 +513,30 @@ function createDenoiser(call, el, models, view, setState, getPhoto, onDone) {
       const kind = await tiles.kind();
       if (token !== jobToken) return;
       const ensemble = el.ensemble.checked;
-      const job = await call('denoise_begin', key, sigma, seed, ensemble, workerCount(kind));
-      if (token !== jobToken) return;
-      el.progress.value = 0;
-      const tileSize = job.tiles > 1 ? ` (up to ${job.tile}×${job.tile} pixels each)` : '';
-      el.progressText.textContent = `0 / ${job.tiles} tiles${tileSize}`;
-      show(el.progressRow, true);
-      // the output pane fills in as tiles finish
-      view.output = new ImageData(job.width, job.height);
-      view.render();
       const what = `${photo.name} (${size}) with ${modelPhrase(key)}${note}${ensemble ? ', ×8 self-ensemble' : ''}${sigma ? `, σ=${sigma} noise added (seed ${seed})` : ''}`;
-      setState('running', `Denoising ${what}…`);
       const t0 = performance.now();
-      let tilesDone = 0;
-      /** the progress line: tiles done, the layers of the tile in progress, the time left */
-      const showProgress = (fraction, inTile = '') => {
-        el.progress.value = fraction;
-        const secs = (performance.now() - t0) / 1000;
-        const left = fraction > 0 && fraction < 1 ? ` · ${timeLeft((secs / fraction) * (1 - fraction))}` : '';
-        el.progressText.textContent = `${tilesDone} / ${job.tiles} tiles${tileSize}${inTile}${left}`;
+      /** plan the job (the tile size from the layer times measured so far) and run its tiles */
+      const runJob = async () => {
+        const { maxPixels, probe } = tiles.plan(key);
+        const job = { ...(await call('denoise_begin', key, sigma, seed, ensemble, helperCount(kind), maxPixels)), probe };
+        if (token !== jobToken) return { workers: 0 };
+        // the output pane fills in as tiles finish
+        if (!view.output) {
+          view.output = new ImageData(job.width, job.height);
+          view.render();
+        }
+        setState('running', `Denoising ${what}…`);
+        const progress = jobProgress(el, job, t0);
+        return tiles.run(job, key, ensemble, () => token === jobToken, (r) => {
+          view.paintTile(r);
+          progress.tile(r);
+        }, (i, p) => {
+          if (!p.finished && token === jobToken) progress.layers(i, p);
+        });
       };
-      const workers = await tiles.run(job, key, ensemble, () => token === jobToken, (r) => {
-        view.paintTile(r);
-        tilesDone = r.done;
-        showProgress(r.done / job.tiles);
-      }, (i, p) => {
-        if (p.finished || token !== jobToken) return;
-        showProgress((tilesDone + p.done / p.total) / job.tiles, ` · tile ${i + 1}: layer ${p.done} of ${p.total}`);
-      });
+      let { workers, replan } = await runJob();
+      // the first job on WebGPU starts with small tiles to time a layer; bigger ones fit
+      if (replan && token === jobToken) ({ workers } = await runJob());
       if (token !== jobToken) return;
       const r = await call('denoise_result');
       if (token !== jobToken) return;

@@ -7,7 +7,7 @@
 // share one context `tab` (the call, the form, the state).
 import { pageDigitBytes } from './digits.js';
 import { lineChart, trailingAverage } from './chart.js';
-import { ChunkLoop } from './loop.js';
+import { ChunkLoop, MAX_CALL_MS } from './loop.js';
 import { $, download, fetchBytes, setError } from './util.js';
 import {
   GRID_COLS,
@@ -35,7 +35,7 @@ const GRID_SEED = 4242;
  * page's CPU path (measured with tools/gan_quickstart.mjs; figures in the README).
  */
 export const QUICK_START = { arch: 'dense', loss: 'ce', latent: 64, dist: 'normal', width: 32, lr: '1e-3', beta1: 0.5, batch: 64, every: 20, real: 0.9, lrd: '', mbstd: false, smooth: 0, fgsm: 1 };
-/** Training calls aim at 300 ms (loop.js's MAX_CALL_MS): Pause answers within about this long. */
+/** Training calls aim at 300 ms (loop.js's MAX_CALL_MS): Pause answers within about this long (trainCall). */
 const TRAIN_CHUNK = { targetMs: 300, max: 50 };
 
 // ---------------------------------------------------------------- drawing
@@ -73,6 +73,7 @@ export function setupGanTab(call) {
     showError: (e) => setError($('gan-error'), e),
     state: {
       loop: new ChunkLoop(TRAIN_CHUNK),
+      trainCall: trainCall(call), // the loop's call: whole steps or half steps (kept between runs)
       busy: false,
       model: null, // {arch, latent, width, ...} of the GAN in the worker
       step: 0,
@@ -105,7 +106,10 @@ export function setupGanTab(call) {
   setupQuality(tab);
   setupGame(tab);
   setupAeVsGan(tab);
-  call('backend_info').then(showBackend, () => {});
+  call('backend_info').then((info) => {
+    tab.kind = info.kind; // 'cpu': the quality numbers go over helper workers
+    showBackend(info);
+  }, () => {});
   drawLosses($('gan-losses'), [], []);
   clearLatentTools();
   tab.setButtons();
@@ -138,6 +142,7 @@ function ensureAssets({ call, state }) {
     const clf = await fetchBytes(CLASSIFIER_URL, 'the MNIST classifier').catch(() => null);
     if (clf) {
       await call('gan_load_classifier', clf);
+      state.classifierBytes = clf; // for helper workers (quality_helpers.js)
       state.hasClassifier = true;
     }
   })().catch((e) => {
@@ -170,7 +175,8 @@ function progress(text) {
 /** A new model is in the worker: fixed z for the grid, fresh curves, draw. */
 async function adopt(tab, m, how) {
   const { state } = tab;
-  Object.assign(state, { model: m, step: 0, dLoss: [], gLoss: [], dAcc: [], lastScore: 0, quality: [] });
+  // the latent distribution the worker was given with the model (the form's, at this moment)
+  Object.assign(state, { model: { ...m, dist: tab.form.dist.value }, step: 0, dLoss: [], gLoss: [], dAcc: [], lastScore: 0, quality: [] });
   state.picks = { a: null, b: null, centre: null };
   state.groups = { p: [], q: [], r: [] };
   state.loop.resetChunk();
@@ -221,6 +227,26 @@ function applyPreset({ form }, preset) {
   }
 }
 
+/**
+ * The training call of the loop: `n` whole steps, or, where one step takes longer than a loop
+ * call may (a software WebGPU adapter, or a big DCGAN on the CPU), half a step per call (D's
+ * half, then G's: `gan_train_half`), so that Pause waits for half a step at most; back to whole
+ * steps once a step's two halves together fit in a call.
+ */
+function trainCall(call) {
+  let halves = false;
+  let dMs = 0; // the time of the last D half
+  return async (n) => {
+    const t = performance.now();
+    const r = halves ? await call('gan_train_half') : await call('gan_train_steps', n);
+    const ms = performance.now() - t;
+    if (!halves && n === 1 && ms > MAX_CALL_MS) halves = true;
+    else if (halves && r.d_loss.length === 0) dMs = ms;
+    else if (halves && dMs + ms < MAX_CALL_MS / 2) halves = false;
+    return r;
+  };
+}
+
 async function trainLoop(tab) {
   const { state, panel } = tab;
   const t0 = performance.now();
@@ -229,8 +255,9 @@ async function trainLoop(tab) {
   tab.setButtons();
   try {
     await state.loop.run({
-      step: (n) => tab.call('gan_train_steps', n),
+      step: state.trainCall,
       after: async (r, _n, live) => {
+        if (!r.d_loss.length) return true; // D's half of a step: nothing to show yet
         state.step = r.step;
         state.dLoss.push(...r.d_loss);
         state.gLoss.push(...r.g_loss);

@@ -6,12 +6,18 @@ import { PIXELS, SIDE, digitsImage } from './digits.js';
 import { drawClassHistogram } from './gan_hist.js';
 import { $ } from './util.js';
 import { nextChunk } from './loop.js';
+import { qualityHelpers, scoreSamples } from './quality_helpers.js';
 
 const INTERP_STEPS = 10;
 const NEIGHBOURS = 8;
 const QUALITY_SAMPLES = 500;
 /** Scoring calls aim at 300 ms (from 10 digits up to 100), so a Pause during scoring acts quickly. */
 const QUALITY_CHUNK = { targetMs: 300, chunk: 10, max: 100 };
+/**
+ * The z of the scored samples: the same at every scoring (as the grid's), so the scores along
+ * a training run compare, and the numbers do not depend on how the samples are cut into chunks.
+ */
+const QUALITY_SEED = 4243;
 const GAME_DIGITS = 8;
 export const GRID_COLS = 8;
 const GRID_SCALE = 2;
@@ -147,29 +153,56 @@ export function setupLatentTools(tab) {
 
 // ---------------------------------------------------------------- quality
 
-/** Score QUALITY_SAMPLES fresh samples (in short worker calls) and add them to the history. */
+/**
+ * Score the samples in the tabs' worker, in short calls; false where Pause (`live()` false)
+ * stopped it.
+ */
+async function scoreHere(call, live, onProgress) {
+  let n = QUALITY_CHUNK.chunk;
+  for (let start = 0; start < QUALITY_SAMPLES; ) {
+    if (!live()) return false;
+    onProgress(start);
+    const count = Math.min(n, QUALITY_SAMPLES - start);
+    const t = performance.now();
+    await call('gan_quality_chunk', start, count, QUALITY_SEED);
+    start += count;
+    n = nextChunk(count, performance.now() - t, QUALITY_CHUNK);
+  }
+  return true;
+}
+
+/**
+ * Score QUALITY_SAMPLES samples (in short worker calls; on the CPU backend over one helper
+ * worker per core) and add them to the history.
+ */
 export async function scoreNow(tab, live = () => true) {
   const { state, call } = tab;
   const t0 = performance.now();
   const out = $('gan-quality-out');
-  const seed = Math.floor(Math.random() * 1e6);
-  let n = QUALITY_CHUNK.chunk;
-  for (let start = 0; start < QUALITY_SAMPLES; ) {
-    if (!live()) {
-      out.textContent = 'scoring stopped by Pause (it starts again while training)';
-      return;
-    }
-    out.textContent = `scoring… ${start} / ${QUALITY_SAMPLES} samples`;
-    const count = Math.min(n, QUALITY_SAMPLES - start);
-    const t = performance.now();
-    await call('gan_quality_chunk', start, count, seed);
-    start += count;
-    n = nextChunk(count, performance.now() - t, QUALITY_CHUNK);
+  const helpers = await qualityHelpers(tab.kind);
+  const on = helpers ? ` on ${helpers.length} workers` : '';
+  const onProgress = (done) => (out.textContent = `scoring… ${done} / ${QUALITY_SAMPLES} samples${on}`);
+  onProgress(0);
+  let scored;
+  if (helpers) {
+    const { g } = await call('gan_save');
+    const opts = { total: QUALITY_SAMPLES, seed: QUALITY_SEED, g, dist: state.model.dist, classifier: state.classifierBytes, live, onProgress };
+    scored = await scoreSamples(call, helpers, opts);
+  } else {
+    scored = await scoreHere(call, live, onProgress);
+  }
+  if (!scored) {
+    out.textContent = 'scoring stopped by Pause (it starts again while training)';
+    return;
   }
   const q = await call('gan_quality_result');
-  out.textContent = `At step ${state.step}: classifier score ${fmt(q.classifier_score, 2)} (max 10), Frechet distance ${fmt(q.frechet_distance, 2)} on the classifier's features, ${q.samples} samples vs ${q.samples} held-out page digits.`;
+  out.textContent = `At step ${state.step}: classifier score ${fmt(q.classifier_score, 2)} (max 10), Frechet distance ${fmt(q.frechet_distance, 2)} on the classifier's features, ${q.samples} samples vs ${q.samples} held-out page digits (scored in ${fmt((performance.now() - t0) / 1000, 1)} s${on || ' in one worker'}).`;
   out.dataset.score = String(q.classifier_score);
   out.dataset.step = String(state.step);
+  out.dataset.workers = String(helpers ? helpers.length : 1);
+  out.dataset.histogram = [...q.histogram].join(',');
+  out.dataset.frechet = String(q.frechet_distance);
+  out.dataset.ms = String(Math.round(performance.now() - t0));
   drawClassHistogram($('gan-hist'), q.histogram);
   const pcts = [...q.histogram].map((c) => (100 * c) / q.samples);
   $('gan-hist-caption').textContent = `Classes of ${q.samples} samples at step ${state.step} (the shipped classifier's label): score ${fmt(q.classifier_score, 2)}, Frechet ${fmt(q.frechet_distance, 0)}, classes ${fmt(Math.min(...pcts), 1)}-${fmt(Math.max(...pcts), 1)}%.`;

@@ -72,3 +72,74 @@ export function startWorker(params = {}) {
 
   return { call, status, failed, terminate };
 }
+
+// ---------------------------------------------------------------- helper workers
+
+/** Most helper workers (each holds a wasm instance with its models and data). */
+const MAX_HELPERS = 16;
+
+/**
+ * How many workers share a long job: `?workers=N` on the page (1 = the tabs' own worker
+ * alone), else one per core (navigator.hardwareConcurrency) on the CPU backend (`kind`
+ * 'cpu'), and 1 on WebGPU (one GPU queue: more workers would only compete for it).
+ */
+export function helperCount(kind) {
+  if (kind !== 'cpu') return 1;
+  const asked = new URLSearchParams(location.search).get('workers');
+  const n = asked === null ? navigator.hardwareConcurrency || 1 : Math.floor(Number(asked));
+  return Number.isFinite(n) && n >= 1 ? Math.min(n, MAX_HELPERS) : 1;
+}
+
+/**
+ * A pool of helper workers on the CPU backend, each its own wasm instance, started on first
+ * use and kept between jobs: `start(n)` resolves to n helpers {worker, loaded}; `ensure(h,
+ * what, bytes, load)` runs `load()` unless helper h already holds these `bytes` as `what`;
+ * `stop()` ends them all at once (the next job starts new ones).
+ */
+export function createHelperPool() {
+  let helpers = [];
+
+  async function start(n) {
+    while (helpers.length < n) helpers.push({ worker: startWorker({ backend: 'cpu' }), loaded: new Map() });
+    const started = await Promise.all(helpers.slice(0, n).map((h) => h.worker.status));
+    const bad = started.find((s) => s.error);
+    if (bad) throw new Error(`a helper worker could not start: ${bad.error}`);
+    return helpers.slice(0, n);
+  }
+
+  async function ensure(h, what, bytes, load) {
+    if (h.loaded.get(what) === bytes) return;
+    h.loaded.delete(what);
+    await load();
+    h.loaded.set(what, bytes);
+  }
+
+  function stop() {
+    for (const h of helpers) h.worker.terminate();
+    helpers = [];
+  }
+
+  return { start, ensure, stop };
+}
+
+/**
+ * Run `lanes` (async functions, one per worker) together; the first error stops the others
+ * (`failed()` turns true for them to check between calls) and is thrown.
+ */
+export async function allLanes(lanes) {
+  let failed = false;
+  await Promise.all(lanes.map((lane) => lane(() => failed).catch((e) => {
+    failed = true;
+    throw e;
+  })));
+}
+
+let shared = null;
+/**
+ * The helpers the Adversarial and GAN tabs share (the page digits are loaded into each once):
+ * their work comes in short calls, so Cancel stops handing work out rather than ending them.
+ */
+export function sharedHelpers() {
+  shared ??= createHelperPool();
+  return shared;
+}

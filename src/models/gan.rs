@@ -77,10 +77,18 @@ impl GanConfig {
 
 /// Latent vectors (n, d) drawn from `latent` with `seed` (the same seed gives the same z).
 pub fn sample_z(n: usize, d: usize, latent: Latent, seed: u64) -> Vec<f32> {
-    match latent {
-        Latent::Normal => rng::normal_vec(n * d, 0.0, 1.0, seed),
-        Latent::Uniform => rng::uniform_vec(n * d, -1.0, 1.0, seed),
-    }
+    sample_z_rows(0, n, d, latent, seed)
+}
+
+/// Rows start..start+n of the latent vectors `sample_z(start + n, ..)` would give: each row
+/// depends only on its index, so a set of samples can be cut into chunks in any way.
+pub fn sample_z_rows(start: usize, n: usize, d: usize, latent: Latent, seed: u64) -> Vec<f32> {
+    (start * d..(start + n) * d)
+        .map(|i| match latent {
+            Latent::Normal => rng::normal(seed, i as u32),
+            Latent::Uniform => -1.0 + 2.0 * rng::uniform01(seed, i as u32),
+        })
+        .collect()
 }
 
 /// Digits in [0, 1] -> the generator's range [-1, 1].
@@ -468,7 +476,8 @@ pub fn train_step(
 }
 
 /// `train_step` with the training options of `gan_tricks` (label smoothing, D smoothness,
-/// FGSM real digits); `seed` draws the smoothness term's random start.
+/// FGSM real digits); `seed` draws the smoothness term's random start. It is `train_d_half`
+/// then `train_g_half` on the same z.
 #[allow(clippy::too_many_arguments)]
 pub fn train_step_with(
     b: &dyn Backend,
@@ -482,7 +491,39 @@ pub fn train_step_with(
     z: &Tensor,
     seed: u64,
 ) -> Result<StepOutput> {
-    // D step: G runs without a tape (its output is a constant here)
+    let d = train_d_half(b, gen, disc, opt_d, loss, tricks, x, z, seed)?;
+    let g_loss = train_g_half(b, gen, disc, opt_g, loss, z)?;
+    Ok(StepOutput {
+        d_loss: d.d_loss,
+        g_loss,
+        real_out: d.real_out,
+        fake_out: d.fake_out,
+    })
+}
+
+/// What the D half of a step leaves to read back: [d_loss], real logits, fake logits.
+pub struct DHalf {
+    pub d_loss: Tensor,
+    pub real_out: Tensor,
+    pub fake_out: Tensor,
+}
+
+/// The first half of a training step: D on real `x` (N, 784 in [-1, 1]) and G(z) (detached),
+/// and D's update. The page runs the halves as separate calls on a slow adapter (Pause waits
+/// for one half, not a whole step); run back to back they are `train_step_with`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_d_half(
+    b: &dyn Backend,
+    gen: &Generator,
+    disc: &Discriminator,
+    opt_d: &mut dyn Optimizer,
+    loss: GanLoss,
+    tricks: &Tricks,
+    x: &Tensor,
+    z: &Tensor,
+    seed: u64,
+) -> Result<DHalf> {
+    // G runs without a tape (its output is a constant here)
     let fake = {
         let mut g = Graph::new(b);
         g.set_grad_enabled(false);
@@ -495,12 +536,23 @@ pub fn train_step_with(
         super::gan_tricks::d_loss_with(&mut g, disc, loss, tricks, x, fake, seed)?;
     g.backward(dl)?;
     opt_d.step(&g, &disc.params())?;
-    let out_real = g.value(real_out)?.clone();
-    let out_fake = g.value(fake_out)?.clone();
-    let d_loss_t = g.value(dl)?.clone();
-    drop(g);
+    Ok(DHalf {
+        d_loss: g.value(dl)?.clone(),
+        real_out: g.value(real_out)?.clone(),
+        fake_out: g.value(fake_out)?.clone(),
+    })
+}
 
-    // G step: through D, only G's parameters move
+/// The second half of a training step: G on a fresh tape through D (already updated by the D
+/// half), only G's parameters move. Returns G's loss ([1], not read back).
+pub fn train_g_half(
+    b: &dyn Backend,
+    gen: &Generator,
+    disc: &Discriminator,
+    opt_g: &mut dyn Optimizer,
+    loss: GanLoss,
+    z: &Tensor,
+) -> Result<Tensor> {
     let mut g = Graph::new(b);
     // D's weight gradients are not needed here (only the gradient through D to G's output)
     g.freeze(&disc.params());
@@ -510,12 +562,7 @@ pub fn train_step_with(
     let gl = g_loss(&mut g, loss, fo)?;
     g.backward(gl)?;
     opt_g.step(&g, &gen.params())?;
-    Ok(StepOutput {
-        d_loss: d_loss_t,
-        g_loss: g.value(gl)?.clone(),
-        real_out: out_real,
-        fake_out: out_fake,
-    })
+    Ok(g.value(gl)?.clone())
 }
 
 /// Samples G(z) in [0, 1] (N, 784) for latent vectors z (N, d), in inference mode.

@@ -34,6 +34,8 @@ const ITERATIVE_STEPS: usize = 10;
 /// The classifier being trained in the tab, with its optimizer and data order.
 struct Trainer {
     model: Rc<Classifier>,
+    /// "small" or "full" (`size_config`)
+    size: &'static str,
     opt: Adam,
     adversarial: Option<(f32, f32)>,
     batch: usize,
@@ -48,6 +50,8 @@ struct Tab {
     standard: Option<Rc<Classifier>>,
     adversarial: Option<Rc<Classifier>>,
     trainer: Option<Rc<RefCell<Trainer>>>,
+    /// a helper worker's copy of the in-tab classifier (`adv_load_model("trained", ..)`)
+    trained_copy: Option<Rc<Classifier>>,
 }
 
 thread_local! {
@@ -68,7 +72,7 @@ pub(super) fn model(which: &str) -> Result<Rc<Classifier>, JsError> {
             "adversarial" => {
                 t.adversarial.clone().ok_or_else(|| invalid("the adversarially trained classifier is not loaded (models/classifier_adv.safetensors is missing)"))
             }
-            "trained" => t.trainer.as_ref().map(|tr| tr.borrow().model.clone()).ok_or_else(|| invalid("no classifier has been trained in this tab yet: press Train first")),
+            "trained" => t.trainer.as_ref().map(|tr| tr.borrow().model.clone()).or_else(|| t.trained_copy.clone()).ok_or_else(|| invalid("no classifier has been trained in this tab yet: press Train first")),
             other => Err(invalid(format!("unknown model {other:?} (expected standard, adversarial or trained)"))),
         }
     })
@@ -124,30 +128,36 @@ pub fn adv_load_digits(bytes: &[u8]) -> Result<JsValue, JsError> {
     Ok(o.into())
 }
 
-/// Load shipped classifier weights (safetensors bytes) as `which` ("standard" or
-/// "adversarial"). Resolves to the file's metadata (model card fields: test_accuracy,
-/// adversarial, command, ...) as a plain object of strings.
+/// Load classifier weights (safetensors bytes) as `which`: "standard" or "adversarial" (the
+/// shipped files), or "trained" (a copy of the in-tab classifier, `classifier_train_weights`,
+/// in a helper worker that spreads the robustness curve). Resolves to the file's metadata
+/// (model card fields: test_accuracy, adversarial, command, ...) as a plain object of strings.
 #[wasm_bindgen]
 pub fn adv_load_model(which: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
-    if which != "standard" && which != "adversarial" {
+    if !["standard", "adversarial", "trained"].contains(&which) {
         return Err(invalid(format!(
-            "adv_load_model: unknown model {which:?} (expected standard or adversarial)"
+            "adv_load_model: unknown model {which:?} (expected standard, adversarial or trained)"
         )));
     }
-    let b = backend()?;
-    let m = Classifier::new(b.as_ref(), ClassifierConfig::default(), 0).map_err(err)?;
-    crate::weights::load_params(b.as_ref(), &m.params(), bytes)
-        .map_err(|e| invalid(format!("{which} classifier: {e}")))?;
     let meta: BTreeMap<String, String> = crate::weights::metadata(bytes)
-        .map_err(err)?
+        .map_err(|e| invalid(format!("{which} classifier: {e}")))?
         .into_iter()
         .collect();
+    let config = match which {
+        "trained" => size_config(meta.get("size").map_or("", |s| s.as_str()))?,
+        _ => ClassifierConfig::default(),
+    };
+    let b = backend()?;
+    let m = Classifier::new(b.as_ref(), config, 0).map_err(err)?;
+    crate::weights::load_params(b.as_ref(), &m.params(), bytes)
+        .map_err(|e| invalid(format!("{which} classifier: {e}")))?;
     TAB.with(|t| {
         let mut t = t.borrow_mut();
-        if which == "standard" {
-            t.standard = Some(Rc::new(m));
-        } else {
-            t.adversarial = Some(Rc::new(m));
+        let m = Some(Rc::new(m));
+        match which {
+            "standard" => t.standard = m,
+            "adversarial" => t.adversarial = m,
+            _ => t.trained_copy = m,
         }
     });
     let o = Object::new();
@@ -155,6 +165,48 @@ pub fn adv_load_model(which: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
         set(&o, &k, v);
     }
     Ok(o.into())
+}
+
+/// The in-tab classifier's weights as a safetensors file (its size in the metadata), for
+/// `adv_load_model("trained", ..)` in a helper worker.
+#[wasm_bindgen]
+pub async fn classifier_train_weights() -> Result<Vec<u8>, JsError> {
+    let (model, size) = TAB.with(|t| {
+        let t = t.borrow();
+        let tr = t.trainer.as_ref().ok_or_else(|| {
+            invalid("no classifier has been trained in this tab yet: press Train first")
+        })?;
+        let tr = tr.borrow();
+        Ok::<_, JsError>((tr.model.clone(), tr.size))
+    })?;
+    let b = backend()?;
+    let mut tensors = Vec::new();
+    for p in model.params() {
+        tensors.push(crate::weights::NamedTensor {
+            name: p.name().to_string(),
+            shape: p.shape().to_vec(),
+            data: b.read(p.value()).await.map_err(err)?,
+        });
+    }
+    let meta = std::collections::HashMap::from([("size".to_string(), size.to_string())]);
+    crate::weights::to_bytes(&tensors, Some(meta)).map_err(err)
+}
+
+/// The architecture of an in-tab classifier: "small" (16, 32, 32 channels, 64 hidden: fast)
+/// or "full" (the shipped model's 32, 64, 64, 128).
+fn size_config(size: &str) -> Result<ClassifierConfig, JsError> {
+    match size {
+        "small" => Ok(ClassifierConfig {
+            c1: 16,
+            c2: 32,
+            c3: 32,
+            hidden: 64,
+        }),
+        "full" => Ok(ClassifierConfig::default()),
+        other => Err(invalid(format!(
+            "unknown model size {other:?} (expected small or full)"
+        ))),
+    }
 }
 
 /// A drawing (one 8-bit channel, width x height, white ink on black) as a 28x28 MNIST-format
@@ -368,20 +420,7 @@ pub fn classifier_train_reset(
     seed: u32,
 ) -> Result<JsValue, JsError> {
     let page = digits()?;
-    let config = match size {
-        "small" => ClassifierConfig {
-            c1: 16,
-            c2: 32,
-            c3: 32,
-            hidden: 64,
-        },
-        "full" => ClassifierConfig::default(),
-        other => {
-            return Err(invalid(format!(
-                "unknown model size {other:?} (expected small or full)"
-            )))
-        }
-    };
+    let config = size_config(size)?;
     if !(1..=256).contains(&batch) {
         return Err(invalid(format!(
             "training: batch must be 1..=256, got {batch}"
@@ -412,6 +451,7 @@ pub fn classifier_train_reset(
     let n_train = order.len();
     let trainer = Trainer {
         model: Rc::new(model),
+        size: if size == "small" { "small" } else { "full" },
         opt: Adam::new(lr, 0.9, 0.999),
         adversarial: adversarial.then_some((alpha, eps)),
         batch,

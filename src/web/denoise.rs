@@ -39,6 +39,9 @@ pub const PAGE_MAX_PIXELS: u64 = 25_000_000;
 /// Largest output tile side in the page: smaller than the device limit allows, so a big photo
 /// is many short worker calls (progress and Cancel stay responsive).
 const PAGE_MAX_TILE: usize = 512;
+/// Smallest tile side `denoise_begin`'s `max_tile` may ask for (a tile's halo costs more than
+/// its core below this).
+const MIN_TILE: usize = 32;
 /// Photos above this many pixels get no SSIM (its f64 window sums would need gigabytes).
 const SSIM_MAX_PIXELS: usize = 4_000_000;
 /// Training photos are cut to their central square of at most this side.
@@ -230,6 +233,21 @@ fn split_core(h: usize, w: usize, core: usize, halo: usize, workers: usize) -> u
     best
 }
 
+/// The largest tile side up to `core` (and at least `MIN_TILE`) whose tile with its halo
+/// has at most `max_pixels` pixels in an h x w photo (0: no cap). A thin photo keeps long
+/// tiles: the cap is on the pixels, not on the side.
+fn capped_core(h: usize, w: usize, core: usize, halo: usize, max_pixels: usize) -> usize {
+    let pixels = |c: usize| (c + 2 * halo).min(h) * (c + 2 * halo).min(w);
+    if max_pixels == 0 || pixels(core) <= max_pixels {
+        return core;
+    }
+    let mut c = core;
+    while c > MIN_TILE && pixels(c) > max_pixels {
+        c -= 1;
+    }
+    c
+}
+
 /// Output tile side for a model on this backend, at most `PAGE_MAX_TILE`.
 fn page_tile(be: &dyn Backend, cfg: &DnCnnConfig) -> Result<usize, JsError> {
     Ok(dncnn::tile_core(be, cfg).map_err(err)?.min(PAGE_MAX_TILE))
@@ -274,6 +292,10 @@ pub fn denoise_cap_megapixels() -> f64 {
 /// `{job, tiles, tile, passes, width, height, channels}`; then call `denoise_tile(i)` for i in
 /// 0..tiles, then `denoise_result()`. `workers`, the number of workers that will share the
 /// tiles (0 or 1: this one), makes the tiles of a small photo smaller so that each has one.
+/// `max_pixels` (0: none) caps the pixels of a tile with its halo (the work of one DnCNN
+/// layer), at a tile side of no less than `MIN_TILE`: the page asks for smaller tiles where it
+/// measured a layer of a big tile to take longer than Cancel may wait (a software WebGPU
+/// adapter). The answer also gives the `halo` of a tile.
 #[wasm_bindgen]
 pub fn denoise_begin(
     key: &str,
@@ -281,6 +303,7 @@ pub fn denoise_begin(
     seed: u32,
     ensemble: bool,
     workers: u32,
+    max_pixels: u32,
 ) -> Result<JsValue, JsError> {
     if !(sigma.is_finite() && (0.0..=255.0).contains(&sigma)) {
         return Err(invalid(format!(
@@ -313,13 +336,14 @@ pub fn denoise_begin(
     };
     let (h, w) = (passes[0].height, passes[0].width);
     let radius = model.config.receptive_radius();
-    let core = split_core(
+    let largest = capped_core(
         h,
         w,
         page_tile(be.as_ref(), &model.config)?,
         radius,
-        workers as usize,
+        max_pixels as usize,
     );
+    let core = split_core(h, w, largest, radius, workers as usize);
     let tiles = tiling::plan(h, w, core, radius).map_err(err)?;
     let out = passes.iter().map(|p| vec![0.0f32; p.data.len()]).collect();
     let id = NEXT_JOB.with(|n| {
@@ -342,6 +366,7 @@ pub fn denoise_begin(
     set(&o, "job", id);
     set(&o, "tiles", job.tile_count() as u32);
     set(&o, "tile", core as u32);
+    set(&o, "halo", radius as u32);
     set(&o, "passes", job.passes.len() as u32);
     set(&o, "width", w as u32);
     set(&o, "height", h as u32);

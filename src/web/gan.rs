@@ -50,11 +50,28 @@ struct Gan {
     step: usize,
     /// label smoothing, D smoothness, FGSM real digits (`gan_set_options`)
     tricks: Tricks,
+    /// a step whose D half has run (`gan_train_half`) and whose G half is still to run
+    pending: Option<PendingHalf>,
 }
 
-/// The quality numbers being accumulated chunk by chunk.
+/// What a step's D half leaves for its G half: the batch's z, and D's results, read back.
+struct PendingHalf {
+    z: Tensor,
+    d_loss: f32,
+    real_out: Vec<f32>,
+    fake_out: Vec<f32>,
+}
+
+/// The quality numbers being accumulated chunk by chunk, by the position of each chunk's first
+/// sample: chunks scored in other workers may arrive in any order, and the numbers are computed
+/// over them in sample order, so they do not depend on how the samples were shared out.
 #[derive(Default)]
 struct Quality {
+    parts: std::collections::BTreeMap<usize, QualityPart>,
+}
+
+/// Classifier probabilities and features of a chunk of samples and of as many real digits.
+struct QualityPart {
     probs: Vec<f32>,
     fake_feats: Vec<f32>,
     real_feats: Vec<f32>,
@@ -178,6 +195,7 @@ fn install(gen: Generator, disc: Discriminator, s: Settings) -> Object {
         seed: s.seed,
         step: 0,
         tricks: Tricks::default(),
+        pending: None,
     };
     TAB.with(|t| t.borrow_mut().gan = Some(Rc::new(RefCell::new(gan))));
     o
@@ -329,73 +347,73 @@ pub fn gan_set_options(
     Ok(())
 }
 
-/// Take `n` training steps (1..=50). Resolves to `{step, d_loss, g_loss, d_accuracy, diverged}`:
-/// the step count, per-step D and G losses and D's batch accuracy (Float32Arrays of the steps
-/// taken), and null or a message when a loss became NaN/inf (the steps stop there).
-#[wasm_bindgen]
-pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
-    if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
-        return Err(invalid(format!(
-            "training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}"
-        )));
-    }
-    let page = digits()?;
-    let b = backend()?;
-    let b: &dyn Backend = b.as_ref();
-    let gan = current()?;
+/// The batch of the GAN's next step on the page's training digits: x, z and the step's seed.
+fn next_batch(b: &dyn Backend, gm: &Gan, page: &Mnist) -> Result<(Tensor, Tensor, u64), JsError> {
     let train = page_train_indices(page.len());
-    // queue every step with the model borrowed, then read the results without it
-    let (outputs, loss, first_step) = {
-        let mut gm = gan
-            .try_borrow_mut()
-            .map_err(|_| invalid("training is already running"))?;
-        let first_step = gm.step;
-        let mut outputs = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (x, z) = gan::training_batch(
-                b,
-                &page,
-                &train,
-                gm.batch,
-                gm.gen.config.latent,
-                gm.latent,
-                gm.seed,
-                gm.step as u64,
-            )
-            .map_err(err)?;
-            let step_seed = gm.seed.wrapping_mul(7_919).wrapping_add(gm.step as u64);
-            let Gan {
-                gen,
-                disc,
-                opt_g,
-                opt_d,
-                loss,
-                tricks,
-                ..
-            } = &mut *gm;
-            outputs.push(
-                gan::train_step_with(b, gen, disc, opt_g, opt_d, *loss, tricks, &x, &z, step_seed)
-                    .map_err(err)?,
-            );
-            gm.step += 1;
-        }
-        (outputs, gm.loss, first_step)
-    };
-    let (mut dl, mut gl, mut acc) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let (x, z) = gan::training_batch(
+        b,
+        page,
+        &train,
+        gm.batch,
+        gm.gen.config.latent,
+        gm.latent,
+        gm.seed,
+        gm.step as u64,
+    )
+    .map_err(err)?;
+    Ok((
+        x,
+        z,
+        gm.seed.wrapping_mul(7_919).wrapping_add(gm.step as u64),
+    ))
+}
+
+/// Queue the D half of the next step (nothing read back).
+fn queue_d_half(
+    b: &dyn Backend,
+    gm: &mut Gan,
+    page: &Mnist,
+) -> Result<(gan::DHalf, Tensor), JsError> {
+    let (x, z, step_seed) = next_batch(b, gm, page)?;
+    let Gan {
+        gen,
+        disc,
+        opt_d,
+        loss,
+        tricks,
+        ..
+    } = gm;
+    let d =
+        gan::train_d_half(b, gen, disc, opt_d, *loss, tricks, &x, &z, step_seed).map_err(err)?;
+    Ok((d, z))
+}
+
+/// Queue the G half of a step on `z` and count the step (nothing read back).
+fn queue_g_half(b: &dyn Backend, gm: &mut Gan, z: &Tensor) -> Result<Tensor, JsError> {
+    let Gan {
+        gen,
+        disc,
+        opt_g,
+        loss,
+        ..
+    } = gm;
+    let g_loss = gan::train_g_half(b, gen, disc, opt_g, *loss, z).map_err(err)?;
+    gm.step += 1;
+    Ok(g_loss)
+}
+
+/// `{step, d_loss, g_loss, d_accuracy, diverged}` of the steps whose values were read back:
+/// (D loss, G loss, real logits, fake logits) each, the first of them step `first_step + 1`.
+fn steps_result(
+    step: usize,
+    first_step: usize,
+    loss: GanLoss,
+    rows: &[(f32, f32, &[f32], &[f32])],
+) -> JsValue {
+    let (mut dl, mut gl, mut acc) = (Vec::new(), Vec::new(), Vec::new());
     let mut diverged = JsValue::NULL;
-    // every step's losses and D outputs in one read-back
-    let tensors: Vec<&Tensor> = outputs
-        .iter()
-        .flat_map(|o| [&o.d_loss, &o.g_loss, &o.real_out, &o.fake_out])
-        .collect();
-    let host = b.read_many(&tensors).await.map_err(err)?;
-    for (k, v) in host.chunks(4).enumerate() {
-        let (d, g) = (v[0][0], v[1][0]);
-        let s = StepOutput::stats(loss, d, g, &v[2], &v[3]);
+    for (k, &(d, g, real, fake)) in rows.iter().enumerate() {
+        let s = StepOutput::stats(loss, d, g, real, fake);
         dl.push(s.d_loss);
         gl.push(s.g_loss);
         acc.push(s.d_accuracy);
@@ -408,12 +426,122 @@ pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
         }
     }
     let o = Object::new();
-    set(&o, "step", gan.borrow().step as u32);
+    set(&o, "step", step as u32);
     set(&o, "d_loss", Float32Array::from(&dl[..]));
     set(&o, "g_loss", Float32Array::from(&gl[..]));
     set(&o, "d_accuracy", Float32Array::from(&acc[..]));
     set(&o, "diverged", diverged);
-    Ok(o.into())
+    o.into()
+}
+
+/// Take `n` training steps (1..=50); a step begun by `gan_train_half` is finished first, as
+/// the first of them. Resolves to `{step, d_loss, g_loss, d_accuracy, diverged}`: the step
+/// count, per-step D and G losses and D's batch accuracy (Float32Arrays of the steps taken),
+/// and null or a message when a loss became NaN/inf (the steps stop there).
+#[wasm_bindgen]
+pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
+    if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
+        return Err(invalid(format!(
+            "training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}"
+        )));
+    }
+    let page = digits()?;
+    let b = backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let gan = current()?;
+    // queue every step with the model borrowed, then read the results without it
+    let (pending, pending_g, outputs, loss, first_step) = {
+        let mut gm = gan
+            .try_borrow_mut()
+            .map_err(|_| invalid("training is already running"))?;
+        let first_step = gm.step;
+        let pending = gm.pending.take();
+        let pending_g = match &pending {
+            Some(p) => Some(queue_g_half(b, &mut gm, &p.z)?),
+            None => None,
+        };
+        let mut outputs = Vec::with_capacity(n);
+        for _ in pending.iter().len()..n {
+            let (d, z) = queue_d_half(b, &mut gm, &page)?;
+            let g_loss = queue_g_half(b, &mut gm, &z)?;
+            outputs.push((d, g_loss));
+        }
+        (pending, pending_g, outputs, gm.loss, first_step)
+    };
+    // every step's losses and D outputs in one read-back
+    let mut tensors: Vec<&Tensor> = pending_g.iter().collect();
+    tensors.extend(
+        outputs
+            .iter()
+            .flat_map(|(d, g)| [&d.d_loss, g, &d.real_out, &d.fake_out]),
+    );
+    let host = b.read_many(&tensors).await.map_err(err)?;
+    let mut rows: Vec<(f32, f32, &[f32], &[f32])> = Vec::with_capacity(n);
+    let mut rest = &host[..];
+    if let Some(p) = &pending {
+        rows.push((p.d_loss, host[0][0], &p.real_out, &p.fake_out));
+        rest = &host[1..];
+    }
+    for v in rest.chunks(4) {
+        rows.push((v[0][0], v[1][0], &v[2], &v[3]));
+    }
+    let step = gan.borrow().step;
+    Ok(steps_result(step, first_step, loss, &rows))
+}
+
+/// Half a training step, for adapters where one step takes longer than Pause may wait: D's
+/// half of the next step (its results kept in the worker), or, when one is pending, G's half,
+/// which finishes that step. Resolves like `gan_train_steps` (no step after a D half).
+/// `gan_train_steps` finishes a pending step too, so the two can be mixed.
+#[wasm_bindgen]
+pub async fn gan_train_half() -> Result<JsValue, JsError> {
+    let page = digits()?;
+    let b = backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let gan = current()?;
+    let busy = || invalid("training is already running");
+    enum Queued {
+        D(gan::DHalf, Tensor),
+        G(PendingHalf, Tensor),
+    }
+    let (queued, loss, first_step) = {
+        let mut gm = gan.try_borrow_mut().map_err(|_| busy())?;
+        let first_step = gm.step;
+        let queued = match gm.pending.take() {
+            Some(p) => {
+                let g_loss = queue_g_half(b, &mut gm, &p.z)?;
+                Queued::G(p, g_loss)
+            }
+            None => {
+                let (d, z) = queue_d_half(b, &mut gm, &page)?;
+                Queued::D(d, z)
+            }
+        };
+        (queued, gm.loss, first_step)
+    };
+    match queued {
+        Queued::D(d, z) => {
+            // wait for D's half (its time is this call's) and keep its results for G's half
+            let host = b
+                .read_many(&[&d.d_loss, &d.real_out, &d.fake_out])
+                .await
+                .map_err(err)?;
+            let [d_loss, real_out, fake_out] = <[Vec<f32>; 3]>::try_from(host)
+                .map_err(|_| invalid("gan_train_half: read-back of D's half"))?;
+            gan.try_borrow_mut().map_err(|_| busy())?.pending = Some(PendingHalf {
+                z,
+                d_loss: d_loss[0],
+                real_out,
+                fake_out,
+            });
+            Ok(steps_result(first_step, first_step, loss, &[]))
+        }
+        Queued::G(p, g_loss) => {
+            let g = b.read(&g_loss).await.map_err(err)?[0];
+            let row = (p.d_loss, g, &p.real_out[..], &p.fake_out[..]);
+            Ok(steps_result(first_step + 1, first_step, loss, &[row]))
+        }
+    }
 }
 
 /// `n` latent vectors (n x d, row-major) from the GAN's latent distribution with `seed`.
@@ -573,31 +701,89 @@ async fn classify(
     ))
 }
 
-/// One chunk of the quality numbers: `count` (1..=500) generated digits from z seeded by
-/// `seed` and as many held-out real digits are classified and their results kept. `start`
-/// 0 clears what earlier chunks kept. Resolves to the number of generated digits kept so far.
-#[wasm_bindgen]
-pub async fn gan_quality_chunk(start: usize, count: usize, seed: u32) -> Result<u32, JsError> {
+/// The latent vectors of samples start..start+count of a scoring seeded by `seed`.
+fn quality_z(gm: &Gan, start: usize, count: usize, seed: u32) -> Vec<f32> {
+    let seed = (seed as u64).wrapping_mul(7);
+    gan::sample_z_rows(start, count, gm.gen.config.latent, gm.latent, seed)
+}
+
+fn check_count(count: usize) -> Result<(), JsError> {
     if !(1..=MAX_CHUNK).contains(&count) {
         return Err(invalid(format!(
             "quality: chunk must be 1..={MAX_CHUNK} digits, got {count}"
         )));
     }
+    Ok(())
+}
+
+/// Samples start..start+count (1..=500) of a scoring seeded by `seed`, in [0, 1].
+async fn quality_samples(start: usize, count: usize, seed: u32) -> Result<Vec<f32>, JsError> {
+    check_count(count)?;
     let gan = current()?;
     let b = backend()?;
     let fake = {
         let gm = gan.borrow();
-        let z = gan::sample_z(
-            count,
-            gm.gen.config.latent,
-            gm.latent,
-            (seed as u64).wrapping_mul(7).wrapping_add(start as u64),
-        );
-        gan::generate(b.as_ref(), &gm.gen, &z).map_err(err)?
+        gan::generate(b.as_ref(), &gm.gen, &quality_z(&gm, start, count, seed)).map_err(err)?
     };
     let fake = b.read(&fake).await.map_err(err)?;
     crate::finite::check_output("the generator", &fake).map_err(err)?;
-    quality_add(start, &fake).await
+    Ok(fake)
+}
+
+/// One chunk of the quality numbers: generated digits start..start+count (1..=500) of a
+/// scoring seeded by `seed` (sample i's z depends on i alone, however the samples are cut
+/// into chunks) and as many held-out real digits are classified and their results kept.
+/// `start` 0 clears what earlier chunks kept. Resolves to the number of generated digits kept.
+#[wasm_bindgen]
+pub async fn gan_quality_chunk(start: usize, count: usize, seed: u32) -> Result<u32, JsError> {
+    let fake = quality_samples(start, count, seed).await?;
+    let part = quality_part(start, &fake).await?;
+    Ok(quality_keep(start, part))
+}
+
+/// `gan_quality_chunk` without keeping anything: resolves to `{probs, fake_feats, real_feats}`
+/// of the chunk, for the worker that keeps the scoring (`gan_quality_keep`). A helper worker
+/// of the page runs this with the GAN's G loaded.
+#[wasm_bindgen]
+pub async fn gan_quality_part(start: usize, count: usize, seed: u32) -> Result<JsValue, JsError> {
+    let fake = quality_samples(start, count, seed).await?;
+    part_object(quality_part(start, &fake).await?)
+}
+
+/// Keep a chunk scored elsewhere (`gan_quality_part`) at sample position `start` (0 clears
+/// what was kept). Resolves to the number of generated digits kept.
+#[wasm_bindgen]
+pub fn gan_quality_keep(
+    start: usize,
+    probs: Vec<f32>,
+    fake_feats: Vec<f32>,
+    real_feats: Vec<f32>,
+) -> Result<u32, JsError> {
+    let n = probs.len() / CLASSES;
+    let ok = n >= 1
+        && probs.len() == n * CLASSES
+        && !fake_feats.is_empty()
+        && fake_feats.len().is_multiple_of(n)
+        && real_feats.len() == fake_feats.len()
+        && [&probs, &fake_feats, &real_feats]
+            .iter()
+            .all(|v| v.iter().all(|x| x.is_finite()));
+    if !ok {
+        return Err(invalid(format!(
+            "quality: a chunk needs {CLASSES} probabilities per digit and as many finite features for its real digits as for its samples, got {} / {} / {} values",
+            probs.len(),
+            fake_feats.len(),
+            real_feats.len()
+        )));
+    }
+    Ok(quality_keep(
+        start,
+        QualityPart {
+            probs,
+            fake_feats,
+            real_feats,
+        },
+    ))
 }
 
 /// Like `gan_quality_chunk`, for given digits (784 values in [0, 1] each, 1..=500 of them)
@@ -605,6 +791,28 @@ pub async fn gan_quality_chunk(start: usize, count: usize, seed: u32) -> Result<
 /// Autoencoder-vs-GAN panel scores an autoencoder's outputs with it).
 #[wasm_bindgen]
 pub async fn gan_quality_digits(start: usize, digits: Vec<f32>) -> Result<u32, JsError> {
+    check_digits(&digits)?;
+    let part = quality_part(start, &digits).await?;
+    Ok(quality_keep(start, part))
+}
+
+/// `gan_quality_digits` without keeping anything: resolves like `gan_quality_part` (for a
+/// helper worker; no GAN needed, only the classifier and the page digits).
+#[wasm_bindgen]
+pub async fn gan_quality_digits_part(start: usize, digits: Vec<f32>) -> Result<JsValue, JsError> {
+    check_digits(&digits)?;
+    part_object(quality_part(start, &digits).await?)
+}
+
+fn part_object(part: QualityPart) -> Result<JsValue, JsError> {
+    let o = Object::new();
+    set(&o, "probs", Float32Array::from(&part.probs[..]));
+    set(&o, "fake_feats", Float32Array::from(&part.fake_feats[..]));
+    set(&o, "real_feats", Float32Array::from(&part.real_feats[..]));
+    Ok(o.into())
+}
+
+fn check_digits(digits: &[f32]) -> Result<(), JsError> {
     let n = digits.len() / PIXELS;
     if n == 0
         || !digits.len().is_multiple_of(PIXELS)
@@ -616,12 +824,12 @@ pub async fn gan_quality_digits(start: usize, digits: Vec<f32>) -> Result<u32, J
             digits.len()
         )));
     }
-    quality_add(start, &digits).await
+    Ok(())
 }
 
 /// Classify `fake` (digits in [0, 1]) and as many held-out real digits (reference positions
-/// start..), keep their probabilities and features; `start` 0 clears what was kept.
-async fn quality_add(start: usize, fake: &[f32]) -> Result<u32, JsError> {
+/// start..).
+async fn quality_part(start: usize, fake: &[f32]) -> Result<QualityPart, JsError> {
     let clf = TAB
         .with(|t| t.borrow().classifier.clone())
         .ok_or_else(|| invalid("the classifier is not loaded (models/classifier.safetensors)"))?;
@@ -638,15 +846,26 @@ async fn quality_add(start: usize, fake: &[f32]) -> Result<u32, JsError> {
     let (real, _) = page.gather(&idx).map_err(err)?;
     let (probs, fake_feats) = classify(b, &clf, fake).await?;
     let (_, real_feats) = classify(b, &clf, &real).await?;
+    Ok(QualityPart {
+        probs,
+        fake_feats,
+        real_feats,
+    })
+}
+
+/// Keep `part` at sample position `start` (0 clears what was kept); the number of generated
+/// digits kept.
+fn quality_keep(start: usize, part: QualityPart) -> u32 {
     TAB.with(|t| {
         let q = &mut t.borrow_mut().quality;
         if start == 0 {
             *q = Quality::default();
         }
-        q.probs.extend(probs);
-        q.fake_feats.extend(fake_feats);
-        q.real_feats.extend(real_feats);
-        Ok((q.probs.len() / CLASSES) as u32)
+        q.parts.insert(start, part);
+        q.parts
+            .values()
+            .map(|p| p.probs.len() / CLASSES)
+            .sum::<usize>() as u32
     })
 }
 
@@ -656,27 +875,41 @@ async fn quality_add(start: usize, fake: &[f32]) -> Result<u32, JsError> {
 pub fn gan_quality_result() -> Result<JsValue, JsError> {
     TAB.with(|t| {
         let t = t.borrow();
-        let q = &t.quality;
-        let n = q.probs.len() / CLASSES;
+        let parts = t.quality.parts.values();
+        let probs: Vec<f32> = parts
+            .clone()
+            .flat_map(|p| p.probs.iter().copied())
+            .collect();
+        let fake_feats: Vec<f32> = parts
+            .clone()
+            .flat_map(|p| p.fake_feats.iter().copied())
+            .collect();
+        let real_feats: Vec<f32> = parts.flat_map(|p| p.real_feats.iter().copied()).collect();
+        let n = probs.len() / CLASSES;
         if n < 2 {
             return Err(invalid(
                 "quality: no samples scored yet (gan_quality_chunk)",
             ));
         }
-        let dim = q.fake_feats.len() / n;
+        let dim = fake_feats.len() / n;
+        if fake_feats.len() != n * dim || real_feats.len() != n * dim {
+            return Err(invalid(
+                "quality: the chunks kept have features of different sizes",
+            ));
+        }
         let o = Object::new();
         set(&o, "samples", n as u32);
         set(
             &o,
             "classifier_score",
-            classifier_score(&q.probs, CLASSES).map_err(err)?,
+            classifier_score(&probs, CLASSES).map_err(err)?,
         );
         set(
             &o,
             "frechet_distance",
-            frechet_distance(&q.fake_feats, &q.real_feats, dim).map_err(err)?,
+            frechet_distance(&fake_feats, &real_feats, dim).map_err(err)?,
         );
-        let h: Vec<u32> = class_histogram(&q.probs, CLASSES)
+        let h: Vec<u32> = class_histogram(&probs, CLASSES)
             .map_err(err)?
             .into_iter()
             .map(|c| c as u32)

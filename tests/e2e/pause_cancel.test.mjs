@@ -1,12 +1,16 @@
 // End-to-end: Pause and Cancel act within a second on both backends (issue 22: "the e2e suite
 // covers ... Pause within a second"), and progress shows inside a tile.
 //  1. GAN tab, CPU backend (wasm) and WebGPU (SwiftShader): Train, wait until the steps move,
-//     Pause: the step counter stops changing within 1 s of the click; Train again resumes.
-//  2. Denoise tab, WebGPU and the CPU backend with one worker: a photo that makes one tile
-//     shows "layer k of n" before its tile is done; Cancel hides the progress within 1 s and
-//     nothing is drawn after it; the next photo denoises.
-// The 1 s bar is the issue's functional requirement (the worker's calls last ~300 ms by design,
-// loop.js), not a speed figure. The times measured are printed.
+//     Pause: the step counter stops changing within 1 s of the click; Train again resumes. On
+//     SwiftShader one step takes over a second, so the tab runs its D and G halves as separate
+//     calls (gan.js trainCall); Pause then waits for half a step.
+//  2. Denoise tab, WebGPU and the CPU backend with one worker: a photo shows "layer k of n"
+//     before its tile is done; Cancel hides the progress within 1 s, nothing is drawn after it,
+//     and the tabs' worker has ended its call in flight within 1 s (data-stopped-ms: on
+//     SwiftShader the tab cuts the photo into tiles whose layer takes well under a second,
+//     denoise.js createLayerTimer); the next photo denoises.
+// The 1 s bar is the issue's functional requirement (the worker's calls aim at ~300 ms by
+// design, loop.js), not a speed figure. The times measured are printed.
 // Run: node --test tests/e2e/pause_cancel.test.mjs   (after ./build.sh build)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -70,13 +74,9 @@ async function ganPauseResume(args, label) {
   });
   console.log(`GAN on ${label}: Pause at step ${paused}; last step change ${ms.toFixed(0)} ms after the click; one call before it took ${callMs.toFixed(0)} ms (${await page.textContent('#gan-progress')})`);
   assert.equal(await ganStep(page), paused, 'no step after the pause');
-  // Pause waits for the call in flight and starts nothing more. A call is ~300 ms of steps, or
-  // one step where one step takes longer: on SwiftShader on a loaded 2-core machine a dense
-  // step takes 1.3-1.6 s whatever the batch (launch-bound), and Pause can then land up to that
-  // late. The 1 s bar holds wherever a step is shorter than the bar.
-  const oneStepLonger = callMs > PAUSE_BAR_MS && /^step \d+ · 0\.\d+ steps\/s/.test(await page.textContent('#gan-progress'));
-  if (ms >= PAUSE_BAR_MS && oneStepLonger) console.log(`NOTE: one step takes ${callMs.toFixed(0)} ms here, over the ${PAUSE_BAR_MS} ms bar: Pause landed within that step`);
-  assert.ok(ms < PAUSE_BAR_MS || (oneStepLonger && ms < 1.5 * callMs), `Pause acted ${ms.toFixed(0)} ms after the click (bar: ${PAUSE_BAR_MS} ms; one call took ${callMs.toFixed(0)} ms)`);
+  // Pause waits for the call in flight and starts nothing more: at most ~300 ms of steps, or
+  // half a step where one step is longer than that
+  assert.ok(ms < PAUSE_BAR_MS, `Pause acted ${ms.toFixed(0)} ms after the click (bar: ${PAUSE_BAR_MS} ms; one call took ${callMs.toFixed(0)} ms)`);
   // Train again resumes the same model
   await page.click('#gan-train');
   await page.waitForFunction((s) => Number(document.getElementById('gan-progress').dataset.step) > s, paused, { timeout: SLOW });
@@ -94,23 +94,75 @@ test('GAN tab on WebGPU (SwiftShader): Pause stops the steps within a second, Tr
   await ganPauseResume(WEBGPU, 'WebGPU');
 });
 
-/** A 160 x 160 gray test photo: one tile on either backend. */
-const photo = grayPng(160, 160, (x, y) => (Math.floor(x / 16) + Math.floor(y / 16)) % 2 ? 200 : 60);
+/**
+ * The worker's GAN API driven directly (a worker of the page's own, through workers.js): 3
+ * steps as whole steps, as D and G halves, and as half, then whole steps (which finish the
+ * pending step first). Resolves to each run's step count, losses, and whether its saved G and
+ * D tensors equal those of the whole steps to the bit (the data after each file's header; the
+ * header's metadata order may differ).
+ */
+async function ganHalvesRun(page, backend) {
+  return page.evaluate(async (backendParam) => {
+    const { startWorker } = await import('./workers.js');
+    const w = startWorker({ backend: backendParam });
+    const status = await w.status;
+    if (status.error) throw new Error(status.error);
+    const digits = new Uint8Array(await (await fetch('data/mnist_page.bin')).arrayBuffer());
+    await w.call('gan_load_digits', digits);
+    const data = (file) => file.subarray(8 + Number(new DataView(file.buffer, file.byteOffset).getBigUint64(0, true)));
+    const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+    const runs = {};
+    const plans = { whole: ['s3'], halves: ['h', 'h', 'h', 'h', 'h', 'h'], mixed: ['h', 's2', 'h', 'h'] };
+    for (const [name, plan] of Object.entries(plans)) {
+      await w.call('gan_reset', 'dense', 'ce', 16, 'normal', 32, 2e-4, 0.5, 8, 3, false);
+      const losses = { d: [], g: [] };
+      let step = 0;
+      for (const p of plan) {
+        const r = p === 'h' ? await w.call('gan_train_half') : await w.call('gan_train_steps', Number(p.slice(1)));
+        losses.d.push(...r.d_loss);
+        losses.g.push(...r.g_loss);
+        step = r.step;
+      }
+      const { g, d } = await w.call('gan_save');
+      runs[name] = { step, losses, g: data(g), d: data(d), bytes: g.length + d.length };
+    }
+    w.terminate();
+    return Object.fromEntries(Object.entries(runs).map(([name, r]) => [name, { step: r.step, losses: r.losses, bytes: r.bytes, sameG: same(r.g, runs.whole.g), sameD: same(r.d, runs.whole.d) }]));
+  }, backend);
+}
 
-async function denoiseCancel(args, query, label) {
-  const { page, problems } = await openPage(S, { args, query, hash: '#denoise', ignoreLoadFailures: /./ });
-  await page.waitForFunction(() => /blind gray ✓/.test(document.getElementById('dn-models').textContent), null, { timeout: 60_000 });
-  await page.selectOption('#dn-model', 'blind');
-  // the x8 self-ensemble makes the one tile 8 passes: time to see it move and cancel it
+for (const [args, backend, label] of [[NO_WEBGPU, 'cpu', 'the CPU backend'], [WEBGPU, 'webgpu', 'WebGPU']]) {
+  test(`GAN on ${label}: a step in two halves (two worker calls) gives the weights of a whole step`, async () => {
+    const { page, problems } = await openPage(S, { args, ignoreLoadFailures: /./ });
+    const runs = await ganHalvesRun(page, backend);
+    for (const name of ['halves', 'mixed']) {
+      assert.equal(runs[name].step, 3, `${name}: 3 steps`);
+      assert.ok(runs[name].sameG && runs[name].sameD, `${name}: the same G and D as whole steps, to the bit`);
+    }
+    // the halves report each step once, with its D and G losses
+    assert.deepEqual(runs.halves.losses, runs.whole.losses);
+    console.log(`GAN halves on ${label}: after 3 steps G and D (${runs.whole.bytes} bytes) equal; D losses ${runs.whole.losses.d.map((v) => v.toFixed(4)).join(' ')}`);
+    assert.deepEqual(problems, []);
+  });
+}
+
+/** A 160 x 160 gray test photo: one tile on the CPU backend, a few small ones on SwiftShader. */
+const photo = grayPng(160, 160, (x, y) => (Math.floor(x / 16) + Math.floor(y / 16)) % 2 ? 200 : 60);
+const IN_TILE = /^0 \/ \d+ tiles( \(up to \d+×\d+ pixels each\))? · tile 1: layer \d+ of \d+/;
+
+/** Open the photo (x8 self-ensemble), see the progress move inside the first tile, Cancel; the times. */
+async function cancelOnce(page, label) {
   await page.check('#dn-ensemble');
+  // the progress line of a cancelled job stays in the (hidden) row: clear it, to see the new one
+  await page.$eval('#dn-progress-text', (e) => (e.textContent = ''));
   await page.setInputFiles('#dn-file', { name: 'squares.png', mimeType: 'image/png', buffer: photo });
-  // progress inside the one tile, before it is done
-  await page.waitForFunction(() => /^0 \/ 1 tiles · tile 1: layer \d+ of \d+/.test(document.getElementById('dn-progress-text').textContent), null, { timeout: SLOW });
+  // progress inside the first tile, before it is done
+  await page.waitForFunction((re) => new RegExp(re).test(document.getElementById('dn-progress-text').textContent), IN_TILE.source, { timeout: SLOW });
   const first = await page.textContent('#dn-progress-text');
   await page.waitForFunction((t) => document.getElementById('dn-progress-text').textContent !== t, first, { timeout: SLOW });
   const second = await page.textContent('#dn-progress-text');
   console.log(`Denoise on ${label}: "${first}" then "${second}"`);
-  assert.match(second, /^0 \/ 1 tiles · tile 1: layer \d+ of \d+/, 'the progress moves inside the tile');
+  assert.match(second, IN_TILE, 'the progress moves inside the tile');
   await watch(page, 'panel-denoise', 'dn-cancel');
   await page.click('#dn-cancel');
   await page.waitForFunction(() => document.getElementById('dn-info').dataset.state === 'cancelled', null, { timeout: 5000 });
@@ -118,19 +170,35 @@ async function denoiseCancel(args, query, label) {
   assert.equal(await page.isVisible('#dn-progress-row'), false);
   const outSum = () => page.$eval('#dn-out', (c) => (c.width ? c.getContext('2d').getImageData(0, 0, c.width, c.height).data.reduce((a, v) => a + v, 0) : 0));
   const drawn = await outSum();
-  await page.waitForTimeout(3000); // the layer call in flight ends meanwhile; nothing may show
+  // the worker ends the layer call in flight; it answers its next call then (data-stopped-ms)
+  await page.waitForSelector('#dn-info[data-stopped-ms]', { timeout: SLOW });
+  const stoppedMs = Number(await page.getAttribute('#dn-info', 'data-stopped-ms'));
+  await page.waitForTimeout(1500); // nothing may show after Cancel
   assert.equal(await outSum(), drawn, 'nothing drawn after Cancel');
   assert.equal(await page.isVisible('#dn-progress-row'), false);
   const ms = await lastChangeAfterClick(page);
-  console.log(`Denoise on ${label}: Cancel took effect in ${hiddenMs.toFixed(0)} ms; last change in the tab ${ms.toFixed(0)} ms after the click`);
+  console.log(`Denoise on ${label}: Cancel took effect in ${hiddenMs.toFixed(0)} ms; last change in the tab ${ms.toFixed(0)} ms after the click; the worker was free after ${stoppedMs} ms`);
   assert.ok(hiddenMs < PAUSE_BAR_MS && ms < PAUSE_BAR_MS, `Cancel acted ${hiddenMs.toFixed(0)} ms, last change ${ms.toFixed(0)} ms after the click`);
-  // the tab goes on: Denoise again finishes (the worker ended the call in flight and dropped it)
+  assert.ok(stoppedMs < PAUSE_BAR_MS, `the worker ended its call in flight ${stoppedMs} ms after Cancel`);
+}
+
+/**
+ * Cancel twice (on WebGPU the first job's tiles are the probe's, the second's are sized from
+ * the layer times measured), then a small photo denoises to the end.
+ */
+async function denoiseCancel(args, query, label) {
+  const { page, problems } = await openPage(S, { args, query, hash: '#denoise', ignoreLoadFailures: /./ });
+  await page.waitForFunction(() => /blind gray ✓/.test(document.getElementById('dn-models').textContent), null, { timeout: 60_000 });
+  await page.selectOption('#dn-model', 'blind');
+  await cancelOnce(page, label);
+  await cancelOnce(page, label);
+  // the tab goes on: a small photo denoises to the end
   await page.uncheck('#dn-ensemble');
   const t0 = Date.now();
-  await page.click('#dn-run');
-  await page.waitForFunction(() => ['done', 'error'].includes(document.getElementById('dn-info').dataset.state), null, { timeout: SLOW });
+  await page.setInputFiles('#dn-file', { name: 'small.png', mimeType: 'image/png', buffer: grayPng(48, 40, (x, y) => (x * 5 + y * 3) % 256) });
+  await page.waitForFunction(() => ['done', 'error'].includes(document.getElementById('dn-info').dataset.state) && document.getElementById('dn-info').textContent.includes('small.png'), null, { timeout: SLOW });
   assert.equal(await page.$eval('#dn-info', (e) => e.dataset.state), 'done', await page.textContent('#dn-error'));
-  console.log(`Denoise on ${label}: the next run took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`Denoise on ${label}: the next photo took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   assert.deepEqual(problems, []);
 }
 
