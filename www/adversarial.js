@@ -26,7 +26,14 @@ const MODELS = {
     name: 'Adversarially trained classifier',
     how: 'nnlab train classifier --adversarial --random-start --out www/models/classifier_adv.safetensors',
   },
+  pgd: {
+    url: 'models/classifier_pgd.safetensors',
+    name: 'PGD-trained classifier',
+    how: 'nnlab train classifier --init classifier_adv.safetensors --adversarial --alpha 0 --eps 0.3 --pgd-steps 7 --out www/models/classifier_pgd.safetensors',
+  },
 };
+/** The shipped models, then the one trained in the tab. */
+const ALL_MODELS = [...Object.keys(MODELS), 'trained'];
 const GRID_SIZE = 30;
 
 const argmax = (a) => a.reduce((best, v, i) => (v > a[best] ? i : best), 0);
@@ -69,7 +76,7 @@ export function setupAdversarialTab(call) {
     st: {
       started: false,
       page: null, // { count, labels: Uint8Array, pixels: Uint8Array, byClass: number[][] }
-      models: { standard: false, adversarial: false, trained: false },
+      models: Object.fromEntries(ALL_MODELS.map((w) => [w, false])),
       modelBytes: {}, // the shipped files' bytes, by model
       digit: null, // { pixels: Float32Array(784), label: number (-1: the model's prediction), source }
       fallback: false,
@@ -99,8 +106,8 @@ async function start(tab) {
   } catch (e) {
     tab.showError(e);
   }
-  await Promise.all([loadDigits(tab), loadModel(tab, 'standard'), loadModel(tab, 'adversarial')]);
-  if (!st.models.standard) $('adv-model').value = st.models.adversarial ? 'adversarial' : 'trained';
+  await Promise.all([loadDigits(tab), ...Object.keys(MODELS).map((w) => loadModel(tab, w))]);
+  if (!st.models.standard) $('adv-model').value = Object.keys(MODELS).find((w) => st.models[w]) ?? 'trained';
   tab.syncModelOptions();
   tab.requestUpdate();
 }
@@ -170,7 +177,7 @@ function syncModelOptions({ st }) {
   for (const opt of sel.options) opt.disabled = !st.models[opt.value];
   // the in-tab model trained on the page digits that are not held out (all but 2,000)
   const heldOutOnly = Number($('adv-curve-n').value) <= st.heldOut;
-  for (const which of ['standard', 'adversarial', 'trained']) {
+  for (const which of ALL_MODELS) {
     const box = $(`adv-curve-${which}`);
     const ok = st.models[which] && (which !== 'trained' || heldOutOnly);
     box.disabled = !ok;

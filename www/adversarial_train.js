@@ -7,9 +7,9 @@ import { $, pct } from './util.js';
 import { pageDigitBytes } from './digits.js';
 import { allLanes, helperCount, sharedHelpers } from './workers.js';
 
-export const LABELS = { standard: 'standard', adversarial: 'adversarially trained', trained: 'trained in this tab' };
+export const LABELS = { standard: 'standard', adversarial: 'adversarially trained (RS-FGSM)', pgd: 'PGD-trained', trained: 'trained in this tab' };
 const CURVE_EPS = [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3];
-const COLORS = { standard: '#2f5fd0', adversarial: '#1f8a4c', trained: '#c0392b' };
+const COLORS = { standard: '#2f5fd0', adversarial: '#1f8a4c', pgd: '#8e44ad', trained: '#c0392b' };
 // Goodfellow et al. 2014 (maxout network, FGSM at eps 0.25): 89.4% error, 17.9% after
 // adversarial training; shown on the curve as reference marks.
 const PAPER = [
@@ -39,7 +39,7 @@ export function setupCurve(tab) {
       curveBtn.disabled = true;
       return;
     }
-    const models = ['standard', 'adversarial', 'trained'].filter((w) => st.models[w] && $(`adv-curve-${w}`).checked);
+    const models = Object.keys(LABELS).filter((w) => st.models[w] && $(`adv-curve-${w}`).checked);
     if (!st.page || !models.length) {
       $('adv-curve-status').textContent = st.page ? 'Choose at least one model that is loaded.' : 'The digits are not loaded yet.';
       return;

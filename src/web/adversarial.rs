@@ -47,8 +47,8 @@ struct Trainer {
 #[derive(Default)]
 struct Tab {
     digits: Option<Rc<Mnist>>,
-    standard: Option<Rc<Classifier>>,
-    adversarial: Option<Rc<Classifier>>,
+    /// the shipped classifiers loaded so far, by name (`SHIPPED`)
+    shipped: BTreeMap<&'static str, Rc<Classifier>>,
     trainer: Option<Rc<RefCell<Trainer>>>,
     /// a helper worker's copy of the in-tab classifier (`adv_load_model("trained", ..)`)
     trained_copy: Option<Rc<Classifier>>,
@@ -62,19 +62,57 @@ fn digits() -> Result<Rc<Mnist>, JsError> {
     loaded_digits(TAB.with(|t| t.borrow().digits.clone()), "adv_load_digits")
 }
 
-/// The classifier named `which`: "standard", "adversarial" (the shipped weights) or "trained"
-/// (the one trained in this tab).
+/// The shipped classifiers: (name, file under www/, what it is).
+const SHIPPED: [(&str, &str, &str); 3] = [
+    (
+        "standard",
+        "models/classifier.safetensors",
+        "the standard classifier",
+    ),
+    (
+        "adversarial",
+        "models/classifier_adv.safetensors",
+        "the adversarially trained (RS-FGSM) classifier",
+    ),
+    (
+        "pgd",
+        "models/classifier_pgd.safetensors",
+        "the PGD-trained classifier",
+    ),
+];
+
+fn shipped(which: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    SHIPPED.iter().copied().find(|(name, ..)| *name == which)
+}
+
+fn unknown_model(which: &str) -> JsError {
+    let names: Vec<&str> = SHIPPED.iter().map(|(n, ..)| *n).collect();
+    invalid(format!(
+        "unknown model {which:?} (expected {} or trained)",
+        names.join(", ")
+    ))
+}
+
+/// The classifier named `which`: one of the shipped ones (`SHIPPED`) or "trained" (the one
+/// trained in this tab).
 pub(super) fn model(which: &str) -> Result<Rc<Classifier>, JsError> {
     TAB.with(|t| {
         let t = t.borrow();
-        match which {
-            "standard" => t.standard.clone().ok_or_else(|| invalid("the standard classifier is not loaded (models/classifier.safetensors is missing)")),
-            "adversarial" => {
-                t.adversarial.clone().ok_or_else(|| invalid("the adversarially trained classifier is not loaded (models/classifier_adv.safetensors is missing)"))
-            }
-            "trained" => t.trainer.as_ref().map(|tr| tr.borrow().model.clone()).or_else(|| t.trained_copy.clone()).ok_or_else(|| invalid("no classifier has been trained in this tab yet: press Train first")),
-            other => Err(invalid(format!("unknown model {other:?} (expected standard, adversarial or trained)"))),
+        if which == "trained" {
+            return t
+                .trainer
+                .as_ref()
+                .map(|tr| tr.borrow().model.clone())
+                .or_else(|| t.trained_copy.clone())
+                .ok_or_else(|| {
+                    invalid("no classifier has been trained in this tab yet: press Train first")
+                });
         }
+        let (name, file, what) = shipped(which).ok_or_else(|| unknown_model(which))?;
+        t.shipped
+            .get(name)
+            .cloned()
+            .ok_or_else(|| invalid(format!("{what} is not loaded ({file} is missing)")))
     })
 }
 
@@ -128,17 +166,17 @@ pub fn adv_load_digits(bytes: &[u8]) -> Result<JsValue, JsError> {
     Ok(o.into())
 }
 
-/// Load classifier weights (safetensors bytes) as `which`: "standard" or "adversarial" (the
-/// shipped files), or "trained" (a copy of the in-tab classifier, `classifier_train_weights`,
+/// Load classifier weights (safetensors bytes) as `which`: a shipped model's name (`SHIPPED`),
+/// or "trained" (a copy of the in-tab classifier, `classifier_train_weights`,
 /// in a helper worker that spreads the robustness curve). Resolves to the file's metadata
 /// (model card fields: test_accuracy, adversarial, command, ...) as a plain object of strings.
 #[wasm_bindgen]
 pub fn adv_load_model(which: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
-    if !["standard", "adversarial", "trained"].contains(&which) {
-        return Err(invalid(format!(
-            "adv_load_model: unknown model {which:?} (expected standard, adversarial or trained)"
-        )));
-    }
+    let name = match shipped(which) {
+        Some((name, ..)) => Some(name),
+        None if which == "trained" => None,
+        None => return Err(unknown_model(which)),
+    };
     let meta: BTreeMap<String, String> = crate::weights::metadata(bytes)
         .map_err(|e| invalid(format!("{which} classifier: {e}")))?
         .into_iter()
@@ -153,11 +191,12 @@ pub fn adv_load_model(which: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
         .map_err(|e| invalid(format!("{which} classifier: {e}")))?;
     TAB.with(|t| {
         let mut t = t.borrow_mut();
-        let m = Some(Rc::new(m));
-        match which {
-            "standard" => t.standard = m,
-            "adversarial" => t.adversarial = m,
-            _ => t.trained_copy = m,
+        let m = Rc::new(m);
+        match name {
+            Some(name) => {
+                t.shipped.insert(name, m);
+            }
+            None => t.trained_copy = Some(m),
         }
     });
     let o = Object::new();

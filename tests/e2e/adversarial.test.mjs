@@ -49,7 +49,6 @@ test('Adversarial tab on WebGPU: FGSM at eps 0.25 flips a digit; targeted; drawi
   const { page, foreign, problems } = await openTab(WEBGPU);
   assert.equal(await page.getAttribute('#status', 'data-kind'), 'gpu', 'this test needs WebGPU (SwiftShader)');
   await page.waitForSelector('#adv-model-standard[data-state="loaded"]', { timeout: 120_000 });
-  const advLoaded = (await page.getAttribute('#adv-model-adversarial', 'data-state')) === 'loaded';
   console.log(`models: ${(await page.textContent('#adv-models')).replace(/\s+/g, ' ').trim()}`);
   if ((await page.getAttribute('#status', 'data-fallback')) === 'true') {
     assert.match(await page.textContent('#adv-backend-notice'), /software adapter/);
@@ -120,7 +119,9 @@ test('Adversarial tab on WebGPU: FGSM at eps 0.25 flips a digit; targeted; drawi
 
   // ---- robustness curve of the standard model on 20 digits (SwiftShader is slow; the page
   // offers up to 2,000; the CPU test below compares both models)
-  if (advLoaded) await page.uncheck('#adv-curve-adversarial');
+  for (const w of ['adversarial', 'pgd']) {
+    if (await page.isEnabled(`#adv-curve-${w}`)) await page.uncheck(`#adv-curve-${w}`);
+  }
   await page.selectOption('#adv-curve-n', '20');
   await page.click('#adv-curve-run');
   await page.waitForSelector('#adv-curve-status[data-state="done"], #adv-curve-status[data-state="error"]', { timeout: 150_000 });
@@ -162,6 +163,11 @@ test('Adversarial tab without WebGPU: CPU notice; attack; curve of both models; 
     assert.ok(curve.adversarial[5] >= curve.standard[5] + 0.3, 'the adversarially trained model holds up far better at 0.25');
   } else {
     console.log('NOTE: models/classifier_adv.safetensors is missing, so the curve has the standard model only');
+  }
+  if (curve.pgd) {
+    assert.ok(curve.pgd[5] >= curve.standard[5] + 0.3, 'the PGD-trained model holds up far better at 0.25');
+  } else {
+    console.log('NOTE: models/classifier_pgd.safetensors is missing, so the curve has no PGD-trained model');
   }
   // ---- train a small classifier from scratch for 20 steps of 16 digits (here on the CPU
   // backend, 3x quicker than SwiftShader's emulated GPU); its loss falls
