@@ -144,7 +144,6 @@ test('Adversarial tab without WebGPU: CPU notice; attack; curve of both models; 
   await page.waitForSelector('#adv-backend-notice:not([hidden])', { timeout: 60_000 });
   assert.match(await page.textContent('#adv-backend-notice'), /runs on the CPU backend/);
   await page.waitForSelector('#adv-model-standard[data-state="loaded"]', { timeout: 60_000 });
-  const advLoaded = (await page.getAttribute('#adv-model-adversarial', 'data-state')) === 'loaded';
   // the page's digits (31 MB) may still be loading after the models are: wait until the first
   // digit is picked and attacked, or the slider below moves with nothing to attack
   await page.waitForSelector('#adv-verdict[data-state="done"]', { timeout: 120_000 });
@@ -159,7 +158,7 @@ test('Adversarial tab without WebGPU: CPU notice; attack; curve of both models; 
   const curve = await curveTable(page);
   console.log(`CPU curve (eps 0, 0.05, ..., 0.3): ${JSON.stringify(curve)}`);
   assert.ok(curve.standard[0] >= 0.9 && curve.standard[5] <= 0.5);
-  if (advLoaded) {
+  if (curve.adversarial) {
     assert.ok(curve.adversarial[5] >= curve.standard[5] + 0.3, 'the adversarially trained model holds up far better at 0.25');
   } else {
     console.log('NOTE: models/classifier_adv.safetensors is missing, so the curve has the standard model only');
@@ -193,18 +192,19 @@ test('Adversarial tab without WebGPU: CPU notice; attack; curve of both models; 
 });
 
 test('Adversarial tab: missing model files are named', async () => {
-  const missing = ['/models/classifier.safetensors', '/models/classifier_adv.safetensors'];
+  const missing = ['/models/classifier.safetensors', '/models/classifier_adv.safetensors', '/models/classifier_pgd.safetensors'];
   // opened on the first tab: the Adversarial tab loads its assets only when first shown
   const { page, foreign, problems } = await openTab(NO_WEBGPU, { missing, hash: '' });
   assert.equal(await page.getAttribute('#adv-model-standard', 'data-state'), 'loading');
   await page.click('#tab-adversarial');
-  for (const which of ['standard', 'adversarial']) {
+  for (const which of ['standard', 'adversarial', 'pgd']) {
     await page.waitForSelector(`#adv-model-${which}[data-state="missing"]`, { timeout: 60_000 });
   }
   const lines = (await page.textContent('#adv-models')).replace(/\s+/g, ' ').trim();
   console.log(`missing model lines: ${lines}`);
   assert.match(lines, /Standard classifier: missing — models\/classifier\.safetensors/);
   assert.match(lines, /Adversarially trained classifier: missing — models\/classifier_adv\.safetensors/);
+  assert.match(lines, /PGD-trained classifier: missing — models\/classifier_pgd\.safetensors/);
   const v = await attackDone(page);
   assert.match(v.text, /Train a classifier in section 4 first/);
   assert.equal(await page.inputValue('#adv-model'), 'trained', 'the attack view waits for a model trained in the tab');
