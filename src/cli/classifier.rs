@@ -256,7 +256,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         String::new()
     };
     let method = if a.pgd_steps > 0 {
-        format!("PGD {} steps of {}{ramp}", a.pgd_steps, pgd_step)
+        format!("PGD {} steps of {:.4}{ramp}", a.pgd_steps, pgd_step)
     } else if a.random_start {
         format!("RS-FGSM{ramp}")
     } else {

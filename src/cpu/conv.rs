@@ -159,7 +159,11 @@ fn im2col_sample(g: &ConvGeom, x: &[f32], cols: &mut [f32], ld: usize, pad: &mut
             } else if sw == 2 {
                 // even input columns go to phase pw % 2, odd ones to the other (de-interleave)
                 let (p0, p1) = planes[py * 2 * phase..][..2 * phase].split_at_mut(phase);
-                let (a, b) = if g.pw.is_multiple_of(2) { (p0, p1) } else { (p1, p0) };
+                let (a, b) = if g.pw.is_multiple_of(2) {
+                    (p0, p1)
+                } else {
+                    (p1, p0)
+                };
                 let a = &mut a[row * c + g.pw / 2..][..g.w.div_ceil(2)];
                 let b = &mut b[row * c + g.pw.div_ceil(2)..][..g.w / 2];
                 for ((pair, ea), eb) in src.chunks_exact(2).zip(a.iter_mut()).zip(b.iter_mut()) {
@@ -284,7 +288,11 @@ fn col2im(g: &ConvGeom, cols: &[f32], ld: usize, off: usize, gx: &mut [f32], pad
             } else if sw == 2 {
                 // interleave the two phases back (the mirror of im2col_sample's split)
                 let (p0, p1) = planes[py * 2 * phase..][..2 * phase].split_at(phase);
-                let (a, b) = if g.pw.is_multiple_of(2) { (p0, p1) } else { (p1, p0) };
+                let (a, b) = if g.pw.is_multiple_of(2) {
+                    (p0, p1)
+                } else {
+                    (p1, p0)
+                };
                 let a = &a[row * c + g.pw / 2..][..g.w.div_ceil(2)];
                 let b = &b[row * c + g.pw.div_ceil(2)..][..g.w / 2];
                 for ((pair, &ea), &eb) in dst.chunks_exact_mut(2).zip(a).zip(b) {

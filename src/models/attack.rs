@@ -609,7 +609,8 @@ fn keep_worst(worst: &mut Vec<f32>, probs: &[f32], labels: &[u8], target: Option
     }
 }
 
-fn argmax(row: &[f32]) -> usize {
+/// The index of the largest value (the first of equals): the predicted class of a row.
+pub fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
         .fold(

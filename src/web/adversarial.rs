@@ -142,16 +142,6 @@ fn parse_attack(kind: &str, eps: f32, target: i32) -> Result<Attack, JsError> {
     Ok(attack)
 }
 
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f32::MIN),
-            |best, (k, &p)| if p > best.1 { (k, p) } else { best },
-        )
-        .0
-}
-
 /// Load the page's digit set (www/data/mnist_page.bin). Resolves to `{digits, held_out_every}`:
 /// the page shows the held-out digits (multiples of `held_out_every`) for attacks, so it needs the
 /// rule from here rather than a copy of the constant.
@@ -308,7 +298,7 @@ pub async fn adv_attack(
         .map_err(err)?;
     crate::finite::check_output("the classifier", &before).map_err(err)?;
     let label = if label < 0 {
-        argmax(&before) as u8
+        attack::argmax(&before) as u8
     } else {
         label as u8
     };
