@@ -500,11 +500,7 @@ pub fn classifier_train_reset(
 /// of n), and the accuracy on the last batch after its update.
 #[wasm_bindgen]
 pub async fn classifier_train_steps(n: usize) -> Result<JsValue, JsError> {
-    if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
-        return Err(invalid(format!(
-            "training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}"
-        )));
-    }
+    super::check_steps(n, MAX_STEPS_PER_CALL)?;
     let page = digits()?;
     let b = backend()?;
     let b: &dyn Backend = b.as_ref();

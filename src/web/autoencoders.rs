@@ -353,11 +353,7 @@ pub fn ae_set_training(
 /// term (Float32Array of n each; mean binary cross-entropy per pixel).
 #[wasm_bindgen]
 pub async fn ae_train_steps(n: usize) -> Result<JsValue, JsError> {
-    if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
-        return Err(invalid(format!(
-            "training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}"
-        )));
-    }
+    super::check_steps(n, MAX_STEPS_PER_CALL)?;
     let page = digits()?;
     let b = backend()?;
     let b: &dyn Backend = b.as_ref();

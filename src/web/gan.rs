@@ -440,11 +440,7 @@ fn steps_result(
 /// and null or a message when a loss became NaN/inf (the steps stop there).
 #[wasm_bindgen]
 pub async fn gan_train_steps(n: usize) -> Result<JsValue, JsError> {
-    if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
-        return Err(invalid(format!(
-            "training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}"
-        )));
-    }
+    super::check_steps(n, MAX_STEPS_PER_CALL)?;
     let page = digits()?;
     let b = backend()?;
     let b: &dyn Backend = b.as_ref();

@@ -133,6 +133,17 @@ pub(crate) fn err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// The training calls' guard on their step count: 1..=`max` steps per worker call.
+pub(crate) fn check_steps(n: usize, max: usize) -> Result<(), JsError> {
+    if (1..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "training: steps per call must be 1..={max}, got {n}"
+        )))
+    }
+}
+
 /// A JS error with a message of our own (bad arguments, a step out of order).
 pub(crate) fn invalid(msg: impl Into<String>) -> JsError {
     JsError::new(&msg.into())

@@ -211,11 +211,7 @@ fn batch_of(items: &[usize], n: usize, seed: u64, step: usize) -> Vec<usize> {
 /// semi model's consistency cross-entropy).
 #[wasm_bindgen]
 pub async fn semi_train_steps(n: usize) -> Result<JsValue, JsError> {
-    if !(1..=MAX_STEPS_PER_CALL).contains(&n) {
-        return Err(invalid(format!(
-            "training: steps per call must be 1..={MAX_STEPS_PER_CALL}, got {n}"
-        )));
-    }
+    super::check_steps(n, MAX_STEPS_PER_CALL)?;
     let page = digits()?;
     let b = backend()?;
     let b: &dyn Backend = b.as_ref();
