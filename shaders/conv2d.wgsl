@@ -18,6 +18,7 @@
 //   0 params (uniform), 1 dst (read_write), 2 src_a (read), 3 src_b (read), 4 bias (read)
 //   conv_fwd:        dst = y,  src_a = x,  src_b4 = wt packed by pack_w_fwd, bias (Cout) used when has_bias
 //   conv_bwd_input:  dst = x,  src_a = y,  src_b4 = wt packed by pack_w_bwd, bias (Cin)  used when has_bias
+//   (both: the ReLU applied to the stored value when relu != 0)
 //   conv_bwd_weight: dst = partial sums (splits, cout*cin*kh*kw), src_a = x, src_b = y
 //   sum_partials:    dst = gw (cout*cin*kh*kw), src_a = partial sums
 //   pack_w_fwd/bwd:  dst = packed weight, src_a = wt
@@ -62,6 +63,8 @@ struct Params {
     rows_per_split: u32,
     splits: u32,
     accumulate: u32,
+    // conv_fwd / conv_bwd_input epilogue: max(0, .) after the bias (inference's fused conv + ReLU)
+    relu: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -132,7 +135,8 @@ fn load_b(idx: vec4<u32>) -> vec4<f32> {
 }
 
 // Write a 4x4 block (rows = channels `ch` < nch, columns = pixels `pix` < total of planes of
-// `plane` elements) to dst, adding the bias when there is one.
+// `plane` elements) to dst, adding the bias when there is one and then the ReLU when asked
+// (the epilogue: no second pass over the output).
 fn store4(v: mat4x4<f32>, ch: vec4<u32>, pix: vec4<u32>, nch: u32, plane: u32, total: u32, off: u32) {
     for (var i = 0u; i < 4u; i++) {
         if (ch[i] >= nch) { continue; }
@@ -140,7 +144,8 @@ fn store4(v: mat4x4<f32>, ch: vec4<u32>, pix: vec4<u32>, nch: u32, plane: u32, t
         for (var j = 0u; j < 4u; j++) {
             if (pix[j] >= total) { continue; }
             let n = pix[j] / plane;
-            dst[off + (n * nch + ch[i]) * plane + pix[j] % plane] = v[i][j] + b;
+            let o = v[i][j] + b;
+            dst[off + (n * nch + ch[i]) * plane + pix[j] % plane] = select(o, max(o, 0.0), params.relu != 0u);
         }
     }
 }

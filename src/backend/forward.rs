@@ -2,8 +2,8 @@
 //! name in the backend's op-family module (conv, elementwise, reduce, batchnorm, optim, random).
 //! This macro writes that forwarding once. The invoking module must have those six modules in
 //! scope and the backend type must have inherent `info`, `upload`, `read_tensor` and `read_tensors` methods.
-//! A backend that implements a default trait method its own way (the CPU's `conv2d_relu`) passes
-//! that method in braces after the type.
+//! A backend that implements a default trait method its own way passes that method in braces
+//! after the type.
 //!
 //! Each op is one line, `fn NAME(ARGS) -> RET = FAMILY::FUNCTION;`, which becomes
 //! `fn NAME(&self, ARGS) -> RET { FAMILY::FUNCTION(self, ARG NAMES) }` (the `@forward` arm).
@@ -54,6 +54,8 @@ macro_rules! impl_backend_by_op_families {
 
                     fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams)
                         -> Result<Tensor> = conv::conv2d;
+                    fn conv2d_relu(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams)
+                        -> Result<Tensor> = conv::conv2d_relu;
                     fn conv2d_backward_input(gy: &Tensor, w: &Tensor, x_shape: &[usize], p: Conv2dParams)
                         -> Result<Tensor> = conv::conv2d_backward_input;
                     fn conv2d_backward_weight(x: &Tensor, gy: &Tensor, w_shape: &[usize], p: Conv2dParams)

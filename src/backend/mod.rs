@@ -305,17 +305,15 @@ pub trait Backend {
     // setting per axis (`Hw`)
     fn conv2d(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams)
         -> Result<Tensor>;
-    /// relu(conv2d(x, w, b)): inference's conv + bias + ReLU. By default the two ops; the CPU
-    /// overrides it to apply the ReLU to each block of output while it is in cache.
+    /// relu(conv2d(x, w, b)): inference's conv + bias + ReLU as one op: the CPU applies the
+    /// ReLU to each block of output while it is in cache, the GPU in the kernel's epilogue.
     fn conv2d_relu(
         &self,
         x: &Tensor,
         w: &Tensor,
         b: Option<&Tensor>,
         p: Conv2dParams,
-    ) -> Result<Tensor> {
-        self.unary(UnaryOp::Relu, &self.conv2d(x, w, b, p)?)
-    }
+    ) -> Result<Tensor>;
     fn conv2d_backward_input(
         &self,
         gy: &Tensor,

@@ -51,6 +51,7 @@ struct ConvLaunch {
     rows_per_split: usize,
     splits: usize,
     accumulate: bool,
+    relu: bool,
 }
 
 impl ConvLaunch {
@@ -66,6 +67,7 @@ impl ConvLaunch {
             rows_per_split: 0,
             splits: 0,
             accumulate: false,
+            relu: false,
         }
     }
 
@@ -94,6 +96,7 @@ impl ConvLaunch {
             .u(self.rows_per_split)
             .u(self.splits)
             .u(self.accumulate as usize)
+            .u(self.relu as usize)
     }
 }
 
@@ -182,7 +185,19 @@ enum Direction {
     BackwardInput,
 }
 
+/// What `run_data` does besides the conv itself (all off by default).
+#[derive(Clone, Copy, Default)]
+struct Epilogue<'a> {
+    /// max(0, .) on each stored value, after the bias (inference's conv + ReLU in one launch)
+    relu: bool,
+    /// the weight already packed by `pack_weight` (saves that launch on repeated calls)
+    packed: Option<&'a GpuBuffer>,
+    /// write here (a tensor of the output's shape, overwritten) instead of a new tensor
+    out: Option<&'a Tensor>,
+}
+
 /// The conv2d forward or backward-input of `input` (x or y of `g`), batch slice by batch slice.
+#[allow(clippy::too_many_arguments)]
 fn run_data(
     be: &GpuBackend,
     g: &ConvGeom,
@@ -190,6 +205,7 @@ fn run_data(
     input: &Tensor,
     wt: &Tensor,
     bias: Option<&Tensor>,
+    ep: Epilogue<'_>,
     op: &str,
 ) -> Result<Tensor> {
     let fwd = dir == Direction::Forward;
@@ -201,24 +217,35 @@ fn run_data(
     must_fit(be, g.weight_len(), &format!("{op}: the weight"))?;
     let (ib, wb) = (input.gpu_buffer(op)?, wt.gpu_buffer(op)?);
     let bb = bias.map(|b| b.gpu_buffer(op)).transpose()?;
-    let out = be.empty(&out_shape)?;
+    let out = match ep.out {
+        Some(t) => t.clone(),
+        None => be.empty(&out_shape)?,
+    };
     let ob = out.gpu_buffer(op)?;
     let chunk = batch_chunk(be, g, op)?;
     let tiles_c = out_channels.div_ceil(CONV_ROWS);
-    let packed = pack_weight(be, g, &wb, fwd, op)?;
+    let own_packed;
+    let packed = match ep.packed {
+        Some(p) => p,
+        None => {
+            own_packed = pack_weight(be, g, &wb, fwd, op)?;
+            &own_packed
+        }
+    };
     let (xbuf, ybuf) = if fwd { (&ib, &ob) } else { (&ob, &ib) };
     let mut n0 = 0;
     while n0 < g.n {
         let nb = chunk.min(g.n - n0);
         let (xbind, x_off) = span(xbuf, n0 * g.x_per_sample(), nb * g.x_per_sample());
         let (ybind, y_off) = span(ybuf, n0 * g.y_per_sample(), nb * g.y_per_sample());
-        let (wbind, _) = span(&packed, 0, packed.len());
+        let (wbind, _) = span(packed, 0, packed.len());
         let bbind = match &bb {
             Some(b) => span(b, 0, out_channels).0,
             None => span(&wb, 0, g.weight_len()).0, // unused placeholder
         };
         let mut lp = ConvLaunch::new(g, nb, x_off, y_off);
         lp.has_bias = bb.is_some();
+        lp.relu = ep.relu;
         lp.tiles_c = tiles_c;
         let wgs = (nb * out_pixels).div_ceil(CONV_COLS) * tiles_c;
         // bindings: the output, the input, the packed weight, the bias
@@ -302,7 +329,32 @@ pub fn conv2d(
     p: Conv2dParams,
 ) -> Result<Tensor> {
     let g = ConvGeom::conv2d(x.shape(), w.shape(), b.map(|t| t.shape()), p)?;
-    run_data(be, &g, Direction::Forward, x, w, b, "conv2d")
+    run_data(
+        be,
+        &g,
+        Direction::Forward,
+        x,
+        w,
+        b,
+        Epilogue::default(),
+        "conv2d",
+    )
+}
+
+/// relu(conv2d(x, w, b)) in one launch: the ReLU is the forward kernel's epilogue.
+pub fn conv2d_relu(
+    be: &GpuBackend,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: Conv2dParams,
+) -> Result<Tensor> {
+    let g = ConvGeom::conv2d(x.shape(), w.shape(), b.map(|t| t.shape()), p)?;
+    let ep = Epilogue {
+        relu: true,
+        ..Epilogue::default()
+    };
+    run_data(be, &g, Direction::Forward, x, w, b, ep, "conv2d")
 }
 
 pub fn conv2d_backward_input(
@@ -315,7 +367,16 @@ pub fn conv2d_backward_input(
     let op = "conv2d_backward_input";
     let g = ConvGeom::conv2d(x_shape, w.shape(), None, p)?;
     ConvGeom::check_output_grad(gy.shape(), g.y_shape(), op)?;
-    run_data(be, &g, Direction::BackwardInput, gy, w, None, op)
+    run_data(
+        be,
+        &g,
+        Direction::BackwardInput,
+        gy,
+        w,
+        None,
+        Epilogue::default(),
+        op,
+    )
 }
 
 pub fn conv2d_backward_weight(
@@ -346,6 +407,7 @@ pub fn conv_transpose2d(
         x,
         w,
         b,
+        Epilogue::default(),
         "conv_transpose2d",
     )
 }
@@ -360,7 +422,16 @@ pub fn conv_transpose2d_backward_input(
     let op = "conv_transpose2d_backward_input";
     let g = ConvGeom::transposed(x_shape, w.shape(), None, p)?;
     ConvGeom::check_output_grad(gy.shape(), g.x_shape(), op)?;
-    run_data(be, &g, Direction::Forward, gy, w, None, op)
+    run_data(
+        be,
+        &g,
+        Direction::Forward,
+        gy,
+        w,
+        None,
+        Epilogue::default(),
+        op,
+    )
 }
 
 pub fn conv_transpose2d_backward_weight(

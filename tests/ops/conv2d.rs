@@ -165,7 +165,7 @@ backend_test! {
 }
 
 backend_test! {
-    /// `conv2d_relu` (the CPU's fused kernel; the trait's conv-then-ReLU on the GPU) is
+    /// `conv2d_relu` (the CPU's fused kernel; the GPU forward kernel's ReLU epilogue) is
     /// max(0, conv2d), with and without bias.
     fn conv2d_relu_is_relu_of_conv2d(b) {
         let p = Conv2dParams::new(2, 1, 1);
