@@ -90,7 +90,8 @@ fn sigmoid(v: f32) -> f32 {
     return e / (1.0 + e);
 }
 
-// UnaryOp codes: 0 relu, 1 leaky relu (slope a), 2 tanh, 3 sigmoid, 4 sign, 5 square, 6 abs
+// UnaryOp codes: 0 relu, 1 leaky relu (slope a), 2 tanh, 3 sigmoid, 4 sign, 5 square, 6 abs,
+// 7 reciprocal
 fn unary_f(op: u32, v: f32, slope: f32) -> f32 {
     switch op {
         case 0u: { return max(v, 0.0); }
@@ -99,7 +100,8 @@ fn unary_f(op: u32, v: f32, slope: f32) -> f32 {
         case 3u: { return sigmoid(v); }
         case 4u: { return sign(v); }
         case 5u: { return v * v; }
-        default: { return abs(v); }
+        case 6u: { return abs(v); }
+        default: { return 1.0 / v; }
     }
 }
 
@@ -113,7 +115,8 @@ fn unary_df(op: u32, v: f32, slope: f32) -> f32 {
         case 3u: { let s = sigmoid(v); return s * (1.0 - s); }
         case 4u: { return 0.0; }
         case 5u: { return 2.0 * v; }
-        default: { return sign(v); }
+        case 6u: { return sign(v); }
+        default: { return -1.0 / (v * v); }
     }
 }
 

@@ -546,6 +546,10 @@ impl<'b> Graph<'b> {
     pub fn abs(&mut self, x: Var) -> Result<Var> {
         self.unary(UnaryOp::Abs, x)
     }
+    /// 1 / x elementwise (gradient -1 / x^2).
+    pub fn reciprocal(&mut self, x: Var) -> Result<Var> {
+        self.unary(UnaryOp::Reciprocal, x)
+    }
     /// sign(x) in {-1, 0, 1}; a constant for the backward (zero gradient), as FGSM needs.
     pub fn sign(&mut self, x: Var) -> Result<Var> {
         self.unary(UnaryOp::Sign, x)

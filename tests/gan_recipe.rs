@@ -1,7 +1,8 @@
 //! The GAN's training options (issue 20's recipe, issue 19's D options): D's loss with the
 //! minibatch-dispersion feature, label smoothing, the smoothness term and FGSM real digits vs
 //! finite differences on D's parameters; the dispersion feature vs finite differences on its
-//! input; the EMA update; the class histogram.
+//! input; spectral normalisation (its gradient through sigma vs finite differences, sigma vs the
+//! largest singular value); the EMA update; the class histogram.
 
 use nnlab::autodiff::Graph;
 use nnlab::backend::read_blocking;
@@ -44,8 +45,15 @@ fn d_objective(
 }
 
 fn check(arch: GanArch, loss: GanLoss, mbstd: bool, tricks: Tricks) {
+    check_d(arch, loss, mbstd, false, tricks)
+}
+
+/// `check` with or without spectral norm (`sn`: u and v are constants of the tape, so the
+/// finite differences of the loss at fixed u, v are what the tape's gradient must match).
+fn check_d(arch: GanArch, loss: GanLoss, mbstd: bool, sn: bool, tricks: Tricks) {
     let b = CpuBackend::new();
-    let disc = Discriminator::with_mbstd(&b, small_gan(arch), 5, mbstd).unwrap();
+    let disc = Discriminator::with_options(&b, small_gan(arch), 5, mbstd, sn).unwrap();
+    assert_eq!(disc.has_sn(), sn);
     let n = 4;
     let x = rng::uniform_vec(n * PIXELS, -1.0, 1.0, 1);
     let fake = rng::uniform_vec(n * PIXELS, -1.0, 1.0, 2);
@@ -69,12 +77,117 @@ fn check(arch: GanArch, loss: GanLoss, mbstd: bool, tricks: Tricks) {
     for p in probed {
         let grad = read_blocking(&b, &g.param_grad(p).unwrap()).unwrap();
         let objective = || d_objective(&b, &disc, loss, &tricks, &x, &fake, &points, n);
-        let name = format!("{arch:?} {loss:?} mbstd {mbstd} {tricks:?}: {}", p.name());
+        let name = format!(
+            "{arch:?} {loss:?} mbstd {mbstd} sn {sn} {tricks:?}: {}",
+            p.name()
+        );
         worst = worst.max(probe_param(
             &b, &name, p, &grad, 1e-3, PROBE_SEED, &objective,
         ));
     }
-    println!("{arch:?} {loss:?} mbstd {mbstd} {tricks:?}: max abs error {worst:.2e}");
+    println!("{arch:?} {loss:?} mbstd {mbstd} sn {sn} {tricks:?}: max abs error {worst:.2e}");
+}
+
+#[test]
+fn spectrally_normalised_d_matches_finite_differences() {
+    for arch in [GanArch::Dense, GanArch::Dcgan] {
+        for loss in [GanLoss::CrossEntropy, GanLoss::LeastSquares] {
+            check_d(arch, loss, false, true, Tricks::default());
+        }
+        check_d(
+            arch,
+            GanLoss::CrossEntropy,
+            true,
+            true,
+            Tricks {
+                real_label: 0.9,
+                ..Default::default()
+            },
+        );
+    }
+}
+
+/// The largest singular value of a (rows, cols) matrix on the host: power iteration on W^T W
+/// in f64 to convergence.
+fn top_singular_value(w: &[f32], rows: usize, cols: usize) -> f64 {
+    let mut v = vec![1.0f64; cols];
+    let mut sigma = 0.0;
+    for _ in 0..2000 {
+        let wv: Vec<f64> = (0..rows)
+            .map(|r| (0..cols).map(|c| w[r * cols + c] as f64 * v[c]).sum())
+            .collect();
+        let wtwv: Vec<f64> = (0..cols)
+            .map(|c| (0..rows).map(|r| w[r * cols + c] as f64 * wv[r]).sum())
+            .collect();
+        let n = wtwv.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v = wtwv.iter().map(|x| x / n).collect();
+        sigma = n.sqrt();
+    }
+    sigma
+}
+
+#[test]
+fn spectral_norm_estimates_the_largest_singular_value_and_persists_its_vectors() {
+    let b = CpuBackend::new();
+    let disc = Discriminator::with_options(&b, small_gan(GanArch::Dcgan), 5, false, true).unwrap();
+    // u, v of the three weights are saved with D (buffers) under <layer>.sn_u / .sn_v
+    let names: Vec<&str> = disc.buffers().iter().map(|p| p.name()).collect();
+    assert_eq!(
+        names,
+        ["d.0.sn_u", "d.0.sn_v", "d.1.sn_u", "d.1.sn_v", "d.2.sn_u", "d.2.sn_v"]
+    );
+    disc.restart_power_iteration(&b, 200).unwrap();
+    let sigmas = disc.spectral_norms(&b).unwrap().unwrap();
+    for (k, p) in disc
+        .params()
+        .iter()
+        .filter(|p| p.name().ends_with("weight"))
+        .enumerate()
+    {
+        let s = p.shape();
+        let (rows, cols) = (s[0], s[1..].iter().product());
+        let want = top_singular_value(&read_blocking(&b, p.value()).unwrap(), rows, cols);
+        let got = sigmas[k] as f64;
+        assert!(
+            (got - want).abs() <= 1e-3 * want,
+            "{}: sigma {got} vs largest singular value {want}",
+            p.name()
+        );
+    }
+    // one training step runs one power-iteration step (u moves with the weights), stays finite
+    let gen = Generator::new(&b, small_gan(GanArch::Dcgan), 1).unwrap();
+    let (mut og, mut od) = (
+        nnlab::nn::Adam::new(1e-2, 0.5, 0.999),
+        nnlab::nn::Adam::new(1e-2, 0.5, 0.999),
+    );
+    let u0 = read_blocking(&b, disc.buffers()[2].value()).unwrap();
+    let x = b
+        .upload(&[4, PIXELS], &rng::uniform_vec(4 * PIXELS, -1.0, 1.0, 7))
+        .unwrap();
+    let z = b
+        .upload(&[4, 8], &gan::sample_z(4, 8, Latent::Normal, 3))
+        .unwrap();
+    for _ in 0..2 {
+        let out = gan::train_step(
+            &b,
+            &gen,
+            &disc,
+            &mut og,
+            &mut od,
+            GanLoss::CrossEntropy,
+            &x,
+            &z,
+        )
+        .unwrap();
+        assert!(read_blocking(&b, &out.d_loss).unwrap()[0].is_finite());
+    }
+    assert_ne!(read_blocking(&b, disc.buffers()[2].value()).unwrap(), u0);
+    // a D file with the vectors says so
+    let path = std::env::temp_dir().join(format!("nnlab_sn_d_{}.safetensors", std::process::id()));
+    nnlab::weights::save_file(&b, &disc.state(), &path, None).unwrap();
+    let ts = nnlab::weights::from_bytes(&nnlab::weights::read_file(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(gan::d_options_from_tensors(&ts), (false, true));
 }
 
 #[test]

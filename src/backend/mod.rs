@@ -203,6 +203,8 @@ pub enum UnaryOp {
     Square,
     /// |x|
     Abs,
+    /// 1 / x (IEEE: 1 / 0 = inf); its gradient is -1 / x^2 (spectral normalisation's 1 / sigma)
+    Reciprocal,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

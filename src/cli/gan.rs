@@ -94,6 +94,10 @@ pub struct TrainArgs {
     /// add the minibatch-dispersion feature to D's logit (lets D see samples that look alike)
     #[arg(long)]
     pub mbstd: bool,
+    /// spectral normalisation of D's conv and dense weights (W / sigma(W), one power-iteration
+    /// step per training step)
+    #[arg(long)]
+    pub sn: bool,
     /// keep an exponential moving average of G's weights with this decay (e.g. 0.999) and save
     /// it as <stem>_ema.safetensors (BatchNorm statistics recomputed for it); 0 = off
     #[arg(long, default_value_t = 0.0)]
@@ -269,18 +273,26 @@ pub fn train(a: TrainArgs) -> Result<()> {
     checks::check_batch(a.batch, train.len(), "training digits (MNIST 10000..60000)")?;
     let pool: Vec<usize> = (0..train.len()).collect();
     let gen = Generator::new(b, config, a.seed)?;
-    // a D file with the minibatch-dispersion weight continues with the feature
-    let mbstd = match &a.init {
-        Some(p) => crate::weights::from_bytes(&crate::weights::read_file(&d_path(p))?)
-            .map_err(|e| crate::weights::in_file(&d_path(p), e))?
-            .iter()
-            .any(|t| t.name == gan::MBSTD_WEIGHT),
-        None => a.mbstd,
+    // a D file with the minibatch-dispersion weight continues with the feature, one with
+    // spectral-norm vectors with spectral norm; --sn adds spectral norm to a D file without it
+    let (mbstd, sn_file) = match &a.init {
+        Some(p) => gan::d_options_from_tensors(
+            &crate::weights::from_bytes(&crate::weights::read_file(&d_path(p))?)
+                .map_err(|e| crate::weights::in_file(&d_path(p), e))?,
+        ),
+        None => (a.mbstd, false),
     };
-    let disc = Discriminator::with_mbstd(b, config, a.seed + 100, mbstd)?;
+    let sn = a.sn || sn_file;
+    let disc = Discriminator::with_options(b, config, a.seed + 100, mbstd, sn)?;
     if let Some(p) = &a.init {
         crate::weights::load_file(b, &gen.state(), p)?;
-        crate::weights::load_file(b, &disc.state(), &d_path(p))?;
+        if sn && !sn_file {
+            // the file's weights, then vectors of their own (power iteration from scratch)
+            crate::weights::load_file(b, &disc.params(), &d_path(p))?;
+            disc.restart_power_iteration(b, 50)?;
+        } else {
+            crate::weights::load_file(b, &disc.state(), &d_path(p))?;
+        }
         println!(
             "continuing from {} and {}",
             p.display(),
@@ -299,7 +311,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     };
     let l = loss(a.loss);
     println!(
-        "options: D lr {lr_d}, real label {}, minibatch dispersion {mbstd}, EMA {}, D smoothness {:?}, FGSM real {:?}",
+        "options: D lr {lr_d}, real label {}, minibatch dispersion {mbstd}, spectral norm {sn}, EMA {}, D smoothness {:?}, FGSM real {:?}",
         tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
     );
     println!(
@@ -375,6 +387,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    if let Some(sigmas) = disc.spectral_norms(b)? {
+        println!("spectral norms of D's raw weights (u^T W v): {sigmas:?}");
+    }
     let mut meta = metadata(b, &format!("nnlab {:?} GAN generator", config.arch));
     meta.insert("loss".to_string(), format!("{l:?}"));
     meta.insert("latent_dist".to_string(), format!("{:?}", a.latent_dist));

@@ -184,6 +184,7 @@ pub(crate) fn unary_fn(op: UnaryOp, x: f32) -> f32 {
         UnaryOp::Sign => sign(x),
         UnaryOp::Square => x * x,
         UnaryOp::Abs => x.abs(),
+        UnaryOp::Reciprocal => 1.0 / x,
     }
 }
 
@@ -216,6 +217,7 @@ pub(crate) fn unary_grad(op: UnaryOp, x: f32) -> f32 {
         UnaryOp::Sign => 0.0,
         UnaryOp::Square => 2.0 * x,
         UnaryOp::Abs => sign(x),
+        UnaryOp::Reciprocal => -1.0 / (x * x),
     }
 }
 
@@ -250,6 +252,10 @@ macro_rules! with_unary {
             }
             UnaryOp::Abs => {
                 let $f = |v: f32| $fn(UnaryOp::Abs, v);
+                $body
+            }
+            UnaryOp::Reciprocal => {
+                let $f = |v: f32| $fn(UnaryOp::Reciprocal, v);
                 $body
             }
         }

@@ -206,6 +206,7 @@ fn unary_code(op: UnaryOp) -> (u32, f32) {
         UnaryOp::Sign => (4, 0.0),
         UnaryOp::Square => (5, 0.0),
         UnaryOp::Abs => (6, 0.0),
+        UnaryOp::Reciprocal => (7, 0.0),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::autodiff::{Graph, Param, Var};
 use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams, LossKind};
 use crate::data::mnist::Mnist;
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm2d, Conv2d, ConvTranspose2d, Linear, Module, Optimizer};
+use crate::nn::{BatchNorm2d, Conv2d, ConvTranspose2d, Linear, Module, Optimizer, SpectralNorm};
 use crate::rng;
 
 pub use super::gan_tricks::Tricks;
@@ -247,6 +247,23 @@ pub struct Discriminator {
     layers: DLayers,
     /// the minibatch-dispersion feature (`minibatch_dispersion`) and its weight into the logit
     mbstd: Option<Linear>,
+    /// spectral normalisation of the three weighted layers' weights (in layer order)
+    sn: Option<Vec<SpectralNorm>>,
+}
+
+/// Power-iteration steps that start a spectrally normalised D's vectors (then one per step).
+const SN_START_ITERATIONS: usize = 10;
+
+/// The name ending of a spectral-norm vector in a discriminator file (their presence switches
+/// spectral normalisation on when a file is loaded).
+pub const SN_SUFFIX: &str = ".sn_u";
+
+/// (minibatch dispersion, spectral norm) of a discriminator file's tensors.
+pub fn d_options_from_tensors(ts: &[crate::weights::NamedTensor]) -> (bool, bool) {
+    (
+        ts.iter().any(|t| t.name == MBSTD_WEIGHT),
+        ts.iter().any(|t| t.name.ends_with(SN_SUFFIX)),
+    )
 }
 
 /// Name of the minibatch-dispersion weight in a discriminator file (its presence switches the
@@ -269,6 +286,17 @@ impl Discriminator {
         seed: u64,
         mbstd: bool,
     ) -> Result<Discriminator> {
+        Discriminator::with_options(b, config, seed, mbstd, false)
+    }
+    /// D with or without the minibatch-dispersion feature (`mbstd`) and with or without
+    /// spectral normalisation of its conv and dense weights (`sn`; see `nn::SpectralNorm`).
+    pub fn with_options(
+        b: &dyn Backend,
+        config: GanConfig,
+        seed: u64,
+        mbstd: bool,
+        sn: bool,
+    ) -> Result<Discriminator> {
         config.validate()?;
         let w = config.width;
         let layers = match config.arch {
@@ -288,14 +316,85 @@ impl Discriminator {
         } else {
             None
         };
-        Ok(Discriminator {
+        let mut d = Discriminator {
             config,
             layers,
             mbstd,
-        })
+            sn: None,
+        };
+        if sn {
+            let sn = (d.weights().iter().enumerate())
+                .map(|(k, w)| SpectralNorm::new(b, w, seed + 10 + k as u64, SN_START_ITERATIONS))
+                .collect::<Result<Vec<_>>>()?;
+            d.sn = Some(sn);
+        }
+        Ok(d)
     }
     pub fn has_mbstd(&self) -> bool {
         self.mbstd.is_some()
+    }
+    pub fn has_sn(&self) -> bool {
+        self.sn.is_some()
+    }
+    /// The weights of the three weighted layers, in order (what spectral norm normalises).
+    fn weights(&self) -> [&Param; 3] {
+        match &self.layers {
+            DLayers::Dense { l1, l2, out } => [&l1.weight, &l2.weight, &out.weight],
+            DLayers::Dcgan { c1, c2, out } => [&c1.weight, &c2.weight, &out.weight],
+        }
+    }
+    /// One power-iteration step of every spectrally normalised weight (once per D step, on its
+    /// current weights; nothing without spectral norm).
+    pub fn power_iteration(&self, b: &dyn Backend) -> Result<()> {
+        if let Some(sn) = &self.sn {
+            for (s, w) in sn.iter().zip(self.weights()) {
+                s.power_iteration(b, w)?;
+            }
+        }
+        Ok(())
+    }
+    /// With spectral norm: `iterations` power-iteration steps (to start the vectors of weights
+    /// loaded from a file that had none).
+    pub fn restart_power_iteration(&self, b: &dyn Backend, iterations: usize) -> Result<()> {
+        for _ in 0..iterations {
+            self.power_iteration(b)?;
+        }
+        Ok(())
+    }
+    /// The current estimates sigma = u^T W v of the three weights' spectral norms (None
+    /// without spectral norm).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn spectral_norms(&self, b: &dyn Backend) -> Result<Option<Vec<f32>>> {
+        match &self.sn {
+            None => Ok(None),
+            Some(sn) => (sn.iter().zip(self.weights()))
+                .map(|(s, w)| s.sigma(b, w))
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+        }
+    }
+    /// A dense layer of D, through W / sigma(W) with spectral norm (`k`: its index in
+    /// `weights`).
+    fn dense(&self, g: &mut Graph<'_>, l: &Linear, k: usize, x: Var) -> Result<Var> {
+        match &self.sn {
+            None => l.forward(g, x),
+            Some(sn) => {
+                let w = sn[k].weight(g, &l.weight)?;
+                let bias = l.bias.as_ref().map(|p| g.param(p));
+                g.linear(x, w, bias)
+            }
+        }
+    }
+    /// A conv layer of D, as `dense`.
+    fn conv(&self, g: &mut Graph<'_>, c: &Conv2d, k: usize, x: Var) -> Result<Var> {
+        match &self.sn {
+            None => c.forward(g, x),
+            Some(sn) => {
+                let w = sn[k].weight(g, &c.weight)?;
+                let bias = c.bias.as_ref().map(|p| g.param(p));
+                g.conv2d(x, w, bias, c.p)
+            }
+        }
     }
 }
 
@@ -336,21 +435,21 @@ impl Module for Discriminator {
         }
         let (h, out) = match &self.layers {
             DLayers::Dense { l1, l2, out } => {
-                let h = l1.forward(g, x)?;
+                let h = self.dense(g, l1, 0, x)?;
                 let h = g.leaky_relu(h, SLOPE)?;
-                let h = l2.forward(g, h)?;
+                let h = self.dense(g, l2, 1, h)?;
                 (g.leaky_relu(h, SLOPE)?, out)
             }
             DLayers::Dcgan { c1, c2, out } => {
                 let h = g.reshape(x, &[s[0], 1, 28, 28])?;
-                let h = c1.forward(g, h)?;
+                let h = self.conv(g, c1, 0, h)?;
                 let h = g.leaky_relu(h, SLOPE)?;
-                let h = c2.forward(g, h)?;
+                let h = self.conv(g, c2, 1, h)?;
                 let h = g.leaky_relu(h, SLOPE)?;
                 (g.flatten(h)?, out)
             }
         };
-        let logit = out.forward(g, h)?;
+        let logit = self.dense(g, out, 2, h)?;
         match &self.mbstd {
             None => Ok(logit),
             Some(w) => {
@@ -369,6 +468,12 @@ impl Module for Discriminator {
             p.extend(w.params());
         }
         p
+    }
+    /// spectral norm's power-iteration vectors (saved with the weights)
+    fn buffers(&self) -> Vec<&Param> {
+        (self.sn.iter().flatten())
+            .flat_map(|s| s.buffers())
+            .collect()
     }
 }
 
@@ -523,6 +628,8 @@ pub fn train_d_half(
     z: &Tensor,
     seed: u64,
 ) -> Result<DHalf> {
+    // spectral norm: one power-iteration step on D's current weights, before its forward passes
+    disc.power_iteration(b)?;
     // G runs without a tape (its output is a constant here)
     let fake = {
         let mut g = Graph::new(b);

@@ -15,11 +15,13 @@ pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod optim;
+pub mod spectral_norm;
 
 pub use init::Init;
 pub use layers::{BatchNorm2d, Conv2d, ConvTranspose2d, Linear};
 pub use loss::cross_entropy;
 pub use optim::{Adam, Optimizer, Sgd};
+pub use spectral_norm::SpectralNorm;
 
 use crate::autodiff::{Graph, Param, Var};
 use crate::backend::UnaryOp;

@@ -317,3 +317,72 @@ fn gpu_fill_and_mul_under_tiny_limits() {
         assert_eq!(out[i], 2.0 * i as f32);
     }
 }
+
+// ---------------------------------------------------------------- reciprocal (1 / x)
+
+/// Values of |x| in [0.25, 3.25) with both signs (1 / x stays within 4 in magnitude).
+fn away_from_zero(n: usize, seed: u64) -> Vec<f32> {
+    rnd_in(n, seed, -3.0, 3.0)
+        .into_iter()
+        .map(|v| v + 0.25 * v.signum())
+        .collect()
+}
+
+backend_test! {
+    /// 1 / x by hand (1 / 0 = inf, as IEEE and PyTorch), its backward -gy / x^2 against finite
+    /// differences, and on the tape (`Graph::reciprocal`), where its gradient reaches x.
+    fn reciprocal(b) {
+        let x = b.t(&[6], &[-4.0, -0.5, 0.25, 1.0, 2.0, 0.0]);
+        let y = b.v(&b.unary(UnaryOp::Reciprocal, &x).unwrap());
+        assert_eq!(&y[..5], [-0.25, -2.0, 4.0, 1.0, 0.5]);
+        assert!(y[5].is_infinite() && y[5] > 0.0);
+        let shape = [3, 7];
+        let xs = away_from_zero(21, 41);
+        let gy = rnd(21, 42);
+        let f = |ins: &[Vec<f32>]| {
+            b.v(&b.unary(UnaryOp::Reciprocal, &b.t(&shape, &ins[0])).unwrap())
+        };
+        let gx = b.v(&b
+            .unary_backward(UnaryOp::Reciprocal, &b.t(&shape, &xs), &b.t(&shape, &gy))
+            .unwrap());
+        fd_check("unary Reciprocal", &[xs.clone()], 0, &gy, &gx, 1e-3, &f);
+        let mut g = nnlab::autodiff::Graph::new(b);
+        let xv = g.input(b.t(&shape, &xs));
+        let r = g.reciprocal(xv).unwrap();
+        let s = g.sum(r).unwrap();
+        g.backward(s).unwrap();
+        let want: Vec<f32> = xs.iter().map(|v| -1.0 / (v * v)).collect();
+        assert_close("tape reciprocal grad", &b.v(&g.grad(xv).unwrap()), &want, 1e-6);
+        assert!(b.unary_backward(UnaryOp::Reciprocal, &x, &b.t(&[5], &[1.0; 5])).is_err());
+    }
+}
+
+/// The GPU's 1 / x and its backward against the CPU twin over every shape class, and on a
+/// tensor that splits into chunks and dispatches under low limits.
+#[test]
+fn gpu_reciprocal_matches_cpu() {
+    let cpu = CpuBackend::new();
+    let shapes: Vec<&[usize]> = SHAPES.iter().copied().chain([&SPLIT[..]]).collect();
+    for (g, name) in [(gpu(), "gpu"), (small_gpu(), "small gpu")] {
+        for (k, &shape) in shapes.iter().enumerate() {
+            let n = numel(shape);
+            let x = pair(&g, shape, &away_from_zero(n, 50 + k as u64));
+            let y = pair(&g, shape, &rnd_in(n, 60 + k as u64, -2.0, 2.0));
+            let tag = |op: &str| format!("{name} {op} {shape:?}");
+            same(
+                &g,
+                &tag("reciprocal"),
+                &g.unary(UnaryOp::Reciprocal, &x.g).unwrap(),
+                &cpu.unary(UnaryOp::Reciprocal, &x.c).unwrap(),
+                TOL,
+            );
+            same(
+                &g,
+                &tag("reciprocal backward"),
+                &g.unary_backward(UnaryOp::Reciprocal, &x.g, &y.g).unwrap(),
+                &cpu.unary_backward(UnaryOp::Reciprocal, &x.c, &y.c).unwrap(),
+                TOL,
+            );
+        }
+    }
+}
