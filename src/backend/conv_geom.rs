@@ -9,8 +9,8 @@
 //! Every size and hyper-parameter is per axis (rows, columns), as PyTorch's `(h, w)` forms:
 //! rectangular kernels, and stride, padding, dilation and output_padding of their own per axis.
 
-use super::{Conv2dParams, ConvTranspose2dParams, Hw};
-use crate::tensor::{dims4, non_empty};
+use super::{Conv2dParams, ConvTranspose2dParams, FusedConv2d, Hw};
+use crate::tensor::{dims4, non_empty, Tensor};
 use crate::{Error, Result};
 
 /// A direct conv2d in the kernels' terms. `*h` fields are along rows, `*w` along columns:
@@ -132,6 +132,29 @@ impl ConvGeom {
             && self.pw == 0
             && self.ho == self.h
             && self.wo == self.w
+    }
+
+    /// The geometry of `conv2d_fused`, and an error unless `out` (when given) has the output's
+    /// shape and is not x.
+    pub fn conv2d_fused(x: &Tensor, c: &FusedConv2d, out: Option<&Tensor>) -> Result<ConvGeom> {
+        let op = "conv2d_fused";
+        let g = ConvGeom::conv2d(
+            x.shape(),
+            c.weight.shape(),
+            c.bias.as_ref().map(|b| b.shape()),
+            c.p,
+        )?;
+        if let Some(o) = out {
+            if o.shape() != g.y_shape() {
+                return Err(Error::Shape(format!(
+                    "{op}: the output must have shape {:?}, got {:?}",
+                    g.y_shape(),
+                    o.shape()
+                )));
+            }
+            super::distinct_from_written(op, &[(o, "the output")], &[(x, "the input")])?;
+        }
+        Ok(g)
     }
 
     /// Error unless an output gradient has shape `want` (y_shape for a direct conv's backward,

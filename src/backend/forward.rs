@@ -24,7 +24,7 @@ macro_rules! impl_backend_by_op_families {
         const _: () = {
             use $crate::backend::{
                 AdamParams, Backend, BackendInfo, BinaryOp, Conv2dParams, ConvTranspose2dParams,
-                Distribution, LocalBoxFuture, LossKind, SgdParams, UnaryOp,
+                Distribution, FusedConv2d, LocalBoxFuture, LossKind, SgdParams, UnaryOp,
             };
             use $crate::{Result, Tensor};
 
@@ -56,6 +56,8 @@ macro_rules! impl_backend_by_op_families {
                         -> Result<Tensor> = conv::conv2d;
                     fn conv2d_relu(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams)
                         -> Result<Tensor> = conv::conv2d_relu;
+                    fn conv2d_fused(x: &Tensor, c: &FusedConv2d, out: Option<&Tensor>)
+                        -> Result<Tensor> = conv::conv2d_fused;
                     fn conv2d_backward_input(gy: &Tensor, w: &Tensor, x_shape: &[usize], p: Conv2dParams)
                         -> Result<Tensor> = conv::conv2d_backward_input;
                     fn conv2d_backward_weight(x: &Tensor, gy: &Tensor, w_shape: &[usize], p: Conv2dParams)

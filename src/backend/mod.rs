@@ -125,6 +125,33 @@ impl Default for Conv2dParams {
     }
 }
 
+/// A conv2d forward made ready for repeated inference with [`Backend::conv2d_fused`]: its
+/// weight, bias and settings, whether a ReLU follows (applied in the kernel's epilogue), and a
+/// slot for the weight in the layout the backend's kernel reads, filled by the backend at the
+/// first call and kept (the GPU repacks the weight for vec4 loads; keeping it saves that
+/// launch on every later call: one launch per layer). The weight and bias must not change
+/// afterwards (build one from values that are fixed for the run, e.g. a folded BatchNorm).
+pub struct FusedConv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub p: Conv2dParams,
+    pub relu: bool,
+    /// the backend's packed form of `weight` (unused by the CPU)
+    pub(crate) packed: std::sync::OnceLock<Tensor>,
+}
+
+impl FusedConv2d {
+    pub fn new(weight: Tensor, bias: Option<Tensor>, p: Conv2dParams, relu: bool) -> FusedConv2d {
+        FusedConv2d {
+            weight,
+            bias,
+            p,
+            relu,
+            packed: std::sync::OnceLock::new(),
+        }
+    }
+}
+
 /// conv_transpose2d with PyTorch semantics, each setting per axis:
 /// H_out = (H-1)s - 2p + d(k-1) + output_padding + 1, with output_padding < max(s, d).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,6 +343,11 @@ pub trait Backend {
         b: Option<&Tensor>,
         p: Conv2dParams,
     ) -> Result<Tensor>;
+    /// `c`'s conv2d (with its ReLU when `c.relu`) of x in one kernel launch, written into
+    /// `out` when given (a tensor of the output's shape, not x, overwritten: inference
+    /// alternates two of them, so nothing is allocated per layer) or else into a new tensor;
+    /// returns the output.
+    fn conv2d_fused(&self, x: &Tensor, c: &FusedConv2d, out: Option<&Tensor>) -> Result<Tensor>;
     fn conv2d_backward_input(
         &self,
         gy: &Tensor,

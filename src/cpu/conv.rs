@@ -673,6 +673,23 @@ pub fn conv2d_relu(
     conv2d_epilogue(be, x, w, b, p, true)
 }
 
+/// The fused inference conv: as `conv2d_relu` (or `conv2d`), written into `out` when given.
+pub fn conv2d_fused(
+    be: &CpuBackend,
+    x: &Tensor,
+    c: &FusedConv2d,
+    out: Option<&Tensor>,
+) -> Result<Tensor> {
+    ConvGeom::conv2d_fused(x, c, out)?;
+    let y = conv2d_epilogue(be, x, &c.weight, c.bias.as_ref(), c.p, c.relu)?;
+    let Some(out) = out else { return Ok(y) };
+    let op = "conv2d_fused";
+    host(out, op)?
+        .write()?
+        .copy_from_slice(&host(&y, op)?.read()?);
+    Ok(out.clone())
+}
+
 fn conv2d_epilogue(
     _be: &CpuBackend,
     x: &Tensor,

@@ -18,7 +18,7 @@
 use super::context::{Binding, Shader};
 use super::{GpuBackend, GpuBuffer, Params};
 use crate::backend::*;
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 use crate::{Error, Result};
 
 const CONV: Shader = Shader {
@@ -355,6 +355,42 @@ pub fn conv2d_relu(
         ..Epilogue::default()
     };
     run_data(be, &g, Direction::Forward, x, w, b, ep, "conv2d")
+}
+
+/// The fused inference conv in one launch: the weight is packed at the first call and kept in
+/// `c`, the ReLU is the kernel's epilogue, the output may be an existing tensor.
+pub fn conv2d_fused(
+    be: &GpuBackend,
+    x: &Tensor,
+    c: &FusedConv2d,
+    out: Option<&Tensor>,
+) -> Result<Tensor> {
+    let op = "conv2d_fused";
+    let g = ConvGeom::conv2d_fused(x, c, out)?;
+    if c.packed.get().is_none() {
+        let wb = c.weight.gpu_buffer(op)?;
+        let packed = pack_weight(be, &g, &wb, true, op)?;
+        let len = packed.len();
+        let t = Tensor::from_storage(&[len], Storage::Gpu(std::sync::Arc::new(packed)));
+        // a second thread filling it first packed the same weight
+        let _ = c.packed.set(t);
+    }
+    let packed = c.packed.get().expect("set above").gpu_buffer(op)?;
+    let ep = Epilogue {
+        relu: c.relu,
+        packed: Some(&packed),
+        out,
+    };
+    run_data(
+        be,
+        &g,
+        Direction::Forward,
+        x,
+        &c.weight,
+        c.bias.as_ref(),
+        ep,
+        op,
+    )
 }
 
 pub fn conv2d_backward_input(

@@ -27,6 +27,7 @@ use crate::autodiff::{Graph, Param, Var};
 use crate::backend::{Backend, Conv2dParams, LossKind};
 use crate::data::images::Image;
 use crate::data::patches::{dihedral, dihedral_inverse};
+use crate::models::dncnn_fused::{DnCnnFused, PingPong};
 use crate::nn::{Adam, BatchNorm2d, Conv2d, Init, Module, Optimizer};
 use crate::tensor::Tensor;
 use crate::tiling::{self, crop, paste};
@@ -205,24 +206,19 @@ impl DnCnn {
     /// Denoise a batch (N, C, H, W) in evaluation mode (BatchNorm running statistics), no
     /// gradients kept. Returns the denoised tensor on the backend.
     ///
-    /// Inference form of the network, equal to [`Module::forward`] in evaluation mode up to
-    /// float rounding: each BatchNorm is folded into the conv before it (`fold_batchnorm`)
-    /// and each ReLU runs with its conv (`conv2d_relu`), and only the running activation and
-    /// the next one are alive at a time (no graph keeps them).
+    /// Fused inference form of the network ([`DnCnnFused`]: one launch per layer, two
+    /// activation buffers), equal to [`Module::forward`] in evaluation mode up to float
+    /// rounding; no graph keeps the activations.
     pub fn denoise_tensor(&self, b: &dyn Backend, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
-        let mut h = x.clone();
-        for k in 0..self.config.depth {
-            h = self.inference_layer(b, k, x, &h)?;
-        }
-        Ok(h)
+        DnCnnFused::new(b, self)?.denoise(b, x)
     }
 
-    /// Layer `k` (0..depth) of the inference form of [`DnCnn::denoise_tensor`], applied to `h`
-    /// (the output of layer k - 1; `x` itself for k = 0): a conv (BatchNorm folded in) with its
-    /// ReLU for k < depth - 1, the feature maps the page's activation view shows; the last
-    /// layer gives the denoised image x - v(h). Calling it for k = 0, 1, ... is
-    /// `denoise_tensor`, so a caller can spread one image over several calls.
+    /// Layer `k` (0..depth) of the inference form, applied to `h` (the output of layer k - 1;
+    /// `x` itself for k = 0): a conv (BatchNorm folded in, at each call) with its ReLU for
+    /// k < depth - 1, the feature maps the page's activation view shows; the last layer gives
+    /// the denoised image x - v(h). Calling it for k = 0, 1, ... is the unfused twin of
+    /// [`DnCnnFused`] (which folds once and reuses two buffers).
     pub fn inference_layer(
         &self,
         b: &dyn Backend,
@@ -565,6 +561,10 @@ pub struct CropSteps {
     x: Option<Tensor>,
     act: Option<Tensor>,
     sum: Vec<f32>,
+    /// the model's fused layers (made at the first layer, kept for every pass) and the two
+    /// activation buffers they alternate between
+    plan: Option<DnCnnFused>,
+    bufs: PingPong,
 }
 
 impl CropSteps {
@@ -595,6 +595,8 @@ impl CropSteps {
             queued: 0,
             x: None,
             act: None,
+            plan: None,
+            bufs: PingPong::default(),
         })
     }
 
@@ -642,7 +644,11 @@ impl CropSteps {
             .as_ref()
             .expect("a pass's input is uploaded at its first layer");
         let h = self.act.as_ref().unwrap_or(x);
-        let next = model.inference_layer(b, k, x, h)?;
+        if self.plan.is_none() {
+            self.plan = Some(DnCnnFused::new(b, model)?);
+        }
+        let plan = self.plan.as_ref().expect("made above");
+        let next = plan.layer(b, k, x, h, &mut self.bufs)?;
         self.act = Some(next);
         self.queued += 1;
         Ok(())

@@ -4,6 +4,7 @@ pub mod attack;
 pub mod autoencoder;
 pub mod classifier;
 pub mod dncnn;
+pub mod dncnn_fused;
 pub mod gan;
 pub mod gan_metrics;
 pub mod gan_tricks;
