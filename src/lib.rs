@@ -14,6 +14,7 @@ pub mod error;
 pub mod files;
 pub mod finite;
 pub mod gpu;
+pub mod kernel_bench;
 pub mod metrics;
 pub mod models;
 pub mod nn;

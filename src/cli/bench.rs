@@ -5,10 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams};
+use crate::backend::Backend;
 use crate::cpu::CpuBackend;
 use crate::gpu::{GpuBackend, GpuOptions};
-use crate::tensor::Tensor;
+pub use crate::kernel_bench::fp32_peak_tflops;
+use crate::kernel_bench::{kernel_case, KernelSize, KERNEL_CASES};
 use crate::{rng, Result};
 
 /// One row of the bench table.
@@ -24,27 +25,6 @@ impl BenchRow {
     pub fn gflops(&self) -> f64 {
         self.gflop / self.seconds
     }
-}
-
-/// FP32 peak (TFLOP/s) of GPUs we may be lent, matched on the adapter name; None when unknown.
-pub fn fp32_peak_tflops(adapter: &str) -> Option<f64> {
-    let a = adapter.to_lowercase();
-    let table: [(&str, f64); 8] = [
-        ("h200", 66.9),
-        ("h100 pcie", 51.2),
-        ("h100", 66.9),
-        ("a100", 19.5),
-        ("l40s", 91.6),
-        ("a10g", 31.2),
-        ("rtx 4090", 82.6),
-        ("t4", 8.1),
-    ];
-    table.iter().find(|(k, _)| a.contains(k)).map(|(_, v)| *v)
-}
-
-fn rand_tensor(be: &dyn Backend, shape: &[usize], seed: u64) -> Result<Tensor> {
-    let n = shape.iter().product();
-    be.upload(shape, &rng::uniform_vec(n, -1.0, 1.0, seed))
 }
 
 /// What the bench's timings count: wall-clock time (the default), or, with NNLAB_BENCH_CLOCK=cpu,
@@ -116,67 +96,13 @@ pub fn bench_backend(
         });
     };
 
-    // DnCNN-like: batch 16, 64 -> 64 channels, 3x3, 64x64, stride 1, padding 1.
-    let (n, c, hw, k) = (16, 64, 64, 3);
-    let p = Conv2dParams::new(1, 1, 1);
-    let x = rand_tensor(be, &[n, c, hw, hw], 1)?;
-    let w = rand_tensor(be, &[c, c, k, k], 2)?;
-    let gy = rand_tensor(be, &[n, c, hw, hw], 3)?;
-    let conv_gflop = 2.0 * (n * c * hw * hw * c * k * k) as f64 / 1e9;
-    let shape = format!("N{n} {c}->{c} {k}x{k} {hw}x{hw}");
-    let t = time_it(budget, sync, &mut || be.conv2d(&x, &w, None, p).map(drop))?;
-    push("conv2d forward", shape.clone(), conv_gflop, t);
-    let t = time_it(budget, sync, &mut || {
-        be.conv2d_backward_input(&gy, &w, x.shape(), p).map(drop)
-    })?;
-    push("conv2d backward-input", shape.clone(), conv_gflop, t);
-    let t = time_it(budget, sync, &mut || {
-        be.conv2d_backward_weight(&x, &gy, w.shape(), p).map(drop)
-    })?;
-    push("conv2d backward-weight", shape.clone(), conv_gflop, t);
-    // The same GEMM as the conv's implicit GEMM: (N*H*W) x (Cin*k*k) times (Cin*k*k) x Cout.
-    let (m, kk, nn) = (n * hw * hw, c * k * k, c);
-    let a = rand_tensor(be, &[m, kk], 4)?;
-    let b = rand_tensor(be, &[kk, nn], 5)?;
-    let t = time_it(budget, sync, &mut || {
-        be.matmul(&a, &b, false, false).map(drop)
-    })?;
-    push(
-        "matmul",
-        format!("{m}x{kk} . {kk}x{nn}"),
-        2.0 * (m * kk * nn) as f64 / 1e9,
-        t,
-    );
-    drop((x, w, gy, a, b));
-
-    // GAN-like: batch 64, transposed conv 128 -> 64, 7x7 -> 14x14, k4 s2 p1 (DCGAN generator).
-    let (n, ci, co, hw, k) = (64, 128, 64, 7, 4);
-    let pt = ConvTranspose2dParams::new(2, 1, 0, 1);
-    let x = rand_tensor(be, &[n, ci, hw, hw], 6)?;
-    let w = rand_tensor(be, &[ci, co, k, k], 7)?;
-    let gflop = 2.0 * (n * ci * hw * hw * co * k * k) as f64 / 1e9;
-    let t = time_it(budget, sync, &mut || {
-        be.conv_transpose2d(&x, &w, None, pt).map(drop)
-    })?;
-    push(
-        "conv_transpose2d forward",
-        format!("N{n} {ci}->{co} {k}x{k} s2 {hw}x{hw}->14x14"),
-        gflop,
-        t,
-    );
-    // The generator's dense layer: z (64 x 100) -> 128*7*7.
-    let (m, kk, nn) = (64, 100, 128 * 7 * 7);
-    let a = rand_tensor(be, &[m, kk], 8)?;
-    let b = rand_tensor(be, &[nn, kk], 9)?;
-    let t = time_it(budget, sync, &mut || {
-        be.matmul(&a, &b, false, true).map(drop)
-    })?;
-    push(
-        "matmul (x W^T)",
-        format!("{m}x{kk} . ({nn}x{kk})^T"),
-        2.0 * (m * kk * nn) as f64 / 1e9,
-        t,
-    );
+    for i in 0..KERNEL_CASES {
+        let Some(case) = kernel_case(be, i, KernelSize::Full)? else {
+            break;
+        };
+        let t = time_it(budget, sync, &mut || case.run(be).map(drop))?;
+        push(case.op, case.shape.clone(), case.gflop, t);
+    }
     Ok(rows)
 }
 

@@ -1,13 +1,15 @@
 //! Hidden entry points for www/bench.html: the page's own speed on the worker's backend, timed
 //! by the page (each call is one unit of work; a result comes back so nothing is skipped).
-//! Shapes follow TensorFlow.js's peer benchmark (../shared/peer/tfjs): a DnCNN of given depth
-//! and width on one image, and a DCGAN training step. Nothing here is used by the tabs.
+//! The kernel table is `nnlab bench`'s (`kernel_bench`); the DnCNN and DCGAN rows follow
+//! TensorFlow.js's peer benchmark (../shared/peer/tfjs): a DnCNN of given depth and width on one
+//! image, and a DCGAN training step. Nothing here is used by the tabs.
 
 use std::cell::RefCell;
 
 use wasm_bindgen::prelude::*;
 
-use super::{backend, err, invalid};
+use super::{backend, err, invalid, set};
+use crate::kernel_bench::{fp32_peak_tflops, kernel_case, KernelCase, KernelSize};
 use crate::models::dncnn::{self, DnCnn, DnCnnConfig};
 use crate::models::gan::{self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent};
 use crate::nn::Adam;
@@ -32,6 +34,67 @@ struct GanCase {
 thread_local! {
     static DNCNN: RefCell<Option<DnCnnCase>> = const { RefCell::new(None) };
     static GAN: RefCell<Option<GanCase>> = const { RefCell::new(None) };
+    static KERNEL: RefCell<Option<KernelCase>> = const { RefCell::new(None) };
+}
+
+/// The FP32 peak in TFLOP/s of an adapter known by name (`kernel_bench::fp32_peak_tflops`,
+/// the table `nnlab bench` uses too), or undefined.
+#[wasm_bindgen]
+pub fn bench_fp32_peak_tflops(adapter: &str) -> Option<f64> {
+    fp32_peak_tflops(adapter)
+}
+
+/// Make kernel-table case `index` (0, 1, ...) on the worker's backend, its inputs seeded, at
+/// `size` "full" (`nnlab bench`'s shapes) or "small" (smaller batches: a quick run). Resolves to
+/// `{op, shape, gflop}`, or null past the last case.
+#[wasm_bindgen]
+pub fn bench_kernel_setup(index: usize, size: &str) -> Result<JsValue, JsError> {
+    let size = match size {
+        "full" => KernelSize::Full,
+        "small" => KernelSize::Small,
+        _ => {
+            return Err(invalid(format!(
+                "bench_kernel_setup: size must be \"full\" or \"small\", got {size:?}"
+            )))
+        }
+    };
+    KERNEL.with(|k| *k.borrow_mut() = None);
+    let be = backend()?;
+    let Some(case) = kernel_case(be.as_ref(), index, size).map_err(err)? else {
+        return Ok(JsValue::NULL);
+    };
+    let o = js_sys::Object::new();
+    set(&o, "op", case.op);
+    set(&o, "shape", case.shape.as_str());
+    set(&o, "gflop", case.gflop);
+    KERNEL.with(|k| *k.borrow_mut() = Some(case));
+    Ok(o.into())
+}
+
+/// Run the prepared kernel case `reps` times (1..=1000) and wait until the backend has done
+/// them (one number, the sum of the last output, is read back); resolves to that sum.
+#[wasm_bindgen]
+pub async fn bench_kernel_run(reps: usize) -> Result<f64, JsError> {
+    if !(1..=1000).contains(&reps) {
+        return Err(invalid(format!(
+            "bench_kernel_run: reps must be 1..=1000, got {reps}"
+        )));
+    }
+    let be = backend()?;
+    let case = KERNEL
+        .with(|k| k.borrow_mut().take())
+        .ok_or_else(|| invalid("bench_kernel_run: call bench_kernel_setup first"))?;
+    let r = async {
+        let mut last = case.run(be.as_ref())?;
+        for _ in 1..reps {
+            last = case.run(be.as_ref())?;
+        }
+        let s = be.read(&be.sum(&last)?).await?;
+        Ok::<f64, crate::Error>(s[0] as f64)
+    }
+    .await;
+    KERNEL.with(|k| *k.borrow_mut() = Some(case));
+    r.map_err(err)
 }
 
 /// Sum of `reps` GEMMs c (m x n) = a (m x k) * b (k x n) of seeded values on the CPU (the

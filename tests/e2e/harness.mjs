@@ -64,13 +64,15 @@ export function suite(requiredFiles = []) {
 
 /**
  * The page in a fresh headless Chromium. Options: `args` (browser flags; with WebGPU's, the page
- * is opened with `?backend=webgpu` unless `query` names a backend), `query`, `hash` (the tab),
+ * is opened with `?backend=webgpu` unless `query` names a backend), `path` (another page of
+ * www/, e.g. 'bench.html'), `ready` (the selector waited for; default: the status line),
+ * `query`, `hash` (the tab),
  * `missing` (URL endings answered 404, e.g. a model file), `ignoreLoadFailures` (a regexp of
  * URLs whose failed loads are not problems — other tabs' assets), `acceptDownloads`.
  * Returns { page, context, foreign, problems }: requests that tried to leave 127.0.0.1
- * (refused) and errors seen in the page or its worker. Waits for the status line.
+ * (refused) and errors seen in the page or its worker. Waits for `ready`.
  */
-export async function openPage(suiteHandle, { args = WEBGPU, query = '', hash = '', missing = [], ignoreLoadFailures = null, acceptDownloads = false } = {}) {
+export async function openPage(suiteHandle, { args = WEBGPU, path = '', ready = '#status:not(.status-pending)', query = '', hash = '', missing = [], ignoreLoadFailures = null, acceptDownloads = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'nnlab-e2e-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -109,7 +111,7 @@ export async function openPage(suiteHandle, { args = WEBGPU, query = '', hash = 
   const params = new URLSearchParams(query);
   if (args.includes('--enable-unsafe-webgpu') && !params.has('backend')) params.set('backend', 'webgpu');
   const search = params.toString() ? `?${params}` : '';
-  await page.goto(`${suiteHandle.url}${search}${hash}`);
-  await page.waitForSelector('#status:not(.status-pending)', { timeout: 120_000 });
+  await page.goto(`${suiteHandle.url}${path}${search}${hash}`);
+  await page.waitForSelector(ready, { timeout: 120_000 });
   return { page, context, foreign, problems };
 }
