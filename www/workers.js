@@ -70,7 +70,42 @@ export function startWorker(params = {}) {
     fail(new Error('the worker was stopped'));
   }
 
+  // on WebGPU, the kernel tuner's choices saved for this adapter (see saveTuner)
+  status.then(({ info }) => restoreTuner(call, info));
   return { call, status, failed, terminate };
+}
+
+// ---------------------------------------------------------------- GPU kernel tuner
+
+/** localStorage key of the GPU kernel tuner's table for one adapter (src/web/tuner.rs). */
+const tunerKey = (adapter) => `nnlab.gpu-tuner.${adapter}`;
+
+async function restoreTuner(call, info) {
+  if (info?.kind !== 'gpu') return;
+  try {
+    const saved = localStorage.getItem(tunerKey(info.adapter));
+    if (saved) await call('gpu_tuner_load', saved);
+  } catch {
+    // storage unavailable or a table of an older version: the tuner starts empty
+  }
+}
+
+/**
+ * Tune the kernel variants on the shape classes this worker has met (the bench page calls it
+ * after its runs; the tabs never do) and keep the choices in localStorage for this adapter.
+ * Resolves to the tuner's state ({adapter, policy, pending, choices}).
+ */
+export async function tuneAndSave(w) {
+  await w.call('gpu_tune');
+  const state = JSON.parse(await w.call('gpu_tuner_choices'));
+  if (state.adapter) {
+    try {
+      localStorage.setItem(tunerKey(state.adapter), JSON.stringify(state.choices));
+    } catch {
+      // storage unavailable: the choices last until the page is closed
+    }
+  }
+  return state;
 }
 
 // ---------------------------------------------------------------- helper workers

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::cpu::CpuBackend;
-use crate::gpu::{GpuBackend, GpuOptions};
+use crate::gpu::{GpuBackend, GpuOptions, Policy, Variant};
 pub use crate::kernel_bench::fp32_peak_tflops;
 use crate::kernel_bench::{kernel_case, KernelSize, KERNEL_CASES};
 use crate::{rng, Result};
@@ -238,6 +238,7 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
         Vec::new()
     };
     let mut peak = None;
+    let mut tuned = String::new();
     let (mut dn_rows, dn_missing) = if want("denoise") {
         bench_dncnn(&cpu, budget)?
     } else {
@@ -273,19 +274,45 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
             } else {
                 fp32_peak_tflops(&info.adapter)
             };
-            rows.extend(bench_backend(&gpu, &|| gpu.wait(), budget)?);
-            dn.extend(
-                bench_dncnn(&gpu, budget)?
-                    .0
-                    .into_iter()
-                    .map(|(m, mp, ms)| (info.describe(), m, mp, ms)),
-            );
-            dn_train.push((info.describe(), bench_dncnn_train(&gpu, budget)?));
-            gans.extend(
-                bench_gan(&gpu, budget)?
-                    .into_iter()
-                    .map(|(a, r)| (info.describe(), a, r)),
-            );
+            // the kernel table once per variant and once tuned (unless NNLAB_GPU_VARIANT
+            // pins one); the rows after it run under the policy of the environment
+            let env_policy = gpu.tuner().policy();
+            let policies = match env_policy {
+                Policy::Auto => vec![
+                    Policy::Force(Variant::Blocked),
+                    Policy::Force(Variant::Tiled),
+                    Policy::Auto,
+                ],
+                p => vec![p],
+            };
+            for p in policies.into_iter().filter(|_| want("ops")) {
+                gpu.set_kernel_policy(p);
+                let mut r = bench_backend(&gpu, &|| gpu.wait(), budget)?;
+                for row in &mut r {
+                    row.backend = format!("{} [{}]", row.backend, p.name());
+                }
+                rows.extend(r);
+            }
+            gpu.set_kernel_policy(env_policy);
+            tuned = gpu.tuner().to_json();
+            if want("denoise") {
+                dn.extend(
+                    bench_dncnn(&gpu, budget)?
+                        .0
+                        .into_iter()
+                        .map(|(m, mp, ms)| (info.describe(), m, mp, ms)),
+                );
+            }
+            if want("dncnn-train") {
+                dn_train.push((info.describe(), bench_dncnn_train(&gpu, budget)?));
+            }
+            if want("gan") {
+                gans.extend(
+                    bench_gan(&gpu, budget)?
+                        .into_iter()
+                        .map(|(a, r)| (info.describe(), a, r)),
+                );
+            }
         }
         Err(e) => out.push_str(&format!("GPU: not benchmarked: {e}\n")),
     }
@@ -323,6 +350,11 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
     out.push_str("\nGAN training (batch 64, one D and one G step, width 32, latent 100):\n\n| backend | architecture | steps/s |\n|---|---|---:|\n");
     for (be, a, r) in &gans {
         out.push_str(&format!("| {be} | {a} | {r:.2} |\n"));
+    }
+    if !tuned.is_empty() {
+        out.push_str(&format!(
+            "\nGPU kernel variants: [blocked] / [tiled] forced, [auto] the tuner's pick per shape class; its table: {tuned}\n"
+        ));
     }
     for m in &dn_missing {
         out.push_str(&format!(

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use super::pool::{bytes_for, GpuBuffer, Pool, STORAGE_USAGE};
+use super::tuner::{Policy, Tuner};
 use crate::backend::BackendInfo;
 use crate::tensor::{numel, Storage, Tensor};
 use crate::{Error, Result};
@@ -31,6 +32,8 @@ struct Inner {
     pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
     /// first uncaptured wgpu error since the last check (validation, out of memory)
     error: Arc<Mutex<Option<String>>>,
+    /// kernel variant policy and the winners per shape class (src/gpu/tuner.rs)
+    tuner: Tuner,
 }
 
 /// The GPU backend. Cloning is cheap (a handle to one device).
@@ -132,6 +135,7 @@ impl GpuBackend {
                 pool: Arc::new(Pool::default()),
                 pipelines: Mutex::new(HashMap::new()),
                 error,
+                tuner: Tuner::default(),
             }),
         })
     }
@@ -194,6 +198,35 @@ impl GpuBackend {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
         self.check("GPU work")
+    }
+
+    /// Resolves when all work submitted so far is done (the browser's onSubmittedWorkDone;
+    /// natively a blocking poll): the tuner's clock stops there.
+    pub async fn done(&self) -> Result<()> {
+        let done = MapFuture::default();
+        let state = done.0.clone();
+        self.inner.queue.on_submitted_work_done(move || {
+            let mut s = state.lock().unwrap();
+            s.0 = Some(Ok(()));
+            if let Some(w) = s.1.take() {
+                w.wake();
+            }
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.wait()?;
+        done.await.map_err(Error::Gpu)?;
+        self.check("GPU work")
+    }
+
+    /// The kernel-variant tuner (src/gpu/tuner.rs).
+    pub fn tuner(&self) -> &Tuner {
+        &self.inner.tuner
+    }
+
+    /// Force a kernel variant, or let the tuner pick per shape class (`Policy::Auto`); the
+    /// default comes from `$NNLAB_GPU_VARIANT`. Applies to every clone of this backend.
+    pub fn set_kernel_policy(&self, p: Policy) {
+        self.inner.tuner.set_policy(p)
     }
 
     /// Free pooled buffers no tensor uses.

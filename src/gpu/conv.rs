@@ -16,6 +16,7 @@
 //! splits into blocks of C (and of K, accumulating) whose operand ranges each fit one binding.
 
 use super::context::{Binding, Shader};
+use super::tuner::{bucket, Variant};
 use super::{GpuBackend, GpuBuffer, Params};
 use crate::backend::*;
 use crate::tensor::{Storage, Tensor};
@@ -29,11 +30,22 @@ const MATMUL: Shader = Shader {
     name: "matmul",
     source: include_str!("../../shaders/matmul.wgsl"),
 };
+const CONV_TILED: Shader = Shader {
+    name: "conv2d_tiled",
+    source: include_str!("../../shaders/conv2d_tiled.wgsl"),
+};
+const MATMUL_TILED: Shader = Shader {
+    name: "matmul_tiled",
+    source: include_str!("../../shaders/matmul_tiled.wgsl"),
+};
 
 /// Tile sizes of the shaders: a conv workgroup covers 128 columns (pixels or taps) x 32 channels,
 /// a matmul workgroup 32 x 32 of C (64 x 64 for the vec4 kernels).
 const CONV_COLS: usize = 128;
 const CONV_ROWS: usize = 32;
+/// The tiled conv kernels' tile: 64 channels x 64 columns, K-slices of 16.
+const TILED: usize = 64;
+const TILED_K: usize = 16;
 const MM_TILE: usize = 32;
 const MM_TILE_VEC4: usize = 64;
 /// Binding offsets are aligned down to 64 floats (256 bytes); a span needs that much slack.
@@ -196,8 +208,28 @@ struct Epilogue<'a> {
     out: Option<&'a Tensor>,
 }
 
-/// The conv2d forward or backward-input of `input` (x or y of `g`), batch slice by batch slice.
-#[allow(clippy::too_many_arguments)]
+/// The shape class of a conv kernel launch for the tuner: the kernel, the channel counts and
+/// the GEMM columns within 2x, the kernel size and stride exactly.
+fn class_key(kernel: &str, g: &ConvGeom) -> String {
+    format!(
+        "{kernel}/c{}/o{}/k{}x{}/s{}x{}/p{}",
+        bucket(g.cin),
+        bucket(g.cout),
+        g.kh,
+        g.kw,
+        g.sh,
+        g.sw,
+        bucket(g.n * g.ho.max(g.h) * g.wo.max(g.w))
+    )
+}
+
+/// A zero-filled tensor (the tuner's replays time kernels on data of the right shape only).
+fn zeros(be: &GpuBackend, shape: &[usize]) -> Result<Tensor> {
+    be.upload(shape, &vec![0.0; shape.iter().product()])
+}
+
+/// The conv2d forward or backward-input of `input` (x or y of `g`) with the variant the tuner
+/// picks for its shape class.
 fn run_data(
     be: &GpuBackend,
     g: &ConvGeom,
@@ -208,11 +240,58 @@ fn run_data(
     ep: Epilogue<'_>,
     op: &str,
 ) -> Result<Tensor> {
+    let kernel = match dir {
+        Direction::Forward => "conv_fwd",
+        Direction::BackwardInput => "conv_bwd_input",
+    };
+    let (geom, relu) = (*g, ep.relu);
+    let name = op.to_string();
+    be.run_tuned(
+        &class_key(kernel, g),
+        &mut |v| run_data_with(be, g, dir, input, wt, bias, ep, op, v),
+        || {
+            Box::new(move |be: &GpuBackend, v| {
+                let shape = match dir {
+                    Direction::Forward => geom.x_shape(),
+                    Direction::BackwardInput => geom.y_shape(),
+                };
+                let (input, wt) = (zeros(be, &shape)?, zeros(be, &geom.weight_shape())?);
+                let ep = Epilogue {
+                    relu,
+                    ..Default::default()
+                };
+                run_data_with(be, &geom, dir, &input, &wt, None, ep, &name, v).map(drop)
+            })
+        },
+    )
+}
+
+/// The conv2d forward or backward-input of `input` (x or y of `g`) with kernel variant
+/// `variant`, batch slice by batch slice.
+#[allow(clippy::too_many_arguments)]
+fn run_data_with(
+    be: &GpuBackend,
+    g: &ConvGeom,
+    dir: Direction,
+    input: &Tensor,
+    wt: &Tensor,
+    bias: Option<&Tensor>,
+    ep: Epilogue<'_>,
+    op: &str,
+    variant: Variant,
+) -> Result<Tensor> {
     let fwd = dir == Direction::Forward;
-    let (out_shape, out_channels, out_pixels, entry) = if fwd {
-        (g.y_shape(), g.cout, g.ho * g.wo, "conv_fwd")
+    let tiled = variant == Variant::Tiled;
+    let (out_shape, out_channels, out_pixels, entry) = match (fwd, tiled) {
+        (true, false) => (g.y_shape(), g.cout, g.ho * g.wo, "conv_fwd"),
+        (true, true) => (g.y_shape(), g.cout, g.ho * g.wo, "conv_fwd_tiled"),
+        (false, false) => (g.x_shape(), g.cin, g.h * g.w, "conv_bwd_input"),
+        (false, true) => (g.x_shape(), g.cin, g.h * g.w, "conv_bwd_input_tiled"),
+    };
+    let (shader, rows, cols) = if tiled {
+        (CONV_TILED, TILED, TILED)
     } else {
-        (g.x_shape(), g.cin, g.h * g.w, "conv_bwd_input")
+        (CONV, CONV_ROWS, CONV_COLS)
     };
     must_fit(be, g.weight_len(), &format!("{op}: the weight"))?;
     let (ib, wb) = (input.gpu_buffer(op)?, wt.gpu_buffer(op)?);
@@ -223,7 +302,7 @@ fn run_data(
     };
     let ob = out.gpu_buffer(op)?;
     let chunk = batch_chunk(be, g, op)?;
-    let tiles_c = out_channels.div_ceil(CONV_ROWS);
+    let tiles_c = out_channels.div_ceil(rows);
     let own_packed;
     let packed = match ep.packed {
         Some(p) => p,
@@ -247,10 +326,16 @@ fn run_data(
         lp.has_bias = bb.is_some();
         lp.relu = ep.relu;
         lp.tiles_c = tiles_c;
-        let wgs = (nb * out_pixels).div_ceil(CONV_COLS) * tiles_c;
+        let wgs = (nb * out_pixels).div_ceil(cols) * tiles_c;
         // bindings: the output, the input, the packed weight, the bias
         let (obind, ibind) = if fwd { (ybind, xbind) } else { (xbind, ybind) };
-        be.launch(CONV, entry, &lp.build(), &[obind, ibind, wbind, bbind], wgs)?;
+        be.launch(
+            shader,
+            entry,
+            &lp.build(),
+            &[obind, ibind, wbind, bbind],
+            wgs,
+        )?;
         n0 += nb;
     }
     Ok(out)
@@ -266,14 +351,43 @@ fn run_bwd_weight(
     y: &Tensor,
     op: &str,
 ) -> Result<Tensor> {
+    let geom = *g;
+    let name = op.to_string();
+    be.run_tuned(
+        &class_key("conv_bwd_weight", g),
+        &mut |v| run_bwd_weight_with(be, g, x, y, op, v),
+        || {
+            Box::new(move |be: &GpuBackend, v| {
+                let (x, y) = (zeros(be, &geom.x_shape())?, zeros(be, &geom.y_shape())?);
+                run_bwd_weight_with(be, &geom, &x, &y, &name, v).map(drop)
+            })
+        },
+    )
+}
+
+/// The backward-weight with kernel variant `variant`.
+fn run_bwd_weight_with(
+    be: &GpuBackend,
+    g: &ConvGeom,
+    x: &Tensor,
+    y: &Tensor,
+    op: &str,
+    variant: Variant,
+) -> Result<Tensor> {
+    let tiled = variant == Variant::Tiled;
     let wn = g.weight_len();
     must_fit(be, wn, &format!("{op}: the weight gradient"))?;
     let (xb, yb) = (x.gpu_buffer(op)?, y.gpu_buffer(op)?);
     let out = be.empty(&g.weight_shape())?;
     let ob = out.gpu_buffer(op)?;
     let chunk = batch_chunk(be, g, op)?;
-    let tiles_c = g.cout.div_ceil(CONV_ROWS);
-    let tiles_r = g.taps().div_ceil(CONV_COLS);
+    let (rows_t, cols_t) = if tiled {
+        (TILED, TILED)
+    } else {
+        (CONV_ROWS, CONV_COLS)
+    };
+    let tiles_c = g.cout.div_ceil(rows_t);
+    let tiles_r = g.taps().div_ceil(cols_t);
     // aim for ~64k threads in flight (a real GPU's worth), within the binding for the partials
     let base_threads = tiles_c * tiles_r * 64;
     let max_splits = (65536 / base_threads)
@@ -284,8 +398,16 @@ fn run_bwd_weight(
     let mut n0 = 0;
     while n0 < g.n {
         let nb = chunk.min(g.n - n0);
-        let rows = nb * g.ho;
-        let rows_per_split = rows.div_ceil(max_splits.min(rows));
+        // the blocked kernel splits output rows (n, oh); the tiled one output pixels (n, oh,
+        // ow) in whole K-slices
+        let (rows, quantum) = if tiled {
+            (nb * g.ho * g.wo, TILED_K)
+        } else {
+            (nb * g.ho, 1)
+        };
+        let rows_per_split = rows
+            .div_ceil(max_splits.min(rows.div_ceil(quantum)))
+            .next_multiple_of(quantum);
         let splits = rows.div_ceil(rows_per_split);
         let (pbind, _) = span(&partial, 0, splits * wn);
         let (xbind, x_off) = span(&xb, n0 * g.x_per_sample(), nb * g.x_per_sample());
@@ -295,8 +417,12 @@ fn run_bwd_weight(
         lp.rows_per_split = rows_per_split;
         lp.splits = splits;
         be.launch(
-            CONV,
-            "conv_bwd_weight",
+            if tiled { CONV_TILED } else { CONV },
+            if tiled {
+                "conv_bwd_weight_tiled"
+            } else {
+                "conv_bwd_weight"
+            },
             &lp.build(),
             &[pbind, xbind, ybind],
             splits * tiles_r * tiles_c,
@@ -558,6 +684,42 @@ pub fn matmul(
     trans_b: bool,
 ) -> Result<Tensor> {
     let [m, k, n] = matmul_shapes(a.shape(), b.shape(), trans_a, trans_b)?;
+    // shape class: alignment (vec4 kernels or not), operand layout, sizes within 2x
+    let v4 = m % 4 == 0 && n % 4 == 0 && k % 4 == 0;
+    let key = format!(
+        "matmul/{}/a{}b{}/m{}/n{}/k{}",
+        if v4 { "v4" } else { "s" },
+        if trans_a { "m" } else { "k" },
+        if trans_b { "k" } else { "n" },
+        bucket(m),
+        bucket(n),
+        bucket(k)
+    );
+    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+    be.run_tuned(
+        &key,
+        &mut |v| matmul_with(be, a, b, trans_a, trans_b, v),
+        || {
+            Box::new(move |be: &GpuBackend, v| {
+                let a = be.upload(&sa, &vec![0.0; sa.iter().product()])?;
+                let b = be.upload(&sb, &vec![0.0; sb.iter().product()])?;
+                matmul_with(be, &a, &b, trans_a, trans_b, v).map(drop)
+            })
+        },
+    )
+}
+
+/// The matmul with a given kernel variant (the tuner's `run`).
+pub fn matmul_with(
+    be: &GpuBackend,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    variant: Variant,
+) -> Result<Tensor> {
+    let [m, k, n] = matmul_shapes(a.shape(), b.shape(), trans_a, trans_b)?;
+    let tiled = variant == Variant::Tiled;
     let (ab, bb) = (a.gpu_buffer("matmul")?, b.gpu_buffer("matmul")?);
     let out = be.empty(&[m, n])?;
     let cb = out.gpu_buffer("matmul")?;
@@ -593,7 +755,7 @@ pub fn matmul(
                 let (abind, a_off) = span(&ab, astart, pad(alen));
                 let (bbind, b_off) = span(&bb, bstart, pad(blen));
                 let (cbind, c_off) = span(&cb, cstart, pad(clen));
-                let tile = if vec4 { MM_TILE_VEC4 } else { MM_TILE };
+                let tile = if vec4 || tiled { MM_TILE_VEC4 } else { MM_TILE };
                 let tiles_n = ns.div_ceil(tile);
                 let params = Params::new()
                     .u(ms)
@@ -609,15 +771,20 @@ pub fn matmul(
                     .u(n)
                     .u((k0 > 0) as usize)
                     .u(tiles_n);
-                let entry = match (vec4, sa.sj == 1, sb.sj == 1) {
-                    (false, _, _) => "matmul",
-                    (true, true, true) => "matmul_vec4_ak_bn",
-                    (true, true, false) => "matmul_vec4_ak_bk",
-                    (true, false, true) => "matmul_vec4_am_bn",
-                    (true, false, false) => "matmul_vec4_am_bk",
+                let entry = match (tiled, vec4, sa.sj == 1, sb.sj == 1) {
+                    (false, false, _, _) => "matmul",
+                    (false, true, true, true) => "matmul_vec4_ak_bn",
+                    (false, true, true, false) => "matmul_vec4_ak_bk",
+                    (false, true, false, true) => "matmul_vec4_am_bn",
+                    (false, true, false, false) => "matmul_vec4_am_bk",
+                    (true, false, _, _) => "matmul_tiled",
+                    (true, true, true, true) => "matmul_tiled_v4_ak_bn",
+                    (true, true, true, false) => "matmul_tiled_v4_ak_bk",
+                    (true, true, false, true) => "matmul_tiled_v4_am_bn",
+                    (true, true, false, false) => "matmul_tiled_v4_am_bk",
                 };
                 be.launch(
-                    MATMUL,
+                    if tiled { MATMUL_TILED } else { MATMUL },
                     entry,
                     &params,
                     &[cbind, abind, bbind],

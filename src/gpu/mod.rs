@@ -20,6 +20,8 @@ pub mod elementwise;
 pub mod optim;
 pub mod random;
 pub mod reduce;
+pub mod tuner;
 
 pub use context::{GpuBackend, GpuOptions, Params};
 pub use pool::GpuBuffer;
+pub use tuner::{Policy, Variant};

@@ -26,6 +26,7 @@ mod filters;
 mod gan;
 mod gan_ae;
 mod semi;
+mod tuner;
 
 struct State {
     backend: Rc<dyn Backend>,
@@ -39,6 +40,8 @@ struct State {
     backend_note: Option<String>,
     /// the CPU backend is in use because the browser's adapter is a software fallback
     passed_over_fallback: bool,
+    /// the same backend as `backend` when it is the GPU (its tuner: src/web/tuner.rs)
+    gpu: Option<GpuBackend>,
 }
 
 impl State {
@@ -259,6 +262,7 @@ pub async fn init_backend(
     let (choice, backend_note) = parse_choice(backend_param.as_deref());
     let cpu = || -> Rc<dyn Backend> { Rc::new(CpuBackend::new()) };
     let mut passed_over_fallback = false;
+    let mut gpu_handle = None;
     // the browser is not asked for an adapter when the CPU was asked for
     let probed = match choice {
         Choice::Cpu => None,
@@ -286,7 +290,10 @@ pub async fn init_backend(
                 (cpu(), Some(why), adapter)
             }
             Some(Ok(adapter)) => match GpuBackend::new(opts).await {
-                Ok(gpu) => (Rc::new(gpu), None, adapter),
+                Ok(gpu) => {
+                    gpu_handle = Some(gpu.clone());
+                    (Rc::new(gpu), None, adapter)
+                }
                 Err(e) => (cpu(), Some(e.to_string()), adapter),
             },
         };
@@ -299,6 +306,7 @@ pub async fn init_backend(
             binding_note: note,
             backend_note,
             passed_over_fallback,
+            gpu: gpu_handle,
         })
     });
     backend_info()

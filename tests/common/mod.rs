@@ -14,7 +14,7 @@ use nnlab::backend::{
     ConvTranspose2dParams, Hw,
 };
 use nnlab::cpu::CpuBackend;
-use nnlab::gpu::{GpuBackend, GpuOptions};
+use nnlab::gpu::{GpuBackend, GpuOptions, Policy, Variant};
 use nnlab::rng;
 use nnlab::{Result, Tensor};
 
@@ -67,6 +67,26 @@ pub fn gpu_with(opts: GpuOptions) -> GpuBackend {
 pub fn gpu() -> GpuBackend {
     static GPU: OnceLock<GpuBackend> = OnceLock::new();
     GPU.get_or_init(|| gpu_with(GpuOptions::default())).clone()
+}
+
+/// The GPU with the adapter's own limits and one kernel variant forced (one device per
+/// variant for the whole test binary), for the sweeps that run every variant.
+pub fn gpu_variant(v: Variant) -> GpuBackend {
+    static GPUS: [OnceLock<GpuBackend>; 2] = [OnceLock::new(), OnceLock::new()];
+    let i = Variant::ALL.iter().position(|&x| x == v).unwrap();
+    GPUS[i]
+        .get_or_init(|| {
+            let g = gpu_with(GpuOptions::default());
+            g.set_kernel_policy(Policy::Force(v));
+            g
+        })
+        .clone()
+}
+
+/// `g` with kernel variant `v` forced (for backends made with their own limits).
+pub fn forced(g: GpuBackend, v: Variant) -> GpuBackend {
+    g.set_kernel_policy(Policy::Force(v));
+    g
 }
 
 /// A GPU with 1 MiB storage bindings and 64 workgroups per dimension, so ops on tensors of a
@@ -136,6 +156,7 @@ pub fn rnd_away(n: usize, seed: u64, gap: f32) -> Vec<f32> {
 }
 
 /// A small deterministic chooser over the counter RNG (for random shape sweeps).
+#[derive(Clone, Copy)]
 pub struct Pick {
     pub seed: u64,
     pub i: u32,
@@ -463,11 +484,29 @@ pub fn conv_matches_cpu(
 /// seeded from `seed` on; draws the shape rule refuses are skipped.
 pub fn conv_sweep(
     what: &str,
-    mut pick: Pick,
+    pick: Pick,
     seed: u64,
     mut draw: impl FnMut(&mut Pick) -> (ConvOp, [usize; 4], [usize; 4], bool),
 ) {
-    let g = gpu();
+    // the same 60 shapes for every variant (each pass starts from the same `pick`)
+    for v in Variant::ALL {
+        conv_sweep_on(
+            &gpu_variant(v),
+            &format!("{what} ({})", v.name()),
+            pick,
+            seed,
+            &mut draw,
+        );
+    }
+}
+
+fn conv_sweep_on(
+    g: &GpuBackend,
+    what: &str,
+    mut pick: Pick,
+    seed: u64,
+    draw: &mut impl FnMut(&mut Pick) -> (ConvOp, [usize; 4], [usize; 4], bool),
+) {
     let (mut worst, mut cases) = (0.0f32, 0);
     while cases < 60 {
         let (op, xs, ws, bias) = draw(&mut pick);
@@ -475,15 +514,7 @@ pub fn conv_sweep(
             continue;
         }
         let tag = format!("x {xs:?} w {ws:?} {op:?} bias {bias}");
-        conv_matches_cpu(
-            &g,
-            op,
-            &tag,
-            (xs, ws),
-            bias,
-            seed + cases as u64,
-            &mut worst,
-        );
+        conv_matches_cpu(g, op, &tag, (xs, ws), bias, seed + cases as u64, &mut worst);
         cases += 1;
     }
     println!("{what} fwd/bwd-input/bwd-weight, {cases} random shapes: max abs error {worst:e}");

@@ -7,7 +7,7 @@ use crate::common::*;
 use crate::conv_reference::*;
 use nnlab::backend::*;
 use nnlab::cpu::CpuBackend;
-use nnlab::gpu::GpuOptions;
+use nnlab::gpu::{GpuOptions, Variant};
 use nnlab::Error;
 
 // ---------------------------------------------------------------- every backend
@@ -178,6 +178,40 @@ backend_test! {
             let got = b.conv2d_relu(&x, &w, bias, p).unwrap();
             assert_eq!(got.shape(), &[2, 5, 5, 4]);
             assert_eq!(b.v(&got), want, "bias {}", bias.is_some());
+        }
+    }
+}
+
+/// The ReLU epilogue of every GPU kernel variant: conv2d_relu == relu(conv2d) exactly on that
+/// variant, and conv2d near the CPU's.
+#[test]
+fn gpu_conv2d_relu_every_variant() {
+    let c = CpuBackend::new();
+    for v in Variant::ALL {
+        let g = gpu_variant(v);
+        for (xs, ws, p) in [
+            ([2, 3, 9, 8], [5, 3, 3, 3], Conv2dParams::new(2, 1, 1)),
+            ([1, 70, 12, 13], [66, 70, 3, 3], Conv2dParams::new(1, 1, 1)),
+        ] {
+            let (x, w, bias) = (rnd(numel(&xs), 1), rnd(numel(&ws), 2), rnd(ws[0], 3));
+            let run = |be: &dyn Backend, relu: bool| {
+                let (x, w, b) = (be.t(&xs, &x), be.t(&ws, &w), be.t(&[ws[0]], &bias));
+                let y = if relu {
+                    be.conv2d_relu(&x, &w, Some(&b), p)
+                } else {
+                    be.conv2d(&x, &w, Some(&b), p)
+                };
+                be.v(&y.unwrap())
+            };
+            let plain = run(&g, false);
+            let want: Vec<f32> = plain.iter().map(|v| v.max(0.0)).collect();
+            assert_eq!(run(&g, true), want, "{} {xs:?}", v.name());
+            assert_close(
+                &format!("conv2d {} {xs:?}", v.name()),
+                &plain,
+                &run(&c, false),
+                1e-4,
+            );
         }
     }
 }
@@ -492,22 +526,36 @@ fn gpu_splits_under_low_limits() {
     let op = ConvOp::Direct(Conv2dParams::default());
     let mut worst = 0.0f32;
     let shapes = ([12, 16, 64, 64], [20, 16, 3, 3]);
-    conv_matches_cpu(&small_gpu(), op, "split", shapes, true, 1, &mut worst);
-    println!("conv2d split under a 1 MiB binding limit: max abs error {worst:e}");
+    for v in Variant::ALL {
+        let tag = format!("split ({})", v.name());
+        conv_matches_cpu(
+            &forced(small_gpu(), v),
+            op,
+            &tag,
+            shapes,
+            true,
+            1,
+            &mut worst,
+        );
+    }
+    println!("conv2d split under a 1 MiB binding limit, every variant: max abs error {worst:e}");
 }
 
 #[test]
 fn gpu_many_dispatches_when_workgroups_per_dim_is_tiny() {
     // 4 workgroups per dimension = 16 per dispatch: every launch below is split by wg_base
-    let g = gpu_with(GpuOptions {
-        max_storage_binding_bytes: None,
-        max_workgroups_per_dim: Some(4),
-    });
     let op = ConvOp::Direct(Conv2dParams::new(2, 1, 1));
     let mut worst = 0.0f32;
     let shapes = ([3, 5, 33, 31], [37, 5, 3, 3]);
-    conv_matches_cpu(&g, op, "many dispatches", shapes, false, 20, &mut worst);
-    println!("conv2d launches split over many dispatches: max abs error {worst:e}");
+    for v in Variant::ALL {
+        let g = gpu_with(GpuOptions {
+            max_storage_binding_bytes: None,
+            max_workgroups_per_dim: Some(4),
+        });
+        let tag = format!("many dispatches ({})", v.name());
+        conv_matches_cpu(&forced(g, v), op, &tag, shapes, false, 20, &mut worst);
+    }
+    println!("conv2d launches split over many dispatches, every variant: max abs error {worst:e}");
 }
 
 #[test]

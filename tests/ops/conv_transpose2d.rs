@@ -7,6 +7,7 @@ use crate::common::*;
 use crate::conv_reference::*;
 use nnlab::backend::conv_arith::{flip_transpose_weight, lecture_transposed, stretch_and_pad};
 use nnlab::backend::*;
+use nnlab::gpu::Variant;
 
 // ---------------------------------------------------------------- every backend
 
@@ -355,8 +356,19 @@ fn gpu_splits_under_low_limits() {
     let op = ConvOp::Transposed(ConvTranspose2dParams::new(2, 1, 1, 1));
     let mut worst = 0.0f32;
     let shapes = ([20, 32, 16, 16], [32, 24, 4, 4]);
-    conv_matches_cpu(&small_gpu(), op, "split", shapes, true, 5, &mut worst);
-    println!("conv_transpose2d split under a 1 MiB binding limit: max abs error {worst:e}");
+    for v in Variant::ALL {
+        let tag = format!("split ({})", v.name());
+        conv_matches_cpu(
+            &forced(small_gpu(), v),
+            op,
+            &tag,
+            shapes,
+            true,
+            5,
+            &mut worst,
+        );
+    }
+    println!("conv_transpose2d split under a 1 MiB binding limit, every variant: max abs error {worst:e}");
 }
 
 /// Both backends refuse the same bad input with the same words: the rules live once in

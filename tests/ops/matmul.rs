@@ -3,7 +3,7 @@
 //! and scalar kernels) against the CPU twin, the splitting paths and many dispatches.
 
 use crate::common::*;
-use nnlab::gpu::{GpuBackend, GpuOptions};
+use nnlab::gpu::{GpuBackend, GpuOptions, Policy, Variant};
 
 // ---------------------------------------------------------------- every backend
 
@@ -97,43 +97,84 @@ fn matmul_matches_cpu(
 
 #[test]
 fn gpu_matches_cpu_on_random_shapes_and_transposes() {
-    let g = gpu();
-    let mut pick = Pick { seed: 13, i: 0 };
-    let mut worst = 0.0f32;
-    // sizes that are multiples of 4 take the vec4 kernel, the others the scalar one
-    for case in 0..32u64 {
-        let mkn = [
-            pick.of(&[1, 3, 4, 17, 36, 70]),
-            pick.of(&[1, 2, 8, 9, 31, 64]),
-            pick.of(&[1, 5, 32, 47, 100]),
-        ];
-        let trans = (case % 2 == 1, (case / 2) % 2 == 1);
-        matmul_matches_cpu(&g, mkn, trans, (900 + case, 950 + case), &mut worst);
+    // every kernel variant, on the same shapes
+    for v in Variant::ALL {
+        let g = gpu_variant(v);
+        let mut pick = Pick { seed: 13, i: 0 };
+        let mut worst = 0.0f32;
+        // sizes that are multiples of 4 take the vec4 kernels, the others the scalar ones;
+        // sizes past 64 span several tiles of the tiled kernels (edge tiles and interior ones)
+        for case in 0..32u64 {
+            let mkn = [
+                pick.of(&[1, 3, 4, 17, 36, 70, 132]),
+                pick.of(&[1, 2, 8, 9, 31, 64, 77]),
+                pick.of(&[1, 5, 32, 47, 100, 136]),
+            ];
+            let trans = (case % 2 == 1, (case / 2) % 2 == 1);
+            matmul_matches_cpu(&g, mkn, trans, (900 + case, 950 + case), &mut worst);
+        }
+        println!(
+            "matmul ({}), 32 random shapes x transposes: max abs error {worst:e}",
+            v.name()
+        );
     }
-    println!("matmul, 32 random shapes x transposes: max abs error {worst:e}");
 }
 
 #[test]
 fn gpu_splits_under_low_limits() {
     // 1 MiB per binding, 64 workgroups per dim: operands of 2-3 MiB, every transpose combination
-    let g = small_gpu();
-    let mut worst = 0.0f32;
-    for trans in [(false, false), (true, false), (false, true), (true, true)] {
-        matmul_matches_cpu(&g, [600, 900, 700], trans, (10, 11), &mut worst);
+    for v in Variant::ALL {
+        let g = forced(small_gpu(), v);
+        let mut worst = 0.0f32;
+        for trans in [(false, false), (true, false), (false, true), (true, true)] {
+            matmul_matches_cpu(&g, [600, 900, 700], trans, (10, 11), &mut worst);
+        }
+        println!(
+            "matmul ({}) split under a 1 MiB binding limit: max abs error {worst:e}",
+            v.name()
+        );
     }
-    println!("matmul split under a 1 MiB binding limit: max abs error {worst:e}");
 }
 
 #[test]
 fn gpu_many_dispatches_when_workgroups_per_dim_is_tiny() {
     // 4 workgroups per dimension = 16 per dispatch: every launch below is split by wg_base
-    let g = gpu_with(GpuOptions {
-        max_storage_binding_bytes: None,
-        max_workgroups_per_dim: Some(4),
-    });
+    for v in Variant::ALL {
+        let g = forced(
+            gpu_with(GpuOptions {
+                max_storage_binding_bytes: None,
+                max_workgroups_per_dim: Some(4),
+            }),
+            v,
+        );
+        let mut worst = 0.0f32;
+        matmul_matches_cpu(&g, [130, 70, 150], (false, false), (23, 24), &mut worst);
+        // the vec4 kernels
+        matmul_matches_cpu(&g, [132, 72, 160], (true, true), (25, 26), &mut worst);
+        println!(
+            "matmul ({}) launches split over many dispatches: max abs error {worst:e}",
+            v.name()
+        );
+    }
+}
+
+#[test]
+fn gpu_tuner_picks_a_variant_per_class_and_keeps_the_results() {
+    // auto: the first op of a class times every variant and keeps the winner; the result is
+    // the winner's, so it matches the CPU like any forced variant's
+    let g = gpu_with(GpuOptions::default());
+    g.set_kernel_policy(Policy::Auto);
     let mut worst = 0.0f32;
-    matmul_matches_cpu(&g, [130, 70, 150], (false, false), (23, 24), &mut worst);
-    // the vec4 kernel
-    matmul_matches_cpu(&g, [132, 72, 160], (true, true), (25, 26), &mut worst);
-    println!("matmul launches split over many dispatches: max abs error {worst:e}");
+    matmul_matches_cpu(&g, [96, 80, 72], (false, false), (31, 32), &mut worst);
+    matmul_matches_cpu(&g, [33, 65, 17], (true, false), (33, 34), &mut worst);
+    let table = g.tuner().to_json();
+    assert_eq!(table.matches(':').count(), 2, "two classes tuned: {table}");
+    // a class met again runs its winner without tuning (same table)
+    matmul_matches_cpu(&g, [100, 84, 76], (false, false), (35, 36), &mut worst);
+    assert_eq!(g.tuner().to_json(), table);
+    // the table survives an export and import (the page keeps it per adapter)
+    let h = gpu_with(GpuOptions::default());
+    assert_eq!(h.tuner().load_json(&table).unwrap(), 2);
+    assert_eq!(h.tuner().to_json(), table);
+    println!("matmul tuned classes: {table}; max abs error {worst:e}");
 }
