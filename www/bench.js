@@ -4,6 +4,8 @@
 // in <pre id="result"> (for tools/bench_page.mjs) and behind "Download JSON" (a Blob URL).
 // body[data-status] is 'done' or 'error' at the end.
 
+import { tuneAndSave } from './workers.js';
+
 const params = new URLSearchParams(location.search);
 const BACKENDS = ['webgpu', 'cpu', 'auto'];
 const ROW_SETS = ['kernels', 'dncnn', 'dcgan', 'gemm'];
@@ -277,6 +279,13 @@ async function runBackend(asked) {
     }
     if (Q.rows.includes('kernels')) await kernelRows(w, ui, entry.rows);
     await modelRows(w, ui, entry.rows);
+    // on a hardware adapter, tune the kernel variants on the classes just run (the tabs never
+    // tune) and keep the choices for this adapter (localStorage; workers.js loads them)
+    if (info.kind === 'gpu' && !info.fallback && entry.tuner !== null) {
+      progress(`${asked}: tuning the kernel variants…`);
+      entry.tuner = await tuneAndSave(w);
+      ui.note(`Tuner's choices after tuning: ${JSON.stringify(entry.tuner)}`);
+    }
   } catch (e) {
     entry.error = String(e.message || e);
     ui.note(`Stopped: ${entry.error}`, 'bad');
