@@ -9,7 +9,8 @@
 //!   on the GPU as on the CPU;
 //! - gradient ascent moves each image by exactly its L2 budget and raises the loss more than
 //!   random noise of that norm;
-//! - a balanced labelled subset holds k digits of each class, drawn by seed.
+//! - a balanced labelled subset holds k digits of each class, drawn by seed;
+//! - the validation log's most frequent mistakes are counted and ordered as stated.
 
 use nnlab::autodiff::Graph;
 use nnlab::backend::{read_blocking, Backend};
@@ -331,6 +332,20 @@ fn cli_refuses_bad_semi_settings() {
     assert!(run(&with(&["--labels", "100", "--norm", "sign", "--eps", "2"])).contains("<= 1"));
     assert!(run(&with(&["--labels", "100", "--channels", "8,8"])).contains("four widths"));
     assert!(run(&with(&["--labels", "100", "--lambda=-1"])).contains("lambda"));
+    assert!(run(&with(&["--labels", "100", "--labelled-shift", "9"])).contains("at most 8"));
     assert!(run(&["eval", "semi", "--labels", "100,7"]).contains("multiple of 10"));
     assert!(run(&["eval", "semi", "--steps", "0"]).contains("--steps"));
+}
+
+#[test]
+fn top_mistakes_counts_off_diagonal_pairs_most_frequent_first() {
+    let labels = [9u8, 9, 9, 4, 3, 3, 1, 2, 7];
+    let predicted = [4usize, 4, 7, 9, 8, 8, 1, 2, 12];
+    let m = semi::top_mistakes(&labels, &predicted, 3);
+    let got: Vec<(usize, usize, usize)> =
+        m.iter().map(|m| (m.truth, m.predicted, m.count)).collect();
+    // 3->8 and 9->4 twice (tie: the lower true class first), then 4->9 before 9->7; correct
+    // predictions and out-of-range classes are not mistakes
+    assert_eq!(got, vec![(3, 8, 2), (9, 4, 2), (4, 9, 1)]);
+    assert!(semi::top_mistakes(&[1, 2], &[1, 2], 5).is_empty());
 }

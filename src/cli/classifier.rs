@@ -117,7 +117,7 @@ pub struct EvalArgs {
 }
 
 /// Translate every image of a batch by a seeded random offset in [-max, max]^2.
-fn shift_batch(xs: &mut [f32], max: u32, seed: u64) {
+pub(super) fn shift_batch(xs: &mut [f32], max: u32, seed: u64) {
     let span = 2 * max + 1;
     for (i, img) in xs.chunks_mut(PIXELS).enumerate() {
         let dx = (rng::random_u32(seed, 2 * i as u32) % span) as i32 - max as i32;

@@ -97,6 +97,10 @@ pub struct SemiArgs {
     /// test set); 0: none
     #[arg(long, default_value_t = 0)]
     pub val: usize,
+    /// augmentation of the labelled digits only: translate each by up to this many pixels per
+    /// step (0: none)
+    #[arg(long, default_value_t = 0)]
+    pub labelled_shift: u32,
     /// the classifier's widths: conv1, conv2, conv3 channels and hidden units
     #[arg(long, value_delimiter = ',', default_value = "16,32,32,128")]
     pub channels: Vec<usize>,
@@ -110,6 +114,7 @@ pub struct SemiRun {
     pub steps: usize,
     pub labelled_batch: usize,
     pub unlabelled_batch: usize,
+    pub labelled_shift: u32,
     pub val: usize,
     pub config: ClassifierConfig,
     pub lr: f32,
@@ -162,6 +167,12 @@ impl SemiRun {
                 "--labelled-batch and --unlabelled-batch must be at most 4096".into(),
             ));
         }
+        if args.labelled_shift > 8 {
+            return Err(Error::Invalid(format!(
+                "--labelled-shift must be at most 8 pixels, got {}",
+                args.labelled_shift
+            )));
+        }
         if !(lr > 0.0 && lr.is_finite()) {
             return Err(Error::Invalid(format!("--lr must be > 0, got {lr}")));
         }
@@ -171,6 +182,7 @@ impl SemiRun {
             steps: args.steps,
             labelled_batch: args.labelled_batch,
             unlabelled_batch: args.unlabelled_batch,
+            labelled_shift: args.labelled_shift,
             val: args.val,
             config: ClassifierConfig { c1, c2, c3, hidden },
             lr,
@@ -197,8 +209,13 @@ impl SemiRun {
             ),
         };
         format!(
-            "{} labels, {what}{}, {} steps, batches {}+{}, Adam lr {} cosine, widths {}/{}/{}/{}, seed {}",
+            "{} labels{}, {what}{}, {} steps, batches {}+{}, Adam lr {} cosine, widths {}/{}/{}/{}, seed {}",
             self.labels.describe(),
+            if self.labelled_shift > 0 {
+                format!(" (shifted +-{} px)", self.labelled_shift)
+            } else {
+                String::new()
+            },
             if c.entropy { " + entropy" } else { "" },
             self.steps,
             self.labelled_batch,
@@ -277,7 +294,14 @@ pub fn run(
         let t = step as f32 / r.steps as f32;
         opt.set_lr(r.lr * 0.5 * (1.0 + (std::f32::consts::PI * t).cos()));
         let li = next_batch(&labelled, &mut l_order, &mut l_epoch, bl, r.seed ^ 0x1abe1);
-        let (xs, ys) = train.gather(&li)?;
+        let (mut xs, ys) = train.gather(&li)?;
+        if r.labelled_shift > 0 {
+            super::classifier::shift_batch(
+                &mut xs,
+                r.labelled_shift,
+                r.seed.wrapping_mul(7919).wrapping_add(step as u64),
+            );
+        }
         let x_l = b.upload(&[li.len(), 1, SIDE, SIDE], &xs)?;
         let t_l = b.upload(&[li.len(), CLASSES], &one_hot(&ys))?;
         let x_u = if uses_unlabelled {
@@ -331,6 +355,9 @@ pub fn run(
     let secs = start.elapsed().as_secs_f64();
     let val_error = if r.val > 0 {
         let v = train.slice(pool..train.len())?;
+        if verbose {
+            println!("{}", top_confusions(b, &model, &v)?);
+        }
         Some(attack::evaluate(b, &model, &v.images, &v.labels, 500, None, |_| {})?.error())
     } else {
         None
@@ -344,6 +371,26 @@ pub fn run(
             test_error,
             secs,
         },
+    ))
+}
+
+/// The validation digits' most frequent mistakes, as a line for the log: which classes a
+/// labelled draw leaves unresolved (e.g. 9 taken for 4).
+fn top_confusions(b: &dyn Backend, model: &Classifier, v: &Mnist) -> Result<String> {
+    use crate::data::mnist::PIXELS;
+    let mut predicted = Vec::with_capacity(v.len());
+    for (xs, ys) in v.images.chunks(500 * PIXELS).zip(v.labels.chunks(500)) {
+        let x = b.upload(&[ys.len(), 1, SIDE, SIDE], xs)?;
+        let p = model.probabilities(b, &x)?;
+        predicted.extend(p.chunks(CLASSES).map(attack::argmax));
+    }
+    let list: Vec<String> = semi::top_mistakes(&v.labels, &predicted, 6)
+        .iter()
+        .map(|m| format!("{}->{} {}", m.truth, m.predicted, m.count))
+        .collect();
+    Ok(format!(
+        "validation mistakes, most frequent (true->predicted count): {}",
+        list.join(", ")
     ))
 }
 

@@ -310,6 +310,38 @@ pub fn balanced_subset(labels: &[u8], per_class: usize, seed: u64) -> Result<Vec
     Ok(out)
 }
 
+/// One off-diagonal cell of a confusion matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mistake {
+    pub truth: usize,
+    pub predicted: usize,
+    pub count: usize,
+}
+
+/// The `k` most frequent (true class, predicted class) mistakes, most frequent first (ties: the
+/// lower true class, then the lower predicted class). Labels and predictions pair up by index;
+/// classes >= 10 are ignored.
+pub fn top_mistakes(labels: &[u8], predicted: &[usize], k: usize) -> Vec<Mistake> {
+    let mut counts = [[0usize; CLASSES]; CLASSES];
+    for (&t, &p) in labels.iter().zip(predicted) {
+        if (t as usize) < CLASSES && p < CLASSES && t as usize != p {
+            counts[t as usize][p] += 1;
+        }
+    }
+    let mut out: Vec<Mistake> = (0..CLASSES)
+        .flat_map(|t| (0..CLASSES).map(move |p| (t, p)))
+        .filter(|&(t, p)| counts[t][p] > 0)
+        .map(|(truth, predicted)| Mistake {
+            truth,
+            predicted,
+            count: counts[truth][predicted],
+        })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count));
+    out.truncate(k);
+    out
+}
+
 /// One optimizer step on the semi-supervised cost. Returns [total, labelled CE, consistency CE
 /// (0 when off), entropy (0 when off)] as [1] tensors on the backend (read them when needed).
 #[allow(clippy::too_many_arguments)]
