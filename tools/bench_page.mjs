@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The page's own speed in headless Chromium (www/bench.html on the CPU backend), and with
+// The page's own speed in headless Chromium (www/bench.html on the CPU backend, or the
+// backends --backend lists), and with
 // --peer DIR TensorFlow.js's wasm backend right after it (DIR is a copy of
 // ../shared/peer/tfjs with `npm ci` done), then the ratios from this one run.
 // With --page, the Denoise tab itself on the CPU backend (the shipped blind gray model, no
@@ -7,6 +8,8 @@
 // colour photo of --mp megapixels (4:3) on one worker per core.
 //
 //   node tools/bench_page.mjs [--simd plain] [--runs 5] [--rows gemm,dncnn,dcgan] [--peer /tmp/tfjs]
+//   node tools/bench_page.mjs --backend webgpu,cpu --rows kernels,dncnn,dcgan [--size small]
+//     (WebGPU too: SwiftShader in headless Chromium here)
 //   node tools/bench_page.mjs --page [--mp 12] [--rows '']
 //
 // Needs www/pkg (./build.sh build) and Debian's Chromium. Not part of the tests: timings only.
@@ -39,18 +42,21 @@ function cpuModel() {
 
 async function nnlabRun() {
   const server = await startServer(join(ROOT, 'www'));
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-background-timer-throttling'] });
+  const backends = opt('backend', 'cpu');
+  const webgpu = backends.split(',').some((b) => b !== 'cpu') ? ['--enable-unsafe-webgpu'] : [];
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-background-timer-throttling', ...webgpu] });
   try {
     const page = await browser.newPage();
-    const q = new URLSearchParams({ backend: 'cpu', runs: opt('runs', '5'), rows: opt('rows', 'gemm,dncnn,dcgan') });
+    const q = new URLSearchParams({ backend: backends, runs: opt('runs', '5'), rows: opt('rows', 'gemm,dncnn,dcgan') });
+    if (opt('size', null)) q.set('size', opt('size', null));
     if (opt('simd', null)) q.set('simd', opt('simd', null));
     const load0 = os.loadavg()[0];
     await page.goto(`${server.url}bench.html?${q}`);
     await page.waitForSelector('body[data-status="done"], body[data-status="error"]', { state: 'attached', timeout: 1_800_000 });
     const all = JSON.parse(await page.textContent('#result'));
-    // bench.html keeps one entry per backend; this tool asks for the CPU backend alone
-    const one = all.backends?.[0] ?? {};
-    const r = { rows: one.rows ?? {}, info: one.info, error: all.error ?? one.error };
+    // bench.html keeps one entry per backend; the peer comparison takes the CPU backend's
+    const one = all.backends?.find((b) => b.asked === 'cpu') ?? all.backends?.[0] ?? {};
+    const r = { rows: one.rows ?? {}, info: one.info, error: all.error ?? all.backends?.find((b) => b.error)?.error, all: all.backends ?? [] };
     r.browser = browser.version();
     r.loadavg_1m = [load0, os.loadavg()[0]].map((v) => Math.round(v * 100) / 100);
     return r;
@@ -122,8 +128,10 @@ const pageGflops = {}; // the Denoise tab's GFLOP/s on 256x256: one worker, one 
 if (opt('rows', 'gemm,dncnn,dcgan')) {
   nn = await nnlabRun();
   if (nn.error) throw new Error(`bench.html: ${nn.error}`);
-  say(`nnlab page (Chromium ${nn.browser}, backend ${nn.info.kind}, wasm build ${nn.info.wasm}, load avg ${nn.loadavg_1m.join(' -> ')}):`);
-  for (const [name, r] of Object.entries(nn.rows)) say(`  ${name.padEnd(34)} ${r.ms.toFixed(1).padStart(9)} ms${r.gflops ? `  ${r.gflops.toFixed(2).padStart(6)} GFLOP/s` : ''}`);
+  for (const b of nn.all) {
+    say(`nnlab page (Chromium ${nn.browser}, ${b.info.describe}, wasm build ${b.info.wasm}, load avg ${nn.loadavg_1m.join(' -> ')}):`);
+    for (const [name, r] of Object.entries(b.rows)) say(`  ${name.padEnd(34)} ${r.shape.padEnd(32)} ${r.ms.toFixed(1).padStart(9)} ms${r.gflops ? `  ${r.gflops.toFixed(2).padStart(6)} GFLOP/s` : ''}`);
+  }
 }
 if (argv.includes('--page')) {
   say('nnlab Denoise tab (CPU backend, blind gray model, depth 10 width 48):');
