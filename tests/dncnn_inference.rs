@@ -2,13 +2,14 @@
 //! the conv weights, bias and ReLU in the conv kernel's epilogue, one launch per layer,
 //! activations alternating between two buffers) equals the model run through the graph in
 //! evaluation mode and the unfused layer by layer form (`DnCnn::inference_layer`), with
-//! BatchNorm statistics and affine parameters far from the identity, on the CPU and on the GPU;
+//! BatchNorm statistics and affine parameters far from the identity, on the CPU and on the GPU
+//! (each conv kernel variant, and the tuner);
 //! the folded conv alone equals conv + BatchNorm; `conv2d_fused` refuses a bad output tensor.
 
 use nnlab::autodiff::Graph;
 use nnlab::backend::{read_blocking, Conv2dParams, FusedConv2d};
 use nnlab::cpu::CpuBackend;
-use nnlab::gpu::{GpuBackend, GpuOptions};
+use nnlab::gpu::{GpuBackend, GpuOptions, Policy, Variant};
 use nnlab::models::dncnn::{fold_batchnorm, DnCnn, DnCnnConfig};
 use nnlab::models::dncnn_fused::{DnCnnFused, PingPong};
 use nnlab::nn::{BatchNorm2d, Conv2d, Module};
@@ -129,7 +130,14 @@ fn fused_inference_equals_the_unfused_model_on_the_cpu() {
 
 #[test]
 fn fused_inference_equals_the_unfused_model_on_the_gpu() {
-    fused_equals_unfused(&gpu());
+    // every conv kernel variant (the tuner may pick either), then the tuner itself
+    let g = gpu();
+    for v in Variant::ALL {
+        g.set_kernel_policy(Policy::Force(v));
+        fused_equals_unfused(&g);
+    }
+    g.set_kernel_policy(Policy::Auto);
+    fused_equals_unfused(&g);
 }
 
 fn refusals(b: &dyn Backend) {
