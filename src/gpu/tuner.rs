@@ -100,6 +100,9 @@ pub struct Tuner {
     policy: Mutex<Policy>,
     table: Mutex<BTreeMap<String, Variant>>,
     pending: Mutex<Vec<(String, Replay)>>,
+    /// tune inside the op at a class's first use (natively) or defer to `tune_pending` (always
+    /// in the browser, where an op cannot wait; natively on request, to test that path)
+    deferred: Mutex<bool>,
 }
 
 impl Default for Tuner {
@@ -108,11 +111,20 @@ impl Default for Tuner {
             policy: Mutex::new(Policy::from_env()),
             table: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(Vec::new()),
+            deferred: Mutex::new(cfg!(target_arch = "wasm32")),
         }
     }
 }
 
 impl Tuner {
+    /// Natively: defer tuning to `tune_pending` as the browser does (true) or tune inside the
+    /// op (false, the default). In the browser tuning is always deferred.
+    pub fn set_deferred(&self, d: bool) {
+        *self.deferred.lock().unwrap() = d || cfg!(target_arch = "wasm32");
+    }
+    fn deferred(&self) -> bool {
+        *self.deferred.lock().unwrap()
+    }
     pub fn policy(&self) -> Policy {
         *self.policy.lock().unwrap()
     }
@@ -193,8 +205,8 @@ pub fn bucket(n: usize) -> usize {
 
 impl super::GpuBackend {
     /// Run an op with the variant the policy and the tuner pick for its shape class `key`.
-    /// `run` enqueues the op with a given variant; `replay` (browser only) re-runs the class on
-    /// fresh inputs for a later tuning pass.
+    /// `run` enqueues the op with a given variant; `replay` (deferred tuning: the browser)
+    /// re-runs the class on fresh inputs for a later tuning pass.
     pub(crate) fn run_tuned<T>(
         &self,
         key: &str,
@@ -208,14 +220,14 @@ impl super::GpuBackend {
         if let Some(v) = tuner.choice(key) {
             return run(v);
         }
-        #[cfg(target_arch = "wasm32")]
-        {
+        if tuner.deferred() {
             tuner.add_pending(key, replay());
-            run(Variant::Blocked)
+            return run(Variant::Blocked);
         }
+        #[cfg(target_arch = "wasm32")]
+        unreachable!("tuning is always deferred in the browser");
         #[cfg(not(target_arch = "wasm32"))]
         {
-            drop(replay);
             // warm-up (compiles the pipelines), then two timed rounds over the variants in
             // turn, each variant's best kept: a busy machine's noise hits both alike
             let mut secs = [f64::INFINITY; Variant::ALL.len()];

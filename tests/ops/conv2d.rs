@@ -7,7 +7,7 @@ use crate::common::*;
 use crate::conv_reference::*;
 use nnlab::backend::*;
 use nnlab::cpu::CpuBackend;
-use nnlab::gpu::{GpuOptions, Variant};
+use nnlab::gpu::{GpuOptions, Policy, Variant};
 use nnlab::Error;
 
 // ---------------------------------------------------------------- every backend
@@ -214,6 +214,32 @@ fn gpu_conv2d_relu_every_variant() {
             );
         }
     }
+}
+
+/// The browser's tuning path, natively: with tuning deferred, unknown classes run `blocked`
+/// and wait; `tune_pending` (the page's gpu_tune) times their replays and fills the table; the
+/// ops match the CPU before and after.
+#[test]
+fn gpu_deferred_tuning_as_in_the_browser() {
+    let g = gpu_with(GpuOptions::default());
+    g.set_kernel_policy(Policy::Auto);
+    g.tuner().set_deferred(true);
+    let op = ConvOp::Direct(Conv2dParams::new(1, 1, 1));
+    let shapes = ([2, 5, 12, 11], [7, 5, 3, 3]);
+    let mut worst = 0.0f32;
+    conv_matches_cpu(&g, op, "deferred", shapes, true, 40, &mut worst);
+    // forward, backward-input, backward-weight: three classes waiting, none chosen
+    assert_eq!(g.tuner().pending(), 3);
+    assert_eq!(g.tuner().to_json(), "{}");
+    let t0 = std::time::Instant::now();
+    let clock = || t0.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(pollster::block_on(g.tune_pending(2, &clock)).unwrap(), 3);
+    assert_eq!(g.tuner().pending(), 0);
+    let table = g.tuner().to_json();
+    assert_eq!(table.matches(':').count(), 3, "{table}");
+    conv_matches_cpu(&g, op, "after tuning", shapes, true, 41, &mut worst);
+    assert_eq!(g.tuner().to_json(), table);
+    println!("deferred tuning: {table}; max abs error {worst:e}");
 }
 
 backend_test! {

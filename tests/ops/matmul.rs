@@ -113,6 +113,20 @@ fn gpu_matches_cpu_on_random_shapes_and_transposes() {
             let trans = (case % 2 == 1, (case / 2) % 2 == 1);
             matmul_matches_cpu(&g, mkn, trans, (900 + case, 950 + case), &mut worst);
         }
+        // every vec4 entry (one per operand layout) on whole tiles and on edge tiles with a
+        // partial K-slice, and a scalar case past one tile each way
+        for (i, mkn) in [[64, 64, 64], [132, 100, 72], [65, 33, 130]]
+            .into_iter()
+            .enumerate()
+        {
+            for (t, trans) in [(false, false), (true, false), (false, true), (true, true)]
+                .into_iter()
+                .enumerate()
+            {
+                let seed = 990 + 4 * i as u64 + t as u64;
+                matmul_matches_cpu(&g, mkn, trans, (seed, seed + 50), &mut worst);
+            }
+        }
         println!(
             "matmul ({}), 32 random shapes x transposes: max abs error {worst:e}",
             v.name()
