@@ -396,3 +396,87 @@ fn simd_gemm_equals_scalar_reference() {
         }
     }
 }
+
+/// The `tiled` kernel variant on the browser's adapter (its WGSL through the browser's own
+/// shader compiler, not naga's): conv2d forward with a bias, backward-input, backward-weight
+/// and matmul against the CPU backend. Then the browser's tuning path on `auto`: unknown
+/// classes run `blocked` and wait; `tune_pending` (the page's gpu_tune) times them and keeps
+/// the winners; the results stay those of the CPU.
+#[wasm_bindgen_test]
+async fn gpu_tiled_variant_and_tuning_pass_equal_cpu() {
+    use nnlab::gpu::{Policy, Variant};
+    let cpu = CpuBackend::new();
+    for policy in [Policy::Force(Variant::Tiled), Policy::Auto] {
+        let g = gpu().await;
+        g.set_kernel_policy(policy);
+        for pass in 0..2 {
+            for (t, &[n, ci, h, w, co, k, s, p, d]) in CONV_SHAPES.iter().enumerate() {
+                let x = uniform_vec(n * ci * h * w, -1.0, 1.0, 900 + t as u64);
+                let wt = uniform_vec(co * ci * k * k, -1.0, 1.0, 910 + t as u64);
+                let b = uniform_vec(co, -1.0, 1.0, 920 + t as u64);
+                let prm = Conv2dParams::new(s, p, d);
+                let run = |be: &dyn Backend| -> nnlab::Result<[nnlab::Tensor; 3]> {
+                    let x = be.upload(&[n, ci, h, w], &x)?;
+                    let wt = be.upload(&[co, ci, k, k], &wt)?;
+                    let b = be.upload(&[co], &b)?;
+                    let y = be.conv2d(&x, &wt, Some(&b), prm)?;
+                    let gx = be.conv2d_backward_input(&y, &wt, x.shape(), prm)?;
+                    let gw = be.conv2d_backward_weight(&x, &y, wt.shape(), prm)?;
+                    Ok([y, gx, gw])
+                };
+                let want = run(&cpu).expect("CPU convs");
+                let got = run(&g).unwrap_or_else(|e| panic!("GPU convs {:?}: {e}", CONV_SHAPES[t]));
+                for (i, (gt, wt)) in got.iter().zip(&want).enumerate() {
+                    compare(
+                        &format!(
+                            "{} pass {pass} conv {i} {:?}",
+                            policy.name(),
+                            CONV_SHAPES[t]
+                        ),
+                        &read(&g, gt).await,
+                        &read(&cpu, wt).await,
+                        1e-4,
+                    );
+                }
+            }
+            for (t, &(m, kk, n, ta, tb)) in MATMUL_SHAPES.iter().enumerate() {
+                let a = uniform_vec(m * kk, -1.0, 1.0, 930 + t as u64);
+                let b = uniform_vec(kk * n, -1.0, 1.0, 940 + t as u64);
+                let a_shape = if ta { [kk, m] } else { [m, kk] };
+                let b_shape = if tb { [n, kk] } else { [kk, n] };
+                let run = |be: &dyn Backend| -> nnlab::Result<nnlab::Tensor> {
+                    be.matmul(&be.upload(&a_shape, &a)?, &be.upload(&b_shape, &b)?, ta, tb)
+                };
+                let want = run(&cpu).expect("CPU matmul");
+                let got =
+                    run(&g).unwrap_or_else(|e| panic!("GPU matmul {:?}: {e}", MATMUL_SHAPES[t]));
+                compare(
+                    &format!(
+                        "{} pass {pass} matmul {:?}",
+                        policy.name(),
+                        MATMUL_SHAPES[t]
+                    ),
+                    &read(&g, &got).await,
+                    &read(&cpu, &want).await,
+                    1e-4,
+                );
+            }
+            if policy == Policy::Auto && pass == 0 {
+                // nothing was tuned inside the ops; the pass tunes every class met
+                let waiting = g.tuner().pending();
+                assert!(waiting > 0, "no class waits for tuning");
+                assert_eq!(g.tuner().to_json(), "{}");
+                let tuned = g
+                    .tune_pending(1, &js_sys::Date::now)
+                    .await
+                    .expect("tuning pass");
+                assert_eq!(tuned, waiting);
+                assert_eq!(g.tuner().pending(), 0);
+                console_log!(
+                    "tuned {tuned} classes on SwiftShader: {}",
+                    g.tuner().to_json()
+                );
+            }
+        }
+    }
+}
