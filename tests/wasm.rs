@@ -8,7 +8,8 @@
 //!   .cargo/config.toml) equals a scalar reference over odd sizes, register-tile tails, every
 //!   operand layout (plain, transposed, strided) and accumulation;
 //! - on the browser's WebGPU adapter, GPU conv2d, conv_transpose2d and matmul equal the CPU
-//!   backend over a few shapes (odd sizes, batch > 1, stride 1/2, padding 0/1/2, dilation 2).
+//!   backend over a few shapes (odd sizes, batch > 1, stride 1/2, padding 0/1/2, dilation 2);
+//!   the `tiled` kernel variant likewise, and the browser's deferred tuning pass.
 //! No WebGPU adapter is a test failure with the reason, never a skip.
 #![cfg(target_arch = "wasm32")]
 
