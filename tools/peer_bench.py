@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""PyTorch CPU twin of `nnlab bench --cpu-only`: the same shapes, FLOP counts and models (DnCNN
-10x48 with BatchNorm, the GAN width 32), float32, NCHW. Run by tools/peer_bench.sh, which puts
-both side by side; alone: `peer_bench.py --threads 1 --seconds 1 [--clock cpu] [--json]`.
+"""PyTorch twin of `nnlab bench`: the same shapes, FLOP counts and models (DnCNN 10x48 with
+BatchNorm, the GAN width 32), float32, NCHW. Run by tools/peer_bench.sh (CPU) and
+tools/gpu_check.sh (CUDA), which put both side by side; alone:
+`peer_bench.py --threads 1 --seconds 1 [--clock cpu] [--json]`.
 
 --clock cpu times with the process's CPU time (time.process_time), as NNLAB_BENCH_CLOCK=cpu does
 for nnlab: at one thread this is the work's own time even when other processes share the core.
+--device cuda runs on the GPU with cuDNN in float32 (TF32 off, cuDNN's benchmark mode picks the
+fastest algorithm per shape), each call synchronised as nnlab's bench waits for its GPU.
+--sections picks what runs (ops, dncnn, gan, photo); photo is DnCNN 17x64 on one gray --photo
+WxH image (the whole image at once), like `nnlab bench --photo`.
 """
 import argparse
 import json
@@ -19,19 +24,33 @@ ap.add_argument("--seconds", type=float, default=1.0)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
 ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+ap.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                help="auto: cuda where PyTorch sees a GPU, else cpu")
+ap.add_argument("--sections", default="ops,dncnn,gan", help="comma-separated: ops,dncnn,gan,photo")
+ap.add_argument("--photo", default="4000x3000", help="WxH of the photo section's gray image")
 a = ap.parse_args()
+sections = set(a.sections.split(","))
+dev = "cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu"
+if dev == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
 torch.set_num_threads(a.threads)
+torch.set_default_device(dev)
 torch.manual_seed(0)
-clock = time.process_time if a.clock == "cpu" else time.perf_counter
+clock = time.process_time if a.clock == "cpu" and dev == "cpu" else time.perf_counter
+sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
 
 
 def timeit(fn):
     """Seconds per call: two warm-up calls, then calls until --seconds have passed (>= 3)."""
     fn()
     fn()
+    sync()
     n, t0 = 0, clock()
     while True:
         fn()
+        sync()
         n += 1
         dt = clock() - t0
         if (dt >= a.seconds and n >= 3) or n >= 200:
@@ -45,7 +64,8 @@ def gflops(key, fn, flop):
     rows[key] = (flop / timeit(fn) / 1e9, "GFLOP/s")
 
 
-with torch.no_grad():
+@torch.no_grad()
+def bench_ops():
     x = torch.randn(16, 64, 64, 64)
     w = torch.randn(64, 64, 3, 3)
     gy = torch.randn(16, 64, 64, 64)
@@ -73,29 +93,51 @@ def dncnn(c, depth=10, width=48):
     return nn.Sequential(*layers)
 
 
-# DnCNN inference on a 512x512 gray image (the whole image at once; eval mode)
-m = dncnn(1).eval()
-img = torch.rand(1, 1, 512, 512)
-with torch.inference_mode():
-    t = timeit(lambda: img - m(img))
-rows["dncnn inference 512x512 gray"] = (512 * 512 / t / 1e6, "MP/s")
+def bench_dncnn():
+    # DnCNN inference on a 512x512 gray image (the whole image at once; eval mode)
+    m = dncnn(1).eval()
+    img = torch.rand(1, 1, 512, 512)
+    with torch.inference_mode():
+        t = timeit(lambda: img - m(img))
+    rows["dncnn inference 512x512 gray"] = (512 * 512 / t / 1e6, "MP/s")
 
-# DnCNN training: batch 64 of 40x40 gray patches, MSE on the residual, Adam
-m = dncnn(1).train()
-opt = torch.optim.Adam(m.parameters(), 1e-3)
-noisy = torch.rand(64, 1, 40, 40)
-clean = torch.rand(64, 1, 40, 40)
+    # DnCNN training: batch 64 of 40x40 gray patches, MSE on the residual, Adam
+    m = dncnn(1).train()
+    opt = torch.optim.Adam(m.parameters(), 1e-3)
+    noisy = torch.rand(64, 1, 40, 40)
+    clean = torch.rand(64, 1, 40, 40)
+
+    def dncnn_step():
+        loss = F.mse_loss(m(noisy), noisy - clean)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    rows["dncnn training 64x40x40"] = (64 / timeit(dncnn_step), "patches/s")
 
 
-def dncnn_step():
-    loss = F.mse_loss(m(noisy), noisy - clean)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    return loss.item()
+def bench_photo():
+    """DnCNN 17x64 on one gray photo, the whole image at once: GFLOP/s of the best of two runs
+    after a first (which includes cuDNN's algorithm search), and the seconds of each."""
+    wd, ht = (int(v) for v in a.photo.lower().split("x"))
+    m = dncnn(1, depth=17, width=64).eval()
+    img = torch.rand(1, 1, ht, wd)
+    flop = 2 * 9 * (64 + 15 * 64 * 64 + 64) * wd * ht
 
+    def run():
+        t = time.perf_counter()
+        with torch.inference_mode():
+            y = img - m(img)
+        sync()
+        del y
+        return time.perf_counter() - t
 
-rows["dncnn training 64x40x40"] = (64 / timeit(dncnn_step), "patches/s")
+    first = run()
+    best = min(run(), run())
+    rows["dncnn17 photo"] = (flop / best / 1e9, "GFLOP/s")
+    rows["dncnn17 photo s/image"] = (best, "s")
+    rows["dncnn17 photo first run s"] = (first, "s")
 
 
 def gan(arch, w=32, d=100, bs=64):
@@ -134,14 +176,27 @@ def gan(arch, w=32, d=100, bs=64):
     return 1 / timeit(step)
 
 
-for arch in ("Dense", "Dcgan"):
-    rows[f"gan {arch}"] = (gan(arch), "steps/s")
+if dev == "cuda":
+    device_name = (f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}, cuDNN "
+                   f"{torch.backends.cudnn.version()}, float32, TF32 off)")
+else:
+    device_name = f"CPU ({torch.get_num_threads()} threads)"
+
+if "ops" in sections:
+    bench_ops()
+if "dncnn" in sections:
+    bench_dncnn()
+if "gan" in sections:
+    for arch in ("Dense", "Dcgan"):
+        rows[f"gan {arch}"] = (gan(arch), "steps/s")
+if "photo" in sections:
+    bench_photo()
 
 if a.json:
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "clock": a.clock,
-                      "rows": {k: v for k, (v, _) in rows.items()}}))
+                      "device": device_name, "rows": {k: v for k, (v, _) in rows.items()}}))
 else:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, clock {a.clock}")
+    print(f"torch {torch.__version__} on {device_name}, {torch.get_num_threads()} threads, clock {a.clock}")
     print("| row | value | unit |\n|---|---:|---|")
     for k, (v, u) in rows.items():
         print(f"| {k} | {v:.3f} | {u} |")

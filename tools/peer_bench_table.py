@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Side-by-side table for tools/peer_bench.sh: `nnlab bench --cpu-only` output (markdown) and
-tools/peer_bench.py --json output, matched row by row, with the nnlab/PyTorch ratio."""
+tools/peer_bench.py --json output, matched row by row, with the nnlab/PyTorch ratio.
+With --gpu (tools/gpu_check.sh): nnlab's GPU rows (`nnlab bench --gpu-only [--photo WxH]`) beside
+PyTorch on CUDA, plus the fraction of the GPU's FP32 peak that nnlab reached where the bench knew
+the peak from the adapter's name (or --peak TFLOPS gives it).
+  peer_bench_table.py NNLAB.txt TORCH.json [--gpu] [--peak TFLOPS]"""
 import json
+import re
 import sys
 
 # the rows that have a twin on both sides: key -> (unit, nnlab section, nnlab row label)
@@ -19,18 +24,27 @@ ROWS = [
 ]
 
 
-def parse_nnlab(text):
-    """Values by key from the bench's markdown tables (CPU rows only)."""
-    vals, section = {}, ""
+def parse_nnlab(text, gpu=False):
+    """Values by key from the bench's markdown tables (the CPU's rows, or with `gpu` the other
+    backend's), and the other backend's name."""
+    vals, section, adapter = {}, "", None
     for line in text.splitlines():
         if not line.startswith("|"):
             if line.strip():
                 section = line
             continue
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if not cells[0].startswith("CPU"):
+        if cells[0] in ("backend", "---") or cells[0].startswith("CPU") == gpu:
             continue
-        if section.startswith("DnCNN inference"):
+        if gpu:
+            # the kernel rows run per variant ([blocked], [tiled]) and tuned ([auto], last):
+            # the last row of an op wins, the tuner's
+            adapter = cells[0].split(" [")[0]
+        if section.startswith("DnCNN 17x64"):
+            vals["dncnn17 photo first run s"] = float(cells[1])
+            vals["dncnn17 photo s/image"] = float(cells[2])
+            vals["dncnn17 photo"] = float(cells[3])
+        elif section.startswith("DnCNN inference"):
             if cells[1] == "dncnn_blind_gray 512x512":
                 vals["dncnn inference 512x512 gray"] = float(cells[2])
         elif section.startswith("DnCNN training"):
@@ -39,15 +53,55 @@ def parse_nnlab(text):
             vals[f"gan {cells[1]}"] = float(cells[2])
         elif len(cells) == 5:
             vals[cells[1]] = float(cells[3])
-        if "peak resident memory" in line:
-            pass
-    return vals
+    return vals, adapter
+
+
+# the GPU table's rows: the kernels, the 12-megapixel DnCNN, then the training rows
+GPU_ROWS = ROWS[:6] + [("dncnn17 photo", "GFLOP/s"), ("dncnn17 photo s/image", "s"),
+                       ("dncnn17 photo first run s", "s")] + ROWS[7:]
+
+
+def num(v):
+    """A value for the GPU table: whole numbers from 1000 on, 3 significant digits below."""
+    return "-" if v is None else f"{v:.0f}" if v >= 1000 else f"{v:.3g}"
+
+
+def gpu_table(nn_text, torch_json, peak):
+    nn, adapter = parse_nnlab(nn_text, gpu=True)
+    if peak is None:
+        m = re.search(r"GPU FP32 peak: ([\d.]+) TFLOP/s", nn_text)
+        peak = float(m.group(1)) if m else None
+    pt = torch_json["rows"]
+    print(f"nnlab: {adapter or 'no GPU adapter (see nnlab_bench.txt)'}")
+    if adapter and "software" in adapter:
+        print("NOTE: nnlab ran on a software adapter (the CPU emulating a GPU): not a GPU figure")
+    print(f"PyTorch {torch_json.get('torch', '?')}: {torch_json.get('device', '?')}")
+    print(f"FP32 peak: {f'{peak} TFLOP/s' if peak else 'unknown (not a known GPU; --peak TFLOPS gives it)'}")
+    print("| row | unit | nnlab | PyTorch | nnlab / PyTorch | nnlab % of FP32 peak |\n"
+          "|---|---|---:|---:|---:|---:|")
+    for key, unit in GPU_ROWS:
+        a, b = nn.get(key), pt.get(key)
+        if a is None and b is None:
+            continue
+        # for seconds, less is better: the ratio stays "how many times PyTorch's speed"
+        ratio = "-" if not (a and b) else f"{(b / a if unit == 's' else a / b):.2f}x"
+        frac = f"{100 * a / (peak * 1e3):.1f}%" if unit == "GFLOP/s" and a and peak else "-"
+        print(f"| {key} | {unit} | {num(a)} | {num(b)} | {ratio} | {frac} |")
+    for line in nn_text.splitlines():
+        if line.startswith("GPU dispatch:"):
+            print(f"nnlab {line}")
 
 
 def main():
-    nn_text = open(sys.argv[1]).read()
-    nn = parse_nnlab(nn_text)
-    pt = json.load(open(sys.argv[2]))["rows"]
+    args = sys.argv[1:]
+    gpu = "--gpu" in args
+    peak = float(args[args.index("--peak") + 1]) if "--peak" in args else None
+    nn_text = open(args[0]).read()
+    if gpu:
+        gpu_table(nn_text, json.load(open(args[1])), peak)
+        return
+    nn, _ = parse_nnlab(nn_text)
+    pt = json.load(open(args[1]))["rows"]
     print("| row | unit | nnlab | PyTorch | nnlab / PyTorch |\n|---|---|---:|---:|---:|")
     for key, unit in ROWS:
         a, b = nn.get(key), pt.get(key)

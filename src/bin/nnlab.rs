@@ -29,6 +29,13 @@ mod dispatch {
             /// bench the CPU backend only (skip the GPU / software adapter)
             #[arg(long)]
             cpu_only: bool,
+            /// bench the GPU backend only (skip the CPU backend)
+            #[arg(long)]
+            gpu_only: bool,
+            /// also time DnCNN 17x64 (fresh weights) on one gray image of WIDTHxHEIGHT pixels,
+            /// e.g. 4000x3000 (12 megapixels)
+            #[arg(long, value_parser = bench::parse_size)]
+            photo: Option<(usize, usize)>,
         },
         /// Train a model
         Train {
@@ -90,7 +97,19 @@ mod dispatch {
                 bench::info();
                 Ok(())
             }
-            Cmd::Bench { seconds, cpu_only } => bench::bench(seconds, cpu_only),
+            Cmd::Bench {
+                seconds,
+                cpu_only,
+                gpu_only,
+                photo,
+            } => bench::bench(
+                seconds,
+                bench::BenchOptions {
+                    cpu_only,
+                    gpu_only,
+                    photo,
+                },
+            ),
             Cmd::Train { what } => match what {
                 TrainWhat::Classifier(a) => classifier::train(a),
                 TrainWhat::Dncnn(a) => dncnn::train(a),

@@ -216,6 +216,87 @@ pub fn bench_gan(be: &dyn Backend, budget: Duration) -> Result<Vec<(String, f64)
     Ok(rows)
 }
 
+/// Microseconds per small op when many are queued back to back and read once: 500 chained
+/// adds of 64 floats (each a separate dispatch), then one read. At MNIST sizes this overhead,
+/// not the arithmetic, sets a training step's time on a GPU (issue 18 item 4).
+pub fn bench_dispatch(be: &dyn Backend, budget: Duration) -> Result<f64> {
+    use crate::backend::BinaryOp;
+    const OPS: usize = 500;
+    let a = be.upload(&[64], &rng::uniform_vec(64, -1.0, 1.0, 15))?;
+    let t = time_it(budget, &|| Ok(()), &mut || {
+        let mut x = be.binary(BinaryOp::Add, &a, &a)?;
+        for _ in 1..OPS {
+            x = be.binary(BinaryOp::Add, &x, &a)?;
+        }
+        crate::backend::read_blocking(be, &x).map(drop)
+    })?;
+    Ok(t / OPS as f64 * 1e6)
+}
+
+/// DnCNN 17x64 (the paper's gray model: 17 layers, 64 channels; fresh weights) on one gray
+/// `w` x `h` image, tiled as `nnlab denoise` tiles it: (GFLOP of the image, seconds of the
+/// first run, which includes compiling the pipelines, seconds of the better of two more, or of
+/// the first alone when it took over 20 s).
+pub fn bench_photo(be: &dyn Backend, w: usize, h: usize) -> Result<(f64, f64, f64)> {
+    use crate::data::images::Image;
+    use crate::models::dncnn::{self, DnCnn, DnCnnConfig};
+    let config = DnCnnConfig {
+        channels: 1,
+        depth: 17,
+        width: 64,
+    };
+    let model = DnCnn::new(be, config, 1)?;
+    let img = Image::new(1, h, w, rng::uniform_vec(w * h, 0.0, 1.0, 14))?;
+    let core = dncnn::tile_core(be, &config)?;
+    let (c, d, k) = (config.channels, config.depth, config.width);
+    let flop_per_pixel = 2 * 9 * (c * k + (d - 2) * k * k + k * c);
+    let gflop = (flop_per_pixel * w * h) as f64 / 1e9;
+    let run = || -> Result<f64> {
+        let t = Instant::now();
+        dncnn::denoise_tiled(be, &model, &img, core, false, |_, _| {})?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let first = run()?;
+    // a slow adapter (or a slow kernel on a real one) is timed once, to stay in a time budget
+    let best = if first > 20.0 {
+        first
+    } else {
+        run()?.min(run()?)
+    };
+    Ok((gflop, first, best))
+}
+
+/// Parse `WxH` (e.g. `4000x3000`) for `nnlab bench --photo`.
+pub fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let bad = || {
+        crate::Error::Invalid(format!(
+            "--photo takes WIDTHxHEIGHT, e.g. 4000x3000, got '{s}'"
+        ))
+    };
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (usize, usize) = (
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    );
+    if w == 0 || h == 0 || w.checked_mul(h).is_none_or(|n| n > 100_000_000) {
+        return Err(crate::Error::Invalid(format!(
+            "--photo {s}: the image must have 1 to 100 million pixels"
+        )));
+    }
+    Ok((w, h))
+}
+
+/// What `nnlab bench` runs besides its defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BenchOptions {
+    /// the CPU backend only (skip the GPU / software adapter)
+    pub cpu_only: bool,
+    /// the GPU backend only (skip the CPU backend)
+    pub gpu_only: bool,
+    /// also time DnCNN 17x64 on one gray image of this size (`bench_photo`)
+    pub photo: Option<(usize, usize)>,
+}
+
 /// Peak resident memory of this process so far (Linux: VmHWM of /proc/self/status), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -224,14 +305,17 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Bench the CPU backend and, unless `cpu_only` or no adapter exists, the GPU backend; print a
-/// table.
-pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
+/// Bench the CPU backend (unless `gpu_only`) and, unless `cpu_only` or no adapter exists, the
+/// GPU backend; print a table.
+pub fn run(budget: Duration, opts: BenchOptions) -> Result<String> {
     let mut out = String::new();
     let cpu = CpuBackend::new();
-    // NNLAB_BENCH_ONLY=ops|denoise|dncnn-train|gan runs one section (for profiling)
+    // NNLAB_BENCH_ONLY=ops|denoise|dncnn-train|gan|dispatch|photo runs one section (profiling,
+    // tools/gpu_check.sh)
     let only = std::env::var("NNLAB_BENCH_ONLY").ok();
-    let want = |section: &str| only.as_deref().is_none_or(|o| o == section);
+    let want_any = |section: &str| only.as_deref().is_none_or(|o| o == section);
+    let want = |section: &str| !opts.gpu_only && want_any(section);
+    let mut photos: Vec<(String, f64, f64, f64)> = Vec::new();
     let mut rows = if want("ops") {
         bench_backend(&cpu, &|| Ok(()), budget)?
     } else {
@@ -261,7 +345,12 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
     .into_iter()
     .map(|(a, r)| (cpu_name.clone(), a, r))
     .collect();
-    let gpu = if cpu_only {
+    let photo = opts.photo.filter(|_| want_any("photo"));
+    if let (Some((w, h)), false) = (photo, opts.gpu_only) {
+        let (gf, first, best) = bench_photo(&cpu, w, h)?;
+        photos.push((cpu_name.clone(), gf, first, best));
+    }
+    let gpu = if opts.cpu_only {
         Err(crate::Error::Invalid("--cpu-only".into()))
     } else {
         GpuBackend::new_blocking(GpuOptions::default())
@@ -274,6 +363,12 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
             } else {
                 fp32_peak_tflops(&info.adapter)
             };
+            if let Some(tf) = peak {
+                out.push_str(&format!(
+                    "GPU FP32 peak: {tf} TFLOP/s (from the adapter name '{}')\n",
+                    info.adapter
+                ));
+            }
             // the kernel table once per variant and once tuned (unless NNLAB_GPU_VARIANT
             // pins one); the rows after it run under the policy of the environment
             let env_policy = gpu.tuner().policy();
@@ -285,7 +380,7 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
                 ],
                 p => vec![p],
             };
-            for p in policies.into_iter().filter(|_| want("ops")) {
+            for p in policies.into_iter().filter(|_| want_any("ops")) {
                 gpu.set_kernel_policy(p);
                 let mut r = bench_backend(&gpu, &|| gpu.wait(), budget)?;
                 for row in &mut r {
@@ -295,7 +390,7 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
             }
             gpu.set_kernel_policy(env_policy);
             tuned = gpu.tuner().to_json();
-            if want("denoise") {
+            if want_any("denoise") {
                 dn.extend(
                     bench_dncnn(&gpu, budget)?
                         .0
@@ -303,15 +398,25 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
                         .map(|(m, mp, ms)| (info.describe(), m, mp, ms)),
                 );
             }
-            if want("dncnn-train") {
+            if want_any("dispatch") {
+                out.push_str(&format!(
+                    "GPU dispatch: {:.1} us per small op (500 chained adds of 64 floats, one read)\n",
+                    bench_dispatch(&gpu, budget)?
+                ));
+            }
+            if want_any("dncnn-train") {
                 dn_train.push((info.describe(), bench_dncnn_train(&gpu, budget)?));
             }
-            if want("gan") {
+            if want_any("gan") {
                 gans.extend(
                     bench_gan(&gpu, budget)?
                         .into_iter()
                         .map(|(a, r)| (info.describe(), a, r)),
                 );
+            }
+            if let Some((w, h)) = photo {
+                let (gf, first, best) = bench_photo(&gpu, w, h)?;
+                photos.push((info.describe(), gf, first, best));
             }
         }
         Err(e) => out.push_str(&format!("GPU: not benchmarked: {e}\n")),
@@ -356,6 +461,15 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
             "\nGPU kernel variants: [blocked] / [tiled] forced, [auto] the tuner's pick per shape class; its table: {tuned}\n"
         ));
     }
+    if let Some((w, h)) = photo {
+        out.push_str(&format!("\nDnCNN 17x64 on one {w}x{h} gray image (fresh weights, tiled as `nnlab denoise`):\n\n| backend | first run s | s/image | GFLOP/s |\n|---|---:|---:|---:|\n"));
+        for (be, gf, first, best) in &photos {
+            out.push_str(&format!(
+                "| {be} | {first:.3} | {best:.3} | {:.1} |\n",
+                gf / best
+            ));
+        }
+    }
     for m in &dn_missing {
         out.push_str(&format!(
             "(not benchmarked: {m} is missing; run from the repository root)\n"
@@ -386,13 +500,18 @@ pub fn run(budget: Duration, cpu_only: bool) -> Result<String> {
 }
 
 /// `nnlab bench --seconds S`: the table of `run`.
-pub fn bench(seconds: f64, cpu_only: bool) -> Result<()> {
+pub fn bench(seconds: f64, opts: BenchOptions) -> Result<()> {
     if !(seconds > 0.0 && seconds < 600.0) {
         return Err(crate::Error::Invalid(format!(
             "--seconds must be in (0, 600), got {seconds}"
         )));
     }
-    print!("{}", run(Duration::from_secs_f64(seconds), cpu_only)?);
+    if opts.cpu_only && opts.gpu_only {
+        return Err(crate::Error::Invalid(
+            "--cpu-only and --gpu-only exclude each other".into(),
+        ));
+    }
+    print!("{}", run(Duration::from_secs_f64(seconds), opts)?);
     Ok(())
 }
 

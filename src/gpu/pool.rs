@@ -1,6 +1,8 @@
 //! Buffer pool: tensors return their buffer here when dropped, and the next tensor of the same
 //! byte size takes it, so a training loop allocates nothing in steady state. Reusing a buffer
-//! that earlier queued work still reads is safe: WebGPU orders all work of one queue.
+//! that earlier recorded work still reads is safe: WebGPU orders the commands of one encoder
+//! and all submits of one queue, and an upload submits the recorded work before its queue
+//! write (context.rs), which would otherwise land first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

@@ -539,16 +539,22 @@ pub async fn classifier_train_steps(n: usize) -> Result<JsValue, JsError> {
         let probs = tr.model.probabilities_tensor(b, &x).map_err(err)?;
         (losses, probs, ys, tr.step, tr.order.epoch)
     };
+    // every step's loss and the last batch's probabilities in one read-back
+    let mut tensors: Vec<&crate::Tensor> = losses.iter().collect();
+    tensors.push(&probs);
+    let mut host = b.read_many(&tensors).await.map_err(err)?;
+    let p = host
+        .pop()
+        .ok_or_else(|| invalid("read_many returned no tensors"))?;
     let mut values = Vec::with_capacity(n);
-    for l in &losses {
-        let v = b.read(l).await.map_err(err)?[0];
+    for v in host.iter().map(|l| l[0]) {
         if !v.is_finite() {
             return Err(invalid(format!("training diverged: the loss is {v} at step {step}; reset with a smaller learning rate")));
         }
         values.push(v);
     }
     let mut r = EvalResult::default();
-    r.add_batch(&b.read(&probs).await.map_err(err)?, &labels, None);
+    r.add_batch(&p, &labels, None);
     let o = Object::new();
     set(&o, "step", step as u32);
     set(&o, "epoch", epoch as u32);

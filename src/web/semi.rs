@@ -246,9 +246,11 @@ pub async fn semi_train_steps(n: usize) -> Result<JsValue, JsError> {
         }
         (parts, r.semi.step)
     };
+    // every step's costs in one read-back (one map per call, not per step)
+    let tensors: Vec<&crate::tensor::Tensor> = parts.iter().flatten().collect();
+    let host = b.read_many(&tensors).await.map_err(err)?;
     let mut sums = [0.0f64; 3];
-    for p in &parts {
-        let v = b.read_many(&[&p[0], &p[1], &p[2]]).await.map_err(err)?;
+    for v in host.chunks(3) {
         for k in 0..3 {
             let x = v[k][0];
             if !x.is_finite() {

@@ -4,6 +4,7 @@
 use crate::common::*;
 use nnlab::backend::*;
 use nnlab::cpu::CpuBackend;
+use nnlab::gpu::GpuOptions;
 use nnlab::Tensor;
 
 backend_test! {
@@ -59,4 +60,36 @@ fn a_tensor_of_the_other_backend_is_refused() {
     let (g, c) = (gpu(), CpuBackend::new());
     assert!(g.sum(&c.t(&[2, 3], &[0.0; 6])).is_err());
     assert!(c.sum(&g.t(&[2, 3], &[0.0; 6])).is_err());
+}
+
+/// Work is recorded into one command encoder and submitted at the next read (issue 18 item 4).
+/// An upload into a pooled buffer that recorded work still reads must land after that work;
+/// a chain longer than one submit's worth of dispatches and a copy in the middle stay in order.
+#[test]
+fn recorded_work_keeps_its_order_across_uploads_and_submits() {
+    let g = gpu_with(GpuOptions::default()); // its own pool: the recycling below is certain
+    let n = 1000;
+    let (da, db) = (rnd_in(n, 71, -1.0, 1.0), rnd_in(n, 72, -1.0, 1.0));
+    let a = g.upload(&[n], &da).unwrap();
+    let sum = g.binary(BinaryOp::Add, &a, &a).unwrap(); // recorded, reads a
+    drop(a); // a's buffer goes back to the pool while the add still needs it
+    let b = g.upload(&[n], &db).unwrap(); // takes that buffer
+    let mut x = g.binary(BinaryOp::Mul, &b, &b).unwrap();
+    let copy = g.zeros(&[n]).unwrap();
+    g.assign(&copy, &x).unwrap();
+    for _ in 0..700 {
+        // past the dispatches one submit collects
+        x = g.binary(BinaryOp::Add, &x, &b).unwrap();
+    }
+    let got = pollster::block_on(g.read_many(&[&sum, &b, &copy, &x])).unwrap();
+    for i in 0..n {
+        assert_eq!(got[0][i], da[i] + da[i], "sum at {i}");
+        assert_eq!(got[1][i], db[i], "upload at {i}");
+        assert_eq!(got[2][i], db[i] * db[i], "copy at {i}");
+        let mut want = db[i] * db[i];
+        for _ in 0..700 {
+            want += db[i];
+        }
+        assert_eq!(got[3][i], want, "chain at {i}");
+    }
 }
