@@ -345,7 +345,7 @@ backend_test! {
         let gx = b.v(&b
             .unary_backward(UnaryOp::Reciprocal, &b.t(&shape, &xs), &b.t(&shape, &gy))
             .unwrap());
-        fd_check("unary Reciprocal", &[xs.clone()], 0, &gy, &gx, 1e-3, &f);
+        fd_check("unary Reciprocal", std::slice::from_ref(&xs), 0, &gy, &gx, 1e-3, &f);
         let mut g = nnlab::autodiff::Graph::new(b);
         let xv = g.input(b.t(&shape, &xs));
         let r = g.reciprocal(xv).unwrap();
