@@ -163,7 +163,7 @@ pub enum ReferenceArg {
     /// MNIST test digits (even-indexed: reference; odd-indexed: ceiling row)
     Test,
     /// MNIST training digits 0..10000, which `train gan` leaves out (to choose a recipe
-    /// without looking at the test digits)
+    /// without looking at the test digits): 0..5000 reference, 5000..10000 ceiling row
     HeldoutTrain,
 }
 
@@ -487,17 +487,27 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
     };
     let n = a.samples.min(test.len() / 2);
-    // real held-out digits: even-indexed test digits are the reference, odd-indexed ones give
-    // the ceiling (interleaved: the test set's two halves come from different writers)
-    let pick = |parity: usize| -> Vec<f32> {
+    // Two disjoint sets of real digits from the same writers: the reference and the ceiling row.
+    // The test set's first and last 5,000 come from different writers, so it is split by index
+    // parity; the training set is the other way round (even- and odd-indexed training digits
+    // differ: their Frechet distance is 270, the first vs the second 5,000 give 12), so the
+    // held-out training digits are split into halves.
+    let index = |i: usize, half: usize| match a.reference {
+        ReferenceArg::Test => 2 * i + half,
+        ReferenceArg::HeldoutTrain => i + half * (test.len() / 2),
+    };
+    let pick = |half: usize| -> Vec<f32> {
         (0..n)
-            .flat_map(|i| test.image(2 * i + parity).to_vec())
+            .flat_map(|i| test.image(index(i, half)).to_vec())
             .collect()
     };
     let (_, ref_feats) = classify(b, &clf, &pick(0))?;
     let (real_probs, real_feats) = classify(b, &clf, &pick(1))?;
     let dim = ref_feats.len() / n;
-    println!("{n} digits per row; Frechet distance on the classifier's {dim} penultimate features against {n} real digits ({:?}: even-indexed reference, odd-indexed ceiling)", a.reference);
+    println!("{n} digits per row; Frechet distance on the classifier's {dim} penultimate features against {n} real digits ({})", match a.reference {
+        ReferenceArg::Test => "test digits: even-indexed reference, odd-indexed ceiling",
+        ReferenceArg::HeldoutTrain => "held-out training digits: 0..5000 reference, 5000..10000 ceiling",
+    });
     println!("| model | classifier score (max 10) | Frechet distance | smallest class % | largest class % |\n|---|---:|---:|---:|---:|");
     let row = |name: &str, probs: &[f32], feats: &[f32]| -> Result<Vec<usize>> {
         let h = class_histogram(probs, 10)?;
