@@ -15,6 +15,7 @@
 // bounds-checked against them, so padding/dilation/output_padding need no special cases.
 //
 // Bindings (per entry point; only those an entry uses are in its layout):
+// (the Params struct and these bindings are in conv2d_params.wgsl, shared with conv2d_tiled.wgsl)
 //   0 params (uniform), 1 dst (read_write), 2 src_a (read), 3 src_b (read), 4 bias (read)
 //   conv_fwd:        dst = y,  src_a = x,  src_b4 = wt packed by pack_w_fwd, bias (Cout) used when has_bias
 //   conv_bwd_input:  dst = x,  src_a = y,  src_b4 = wt packed by pack_w_bwd, bias (Cin)  used when has_bias
@@ -36,44 +37,6 @@
 //   sum_partials:    ceil(cout*cin*kh*kw / 256)
 //   pack_w_fwd/bwd:  ceil(len(packed) / 256)
 
-struct Params {
-    wg_base: u32,
-    batch: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    ho: u32,
-    wo: u32,
-    // kernel, stride, padding, dilation: rows (h) and columns (w) each
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    x_off: u32,
-    y_off: u32,
-    has_bias: u32,
-    tiles_c: u32,
-    // conv_bwd_weight: output rows (n, oh) per split and number of splits;
-    // sum_partials: splits and whether to add to dst (batch chunks after the first)
-    rows_per_split: u32,
-    splits: u32,
-    accumulate: u32,
-    // conv_fwd / conv_bwd_input epilogue: max(0, .) after the bias (inference's fused conv + ReLU)
-    relu: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read> src_a: array<f32>;
-@group(0) @binding(3) var<storage, read> src_b: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-// conv_fwd / conv_bwd_input read the weight packed by pack_w_fwd / pack_w_bwd, as vec4s
-@group(0) @binding(3) var<storage, read> src_b4: array<vec4<f32>>;
 
 const COLS: u32 = 128u; // columns (pixels or weight taps) per workgroup tile
 const ROWS: u32 = 32u;  // rows (channels) per workgroup tile

@@ -1,5 +1,5 @@
 // conv2d_tiled.wgsl — 2-D convolution as workgroup-memory tiled implicit GEMMs: the "tiled"
-// variant beside the register-blocked kernels of conv2d.wgsl (same Params, same bindings, same
+// variant beside the register-blocked kernels of conv2d.wgsl (same Params and bindings: conv2d_params.wgsl, same
 // packed weights, same partial sums; the host picks a variant per shape class, src/gpu/tuner.rs).
 //
 // Design, and why (the GEMM core is that of matmul_tiled.wgsl):
@@ -36,40 +36,6 @@
 //   conv_bwd_input_tiled:  ceil(batch*h*w / 64) * tiles_c
 //   conv_bwd_weight_tiled: splits * ceil(cin*kh*kw / 64) * tiles_c   (tiles_c over cout)
 
-struct Params {
-    wg_base: u32,
-    batch: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    ho: u32,
-    wo: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    x_off: u32,
-    y_off: u32,
-    has_bias: u32,
-    tiles_c: u32,
-    rows_per_split: u32,
-    splits: u32,
-    accumulate: u32,
-    // conv_fwd_tiled / conv_bwd_input_tiled epilogue: max(0, .) after the bias (fused conv + ReLU)
-    relu: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read> src_a: array<f32>;
-@group(0) @binding(3) var<storage, read> src_b: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read> src_b4: array<vec4<f32>>;
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;

@@ -10,32 +10,11 @@
 // The host may run one block of a larger product per launch (binding-size limits): m, n, k
 // are then the block's sizes and the offsets point at its first elements.
 //
-// Bindings (`matmul`): 0 params (uniform), 1 c (read_write), 2 a (read), 3 b (read).
+// Bindings (`matmul`; declared in matmul_params.wgsl, shared with matmul_tiled.wgsl): 0 params (uniform), 1 c (read_write), 2 a (read), 3 b (read).
 // Dispatch (`matmul`): ceil(M / 32) * ceil(N / 32) workgroups (linear, see prelude.wgsl) of 64 threads
 // as 8 x 8; a thread's 4 rows and 4 columns are 8 apart, so neighbouring threads read
 // neighbouring columns of B and write neighbouring elements of C (coalesced on real GPUs).
 
-struct Params {
-    wg_base: u32,
-    m: u32,
-    n: u32,
-    k: u32,
-    a_off: u32,
-    a_sm: u32,
-    a_sk: u32,
-    b_off: u32,
-    b_sk: u32,
-    b_sn: u32,
-    c_off: u32,
-    ldc: u32,
-    accumulate: u32,
-    tiles_n: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read_write> c: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
 
 @compute @workgroup_size(64)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -98,9 +77,6 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 // Bindings: 0 params, 1 c4 (read_write, vec4), 2 a4 (read, vec4), 3 b4 (read, vec4).
 // Dispatch: ceil(M / 64) * tiles_n workgroups, tiles_n = ceil(N / 64).
 
-@group(0) @binding(1) var<storage, read_write> c4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
 
 // A thread's block: the first row / column of each 4-wide half (clamped so that loads stay in
 // range; m and n are multiples of 4, so a half is wholly inside C or wholly outside) and the

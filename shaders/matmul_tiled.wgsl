@@ -23,36 +23,12 @@
 //   and zero masks the edge tiles need (a branch uniform over the workgroup).
 // Workgroup memory: 2 x 16 x 17 x 16 B = 8.5 KiB (WebGPU guarantees 16 KiB).
 //
-// Operands are addressed through strides, exactly as in matmul.wgsl (same Params, same bindings):
+// Operands are addressed through strides, exactly as in matmul.wgsl (same Params and bindings: matmul_params.wgsl):
 //   op(A)[m, k] = a[a_off + m * a_sm + k * a_sk],  op(B)[k, n] = b[b_off + k * b_sk + n * b_sn],
 //   C[m, n] = c[c_off + m * ldc + n].
 // Bindings: 0 params, 1 c, 2 a, 3 b (f32, or vec4 in the _v4 entries).
 // Dispatch: ceil(M / 64) * tiles_n workgroups, tiles_n = ceil(N / 64).
 
-struct Params {
-    wg_base: u32,
-    m: u32,
-    n: u32,
-    k: u32,
-    a_off: u32,
-    a_sm: u32,
-    a_sk: u32,
-    b_off: u32,
-    b_sk: u32,
-    b_sn: u32,
-    c_off: u32,
-    ldc: u32,
-    accumulate: u32,
-    tiles_n: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read_write> c: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(1) var<storage, read_write> c4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;

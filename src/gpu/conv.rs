@@ -24,19 +24,31 @@ use crate::{Error, Result};
 
 const CONV: Shader = Shader {
     name: "conv2d",
-    source: include_str!("../../shaders/conv2d.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/conv2d_params.wgsl"),
+        include_str!("../../shaders/conv2d.wgsl")
+    ),
 };
 const MATMUL: Shader = Shader {
     name: "matmul",
-    source: include_str!("../../shaders/matmul.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/matmul_params.wgsl"),
+        include_str!("../../shaders/matmul.wgsl")
+    ),
 };
 const CONV_TILED: Shader = Shader {
     name: "conv2d_tiled",
-    source: include_str!("../../shaders/conv2d_tiled.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/conv2d_params.wgsl"),
+        include_str!("../../shaders/conv2d_tiled.wgsl")
+    ),
 };
 const MATMUL_TILED: Shader = Shader {
     name: "matmul_tiled",
-    source: include_str!("../../shaders/matmul_tiled.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/matmul_params.wgsl"),
+        include_str!("../../shaders/matmul_tiled.wgsl")
+    ),
 };
 
 /// Tile sizes of the shaders: a conv workgroup covers 128 columns (pixels or taps) x 32 channels,
