@@ -4,7 +4,7 @@
 
 use nnlab::cpu::CpuBackend;
 use nnlab::data::images::{self, parse_set_part, DenoiseSet, Image, Part};
-use nnlab::data::patches::{Noise, NoiseLevel, PatchSampler};
+use nnlab::data::patches::{tone, Noise, NoiseLevel, PatchSampler, TONE_GAIN};
 use nnlab::models::dncnn::{self, DnCnn};
 use nnlab::rng;
 
@@ -35,6 +35,7 @@ fn the_clipped_fraction_clips_whole_patches_and_leaves_the_rest_as_they_were() {
         Noise {
             level,
             clipped: 1.0,
+            toned: 0.0,
         },
         3,
         7,
@@ -49,6 +50,7 @@ fn the_clipped_fraction_clips_whole_patches_and_leaves_the_rest_as_they_were() {
         Noise {
             level,
             clipped: 0.5,
+            toned: 0.0,
         },
         3,
         7,
@@ -78,11 +80,99 @@ fn the_clipped_fraction_clips_whole_patches_and_leaves_the_rest_as_they_were() {
         Noise {
             level,
             clipped: 0.5,
+            toned: 0.0,
         },
         3,
         7,
     );
     assert_eq!(again.noisy, half.noisy);
+}
+
+#[test]
+fn tone_compresses_a_patch_toward_black_or_white_on_8bit_levels_and_keeps_its_order() {
+    let x: Vec<f32> = (0..=255).map(|l| l as f32 / 255.0).collect();
+    let mut dark = x.clone();
+    tone(&mut dark, false, 0.1);
+    let mut bright = x.clone();
+    tone(&mut bright, true, 0.1);
+    assert_eq!((dark[0], bright[255]), (0.0, 1.0), "the end itself stays");
+    // 255 * 0.1 = 25.5 levels: rounded to 26 (and 255 - 25.5 to 230)
+    assert_eq!((dark[255] * 255.0, bright[0] * 255.0), (26.0, 230.0));
+    for w in [&dark, &bright] {
+        assert!(w.iter().all(|&v| is_8bit(v)));
+        assert!(w.windows(2).all(|p| p[0] <= p[1]), "order kept");
+    }
+}
+
+#[test]
+fn the_toned_fraction_darkens_or_brightens_whole_clean_patches_and_leaves_the_noise_as_it_was() {
+    let sampler = PatchSampler::new(images(5, 48), 16).unwrap();
+    let level = NoiseLevel::Uniform { lo: 0.0, hi: 55.0 };
+    let (n, per) = (64, 16 * 16);
+    let with = |clipped: f32, toned: f32| {
+        sampler.batch(
+            n,
+            Noise {
+                level,
+                clipped,
+                toned,
+            },
+            3,
+            7,
+        )
+    };
+    let plain = with(0.0, 0.0);
+    let toned = with(0.0, 0.5);
+    assert_eq!(toned.sigmas, plain.sigmas, "sigma drawn as before");
+    let (mut dark, mut bright) = (0, 0);
+    for k in 0..n {
+        let r = k * per..(k + 1) * per;
+        let (c, c0) = (&toned.clean[r.clone()], &plain.clean[r.clone()]);
+        // the noise values are those of the untoned batch
+        for i in r.clone() {
+            let (e, e0) = (
+                toned.noisy[i] - toned.clean[i],
+                plain.noisy[i] - plain.clean[i],
+            );
+            assert!((e - e0).abs() < 1e-5, "patch {k}: noise {e} vs {e0}");
+        }
+        if c == c0 {
+            continue;
+        }
+        assert!(c.iter().all(|&v| is_8bit(v)), "patch {k} on 8-bit levels");
+        // the contrast is scaled by a gain in TONE_GAIN (within the rounding of two levels)
+        let span = |p: &[f32]| {
+            p.iter().cloned().fold(f32::MIN, f32::max) - p.iter().cloned().fold(f32::MAX, f32::min)
+        };
+        let (g_lo, g_hi) = TONE_GAIN;
+        let (s, s0) = (span(c), span(c0));
+        assert!(
+            s >= g_lo * s0 - 1.0 / 255.0 && s <= g_hi * s0 + 1.0 / 255.0,
+            "patch {k}: span {s} from {s0}"
+        );
+        let max_dark = g_hi + 0.5 / 255.0;
+        if c.iter().all(|&v| v <= max_dark) {
+            dark += 1;
+        } else {
+            assert!(
+                c.iter().all(|&v| v >= 1.0 - max_dark),
+                "patch {k} toned toward neither end"
+            );
+            bright += 1;
+        }
+    }
+    assert!(
+        (16..=48).contains(&(dark + bright)) && dark >= 6 && bright >= 6,
+        "{dark} dark and {bright} bright of {n} patches with a fraction of 0.5"
+    );
+    // toning and clipping are drawn apart: with both, the clipped patches are the toned
+    // batch's noisy patches clamped and rounded
+    let both = with(1.0, 0.5);
+    assert_eq!(both.clean, toned.clean);
+    assert_eq!(both.noisy, images::quantize8(&toned.noisy));
+    // a pure function of (seed, step), so resume stays bit-identical
+    let again = with(0.0, 0.5);
+    assert_eq!((again.clean, again.noisy), (toned.clean, toned.noisy));
 }
 
 #[test]
@@ -137,31 +227,13 @@ fn the_shipped_blind_gray_model_keeps_a_dark_image_dark_under_clipped_noise() {
     ))
     .unwrap();
     let model = DnCnn::from_weights(&b, &bytes).unwrap();
-    // a dark scene: a smooth ramp from 4 to 40 levels with soft blobs, on 8-bit levels
-    let (h, w) = (128usize, 128usize);
-    let mut data = Vec::with_capacity(h * w);
-    for y in 0..h {
-        for x in 0..w {
-            let ramp = 4.0 + 36.0 * x as f32 / (w - 1) as f32;
-            let blob = 10.0 * ((y as f32 / 9.0).sin() * (x as f32 / 13.0).cos()).max(0.0);
-            data.push((ramp + blob).round() / 255.0);
-        }
-    }
-    let clean = Image::new(1, h, w, data).unwrap();
-    let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64 * 255.0;
-    let mut biases = Vec::new();
-    for seed in [1u64, 2, 3] {
-        let noisy = clean
-            .with_data(images::add_awgn8(&clean.data, 50.0, seed, 0))
-            .unwrap();
-        let out = dncnn::denoise_image(&b, &model, &noisy, false).unwrap();
-        let out = images::quantize8(&out.data);
-        biases.push(mean(&out) - mean(&clean.data));
-    }
-    let bias = biases.iter().sum::<f64>() / biases.len() as f64;
+    // a 128x128 ramp of 4-40 levels with soft blobs, sigma 50 clipped, noise seeds 1, 2, 3
+    let clean = dncnn::dark_test_image(1).unwrap();
+    let mean = clean.data.iter().map(|&x| x as f64).sum::<f64>() / clean.data.len() as f64;
+    let (bias, biases) = dncnn::dark_bias(&b, &model).unwrap();
     println!(
         "dark image (clean mean {:.1} levels), sigma 50 clipped: output bias {bias:+.2} levels (per seed {biases:?})",
-        mean(&clean.data)
+        mean * 255.0
     );
     assert!(
         bias.abs() <= 1.0,
@@ -184,6 +256,9 @@ fn nnlab(args: &[&str]) -> (bool, String) {
 fn the_cli_refuses_a_clip_mix_outside_0_1_and_a_validation_part_of_a_test_set() {
     let (ok, text) = nnlab(&["train", "dncnn", "--clip-mix", "1.5", "--steps", "1"]);
     assert!(!ok && text.contains("clip-mix in [0, 1]"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    let (ok, text) = nnlab(&["train", "dncnn", "--tone-mix", "2", "--steps", "1"]);
+    assert!(!ok && text.contains("tone-mix in [0, 1]"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
     let (ok, text) = nnlab(&[
         "eval",

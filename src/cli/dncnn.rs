@@ -108,6 +108,11 @@ pub struct TrainArgs {
     /// as a saved photo is; the others keep the paper's unclipped noise
     #[arg(long, default_value_t = DEFAULT_CLIP_MIX)]
     pub clip_mix: f32,
+    /// fraction of the clean patches compressed toward black or white (a log-uniform gain in
+    /// [1/25, 1/2], half toward each end, rounded to 8 bits) before the noise, so that dark and
+    /// bright regions, where clipping biases the noise, are common in training (0: off)
+    #[arg(long, default_value_t = 0.0)]
+    pub tone_mix: f32,
     /// train on every image of the set; by default every 10th image (in name order) is held
     /// out as the validation part (`--set Train400-val` / `CBSD432-val` in `nnlab eval dncnn`)
     #[arg(long)]
@@ -146,6 +151,10 @@ pub struct EvalArgs {
     /// image (8 times slower, usually a little higher PSNR)
     #[arg(long)]
     pub self_ensemble: bool,
+    /// also print the mean output bias on issue 23's synthetic dark image (a 4-40 level ramp,
+    /// 8-bit clipped noise at sigma 50, noise seeds 1-3; the bar is +-1 level)
+    #[arg(long)]
+    pub dark_bias: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -234,6 +243,12 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
                 })?,
                 None => 0.0,
             };
+            a.tone_mix = match meta.get("tone_mix") {
+                Some(v) => v.parse().map_err(|_| {
+                    Error::Weights("checkpoint entry 'tone_mix' is not a number".into())
+                })?,
+                None => 0.0,
+            };
             a.all_images = meta.get("images").is_none_or(|v| v == "all");
             Ok(())
         };
@@ -266,10 +281,11 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         || a.checkpoint_every == 0
         || a.snapshot_every == 0
         || !(0.0..=1.0).contains(&a.clip_mix)
+        || !(0.0..=1.0).contains(&a.tone_mix)
     {
         return Err(Error::Invalid(format!(
-            "need batch >= 1, patch >= 3, steps >= 1, lr > 0, checkpoint-every >= 1, snapshot-every >= 1, clip-mix in [0, 1] (got {}, {}, {}, {}, {}, {}, {})",
-            a.batch, a.patch, a.steps, a.lr, a.checkpoint_every, a.snapshot_every, a.clip_mix
+            "need batch >= 1, patch >= 3, steps >= 1, lr > 0, checkpoint-every >= 1, snapshot-every >= 1, clip-mix in [0, 1], tone-mix in [0, 1] (got {}, {}, {}, {}, {}, {}, {}, {})",
+            a.batch, a.patch, a.steps, a.lr, a.checkpoint_every, a.snapshot_every, a.clip_mix, a.tone_mix
         )));
     }
     match (a.stop_at, &a.checkpoint) {
@@ -376,15 +392,17 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     let noise = Noise {
         level: a.mode.level(),
         clipped: a.clip_mix,
+        toned: a.tone_mix,
     };
     println!(
-        "training DnCNN ({} ch, depth {}, width {}, {} parameters) mode {} ({:.0}% of patches with 8-bit clipped noise) on {}: patch {}, batch {}, steps {}, Adam lr {} (x0.1 at 60%, x0.01 at 85%), seed {}",
+        "training DnCNN ({} ch, depth {}, width {}, {} parameters) mode {} ({:.0}% of patches with 8-bit clipped noise, {:.0}% toned toward black or white) on {}: patch {}, batch {}, steps {}, Adam lr {} (x0.1 at 60%, x0.01 at 85%), seed {}",
         a.channels,
         a.depth,
         a.width,
         config.parameter_count(),
         a.mode.name(),
         a.clip_mix * 100.0,
+        a.tone_mix * 100.0,
         b.info().describe(),
         a.patch,
         a.batch,
@@ -401,6 +419,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     meta.insert("steps".to_string(), a.steps.to_string());
     meta.insert("data".to_string(), set.folder().to_string());
     meta.insert("clip_mix".to_string(), a.clip_mix.to_string());
+    meta.insert("tone_mix".to_string(), a.tone_mix.to_string());
     meta.insert(
         "images".to_string(),
         (if a.all_images { "all" } else { "train-part" }).to_string(),
@@ -659,6 +678,13 @@ fn validate(b: &dyn Backend, model: &DnCnn, val: &[(String, Image)], mode: Mode)
             row[0], row[1]
         ));
     }
+    // a blind model is also held to issue 23's dark-image bar (a synthetic image, no test set)
+    if mode == Mode::Blind {
+        parts.push(format!(
+            "dark bias {:+.2} levels",
+            dncnn::dark_bias(b, model)?.0
+        ));
+    }
     Ok(parts.join(", "))
 }
 
@@ -740,6 +766,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 s
             );
         }
+    }
+    if a.dark_bias {
+        let (bias, per) = dncnn::dark_bias(b, &model)?;
+        println!(
+            "dark image (4-40 levels), sigma 50 clipped: mean output bias {bias:+.2} levels (seeds 1-3: {:+.2} / {:+.2} / {:+.2})",
+            per[0], per[1], per[2]
+        );
     }
     Ok(())
 }

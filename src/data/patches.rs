@@ -2,7 +2,9 @@
 //! flip/rotation augmentations (the dihedral group of the square, as in DnCNN), and white
 //! Gaussian noise of a fixed sigma or a sigma drawn uniformly per patch (blind training). A
 //! chosen fraction of the noisy patches is clipped to [0, 1] and rounded to 8 bits, as the noise
-//! of a saved photo is (see [`Noise`]); the rest keep the paper's unclipped noise.
+//! of a saved photo is (see [`Noise`]); the rest keep the paper's unclipped noise. Another
+//! chosen fraction of the clean patches is first compressed toward black or white ([`tone`]),
+//! so that the clipped noise of dark and bright regions is common in training.
 //!
 //! Every draw comes from the counter-based RNG (`crate::rng`) keyed by (seed, step, patch), so
 //! batch `step` is a pure function of (images, seed, step): resuming at step s reproduces the
@@ -31,6 +33,9 @@ pub struct Noise {
     pub level: NoiseLevel,
     /// in [0, 1]: 0 is the paper's protocol, 1 is all-clipped
     pub clipped: f32,
+    /// in [0, 1]: the fraction of clean patches compressed toward black or white before the
+    /// noise ([`tone`]); 0 keeps the images' own intensities
+    pub toned: f32,
 }
 
 impl Noise {
@@ -39,7 +44,29 @@ impl Noise {
         Noise {
             level,
             clipped: 0.0,
+            toned: 0.0,
         }
+    }
+}
+
+/// The range of the gain of a toned patch (log-uniform): 1/25 leaves a patch that spanned the
+/// full range about 10 levels, 1/2 half the range. In natural training images regions within a
+/// few levels of black or white are rare, so without toning the model seldom sees noise that
+/// the clip at 0 or 255 has biased (at sigma 50 a pixel of level 10 reads ~+12 levels brighter
+/// on average after clipping) and learns to keep that bias as signal.
+pub const TONE_GAIN: (f32, f32) = (1.0 / 25.0, 0.5);
+
+/// Compress a clean patch toward black (`x -> g x`) or white (`x -> 1 - g (1 - x)`) with gain
+/// `g` in (0, 1], and round it to 8-bit levels as a dark or bright region of a saved photo is.
+/// The structure of the patch is kept, its contrast scaled by `g`.
+pub fn tone(patch: &mut [f32], toward_white: bool, gain: f32) {
+    for v in patch {
+        let x = if toward_white {
+            1.0 - gain * (1.0 - *v)
+        } else {
+            gain * *v
+        };
+        *v = level8(x);
     }
 }
 
@@ -181,7 +208,16 @@ impl PatchSampler {
         let mut noisy = Vec::with_capacity(n * per);
         let mut sigmas = Vec::with_capacity(n);
         for k in 0..n {
-            let c = self.clean_patch(seed, step, k);
+            let mut c = self.clean_patch(seed, step, k);
+            // counters 0xFFFD_0000 + k (whether), 0xFFFC_0000 + k (which end) and 0xFFFB_0000 + k
+            // (gain): draws of their own, so toning leaves sigma, the clipped choice and the noise
+            // values of every patch as they were
+            let u = |base: u32| rng::uniform01(nkey, base.wrapping_add(k as u32));
+            if noise.toned > 0.0 && u(0xFFFD_0000) < noise.toned {
+                let (lo, hi) = TONE_GAIN;
+                let gain = lo * (hi / lo).powf(u(0xFFFB_0000));
+                tone(&mut c, u(0xFFFC_0000) < 0.5, gain);
+            }
             let sigma = match noise.level {
                 NoiseLevel::Fixed(s) => s,
                 // counter 0xFFFF_0000 + k sits far above the noise counters of this step

@@ -743,3 +743,38 @@ pub fn denoise_image(b: &dyn Backend, model: &DnCnn, img: &Image, ensemble: bool
     let core = tile_core(b, &model.config)?;
     img.with_data(denoise_tiled(b, model, img, core, ensemble, |_, _| {})?)
 }
+
+/// The dark test image of issue 23: a 128x128 smooth ramp from 4 to 40 levels with soft blobs
+/// of up to 10 levels, on 8-bit levels; the same plane in every channel.
+pub fn dark_test_image(channels: usize) -> Result<Image> {
+    let (h, w) = (128usize, 128usize);
+    let mut plane = Vec::with_capacity(h * w);
+    for y in 0..h {
+        for x in 0..w {
+            let ramp = 4.0 + 36.0 * x as f32 / (w - 1) as f32;
+            let blob = 10.0 * ((y as f32 / 9.0).sin() * (x as f32 / 13.0).cos()).max(0.0);
+            plane.push((ramp + blob).round() / 255.0);
+        }
+    }
+    Image::new(channels, h, w, plane.repeat(channels))
+}
+
+/// The mean output bias, in 8-bit levels, of `model` on [`dark_test_image`] with 8-bit clipped
+/// noise at sigma 50 (`images::add_awgn8`, noise seeds 1, 2, 3), the output rounded to 8 bits
+/// as a saved result is; returns the mean over the seeds and the bias of each. Clipping at 0
+/// turns zero-mean noise into a positive bias that a
+/// model which never saw it keeps as signal: issue 23's bar is +-1 level. Native (as
+/// [`denoise_image`]).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn dark_bias(b: &dyn Backend, model: &DnCnn) -> Result<(f64, [f64; 3])> {
+    use crate::data::images;
+    let clean = dark_test_image(model.config.channels)?;
+    let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64 * 255.0;
+    let mut biases = [0.0; 3];
+    for (i, seed) in [1u64, 2, 3].into_iter().enumerate() {
+        let noisy = clean.with_data(images::add_awgn8(&clean.data, 50.0, seed, 0))?;
+        let out = denoise_image(b, model, &noisy, false)?;
+        biases[i] = mean(&images::quantize8(&out.data)) - mean(&clean.data);
+    }
+    Ok((biases.iter().sum::<f64>() / 3.0, biases))
+}

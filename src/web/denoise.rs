@@ -815,7 +815,11 @@ pub fn dncnn_train_init(opts: JsValue) -> Result<JsValue, JsError> {
             "the fraction of clipped-noise patches must be in [0, 1], got {clipped}"
         )));
     }
-    let noise = Noise { level, clipped };
+    let noise = Noise {
+        level,
+        clipped,
+        toned: 0.0,
+    };
     let val_sigma = field(&opts, "val_sigma", ((lo + hi) / 2.0) as f64)? as f32;
     let batch = whole(&opts, "batch", 16, 1, 256)?;
     let patch = whole(&opts, "patch", 40, 8, 128)?;
