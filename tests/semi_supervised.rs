@@ -5,8 +5,8 @@
 //! - the entropy composition equals -sum p log p and its gradient equals central finite
 //!   differences;
 //! - VAT's r raises KL(F(x) || F(x + r)) far above random noise of the same L2 norm;
-//! - the semi-supervised cost is CE + lambda * consistency in value, and one step runs the same
-//!   on the GPU as on the CPU;
+//! - the semi-supervised cost is CE + lambda * consistency + w * entropy in value, its gradient
+//!   is linear in the entropy weight w, and one step runs the same on the GPU as on the CPU;
 //! - gradient ascent moves each image by exactly its L2 budget and raises the loss more than
 //!   random noise of that norm;
 //! - a balanced labelled subset holds k digits of each class, drawn by seed;
@@ -209,6 +209,45 @@ fn semi_loss_is_ce_plus_lambda_consistency_and_gpu_matches_cpu() {
             v(l.entropy.unwrap()),
         );
         assert!((total - (ce + 0.7 * cons + ent)).abs() < 1e-5 * (1.0 + total.abs()));
+        // the entropy weight scales the entropy term alone, in the value and in the gradient:
+        // grad(w = 0.25) = grad(w = 0) + 0.25 (grad(w = 1) - grad(w = 0)), the same r (seed 3)
+        let weighted = |w: f32| {
+            let c = SemiConfig {
+                entropy_weight: w,
+                ..cfg
+            };
+            let mut gw = Graph::new(b);
+            let l = semi::semi_loss(&mut gw, &model, &x_l, &t_l, Some(&x_u), &c, 3).unwrap();
+            let total = read(b, gw.value(l.total).unwrap())[0];
+            gw.backward(l.total).unwrap();
+            let grads: Vec<f32> = model
+                .params()
+                .iter()
+                .flat_map(|p| read(b, &gw.param_grad(p).unwrap()))
+                .collect();
+            (total, grads)
+        };
+        let ((t0, g0), (tq, gq), (t1, g1)) = (weighted(0.0), weighted(0.25), weighted(1.0));
+        assert!((t1 - total).abs() < 1e-5 * (1.0 + total.abs()));
+        assert!((t0 - (ce + 0.7 * cons)).abs() < 1e-5 * (1.0 + total.abs()));
+        assert!((tq - (ce + 0.7 * cons + 0.25 * ent)).abs() < 1e-5 * (1.0 + total.abs()));
+        let scale = g1.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = g0
+            .iter()
+            .zip(&gq)
+            .zip(&g1)
+            .map(|((a, q), c)| (q - (a + 0.25 * (c - a))).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            g0 != g1 && worst < 1e-4 * (1.0 + scale),
+            "entropy weight: gradient off its linear blend by {worst}"
+        );
+        assert!(SemiConfig {
+            entropy_weight: -1.0,
+            ..cfg
+        }
+        .validate()
+        .is_err());
         // the labelled term is the plain cross-entropy
         let mut g2 = Graph::new(b);
         let xv = g2.constant(x_l.clone());
@@ -333,6 +372,15 @@ fn cli_refuses_bad_semi_settings() {
     assert!(run(&with(&["--labels", "100", "--channels", "8,8"])).contains("four widths"));
     assert!(run(&with(&["--labels", "100", "--lambda=-1"])).contains("lambda"));
     assert!(run(&with(&["--labels", "100", "--labelled-shift", "9"])).contains("at most 8"));
+    assert!(run(&with(&["--labels", "100", "--entropy-ramp", "0.5"])).contains("needs --entropy"));
+    assert!(run(&with(&[
+        "--labels",
+        "100",
+        "--entropy",
+        "--entropy-ramp",
+        "1.5"
+    ]))
+    .contains("[0, 1]"));
     assert!(run(&["eval", "semi", "--labels", "100,7"]).contains("multiple of 10"));
     assert!(run(&["eval", "semi", "--steps", "0"]).contains("--steps"));
 }

@@ -84,6 +84,10 @@ pub struct SemiArgs {
     /// add the mean entropy of the unlabelled predictions (entropy minimisation)
     #[arg(long)]
     pub entropy: bool,
+    /// with --entropy: grow the entropy term's weight linearly from 0 to 1 over this fraction of
+    /// the steps (0: weight 1 from the start), so that it does not lock in the early mistakes
+    #[arg(long, default_value_t = 0.0)]
+    pub entropy_ramp: f32,
     /// optimizer steps (each: one labelled and one unlabelled batch)
     #[arg(long, default_value_t = 1500)]
     pub steps: usize,
@@ -115,6 +119,8 @@ pub struct SemiRun {
     pub labelled_batch: usize,
     pub unlabelled_batch: usize,
     pub labelled_shift: u32,
+    /// fraction of the steps over which the entropy weight grows from 0 to 1
+    pub entropy_ramp: f32,
     pub val: usize,
     pub config: ClassifierConfig,
     pub lr: f32,
@@ -143,6 +149,7 @@ impl SemiRun {
             xi: args.xi,
             lambda: args.lambda,
             entropy: args.entropy,
+            entropy_weight: 1.0,
         };
         cfg.validate()?;
         let [c1, c2, c3, hidden] = args.channels[..] else {
@@ -173,6 +180,15 @@ impl SemiRun {
                 args.labelled_shift
             )));
         }
+        if !(0.0..=1.0).contains(&args.entropy_ramp) {
+            return Err(Error::Invalid(format!(
+                "--entropy-ramp is a fraction of the run, in [0, 1], got {}",
+                args.entropy_ramp
+            )));
+        }
+        if args.entropy_ramp > 0.0 && !args.entropy {
+            return Err(Error::Invalid("--entropy-ramp needs --entropy".into()));
+        }
         if !(lr > 0.0 && lr.is_finite()) {
             return Err(Error::Invalid(format!("--lr must be > 0, got {lr}")));
         }
@@ -183,6 +199,7 @@ impl SemiRun {
             labelled_batch: args.labelled_batch,
             unlabelled_batch: args.unlabelled_batch,
             labelled_shift: args.labelled_shift,
+            entropy_ramp: args.entropy_ramp,
             val: args.val,
             config: ClassifierConfig { c1, c2, c3, hidden },
             lr,
@@ -216,7 +233,11 @@ impl SemiRun {
             } else {
                 String::new()
             },
-            if c.entropy { " + entropy" } else { "" },
+            match (c.entropy, self.entropy_ramp > 0.0) {
+                (false, _) => String::new(),
+                (true, false) => " + entropy".into(),
+                (true, true) => format!(" + entropy (weight ramped up over {} of the steps)", self.entropy_ramp),
+            },
             self.steps,
             self.labelled_batch,
             self.unlabelled_batch,
@@ -318,6 +339,10 @@ pub fn run(
             None
         };
         let step_seed = r.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
+        let cfg = SemiConfig {
+            entropy_weight: entropy_weight(r.entropy_ramp, t),
+            ..r.cfg
+        };
         let parts = semi::train_step(
             b,
             &model,
@@ -325,7 +350,7 @@ pub fn run(
             &x_l,
             &t_l,
             x_u.as_ref(),
-            &r.cfg,
+            &cfg,
             step_seed,
         )?;
         sums[0] += finite_loss(b, &parts[0], step)? as f64;
@@ -372,6 +397,16 @@ pub fn run(
             secs,
         },
     ))
+}
+
+/// The entropy term's weight at fraction `t` of the run: linear from 0 to 1 over the first
+/// `ramp` of it (1 throughout when `ramp` is 0).
+pub fn entropy_weight(ramp: f32, t: f32) -> f32 {
+    if ramp <= 0.0 {
+        1.0
+    } else {
+        (t / ramp).min(1.0)
+    }
 }
 
 /// The validation digits' most frequent mistakes, as a line for the log: which classes a

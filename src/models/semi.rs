@@ -2,7 +2,7 @@
 //! x^"): virtual adversarial training (Miyato et al. 2015/2017) and its random-noise twin.
 //!
 //! ```text
-//! cost = CE(F(x_l), y_l) + lambda * D(F(x^), F(x^ + r)) [+ H(F(x^))]
+//! cost = CE(F(x_l), y_l) + lambda * D(F(x^), F(x^ + r)) [+ w H(F(x^))]
 //! D(p, q) = KL(p || q) over the 10 classes, p = F(x^) held constant (no gradient)
 //! ```
 //! - adversarial r (VAT, one power iteration): d ~ N(0, I) rescaled to L2 norm xi; g = the
@@ -60,11 +60,14 @@ pub struct SemiConfig {
     pub lambda: f32,
     /// add the mean entropy of the unlabelled predictions
     pub entropy: bool,
+    /// weight of the entropy term when it is on (a schedule may ramp it up from 0, so that it
+    /// does not lock in the early, labels-only mistakes)
+    pub entropy_weight: f32,
 }
 
 impl Default for SemiConfig {
     /// VAT with the L2 norm, eps 2.0 (the pixel-scale MNIST setting of Miyato et al.), xi 1e-1,
-    /// lambda 1, no entropy term.
+    /// lambda 1, no entropy term (weight 1 when turned on).
     fn default() -> Self {
         SemiConfig {
             unlabelled: Unlabelled::Adversarial,
@@ -73,6 +76,7 @@ impl Default for SemiConfig {
             xi: 0.1,
             lambda: 1.0,
             entropy: false,
+            entropy_weight: 1.0,
         }
     }
 }
@@ -100,6 +104,12 @@ impl SemiConfig {
             return Err(Error::Invalid(format!(
                 "semi-supervised: lambda must be >= 0 and finite, got {}",
                 self.lambda
+            )));
+        }
+        if !(self.entropy_weight.is_finite() && self.entropy_weight >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "semi-supervised: the entropy weight must be >= 0 and finite, got {}",
+                self.entropy_weight
             )));
         }
         Ok(())
@@ -243,7 +253,8 @@ pub struct SemiLoss {
 
 /// Records the semi-supervised cost in `g`: CE on the labelled batch (`x_l`, one-hot `t_l`)
 /// plus, on the unlabelled batch `x_u`, lambda * CE(F(x^ + r), F(x^)) (the KL up to a constant)
-/// and the entropy term when asked. r is crafted first with the current parameters.
+/// and the entropy term (times its weight) when asked. r is crafted first with the current
+/// parameters.
 pub fn semi_loss(
     g: &mut Graph<'_>,
     model: &dyn Module,
@@ -283,7 +294,8 @@ pub fn semi_loss(
         let xv = g.constant(x_u.clone());
         let logits = model.forward(g, xv)?;
         let h = entropy(g, logits)?;
-        out.total = g.add(out.total, h)?;
+        let weighted = g.scale(h, cfg.entropy_weight)?;
+        out.total = g.add(out.total, weighted)?;
         out.entropy = Some(h);
     }
     Ok(out)
