@@ -496,7 +496,8 @@ pub struct EvalSemiArgs {
     /// label counts of the table's rows (multiples of 10, or all)
     #[arg(long, value_delimiter = ',', value_parser = parse_labels, default_value = "100,600,1000")]
     pub labels: Vec<LabelCount>,
-    /// the unlabelled terms compared in each row
+    /// the unlabelled terms compared in each row (`none` stays labels only: --entropy applies to
+    /// the other two)
     #[arg(
         long,
         value_enum,
@@ -532,6 +533,12 @@ pub fn eval(a: EvalSemiArgs) -> Result<()> {
     let runs = |labels: LabelCount, kind: UnlabelledArg, seed: u64| {
         let mut s = a.semi.clone();
         s.unlabelled = kind;
+        if kind == UnlabelledArg::None {
+            // the labels-only column stays labels only: --entropy is a term on the unlabelled
+            // digits, for the other columns
+            s.entropy = false;
+            s.entropy_ramp = 0.0;
+        }
         SemiRun::new(&s, labels, a.eps, a.lr, seed)
     };
     // every setting is checked before any training
