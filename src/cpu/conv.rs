@@ -53,6 +53,7 @@ fn block_pixels(g: &ConvGeom) -> usize {
 }
 
 /// Output positions o in [lo, hi) along one axis whose input index o*stride + off is inside [0, size).
+#[inline(always)]
 fn valid_range(off: isize, size: usize, out: usize, stride: usize) -> (usize, usize) {
     let s = stride as isize;
     let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
@@ -67,6 +68,11 @@ fn valid_range(off: isize, size: usize, out: usize, stride: usize) -> (usize, us
 /// cols[r * ld..] (ld >= p1 - p0: several samples' blocks can sit side by side); entries that
 /// fall on padding are 0. Each (tap, output row) is one contiguous copy at stride 1.
 fn im2col_block(g: &ConvGeom, x: &[f32], p0: usize, p1: usize, cols: &mut [f32], ld: usize) {
+    simd::wide!(im2col_block_body(g, x, p0, p1, cols, ld))
+}
+
+#[inline(always)]
+fn im2col_block_body(g: &ConvGeom, x: &[f32], p0: usize, p1: usize, cols: &mut [f32], ld: usize) {
     let nb = p1 - p0;
     let (wo, sw, sh, plane) = (g.wo, g.sw, g.sh, g.h * g.w);
     let mut row = 0;
@@ -340,6 +346,9 @@ fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool)
     if spi > 1 && !g.is_pointwise() {
         return forward_grouped(g, x, w, bias, relu, spi);
     }
+    if taps_apply(g) {
+        return forward_taps(g, x, w, bias, relu);
+    }
     let mut y = vec![0.0f32; g.n * g.y_per_sample()];
     let (ckk, pix) = (g.taps(), g.pixels());
     let pb = block_pixels(g);
@@ -389,6 +398,120 @@ fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool)
             }
         }
     });
+    y
+}
+
+/// Columns wanted per GEMM of `forward_taps` / `backward_weight_taps` (output rows of a sample
+/// in the padded-row layout).
+const TAP_COLUMNS: usize = 1024;
+
+/// True where `forward_taps` / `backward_weight_taps` serve g: stride 1, a kernel of more than
+/// one tap, and enough input channels that one tap's GEMM (depth Cin) runs at speed.
+fn taps_apply(g: &ConvGeom) -> bool {
+    g.sh == 1 && g.sw == 1 && g.kh * g.kw > 1 && g.cin >= 16
+}
+
+/// The padded-row layout of `forward_taps` and `backward_weight_taps` for one block of
+/// output rows: (rows per block, blocks, row width cw = W + 2 pw, columns per GEMM, floats
+/// per channel plane). A block of nr output rows reads nr + (kh - 1) dh padded input rows
+/// of cw; output pixel (r, ox) is column r cw + ox (columns ox >= Wo are junk), and tap
+/// (ky, kx) reads the plane from ky dh cw + kx dw on: one run of the columns, no im2col.
+/// The columns are a multiple of 16 (so the GEMM reads them in place, unpacked), the plane
+/// has room for the last tap's run.
+fn tap_layout(g: &ConvGeom) -> (usize, usize, usize, usize, usize) {
+    let cw = g.w + 2 * g.pw;
+    let blocks = g.ho.div_ceil((TAP_COLUMNS / cw).max(1));
+    let rows = g.ho.div_ceil(blocks);
+    let ncol = (rows * cw).next_multiple_of(16);
+    let plane = (rows + (g.kh - 1) * g.dh) * cw + (g.kw - 1) * g.dw;
+    let plane = (plane + ncol - rows * cw).next_multiple_of(16);
+    (rows, g.ho.div_ceil(rows), cw, ncol, plane)
+}
+
+/// Input rows oy0 - ph .. of one sample x (Cin, H, W) in `tap_layout`'s padded rows: plane
+/// ci of `pad` holds its rows with pw zeros either side, zero rows past the image, zeros to
+/// the end of the plane.
+fn pad_rows(g: &ConvGeom, x: &[f32], oy0: usize, cw: usize, plane: usize, pad: &mut [f32]) {
+    simd::wide!({
+        for (ci, p) in pad.chunks_exact_mut(plane).enumerate().take(g.cin) {
+            let xc = &x[ci * g.h * g.w..][..g.h * g.w];
+            let rows = p.len() / cw;
+            for (r, row) in p.chunks_exact_mut(cw).enumerate() {
+                let iy = (oy0 + r) as isize - g.ph as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    row.iter_mut().for_each(|v| *v = 0.0);
+                    continue;
+                }
+                let (l, rest) = row.split_at_mut(g.pw);
+                let (mid, rt) = rest.split_at_mut(g.w);
+                l.iter_mut().for_each(|v| *v = 0.0);
+                copy_short(mid, &xc[iy as usize * g.w..][..g.w]);
+                rt.iter_mut().for_each(|v| *v = 0.0);
+            }
+            p[rows * cw..].iter_mut().for_each(|v| *v = 0.0);
+        }
+    })
+}
+
+/// `forward` at stride 1 without im2col: each work item (sample, block of output rows) copies
+/// its input rows once, padded (`tap_layout`), and sums one GEMM per tap, W[:, :, ky, kx]
+/// (Cout x Cin) times the padded rows read from that tap's offset (Cin x columns). The im2col
+/// block this replaces was Cin kh kw x columns, written and then packed by the GEMM for every
+/// block (a quarter of a DnCNN training step); the padded rows are kh kw times smaller and
+/// read in place.
+fn forward_taps(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
+    let (rows, blocks, cw, ncol, plane) = tap_layout(g);
+    let (ckk, kk, pix) = (g.taps(), g.kh * g.kw, g.pixels());
+    let n = g.n * g.y_per_sample();
+    let mut y = Vec::with_capacity(n);
+    let out = SharedOut(y.as_mut_ptr());
+    par_for(g.n * blocks, |item| {
+        let (i, b) = (item / blocks, item % blocks);
+        let oy0 = b * rows;
+        let nr = rows.min(g.ho - oy0);
+        let xn = &x[i * g.x_per_sample()..][..g.x_per_sample()];
+        with_scratch(g.cin * plane + g.cout * ncol, |buf| {
+            let (pad, c) = buf.split_at_mut(g.cin * plane);
+            pad_rows(g, xn, oy0, cw, plane, pad);
+            for t in 0..kk {
+                let off = (t / g.kw) * g.dh * cw + (t % g.kw) * g.dw;
+                sgemm(
+                    g.cout,
+                    ncol,
+                    g.cin,
+                    (&w[t..], ckk, kk),
+                    (&pad[off..], plane, 1),
+                    (&mut *c, ncol, 1),
+                    t > 0,
+                    false,
+                );
+            }
+            simd::wide!({
+                for co in 0..g.cout {
+                    let bv = bias.map_or(0.0, |b| b[co]);
+                    // SAFETY: item (i, b) alone writes rows oy0..oy0 + nr of sample i
+                    // (the unsafe is redundant only inside wide!'s AVX copies)
+                    #[allow(unused_unsafe)]
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out.at(i * g.y_per_sample() + co * pix + oy0 * g.wo)
+                                .cast::<std::mem::MaybeUninit<f32>>(),
+                            nr * g.wo,
+                        )
+                    };
+                    for (r, drow) in dst.chunks_exact_mut(g.wo).enumerate() {
+                        let src = &c[co * ncol + r * cw..][..g.wo];
+                        for (d, &v) in drow.iter_mut().zip(src) {
+                            let v = v + bv;
+                            d.write(if relu { v.max(0.0) } else { v });
+                        }
+                    }
+                }
+            });
+        });
+    });
+    // SAFETY: the items wrote every (sample, channel, row) of y
+    unsafe { y.set_len(n) };
     y
 }
 
@@ -548,6 +671,9 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     if spi > 1 && !g.is_pointwise() {
         return backward_weight_grouped(g, x, gy, spi);
     }
+    if taps_apply(g) {
+        return backward_weight_taps(g, x, gy);
+    }
     let (ckk, pix) = (g.taps(), g.pixels());
     let wlen = g.cout * ckk;
     // larger blocks than forward: each GEMM call reads and writes the whole (small) gw
@@ -592,6 +718,70 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                 });
             }
         }
+        acc
+    });
+    let mut it = partials.into_iter();
+    let mut gw = it.next().unwrap_or_else(|| vec![0.0; wlen]);
+    for p in it {
+        gw.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+    }
+    gw
+}
+
+/// `backward_weight` at stride 1 without im2col (the mirror of `forward_taps`): per item, the
+/// padded input rows and gy's rows in the same padded-row layout (0 in the junk columns), and
+/// per tap gW[:, :, ky, kx] (Cout x Cin) += gy rows (Cout x columns) times the padded rows
+/// read from that tap's offset, transposed. The items are cut into one contiguous run per
+/// thread, each summed into its own partial gradient; the partials are added at the end.
+fn backward_weight_taps(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    let (rows, blocks, cw, ncol, plane) = tap_layout(g);
+    let (ckk, kk) = (g.taps(), g.kh * g.kw);
+    let wlen = g.cout * ckk;
+    let items = g.n * blocks;
+    let runs = threads().min(items).max(1);
+    let partials = par_map(runs, |run| {
+        let mut acc = vec![0.0f32; wlen];
+        with_scratch(g.cin * plane + g.cout * ncol, |buf| {
+            let (pad, gyw) = buf.split_at_mut(g.cin * plane);
+            for item in run * items / runs..(run + 1) * items / runs {
+                let (i, b) = (item / blocks, item % blocks);
+                let oy0 = b * rows;
+                let nr = rows.min(g.ho - oy0);
+                pad_rows(
+                    g,
+                    &x[i * g.x_per_sample()..][..g.x_per_sample()],
+                    oy0,
+                    cw,
+                    plane,
+                    pad,
+                );
+                let gyn = &gy[i * g.y_per_sample()..][..g.y_per_sample()];
+                simd::wide!({
+                    for (co, dst) in gyw.chunks_exact_mut(ncol).enumerate() {
+                        let src = &gyn[co * g.pixels() + oy0 * g.wo..][..nr * g.wo];
+                        for (s, d) in src.chunks_exact(g.wo).zip(dst.chunks_exact_mut(cw)) {
+                            let (real, junk) = d.split_at_mut(g.wo);
+                            copy_short(real, s);
+                            junk.iter_mut().for_each(|v| *v = 0.0);
+                        }
+                        dst[nr * cw..].iter_mut().for_each(|v| *v = 0.0);
+                    }
+                });
+                for t in 0..kk {
+                    let off = (t / g.kw) * g.dh * cw + (t % g.kw) * g.dw;
+                    sgemm(
+                        g.cout,
+                        g.cin,
+                        ncol,
+                        (gyw, ncol, 1),
+                        (&pad[off..], 1, plane),
+                        (&mut acc[t..], ckk, kk),
+                        true,
+                        false,
+                    );
+                }
+            }
+        });
         acc
     });
     let mut it = partials.into_iter();

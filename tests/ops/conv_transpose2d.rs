@@ -255,6 +255,8 @@ backend_test! {
             tcase([1, 2, 5], (3, 5), (5, 3), ((2, 3), (3, 1), (1, 2), (1, 2))),
             tcase([3, 4, 2], (7, 6), (2, 2), ((1, 1), (0, 1), (0, 0), (3, 1))),
             tcase([1, 33, 17], (9, 11), (4, 3), ((2, 1), (1, 1), (1, 0), (1, 1))),
+            // the CPU's stride-1 tap GEMMs (forward, backward-input and -weight)
+            tcase([3, 40, 20], (13, 12), 3, (1, 1, 0, 1)),
         ];
         for (i, c) in table.into_iter().enumerate() {
             tcheck(b, c, 300 + 10 * i as u64);
