@@ -362,3 +362,58 @@ fn class_histogram_counts_argmax_labels() {
     };
     assert!(bad.validate().is_err());
 }
+
+/// Mean and standard deviation of a parameter's values.
+fn mean_std(b: &CpuBackend, p: &nnlab::autodiff::Param) -> (f64, f64) {
+    let v = read_blocking(b, p.value()).unwrap();
+    let n = v.len() as f64;
+    let mean = v.iter().map(|x| *x as f64).sum::<f64>() / n;
+    let var = v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+#[test]
+fn dcgan_weight_init_draws_weights_from_n_0_002_and_gammas_from_n_1_002() {
+    let b = CpuBackend::new();
+    let cfg = gan::GanConfig {
+        arch: GanArch::Dcgan,
+        latent: 16,
+        width: 8,
+    };
+    let gen = Generator::with_init(&b, cfg, 1, gan::WeightInit::Dcgan).unwrap();
+    let disc = Discriminator::with_init(&b, cfg, 2, true, false, gan::WeightInit::Dcgan).unwrap();
+    let kaiming = Generator::with_init(&b, cfg, 1, gan::WeightInit::Kaiming).unwrap();
+    let mut seen = 0;
+    for p in gen.params().into_iter().chain(disc.params()) {
+        let (mean, std) = mean_std(&b, p);
+        let name = p.name().to_string();
+        // g.1 and g.3 are G's BatchNorms
+        let bn = name.starts_with("g.1.") || name.starts_with("g.3.");
+        if name.ends_with(".bias") {
+            assert_eq!((mean, std), (0.0, 0.0), "{name}: biases start at zero");
+        } else if bn {
+            assert!(
+                (mean - 1.0).abs() < 0.01 && std > 0.005 && std < 0.04,
+                "{name}: {mean} {std}"
+            );
+        } else if p.value().numel() >= 64 {
+            assert!(
+                mean.abs() < 0.01 && (std - 0.02).abs() < 0.005,
+                "{name}: {mean} {std}"
+            );
+        }
+        seen += 1;
+    }
+    assert!(seen >= 13, "G's and D's parameters: {seen}");
+    // the default stays Kaiming: G's last transposed conv (fan_in 16) has std sqrt(2 / 16)
+    let last = kaiming
+        .params()
+        .into_iter()
+        .find(|p| p.name() == "g.4.weight")
+        .unwrap();
+    assert!((mean_std(&b, last).1 - 0.354).abs() < 0.1);
+    // and a DCGAN-initialised G makes finite digits in [0, 1]
+    let z = gan::sample_z(4, 16, Latent::Normal, 3);
+    let x = read_blocking(&b, &gan::generate(&b, &gen, &z).unwrap()).unwrap();
+    assert!(x.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
+}

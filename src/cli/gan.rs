@@ -15,7 +15,8 @@ use crate::data::images::{self, Image};
 use crate::data::mnist::{Mnist, Split};
 use crate::error::{Error, Result};
 use crate::models::gan::{
-    self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, PIXELS,
+    self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, WeightInit,
+    PIXELS,
 };
 use crate::models::gan_metrics::{
     class_histogram, class_share_range, classifier_score, frechet_distance,
@@ -41,6 +42,14 @@ pub enum LossArg {
     Minimax,
     /// least squares (the lecture's quadratic V)
     Ls,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WeightInitArg {
+    /// Kaiming normal weights, zero biases, BatchNorm gamma 1 (the layers' default)
+    Kaiming,
+    /// DCGAN's: weights N(0, 0.02), zero biases, BatchNorm gamma N(1, 0.02)
+    Dcgan,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -118,6 +127,9 @@ pub struct TrainArgs {
     pub beta1: f32,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// how a new G's and D's weights start (not used with --init)
+    #[arg(long, value_enum, default_value_t = WeightInitArg::Kaiming)]
+    pub weight_init: WeightInitArg,
     /// generator weights; the discriminator goes beside it as <stem>_d.safetensors
     #[arg(long, default_value = "www/models/gan_dcgan_g.safetensors")]
     pub out: PathBuf,
@@ -272,7 +284,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let train = mnist_train(&a.run.data_dir()?)?;
     checks::check_batch(a.batch, train.len(), "training digits (MNIST 10000..60000)")?;
     let pool: Vec<usize> = (0..train.len()).collect();
-    let gen = Generator::new(b, config, a.seed)?;
+    let weight_init = match a.weight_init {
+        WeightInitArg::Kaiming => WeightInit::Kaiming,
+        WeightInitArg::Dcgan => WeightInit::Dcgan,
+    };
+    let gen = Generator::with_init(b, config, a.seed, weight_init)?;
     // a D file with the minibatch-dispersion weight continues with the feature, one with
     // spectral-norm vectors with spectral norm; --sn adds spectral norm to a D file without it
     let (mbstd, sn_file) = match &a.init {
@@ -283,7 +299,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         None => (a.mbstd, false),
     };
     let sn = a.sn || sn_file;
-    let disc = Discriminator::with_options(b, config, a.seed + 100, mbstd, sn)?;
+    let disc = Discriminator::with_init(b, config, a.seed + 100, mbstd, sn, weight_init)?;
     if let Some(p) = &a.init {
         crate::weights::load_file(b, &gen.state(), p)?;
         if sn && !sn_file {
@@ -311,8 +327,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     };
     let l = loss(a.loss);
     println!(
-        "options: D lr {lr_d}, real label {}, minibatch dispersion {mbstd}, spectral norm {sn}, EMA {}, D smoothness {:?}, FGSM real {:?}",
-        tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
+        "options: weight init {:?}, D lr {lr_d}, real label {}, minibatch dispersion {mbstd}, spectral norm {sn}, EMA {}, D smoothness {:?}, FGSM real {:?}",
+        a.weight_init, tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
     );
     println!(
         "training a {:?} GAN ({:?} loss, latent {} {:?}, width {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
