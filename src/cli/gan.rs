@@ -166,6 +166,10 @@ pub struct EvalArgs {
     /// the real digits the Frechet distance and the ceiling row use
     #[arg(long, value_enum, default_value_t = ReferenceArg::Test)]
     pub reference: ReferenceArg,
+    /// write the 8x8 sample grid (the fixed z of `train gan --grid`) of the first model as an
+    /// image (.png or .jpg)
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -495,6 +499,14 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let gens = (a.model.iter())
         .map(|p| Ok((p, load_generator(b, p)?)))
         .collect::<Result<Vec<_>>>()?;
+    if let (Some(p), Some((_, gen))) = (&a.grid, gens.first()) {
+        images::OutputFormat::from_path(p)?;
+        let z = gan::sample_z(64, gen.config.latent, latent(a.latent_dist), GRID_SEED);
+        let digits = read_blocking(b, &gan::generate(b, gen, &z)?)?;
+        crate::finite::check_output("the generator", &digits)?;
+        images::save_image(p, &grid_image(&digits)?)?;
+        println!("sample grid -> {}", p.display());
+    }
     let dir = a.run.data_dir()?;
     let test = match a.reference {
         ReferenceArg::Test => Mnist::load(&dir, Split::Test)?,

@@ -21,7 +21,7 @@ use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::data::mnist::{Mnist, CLASSES, PIXELS, SIDE};
 use crate::models::gan::{
-    self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput,
+    self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, WeightInit,
 };
 use crate::models::gan_metrics::{class_histogram, classifier_score, frechet_distance};
 use crate::models::gan_tricks::{Perturbation, Tricks};
@@ -254,8 +254,15 @@ pub fn gan_reset(
     };
     config.validate().map_err(err)?;
     let b = backend()?;
-    let gen = Generator::new(b.as_ref(), config, s.seed).map_err(err)?;
-    let disc = Discriminator::with_mbstd(b.as_ref(), config, s.seed + 100, mbstd).map_err(err)?;
+    // a fresh DCGAN starts as Radford et al.'s (N(0, 0.02)): with the layers' Kaiming default
+    // D wins within ~100 steps and the tab shows speckle for minutes (issue 20)
+    let init = match arch {
+        GanArch::Dcgan => WeightInit::Dcgan,
+        GanArch::Dense => WeightInit::Kaiming,
+    };
+    let gen = Generator::with_init(b.as_ref(), config, s.seed, init).map_err(err)?;
+    let disc = Discriminator::with_init(b.as_ref(), config, s.seed + 100, mbstd, false, init)
+        .map_err(err)?;
     Ok(install(gen, disc, s).into())
 }
 
