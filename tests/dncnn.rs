@@ -680,6 +680,7 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         print_every: 0.0,
         init: None,
         clip_mix: 0.5,
+        tone_mix: 0.0,
         all_images: false,
         val_every: 2,
     };
@@ -740,6 +741,7 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         per_image: true,
         clip: true,
         self_ensemble: false,
+        dark_bias: false,
         run: RunArgs {
             backend: BackendKind::Cpu,
             data: Some(root.clone()),
