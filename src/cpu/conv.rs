@@ -663,6 +663,28 @@ fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
     gx
 }
 
+/// A weight gradient of `wlen` floats summed over `items` work items: the items are cut into
+/// one contiguous run per thread, `add_run(acc, items)` sums a run into its own partial
+/// gradient (zeroed), and the partials are added at the end, in run order.
+fn sum_over_item_runs(
+    items: usize,
+    wlen: usize,
+    add_run: impl Fn(&mut [f32], std::ops::Range<usize>) + Sync + Send,
+) -> Vec<f32> {
+    let runs = threads().min(items).max(1);
+    let partials = par_map(runs, |run| {
+        let mut acc = vec![0.0f32; wlen];
+        add_run(&mut acc, run * items / runs..(run + 1) * items / runs);
+        acc
+    });
+    let mut it = partials.into_iter();
+    let mut gw = it.next().unwrap_or_else(|| vec![0.0; wlen]);
+    for p in it {
+        gw.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+    }
+    gw
+}
+
 /// gw (Cout, Cin, kh, kw) = sum over the batch and the pixel blocks of gy_block * cols_block^T.
 /// The (sample, block) items are cut into one contiguous run per thread, each summed into its
 /// own partial weight gradient; the partials are added at the end.
@@ -679,11 +701,8 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     // larger blocks than forward: each GEMM call reads and writes the whole (small) gw
     let pb = (block_pixels(g) * 2).min(pix);
     let blocks = pix.div_ceil(pb);
-    let items = g.n * blocks;
-    let runs = threads().min(items).max(1);
-    let partials = par_map(runs, |run| {
-        let mut acc = vec![0.0f32; wlen];
-        for item in run * items / runs..(run + 1) * items / runs {
+    sum_over_item_runs(g.n * blocks, wlen, |acc, run| {
+        for item in run {
             let (i, b) = (item / blocks, item % blocks);
             let (p0, p1) = (b * pb, ((b + 1) * pb).min(pix));
             let nb = p1 - p0;
@@ -698,7 +717,7 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                     nb,
                     (gyn, pix, 1),
                     (src, 1, pix),
-                    (&mut acc, ckk, 1),
+                    (&mut *acc, ckk, 1),
                     true,
                     false,
                 );
@@ -711,21 +730,14 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                         nb,
                         (gyn, pix, 1),
                         (cols, 1, nb),
-                        (&mut acc, ckk, 1),
+                        (&mut *acc, ckk, 1),
                         true,
                         false,
                     );
                 });
             }
         }
-        acc
-    });
-    let mut it = partials.into_iter();
-    let mut gw = it.next().unwrap_or_else(|| vec![0.0; wlen]);
-    for p in it {
-        gw.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-    }
-    gw
+    })
 }
 
 /// `backward_weight` at stride 1 without im2col (the mirror of `forward_taps`): per item, the
@@ -737,13 +749,10 @@ fn backward_weight_taps(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let (rows, blocks, cw, ncol, plane) = tap_layout(g);
     let (ckk, kk) = (g.taps(), g.kh * g.kw);
     let wlen = g.cout * ckk;
-    let items = g.n * blocks;
-    let runs = threads().min(items).max(1);
-    let partials = par_map(runs, |run| {
-        let mut acc = vec![0.0f32; wlen];
+    sum_over_item_runs(g.n * blocks, wlen, |acc, run| {
         with_scratch(g.cin * plane + g.cout * ncol, |buf| {
             let (pad, gyw) = buf.split_at_mut(g.cin * plane);
-            for item in run * items / runs..(run + 1) * items / runs {
+            for item in run {
                 let (i, b) = (item / blocks, item % blocks);
                 let oy0 = b * rows;
                 let nr = rows.min(g.ho - oy0);
@@ -782,14 +791,7 @@ fn backward_weight_taps(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                 }
             }
         });
-        acc
-    });
-    let mut it = partials.into_iter();
-    let mut gw = it.next().unwrap_or_else(|| vec![0.0; wlen]);
-    for p in it {
-        gw.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-    }
-    gw
+    })
 }
 
 /// `backward_weight` for small samples: items of `spi` whole samples, their gy rows and im2col
@@ -799,11 +801,8 @@ fn backward_weight_grouped(g: &ConvGeom, x: &[f32], gy: &[f32], spi: usize) -> V
     let (xps, yps) = (g.x_per_sample(), g.y_per_sample());
     let pw = wide_layout(g).1;
     let wlen = cout * ckk;
-    let items = g.n.div_ceil(spi);
-    let runs = threads().min(items).max(1);
-    let partials = par_map(runs, |run| {
-        let mut acc = vec![0.0f32; wlen];
-        for item in run * items / runs..(run + 1) * items / runs {
+    sum_over_item_runs(g.n.div_ceil(spi), wlen, |acc, run| {
+        for item in run {
             let first = item * spi;
             let ns = spi.min(g.n - first);
             let ncol = ns * pw;
@@ -826,20 +825,13 @@ fn backward_weight_grouped(g: &ConvGeom, x: &[f32], gy: &[f32], spi: usize) -> V
                     ncol,
                     (gyt, ncol, 1),
                     (cols, 1, ncol),
-                    (&mut acc, ckk, 1),
+                    (&mut *acc, ckk, 1),
                     true,
                     false,
                 );
             });
         }
-        acc
-    });
-    let mut it = partials.into_iter();
-    let mut gw = it.next().unwrap_or_else(|| vec![0.0; wlen]);
-    for p in it {
-        gw.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-    }
-    gw
+    })
 }
 
 pub fn conv2d(
