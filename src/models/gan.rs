@@ -144,37 +144,25 @@ pub enum WeightInit {
     Dcgan,
 }
 
-/// DCGAN's weight std.
+/// DCGAN's std of the weights and of the BatchNorm gammas around 1.
 const DCGAN_STD: f32 = 0.02;
 
-/// Re-initialise weighted layers (weight N(0, 0.02), bias 0) and BatchNorm gammas (N(1, 0.02),
-/// beta 0) as DCGAN does; each layer gets its own seed (`seed + k`).
-fn dcgan_reinit(
-    b: &dyn Backend,
-    weighted: &[(&Param, Option<&Param>)],
-    bns: &[&BatchNorm2d],
-    seed: u64,
-) -> Result<()> {
-    let std = Init::Normal {
-        mean: 0.0,
+/// DCGAN's weights: N(0, 0.02) (biases back to zero by the layers' `reinit`).
+const DCGAN_WEIGHTS: Init = Init::Normal {
+    mean: 0.0,
+    std: DCGAN_STD,
+};
+
+/// Re-initialise BatchNorm layers as DCGAN does: gamma N(1, 0.02), beta 0; layer k gets seed
+/// `seed + k`.
+fn dcgan_batchnorm(b: &dyn Backend, bns: &[&BatchNorm2d], seed: u64) -> Result<()> {
+    let gamma = Init::Normal {
+        mean: 1.0,
         std: DCGAN_STD,
     };
-    for (k, (w, bias)) in weighted.iter().enumerate() {
-        b.assign(w.value(), &init_tensor(b, w.shape(), std, seed + k as u64)?)?;
-        if let Some(bias) = bias {
-            b.assign(bias.value(), &b.zeros(bias.shape())?)?;
-        }
-    }
     for (k, bn) in bns.iter().enumerate() {
-        let gamma = Init::Normal {
-            mean: 1.0,
-            std: DCGAN_STD,
-        };
-        let s = seed + (weighted.len() + k) as u64;
-        b.assign(
-            bn.weight.value(),
-            &init_tensor(b, bn.weight.shape(), gamma, s)?,
-        )?;
+        let g = init_tensor(b, bn.weight.shape(), gamma, seed + k as u64)?;
+        b.assign(bn.weight.value(), &g)?;
         b.assign(bn.bias.value(), &b.zeros(bn.bias.shape())?)?;
     }
     Ok(())
@@ -232,29 +220,25 @@ impl Generator {
     ) -> Result<Generator> {
         let gen = Generator::new(b, config, seed)?;
         if init == WeightInit::Dcgan {
+            // each layer its own seed, in layer order
             match &gen.layers {
-                GLayers::Dense { l1, l2, out } => dcgan_reinit(
-                    b,
-                    &[l1, l2, out].map(|l| (&l.weight, l.bias.as_ref())),
-                    &[],
-                    seed,
-                )?,
+                GLayers::Dense { l1, l2, out } => {
+                    l1.reinit(b, DCGAN_WEIGHTS, seed)?;
+                    l2.reinit(b, DCGAN_WEIGHTS, seed + 1)?;
+                    out.reinit(b, DCGAN_WEIGHTS, seed + 2)?;
+                }
                 GLayers::Dcgan {
                     l1,
                     bn1,
                     t1,
                     bn2,
                     out,
-                } => dcgan_reinit(
-                    b,
-                    &[
-                        (&l1.weight, l1.bias.as_ref()),
-                        (&t1.weight, t1.bias.as_ref()),
-                        (&out.weight, out.bias.as_ref()),
-                    ],
-                    &[bn1, bn2],
-                    seed,
-                )?,
+                } => {
+                    l1.reinit(b, DCGAN_WEIGHTS, seed)?;
+                    t1.reinit(b, DCGAN_WEIGHTS, seed + 1)?;
+                    out.reinit(b, DCGAN_WEIGHTS, seed + 2)?;
+                    dcgan_batchnorm(b, &[bn1, bn2], seed + 3)?;
+                }
             }
         }
         Ok(gen)
@@ -420,20 +404,22 @@ impl Discriminator {
             sn: None,
         };
         if init == WeightInit::Dcgan {
-            let mut weighted: Vec<(&Param, Option<&Param>)> = match &d.layers {
+            // each layer its own seed, in layer order (D has no BatchNorm)
+            match &d.layers {
                 DLayers::Dense { l1, l2, out } => {
-                    [l1, l2, out].map(|l| (&l.weight, l.bias.as_ref())).to_vec()
+                    l1.reinit(b, DCGAN_WEIGHTS, seed)?;
+                    l2.reinit(b, DCGAN_WEIGHTS, seed + 1)?;
+                    out.reinit(b, DCGAN_WEIGHTS, seed + 2)?;
                 }
-                DLayers::Dcgan { c1, c2, out } => vec![
-                    (&c1.weight, c1.bias.as_ref()),
-                    (&c2.weight, c2.bias.as_ref()),
-                    (&out.weight, out.bias.as_ref()),
-                ],
-            };
-            if let Some(m) = &d.mbstd {
-                weighted.push((&m.weight, None));
+                DLayers::Dcgan { c1, c2, out } => {
+                    c1.reinit(b, DCGAN_WEIGHTS, seed)?;
+                    c2.reinit(b, DCGAN_WEIGHTS, seed + 1)?;
+                    out.reinit(b, DCGAN_WEIGHTS, seed + 2)?;
+                }
             }
-            dcgan_reinit(b, &weighted, &[], seed)?;
+            if let Some(m) = &d.mbstd {
+                m.reinit(b, DCGAN_WEIGHTS, seed + 3)?;
+            }
         }
         if sn {
             let sn = (d.weights().iter().enumerate())
