@@ -638,7 +638,9 @@ fn noise_is_seeded_and_unclipped() {
 
 #[test]
 fn cli_train_checkpoint_resume_eval_and_denoise() {
-    use nnlab::cli::dncnn::{self as cli, AverageArgs, DenoiseArgs, EvalArgs, Mode, TrainArgs};
+    use nnlab::cli::dncnn::{
+        self as cli, AverageArgs, DenoiseArgs, EvalArgs, Mode, RecalibrateArgs, TrainArgs,
+    };
     use nnlab::cli::{BackendKind, RunArgs};
     let root = std::env::temp_dir().join(format!("nnlab_dncnn_cli_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -683,6 +685,10 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         tone_mix: 0.0,
         all_images: false,
         val_every: 2,
+        bn: RecalibrateArgs {
+            recalibrate_bn: None,
+            bn_seed: 1,
+        },
     };
     cli::train(args(Some(4), false)).unwrap();
     assert!(!out.exists(), "a stopped run writes only the checkpoint");
@@ -708,9 +714,19 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
     let read = |p: &std::path::Path| std::fs::read(p).unwrap();
     assert_eq!(w(&read(&snap(6))), w(&straight));
     let avg = root.join("avg.safetensors");
+    let run = || RunArgs {
+        backend: BackendKind::Cpu,
+        data: Some(root.clone()),
+    };
+    let no_bn = || RecalibrateArgs {
+        recalibrate_bn: None,
+        bn_seed: 1,
+    };
     cli::average(AverageArgs {
         out: avg.clone(),
         inputs: vec![snap(2), snap(4), snap(6)],
+        bn: no_bn(),
+        run: run(),
     })
     .unwrap();
     let (s2, s4, s6) = (w(&read(&snap(2))), w(&read(&snap(4))), w(&read(&snap(6))));
@@ -724,9 +740,93 @@ fn cli_train_checkpoint_resume_eval_and_denoise() {
         nnlab::weights::metadata(&read(&avg)).unwrap()["averaged"].contains("step_4.safetensors")
     );
     cli::load_model(&CpuBackend::new(), &avg).unwrap();
+    // --recalibrate-bn: only the BatchNorm running statistics change; the same seed repeats them
+    let recal = root.join("recal.safetensors");
+    let recalibrate = |n: usize, seed: u64| {
+        cli::average(AverageArgs {
+            out: recal.clone(),
+            inputs: vec![snap(6)],
+            bn: RecalibrateArgs {
+                recalibrate_bn: Some(n),
+                bn_seed: seed,
+            },
+            run: run(),
+        })
+    };
+    recalibrate(3, 1).unwrap();
+    let first = w(&read(&recal));
+    assert!(
+        nnlab::weights::metadata(&read(&recal)).unwrap()["bn_recalibrated"]
+            .starts_with("3 batches of 4 patches of 16x16, seed 1, 50% clipped")
+    );
+    for (t, t6) in first.iter().zip(&s6) {
+        assert_eq!(t.name, t6.name);
+        if t.name.contains("running_") {
+            assert_ne!(t.data, t6.data, "{}", t.name);
+        } else {
+            assert_eq!(t.data, t6.data, "{}", t.name);
+        }
+    }
+    recalibrate(3, 1).unwrap();
+    assert_eq!(w(&read(&recal)), first);
+    recalibrate(3, 2).unwrap();
+    assert_ne!(w(&read(&recal)), first);
+    for bad in [0, 100_001] {
+        let e = recalibrate(bad, 1).unwrap_err().to_string();
+        assert!(e.contains("--recalibrate-bn"), "{e}");
+        let e = cli::train(TrainArgs {
+            bn: RecalibrateArgs {
+                recalibrate_bn: Some(bad),
+                bn_seed: 1,
+            },
+            ..args(None, false)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--recalibrate-bn"), "{e}");
+    }
+    // a file without the training settings (here: its 'mode' entry removed) is refused by name
+    let mut no_mode = nnlab::weights::metadata(&read(&snap(6))).unwrap();
+    no_mode.remove("mode");
+    std::fs::write(
+        root.join("no_mode.safetensors"),
+        nnlab::weights::to_bytes(&s6, Some(no_mode)).unwrap(),
+    )
+    .unwrap();
+    let e = cli::average(AverageArgs {
+        out: recal.clone(),
+        inputs: vec![root.join("no_mode.safetensors")],
+        bn: RecalibrateArgs {
+            recalibrate_bn: Some(2),
+            bn_seed: 1,
+        },
+        run: run(),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("'mode'"), "{e}");
+    // train --recalibrate-bn: the final weights get recomputed statistics, the checkpoint keeps
+    // the trained ones (so it equals the run without)
+    std::fs::remove_file(&ck).unwrap();
+    cli::train(TrainArgs {
+        bn: RecalibrateArgs {
+            recalibrate_bn: Some(3),
+            bn_seed: 1,
+        },
+        ..args(None, false)
+    })
+    .unwrap();
+    assert_eq!(w(&read(&out)), first);
+    let s6_by_name: HashMap<&str, &Vec<f32>> =
+        s6.iter().map(|t| (t.name.as_str(), &t.data)).collect();
+    for t in w(&read(&ck)).iter().filter(|t| t.name.contains("running_")) {
+        assert_eq!(&t.data, s6_by_name[t.name.as_str()], "{}", t.name);
+    }
     let e = cli::average(AverageArgs {
         out: avg.clone(),
         inputs: vec![snap(2), root.join("missing.safetensors")],
+        bn: no_bn(),
+        run: run(),
     })
     .unwrap_err()
     .to_string();
@@ -922,4 +1022,109 @@ fn a_24_megapixel_image_denoises_in_tiles() {
         max_abs_diff(&out.data, &outg.data)
     );
     assert!(max_abs_diff(&out.data, &outg.data) <= 1e-4);
+}
+
+/// `DnCnn::recalibrate_batchnorm` (through `nn::recalibrate_batchnorm`): each BatchNorm's
+/// running mean becomes the mean of its input over the batches and its running variance the
+/// mean of the batches' unbiased variances, whatever the statistics were before; the weights
+/// stay. The expected values walk the layers in training mode and measure each BatchNorm's
+/// input in f64.
+#[test]
+fn batchnorm_recalibration_averages_the_batch_statistics() {
+    let b = CpuBackend::new();
+    let config = DnCnnConfig {
+        channels: 1,
+        depth: 5,
+        width: 6,
+    };
+    let model = DnCnn::new(&b, config, 4).unwrap();
+    let c = config.width;
+    for (i, bn) in model.batchnorms().into_iter().enumerate() {
+        let gamma: Vec<f32> = (0..c).map(|k| 0.5 + 0.2 * ((k + i) % 4) as f32).collect();
+        let beta: Vec<f32> = (0..c).map(|k| 0.1 * k as f32 - 0.2).collect();
+        b.assign(bn.weight.value(), &b.upload(&[c], &gamma).unwrap())
+            .unwrap();
+        b.assign(bn.bias.value(), &b.upload(&[c], &beta).unwrap())
+            .unwrap();
+        b.assign(bn.running_mean.value(), &b.fill(&[c], 7.0).unwrap())
+            .unwrap();
+        b.assign(bn.running_var.value(), &b.fill(&[c], 9.0).unwrap())
+            .unwrap();
+    }
+    let weights_before: Vec<Vec<f32>> = model
+        .params()
+        .iter()
+        .map(|p| read_blocking(&b, p.value()).unwrap())
+        .collect();
+    let shape = [3, 1, 9, 11];
+    let batches: Vec<Vec<f32>> = (0..4u64)
+        .map(|k| rng::uniform_vec(3 * 9 * 11, 0.0, 0.5 + 0.2 * k as f32, 40 + k))
+        .collect();
+    model
+        .recalibrate_batchnorm(&b, batches.len(), |k| b.upload(&shape, &batches[k]))
+        .unwrap();
+    let got: Vec<(Vec<f32>, Vec<f32>)> = model
+        .batchnorms()
+        .iter()
+        .map(|bn| {
+            (
+                read_blocking(&b, bn.running_mean.value()).unwrap(),
+                read_blocking(&b, bn.running_var.value()).unwrap(),
+            )
+        })
+        .collect();
+    for (p, before) in model.params().iter().zip(&weights_before) {
+        assert_eq!(
+            &read_blocking(&b, p.value()).unwrap(),
+            before,
+            "{}",
+            p.name()
+        );
+    }
+    assert!(model
+        .recalibrate_batchnorm(&b, 0, |k| b.upload(&shape, &batches[k]))
+        .is_err());
+
+    let n = batches.len() as f64;
+    let mut want = vec![(vec![0.0f64; c], vec![0.0f64; c]); config.depth - 2];
+    for x in &batches {
+        let mut g = nnlab::autodiff::Graph::new(&b);
+        let xv = g.constant(b.upload(&shape, x).unwrap());
+        let h = model.first.forward(&mut g, xv).unwrap();
+        let mut h = g.relu(h).unwrap();
+        for (i, (conv, bn)) in model.middle.iter().enumerate() {
+            let y = conv.forward(&mut g, h).unwrap();
+            let v = read_blocking(&b, g.value(y).unwrap()).unwrap();
+            let hw = shape[2] * shape[3];
+            for ch in 0..c {
+                let vals: Vec<f64> = (0..shape[0])
+                    .flat_map(|s| v[(s * c + ch) * hw..(s * c + ch + 1) * hw].iter())
+                    .map(|&t| t as f64)
+                    .collect();
+                let m = vals.iter().sum::<f64>() / vals.len() as f64;
+                let var =
+                    vals.iter().map(|t| (t - m) * (t - m)).sum::<f64>() / (vals.len() - 1) as f64;
+                want[i].0[ch] += m / n;
+                want[i].1[ch] += var / n;
+            }
+            let z = bn.forward(&mut g, y).unwrap();
+            h = g.relu(z).unwrap();
+        }
+    }
+    for (i, ((gm, gv), (wm, wv))) in got.iter().zip(&want).enumerate() {
+        for ch in 0..c {
+            assert!(
+                (gm[ch] as f64 - wm[ch]).abs() <= 1e-5 * (1.0 + wm[ch].abs()),
+                "layer {i} ch {ch} mean {} vs {}",
+                gm[ch],
+                wm[ch]
+            );
+            assert!(
+                (gv[ch] as f64 - wv[ch]).abs() <= 1e-5 * (1.0 + wv[ch].abs()),
+                "layer {i} ch {ch} var {} vs {}",
+                gv[ch],
+                wv[ch]
+            );
+        }
+    }
 }

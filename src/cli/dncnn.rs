@@ -121,6 +121,65 @@ pub struct TrainArgs {
     /// paper's unclipped noise and 8-bit clipped noise, noise seed 0 as `nnlab eval dncnn`
     #[arg(long, default_value_t = 500)]
     pub val_every: u64,
+    #[command(flatten)]
+    pub bn: RecalibrateArgs,
+}
+
+/// BatchNorm recalibration (`DnCnn::recalibrate_batchnorm`), shared by `train dncnn` (applied
+/// to the final weights) and `average` (to the averaged ones).
+#[derive(Args, Clone, Debug)]
+pub struct RecalibrateArgs {
+    /// recompute the BatchNorm running statistics as exact averages over N batches of training
+    /// patches (same patch size, batch, noise mode, clip and tone mix as the training; the
+    /// validation part left out), in training mode with no weight changed
+    #[arg(long, value_name = "N")]
+    pub recalibrate_bn: Option<usize>,
+    /// seed of the recalibration's patch draws
+    #[arg(long, default_value_t = 1)]
+    pub bn_seed: u64,
+}
+
+impl RecalibrateArgs {
+    fn check(&self) -> Result<()> {
+        match self.recalibrate_bn {
+            Some(0) => Err(Error::Invalid(
+                "--recalibrate-bn needs at least 1 batch".into(),
+            )),
+            Some(n) if n > 100_000 => Err(Error::Invalid(format!(
+                "--recalibrate-bn {n}: at most 100000 batches"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Recompute `model`'s BatchNorm statistics over `batches` batches of `batch` patches drawn
+/// from `sampler` with `noise` (seed `seed`, draws 0..batches), and say so.
+fn recalibrate_bn(
+    b: &dyn Backend,
+    model: &DnCnn,
+    sampler: &PatchSampler,
+    noise: Noise,
+    batch: usize,
+    batches: usize,
+    seed: u64,
+) -> Result<String> {
+    let t = Instant::now();
+    let shape = [batch, model.config.channels, sampler.patch, sampler.patch];
+    model.recalibrate_batchnorm(b, batches, |k| {
+        b.upload(&shape, &sampler.batch(batch, noise, seed, k as u64).noisy)
+    })?;
+    let line = format!(
+        "{batches} batches of {batch} patches of {p}x{p}, seed {seed}, {:.0}% clipped, {:.0}% toned",
+        noise.clipped * 100.0,
+        noise.toned * 100.0,
+        p = sampler.patch
+    );
+    println!(
+        "BatchNorm statistics recomputed over {line} in {}",
+        hms(t.elapsed().as_secs_f64())
+    );
+    Ok(line)
 }
 
 #[derive(Args, Clone, Debug)]
@@ -288,6 +347,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
             a.batch, a.patch, a.steps, a.lr, a.checkpoint_every, a.snapshot_every, a.clip_mix, a.tone_mix
         )));
     }
+    a.bn.check()?;
     match (a.stop_at, &a.checkpoint) {
         (Some(0), _) => {
             return Err(Error::Invalid(
@@ -500,6 +560,11 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let mut wmeta = meta.clone();
+    if let Some(n) = a.bn.recalibrate_bn {
+        // after the last checkpoint: it keeps the trained statistics, so resuming is unchanged
+        let line = recalibrate_bn(b, &model, &sampler, noise, a.batch, n, a.bn.bn_seed)?;
+        wmeta.insert("bn_recalibrated".to_string(), line);
+    }
     wmeta.insert("command".to_string(), command_line());
     wmeta.insert(
         "train_seconds_this_run".to_string(),
@@ -528,10 +593,17 @@ pub struct AverageArgs {
     /// weights files or checkpoints of one model (a checkpoint's optimizer state is left out)
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
+    /// (DnCNN weights) with --recalibrate-bn: the training settings are read from the last
+    /// input's metadata (mode, patch, batch, clip_mix, tone_mix)
+    #[command(flatten)]
+    pub bn: RecalibrateArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `nnlab average`: metadata from the last input, with the list of inputs added.
 pub fn average(a: AverageArgs) -> Result<()> {
+    a.bn.check()?;
     crate::files::check_writable(&a.out)?;
     let files = a
         .inputs
@@ -566,7 +638,11 @@ pub fn average(a: AverageArgs) -> Result<()> {
         "averaged".to_string(),
         format!("mean of {} files: {}", names.len(), names.join(" ")),
     );
-    crate::files::write_atomic(&a.out, &crate::weights::to_bytes(&tensors, Some(meta))?)?;
+    let mut bytes = crate::weights::to_bytes(&tensors, Some(meta.clone()))?;
+    if let Some(n) = a.bn.recalibrate_bn {
+        bytes = recalibrated(&a, &bytes, &mut meta, n)?;
+    }
+    crate::files::write_atomic(&a.out, &bytes)?;
     println!(
         "averaged {} files ({} tensors) into {}",
         names.len(),
@@ -574,6 +650,76 @@ pub fn average(a: AverageArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// The averaged DnCNN `bytes` with BatchNorm statistics recomputed on patches drawn as its
+/// training drew them (settings from `meta`, the last input's metadata).
+fn recalibrated(
+    a: &AverageArgs,
+    bytes: &[u8],
+    meta: &mut HashMap<String, String>,
+    batches: usize,
+) -> Result<Vec<u8>> {
+    let get = |k: &str| {
+        meta.get(k).cloned().ok_or_else(|| {
+            Error::Weights(format!(
+                "--recalibrate-bn: the last input's metadata has no '{k}' entry (weights written by `nnlab train dncnn` have it)"
+            ))
+        })
+    };
+    let num = |k: &str| -> Result<f64> {
+        get(k)?.parse().map_err(|_| {
+            Error::Weights(format!(
+                "the last input's metadata entry '{k}' is not a number"
+            ))
+        })
+    };
+    let mode = parse_mode(&get("mode")?)?;
+    let (patch, batch) = (num("patch")? as usize, num("batch")? as usize);
+    let noise = Noise {
+        level: mode.level(),
+        clipped: num("clip_mix")? as f32,
+        toned: meta.get("tone_mix").map_or(Ok(0.0), |_| num("tone_mix"))? as f32,
+    };
+    if patch < 3
+        || batch == 0
+        || !(0.0..=1.0).contains(&noise.clipped)
+        || !(0.0..=1.0).contains(&noise.toned)
+    {
+        return Err(Error::Weights(format!(
+            "the last input's metadata: patch {patch}, batch {batch}, clip_mix {}, tone_mix {} out of range",
+            noise.clipped, noise.toned
+        )));
+    }
+    let b = a.run.backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let model = DnCnn::from_weights(b, bytes)?;
+    let c = model.config.channels;
+    checks::check_memory(
+        &format!("--recalibrate-bn with batch {batch} and patch {patch}"),
+        checks::f32_bytes(&[
+            batch,
+            patch,
+            patch,
+            2 * c + model.config.depth * model.config.width,
+        ]),
+    )?;
+    let (set, mode_c) = if c == 1 {
+        (DenoiseSet::Train400, ColorMode::Gray)
+    } else {
+        (DenoiseSet::Cbsd432, ColorMode::Rgb)
+    };
+    let imgs: Vec<Image> = images::load_part(&a.run.data_dir()?, set, mode_c, Part::Train)?
+        .into_iter()
+        .map(|(_, im)| im)
+        .collect();
+    let sampler = PatchSampler::new(imgs, patch)?;
+    let line = recalibrate_bn(b, &model, &sampler, noise, batch, batches, a.bn.bn_seed)?;
+    meta.insert(
+        "bn_recalibrated".to_string(),
+        format!("{line}, train part of {}", set.folder()),
+    );
+    pollster::block_on(model.to_weights(b, meta.clone()))
 }
 
 /// Load a DnCNN weights file (shape from the file).

@@ -251,6 +251,32 @@ impl DnCnn {
         }
     }
 
+    /// The BatchNorm layers of the middle convs, in order.
+    pub fn batchnorms(&self) -> Vec<&BatchNorm2d> {
+        self.middle.iter().map(|(_, bn)| bn).collect()
+    }
+
+    /// Recompute the BatchNorm running statistics as exact averages over `batches` batches in
+    /// training mode, no weight changed (`nn::recalibrate_batchnorm`): `noisy(k)` gives the
+    /// k-th batch of noisy inputs (N, C, H, W). During training they are a moving average
+    /// (momentum 0.1) of the last ~10-20 batches, so they follow what those batches happened
+    /// to hold (e.g. their share of toned patches).
+    pub fn recalibrate_batchnorm(
+        &self,
+        b: &dyn Backend,
+        batches: usize,
+        mut noisy: impl FnMut(usize) -> Result<Tensor>,
+    ) -> Result<()> {
+        crate::nn::recalibrate_batchnorm(b, &self.batchnorms(), batches, |k| {
+            let x = noisy(k)?;
+            let mut g = Graph::new(b);
+            g.set_grad_enabled(false);
+            let xv = g.constant(x);
+            self.predict_noise(&mut g, xv)?;
+            Ok(())
+        })
+    }
+
     /// An error unless `x` is a batch of images (N, C, H, W) with the model's channels.
     pub fn check_input(&self, x: &Tensor) -> Result<()> {
         let s = x.shape();

@@ -243,6 +243,13 @@ impl Generator {
         }
         Ok(gen)
     }
+    /// The BatchNorm layers, in order (none in the dense G).
+    pub fn batchnorms(&self) -> Vec<&BatchNorm2d> {
+        match &self.layers {
+            GLayers::Dense { .. } => Vec::new(),
+            GLayers::Dcgan { bn1, bn2, .. } => vec![bn1, bn2],
+        }
+    }
 }
 
 impl Module for Generator {

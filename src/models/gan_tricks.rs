@@ -330,10 +330,10 @@ pub fn ema_update(b: &dyn Backend, ema: &Generator, gen: &Generator, decay: f32)
     Ok(())
 }
 
-/// BatchNorm running statistics that match a generator's (averaged) weights: `batches`
-/// forward passes in training mode over fresh z, without a tape (the statistics of averaged
-/// weights are not the average of the statistics). Momentum 0.1: 50 batches leave 0.5% of
-/// the old statistics.
+/// BatchNorm running statistics that match a generator's (averaged) weights: exact averages
+/// over `batches` forward passes in training mode over fresh z, without a tape
+/// (`nn::recalibrate_batchnorm`; the statistics of averaged weights are not the average of the
+/// statistics).
 pub fn recalibrate_batchnorm(
     b: &dyn Backend,
     gen: &Generator,
@@ -342,15 +342,16 @@ pub fn recalibrate_batchnorm(
     batches: usize,
     seed: u64,
 ) -> Result<()> {
-    if gen.buffers().is_empty() {
+    let bns = gen.batchnorms();
+    if bns.is_empty() {
         return Ok(());
     }
-    for k in 0..batches {
+    crate::nn::recalibrate_batchnorm(b, &bns, batches, |k| {
         let z = gan::sample_z(batch, gen.config.latent, dist, seed.wrapping_add(k as u64));
         let mut g = Graph::new(b);
         g.set_grad_enabled(false);
         let zv = g.constant(b.upload(&[batch, gen.config.latent], &z)?);
         gen.forward(&mut g, zv)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }

@@ -5,7 +5,8 @@
 use super::init::{init_tensor, Init};
 use super::Module;
 use crate::autodiff::{Graph, Param, Var};
-use crate::backend::{Backend, Conv2dParams, ConvTranspose2dParams, Hw};
+use crate::backend::{Backend, BinaryOp, Conv2dParams, ConvTranspose2dParams, Hw};
+use crate::tensor::Tensor;
 use crate::{Error, Result};
 
 fn join(prefix: &str, name: &str) -> String {
@@ -278,6 +279,70 @@ impl Module for BatchNorm2d {
     fn buffers(&self) -> Vec<&Param> {
         vec![&self.running_mean, &self.running_var]
     }
+}
+
+/// Recompute the running statistics of `bns` as exact averages over `batches` batches
+/// (SWA's BatchNorm update; PyTorch's `momentum=None`): `forward(k)` must run the model that
+/// holds them on batch k in training mode (no tape needed). Before each batch the statistics
+/// are zeroed, so the layer's own update leaves `momentum * batch statistic`; those are summed
+/// and divided by `momentum * batches`. The running mean is then the mean over all the batches'
+/// values, the running variance the mean of the batches' unbiased variances. Weights and the
+/// BatchNorm affine parameters are not touched; a layer's batch statistics in training mode
+/// do not depend on its running ones, so zeroing them changes nothing else. On an error the
+/// statistics are left partly updated.
+pub fn recalibrate_batchnorm(
+    b: &dyn Backend,
+    bns: &[&BatchNorm2d],
+    batches: usize,
+    mut forward: impl FnMut(usize) -> Result<()>,
+) -> Result<()> {
+    if batches == 0 {
+        return Err(Error::Invalid(
+            "BatchNorm recalibration needs at least 1 batch".into(),
+        ));
+    }
+    if let Some(bn) = bns
+        .iter()
+        .find(|bn| !(bn.momentum > 0.0 && bn.momentum <= 1.0))
+    {
+        return Err(Error::Invalid(format!(
+            "layer {}: BatchNorm recalibration needs a momentum in (0, 1], got {}",
+            bn.name, bn.momentum
+        )));
+    }
+    let stats = |bn: &BatchNorm2d| {
+        [
+            bn.running_mean.value().clone(),
+            bn.running_var.value().clone(),
+        ]
+    };
+    let mut sums: Vec<[Tensor; 2]> = Vec::with_capacity(bns.len());
+    for bn in bns {
+        sums.push([
+            b.zeros(bn.running_mean.shape())?,
+            b.zeros(bn.running_var.shape())?,
+        ]);
+    }
+    for k in 0..batches {
+        for bn in bns {
+            for t in stats(bn) {
+                b.assign(&t, &b.zeros(t.shape())?)?;
+            }
+        }
+        forward(k)?;
+        for (bn, sum) in bns.iter().zip(&mut sums) {
+            for (t, s) in stats(bn).iter().zip(sum.iter_mut()) {
+                let scaled = b.affine(t, 1.0 / bn.momentum, 0.0)?;
+                *s = b.binary(BinaryOp::Add, s, &scaled)?;
+            }
+        }
+    }
+    for (bn, sum) in bns.iter().zip(&sums) {
+        for (t, s) in stats(bn).iter().zip(sum) {
+            b.assign(t, &b.affine(s, 1.0 / batches as f32, 0.0)?)?;
+        }
+    }
+    Ok(())
 }
 
 fn reinit(

@@ -18,7 +18,7 @@ pub mod optim;
 pub mod spectral_norm;
 
 pub use init::Init;
-pub use layers::{BatchNorm2d, Conv2d, ConvTranspose2d, Linear};
+pub use layers::{recalibrate_batchnorm, BatchNorm2d, Conv2d, ConvTranspose2d, Linear};
 pub use loss::cross_entropy;
 pub use optim::{Adam, Optimizer, Sgd};
 pub use spectral_norm::SpectralNorm;
