@@ -594,7 +594,7 @@ pub struct AverageArgs {
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// (DnCNN weights) with --recalibrate-bn: the training settings are read from the last
-    /// input's metadata (mode, patch, batch, clip_mix, tone_mix)
+    /// input's metadata (mode, patch, batch, clip_mix and tone_mix, 0 when absent)
     #[command(flatten)]
     pub bn: RecalibrateArgs,
     #[command(flatten)]
@@ -678,7 +678,8 @@ fn recalibrated(
     let (patch, batch) = (num("patch")? as usize, num("batch")? as usize);
     let noise = Noise {
         level: mode.level(),
-        clipped: num("clip_mix")? as f32,
+        // files written before these settings existed were trained without them (as --resume)
+        clipped: meta.get("clip_mix").map_or(Ok(0.0), |_| num("clip_mix"))? as f32,
         toned: meta.get("tone_mix").map_or(Ok(0.0), |_| num("tone_mix"))? as f32,
     };
     if patch < 3
