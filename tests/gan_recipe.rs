@@ -417,3 +417,16 @@ fn dcgan_weight_init_draws_weights_from_n_0_002_and_gammas_from_n_1_002() {
     let x = read_blocking(&b, &gan::generate(&b, &gen, &z).unwrap()).unwrap();
     assert!(x.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
 }
+
+#[test]
+fn decayed_lr_falls_linearly_from_the_start_to_the_end_factor() {
+    let lr = 2e-4f32;
+    assert_eq!(gan_tricks::decayed_lr(lr, 0.0, 0, 3000), lr);
+    assert_eq!(gan_tricks::decayed_lr(lr, 0.0, 2999, 3000), 0.0);
+    assert!((gan_tricks::decayed_lr(lr, 0.1, 2999, 3000) - 2e-5).abs() < 1e-9);
+    // halfway (step 1 of 3): the mean of the two ends
+    assert!((gan_tricks::decayed_lr(lr, 0.5, 1, 3) - 1.5e-4).abs() < 1e-9);
+    // constant with factor 1, and for a one-step run
+    assert_eq!(gan_tricks::decayed_lr(lr, 1.0, 1234, 3000), lr);
+    assert_eq!(gan_tricks::decayed_lr(lr, 0.0, 0, 1), lr);
+}

@@ -23,7 +23,7 @@ use crate::models::gan_metrics::{
 };
 use crate::models::gan_tricks::{self as gan_tricks, Perturbation, Tricks};
 use crate::models::Classifier;
-use crate::nn::{Adam, Module};
+use crate::nn::{Adam, Module, Optimizer};
 
 /// Fixed seed of the latent vectors of the sample grid (the same z every time).
 const GRID_SEED: u64 = 4242;
@@ -97,6 +97,10 @@ pub struct TrainArgs {
     /// D's learning rate (two time-scale update rule); default: --lr
     #[arg(long)]
     pub lr_d: Option<f32>,
+    /// decay both learning rates linearly over the run to this fraction of their start at the
+    /// last step (0: to zero; 1: constant)
+    #[arg(long, default_value_t = 1.0)]
+    pub lr_decay_to: f32,
     /// D's target for real digits (0.9: one-sided label smoothing)
     #[arg(long, default_value_t = 1.0)]
     pub real_label: f32,
@@ -229,6 +233,12 @@ fn tricks(a: &TrainArgs) -> Result<Tricks> {
     if !(lr_d > 0.0 && lr_d.is_finite()) {
         return Err(Error::Invalid(format!("--lr-d must be > 0, got {lr_d}")));
     }
+    if !(0.0..=1.0).contains(&a.lr_decay_to) {
+        return Err(Error::Invalid(format!(
+            "--lr-decay-to must be in [0, 1], got {}",
+            a.lr_decay_to
+        )));
+    }
     Ok(t)
 }
 
@@ -331,8 +341,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     };
     let l = loss(a.loss);
     println!(
-        "options: weight init {:?}, D lr {lr_d}, real label {}, minibatch dispersion {mbstd}, spectral norm {sn}, EMA {}, D smoothness {:?}, FGSM real {:?}",
-        a.weight_init, tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
+        "options: weight init {:?}, D lr {lr_d}, lr decay to {}x, real label {}, minibatch dispersion {mbstd}, spectral norm {sn}, EMA {}, D smoothness {:?}, FGSM real {:?}",
+        a.weight_init, a.lr_decay_to, tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
     );
     println!(
         "training a {:?} GAN ({:?} loss, latent {} {:?}, width {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
@@ -353,6 +363,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut last = Instant::now();
     let (mut dsum, mut gsum, mut asum, mut cnt) = (0.0f64, 0.0f64, 0.0f64, 0usize);
     for step in 0..a.steps {
+        if a.lr_decay_to < 1.0 {
+            opt_g.set_lr(gan_tricks::decayed_lr(a.lr, a.lr_decay_to, step, a.steps));
+            opt_d.set_lr(gan_tricks::decayed_lr(lr_d, a.lr_decay_to, step, a.steps));
+        }
         let (x, z) = gan::training_batch(
             b,
             &train,

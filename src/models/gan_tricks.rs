@@ -3,6 +3,7 @@
 //!
 //! * one-sided label smoothing: D's target for real digits is `real_label` (e.g. 0.9) instead of 1;
 //! * two time-scale learning rates: separate optimizers, set by the caller;
+//! * a linear decay of both learning rates over a run (`decayed_lr`), set by the caller;
 //! * the minibatch-dispersion feature in D (`gan::minibatch_dispersion`);
 //! * an exponential moving average of G's weights for sampling (`ema_update`,
 //!   `recalibrate_batchnorm`);
@@ -22,6 +23,16 @@ use crate::nn::Module;
 use crate::tensor::Tensor;
 
 use super::gan::{self, Discriminator, GanLoss, Generator, Latent};
+
+/// The learning rate of step `step` (0-based) of a run of `steps` that decays linearly from `lr`
+/// at its first step to `lr * end_factor` at its last (`end_factor` 1: constant).
+pub fn decayed_lr(lr: f32, end_factor: f32, step: usize, steps: usize) -> f32 {
+    if steps <= 1 {
+        return lr;
+    }
+    let t = step.min(steps - 1) as f32 / (steps - 1) as f32;
+    lr * (1.0 - (1.0 - end_factor) * t)
+}
 
 /// A perturbation budget: `weight` of its term (smoothness) or alpha (FGSM mix), and eps.
 #[derive(Clone, Copy, Debug, PartialEq)]
