@@ -12,8 +12,8 @@
 //! sizes of both sides explicitly, so output_padding (extra rows no window reaches) just works.
 
 use super::{
-    build_vec, host, new_tensor, par_chunks, par_for, par_map, sgemm, sgemm_ptr, simd, threads,
-    with_scratch, CpuBackend,
+    build_vec, deconv, host, new_tensor, par_chunks, par_for, par_map, sgemm, sgemm_ptr, simd,
+    threads, with_scratch, CpuBackend,
 };
 use crate::backend::*;
 use crate::tensor::Tensor;
@@ -222,7 +222,7 @@ fn wide_rows(g: &ConvGeom, src: &[f32], dst: &mut [f32]) {
 /// where `copy_from_slice` calls memcpy for each run: 16 floats at a time, the tail as one
 /// more 16-, 8- or 4-float copy that overlaps what is already copied.
 #[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
+pub(super) fn copy_short(dst: &mut [f32], src: &[f32]) {
     let n = dst.len().min(src.len());
     let (dst, src) = (&mut dst[..n], &src[..n]);
     #[inline(always)]
@@ -605,13 +605,29 @@ fn flipped_weight(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
     out
 }
 
-/// gx (N, Cin, H, W) from gy (N, Cout, Ho, Wo).
-fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
+/// gx (N, Cin, H, W) from gy (N, Cout, Ho, Wo), plus bias[c] on channel c when given (a
+/// transposed conv's bias).
+fn backward_input(g: &ConvGeom, gy: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     if let Some(g2) = backward_input_as_forward(g) {
         if !g.is_pointwise() {
-            return forward(&g2, gy, &flipped_weight(g, w), None, false);
+            return forward(&g2, gy, &flipped_weight(g, w), bias, false);
         }
     }
+    if deconv::applies(g) {
+        return deconv::scatter(g, gy, w, bias);
+    }
+    let mut gx = backward_input_col2im(g, gy, w);
+    if let Some(b) = bias {
+        for (i, plane) in gx.chunks_mut(g.h * g.w).enumerate() {
+            let v = b[i % g.cin];
+            plane.iter_mut().for_each(|e| *e += v);
+        }
+    }
+    gx
+}
+
+/// `backward_input` by W^T gy and col2im, several small samples per GEMM.
+fn backward_input_col2im(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
     let mut gx = vec![0.0f32; g.n * g.x_per_sample()];
     let (ckk, pix, cout) = (g.taps(), g.pixels(), g.cout);
     // Samples per GEMM: small images (a GAN's 7x7) are multiplied several at once, so the GEMM
@@ -905,7 +921,7 @@ pub fn conv2d_backward_input(
     let g = ConvGeom::conv2d(x_shape, w.shape(), None, p)?;
     ConvGeom::check_output_grad(gy.shape(), g.y_shape(), op)?;
     let (gyh, wh) = (host(gy, op)?, host(w, op)?);
-    let gx = backward_input(&g, &gyh.read()?, &wh.read()?);
+    let gx = backward_input(&g, &gyh.read()?, &wh.read()?, None);
     Ok(new_tensor(x_shape, gx))
 }
 
@@ -934,15 +950,14 @@ pub fn conv_transpose2d(
     let op = "conv_transpose2d";
     let g = ConvGeom::transposed(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
     let (xh, wh) = (host(x, op)?, host(w, op)?);
-    let mut y = backward_input(&g, &xh.read()?, &wh.read()?);
-    if let Some(b) = b {
-        let bh = host(b, op)?;
-        let bd = bh.read()?;
-        for (i, plane) in y.chunks_mut(g.h * g.w).enumerate() {
-            let v = bd[i % g.cin];
-            plane.iter_mut().for_each(|e| *e += v);
-        }
-    }
+    let bh = b.map(|b| host(b, op)).transpose()?;
+    let bd = bh.as_ref().map(|h| h.read()).transpose()?;
+    let y = backward_input(
+        &g,
+        &xh.read()?,
+        &wh.read()?,
+        bd.as_deref().map(|v| v.as_slice()),
+    );
     Ok(new_tensor(&g.x_shape(), y))
 }
 

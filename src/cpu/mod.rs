@@ -6,6 +6,7 @@ mod ops;
 
 pub mod batchnorm;
 pub mod conv;
+mod deconv;
 pub mod elementwise;
 #[cfg(target_arch = "wasm32")]
 pub mod gemm_wasm;

@@ -265,6 +265,31 @@ backend_test! {
 }
 
 backend_test! {
+    /// Where the CPU gathers each output pixel from its stride phase's taps (`cpu/deconv.rs`:
+    /// 16 or more output channels): the DCGAN's 4x4 stride 2, channels not a multiple of 16
+    /// (80: vectors of 2, 2 and 1), per-axis stride,
+    /// padding, output_padding and dilation, a stride larger than the kernel (phases with no
+    /// tap: bias only), padding beyond the kernel, and a batch of one with more pixels per
+    /// phase row than one tile holds.
+    fn definition_phase_gather_cases(b) {
+        //                ncc        (h, w)   kernel   (stride, padding, output_padding, dilation)
+        let table = [
+            tcase([3, 24, 32], (7, 7), 4, (2, 1, 0, 1)),
+            tcase([2, 7, 80], (5, 6), 4, (2, 1, 1, 1)),
+            tcase([2, 10, 64], (5, 6), (3, 4), ((2, 3), (1, 2), (1, 0), (1, 1))),
+            tcase([1, 8, 48], (4, 5), 3, (3, 0, 2, 2)),
+            tcase([2, 5, 16], (4, 4), 1, (2, 0, 1, 1)),
+            tcase([2, 6, 16], (5, 4), (2, 3), ((1, 2), (2, 1), (0, 1), (2, 1))),
+            tcase([1, 9, 16], (19, 21), (4, 5), ((2, 3), (1, 2), (0, 1), (1, 1))),
+            tcase([2, 4, 64], (6, 7), 5, ((3, 2), (2, 5), (2, 1), (1, 1))),
+        ];
+        for (i, c) in table.into_iter().enumerate() {
+            tcheck(b, c, 400 + 10 * i as u64);
+        }
+    }
+}
+
+backend_test! {
     fn bad_input_is_an_error(b) {
         let x = b.t(&[1, 2, 5, 5], &rnd(50, 1));
         let w = b.t(&[3, 2, 3, 3], &rnd(54, 2));
