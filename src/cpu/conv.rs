@@ -12,8 +12,8 @@
 //! sizes of both sides explicitly, so output_padding (extra rows no window reaches) just works.
 
 use super::{
-    build_vec, deconv, host, new_tensor, par_chunks, par_for, par_map, sgemm, sgemm_ptr, simd,
-    threads, with_scratch, CpuBackend,
+    build_vec, deconv, gemm_small, host, new_tensor, par_chunks, par_for, par_map, sgemm,
+    sgemm_ptr, simd, threads, with_scratch, CpuBackend,
 };
 use crate::backend::*;
 use crate::tensor::Tensor;
@@ -325,14 +325,14 @@ fn col2im(g: &ConvGeom, cols: &[f32], ld: usize, off: usize, gx: &mut [f32], pad
 
 /// A raw output pointer shared by work items that write disjoint parts of one buffer.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+pub(super) struct SharedOut(pub(super) *mut f32);
 // SAFETY: each work item writes a range no other item touches (see the callers).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
     /// The pointer `offset` floats further (a method, so closures capture the whole Sync value).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(super) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
@@ -1002,6 +1002,10 @@ pub fn matmul(
     let [m, k, n] = matmul_shapes(a.shape(), b.shape(), trans_a, trans_b)?;
     let (ah, bh) = (host(a, "matmul")?, host(b, "matmul")?);
     let (ad, bd) = (ah.read()?, bh.read()?);
+    if gemm_small::applies(m, n, k) {
+        let c = gemm_small::matmul((m, n, k), &ad, trans_a, &bd, trans_b);
+        return Ok(new_tensor(&[m, n], c));
+    }
     // a stored (M, K) row-major, or (K, M) when transposed; likewise b
     let sa = if trans_a { (1, m) } else { (k, 1) };
     let sb = if trans_b { (1, k) } else { (n, 1) };

@@ -19,6 +19,8 @@
 //! The im2col + GEMM + col2im path measured 51-71 GFLOP/s on the DCGAN's 128->64 4x4 stride-2
 //! convT at one thread, its GEMM alone ~125 (perf: packing, col2im, junk columns ~30%).
 
+#[cfg(target_arch = "x86_64")]
+use super::avx512;
 use super::conv::copy_short;
 use super::simd::{self, tier, Tier};
 use super::{par_chunks, with_scratch};
@@ -204,7 +206,7 @@ fn to_planes(yt: &[f32], co16: usize, gxn: &mut [f32], co: usize, bias: Option<&
             // SAFETY: AVX-512F (`applies`); the block reads yt[(p0 + i) co16 + c0 .. + 16]
             // (c0 + 16 <= co16) and writes gxn[(c0 + i) hw + p0 .. + 16] for i < nc.
             unsafe {
-                kernel::transpose16(
+                avx512::transpose16(
                     yt.as_ptr().add(p0 * co16 + c0),
                     co16,
                     gxn.as_mut_ptr().add(c0 * hw + p0),
@@ -283,7 +285,7 @@ fn phase_tiles(
                     // SAFETY: AVX-512F is present (`applies`); the reads and writes lie inside
                     // the slices (checked above).
                     unsafe {
-                        kernel::tile_dispatch(
+                        avx512::tile_dispatch(
                             (mr, rr, nvt),
                             x.as_ptr().wrapping_add(at + r * src_row + b),
                             src_row,
@@ -312,140 +314,6 @@ fn phase_tiles(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod kernel {
-    use std::arch::x86_64::*;
-
-    /// R rows x MR pixels x NV vectors of 16 output channels: acc[r][m][v] = sum over taps t
-    /// and source channels c of x[r ldr + offs[t] + c ldx + m] * w[(t ci + c) ldw + 16 v ..],
-    /// stored at out[r ldor + m ldoc + 16 v ..].
-    ///
-    /// # Safety
-    /// AVX-512F; every address read or written lies in its allocation.
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const MR: usize, const R: usize, const NV: usize>(
-        x: *const f32,
-        ldr: usize,
-        offs: &[isize],
-        (ci, ldx): (usize, usize),
-        w: *const f32,
-        ldw: usize,
-        out: *mut f32,
-        (ldor, ldoc): (usize, usize),
-    ) {
-        let mut acc = [[[_mm512_setzero_ps(); NV]; MR]; R];
-        let mut wp = w;
-        for &o in offs {
-            let mut xp = x.offset(o);
-            for _ in 0..ci {
-                let mut wv = [_mm512_setzero_ps(); NV];
-                for (v, r) in wv.iter_mut().enumerate() {
-                    *r = _mm512_loadu_ps(wp.add(16 * v));
-                }
-                for (r, ar) in acc.iter_mut().enumerate() {
-                    for (m, am) in ar.iter_mut().enumerate() {
-                        let b = _mm512_set1_ps(*xp.add(r * ldr + m));
-                        for (a, wr) in am.iter_mut().zip(&wv) {
-                            *a = _mm512_fmadd_ps(b, *wr, *a);
-                        }
-                    }
-                }
-                xp = xp.add(ldx);
-                wp = wp.add(ldw);
-            }
-        }
-        for (r, ar) in acc.iter().enumerate() {
-            for (m, am) in ar.iter().enumerate() {
-                for (v, a) in am.iter().enumerate() {
-                    _mm512_storeu_ps(out.add(r * ldor + m * ldoc + 16 * v), *a);
-                }
-            }
-        }
-    }
-
-    /// dst[i ldd + j] = src[j lds + i] + bias[i] for i < rows (at most 16), j < 16: a 16 x 16
-    /// block transposed in registers (pairs of rows interleaved, then pairs of pairs, then
-    /// 128-bit lanes twice).
-    ///
-    /// # Safety
-    /// AVX-512F; src holds 16 rows of 16 floats at lds, dst `rows` rows of 16 at ldd.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn transpose16(
-        src: *const f32,
-        lds: usize,
-        dst: *mut f32,
-        ldd: usize,
-        rows: usize,
-        bias: &[f32; 16],
-    ) {
-        let mut r = [_mm512_setzero_ps(); 16];
-        for (i, v) in r.iter_mut().enumerate() {
-            *v = _mm512_loadu_ps(src.add(i * lds));
-        }
-        let mut t = [_mm512_setzero_ps(); 16];
-        for i in 0..8 {
-            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        for q in 0..4 {
-            let b = 4 * q;
-            r[b] = _mm512_shuffle_ps::<0x44>(t[b], t[b + 2]);
-            r[b + 1] = _mm512_shuffle_ps::<0xEE>(t[b], t[b + 2]);
-            r[b + 2] = _mm512_shuffle_ps::<0x44>(t[b + 1], t[b + 3]);
-            r[b + 3] = _mm512_shuffle_ps::<0xEE>(t[b + 1], t[b + 3]);
-        }
-        for h in 0..2 {
-            let b = 8 * h;
-            for j in 0..4 {
-                t[b + j] = _mm512_shuffle_f32x4::<0x88>(r[b + j], r[b + 4 + j]);
-                t[b + 4 + j] = _mm512_shuffle_f32x4::<0xDD>(r[b + j], r[b + 4 + j]);
-            }
-        }
-        for j in 0..8 {
-            r[j] = _mm512_shuffle_f32x4::<0x88>(t[j], t[8 + j]);
-            r[8 + j] = _mm512_shuffle_f32x4::<0xDD>(t[j], t[8 + j]);
-        }
-        for (i, v) in r.iter().enumerate().take(rows) {
-            let b = _mm512_set1_ps(bias[i]);
-            _mm512_storeu_ps(dst.add(i * ldd), _mm512_add_ps(*v, b));
-        }
-    }
-
-    /// `tile::<mr, r, nv>` for r, nv in 1..=2 and mr in 1..=8 (mr <= 7 at nv 2).
-    ///
-    /// # Safety
-    /// As `tile`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile_dispatch(
-        (mr, r, nv): (usize, usize, usize),
-        x: *const f32,
-        ldr: usize,
-        offs: &[isize],
-        c: (usize, usize),
-        w: *const f32,
-        ldw: usize,
-        out: *mut f32,
-        ldo: (usize, usize),
-    ) {
-        macro_rules! go {
-            ($r:literal, $nv:literal; $($m:literal),*) => {
-                match mr {
-                    $($m => tile::<$m, $r, $nv>(x, ldr, offs, c, w, ldw, out, ldo),)*
-                    _ => unreachable!(),
-                }
-            };
-        }
-        match (r, nv) {
-            (1, 1) => go!(1, 1; 1, 2, 3, 4, 5, 6, 7, 8),
-            (2, 1) => go!(2, 1; 1, 2, 3, 4, 5, 6, 7, 8),
-            (1, 2) => go!(1, 2; 1, 2, 3, 4, 5, 6, 7),
-            (2, 2) => go!(2, 2; 1, 2, 3, 4, 5, 6, 7),
-            _ => unreachable!(),
-        }
-    }
-}
-
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     #[test]
@@ -460,7 +328,7 @@ mod tests {
             let mut dst = vec![-1.0f32; 16 * ldd];
             // SAFETY: AVX-512F checked above; the slices hold every row
             unsafe {
-                super::kernel::transpose16(src.as_ptr(), lds, dst.as_mut_ptr(), ldd, rows, &bias)
+                super::avx512::transpose16(src.as_ptr(), lds, dst.as_mut_ptr(), ldd, rows, &bias)
             };
             for i in 0..16 {
                 for j in 0..16 {

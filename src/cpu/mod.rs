@@ -4,10 +4,14 @@
 
 mod ops;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 pub mod batchnorm;
 pub mod conv;
 mod deconv;
 pub mod elementwise;
+mod gemm_small;
 #[cfg(target_arch = "wasm32")]
 pub mod gemm_wasm;
 pub mod optim;

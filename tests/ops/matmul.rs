@@ -52,6 +52,31 @@ backend_test! {
 }
 
 backend_test! {
+    /// Shapes of the CPU's few-rows path (`cpu/gemm_small.rs`, m 8..=128: a dense layer's
+    /// batch): row tiles of 14 and their remainders, blocks of 32 columns and a partial last
+    /// one, k with and without a remainder of 16, every transpose, against an f64 loop.
+    fn matmul_few_rows_every_transpose_match_f64(b) {
+        for (i, [m, k, n]) in [[64, 100, 6272 / 8], [8, 8, 32], [13, 17, 47], [127, 128, 100], [30, 64, 65]]
+            .into_iter()
+            .enumerate()
+        {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let sa = if ta { [k, m] } else { [m, k] };
+                let sb = if tb { [n, k] } else { [k, n] };
+                let (a, bm) = (rnd(m * k, 40 + i as u64), rnd(k * n, 50 + i as u64));
+                let y = b.v(&b.matmul(&b.t(&sa, &a), &b.t(&sb, &bm), ta, tb).unwrap());
+                let at = |r: usize, l: usize| if ta { a[l * m + r] } else { a[r * k + l] } as f64;
+                let bt = |l: usize, j: usize| if tb { bm[j * k + l] } else { bm[l * n + j] } as f64;
+                let want: Vec<f32> = (0..m * n)
+                    .map(|e| (0..k).map(|l| at(e / n, l) * bt(l, e % n)).sum::<f64>() as f32)
+                    .collect();
+                assert_close(&format!("matmul {m}x{k}x{n} ta={ta} tb={tb}"), &y, &want, 1e-5);
+            }
+        }
+    }
+}
+
+backend_test! {
     fn bad_input_is_an_error(b) {
         is_err_with(
             b.matmul(
