@@ -12,8 +12,8 @@
 //! sizes of both sides explicitly, so output_padding (extra rows no window reaches) just works.
 
 use super::{
-    build_vec, deconv, gemm_small, host, new_tensor, par_chunks, par_for, par_map, sgemm,
-    sgemm_ptr, simd, threads, with_scratch, CpuBackend,
+    build_vec, conv_strided, deconv, gemm_small, host, new_tensor, par_chunks, par_for, par_map,
+    sgemm, sgemm_ptr, simd, threads, with_scratch, CpuBackend,
 };
 use crate::backend::*;
 use crate::tensor::Tensor;
@@ -342,6 +342,9 @@ impl SharedOut {
 /// block into the thread's scratch (in cache) and multiplies it at once.
 /// With `relu`, each block of y goes through max(0, .) right after its GEMM, while in cache.
 fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
+    if conv_strided::applies(g) {
+        return conv_strided::forward(g, x, w, bias, relu);
+    }
     let spi = samples_per_item(g);
     if spi > 1 && !g.is_pointwise() {
         return forward_grouped(g, x, w, bias, relu, spi);

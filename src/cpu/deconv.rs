@@ -186,7 +186,7 @@ fn source_rows(
 
 /// The pixel-major yt (pixels, co16) into gxn's planes (co, pixels), plus bias[c] on plane c:
 /// 16 x 16 blocks transposed in registers, the last pixels (fewer than 16) one by one.
-fn to_planes(yt: &[f32], co16: usize, gxn: &mut [f32], co: usize, bias: Option<&[f32]>) {
+pub(super) fn to_planes(yt: &[f32], co16: usize, gxn: &mut [f32], co: usize, bias: Option<&[f32]>) {
     let hw = gxn.len() / co;
     // (the 16 x 16 blocks are AVX-512 code; `applies` keeps other targets out of this file)
     let full = if cfg!(target_arch = "x86_64") {
@@ -229,19 +229,19 @@ fn to_planes(yt: &[f32], co16: usize, gxn: &mut [f32], co: usize, bias: Option<&
 /// x[at + r src_row + b + offs[t] + c wp] for tap t and source channel c, and written to
 /// out[r out_row + b out_col + o] for every output channel o < co16.
 #[derive(Clone, Copy)]
-struct Grid {
-    rows: usize,
-    cols: usize,
-    src_row: usize,
-    out_row: usize,
-    out_col: usize,
+pub(super) struct Grid {
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) src_row: usize,
+    pub(super) out_row: usize,
+    pub(super) out_col: usize,
 }
 
 /// Every tile of one phase (`Grid`), weights w[(t ci + c) co16 + o]: tiles of two phase rows
 /// x up to 7 pixels x 2 vectors (28 accumulators; 4 vectors x 7 pixels would need more than
 /// the 32 registers), the last odd row alone.
 #[allow(clippy::too_many_arguments)]
-fn phase_tiles(
+pub(super) fn phase_tiles(
     x: &[f32],
     at: usize,
     offs: &[isize],

@@ -9,6 +9,7 @@ mod avx512;
 
 pub mod batchnorm;
 pub mod conv;
+mod conv_strided;
 mod deconv;
 pub mod elementwise;
 mod gemm_small;

@@ -499,6 +499,25 @@ backend_test! {
 }
 
 backend_test! {
+    /// Strided convs with 16 or more output channels, which the CPU runs without im2col
+    /// (`cpu/conv_strided.rs`; their transposed twins' input gradient goes there too): the
+    /// DCGAN discriminator's 4x4 stride 2, 80 channels (vectors of 2, 2 and 1), per-axis
+    /// stride, padding and dilation, a 1x1 with a stride, and a stride on one axis only.
+    fn direct_loop_strided_many_output_channels(b) {
+        let table = [
+            case([2, 6, 32], (15, 14), 4, 2, 1, 1),
+            case([1, 5, 80], (11, 13), (3, 5), (2, 3), (1, 2), (2, 1)),
+            case([3, 4, 16], (9, 10), 3, 3, 0, 1),
+            case([2, 8, 64], (17, 16), 1, 2, 0, 1),
+            case([1, 7, 48], (20, 9), (2, 3), (1, 2), (1, 1), 1),
+        ];
+        for (i, c) in table.into_iter().enumerate() {
+            check(b, c, 500 + 10 * i as u64);
+        }
+    }
+}
+
+backend_test! {
     /// Rectangular kernels and a stride, padding and dilation of their own per axis (PyTorch's
     /// tuple forms), on every path: stride 1 both ways (the flipped-weight forward for the input
     /// gradient), stride 1 on one axis only, padding beyond the kernel on one axis (col2im),
