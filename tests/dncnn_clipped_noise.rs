@@ -253,7 +253,8 @@ fn nnlab(args: &[&str]) -> (bool, String) {
 }
 
 #[test]
-fn the_cli_refuses_a_clip_mix_outside_0_1_and_a_validation_part_of_a_test_set() {
+fn the_cli_refuses_a_clip_mix_outside_0_1_a_validation_part_of_a_test_set_and_0_recalibration_batches(
+) {
     let (ok, text) = nnlab(&["train", "dncnn", "--clip-mix", "1.5", "--steps", "1"]);
     assert!(!ok && text.contains("clip-mix in [0, 1]"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
@@ -271,4 +272,21 @@ fn the_cli_refuses_a_clip_mix_outside_0_1_and_a_validation_part_of_a_test_set() 
     ]);
     assert!(!ok && text.contains("only the training sets"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
+    let out = std::env::temp_dir().join(format!("nnlab_recal_{}.safetensors", std::process::id()));
+    let out = out.to_string_lossy();
+    for n in ["0", "-1", "x", "100001"] {
+        let (ok, text) = nnlab(&[
+            "average",
+            "--out",
+            &out,
+            "--recalibrate-bn",
+            n,
+            "www/models/dncnn_blind_gray.safetensors",
+        ]);
+        assert!(
+            !ok && (text.contains("recalibrate-bn") || text.contains("'-1'")),
+            "{n}: {text}"
+        );
+        assert!(!text.contains("panicked"), "{text}");
+    }
 }

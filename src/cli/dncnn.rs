@@ -564,6 +564,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         // after the last checkpoint: it keeps the trained statistics, so resuming is unchanged
         let line = recalibrate_bn(b, &model, &sampler, noise, a.batch, n, a.bn.bn_seed)?;
         wmeta.insert("bn_recalibrated".to_string(), line);
+        wmeta.remove("val");
     }
     wmeta.insert("command".to_string(), command_line());
     wmeta.insert(
@@ -716,6 +717,8 @@ fn recalibrated(
         .collect();
     let sampler = PatchSampler::new(imgs, patch)?;
     let line = recalibrate_bn(b, &model, &sampler, noise, batch, batches, a.bn.bn_seed)?;
+    // a validation line measured with the old statistics no longer describes these weights
+    meta.remove("val");
     meta.insert(
         "bn_recalibrated".to_string(),
         format!("{line}, train part of {}", set.folder()),
