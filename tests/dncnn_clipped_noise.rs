@@ -216,9 +216,10 @@ fn clipped_noise_lies_on_8bit_levels_and_keeps_the_unclipped_values_inside() {
 
 /// The issue's bar: a dark image with 8-bit clipped noise at sigma 50 comes out with a mean
 /// within +-1 level of the clean one. Unclipped-only training leaves it grey: clipping at 0
-/// turns zero-mean noise into a positive bias that the model keeps as signal.
+/// turns zero-mean noise into a positive bias that the model keeps as signal (the model shipped
+/// before: +10.4 levels). The shipped one (toned fine-tune, BatchNorm recalibrated) has +0.84;
+/// the margin is thin (see README, issue 23: neighbouring snapshots range +0.75 to +1.41).
 #[test]
-#[ignore = "not met by the shipped model yet: +10.4 levels (see README, issue 23)"]
 fn the_shipped_blind_gray_model_keeps_a_dark_image_dark_under_clipped_noise() {
     let b = CpuBackend::new();
     let bytes = std::fs::read(concat!(
