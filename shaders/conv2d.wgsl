@@ -25,6 +25,9 @@
 //   pack_w_fwd/bwd:  dst = packed weight, src_a = wt
 // x_off / y_off are element offsets of the tensors inside their (256-byte aligned) bindings,
 // which let the host bind one batch slice of a tensor larger than one binding.
+// Storage types (conv2d_params.wgsl): f32 throughout, except in the f16 modules of the fused
+// inference (src/gpu/conv.rs, `CONV_F16_*`: the packed weight and x and/or y as f16), where
+// conv_fwd and pack_w_fwd run; values are converted to f32 as loaded, so sums are f32 always.
 //
 // Dispatch (linear workgroup counts, see prelude.wgsl), 64 threads per workgroup laid out as
 // 16 "column" lanes x 4 "row" lanes; a thread's 8 columns are 16 apart, so neighbouring
@@ -90,11 +93,15 @@ fn acc_step(acc: ptr<function, Acc>, c0: vec4<f32>, c1: vec4<f32>, r0: vec4<f32>
 }
 
 // Four values of a read-only source, zero where `ok` is false (the index is then 0, in range).
+// (Values are converted to f32 as loaded and to YT as stored: no-ops in the f32 modules.)
 fn load_a(idx: vec4<u32>, ok: vec4<bool>) -> vec4<f32> {
-    return select(vec4<f32>(0.0), vec4<f32>(src_a[idx.x], src_a[idx.y], src_a[idx.z], src_a[idx.w]), ok);
+    return select(vec4<f32>(0.0), vec4<f32>(vec4<XT>(src_a[idx.x], src_a[idx.y], src_a[idx.z], src_a[idx.w])), ok);
 }
 fn load_b(idx: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(src_b[idx.x], src_b[idx.y], src_b[idx.z], src_b[idx.w]);
+    return vec4<f32>(vec4<XT>(src_b[idx.x], src_b[idx.y], src_b[idx.z], src_b[idx.w]));
+}
+fn load_w4(i: u32) -> vec4<f32> {
+    return vec4<f32>(src_b4[i]);
 }
 
 // Write a 4x4 block (rows = channels `ch` < nch, columns = pixels `pix` < total of planes of
@@ -108,7 +115,7 @@ fn store4(v: mat4x4<f32>, ch: vec4<u32>, pix: vec4<u32>, nch: u32, plane: u32, t
             if (pix[j] >= total) { continue; }
             let n = pix[j] / plane;
             let o = v[i][j] + b;
-            dst[off + (n * nch + ch[i]) * plane + pix[j] % plane] = select(o, max(o, 0.0), params.relu != 0u);
+            dst[off + (n * nch + ch[i]) * plane + pix[j] % plane] = YT(select(o, max(o, 0.0), params.relu != 0u));
         }
     }
 }
@@ -187,7 +194,7 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             for (var ci = 0u; ci < cin; ci++) {
                 let x0 = load_a(t0.idx + plane, t0.ok);
                 let x1 = load_a(t1.idx + plane, t1.ok);
-                acc_step(&acc, x0, x1, src_b4[wi.x], src_b4[wi.y]);
+                acc_step(&acc, x0, x1, load_w4(wi.x), load_w4(wi.y));
                 wi += wi_step;
                 plane += hw;
             }
@@ -263,7 +270,7 @@ fn conv_bwd_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
             for (var co = 0u; co < cout; co++) {
                 let y0 = load_a(t0.idx + yo, t0.ok);
                 let y1 = load_a(t1.idx + yo, t1.ok);
-                acc_step(&acc, y0, y1, src_b4[wi.x], src_b4[wi.y]);
+                acc_step(&acc, y0, y1, load_w4(wi.x), load_w4(wi.y));
                 wi += wi_step;
                 yo += howo;
             }
@@ -360,7 +367,7 @@ fn store_w4(v: mat4x4<f32>, co: vec4<u32>, rr: vec4<u32>, kred: u32, base: u32) 
         if (co[i] >= params.cout) { continue; }
         for (var j = 0u; j < 4u; j++) {
             if (rr[j] >= kred) { continue; }
-            dst[base + co[i] * kred + rr[j]] = v[i][j];
+            dst[base + co[i] * kred + rr[j]] = YT(v[i][j]);
         }
     }
 }
@@ -378,7 +385,7 @@ fn pack_w_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     if (i >= kred * np) { return; }
     let co = i % np;
     let r = i / np;
-    dst[i] = select(0.0, src_a[min(co, params.cout - 1u) * kred + r], co < params.cout);
+    dst[i] = YT(select(0.0, f32(src_a[min(co, params.cout - 1u) * kred + r]), co < params.cout));
 }
 
 @compute @workgroup_size(256)
@@ -390,7 +397,7 @@ fn pack_w_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let ci = i % np;
     let tap = (i / np) % kk;
     let co = i / (np * kk);
-    dst[i] = select(0.0, src_a[(co * params.cin + min(ci, params.cin - 1u)) * kk + tap], ci < params.cin);
+    dst[i] = YT(select(0.0, f32(src_a[(co * params.cin + min(ci, params.cin - 1u)) * kk + tap]), ci < params.cin));
 }
 
 // dst[i] = (accumulate ? dst[i] : 0) + sum_s src_a[s * n + i],  n = cout*cin*kh*kw
@@ -401,8 +408,8 @@ fn sum_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= n) { return; }
     var s = 0.0;
     for (var j = 0u; j < params.splits; j++) {
-        s += src_a[j * n + i];
+        s += f32(src_a[j * n + i]);
     }
-    if (params.accumulate != 0u) { s += dst[i]; }
-    dst[i] = s;
+    if (params.accumulate != 0u) { s += f32(dst[i]); }
+    dst[i] = YT(s);
 }

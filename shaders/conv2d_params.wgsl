@@ -34,10 +34,13 @@ struct Params {
     relu: u32,
 }
 
+// Storage types, aliases the launcher puts before this file (src/gpu/conv.rs): XT for src_a and
+// src_b, YT for dst, WT for the packed weight. All f32, except in conv2d.wgsl's f16 modules for
+// the fused inference (`enable f16`: WT = f16, XT and YT f16 or f32); sums are f32 in every one.
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read> src_a: array<f32>;
-@group(0) @binding(3) var<storage, read> src_b: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<YT>;
+@group(0) @binding(2) var<storage, read> src_a: array<XT>;
+@group(0) @binding(3) var<storage, read> src_b: array<XT>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 // the forward and backward-input kernels read the weight packed by pack_w_fwd / pack_w_bwd, as vec4s
-@group(0) @binding(3) var<storage, read> src_b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> src_b4: array<vec4<WT>>;

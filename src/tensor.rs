@@ -13,6 +13,10 @@ use crate::{Error, Result};
 pub enum Storage {
     Cpu(Arc<RwLock<Vec<f32>>>),
     Gpu(Arc<GpuBuffer>),
+    /// f16 values, two per 32-bit word (element 2i in the low half of word i): only the fused
+    /// inference's activations on a device with `shader-f16` (`Backend::conv2d_fused` writes
+    /// and reads them, a read converts them to f32); every other op refuses them.
+    GpuF16(Arc<GpuBuffer>),
 }
 
 #[derive(Clone)]
@@ -38,13 +42,18 @@ impl Tensor {
         &self.storage
     }
     pub fn is_gpu(&self) -> bool {
-        matches!(self.storage, Storage::Gpu(_))
+        matches!(self.storage, Storage::Gpu(_) | Storage::GpuF16(_))
+    }
+    /// True for a GPU tensor stored as f16 (see `Storage::GpuF16`).
+    pub fn is_f16(&self) -> bool {
+        matches!(self.storage, Storage::GpuF16(_))
     }
     /// True when both handles share one storage (a reshape or clone of the other).
     pub fn same_storage(&self, other: &Tensor) -> bool {
         match (&self.storage, &other.storage) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Arc::ptr_eq(a, b),
             (Storage::Gpu(a), Storage::Gpu(b)) => Arc::ptr_eq(a, b),
+            (Storage::GpuF16(a), Storage::GpuF16(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -68,7 +77,7 @@ impl Tensor {
     pub fn cpu_data(&self, op: &str) -> Result<Arc<RwLock<Vec<f32>>>> {
         match &self.storage {
             Storage::Cpu(d) => Ok(d.clone()),
-            Storage::Gpu(_) => Err(Error::Invalid(format!(
+            Storage::Gpu(_) | Storage::GpuF16(_) => Err(Error::Invalid(format!(
                 "{op}: tensor lives on the GPU, the CPU backend was asked"
             ))),
         }
@@ -77,9 +86,19 @@ impl Tensor {
     pub fn gpu_buffer(&self, op: &str) -> Result<Arc<GpuBuffer>> {
         match &self.storage {
             Storage::Gpu(b) => Ok(b.clone()),
+            Storage::GpuF16(_) => Err(Error::Invalid(format!(
+                "{op}: the tensor holds f16 values (a fused inference activation); only conv2d_fused and reads take it"
+            ))),
             Storage::Cpu(_) => Err(Error::Invalid(format!(
                 "{op}: tensor lives on the CPU, the GPU backend was asked"
             ))),
+        }
+    }
+    /// The GPU buffer and whether it holds f16 values (for the ops that read either).
+    pub fn gpu_buffer_any(&self, op: &str) -> Result<(Arc<GpuBuffer>, bool)> {
+        match &self.storage {
+            Storage::GpuF16(b) => Ok((b.clone(), true)),
+            _ => Ok((self.gpu_buffer(op)?, false)),
         }
     }
 }
@@ -90,7 +109,11 @@ impl std::fmt::Debug for Tensor {
             f,
             "Tensor({:?}, {})",
             self.shape,
-            if self.is_gpu() { "gpu" } else { "cpu" }
+            match self.storage {
+                Storage::Cpu(_) => "cpu",
+                Storage::Gpu(_) => "gpu",
+                Storage::GpuF16(_) => "gpu f16",
+            }
         )
     }
 }

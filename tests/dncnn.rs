@@ -921,6 +921,8 @@ fn gpu_train_step_and_tiled_denoise_match_the_cpu() {
     let gpu = GpuBackend::new_blocking(GpuOptions {
         max_storage_binding_bytes: Some(64 << 10),
         max_workgroups_per_dim: None,
+        // the f32 inference (the f16 one is checked in tests/dncnn_inference.rs)
+        no_f16: true,
     })
     .unwrap_or_else(|e| {
         panic!("this test needs a GPU adapter (natively: Vulkan, e.g. mesa-vulkan-drivers): {e}")
@@ -1010,6 +1012,8 @@ fn a_24_megapixel_image_denoises_in_tiles() {
     let gpu = nnlab::gpu::GpuBackend::new_blocking(nnlab::gpu::GpuOptions {
         max_storage_binding_bytes: Some(4 << 20),
         max_workgroups_per_dim: None,
+        // the f32 inference (the f16 one is checked in tests/dncnn_inference.rs)
+        no_f16: true,
     })
     .unwrap();
     let mg = DnCnn::new(&gpu, cfg, 1).unwrap();

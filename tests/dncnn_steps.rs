@@ -1,5 +1,5 @@
 //! `CropSteps` (a DnCNN crop spread over short calls, the page's progress inside a tile): settled
-//! after every layer (a mid-pass wait reads the activation's sum) it gives the same crop as
+//! after every layer (a mid-pass wait reads one number recorded after the layers) it gives the same crop as
 //! `denoise_crop`, with and without the x8 self-ensemble, on the CPU and the GPU; its counts
 //! and refusals.
 

@@ -24,6 +24,10 @@ ROWS = [
 ]
 
 
+# what `BackendInfo::describe` adds when DnCNN's fused inference runs in f16
+F16_TAG = ", DnCNN inference in f16 (shader-f16)"
+
+
 def parse_nnlab(text, gpu=False):
     """Values by key from the bench's markdown tables (the CPU's rows, or with `gpu` the other
     backend's), and the other backend's name."""
@@ -36,16 +40,19 @@ def parse_nnlab(text, gpu=False):
         cells = [c.strip() for c in line.strip("|").split("|")]
         if cells[0] in ("backend", "---") or cells[0].startswith("CPU") == gpu:
             continue
+        # DnCNN rows run in f16 too where the adapter has shader-f16 (the backend's name says so)
+        f16 = F16_TAG in cells[0]
         if gpu:
             # the kernel rows run per variant ([blocked], [tiled]) and tuned ([auto], last):
             # the last row of an op wins, the tuner's
-            adapter = cells[0].split(" [")[0]
+            adapter = cells[0].split(" [")[0].replace(F16_TAG, "")
         if section.startswith("DnCNN 17x64"):
-            vals["dncnn17 photo first run s"] = float(cells[1])
-            vals["dncnn17 photo s/image"] = float(cells[2])
-            vals["dncnn17 photo"] = float(cells[3])
+            photo = "dncnn17 photo f16" if f16 else "dncnn17 photo"
+            vals[f"{photo} first run s"] = float(cells[1])
+            vals[f"{photo} s/image"] = float(cells[2])
+            vals[photo] = float(cells[3])
         elif section.startswith("DnCNN inference"):
-            if cells[1] == "dncnn_blind_gray 512x512":
+            if cells[1] == "dncnn_blind_gray 512x512" and not f16:
                 vals["dncnn inference 512x512 gray"] = float(cells[2])
         elif section.startswith("DnCNN training"):
             vals["dncnn training 64x40x40"] = float(cells[1])
@@ -57,8 +64,11 @@ def parse_nnlab(text, gpu=False):
 
 
 # the GPU table's rows: the kernels, the 12-megapixel DnCNN, then the training rows
+# (the photo in f32; where the adapter has shader-f16 also in f16, nnlab's default there: the
+# PyTorch column is fp32 in both)
 GPU_ROWS = ROWS[:6] + [("dncnn17 photo", "GFLOP/s"), ("dncnn17 photo s/image", "s"),
-                       ("dncnn17 photo first run s", "s")] + ROWS[7:]
+                       ("dncnn17 photo first run s", "s"), ("dncnn17 photo f16", "GFLOP/s"),
+                       ("dncnn17 photo f16 s/image", "s")] + ROWS[7:]
 
 
 def num(v):
@@ -87,6 +97,9 @@ def gpu_table(nn_text, torch_json, peak):
         ratio = "-" if not (a and b) else f"{(b / a if unit == 's' else a / b):.2f}x"
         frac = f"{100 * a / (peak * 1e3):.1f}%" if unit == "GFLOP/s" and a and peak else "-"
         print(f"| {key} | {unit} | {num(a)} | {num(b)} | {ratio} | {frac} |")
+    a, b = nn.get("dncnn17 photo s/image"), nn.get("dncnn17 photo f16 s/image")
+    if a and b:
+        print(f"nnlab DnCNN 17x64 photo, f16 vs f32 storage: {b:.3g} s vs {a:.3g} s ({a / b:.2f}x)")
     for line in nn_text.splitlines():
         if line.startswith("GPU dispatch:"):
             print(f"nnlab {line}")

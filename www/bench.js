@@ -35,7 +35,7 @@ const Q = readQuery();
 function startWorker(backend) {
   const url = new URL('./worker.js', import.meta.url);
   url.searchParams.set('backend', backend);
-  if (params.get('simd')) url.searchParams.set('simd', params.get('simd'));
+  for (const key of ['simd', 'f16']) if (params.get(key)) url.searchParams.set(key, params.get(key));
   const worker = new Worker(url, { type: 'module' });
   const pending = new Map();
   let nextId = 1;

@@ -48,6 +48,7 @@ function showStatus({ info, error }) {
     statusText.textContent = `Backend: CPU (wasm, ${simd}). WebGPU is not used: ${info.gpu_error || 'no adapter'}`;
     if (info.passed_over_fallback) switchTo = ['webgpu', 'Use WebGPU anyway'];
   }
+  if (info.f16_inference) statusText.textContent += ' (DnCNN in f16: the adapter has shader-f16; ?f16=0 for f32)';
   for (const note of [info.binding_note, info.backend_note]) if (note) statusText.textContent += ` (${note})`;
   if (switchTo) {
     const url = new URL(location.href);

@@ -55,11 +55,16 @@ function backendParam() {
   return new URL(self.location.href).searchParams.get('backend') ?? undefined;
 }
 
+// `?f16=0` (passed on like the above) runs DnCNN in f32 on an adapter with shader-f16.
+function f16Param() {
+  return new URL(self.location.href).searchParams.get('f16') ?? undefined;
+}
+
 const ready = (async () => {
   if (!build) throw new Error('this browser has no WebAssembly SIMD (Chrome 91+, Firefox 89+, Safari 16.4+ have it)');
   nn = await import(build === 'relaxed' ? './pkg/relaxed/nnlab.js' : './pkg/nnlab.js');
   await nn.default();
-  const info = await nn.init_backend(bindingLimitBytes(), backendParam());
+  const info = await nn.init_backend(bindingLimitBytes(), backendParam(), f16Param());
   info.wasm = build;
   return info;
 })();

@@ -3,7 +3,7 @@
 // error}, and once at start {type: 'status', info | error}.
 
 /** Page query parameters a worker reads from its own URL (see worker.js). */
-const FORWARDED = ['binding-limit-mb', 'backend', 'simd'];
+const FORWARDED = ['binding-limit-mb', 'backend', 'simd', 'f16'];
 
 /**
  * Start a worker. `params` override the page's forwarded query parameters (a helper of the

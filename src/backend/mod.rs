@@ -131,12 +131,22 @@ impl Default for Conv2dParams {
 /// first call and kept (the GPU repacks the weight for vec4 loads; keeping it saves that
 /// launch on every later call: one launch per layer). The weight and bias must not change
 /// afterwards (build one from values that are fixed for the run, e.g. a folded BatchNorm).
+///
+/// With `f16` set (see [`FusedConv2d::with_f16`]) the weight is kept as f16, the input may be an
+/// f16 tensor, and with `f16_out` the output is one (`Storage::GpuF16`); sums and the bias stay
+/// f32. Only a GPU with `shader-f16` runs it so (`BackendInfo::f16_inference`); the CPU runs
+/// the same rounding on f32 values as its twin: the weight and, with `f16_out`, each output
+/// value rounded to the nearest f16.
 pub struct FusedConv2d {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     pub p: Conv2dParams,
     pub relu: bool,
-    /// the backend's packed form of `weight` (unused by the CPU)
+    /// the weight stored as f16
+    pub f16: bool,
+    /// the output stored as f16 (with `f16` only)
+    pub f16_out: bool,
+    /// the backend's packed form of `weight` (on the CPU: the weight rounded to f16, with `f16`)
     pub(crate) packed: std::sync::OnceLock<Tensor>,
 }
 
@@ -147,7 +157,18 @@ impl FusedConv2d {
             bias,
             p,
             relu,
+            f16: false,
+            f16_out: false,
             packed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Store the weight as f16, and the output too when `out` (a hidden layer's activation).
+    pub fn with_f16(self, out: bool) -> FusedConv2d {
+        FusedConv2d {
+            f16: true,
+            f16_out: out,
+            ..self
         }
     }
 }
@@ -293,11 +314,14 @@ pub struct BackendInfo {
     pub fallback: bool,
     /// largest storage binding in bytes the backend can use (usize::MAX on the CPU)
     pub max_binding_bytes: u64,
+    /// fused inference plans (`DnCnnFused`) store weights and activations as f16 here (a GPU
+    /// with `shader-f16`, unless switched off); false on the CPU
+    pub f16_inference: bool,
 }
 
 impl BackendInfo {
     pub fn describe(&self) -> String {
-        if self.kind == "cpu" {
+        let base = if self.kind == "cpu" {
             format!("CPU backend ({})", self.adapter)
         } else if self.fallback {
             format!(
@@ -306,6 +330,11 @@ impl BackendInfo {
             )
         } else {
             format!("WebGPU/wgpu on {}", self.adapter)
+        };
+        if self.f16_inference {
+            format!("{base}, DnCNN inference in f16 (shader-f16)")
+        } else {
+            base
         }
     }
 }

@@ -390,13 +390,25 @@ pub fn run(budget: Duration, opts: BenchOptions) -> Result<String> {
             }
             gpu.set_kernel_policy(env_policy);
             tuned = gpu.tuner().to_json();
+            // DnCNN inference in f16 (the default where the adapter has shader-f16) and in f32
+            let f16_default = gpu.f16_inference();
+            let precisions = if f16_default {
+                vec![true, false]
+            } else {
+                vec![false]
+            };
             if want_any("denoise") {
-                dn.extend(
-                    bench_dncnn(&gpu, budget)?
-                        .0
-                        .into_iter()
-                        .map(|(m, mp, ms)| (info.describe(), m, mp, ms)),
-                );
+                for &f16 in &precisions {
+                    gpu.set_f16_inference(f16)?;
+                    let name = gpu.info().describe();
+                    dn.extend(
+                        bench_dncnn(&gpu, budget)?
+                            .0
+                            .into_iter()
+                            .map(|(m, mp, ms)| (name.clone(), m, mp, ms)),
+                    );
+                }
+                gpu.set_f16_inference(f16_default)?;
             }
             if want_any("dispatch") {
                 out.push_str(&format!(
@@ -415,8 +427,12 @@ pub fn run(budget: Duration, opts: BenchOptions) -> Result<String> {
                 );
             }
             if let Some((w, h)) = photo {
-                let (gf, first, best) = bench_photo(&gpu, w, h)?;
-                photos.push((info.describe(), gf, first, best));
+                for &f16 in &precisions {
+                    gpu.set_f16_inference(f16)?;
+                    let (gf, first, best) = bench_photo(&gpu, w, h)?;
+                    photos.push((gpu.info().describe(), gf, first, best));
+                }
+                gpu.set_f16_inference(f16_default)?;
             }
         }
         Err(e) => out.push_str(&format!("GPU: not benchmarked: {e}\n")),

@@ -875,20 +875,46 @@ pub fn conv2d_relu(
 }
 
 /// The fused inference conv: as `conv2d_relu` (or `conv2d`), written into `out` when given.
+/// With `c.f16` it is the twin of the GPU's f16 kernels: the weight rounded to f16 (once, kept
+/// in `c.packed`) and, with `c.f16_out`, every output value; sums and the bias in f32.
 pub fn conv2d_fused(
     be: &CpuBackend,
     x: &Tensor,
     c: &FusedConv2d,
     out: Option<&Tensor>,
 ) -> Result<Tensor> {
-    ConvGeom::conv2d_fused(x, c, out)?;
-    let y = conv2d_epilogue(be, x, &c.weight, c.bias.as_ref(), c.p, c.relu)?;
-    let Some(out) = out else { return Ok(y) };
     let op = "conv2d_fused";
+    ConvGeom::conv2d_fused(x, c, out)?;
+    let weight = if c.f16 {
+        if c.packed.get().is_none() {
+            let w = host(&c.weight, op)?
+                .read()?
+                .iter()
+                .map(|&v| round_f16(v))
+                .collect();
+            let _ = c.packed.set(new_tensor(c.weight.shape(), w));
+        }
+        c.packed.get().expect("set above")
+    } else {
+        &c.weight
+    };
+    let y = conv2d_epilogue(be, x, weight, c.bias.as_ref(), c.p, c.relu)?;
+    if c.f16 && c.f16_out {
+        host(&y, op)?
+            .write()?
+            .iter_mut()
+            .for_each(|v| *v = round_f16(*v));
+    }
+    let Some(out) = out else { return Ok(y) };
     host(out, op)?
         .write()?
         .copy_from_slice(&host(&y, op)?.read()?);
     Ok(out.clone())
+}
+
+/// The f16 nearest to `v` (ties to even), as f32.
+fn round_f16(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
 }
 
 fn conv2d_epilogue(

@@ -56,6 +56,7 @@ impl CpuBackend {
             },
             fallback: false,
             max_binding_bytes: u64::MAX,
+            f16_inference: false,
         }
     }
 }

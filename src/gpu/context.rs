@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -21,6 +22,9 @@ const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 pub struct GpuOptions {
     pub max_storage_binding_bytes: Option<u64>,
     pub max_workgroups_per_dim: Option<u32>,
+    /// run the fused inference in f32 even where the adapter has `shader-f16` (the page's
+    /// `?f16=0`; natively also `NNLAB_GPU_F16=0`)
+    pub no_f16: bool,
 }
 
 struct Inner {
@@ -36,6 +40,10 @@ struct Inner {
     tuner: Tuner,
     /// work recorded but not yet submitted (see `GpuBackend::flush`)
     pending: Mutex<Pending>,
+    /// the device was created with `shader-f16` (the adapter offers it)
+    shader_f16: bool,
+    /// the fused inference stores its weights and activations as f16 (see `f16_inference`)
+    f16_inference: AtomicBool,
 }
 
 /// Most dispatches one command buffer collects before it is submitted anyway. One submit per
@@ -124,10 +132,14 @@ impl GpuBackend {
             limits.max_compute_workgroups_per_dimension =
                 limits.max_compute_workgroups_per_dimension.min(w);
         }
+        // asked for wherever offered (the fused inference's f16 kernels need it); nothing else
+        // changes with it
+        let features = adapter.features() & wgpu::Features::SHADER_F16;
+        let shader_f16 = !features.is_empty();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("nnlab"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -157,6 +169,8 @@ impl GpuBackend {
                 error,
                 tuner: Tuner::default(),
                 pending: Mutex::new(Pending::default()),
+                shader_f16,
+                f16_inference: AtomicBool::new(shader_f16 && !opts.no_f16 && f16_from_env()),
             }),
         })
     }
@@ -188,6 +202,32 @@ impl GpuBackend {
         (self.max_binding_bytes() / 4) as usize
     }
 
+    /// The device has `shader-f16` (WGSL's `enable f16`).
+    pub fn has_shader_f16(&self) -> bool {
+        self.inner.shader_f16
+    }
+
+    /// Whether the fused inference (`Backend::conv2d_fused` as `DnCnnFused` builds it) stores
+    /// its weights and activations as f16, sums in f32: on by default where the device has
+    /// `shader-f16` (issue 18: Set12 PSNR moves by far less than the 0.02 dB allowed, see the
+    /// README), off with `GpuOptions::no_f16`, `NNLAB_GPU_F16=0` or `set_f16_inference(false)`.
+    pub fn f16_inference(&self) -> bool {
+        self.inner.f16_inference.load(Ordering::Relaxed)
+    }
+
+    /// Switch the f16 inference on or off for fused plans made from now on (every clone of
+    /// this backend); an error to switch it on without `shader-f16`.
+    pub fn set_f16_inference(&self, on: bool) -> Result<()> {
+        if on && !self.inner.shader_f16 {
+            return Err(Error::Gpu(format!(
+                "f16 inference needs shader-f16, which {} does not offer",
+                self.inner.adapter.name
+            )));
+        }
+        self.inner.f16_inference.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub fn info(&self) -> BackendInfo {
         let a = &self.inner.adapter;
         let name = if a.name.is_empty() {
@@ -200,6 +240,7 @@ impl GpuBackend {
             adapter: name,
             fallback: a.device_type == wgpu::DeviceType::Cpu,
             max_binding_bytes: self.max_binding_bytes(),
+            f16_inference: self.f16_inference(),
         }
     }
 
@@ -314,6 +355,15 @@ impl GpuBackend {
         ))
     }
 
+    /// A tensor of f16 values (`Storage::GpuF16`) over a fresh buffer; contents unspecified.
+    pub fn empty_f16(&self, shape: &[usize]) -> Result<Tensor> {
+        let words = numel(shape).div_ceil(2);
+        Ok(Tensor::from_storage(
+            shape,
+            Storage::GpuF16(Arc::new(self.alloc(words)?)),
+        ))
+    }
+
     pub fn tensor(&self, shape: &[usize], buf: GpuBuffer) -> Tensor {
         Tensor::from_storage(shape, Storage::Gpu(Arc::new(buf)))
     }
@@ -347,8 +397,8 @@ impl GpuBackend {
         t: &'a Tensor,
     ) -> crate::backend::LocalBoxFuture<'a, Result<Vec<f32>>> {
         Box::pin(async move {
-            let b = t.gpu_buffer("read")?;
-            self.read_buffer(&b, t.numel()).await
+            let mut out = self.read_tensors(&[t]).await?;
+            Ok(out.pop().unwrap_or_default())
         })
     }
 
@@ -359,10 +409,22 @@ impl GpuBackend {
         Box::pin(async move {
             let bufs = ts
                 .iter()
-                .map(|t| Ok((t.gpu_buffer("read")?, t.numel())))
+                .map(|t| {
+                    let (b, f16) = t.gpu_buffer_any("read")?;
+                    Ok((b, t.numel(), f16))
+                })
                 .collect::<Result<Vec<_>>>()?;
-            let srcs: Vec<(&GpuBuffer, usize)> = bufs.iter().map(|(b, n)| (&**b, *n)).collect();
-            self.read_buffers(&srcs).await
+            // an f16 tensor is read as its 32-bit words and unpacked here
+            let srcs: Vec<(&GpuBuffer, usize)> = bufs
+                .iter()
+                .map(|(b, n, f16)| (&**b, if *f16 { n.div_ceil(2) } else { *n }))
+                .collect();
+            let words = self.read_buffers(&srcs).await?;
+            Ok(words
+                .into_iter()
+                .zip(&bufs)
+                .map(|(w, (_, n, f16))| if *f16 { unpack_f16(&w, *n) } else { w })
+                .collect())
         })
     }
 
@@ -489,7 +551,11 @@ impl GpuBackend {
         if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
-        let src = format!("{PRELUDE}\n{}", shader.source);
+        // an `enable` directive (f16 shaders) must come before every declaration
+        let src = match shader.source.strip_prefix("enable f16;") {
+            Some(rest) => format!("enable f16;\n{PRELUDE}\n{rest}"),
+            None => format!("{PRELUDE}\n{}", shader.source),
+        };
         let module = self
             .inner
             .device
@@ -622,6 +688,36 @@ impl GpuBackend {
         }
         self.check(&format!("{}::{entry}", shader.name))
     }
+}
+
+/// `n` f16 values from the 32-bit words that hold them (element 2i in the low half of word i),
+/// as f32.
+fn unpack_f16(words: &[f32], n: usize) -> Vec<f32> {
+    words
+        .iter()
+        .flat_map(|w| {
+            let bits = w.to_bits();
+            [bits as u16, (bits >> 16) as u16]
+        })
+        .take(n)
+        .map(|h| half::f16::from_bits(h).to_f32())
+        .collect()
+}
+
+/// `$NNLAB_GPU_F16` natively: `0`/`off` runs the fused inference in f32 on an adapter with
+/// `shader-f16`; unset or `1`/`on` leaves it on (a bad value is reported once on stderr).
+fn f16_from_env() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Ok(v) = std::env::var("NNLAB_GPU_F16") {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "0" | "off" | "false" | "no" => return false,
+            "1" | "on" | "true" | "yes" | "" => return true,
+            other => {
+                eprintln!("NNLAB_GPU_F16: {other:?} is not 0 or 1; f16 stays on where offered")
+            }
+        }
+    }
+    true
 }
 
 /// A one-shot future completed by the map_async callback.

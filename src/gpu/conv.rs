@@ -22,13 +22,58 @@ use crate::backend::*;
 use crate::tensor::{Storage, Tensor};
 use crate::{Error, Result};
 
-const CONV: Shader = Shader {
-    name: "conv2d",
-    source: concat!(
-        include_str!("../../shaders/conv2d_params.wgsl"),
-        include_str!("../../shaders/conv2d.wgsl")
-    ),
-};
+/// A conv module: the storage types (`XT`, `YT`, `WT`: see conv2d_params.wgsl), the shared
+/// parameters and bindings, then the kernels.
+macro_rules! conv_module {
+    ($name:literal, $types:literal, $file:literal) => {
+        Shader {
+            name: $name,
+            source: concat!(
+                $types,
+                include_str!("../../shaders/conv2d_params.wgsl"),
+                include_str!(concat!("../../shaders/", $file))
+            ),
+        }
+    };
+}
+const CONV: Shader = conv_module!(
+    "conv2d",
+    "alias XT = f32;\nalias YT = f32;\nalias WT = f32;\n",
+    "conv2d.wgsl"
+);
+/// conv2d.wgsl with an f16 packed weight (the fused inference on a device with `shader-f16`),
+/// one module per input (x) and output (y) storage type; sums stay f32. Only `conv_fwd` runs in
+/// them, and `pack_w_fwd` of the first (f32 weight in, f16 packed weight out).
+const CONV_F16_X32_Y16: Shader = conv_module!(
+    "conv2d_f16_x32_y16",
+    "enable f16;\nalias XT = f32;\nalias YT = f16;\nalias WT = f16;\n",
+    "conv2d.wgsl"
+);
+const CONV_F16_X16_Y16: Shader = conv_module!(
+    "conv2d_f16_x16_y16",
+    "enable f16;\nalias XT = f16;\nalias YT = f16;\nalias WT = f16;\n",
+    "conv2d.wgsl"
+);
+const CONV_F16_X16_Y32: Shader = conv_module!(
+    "conv2d_f16_x16_y32",
+    "enable f16;\nalias XT = f16;\nalias YT = f32;\nalias WT = f16;\n",
+    "conv2d.wgsl"
+);
+const CONV_F16_X32_Y32: Shader = conv_module!(
+    "conv2d_f16_x32_y32",
+    "enable f16;\nalias XT = f32;\nalias YT = f32;\nalias WT = f16;\n",
+    "conv2d.wgsl"
+);
+
+/// The f16-weight module for an input and an output stored as f16 (true) or f32.
+fn f16_module(x16: bool, y16: bool) -> Shader {
+    match (x16, y16) {
+        (false, true) => CONV_F16_X32_Y16,
+        (true, true) => CONV_F16_X16_Y16,
+        (true, false) => CONV_F16_X16_Y32,
+        (false, false) => CONV_F16_X32_Y32,
+    }
+}
 const MATMUL: Shader = Shader {
     name: "matmul",
     source: concat!(
@@ -36,13 +81,11 @@ const MATMUL: Shader = Shader {
         include_str!("../../shaders/matmul.wgsl")
     ),
 };
-const CONV_TILED: Shader = Shader {
-    name: "conv2d_tiled",
-    source: concat!(
-        include_str!("../../shaders/conv2d_params.wgsl"),
-        include_str!("../../shaders/conv2d_tiled.wgsl")
-    ),
-};
+const CONV_TILED: Shader = conv_module!(
+    "conv2d_tiled",
+    "alias XT = f32;\nalias YT = f32;\nalias WT = f32;\n",
+    "conv2d_tiled.wgsl"
+);
 const MATMUL_TILED: Shader = Shader {
     name: "matmul_tiled",
     source: concat!(
@@ -127,10 +170,21 @@ impl ConvLaunch {
 /// Bind elements [start, start + len) of `buf`: the binding starts at the 256-byte boundary at
 /// or below `start`; returns it with the element offset of `start` inside it.
 fn span(buf: &GpuBuffer, start: usize, len: usize) -> (Binding<'_>, usize) {
-    let base = start / ALIGN * ALIGN;
+    span_of(buf, start, len, false)
+}
+
+/// `span` of a buffer of f16 values (`f16`: 2 bytes an element, 128 to the 256-byte boundary;
+/// the binding's size rounded up to whole 32-bit words) or of f32 values.
+fn span_of(buf: &GpuBuffer, start: usize, len: usize, f16: bool) -> (Binding<'_>, usize) {
+    let (align, bytes) = if f16 { (2 * ALIGN, 2) } else { (ALIGN, 4) };
+    let base = start / align * align;
     let off = start - base;
     (
-        Binding::Range(buf, base as u64 * 4, (off + len) as u64 * 4),
+        Binding::Range(
+            buf,
+            (base * bytes) as u64,
+            ((off + len) * bytes).next_multiple_of(4) as u64,
+        ),
         off,
     )
 }
@@ -169,28 +223,36 @@ fn batch_chunk(be: &GpuBackend, g: &ConvGeom, op: &str) -> Result<usize> {
 
 // ---------------------------------------------------------------- the three conv kernels
 
+/// Elements of the weight packed for the forward (`fwd`) or the backward-input kernel.
+fn packed_len(g: &ConvGeom, fwd: bool) -> usize {
+    let kk = g.kh * g.kw;
+    if fwd {
+        g.cin * kk * g.cout.next_multiple_of(4)
+    } else {
+        g.cout * kk * g.cin.next_multiple_of(4)
+    }
+}
+
 /// The weight repacked so that a conv thread's 8 channels are two aligned vec4 loads
 /// (shaders/conv2d.wgsl, pack_w_fwd / pack_w_bwd): `fwd` gives wp[r][co] (rows of cout rounded
-/// up to 4), otherwise wp[co][kh][kw][ci] (rows of cin rounded up to 4).
+/// up to 4), otherwise wp[co][kh][kw][ci] (rows of cin rounded up to 4). With `f16` (forward
+/// only) the packed values are f16, two to a 32-bit word of the returned buffer.
 fn pack_weight(
     be: &GpuBackend,
     g: &ConvGeom,
     wb: &GpuBuffer,
     fwd: bool,
+    f16: bool,
     op: &str,
 ) -> Result<GpuBuffer> {
-    let kk = g.kh * g.kw;
-    let (len, entry) = if fwd {
-        (g.cin * kk * g.cout.next_multiple_of(4), "pack_w_fwd")
-    } else {
-        (g.cout * kk * g.cin.next_multiple_of(4), "pack_w_bwd")
-    };
+    let len = packed_len(g, fwd);
+    let entry = if fwd { "pack_w_fwd" } else { "pack_w_bwd" };
     must_fit(be, len, &format!("{op}: the packed weight"))?;
-    let packed = be.alloc(len)?;
-    let (pbind, _) = span(&packed, 0, len);
+    let packed = be.alloc(if f16 { len.div_ceil(2) } else { len })?;
+    let (pbind, _) = span_of(&packed, 0, len, f16);
     let (wbind, _) = span(wb, 0, g.weight_len());
     be.launch(
-        CONV,
+        if f16 { CONV_F16_X32_Y16 } else { CONV },
         entry,
         &ConvLaunch::new(g, g.n, 0, 0).build(),
         &[pbind, wbind],
@@ -218,6 +280,9 @@ struct Epilogue<'a> {
     packed: Option<&'a GpuBuffer>,
     /// write here (a tensor of the output's shape, overwritten) instead of a new tensor
     out: Option<&'a Tensor>,
+    /// the packed weight is f16 (forward only, the blocked kernel): whether the input and the
+    /// output are stored as f16
+    f16: Option<(bool, bool)>,
 }
 
 /// The shape class of a conv kernel launch for the tuner: the kernel, the channel counts and
@@ -300,36 +365,53 @@ fn run_data_with(
         (false, false) => (g.x_shape(), g.cin, g.h * g.w, "conv_bwd_input"),
         (false, true) => (g.x_shape(), g.cin, g.h * g.w, "conv_bwd_input_tiled"),
     };
-    let (shader, rows, cols) = if tiled {
-        (CONV_TILED, TILED, TILED)
-    } else {
-        (CONV, CONV_ROWS, CONV_COLS)
+    let (shader, rows, cols) = match ep.f16 {
+        Some((x16, y16)) => (f16_module(x16, y16), CONV_ROWS, CONV_COLS),
+        None if tiled => (CONV_TILED, TILED, TILED),
+        None => (CONV, CONV_ROWS, CONV_COLS),
     };
+    let (x16, y16) = ep.f16.unwrap_or_default();
+    if ep.f16.is_some() && (!fwd || tiled || ep.packed.is_none()) {
+        return Err(Error::Invalid(format!(
+            "{op}: f16 runs the blocked forward kernel on a packed weight only"
+        )));
+    }
     must_fit(be, g.weight_len(), &format!("{op}: the weight"))?;
-    let (ib, wb) = (input.gpu_buffer(op)?, wt.gpu_buffer(op)?);
+    // an f16 tensor is taken only where the module reads f16 (else gpu_buffer refuses it)
+    let any = |t: &Tensor, f16: bool| {
+        if f16 {
+            Ok(t.gpu_buffer_any(op)?.0)
+        } else {
+            t.gpu_buffer(op)
+        }
+    };
+    let (ib, wb) = (any(input, x16)?, wt.gpu_buffer(op)?);
     let bb = bias.map(|b| b.gpu_buffer(op)).transpose()?;
     let out = match ep.out {
         Some(t) => t.clone(),
+        None if y16 => be.empty_f16(&out_shape)?,
         None => be.empty(&out_shape)?,
     };
-    let ob = out.gpu_buffer(op)?;
+    let ob = any(&out, y16)?;
     let chunk = batch_chunk(be, g, op)?;
     let tiles_c = out_channels.div_ceil(rows);
     let own_packed;
     let packed = match ep.packed {
         Some(p) => p,
         None => {
-            own_packed = pack_weight(be, g, &wb, fwd, op)?;
+            own_packed = pack_weight(be, g, &wb, fwd, false, op)?;
             &own_packed
         }
     };
+    let w16 = ep.f16.is_some();
     let (xbuf, ybuf) = if fwd { (&ib, &ob) } else { (&ob, &ib) };
     let mut n0 = 0;
     while n0 < g.n {
         let nb = chunk.min(g.n - n0);
-        let (xbind, x_off) = span(xbuf, n0 * g.x_per_sample(), nb * g.x_per_sample());
-        let (ybind, y_off) = span(ybuf, n0 * g.y_per_sample(), nb * g.y_per_sample());
-        let (wbind, _) = span(packed, 0, packed.len());
+        let (xs, ys) = (g.x_per_sample(), g.y_per_sample());
+        let (xbind, x_off) = span_of(xbuf, n0 * xs, nb * xs, x16);
+        let (ybind, y_off) = span_of(ybuf, n0 * ys, nb * ys, y16);
+        let (wbind, _) = span_of(packed, 0, packed_len(g, fwd), w16);
         let bbind = match &bb {
             Some(b) => span(b, 0, out_channels).0,
             None => span(&wb, 0, g.weight_len()).0, // unused placeholder
@@ -496,7 +578,9 @@ pub fn conv2d_relu(
 }
 
 /// The fused inference conv in one launch: the weight is packed at the first call and kept in
-/// `c`, the ReLU is the kernel's epilogue, the output may be an existing tensor.
+/// `c`, the ReLU is the kernel's epilogue, the output may be an existing tensor. With `c.f16`
+/// (a device with `shader-f16`) the packed weight is f16, the input may be an f16 tensor and
+/// with `c.f16_out` the output is one; that runs the blocked kernel (no tuning).
 pub fn conv2d_fused(
     be: &GpuBackend,
     x: &Tensor,
@@ -505,20 +589,54 @@ pub fn conv2d_fused(
 ) -> Result<Tensor> {
     let op = "conv2d_fused";
     let g = ConvGeom::conv2d_fused(x, c, out)?;
+    if c.f16 && !be.has_shader_f16() {
+        return Err(Error::Gpu(format!(
+            "{op}: an f16 weight needs shader-f16, which this device does not have"
+        )));
+    }
+    if let Some(o) = out {
+        let want16 = c.f16 && c.f16_out;
+        if o.is_f16() != want16 {
+            return Err(Error::Invalid(format!(
+                "{op}: the output must be an {} tensor",
+                if want16 { "f16" } else { "f32" }
+            )));
+        }
+    }
     if c.packed.get().is_none() {
         let wb = c.weight.gpu_buffer(op)?;
-        let packed = pack_weight(be, &g, &wb, true, op)?;
-        let len = packed.len();
-        let t = Tensor::from_storage(&[len], Storage::Gpu(std::sync::Arc::new(packed)));
+        let packed = pack_weight(be, &g, &wb, true, c.f16, op)?;
+        let len = packed_len(&g, true);
+        let packed = std::sync::Arc::new(packed);
+        let storage = if c.f16 {
+            Storage::GpuF16(packed)
+        } else {
+            Storage::Gpu(packed)
+        };
         // a second thread filling it first packed the same weight
-        let _ = c.packed.set(t);
+        let _ = c.packed.set(Tensor::from_storage(&[len], storage));
     }
-    let packed = c.packed.get().expect("set above").gpu_buffer(op)?;
+    let packed = c.packed.get().expect("set above").gpu_buffer_any(op)?.0;
     let ep = Epilogue {
         relu: c.relu,
         packed: Some(&packed),
         out,
+        f16: c.f16.then(|| (x.is_f16(), c.f16_out)),
     };
+    if c.f16 {
+        let bias = c.bias.as_ref();
+        return run_data_with(
+            be,
+            &g,
+            Direction::Forward,
+            x,
+            &c.weight,
+            bias,
+            ep,
+            op,
+            Variant::Blocked,
+        );
+    }
     run_data(
         be,
         &g,

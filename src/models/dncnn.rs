@@ -681,13 +681,17 @@ impl CropSteps {
     }
 
     /// Wait for the queued work: at a pass's end read its output back and add it to the mean;
-    /// mid-pass read the sum of the activation (one number, so the wait is the queued layers').
+    /// mid-pass read one number recorded after the queued layers (so the wait is theirs).
     pub async fn settle(&mut self, b: &dyn Backend) -> Result<()> {
         let Some(act) = self.act.as_ref() else {
             return Ok(());
         };
         if !self.at_pass_end() {
-            b.read(&b.sum(act)?).await?;
+            // one number recorded after the queued layers: its read waits for them (the GPU
+            // runs a queue in order). Of the input, which is f32 where the activations may be
+            // f16 tensors that no op but the fused conv reads.
+            let x = self.x.as_ref().unwrap_or(act);
+            b.read(&b.sum(x)?).await?;
             return Ok(());
         }
         let (hm, wm) = (act.shape()[2], act.shape()[3]);

@@ -5,6 +5,11 @@
 //! allocates nothing in steady state. The last layer is its conv plus the residual x - v (two
 //! launches). Equal to the unfused model (`DnCnn::inference_layer`, the graph in eval mode) up
 //! to float rounding: tests/dncnn_inference.rs.
+//!
+//! Where the backend says `f16_inference` (a GPU with `shader-f16`, issue 18) every layer's
+//! weight is stored as f16 and the hidden activations are f16 tensors (half the memory and
+//! bandwidth); the input, the bias, the sums, the last layer's output and x - v stay f32.
+//! Set12's PSNR moves by far less than 0.02 dB (README, "GPU kernel variants").
 
 use super::dncnn::{fold_batchnorm, DnCnn};
 use crate::backend::{Backend, BinaryOp, FusedConv2d};
@@ -15,10 +20,17 @@ use crate::{Error, Result};
 /// the time: build a new one after the weights change (training, loading).
 pub struct DnCnnFused {
     layers: Vec<FusedConv2d>,
+    f16: bool,
 }
 
 impl DnCnnFused {
     pub fn new(b: &dyn Backend, model: &DnCnn) -> Result<DnCnnFused> {
+        DnCnnFused::with_f16(b, model, b.info().f16_inference)
+    }
+
+    /// As `new`, with f16 storage (weights, hidden activations) when `f16`: a GPU needs
+    /// `shader-f16` for it; the CPU rounds to f16 as its twin.
+    pub fn with_f16(b: &dyn Backend, model: &DnCnn, f16: bool) -> Result<DnCnnFused> {
         let bias = |c: &crate::nn::Conv2d| c.bias.as_ref().map(|p| p.value().clone());
         let first = &model.first;
         let mut layers = vec![FusedConv2d::new(
@@ -38,7 +50,20 @@ impl DnCnnFused {
             last.p,
             false,
         ));
-        Ok(DnCnnFused { layers })
+        if f16 {
+            let n = layers.len();
+            layers = layers
+                .into_iter()
+                .enumerate()
+                .map(|(k, c)| c.with_f16(k + 1 < n))
+                .collect();
+        }
+        Ok(DnCnnFused { layers, f16 })
+    }
+
+    /// Weights and hidden activations are stored as f16.
+    pub fn is_f16(&self) -> bool {
+        self.f16
     }
 
     pub fn depth(&self) -> usize {
@@ -67,8 +92,10 @@ impl DnCnnFused {
         }
         let s = h.shape();
         let shape = [s[0], c.weight.shape()[0], s[2], s[3]];
-        let out = bufs.other_than(b, h, &shape)?;
-        b.conv2d_fused(h, c, Some(&out))
+        let (slot, out) = bufs.other_than(h, &shape)?;
+        let y = b.conv2d_fused(h, c, out.as_ref())?;
+        bufs.keep(slot, &y);
+        Ok(y)
     }
 
     /// The whole network on a batch (N, C, H, W): the denoised batch.
@@ -83,26 +110,29 @@ impl DnCnnFused {
 }
 
 /// The two activation tensors a fused DnCNN writes in turn. Each keeps its storage for as long
-/// as the element count stays (a rotated crop reuses it under its new shape).
+/// as the element count stays (a rotated crop reuses it under its new shape). The first layer
+/// to use a slot lets `conv2d_fused` make the tensor (f32 or f16, as the layer stores it).
 #[derive(Default)]
 pub struct PingPong {
     bufs: [Option<Tensor>; 2],
 }
 
 impl PingPong {
-    /// A tensor of `shape` on one of the two storages, not the one `input` uses.
-    fn other_than(&mut self, b: &dyn Backend, input: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    /// The slot not holding `input`, and its tensor reshaped to `shape` when it has that many
+    /// elements (None: the layer makes a new one, `keep` it then).
+    fn other_than(&self, input: &Tensor, shape: &[usize]) -> Result<(usize, Option<Tensor>)> {
         let i = match &self.bufs[0] {
             Some(t) if t.same_storage(input) => 1,
             _ => 0,
         };
-        match &self.bufs[i] {
-            Some(t) if t.numel() == numel(shape) => t.reshape(shape),
-            _ => {
-                let t = b.zeros(shape)?;
-                self.bufs[i] = Some(t.clone());
-                Ok(t)
-            }
-        }
+        let t = match &self.bufs[i] {
+            Some(t) if t.numel() == numel(shape) => Some(t.reshape(shape)?),
+            _ => None,
+        };
+        Ok((i, t))
+    }
+
+    fn keep(&mut self, slot: usize, t: &Tensor) {
+        self.bufs[slot] = Some(t.clone());
     }
 }

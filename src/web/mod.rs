@@ -247,16 +247,24 @@ fn adapter_object(info: &JsValue) -> JsValue {
 /// `max_binding_bytes` (the page's `?binding-limit-mb=N`) lowers the WebGPU storage-binding
 /// limit below the adapter's, to see how the page copes on a small GPU (more, smaller tiles);
 /// a value that is not a usable number of bytes is ignored. `binding_note` says which.
+/// `f16_param` (the page's `?f16=`): `0` (or off/false/no) runs DnCNN's fused inference in f32
+/// on an adapter with `shader-f16`, where it is f16 by default (`f16_inference` in the info).
 #[wasm_bindgen]
 pub async fn init_backend(
     max_binding_bytes: Option<f64>,
     backend_param: Option<String>,
+    f16_param: Option<String>,
 ) -> Result<JsValue, JsError> {
     console_error_panic_hook::set_once();
+    let no_f16 = matches!(
+        f16_param.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        Some("0" | "off" | "false" | "no")
+    );
     let opts = GpuOptions {
         max_storage_binding_bytes: max_binding_bytes
             .filter(|&b| usable_cap(b))
             .map(|b| b as u64),
+        no_f16,
         ..Default::default()
     };
     let (choice, backend_note) = parse_choice(backend_param.as_deref());
@@ -365,8 +373,9 @@ fn binding_note(requested: f64, info: &BackendInfo) -> String {
     }
 }
 
-/// `{kind, adapter, fallback, describe, gpu_error, max_binding_bytes, browser_adapter,
-/// binding_note, backend_note, passed_over_fallback}` of the backend in use: `kind` is "gpu" or
+/// `{kind, adapter, fallback, describe, gpu_error, max_binding_bytes, f16_inference,
+/// browser_adapter, binding_note, backend_note, passed_over_fallback}` of the backend in use
+/// (`f16_inference`: DnCNN runs with f16 weights and activations): `kind` is "gpu" or
 /// "cpu"; `fallback` is true for software adapters (SwiftShader); `gpu_error` says why WebGPU is
 /// not used (null when it is); `browser_adapter` is `{vendor, architecture, device, description,
 /// isFallbackAdapter}` as the browser gives it; `binding_note` says what `init_backend`'s cap did
@@ -425,5 +434,6 @@ fn info_object(info: &BackendInfo, gpu_error: Option<&str>) -> Object {
         gpu_error.map(JsValue::from_str).unwrap_or(JsValue::NULL),
     );
     set(&o, "max_binding_bytes", info.max_binding_bytes as f64);
+    set(&o, "f16_inference", info.f16_inference);
     o
 }

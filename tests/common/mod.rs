@@ -95,6 +95,7 @@ pub fn small_gpu() -> GpuBackend {
     let g = gpu_with(GpuOptions {
         max_storage_binding_bytes: Some(1 << 20),
         max_workgroups_per_dim: Some(64),
+        ..Default::default()
     });
     assert_eq!(g.max_binding_elems(), 1 << 18);
     g

@@ -596,6 +596,7 @@ fn gpu_many_dispatches_when_workgroups_per_dim_is_tiny() {
         let g = gpu_with(GpuOptions {
             max_storage_binding_bytes: None,
             max_workgroups_per_dim: Some(4),
+            ..Default::default()
         });
         let tag = format!("many dispatches ({})", v.name());
         conv_matches_cpu(&forced(g, v), op, &tag, shapes, false, 20, &mut worst);
@@ -608,6 +609,7 @@ fn gpu_bad_shapes_and_oversized_samples_are_errors() {
     let g = gpu_with(GpuOptions {
         max_storage_binding_bytes: Some(1 << 20),
         max_workgroups_per_dim: None,
+        ..Default::default()
     });
     let p = Conv2dParams::default();
     let x = g.upload(&[1, 3, 8, 8], &rnd(192, 1)).unwrap();

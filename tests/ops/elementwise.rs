@@ -306,6 +306,7 @@ fn gpu_fill_and_mul_under_tiny_limits() {
     let gpu = gpu_with(GpuOptions {
         max_storage_binding_bytes: Some(1 << 12),
         max_workgroups_per_dim: Some(2),
+        ..Default::default()
     });
     let n = 5000;
     let a: Vec<f32> = (0..n).map(|i| i as f32).collect();

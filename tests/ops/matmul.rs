@@ -183,6 +183,7 @@ fn gpu_many_dispatches_when_workgroups_per_dim_is_tiny() {
             gpu_with(GpuOptions {
                 max_storage_binding_bytes: None,
                 max_workgroups_per_dim: Some(4),
+                ..Default::default()
             }),
             v,
         );
