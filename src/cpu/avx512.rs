@@ -132,3 +132,73 @@ pub(crate) unsafe fn tile_dispatch(
         _ => unreachable!(),
     }
 }
+
+/// NR rows of B x NV vectors of 16 rows of C^T: acc[j][v] = sum over kk < k of
+/// b[j ldb + kk] * at[kk lda + 16 v ..], stored at out[j ldo + 16 v ..] (C^T's rows).
+///
+/// # Safety
+/// AVX-512F; every address read or written lies in its allocation.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_bt<const NR: usize, const NV: usize>(
+    b: *const f32,
+    ldb: usize,
+    at: *const f32,
+    lda: usize,
+    k: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; NR];
+    let mut ap = at;
+    for kk in 0..k {
+        let mut av = [_mm512_setzero_ps(); NV];
+        for (v, r) in av.iter_mut().enumerate() {
+            *r = _mm512_loadu_ps(ap.add(16 * v));
+        }
+        for (j, aj) in acc.iter_mut().enumerate() {
+            let bb = _mm512_set1_ps(*b.add(j * ldb + kk));
+            for (a, r) in aj.iter_mut().zip(&av) {
+                *a = _mm512_fmadd_ps(bb, *r, *a);
+            }
+        }
+        ap = ap.add(lda);
+    }
+    for (j, aj) in acc.iter().enumerate() {
+        for (v, a) in aj.iter().enumerate() {
+            _mm512_storeu_ps(out.add(j * ldo + 16 * v), *a);
+        }
+    }
+}
+
+/// `tile_bt::<nr, nv>` for nr in 1..=6, nv in 1..=4.
+///
+/// # Safety
+/// As `tile_bt`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tile_bt_dispatch(
+    (nr, nv): (usize, usize),
+    b: *const f32,
+    ldb: usize,
+    at: *const f32,
+    lda: usize,
+    k: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    macro_rules! go {
+        ($nv:literal; $($r:literal),*) => {
+            match nr {
+                $($r => tile_bt::<$r, $nv>(b, ldb, at, lda, k, out, ldo),)*
+                _ => unreachable!(),
+            }
+        };
+    }
+    match nv {
+        1 => go!(1; 1, 2, 3, 4, 5, 6),
+        2 => go!(2; 1, 2, 3, 4, 5, 6),
+        3 => go!(3; 1, 2, 3, 4, 5, 6),
+        4 => go!(4; 1, 2, 3, 4, 5, 6),
+        _ => unreachable!(),
+    }
+}

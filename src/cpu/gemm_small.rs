@@ -12,13 +12,15 @@ use super::{par_for, threads, with_scratch};
 /// Columns of B per block.
 const NB: usize = 32;
 
-/// True where `matmul` serves (m, n, k).
+/// True where `matmul` serves (m, n, k): few rows, and a short sum (k <= 128), so that A^T
+/// and a block of B stay in L1 without blocking k (the dense GAN's k 256-784 layers stay on
+/// the `gemm` crate).
 pub(super) fn applies(m: usize, n: usize, k: usize) -> bool {
     cfg!(target_arch = "x86_64")
         && tier() == Tier::Avx512
         && (8..=128).contains(&m)
         && n >= NB
-        && k >= 8
+        && (8..=128).contains(&k)
 }
 
 /// C = op(A) op(B): a stored (m, k), or (k, m) when `trans_a`; b stored (k, n), or (n, k)
@@ -31,6 +33,9 @@ pub(super) fn matmul(
     trans_b: bool,
 ) -> Vec<f32> {
     assert!(a.len() >= m * k && b.len() >= k * n);
+    if trans_b {
+        return matmul_bt((m, n, k), a, trans_a, b);
+    }
     // A^T (k, m): the tiles broadcast A's entries of one k for consecutive rows
     let packed;
     let at: &[f32] = if trans_a {
@@ -65,6 +70,97 @@ pub(super) fn matmul(
                         // SAFETY: as above, columns n0..n0 + nb of row i
                         let dst = unsafe { std::slice::from_raw_parts_mut(out.at(i * n + n0), nb) };
                         dst.copy_from_slice(&tail[i * NB..i * NB + nb]);
+                    }
+                }
+            }
+        })
+    });
+    // SAFETY: the blocks wrote all m x n values; capacity is m n
+    unsafe { c.set_len(m * n) };
+    c
+}
+
+/// Rows of B (columns of C) per block of `matmul_bt`: 8 tiles of 6.
+const NBT: usize = 48;
+
+/// `matmul` with b stored (n, k) (x W^T, a dense layer's forward): B's rows are read in
+/// place, each of its entries broadcast against A^T's vectors over the rows of C (A^T padded
+/// to m16 rows of zeros), tiles of 6 rows of B x up to 4 vectors; a block of 48 rows of B
+/// gives 48 columns of C, transposed into C by 16 x 16 register blocks. (Transposing B into
+/// blocks instead cost a fifth of the time: B streams from memory once, C's block is in L1.)
+fn matmul_bt((m, n, k): (usize, usize, usize), a: &[f32], trans_a: bool, b: &[f32]) -> Vec<f32> {
+    let m16 = m.next_multiple_of(16);
+    let mut at = vec![0.0f32; k * m16];
+    for (kk, row) in at.chunks_exact_mut(m16).enumerate() {
+        for (i, v) in row[..m].iter_mut().enumerate() {
+            *v = if trans_a {
+                a[kk * m + i]
+            } else {
+                a[i * k + kk]
+            };
+        }
+    }
+    let mut c: Vec<f32> = Vec::with_capacity(m * n);
+    let out = super::conv::SharedOut(c.as_mut_ptr());
+    let blocks = n.div_ceil(NBT);
+    let runs = (threads() * 4).min(blocks).max(1);
+    let mv = m16 / 16;
+    par_for(runs, |run| {
+        with_scratch(NBT * m16, |ct| {
+            for blk in run * blocks / runs..(run + 1) * blocks / runs {
+                let n0 = blk * NBT;
+                let nb = NBT.min(n - n0);
+                #[cfg(target_arch = "x86_64")]
+                for j0 in (0..nb).step_by(6) {
+                    let nr = (nb - j0).min(6);
+                    for v0 in (0..mv).step_by(4) {
+                        let nv = (mv - v0).min(4);
+                        // SAFETY: AVX-512F (`applies`); reads rows n0 + j0 .. + nr of b
+                        // (< n) over k, at's k rows of m16, writes ct's rows j0 .. + nr
+                        unsafe {
+                            super::avx512::tile_bt_dispatch(
+                                (nr, nv),
+                                b.as_ptr().add((n0 + j0) * k),
+                                k,
+                                at.as_ptr().add(16 * v0),
+                                m16,
+                                k,
+                                ct.as_mut_ptr().add(j0 * m16 + 16 * v0),
+                                m16,
+                            )
+                        };
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = (b, mv);
+                // ct (nb, m16) = C^T's block into C's columns n0 .. n0 + nb
+                let full = if cfg!(target_arch = "x86_64") {
+                    nb / 16 * 16
+                } else {
+                    0
+                };
+                #[cfg(target_arch = "x86_64")]
+                for j in (0..full).step_by(16) {
+                    for i0 in (0..m).step_by(16) {
+                        // SAFETY: AVX-512F; reads ct rows j .. j + 16 at columns i0 .. i0 + 16
+                        // (<= m16); writes C rows i0 .. min(i0 + 16, m) at columns n0 + j ..
+                        // + 16, which block blk alone writes
+                        unsafe {
+                            super::avx512::transpose16(
+                                ct.as_ptr().add(j * m16 + i0),
+                                m16,
+                                out.at(i0 * n + n0 + j),
+                                n,
+                                (m - i0).min(16),
+                                &[0.0; 16],
+                            )
+                        };
+                    }
+                }
+                for i in 0..m {
+                    for j in full..nb {
+                        // SAFETY: as above, C (i, n0 + j) belongs to block blk
+                        unsafe { *out.at(i * n + n0 + j) = ct[j * m16 + i] };
                     }
                 }
             }
