@@ -52,7 +52,7 @@ unsafe fn tile<const MR: usize, const R: usize, const NV: usize>(
     }
 }
 
-/// dst[i ldd + j] = src[j lds + i] + bias[i] for i < rows (at most 16), j < 16: a 16 x 16
+/// dst[i ldd + j] = src[j lds + i] + bias[i] (then max(0, .) with `relu`) for i < rows (at most 16), j < 16: a 16 x 16
 /// block transposed in registers (pairs of rows interleaved, then pairs of pairs, then
 /// 128-bit lanes twice).
 ///
@@ -66,6 +66,7 @@ pub(crate) unsafe fn transpose16(
     ldd: usize,
     rows: usize,
     bias: &[f32; 16],
+    relu: bool,
 ) {
     let mut r = [_mm512_setzero_ps(); 16];
     for (i, v) in r.iter_mut().enumerate() {
@@ -95,8 +96,11 @@ pub(crate) unsafe fn transpose16(
         r[8 + j] = _mm512_shuffle_f32x4::<0xDD>(t[j], t[8 + j]);
     }
     for (i, v) in r.iter().enumerate().take(rows) {
-        let b = _mm512_set1_ps(bias[i]);
-        _mm512_storeu_ps(dst.add(i * ldd), _mm512_add_ps(*v, b));
+        let mut o = _mm512_add_ps(*v, _mm512_set1_ps(bias[i]));
+        if relu {
+            o = _mm512_max_ps(o, _mm512_setzero_ps());
+        }
+        _mm512_storeu_ps(dst.add(i * ldd), o);
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::deconv::{phase_tiles, to_planes, Grid};
 use super::simd::{tier, Tier};
-use super::{par_chunks, with_scratch};
+use super::{build_vec, with_scratch};
 use crate::backend::ConvGeom;
 
 /// Output channels per vector.
@@ -59,41 +59,41 @@ pub(super) fn forward(
         }
     }
     let (src_len, out_len) = (hp * row, g.pixels() * co16);
-    let mut y = vec![0.0f32; g.n * g.y_per_sample()];
-    par_chunks(&mut y, g.y_per_sample(), |n, yn| {
+    let (xps, yps) = (g.x_per_sample(), g.y_per_sample());
+    // no zero fill of y: every value is written once (`to_planes`)
+    build_vec(g.n * yps, yps, |start, out| {
         with_scratch(src_len + out_len, |buf| {
             let (xt, yt) = buf.split_at_mut(src_len);
+            // the padding of xt stays 0 for every sample of this call (only interiors change)
             xt.fill(0.0);
-            let xn = &x[n * g.x_per_sample()..][..g.x_per_sample()];
-            for c in 0..ci {
-                for r in 0..g.h {
-                    let rp = r + g.ph;
-                    if rp >= hp {
-                        break;
-                    }
-                    let src = &xn[(c * g.h + r) * g.w..][..g.w];
-                    for (col, v) in src.iter().enumerate() {
-                        let cp = col + g.pw;
-                        if cp >= wpad {
+            for (j, yn) in out.chunks_mut(yps).enumerate() {
+                let xn = &x[(start / yps + j) * xps..][..xps];
+                for c in 0..ci {
+                    for r in 0..g.h {
+                        let rp = r + g.ph;
+                        if rp >= hp {
                             break;
                         }
-                        xt[((rp * g.sw + cp % g.sw) * ci + c) * cols + cp / g.sw] = *v;
+                        let src = &xn[(c * g.h + r) * g.w..][..g.w];
+                        for (col, v) in src.iter().enumerate() {
+                            let cp = col + g.pw;
+                            if cp >= wpad {
+                                break;
+                            }
+                            xt[((rp * g.sw + cp % g.sw) * ci + c) * cols + cp / g.sw] = *v;
+                        }
                     }
                 }
-            }
-            let grid = Grid {
-                rows: g.ho,
-                cols: g.wo,
-                src_row: g.sh * row,
-                out_row: g.wo * co16,
-                out_col: co16,
-            };
-            phase_tiles(xt, 0, &offs, ci, cols, &packed, co16, yt, grid);
-            to_planes(yt, co16, yn, co, bias);
-            if relu {
-                yn.iter_mut().for_each(|v| *v = v.max(0.0));
+                let grid = Grid {
+                    rows: g.ho,
+                    cols: g.wo,
+                    src_row: g.sh * row,
+                    out_row: g.wo * co16,
+                    out_col: co16,
+                };
+                phase_tiles(xt, 0, &offs, ci, cols, &packed, co16, yt, grid);
+                to_planes(yt, co16, yn, co, bias, relu);
             }
         })
-    });
-    y
+    })
 }

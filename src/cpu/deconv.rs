@@ -23,8 +23,9 @@
 use super::avx512;
 use super::conv::copy_short;
 use super::simd::{self, tier, Tier};
-use super::{par_chunks, with_scratch};
+use super::{build_vec, with_scratch};
 use crate::backend::ConvGeom;
+use std::mem::MaybeUninit;
 
 /// Output channels per vector.
 const V: usize = 16;
@@ -116,50 +117,62 @@ pub(super) fn scatter(g: &ConvGeom, gy: &[f32], w: &[f32], bias: Option<&[f32]>)
             }
         }
     }
+    // per phase, the source shift of each tap's reads, in floats
+    let offs: Vec<Vec<isize>> = py
+        .iter()
+        .flat_map(|phy| {
+            px.iter().map(move |phx| {
+                phy.taps
+                    .iter()
+                    .flat_map(|&(_, my)| {
+                        phx.taps
+                            .iter()
+                            .map(move |&(_, mx)| -((my * ci * wp + mx) as isize))
+                    })
+                    .collect()
+            })
+        })
+        .collect();
     let (src_len, out_len) = (hp * ci * wp, g.h * g.w * co16);
-    let mut gx = vec![0.0f32; g.n * g.x_per_sample()];
-    par_chunks(&mut gx, g.x_per_sample(), |n, gxn| {
+    let xps = g.x_per_sample();
+    // no zero fill of gx: every value is written once (`to_planes`)
+    build_vec(g.n * xps, xps, |start, out| {
         with_scratch(src_len + out_len, |buf| {
             let (xt, yt) = buf.split_at_mut(src_len);
-            // the sample's source as (rows, Cout, columns) with a zero border
-            let gyn = &gy[n * g.y_per_sample()..][..g.y_per_sample()];
-            source_rows(gyn, xt, ci, (g.ho, g.wo), (pt, pl), wp);
-            for (fy, phy) in py.iter().enumerate() {
-                for (fx, phx) in px.iter().enumerate() {
-                    if phy.count == 0 || phx.count == 0 {
-                        continue;
+            // the border of xt stays 0 for every sample of this call (only interiors change)
+            xt.fill(0.0);
+            for (j, gxn) in out.chunks_mut(xps).enumerate() {
+                let n = start / xps + j;
+                // the sample's source as (rows, Cout, columns) inside the zero border
+                let gyn = &gy[n * g.y_per_sample()..][..g.y_per_sample()];
+                source_rows(gyn, xt, ci, (g.ho, g.wo), (pt, pl), wp);
+                for (fy, phy) in py.iter().enumerate() {
+                    for (fx, phx) in px.iter().enumerate() {
+                        if phy.count == 0 || phx.count == 0 {
+                            continue;
+                        }
+                        let f = fy * px.len() + fx;
+                        let at = ((phy.q0 + pt) * ci) * wp + pl + phx.q0;
+                        let out0 = (phy.first * g.w + phx.first) * co16;
+                        let grid = Grid {
+                            rows: phy.count,
+                            cols: phx.count,
+                            src_row: ci * wp,
+                            out_row: g.sh * g.w * co16,
+                            out_col: g.sw * co16,
+                        };
+                        let w = &packed[wofs[f]..];
+                        phase_tiles(xt, at, &offs[f], ci, wp, w, co16, &mut yt[out0..], grid);
                     }
-                    // per tap, the source shift of its reads, in floats
-                    let offs: Vec<isize> = phy
-                        .taps
-                        .iter()
-                        .flat_map(|&(_, my)| {
-                            phx.taps
-                                .iter()
-                                .map(move |&(_, mx)| -((my * ci * wp + mx) as isize))
-                        })
-                        .collect();
-                    let wph = &packed[wofs[fy * px.len() + fx]..];
-                    let at = ((phy.q0 + pt) * ci) * wp + pl + phx.q0;
-                    let out0 = (phy.first * g.w + phx.first) * co16;
-                    let grid = Grid {
-                        rows: phy.count,
-                        cols: phx.count,
-                        src_row: ci * wp,
-                        out_row: g.sh * g.w * co16,
-                        out_col: g.sw * co16,
-                    };
-                    phase_tiles(xt, at, &offs, ci, wp, wph, co16, &mut yt[out0..], grid);
                 }
+                to_planes(yt, co16, gxn, co, bias, false);
             }
-            to_planes(yt, co16, gxn, co, bias);
         })
-    });
-    gx
+    })
 }
 
 /// One sample's source gyn (Cout, ho, wo) into xt as (rows, Cout, columns of wp): row o of
-/// channel c at xt[((o + pt) Cout + c) wp + pl ..], 0 in the border around.
+/// channel c at xt[((o + pt) Cout + c) wp + pl ..]. The border around is left as it is (0).
 fn source_rows(
     gyn: &[f32],
     xt: &mut [f32],
@@ -169,24 +182,30 @@ fn source_rows(
     wp: usize,
 ) {
     let row = ci * wp;
-    xt[..pt * row].fill(0.0);
-    xt[(pt + ho) * row..].fill(0.0);
     simd::wide!({
         for o in 0..ho {
-            for (c, r) in xt[(o + pt) * row..][..row].chunks_exact_mut(wp).enumerate() {
-                let (head, rest) = r.split_at_mut(pl);
-                let (mid, tail) = rest.split_at_mut(wo);
-                head.iter_mut().for_each(|v| *v = 0.0);
-                tail.iter_mut().for_each(|v| *v = 0.0);
-                copy_short(mid, &gyn[(c * ho + o) * wo..][..wo]);
+            let dst = &mut xt[(o + pt) * row..][..row];
+            for c in 0..ci {
+                copy_short(
+                    &mut dst[c * wp + pl..][..wo],
+                    &gyn[(c * ho + o) * wo..][..wo],
+                );
             }
         }
     })
 }
 
-/// The pixel-major yt (pixels, co16) into gxn's planes (co, pixels), plus bias[c] on plane c:
-/// 16 x 16 blocks transposed in registers, the last pixels (fewer than 16) one by one.
-pub(super) fn to_planes(yt: &[f32], co16: usize, gxn: &mut [f32], co: usize, bias: Option<&[f32]>) {
+/// The pixel-major yt (pixels, co16) into gxn's planes (co, pixels), plus bias[c] on plane c,
+/// then max(0, .) with `relu`: 16 x 16 blocks transposed in registers, the last pixels (fewer
+/// than 16) one by one. Writes every value of gxn.
+pub(super) fn to_planes(
+    yt: &[f32],
+    co16: usize,
+    gxn: &mut [MaybeUninit<f32>],
+    co: usize,
+    bias: Option<&[f32]>,
+    relu: bool,
+) {
     let hw = gxn.len() / co;
     // (the 16 x 16 blocks are AVX-512 code; `applies` keeps other targets out of this file)
     let full = if cfg!(target_arch = "x86_64") {
@@ -209,10 +228,11 @@ pub(super) fn to_planes(yt: &[f32], co16: usize, gxn: &mut [f32], co: usize, bia
                 avx512::transpose16(
                     yt.as_ptr().add(p0 * co16 + c0),
                     co16,
-                    gxn.as_mut_ptr().add(c0 * hw + p0),
+                    gxn.as_mut_ptr().add(c0 * hw + p0) as *mut f32,
                     hw,
                     nc,
                     &b,
+                    relu,
                 )
             };
         }
@@ -220,7 +240,8 @@ pub(super) fn to_planes(yt: &[f32], co16: usize, gxn: &mut [f32], co: usize, bia
     for c in 0..co {
         let b = bias.map_or(0.0, |b| b[c]);
         for p in full..hw {
-            gxn[c * hw + p] = yt[p * co16 + c] + b;
+            let v = yt[p * co16 + c] + b;
+            gxn[c * hw + p].write(if relu { v.max(0.0) } else { v });
         }
     }
 }
@@ -328,7 +349,15 @@ mod tests {
             let mut dst = vec![-1.0f32; 16 * ldd];
             // SAFETY: AVX-512F checked above; the slices hold every row
             unsafe {
-                super::avx512::transpose16(src.as_ptr(), lds, dst.as_mut_ptr(), ldd, rows, &bias)
+                super::avx512::transpose16(
+                    src.as_ptr(),
+                    lds,
+                    dst.as_mut_ptr(),
+                    ldd,
+                    rows,
+                    &bias,
+                    false,
+                )
             };
             for i in 0..16 {
                 for j in 0..16 {

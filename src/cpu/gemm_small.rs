@@ -153,6 +153,7 @@ fn matmul_bt((m, n, k): (usize, usize, usize), a: &[f32], trans_a: bool, b: &[f3
                                 n,
                                 (m - i0).min(16),
                                 &[0.0; 16],
+                                false,
                             )
                         };
                     }
@@ -202,6 +203,7 @@ fn block_of_b(
                     NB,
                     16,
                     &[0.0; 16],
+                    false,
                 )
             };
         }

@@ -518,6 +518,26 @@ backend_test! {
 }
 
 backend_test! {
+    /// conv2d_relu (inference's fused ReLU) = max(0, conv2d) on a strided conv with 48 output
+    /// channels (the CPU's `conv_strided.rs` path applies the ReLU in its transpose).
+    fn conv2d_relu_strided_equals_relu_of_conv2d(b) {
+        let (xs, ws) = ([2, 5, 13, 12], [48, 5, 3, 3]);
+        let x = b.t(&xs, &rnd(numel(&xs), 61));
+        let w = b.t(&ws, &rnd(numel(&ws), 62));
+        let bias = b.t(&[48], &rnd(48, 63));
+        let p = Conv2dParams::new(2, 1, 1);
+        let y: Vec<f32> = b
+            .v(&b.conv2d(&x, &w, Some(&bias), p).unwrap())
+            .iter()
+            .map(|v| v.max(0.0))
+            .collect();
+        let yr = b.v(&b.conv2d_relu(&x, &w, Some(&bias), p).unwrap());
+        assert!(y.iter().any(|v| *v == 0.0) && y.iter().any(|v| *v > 0.0));
+        assert_close("conv2d_relu stride 2", &yr, &y, 1e-6);
+    }
+}
+
+backend_test! {
     /// Rectangular kernels and a stride, padding and dilation of their own per axis (PyTorch's
     /// tuple forms), on every path: stride 1 both ways (the flipped-weight forward for the input
     /// gradient), stride 1 on one axis only, padding beyond the kernel on one axis (col2im),
