@@ -208,6 +208,10 @@ cmd_test() {
     local chromedriver="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/chromedriver)}"
     # --no-fail-fast: every test binary runs and reports, even after a failure
     run_part "native tests" cargo test --release --no-fail-fast
+    # the CPU ops again on their narrower paths (NNLAB_CPU_TIER), as a CPU without AVX-512, or
+    # without AVX2, runs them: the kernels chosen by tier are each checked on this machine
+    run_part "native ops, AVX2 paths" env NNLAB_CPU_TIER=avx2 cargo test --release --test ops -- --skip ::gpu --skip gpu_
+    run_part "native ops, base paths" env NNLAB_CPU_TIER=base cargo test --release --test ops -- --skip ::gpu --skip gpu_
     # SwiftShader kernels can take a while on a 2-core machine: raise the per-test timeout
     run_part "wasm tests" env CHROMEDRIVER="$chromedriver" WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-300}" \
         cargo test --release --target "$WASM_TARGET" --test wasm -- --nocapture

@@ -84,8 +84,8 @@ struct AdamConsts {
 fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamConsts) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
+        if super::simd::tier() == super::simd::Tier::Avx512 {
+            // SAFETY: the CPU has AVX-512F (tier() checked it).
             return unsafe { adam_update_avx512(p, g, m, v, c) };
         }
     }

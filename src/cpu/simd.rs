@@ -20,8 +20,28 @@ pub(crate) enum Tier {
     Base,
 }
 
+/// The widest tier this CPU has, lowered to `NNLAB_CPU_TIER` (`avx2` or `base`) when that is
+/// set: the tests run every kernel's narrower paths on a CPU that has the wider ones, as a
+/// CPU without AVX-512 would. Read once per process.
 #[inline(always)]
 pub(crate) fn tier() -> Tier {
+    static TIER: std::sync::OnceLock<Tier> = std::sync::OnceLock::new();
+    *TIER.get_or_init(|| {
+        let found = detected_tier();
+        match std::env::var("NNLAB_CPU_TIER").as_deref() {
+            Err(_) | Ok("") | Ok("avx512") => found,
+            Ok("avx2") if found == Tier::Avx512 => Tier::Avx2,
+            Ok("avx2") => found,
+            Ok("base") => Tier::Base,
+            Ok(other) => {
+                eprintln!("NNLAB_CPU_TIER={other:?} ignored (avx512, avx2 or base)");
+                found
+            }
+        }
+    })
+}
+
+fn detected_tier() -> Tier {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
