@@ -7,6 +7,8 @@
 //! - the simd128 GEMM of the CPU backend (src/cpu/gemm_wasm.rs, built with SIMD by
 //!   .cargo/config.toml) equals a scalar reference over odd sizes, register-tile tails, every
 //!   operand layout (plain, transposed, strided) and accumulation;
+//! - the implicit GEMM of the wasm stride-1 convs equals the reference, and the CPU
+//!   conv2d (bias, fused ReLU, every path) equals a direct sum over the window;
 //! - on the browser's WebGPU adapter, GPU conv2d, conv_transpose2d and matmul equal the CPU
 //!   backend over a few shapes (odd sizes, batch > 1, stride 1/2, padding 0/1/2, dilation 2);
 //!   the `tiled` kernel variant likewise, and the browser's deferred tuning pass.
@@ -395,6 +397,127 @@ fn simd_gemm_equals_scalar_reference() {
                 }
             }
         }
+    }
+}
+
+/// The implicit GEMM of the wasm stride-1 convs (`sgemm_rows_at`: B's rows read in place at
+/// given offsets, a packed once by `pack_panels`) equals the scalar reference on the explicit
+/// B, over register-tile tails in m and n, overlapping rows (a conv's taps) and k from 1 up.
+#[wasm_bindgen_test]
+fn simd_rows_at_gemm_equals_scalar_reference() {
+    use nnlab::cpu::gemm_wasm::{pack_panels, sgemm_reference, sgemm_rows_at, MR, NR};
+    let sizes = [
+        (1, 1, 1),
+        (MR, NR, 9),
+        (MR + 1, NR + 3, 9),
+        (MR - 1, 2 * NR - 1, 27),
+        (64, 784, 576),
+        (48, 100, 432),
+        (3, 37, 576),
+    ];
+    for (case, &(m, n, k)) in sizes.iter().enumerate() {
+        let case = case as u64;
+        // row p starts at a pseudo-random offset: rows overlap and run in any order
+        let offs: Vec<u32> = (0..k)
+            .map(|p| ((p * 37 + 11) % (3 * k + 5)) as u32)
+            .collect();
+        let len = offs.iter().max().copied().unwrap_or(0) as usize + n;
+        let bsrc = uniform_vec(len, -1.0, 1.0, 500 + case);
+        let a = uniform_vec(m * k, -1.0, 1.0, 600 + case);
+        let mut b = vec![0.0f32; k * n];
+        for (p, row) in b.chunks_exact_mut(n).enumerate() {
+            row.copy_from_slice(&bsrc[offs[p] as usize..][..n]);
+        }
+        // c with 2 padding columns, which must stay untouched
+        let c0 = uniform_vec(m * (n + 2), -1.0, 1.0, 700 + case);
+        let (mut got, mut want) = (c0.clone(), c0.clone());
+        let pa = pack_panels(m, k, (&a, k, 1));
+        sgemm_rows_at(m, n, &pa, &bsrc, &offs, (&mut got, n + 2, 1));
+        sgemm_reference(
+            m,
+            n,
+            k,
+            (&a, k, 1),
+            (&b, n, 1),
+            (&mut want, n + 2, 1),
+            false,
+        );
+        let what = format!("rows-at gemm m {m} n {n} k {k}");
+        compare(&what, &got, &want, 1e-6 * k as f32);
+        for i in 0..m {
+            for j in n..n + 2 {
+                assert_eq!(
+                    got[i * (n + 2) + j],
+                    c0[i * (n + 2) + j],
+                    "{what}: c padding written"
+                );
+            }
+        }
+    }
+}
+
+/// The CPU backend's conv2d in wasm (the stride-1 tap path with its implicit GEMM where Cin
+/// >= 16, im2col otherwise), with bias and fused ReLU, equals a direct f64 sum over the
+/// window: odd sizes, batch > 1, padding 0-2, dilation, rectangular kernels, Cout not a
+/// multiple of the register tile.
+#[wasm_bindgen_test]
+async fn cpu_conv2d_equals_direct_sum() {
+    let cpu = CpuBackend::new();
+    // (N, Cin, H, W, Cout, kh, kw, pad h, pad w, dilation)
+    let shapes: &[[usize; 10]] = &[
+        [1, 16, 9, 11, 5, 3, 3, 1, 1, 1],
+        [2, 20, 7, 6, 9, 3, 3, 1, 1, 2],
+        [1, 64, 12, 10, 64, 3, 3, 1, 1, 1],
+        [1, 48, 6, 13, 3, 3, 3, 1, 1, 1],
+        [1, 17, 8, 9, 6, 1, 3, 0, 1, 1],
+        [1, 16, 10, 7, 4, 5, 3, 2, 0, 1],
+        [2, 3, 7, 5, 8, 3, 3, 1, 1, 1],
+    ];
+    for (t, &[n, ci, h, w, co, kh, kw, ph, pw, d]) in shapes.iter().enumerate() {
+        let t = t as u64;
+        let x = uniform_vec(n * ci * h * w, -1.0, 1.0, 800 + t);
+        let wt = uniform_vec(co * ci * kh * kw, -1.0, 1.0, 900 + t);
+        let b = uniform_vec(co, -1.0, 1.0, 1000 + t);
+        let prm = Conv2dParams::new(1, 0, d).with_padding((ph, pw));
+        let (ho, wo) = (h + 2 * ph - d * (kh - 1), w + 2 * pw - d * (kw - 1));
+        let mut want = vec![0.0f32; n * co * ho * wo];
+        for s in 0..n {
+            for o in 0..co {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let mut acc = b[o] as f64;
+                        for c in 0..ci {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (oy + ky * d) as isize - ph as isize;
+                                    let ix = (ox + kx * d) as isize - pw as isize;
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((s * ci + c) * h + iy as usize) * w + ix as usize];
+                                    let wv = wt[((o * ci + c) * kh + ky) * kw + kx];
+                                    acc += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        want[((s * co + o) * ho + oy) * wo + ox] = (acc as f32).max(0.0);
+                    }
+                }
+            }
+        }
+        let xt = cpu.upload(&[n, ci, h, w], &x).unwrap();
+        let wtt = cpu.upload(&[co, ci, kh, kw], &wt).unwrap();
+        let bt = cpu.upload(&[co], &b).unwrap();
+        let y = cpu
+            .conv2d_relu(&xt, &wtt, Some(&bt), prm)
+            .expect("CPU conv2d_relu");
+        assert_eq!(y.shape(), &[n, co, ho, wo]);
+        compare(
+            &format!("cpu conv2d_relu {:?}", shapes[t as usize]),
+            &read(&cpu, &y).await,
+            &want,
+            1e-6 * (ci * kh * kw) as f32,
+        );
     }
 }
 

@@ -11,6 +11,8 @@
 //! and its backward-weight is `backward_weight` with x and gy swapped. The kernels take the
 //! sizes of both sides explicitly, so output_padding (extra rows no window reaches) just works.
 
+#[cfg(target_arch = "wasm32")]
+use super::gemm_wasm;
 use super::{
     build_vec, conv_strided, deconv, gemm_small, host, new_tensor, par_chunks, par_for, par_map,
     sgemm, sgemm_ptr, simd, threads, with_scratch, CpuBackend,
@@ -461,13 +463,23 @@ fn pad_rows(g: &ConvGeom, x: &[f32], oy0: usize, cw: usize, plane: usize, pad: &
 /// (Cout x Cin) times the padded rows read from that tap's offset (Cin x columns). The im2col
 /// block this replaces was Cin kh kw x columns, written and then packed by the GEMM for every
 /// block (a quarter of a DnCNN training step); the padded rows are kh kw times smaller and
-/// read in place.
+/// read in place. In wasm the taps are one implicit GEMM (`gemm_wasm::sgemm_rows_at`, the
+/// weight packed once per call) instead of kh kw GEMMs accumulating into c.
 fn forward_taps(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
     let (rows, blocks, cw, ncol, plane) = tap_layout(g);
     let (ckk, kk, pix) = (g.taps(), g.kh * g.kw, g.pixels());
     let n = g.n * g.y_per_sample();
     let mut y = Vec::with_capacity(n);
     let out = SharedOut(y.as_mut_ptr());
+    let tap_offset = |t: usize| (t / g.kw) * g.dh * cw + (t % g.kw) * g.dw;
+    // wasm: one implicit GEMM over all (ci, tap) rows, the weight packed once per layer
+    #[cfg(target_arch = "wasm32")]
+    let (wp, offs) = (
+        gemm_wasm::pack_panels(g.cout, ckk, (w, ckk, 1)),
+        (0..ckk)
+            .map(|r| ((r / kk) * plane + tap_offset(r % kk)) as u32)
+            .collect::<Vec<u32>>(),
+    );
     par_for(g.n * blocks, |item| {
         let (i, b) = (item / blocks, item % blocks);
         let oy0 = b * rows;
@@ -476,14 +488,16 @@ fn forward_taps(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: 
         with_scratch(g.cin * plane + g.cout * ncol, |buf| {
             let (pad, c) = buf.split_at_mut(g.cin * plane);
             pad_rows(g, xn, oy0, cw, plane, pad);
+            #[cfg(target_arch = "wasm32")]
+            gemm_wasm::sgemm_rows_at(g.cout, ncol, &wp, pad, &offs, (&mut *c, ncol, 1));
+            #[cfg(not(target_arch = "wasm32"))]
             for t in 0..kk {
-                let off = (t / g.kw) * g.dh * cw + (t % g.kw) * g.dw;
                 sgemm(
                     g.cout,
                     ncol,
                     g.cin,
                     (&w[t..], ckk, kk),
-                    (&pad[off..], plane, 1),
+                    (&pad[tap_offset(t)..], plane, 1),
                     (&mut *c, ncol, 1),
                     t > 0,
                     false,
