@@ -104,6 +104,59 @@ pub(crate) unsafe fn transpose16(
     }
 }
 
+/// dst[j ldd + i] = src[i lds + j] (+ bias[j], then max(0, .) with `relu`) for i < rows,
+/// j < cols: src (rows x cols) transposed into dst (cols x rows), by 16 x 16 blocks in
+/// registers (`transpose16`) and the rest one value at a time. With `padded`, each row of src
+/// holds cols rounded up to 16 readable floats, so a last partial block of columns is still
+/// transposed in registers (the values past cols are read and dropped).
+///
+/// # Safety
+/// AVX-512F; src holds rows rows at lds (each cols, or cols rounded up to 16 with `padded`,
+/// floats), dst cols rows of rows floats at ldd, no other thread writes those; bias, when
+/// given, holds cols values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn transpose(
+    src: *const f32,
+    lds: usize,
+    (rows, cols): (usize, usize),
+    padded: bool,
+    dst: *mut f32,
+    ldd: usize,
+    bias: Option<&[f32]>,
+    relu: bool,
+) {
+    let (rf, cf) = (rows / 16 * 16, if padded { cols } else { cols / 16 * 16 });
+    let mut b = [0.0f32; 16];
+    for j0 in (0..cf).step_by(16) {
+        let nc = (cols - j0).min(16);
+        if let Some(bias) = bias {
+            b[..nc].copy_from_slice(&bias[j0..j0 + nc]);
+        }
+        for i0 in (0..rf).step_by(16) {
+            transpose16(
+                src.add(i0 * lds + j0),
+                lds,
+                dst.add(j0 * ldd + i0),
+                ldd,
+                nc,
+                &b,
+                relu,
+            );
+        }
+    }
+    let one = |i: usize, j: usize| {
+        let v = *src.add(i * lds + j) + bias.map_or(0.0, |b| b[j]);
+        *dst.add(j * ldd + i) = if relu { v.max(0.0) } else { v };
+    };
+    // what the blocks left: the last rows % 16 rows of src, and (unpadded) its last columns
+    for i in 0..rows {
+        let from = if i < rf { cf } else { 0 };
+        for j in from..cols {
+            one(i, j);
+        }
+    }
+}
+
 /// `tile::<mr, r, nv>` for r, nv in 1..=2 and mr in 1..=8 (mr <= 7 at nv 2).
 ///
 /// # Safety

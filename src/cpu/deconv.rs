@@ -207,43 +207,24 @@ pub(super) fn to_planes(
     relu: bool,
 ) {
     let hw = gxn.len() / co;
-    // (the 16 x 16 blocks are AVX-512 code; `applies` keeps other targets out of this file)
-    let full = if cfg!(target_arch = "x86_64") {
-        hw / V * V
-    } else {
-        0
-    };
-    assert!(yt.len() >= hw * co16 && gxn.len() == co * hw);
+    assert!(yt.len() >= hw * co16 && co16 >= co.next_multiple_of(V) && gxn.len() == co * hw);
     #[cfg(target_arch = "x86_64")]
-    for c0 in (0..co).step_by(V) {
-        let mut b = [0.0f32; V];
-        let nc = (co - c0).min(V);
-        if let Some(bias) = bias {
-            b[..nc].copy_from_slice(&bias[c0..c0 + nc]);
-        }
-        for p0 in (0..full).step_by(V) {
-            // SAFETY: AVX-512F (`applies`); the block reads yt[(p0 + i) co16 + c0 .. + 16]
-            // (c0 + 16 <= co16) and writes gxn[(c0 + i) hw + p0 .. + 16] for i < nc.
-            unsafe {
-                avx512::transpose16(
-                    yt.as_ptr().add(p0 * co16 + c0),
-                    co16,
-                    gxn.as_mut_ptr().add(c0 * hw + p0) as *mut f32,
-                    hw,
-                    nc,
-                    &b,
-                    relu,
-                )
-            };
-        }
-    }
-    for c in 0..co {
-        let b = bias.map_or(0.0, |b| b[c]);
-        for p in full..hw {
-            let v = yt[p * co16 + c] + b;
-            gxn[c * hw + p].write(if relu { v.max(0.0) } else { v });
-        }
-    }
+    // SAFETY: AVX-512F (`applies`); yt holds hw rows of co16 floats (co rounded up to 16),
+    // gxn co planes of hw; bias, when given, co values
+    unsafe {
+        avx512::transpose(
+            yt.as_ptr(),
+            co16,
+            (hw, co),
+            true,
+            gxn.as_mut_ptr() as *mut f32,
+            hw,
+            bias,
+            relu,
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (yt, gxn, bias, relu);
 }
 
 /// The output pixels of one phase: rows x cols, pixel (r, b) reading the source from

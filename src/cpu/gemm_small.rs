@@ -132,38 +132,23 @@ fn matmul_bt((m, n, k): (usize, usize, usize), a: &[f32], trans_a: bool, b: &[f3
                     }
                 }
                 #[cfg(not(target_arch = "x86_64"))]
-                let _ = (b, mv);
+                let _ = (b, mv, &ct, &out, n0, nb);
                 // ct (nb, m16) = C^T's block into C's columns n0 .. n0 + nb
-                let full = if cfg!(target_arch = "x86_64") {
-                    nb / 16 * 16
-                } else {
-                    0
-                };
                 #[cfg(target_arch = "x86_64")]
-                for j in (0..full).step_by(16) {
-                    for i0 in (0..m).step_by(16) {
-                        // SAFETY: AVX-512F; reads ct rows j .. j + 16 at columns i0 .. i0 + 16
-                        // (<= m16); writes C rows i0 .. min(i0 + 16, m) at columns n0 + j ..
-                        // + 16, which block blk alone writes
-                        unsafe {
-                            super::avx512::transpose16(
-                                ct.as_ptr().add(j * m16 + i0),
-                                m16,
-                                out.at(i0 * n + n0 + j),
-                                n,
-                                (m - i0).min(16),
-                                &[0.0; 16],
-                                false,
-                            )
-                        };
-                    }
-                }
-                for i in 0..m {
-                    for j in full..nb {
-                        // SAFETY: as above, C (i, n0 + j) belongs to block blk
-                        unsafe { *out.at(i * n + n0 + j) = ct[j * m16 + i] };
-                    }
-                }
+                // SAFETY: AVX-512F (`applies`); ct holds nb rows of m16 >= m rounded up to 16
+                // floats; C's rows 0 .. m at columns n0 .. n0 + nb belong to block blk alone
+                unsafe {
+                    super::avx512::transpose(
+                        ct.as_ptr(),
+                        m16,
+                        (nb, m),
+                        true,
+                        out.at(n0),
+                        n,
+                        None,
+                        false,
+                    )
+                };
             }
         })
     });
@@ -188,38 +173,25 @@ fn block_of_b(
         }
         return;
     }
-    // b is (n, k): bt[kk][j] = b[n0 + j][kk]; full 16 x 16 squares in registers
-    let (jf, kf) = (nb / 16 * 16, k / 16 * 16);
+    // b is (n, k): bt[kk][j] = b[n0 + j][kk]
     #[cfg(target_arch = "x86_64")]
-    for j0 in (0..jf).step_by(16) {
-        for k0 in (0..kf).step_by(16) {
-            // SAFETY: AVX-512F (`applies`); rows n0 + j0 .. + 16 of b (< n) at columns
-            // k0 .. k0 + 16 (<= k), written to bt rows k0 .. k0 + 16 at columns j0 .. j0 + 16
-            unsafe {
-                super::avx512::transpose16(
-                    b.as_ptr().add((n0 + j0) * k + k0),
-                    k,
-                    bt.as_mut_ptr().add(k0 * NB + j0),
-                    NB,
-                    16,
-                    &[0.0; 16],
-                    false,
-                )
-            };
-        }
-    }
-    // what the squares left: the last k % 16 rows, the last nb % 16 columns, 0 past nb
-    let (jf, kf) = if cfg!(target_arch = "x86_64") {
-        (jf, kf)
-    } else {
-        (0, 0)
+    // SAFETY: AVX-512F (`applies`); rows n0 .. n0 + nb of b (< n) hold k floats each; bt holds
+    // k rows of NB >= nb
+    unsafe {
+        super::avx512::transpose(
+            b.as_ptr().add(n0 * k),
+            k,
+            (nb, k),
+            false,
+            bt.as_mut_ptr(),
+            NB,
+            None,
+            false,
+        )
     };
-    for kk in 0..k {
-        let row = &mut bt[kk * NB..(kk + 1) * NB];
-        let from = if kk < kf { jf } else { 0 };
-        for (j, v) in row.iter_mut().enumerate().take(nb).skip(from) {
-            *v = b[(n0 + j) * k + kk];
-        }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (n, n0);
+    for row in bt.chunks_exact_mut(NB).take(k) {
         row[nb..].fill(0.0);
     }
 }
