@@ -184,7 +184,15 @@ pub fn bench_gan(be: &dyn Backend, budget: Duration) -> Result<Vec<(String, f64)
     use crate::models::gan::{self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent};
     use crate::nn::Adam;
     let mut rows = Vec::new();
+    // NNLAB_BENCH_GAN=dense|dcgan runs one architecture (profiling)
+    let only = std::env::var("NNLAB_BENCH_GAN").ok();
     for arch in [GanArch::Dense, GanArch::Dcgan] {
+        if only
+            .as_ref()
+            .is_some_and(|o| !format!("{arch:?}").eq_ignore_ascii_case(o))
+        {
+            continue;
+        }
         let cfg = GanConfig {
             arch,
             latent: 100,

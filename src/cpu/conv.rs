@@ -774,17 +774,19 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
 }
 
 /// `backward_weight` at stride 1 without im2col (the mirror of `forward_taps`): per item, the
-/// padded input rows and gy's rows in the same padded-row layout (0 in the junk columns), and
-/// per tap gW[:, :, ky, kx] (Cout x Cin) += gy rows (Cout x columns) times the padded rows
-/// read from that tap's offset, transposed. The items are cut into one contiguous run per
-/// thread, each summed into its own partial gradient; the partials are added at the end.
+/// padded input rows and gy's rows transposed to (columns, Cout) in the same padded-row layout
+/// (0 in the junk columns), and per tap gW[:, :, ky, kx] (Cout x Cin, kept column-major as
+/// (tap, Cin, Cout)) += gy's rows (Cout x columns, read column-major from the transpose) times
+/// the padded rows read from that tap's offset, transposed. In that orientation the GEMM reads both operands in place: with gy's rows as
+/// they lie (row-major) it packed them again for every tap (8% of a DnCNN training step).
+/// The items are cut into one contiguous run per thread, each summed into its own partial
+/// gradient; the partials are added at the end, then permuted to (Cout, Cin, kh, kw).
 fn backward_weight_taps(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let (rows, blocks, cw, ncol, plane) = tap_layout(g);
-    let (ckk, kk) = (g.taps(), g.kh * g.kw);
-    let wlen = g.cout * ckk;
-    sum_over_item_runs(g.n * blocks, wlen, |acc, run| {
+    let (ckk, kk, cio) = (g.taps(), g.kh * g.kw, g.cin * g.cout);
+    let gwt = sum_over_item_runs(g.n * blocks, g.cout * ckk, |acc, run| {
         with_scratch(g.cin * plane + g.cout * ncol, |buf| {
-            let (pad, gyw) = buf.split_at_mut(g.cin * plane);
+            let (pad, gyt) = buf.split_at_mut(g.cin * plane);
             for item in run {
                 let (i, b) = (item / blocks, item % blocks);
                 let oy0 = b * rows;
@@ -798,33 +800,79 @@ fn backward_weight_taps(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                     pad,
                 );
                 let gyn = &gy[i * g.y_per_sample()..][..g.y_per_sample()];
-                simd::wide!({
-                    for (co, dst) in gyw.chunks_exact_mut(ncol).enumerate() {
-                        let src = &gyn[co * g.pixels() + oy0 * g.wo..][..nr * g.wo];
-                        for (s, d) in src.chunks_exact(g.wo).zip(dst.chunks_exact_mut(cw)) {
-                            let (real, junk) = d.split_at_mut(g.wo);
-                            copy_short(real, s);
-                            junk.iter_mut().for_each(|v| *v = 0.0);
-                        }
-                        dst[nr * cw..].iter_mut().for_each(|v| *v = 0.0);
-                    }
-                });
+                rows_transposed(g, gyn, (oy0, nr, cw), gyt);
                 for t in 0..kk {
                     let off = (t / g.kw) * g.dh * cw + (t % g.kw) * g.dw;
+                    // acc[t] (Cout x Cin, column-major) += gyt^T (Cout x ncol) pad_t^T
                     sgemm(
                         g.cout,
                         g.cin,
                         ncol,
-                        (gyw, ncol, 1),
+                        (&*gyt, 1, g.cout),
                         (&pad[off..], 1, plane),
-                        (&mut acc[t..], ckk, kk),
+                        (&mut acc[t * cio..], 1, g.cout),
                         true,
                         false,
                     );
                 }
             }
         });
-    })
+    });
+    // (tap, Cin, Cout) -> (Cout, Cin, tap)
+    let mut gw = vec![0.0f32; g.cout * ckk];
+    for t in 0..kk {
+        for ci in 0..g.cin {
+            for co in 0..g.cout {
+                gw[(co * g.cin + ci) * kk + t] = gwt[(t * g.cin + ci) * g.cout + co];
+            }
+        }
+    }
+    gw
+}
+
+/// Output rows oy0 .. oy0 + nr of gyn (Cout, Ho, Wo) transposed into gyt (ncol, Cout): row r's
+/// pixel ox at gyt row r cw + ox; the junk rows (ox >= Wo, and past nr cw) 0.
+fn rows_transposed(
+    g: &ConvGeom,
+    gyn: &[f32],
+    (oy0, nr, cw): (usize, usize, usize),
+    gyt: &mut [f32],
+) {
+    let co = g.cout;
+    #[cfg(target_arch = "x86_64")]
+    let fast = simd::tier() == simd::Tier::Avx512;
+    #[cfg(not(target_arch = "x86_64"))]
+    let fast = false;
+    for r in 0..nr {
+        let src = &gyn[(oy0 + r) * g.wo..];
+        let dst = &mut gyt[r * cw * co..][..cw * co];
+        assert!(src.len() >= (co - 1) * g.pixels() + g.wo);
+        if fast {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F (tier); src holds co rows of Wo floats at stride Ho Wo (checked
+            // above), dst Wo rows of co floats
+            unsafe {
+                super::avx512::transpose(
+                    src.as_ptr(),
+                    g.pixels(),
+                    (co, g.wo),
+                    false,
+                    dst.as_mut_ptr(),
+                    co,
+                    None,
+                    false,
+                )
+            };
+        } else {
+            for (ox, d) in dst.chunks_exact_mut(co).take(g.wo).enumerate() {
+                for (c, v) in d.iter_mut().enumerate() {
+                    *v = src[c * g.pixels() + ox];
+                }
+            }
+        }
+        dst[g.wo * co..].fill(0.0);
+    }
+    gyt[nr * cw * co..].fill(0.0);
 }
 
 /// `backward_weight` for small samples: items of `spi` whole samples, their gy rows and im2col
