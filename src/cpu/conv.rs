@@ -831,58 +831,69 @@ fn backward_weight_taps(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
 }
 
 /// Output rows oy0 .. oy0 + nr of gyn (Cout, Ho, Wo) transposed into gyt (ncol, Cout): row r's
-/// pixel ox at gyt row r cw + ox; the junk rows (ox >= Wo, and past nr cw) 0.
+/// pixel ox at gyt row r cw + ox; the junk rows (ox >= Wo, and past nr cw) 0. On AVX-512 the
+/// rows are transposed at once (16 x 16 blocks over all nr Wo pixels, so a 7-pixel row is not
+/// left to the scalar remainder) into the end of gyt, then moved to their places front to back.
 fn rows_transposed(
     g: &ConvGeom,
     gyn: &[f32],
     (oy0, nr, cw): (usize, usize, usize),
     gyt: &mut [f32],
 ) {
-    let co = g.cout;
+    let (co, wo) = (g.cout, g.wo);
+    let run = nr * wo;
+    assert!(gyn.len() >= (co - 1) * g.pixels() + (oy0 * wo + run) && gyt.len() >= nr * cw * co);
     #[cfg(target_arch = "x86_64")]
-    let fast = simd::tier() == simd::Tier::Avx512;
-    #[cfg(not(target_arch = "x86_64"))]
-    let fast = false;
+    if simd::tier() == simd::Tier::Avx512 {
+        // the compact (run, co) block at the end: row r's source, from s0 + r wo co, lies at or
+        // after its destination r cw co and after everything written before it (s0 >= nr
+        // (cw - wo) co), so each move and junk fill reads nothing not yet moved
+        let s0 = gyt.len() - run * co;
+        // SAFETY: AVX-512F (tier); gyn holds co rows of `run` floats at stride Ho Wo from oy0
+        // Wo (asserted), gyt[s0..] run rows of co floats
+        unsafe {
+            super::avx512::transpose(
+                gyn.as_ptr().add(oy0 * wo),
+                g.pixels(),
+                (co, run),
+                false,
+                gyt.as_mut_ptr().add(s0),
+                co,
+                None,
+                false,
+            )
+        };
+        for r in 0..nr {
+            gyt.copy_within(s0 + r * wo * co..s0 + (r + 1) * wo * co, r * cw * co);
+            gyt[r * cw * co + wo * co..(r + 1) * cw * co].fill(0.0);
+        }
+        gyt[nr * cw * co..].fill(0.0);
+        return;
+    }
     for r in 0..nr {
-        let src = &gyn[(oy0 + r) * g.wo..];
+        let src = &gyn[(oy0 + r) * wo..];
         let dst = &mut gyt[r * cw * co..][..cw * co];
-        assert!(src.len() >= (co - 1) * g.pixels() + g.wo);
-        if fast {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F (tier); src holds co rows of Wo floats at stride Ho Wo (checked
-            // above), dst Wo rows of co floats
-            unsafe {
-                super::avx512::transpose(
-                    src.as_ptr(),
-                    g.pixels(),
-                    (co, g.wo),
-                    false,
-                    dst.as_mut_ptr(),
-                    co,
-                    None,
-                    false,
-                )
-            };
-        } else {
-            for (ox, d) in dst.chunks_exact_mut(co).take(g.wo).enumerate() {
-                for (c, v) in d.iter_mut().enumerate() {
-                    *v = src[c * g.pixels() + ox];
-                }
+        for (ox, d) in dst.chunks_exact_mut(co).take(wo).enumerate() {
+            for (c, v) in d.iter_mut().enumerate() {
+                *v = src[c * g.pixels() + ox];
             }
         }
-        dst[g.wo * co..].fill(0.0);
+        dst[wo * co..].fill(0.0);
     }
     gyt[nr * cw * co..].fill(0.0);
 }
 
 /// `backward_weight` for small samples: items of `spi` whole samples, their gy rows and im2col
-/// blocks side by side, so each GEMM sums over spi * pixels columns at once.
+/// blocks side by side, so each GEMM sums over spi * pixels columns at once. As in
+/// `backward_weight_taps`, gy is transposed to (columns, Cout) and the sum kept as (taps, Cout)
+/// so that the GEMM reads both operands in place (with gy row-major it packed the im2col block,
+/// taps x columns, for every item), then transposed to (Cout, taps) at the end.
 fn backward_weight_grouped(g: &ConvGeom, x: &[f32], gy: &[f32], spi: usize) -> Vec<f32> {
-    let (ckk, pix, cout) = (g.taps(), g.pixels(), g.cout);
+    let (ckk, cout) = (g.taps(), g.cout);
     let (xps, yps) = (g.x_per_sample(), g.y_per_sample());
-    let pw = wide_layout(g).1;
+    let (cw, pw) = wide_layout(g);
     let wlen = cout * ckk;
-    sum_over_item_runs(g.n.div_ceil(spi), wlen, |acc, run| {
+    let gwt = sum_over_item_runs(g.n.div_ceil(spi), wlen, |acc, run| {
         for item in run {
             let first = item * spi;
             let ns = spi.min(g.n - first);
@@ -893,26 +904,37 @@ fn backward_weight_grouped(g: &ConvGeom, x: &[f32], gy: &[f32], spi: usize) -> V
                 for j in 0..ns {
                     let xn = &x[(first + j) * xps..][..xps];
                     im2col_sample(g, xn, &mut cols[j * pw..], ncol, pad);
-                    // gy in the wide layout, 0 in the junk columns (they multiply junk)
-                    for co in 0..cout {
-                        let src = &gy[(first + j) * yps + co * pix..][..pix];
-                        wide_rows(g, src, &mut gyt[co * ncol + j * pw..][..pw]);
-                    }
+                    // gy in the wide layout, pixel-major, 0 in the junk columns (they
+                    // multiply junk)
+                    let gyn = &gy[(first + j) * yps..][..yps];
+                    rows_transposed(
+                        g,
+                        gyn,
+                        (0, g.ho, cw),
+                        &mut gyt[j * pw * cout..][..pw * cout],
+                    );
                 }
-                // acc (Cout, taps) += gyt (Cout, ncol) * cols^T (ncol, taps)
+                // acc (Cout x taps, column-major) += gyt^T (Cout x ncol) cols^T (ncol x taps)
                 sgemm(
                     cout,
                     ckk,
                     ncol,
-                    (gyt, ncol, 1),
-                    (cols, 1, ncol),
-                    (&mut *acc, ckk, 1),
+                    (&*gyt, 1, cout),
+                    (&*cols, 1, ncol),
+                    (&mut *acc, 1, cout),
                     true,
                     false,
                 );
             });
         }
-    })
+    });
+    let mut gw = vec![0.0f32; wlen];
+    for (r, row) in gwt.chunks_exact(cout).enumerate() {
+        for (co, v) in row.iter().enumerate() {
+            gw[co * ckk + r] = *v;
+        }
+    }
+    gw
 }
 
 pub fn conv2d(
