@@ -68,7 +68,7 @@ pub fn adam_step(
         step_size: (hp.lr as f64 / bc1) as f32,
         sqrt_bc2: bc2.sqrt() as f32,
     };
-    adam_update(&mut pd, &gd, &mut md, &mut vd, c);
+    adam_update_split(&mut pd, &gd, &mut md, &mut vd, c);
     Ok(())
 }
 
@@ -77,6 +77,28 @@ struct AdamConsts {
     hp: AdamParams,
     step_size: f32,
     sqrt_bc2: f32,
+}
+
+/// Values per task of a split Adam update: a large weight (a dense GAN layer's 400K values)
+/// is spread over the threads, a small one runs on the calling thread.
+const ADAM_CHUNK: usize = 1 << 16;
+
+/// `adam_update` in chunks over the threads (natively), each chunk on its own slices: the
+/// same arithmetic per value, so the same result bit for bit.
+fn adam_update_split(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamConsts) {
+    #[cfg(not(target_arch = "wasm32"))]
+    if p.len() > ADAM_CHUNK && super::threads() > 1 {
+        use rayon::prelude::*;
+        let n = p.len().min(g.len()).min(m.len()).min(v.len());
+        p[..n]
+            .par_chunks_mut(ADAM_CHUNK)
+            .zip(g[..n].par_chunks(ADAM_CHUNK))
+            .zip(m[..n].par_chunks_mut(ADAM_CHUNK))
+            .zip(v[..n].par_chunks_mut(ADAM_CHUNK))
+            .for_each(|(((p, g), m), v)| adam_update(p, g, m, v, c));
+        return;
+    }
+    adam_update(p, g, m, v, c)
 }
 
 /// The Adam update over whole slices, in the widest vectors this CPU has (the same arithmetic

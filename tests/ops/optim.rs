@@ -180,3 +180,51 @@ fn gpu_splits_under_low_limits() {
     let g = small_gpu();
     optim_case(&g, 700_001, 2, TOL);
 }
+
+/// A weight large enough that the CPU spreads Adam over its threads (`cpu/optim.rs`, chunks
+/// of 65536 values) is updated value for value as each value alone is, bit for bit.
+#[test]
+fn cpu_adam_on_a_large_weight_equals_the_same_step_per_value() {
+    let b = CpuBackend::new();
+    let n = 200_003;
+    let (p0, g0) = (rnd(n, 71), rnd(n, 72));
+    let hp = AdamParams {
+        lr: 0.01,
+        beta1: 0.5,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        step: 1,
+    };
+    let state = |v: &[f32]| b.upload(&[v.len()], v).unwrap();
+    let (p, g, m, v) = (
+        state(&p0),
+        state(&g0),
+        b.zeros(&[n]).unwrap(),
+        b.zeros(&[n]).unwrap(),
+    );
+    for step in 1..=2 {
+        b.adam_step(&p, &g, &m, &v, AdamParams { step, ..hp })
+            .unwrap();
+    }
+    let got = [&p, &m, &v].map(|t| read_blocking(&b, t).unwrap());
+    for i in (0..n).step_by(9973).chain([n - 1]) {
+        let (q, gg, mm, vv) = (
+            state(&p0[i..=i]),
+            state(&g0[i..=i]),
+            b.zeros(&[1]).unwrap(),
+            b.zeros(&[1]).unwrap(),
+        );
+        for step in 1..=2 {
+            b.adam_step(&q, &gg, &mm, &vv, AdamParams { step, ..hp })
+                .unwrap();
+        }
+        for (k, t) in [&q, &mm, &vv].into_iter().enumerate() {
+            assert_eq!(
+                got[k][i],
+                read_blocking(&b, t).unwrap()[0],
+                "value {i}, state {k}"
+            );
+        }
+    }
+}
