@@ -81,6 +81,7 @@ struct AdamConsts {
 
 /// Values per task of a split Adam update: a large weight (a dense GAN layer's 400K values)
 /// is spread over the threads, a small one runs on the calling thread.
+#[cfg(not(target_arch = "wasm32"))]
 const ADAM_CHUNK: usize = 1 << 16;
 
 /// `adam_update` in chunks over the threads (natively), each chunk on its own slices: the
