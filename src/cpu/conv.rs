@@ -54,6 +54,17 @@ fn block_pixels(g: &ConvGeom) -> usize {
     pb.min(g.pixels()).max(1)
 }
 
+/// max(v, 0), NaN to 0 as `f32::max` does, written as a compare so that it vectorizes (in
+/// wasm `f32::max` is a call to `fmaxf` per value).
+#[inline(always)]
+fn relu0(v: f32) -> f32 {
+    if v > 0.0 {
+        v
+    } else {
+        0.0
+    }
+}
+
 /// Output positions o in [lo, hi) along one axis whose input index o*stride + off is inside [0, size).
 #[inline(always)]
 fn valid_range(off: isize, size: usize, out: usize, stride: usize) -> (usize, usize) {
@@ -399,7 +410,7 @@ fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool)
             for co in 0..g.cout {
                 // SAFETY: as for the bias rows above
                 let row = unsafe { std::slice::from_raw_parts_mut(yn.add(co * pix), nb) };
-                row.iter_mut().for_each(|v| *v = v.max(0.0));
+                row.iter_mut().for_each(|v| *v = relu0(*v));
             }
         }
     });
@@ -410,22 +421,30 @@ fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool)
 /// in the padded-row layout).
 const TAP_COLUMNS: usize = 1024;
 
+/// The columns of `forward_taps` in wasm: its implicit GEMM writes c once (c is not re-read
+/// per tap), so its blocks can be larger: fewer input rows copied twice (a block of r rows
+/// copies r + kh - 1), while a block's padded rows still fit in L2.
+#[cfg(target_arch = "wasm32")]
+const TAP_COLUMNS_FORWARD: usize = 4096;
+#[cfg(not(target_arch = "wasm32"))]
+const TAP_COLUMNS_FORWARD: usize = TAP_COLUMNS;
+
 /// True where `forward_taps` / `backward_weight_taps` serve g: stride 1, a kernel of more than
 /// one tap, and enough input channels that one tap's GEMM (depth Cin) runs at speed.
 fn taps_apply(g: &ConvGeom) -> bool {
     g.sh == 1 && g.sw == 1 && g.kh * g.kw > 1 && g.cin >= 16
 }
 
-/// The padded-row layout of `forward_taps` and `backward_weight_taps` for one block of
-/// output rows: (rows per block, blocks, row width cw = W + 2 pw, columns per GEMM, floats
-/// per channel plane). A block of nr output rows reads nr + (kh - 1) dh padded input rows
-/// of cw; output pixel (r, ox) is column r cw + ox (columns ox >= Wo are junk), and tap
+/// The padded-row layout of `forward_taps` and `backward_weight_taps` for blocks of output
+/// rows of about `columns` columns: (rows per block, blocks, row width cw = W + 2 pw, columns
+/// per GEMM, floats per channel plane). A block of nr output rows reads nr + (kh - 1) dh padded
+/// input rows of cw; output pixel (r, ox) is column r cw + ox (columns ox >= Wo are junk), and tap
 /// (ky, kx) reads the plane from ky dh cw + kx dw on: one run of the columns, no im2col.
 /// The columns are a multiple of 16 (so the GEMM reads them in place, unpacked), the plane
 /// has room for the last tap's run.
-fn tap_layout(g: &ConvGeom) -> (usize, usize, usize, usize, usize) {
+fn tap_layout(g: &ConvGeom, columns: usize) -> (usize, usize, usize, usize, usize) {
     let cw = g.w + 2 * g.pw;
-    let blocks = g.ho.div_ceil((TAP_COLUMNS / cw).max(1));
+    let blocks = g.ho.div_ceil((columns / cw).max(1));
     let rows = g.ho.div_ceil(blocks);
     let ncol = (rows * cw).next_multiple_of(16);
     let plane = (rows + (g.kh - 1) * g.dh) * cw + (g.kw - 1) * g.dw;
@@ -466,7 +485,7 @@ fn pad_rows(g: &ConvGeom, x: &[f32], oy0: usize, cw: usize, plane: usize, pad: &
 /// read in place. In wasm the taps are one implicit GEMM (`gemm_wasm::sgemm_rows_at`, the
 /// weight packed once per call) instead of kh kw GEMMs accumulating into c.
 fn forward_taps(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
-    let (rows, blocks, cw, ncol, plane) = tap_layout(g);
+    let (rows, blocks, cw, ncol, plane) = tap_layout(g, TAP_COLUMNS_FORWARD);
     let (ckk, kk, pix) = (g.taps(), g.kh * g.kw, g.pixels());
     let n = g.n * g.y_per_sample();
     let mut y = Vec::with_capacity(n);
@@ -520,7 +539,7 @@ fn forward_taps(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: 
                         let src = &c[co * ncol + r * cw..][..g.wo];
                         for (d, &v) in drow.iter_mut().zip(src) {
                             let v = v + bv;
-                            d.write(if relu { v.max(0.0) } else { v });
+                            d.write(if relu { relu0(v) } else { v });
                         }
                     }
                 }
@@ -573,7 +592,7 @@ fn forward_grouped(
                         let src = &c[co * ncol + j * pw + oy * cw..][..g.wo];
                         for (o, &v) in row.iter_mut().zip(src) {
                             let v = v + b;
-                            o.write(if relu { v.max(0.0) } else { v });
+                            o.write(if relu { relu0(v) } else { v });
                         }
                     }
                 }
@@ -782,7 +801,7 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
 /// The items are cut into one contiguous run per thread, each summed into its own partial
 /// gradient; the partials are added at the end, then permuted to (Cout, Cin, kh, kw).
 fn backward_weight_taps(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
-    let (rows, blocks, cw, ncol, plane) = tap_layout(g);
+    let (rows, blocks, cw, ncol, plane) = tap_layout(g, TAP_COLUMNS);
     let (ckk, kk, cio) = (g.taps(), g.kh * g.kw, g.cin * g.cout);
     let gwt = sum_over_item_runs(g.n * blocks, g.cout * ckk, |acc, run| {
         with_scratch(g.cin * plane + g.cout * ncol, |buf| {
@@ -962,7 +981,7 @@ pub fn conv2d_relu(
 /// With `c.f16` it is the twin of the GPU's f16 kernels: the weight rounded to f16 (once, kept
 /// in `c.packed`) and, with `c.f16_out`, every output value; sums and the bias in f32.
 pub fn conv2d_fused(
-    be: &CpuBackend,
+    _be: &CpuBackend,
     x: &Tensor,
     c: &FusedConv2d,
     out: Option<&Tensor>,
@@ -982,17 +1001,16 @@ pub fn conv2d_fused(
     } else {
         &c.weight
     };
-    let y = conv2d_epilogue(be, x, weight, c.bias.as_ref(), c.p, c.relu)?;
+    let (shape, mut y) = conv2d_values(x, weight, c.bias.as_ref(), c.p, c.relu)?;
     if c.f16 && c.f16_out {
-        host(&y, op)?
-            .write()?
-            .iter_mut()
-            .for_each(|v| *v = round_f16(*v));
+        y.iter_mut().for_each(|v| *v = round_f16(*v));
     }
-    let Some(out) = out else { return Ok(y) };
-    host(out, op)?
-        .write()?
-        .copy_from_slice(&host(&y, op)?.read()?);
+    let Some(out) = out else {
+        return Ok(new_tensor(&shape, y));
+    };
+    // out takes the new values' storage (no copy; its old buffer is freed, and the next
+    // layer's allocation reuses it)
+    *host(out, op)?.write()? = y;
     Ok(out.clone())
 }
 
@@ -1009,6 +1027,18 @@ fn conv2d_epilogue(
     p: Conv2dParams,
     relu: bool,
 ) -> Result<Tensor> {
+    let (shape, y) = conv2d_values(x, w, b, p, relu)?;
+    Ok(new_tensor(&shape, y))
+}
+
+/// The shape and values of conv2d(x, w) + b (then ReLU).
+fn conv2d_values(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: Conv2dParams,
+    relu: bool,
+) -> Result<(Vec<usize>, Vec<f32>)> {
     let g = ConvGeom::conv2d(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
     let (xh, wh) = (host(x, "conv2d")?, host(w, "conv2d")?);
     let bh = b.map(|b| host(b, "conv2d")).transpose()?;
@@ -1020,7 +1050,7 @@ fn conv2d_epilogue(
         bd.as_deref().map(|v| v.as_slice()),
         relu,
     );
-    Ok(new_tensor(&g.y_shape(), y))
+    Ok((g.y_shape().to_vec(), y))
 }
 
 pub fn conv2d_backward_input(
