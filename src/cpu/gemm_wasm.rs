@@ -129,51 +129,33 @@ pub fn sgemm_rows_at(m: usize, n: usize, pa: &[f32], b: &[f32], offs: &[u32], c:
         cv.len() > (m - 1) * rs + (n - 1) * cs,
         "gemm_wasm: c too small"
     );
-    let (cp, bp, op) = (cv.as_mut_ptr(), b.as_ptr(), offs.as_ptr());
-    let mut tail = Vec::new();
+    let (cp, bp) = (cv.as_mut_ptr(), b.as_ptr());
+    // the last columns read a zero-padded copy of their panel (row p at p * NR), so that no
+    // read passes b's end; full strips read b in place at offs[p] + j0
+    let (mut tail, mut tail_offs) = (Vec::new(), Vec::new());
     for j0 in (0..n).step_by(NR) {
         let cols = NR.min(n - j0);
         if cols < NR {
-            // the last columns: a zero-padded panel, so that no read passes b's end
             tail.resize(k * NR, 0.0f32);
+            tail_offs.extend((0..k as u32).map(|p| p * NR as u32));
             for (p, row) in tail.chunks_exact_mut(NR).enumerate() {
                 let s = offs[p] as usize + j0;
                 row[..cols].copy_from_slice(&b[s..s + cols]);
             }
         }
+        let (base, op) = if cols == NR {
+            (bp.wrapping_add(j0), offs.as_ptr())
+        } else {
+            (tail.as_ptr(), tail_offs.as_ptr())
+        };
         for i0 in (0..m).step_by(MR) {
             let ap = pa[i0 * k..].as_ptr();
             let (rows, at) = (MR.min(m - i0), i0 * rs + j0 * cs);
             // SAFETY: the asserts above: offs[p] + j0 + NR <= b.len() on full strips, the
             // tail panel holds k*NR values, pa holds this panel's k*MR, c holds the tile.
             unsafe {
-                if cols == NR {
-                    let bj = bp.add(j0);
-                    tile_rows(
-                        k,
-                        ap,
-                        |p| bj.add(*op.add(p) as usize),
-                        cp.add(at),
-                        rs,
-                        cs,
-                        rows,
-                        cols,
-                        false,
-                    );
-                } else {
-                    let tp = tail.as_ptr();
-                    tile_rows(
-                        k,
-                        ap,
-                        |p| tp.add(p * NR),
-                        cp.add(at),
-                        rs,
-                        cs,
-                        rows,
-                        cols,
-                        false,
-                    );
-                }
+                let brow = |p: usize| base.add(*op.add(p) as usize);
+                tile_rows(k, ap, brow, cp.add(at), rs, cs, rows, cols, false);
             }
         }
     }
