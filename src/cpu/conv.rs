@@ -11,11 +11,13 @@
 //! and its backward-weight is `backward_weight` with x and gy swapped. The kernels take the
 //! sizes of both sides explicitly, so output_padding (extra rows no window reaches) just works.
 
+#[cfg(target_arch = "x86_64")]
+use super::gemm_small;
 #[cfg(target_arch = "wasm32")]
 use super::gemm_wasm;
 use super::{
-    build_vec, conv_strided, deconv, gemm_small, host, new_tensor, par_chunks, par_for, par_map,
-    sgemm, sgemm_ptr, simd, threads, with_scratch, CpuBackend,
+    build_vec, conv_strided, deconv, host, new_tensor, par_chunks, par_for, par_map, sgemm,
+    sgemm_ptr, simd, threads, with_scratch, CpuBackend,
 };
 use crate::backend::*;
 use crate::tensor::Tensor;
@@ -452,6 +454,11 @@ fn tap_layout(g: &ConvGeom, columns: usize) -> (usize, usize, usize, usize, usiz
     (rows, g.ho.div_ceil(rows), cw, ncol, plane)
 }
 
+/// Where tap t = (ky, kx) starts reading in a plane of `tap_layout`'s padded rows of width cw.
+fn tap_offset(g: &ConvGeom, cw: usize, t: usize) -> usize {
+    (t / g.kw) * g.dh * cw + (t % g.kw) * g.dw
+}
+
 /// Input rows oy0 - ph .. of one sample x (Cin, H, W) in `tap_layout`'s padded rows: plane
 /// ci of `pad` holds its rows with pw zeros either side, zero rows past the image, zeros to
 /// the end of the plane.
@@ -490,13 +497,12 @@ fn forward_taps(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: 
     let n = g.n * g.y_per_sample();
     let mut y = Vec::with_capacity(n);
     let out = SharedOut(y.as_mut_ptr());
-    let tap_offset = |t: usize| (t / g.kw) * g.dh * cw + (t % g.kw) * g.dw;
     // wasm: one implicit GEMM over all (ci, tap) rows, the weight packed once per layer
     #[cfg(target_arch = "wasm32")]
     let (wp, offs) = (
         gemm_wasm::pack_panels(g.cout, ckk, (w, ckk, 1)),
         (0..ckk)
-            .map(|r| ((r / kk) * plane + tap_offset(r % kk)) as u32)
+            .map(|r| ((r / kk) * plane + tap_offset(g, cw, r % kk)) as u32)
             .collect::<Vec<u32>>(),
     );
     par_for(g.n * blocks, |item| {
@@ -516,7 +522,7 @@ fn forward_taps(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: 
                     ncol,
                     g.cin,
                     (&w[t..], ckk, kk),
-                    (&pad[tap_offset(t)..], plane, 1),
+                    (&pad[tap_offset(g, cw, t)..], plane, 1),
                     (&mut *c, ncol, 1),
                     t > 0,
                     false,
@@ -794,15 +800,16 @@ fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
 
 /// `backward_weight` at stride 1 without im2col (the mirror of `forward_taps`): per item, the
 /// padded input rows and gy's rows transposed to (columns, Cout) in the same padded-row layout
-/// (0 in the junk columns), and per tap gW[:, :, ky, kx] (Cout x Cin, kept column-major as
-/// (tap, Cin, Cout)) += gy's rows (Cout x columns, read column-major from the transpose) times
-/// the padded rows read from that tap's offset, transposed. In that orientation the GEMM reads both operands in place: with gy's rows as
-/// they lie (row-major) it packed them again for every tap (8% of a DnCNN training step).
-/// The items are cut into one contiguous run per thread, each summed into its own partial
-/// gradient; the partials are added at the end, then permuted to (Cout, Cin, kh, kw).
+/// (0 in the junk columns), and per tap gW[:, :, ky, kx] (Cout x Cin, kept column-major in a
+/// sum laid out (Cin, tap, Cout)) += gy's rows (Cout x columns, read column-major from the
+/// transpose) times the padded rows read from that tap's offset, transposed. In that
+/// orientation the GEMM reads both operands in place: with gy's rows as they lie (row-major)
+/// it packed them again for every tap (8% of a DnCNN training step). The items are cut into
+/// one contiguous run per thread, each summed into its own partial gradient; the partials are
+/// added at the end, then transposed to (Cout, Cin, kh, kw).
 fn backward_weight_taps(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let (rows, blocks, cw, ncol, plane) = tap_layout(g, TAP_COLUMNS);
-    let (ckk, kk, cio) = (g.taps(), g.kh * g.kw, g.cin * g.cout);
+    let (ckk, kk) = (g.taps(), g.kh * g.kw);
     let gwt = sum_over_item_runs(g.n * blocks, g.cout * ckk, |acc, run| {
         with_scratch(g.cin * plane + g.cout * ncol, |buf| {
             let (pad, gyt) = buf.split_at_mut(g.cin * plane);
@@ -821,15 +828,15 @@ fn backward_weight_taps(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                 let gyn = &gy[i * g.y_per_sample()..][..g.y_per_sample()];
                 rows_transposed(g, gyn, (oy0, nr, cw), gyt);
                 for t in 0..kk {
-                    let off = (t / g.kw) * g.dh * cw + (t % g.kw) * g.dw;
-                    // acc[t] (Cout x Cin, column-major) += gyt^T (Cout x ncol) pad_t^T
+                    // acc's tap t (Cout x Cin, column-major, columns kk Cout apart) +=
+                    // gyt^T (Cout x ncol) pad_t^T
                     sgemm(
                         g.cout,
                         g.cin,
                         ncol,
                         (&*gyt, 1, g.cout),
-                        (&pad[off..], 1, plane),
-                        (&mut acc[t * cio..], 1, g.cout),
+                        (&pad[tap_offset(g, cw, t)..], 1, plane),
+                        (&mut acc[t * g.cout..], 1, kk * g.cout),
                         true,
                         false,
                     );
@@ -837,16 +844,37 @@ fn backward_weight_taps(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
             }
         });
     });
-    // (tap, Cin, Cout) -> (Cout, Cin, tap)
-    let mut gw = vec![0.0f32; g.cout * ckk];
-    for t in 0..kk {
-        for ci in 0..g.cin {
-            for co in 0..g.cout {
-                gw[(co * g.cin + ci) * kk + t] = gwt[(t * g.cin + ci) * g.cout + co];
-            }
+    transposed(&gwt, ckk, g.cout)
+}
+
+/// src (rows x cols, row-major) transposed into a new (cols x rows): the weight gradients
+/// summed as (Cin kh kw, Cout), the layout their GEMMs read in place, to (Cout, Cin, kh, kw).
+fn transposed(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert_eq!(src.len(), rows * cols);
+    let mut dst = vec![0.0f32; rows * cols];
+    #[cfg(target_arch = "x86_64")]
+    if simd::tier() == simd::Tier::Avx512 {
+        // SAFETY: AVX-512F (tier); src holds rows rows of cols floats, dst cols rows of rows
+        unsafe {
+            super::avx512::transpose(
+                src.as_ptr(),
+                cols,
+                (rows, cols),
+                false,
+                dst.as_mut_ptr(),
+                rows,
+                None,
+                false,
+            )
+        };
+        return dst;
+    }
+    for (r, row) in src.chunks_exact(cols).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            dst[c * rows + r] = *v;
         }
     }
-    gw
+    dst
 }
 
 /// Output rows oy0 .. oy0 + nr of gyn (Cout, Ho, Wo) transposed into gyt (ncol, Cout): row r's
@@ -947,13 +975,7 @@ fn backward_weight_grouped(g: &ConvGeom, x: &[f32], gy: &[f32], spi: usize) -> V
             });
         }
     });
-    let mut gw = vec![0.0f32; wlen];
-    for (r, row) in gwt.chunks_exact(cout).enumerate() {
-        for (co, v) in row.iter().enumerate() {
-            gw[co * ckk + r] = *v;
-        }
-    }
-    gw
+    transposed(&gwt, ckk, cout)
 }
 
 pub fn conv2d(
@@ -1145,6 +1167,7 @@ pub fn matmul(
     let [m, k, n] = matmul_shapes(a.shape(), b.shape(), trans_a, trans_b)?;
     let (ah, bh) = (host(a, "matmul")?, host(b, "matmul")?);
     let (ad, bd) = (ah.read()?, bh.read()?);
+    #[cfg(target_arch = "x86_64")]
     if gemm_small::applies(m, n, k) {
         let c = gemm_small::matmul((m, n, k), &ad, trans_a, &bd, trans_b);
         return Ok(new_tensor(&[m, n], c));

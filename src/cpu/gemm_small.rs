@@ -1,10 +1,12 @@
 //! C (m x n) = op(A) op(B) for a matrix A of few rows (a dense layer's batch: m <= 128) or a
-//! short sum (its weight gradient, k = the batch), on AVX-512. The `gemm` crate packs both operands for every such call, and with B read
+//! short sum (its weight gradient, k = the batch), on AVX-512 (the module is compiled on
+//! x86-64 only). The `gemm` crate packs both operands for every such call, and with B read
 //! transposed (x W^T, the layer's forward) its packing took 28% of the GAN's 64x100 .
-//! (6272x100)^T (perf), which ran at 0.59x PyTorch. Here A^T (k x m, small) is packed once,
-//! B is taken in blocks of 32 columns, each copied (or transposed by 16 x 16 register blocks)
+//! (6272x100)^T (perf), which ran at 0.59x PyTorch. Here A^T (k x m, small) is packed once
+//! per call into the calling thread's scratch; B is taken in blocks of 32 columns, each copied
 //! into a k x 32 block that stays in L1 while every row tile of C is summed over it: tiles of
 //! 2 x 7 rows x 32 columns in registers (`avx512::tile_dispatch`), stored straight into C.
+//! B read transposed has its own tiling (`matmul_bt`).
 
 use super::simd::{tier, Tier};
 use super::{par_for, threads, with_scratch};
@@ -19,8 +21,7 @@ const NB: usize = 32;
 /// call took 22% of that step (1 thread, perf).
 pub(super) fn applies(m: usize, n: usize, k: usize) -> bool {
     let (short, long) = (8..=128, 8..=1024);
-    cfg!(target_arch = "x86_64")
-        && tier() == Tier::Avx512
+    tier() == Tier::Avx512
         && n >= NB
         && ((short.contains(&m) && long.contains(&k)) || (long.contains(&m) && short.contains(&k)))
 }
@@ -38,25 +39,23 @@ pub(super) fn matmul(
     if trans_b {
         return matmul_bt((m, n, k), a, trans_a, b);
     }
-    // A^T (k, m): the tiles broadcast A's entries of one k for consecutive rows
-    let packed;
-    let at: &[f32] = if trans_a {
-        a
-    } else {
-        let mut t = vec![0.0f32; k * m];
-        #[cfg(target_arch = "x86_64")]
+    if trans_a {
+        return matmul_at((m, n, k), a, b);
+    }
+    // A^T (k, m), in this thread's scratch (the workers use their own)
+    with_scratch(k * m, |t| {
         // SAFETY: AVX-512F (`applies`); a holds m rows of k floats (asserted above), t k rows
         // of m
         unsafe {
             super::avx512::transpose(a.as_ptr(), k, (m, k), false, t.as_mut_ptr(), m, None, false)
         };
-        #[cfg(not(target_arch = "x86_64"))]
-        for (i, v) in t.iter_mut().enumerate() {
-            *v = a[(i % m) * k + i / m];
-        }
-        packed = t;
-        &packed
-    };
+        matmul_at((m, n, k), t, b)
+    })
+}
+
+/// `matmul` with A^T (k, m) at hand: the tiles broadcast A's entries of one k for consecutive
+/// rows of C.
+fn matmul_at((m, n, k): (usize, usize, usize), at: &[f32], b: &[f32]) -> Vec<f32> {
     // every element is written below (tiles or tail copies): no zero fill first
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
     let out = super::conv::SharedOut(c.as_mut_ptr());
@@ -69,8 +68,7 @@ pub(super) fn matmul(
             for blk in run * blocks / runs..(run + 1) * blocks / runs {
                 let n0 = blk * NB;
                 let nb = NB.min(n - n0);
-                block_of_b(b, trans_b, (n, k), n0, nb, bt);
-                prefetch_next_block(b, trans_b, (n, k), n0 + NB);
+                block_of_b(b, n, n0, nb, bt);
                 if nb == NB {
                     // SAFETY: block blk alone writes columns n0..n0 + NB of every row of C
                     unsafe { row_tiles(at, m, k, bt, out.at(n0), n) };
@@ -101,16 +99,25 @@ const NBT: usize = 48;
 /// blocks instead cost a fifth of the time: B streams from memory once, C's block is in L1.)
 fn matmul_bt((m, n, k): (usize, usize, usize), a: &[f32], trans_a: bool, b: &[f32]) -> Vec<f32> {
     let m16 = m.next_multiple_of(16);
-    let mut at = vec![0.0f32; k * m16];
-    for (kk, row) in at.chunks_exact_mut(m16).enumerate() {
-        for (i, v) in row[..m].iter_mut().enumerate() {
-            *v = if trans_a {
-                a[kk * m + i]
-            } else {
-                a[i * k + kk]
-            };
+    // A^T padded, in this thread's scratch (the workers use their own)
+    with_scratch(k * m16, |at| {
+        for (kk, row) in at.chunks_exact_mut(m16).enumerate() {
+            for (i, v) in row[..m].iter_mut().enumerate() {
+                *v = if trans_a {
+                    a[kk * m + i]
+                } else {
+                    a[i * k + kk]
+                };
+            }
+            row[m..].fill(0.0);
         }
-    }
+        matmul_bt_padded((m, n, k), at, b)
+    })
+}
+
+/// `matmul_bt` with A^T padded to m16 = m rounded up to 16 columns at hand.
+fn matmul_bt_padded((m, n, k): (usize, usize, usize), at: &[f32], b: &[f32]) -> Vec<f32> {
+    let m16 = m.next_multiple_of(16);
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
     let out = super::conv::SharedOut(c.as_mut_ptr());
     let blocks = n.div_ceil(NBT);
@@ -121,7 +128,6 @@ fn matmul_bt((m, n, k): (usize, usize, usize), a: &[f32], trans_a: bool, b: &[f3
             for blk in run * blocks / runs..(run + 1) * blocks / runs {
                 let n0 = blk * NBT;
                 let nb = NBT.min(n - n0);
-                #[cfg(target_arch = "x86_64")]
                 for j0 in (0..nb).step_by(6) {
                     let nr = (nb - j0).min(6);
                     for v0 in (0..mv).step_by(4) {
@@ -142,10 +148,7 @@ fn matmul_bt((m, n, k): (usize, usize, usize), a: &[f32], trans_a: bool, b: &[f3
                         };
                     }
                 }
-                #[cfg(not(target_arch = "x86_64"))]
-                let _ = (b, mv, &ct, &out, n0, nb);
                 // ct (nb, m16) = C^T's block into C's columns n0 .. n0 + nb
-                #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F (`applies`); ct holds nb rows of m16 >= m rounded up to 16
                 // floats; C's rows 0 .. m at columns n0 .. n0 + nb belong to block blk alone
                 unsafe {
@@ -168,65 +171,15 @@ fn matmul_bt((m, n, k): (usize, usize, usize), a: &[f32], trans_a: bool, b: &[f3
     c
 }
 
-/// Columns n0..n0 + nb (nb <= NB) of op(B) (k x n) into bt (k, NB), 0 past nb.
-fn block_of_b(
-    b: &[f32],
-    trans_b: bool,
-    (n, k): (usize, usize),
-    n0: usize,
-    nb: usize,
-    bt: &mut [f32],
-) {
-    if !trans_b {
-        // (short copies inline: a memcpy call per 32-float row was 4% of a dense GAN step)
-        super::simd::wide!({
-            for (kk, row) in bt.chunks_exact_mut(NB).enumerate().take(k) {
-                super::conv::copy_short(&mut row[..nb], &b[kk * n + n0..][..nb]);
-                row[nb..].iter_mut().for_each(|v| *v = 0.0);
-            }
-        });
-        return;
-    }
-    // b is (n, k): bt[kk][j] = b[n0 + j][kk]
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F (`applies`); rows n0 .. n0 + nb of b (< n) hold k floats each; bt holds
-    // k rows of NB >= nb
-    unsafe {
-        super::avx512::transpose(
-            b.as_ptr().add(n0 * k),
-            k,
-            (nb, k),
-            false,
-            bt.as_mut_ptr(),
-            NB,
-            None,
-            false,
-        )
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (n, n0);
-    for row in bt.chunks_exact_mut(NB).take(k) {
-        row[nb..].fill(0.0);
-    }
-}
-
-/// Ask for the next block's columns of B while this block's tiles run: B streams from memory
-/// once (the GAN's is 2.5 MB), and the hardware prefetchers do not follow 32 rows at once.
-fn prefetch_next_block(b: &[f32], trans_b: bool, (n, k): (usize, usize), n0: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if trans_b && n0 < n {
-        let span = &b[n0 * k..(n0 + NB).min(n) * k];
-        for line in span.chunks(16) {
-            // SAFETY: a prefetch of an address inside b; it reads nothing architecturally
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    line.as_ptr() as *const i8
-                )
-            };
+/// Columns n0..n0 + nb (nb <= NB) of B (k x n, row-major) into bt (k, NB), 0 past nb.
+fn block_of_b(b: &[f32], n: usize, n0: usize, nb: usize, bt: &mut [f32]) {
+    // (short copies inline: a memcpy call per 32-float row was 4% of a dense GAN step)
+    super::simd::wide!({
+        for (kk, row) in bt.chunks_exact_mut(NB).enumerate() {
+            super::conv::copy_short(&mut row[..nb], &b[kk * n + n0..][..nb]);
+            row[nb..].iter_mut().for_each(|v| *v = 0.0);
         }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (b, trans_b, n, k, n0);
+    });
 }
 
 /// out[i ldc + j] = sum over kk of at[kk m + i] bt[kk NB + j], for i < m, j < NB: tiles of
@@ -236,39 +189,31 @@ fn prefetch_next_block(b: &[f32], trans_b: bool, (n, k): (usize, usize), n0: usi
 /// out is valid for writes at every (i ldc + j), i < m, j < NB, and no other thread uses them.
 unsafe fn row_tiles(at: &[f32], m: usize, k: usize, bt: &[f32], out: *mut f32, ldc: usize) {
     assert!(at.len() >= k * m && bt.len() >= k * NB);
-    #[cfg(target_arch = "x86_64")]
-    {
-        let mut i = 0;
-        while i < m {
-            let rest = m - i;
-            let (r, mr) = if rest >= 14 {
-                (2, 7)
-            } else if rest >= 2 {
-                (2, rest / 2)
-            } else {
-                (1, 1)
-            };
-            // SAFETY: AVX-512F (`applies`); reads at[kk m + i ..+ r mr] and bt's k rows,
-            // writes rows i .. i + r mr of out (the caller's contract).
-            unsafe {
-                super::avx512::tile_dispatch(
-                    (mr, r, 2),
-                    at.as_ptr().add(i),
-                    mr,
-                    &[0],
-                    (k, m),
-                    bt.as_ptr(),
-                    NB,
-                    out.wrapping_add(i * ldc),
-                    (mr * ldc, ldc),
-                )
-            };
-            i += r * mr;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (at, m, k, bt, out, ldc);
-        unreachable!("gemm_small runs only where applies() (x86-64 with AVX-512)");
+    let mut i = 0;
+    while i < m {
+        let rest = m - i;
+        let (r, mr) = if rest >= 14 {
+            (2, 7)
+        } else if rest >= 2 {
+            (2, rest / 2)
+        } else {
+            (1, 1)
+        };
+        // SAFETY: AVX-512F (`applies`); reads at[kk m + i ..+ r mr] and bt's k rows, writes
+        // rows i .. i + r mr of out (the caller's contract).
+        unsafe {
+            super::avx512::tile_dispatch(
+                (mr, r, 2),
+                at.as_ptr().add(i),
+                mr,
+                &[0],
+                (k, m),
+                bt.as_ptr(),
+                NB,
+                out.wrapping_add(i * ldc),
+                (mr * ldc, ldc),
+            )
+        };
+        i += r * mr;
     }
 }

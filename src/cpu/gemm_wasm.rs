@@ -205,9 +205,13 @@ unsafe fn blocked(
                         let ap = &pa[ir * kc..(ir + MR) * kc];
                         let (rows, cols) = (MR.min(mc - ir), NR.min(nc - jr));
                         let off = (ic + ir) * crs + (jc + jr) * ccs;
+                        let (ap, bp) = (ap.as_ptr(), bp.as_ptr());
                         // SAFETY: the tile's elements are in c (the caller's contract); ap and
-                        // bp hold kc*MR and kc*NR values.
-                        unsafe { tile(kc, ap, bp, cs.add(off), crs, ccs, rows, cols, add) };
+                        // bp hold kc*MR and kc*NR values (the panels' slices above).
+                        unsafe {
+                            let brow = |p: usize| bp.add(p * NR);
+                            tile_rows(kc, ap, brow, cs.add(off), crs, ccs, rows, cols, add)
+                        };
                     }
                 }
                 ic += mc;
@@ -298,38 +302,6 @@ fn madd(a: v128, b: v128, acc: v128) -> v128 {
     {
         f32x4_add(f32x4_mul(a, b), acc)
     }
-}
-
-/// One MR x NR tile of c (rows x cols of it valid) += or = ap (kc x MR) * bp (kc x NR).
-///
-/// SAFETY: c + (rows-1)*rs + (cols-1)*cs is a valid f32 of the caller's c; ap and bp hold
-/// at least kc*MR and kc*NR values.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn tile(
-    kc: usize,
-    ap: &[f32],
-    bp: &[f32],
-    c: *mut f32,
-    rs: usize,
-    cs: usize,
-    rows: usize,
-    cols: usize,
-    add: bool,
-) {
-    debug_assert!(ap.len() >= kc * MR && bp.len() >= kc * NR);
-    let bp = bp.as_ptr();
-    tile_rows(
-        kc,
-        ap.as_ptr(),
-        |p| bp.add(p * NR),
-        c,
-        rs,
-        cs,
-        rows,
-        cols,
-        add,
-    )
 }
 
 /// One MR x NR tile of c (rows x cols of it valid) += or = ap (kc x MR) * B, where row p of

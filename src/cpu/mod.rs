@@ -12,6 +12,7 @@ pub mod conv;
 mod conv_strided;
 mod deconv;
 pub mod elementwise;
+#[cfg(target_arch = "x86_64")]
 mod gemm_small;
 #[cfg(target_arch = "wasm32")]
 pub mod gemm_wasm;
