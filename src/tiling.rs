@@ -72,6 +72,32 @@ pub fn plan(h: usize, w: usize, core: usize, halo: usize) -> Result<Vec<Tile>> {
     Ok(tiles)
 }
 
+/// As [`plan`], for a model whose float rounding depends on the parity of a pixel's offset
+/// from its crop's corners (the page's wasm convs work in 2x2 blocks from the crop's corner:
+/// `cpu::winograd_wasm`): every crop starts at an even row and column and ends where the
+/// image ends mod 2, so a pixel's offsets from all four corners keep their parity in every
+/// plan (and under the self-ensemble's flips and turns), and every plan gives the same pixels.
+/// `core` and `halo` are rounded up to even and a crop short of the image's far edge gets one
+/// more row (column) where the image's side is odd: a crop's side is at most
+/// [`ALIGN_ROOM`] more than [`plan`]'s for the same `core` and `halo`.
+pub fn plan_aligned(h: usize, w: usize, core: usize, halo: usize) -> Result<Vec<Tile>> {
+    let mut tiles = plan(h, w, core.next_multiple_of(2), halo.next_multiple_of(2))?;
+    for t in &mut tiles {
+        // in_y and in_x are even (multiples of the even core, less the even halo, or 0)
+        if (t.in_y + t.in_h) % 2 != h % 2 {
+            t.in_h += 1;
+        }
+        if (t.in_x + t.in_w) % 2 != w % 2 {
+            t.in_w += 1;
+        }
+    }
+    Ok(tiles)
+}
+
+/// Most extra rows (columns) of a [`plan_aligned`] crop over a [`plan`] one: 1 for the core,
+/// 2 for the halo, 1 at the far edge.
+pub const ALIGN_ROOM: usize = 4;
+
 /// Byte budget for a tile's largest buffer when the backend states no binding limit (the CPU):
 /// there it is the im2col matrix, 9 x width floats per pixel, and this keeps it near 256 MiB.
 pub const CPU_BUDGET_BYTES: u64 = 256 << 20;

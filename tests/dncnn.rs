@@ -329,6 +329,34 @@ fn check_cover(tiles: &[tiling::Tile], h: usize, w: usize, halo: usize) {
     );
 }
 
+/// `plan_aligned` (the page's tiles): crops at even rows and columns that end at the image's
+/// parity, so a pixel's offset from each corner of its crop has the same parity in every plan;
+/// each pixel covered once, the (even) halo complete, no crop over ALIGN_ROOM larger than
+/// `plan`'s.
+#[test]
+fn aligned_tile_plans_keep_every_pixels_parity() {
+    for (h, w) in [
+        (256usize, 256usize),
+        (255, 257),
+        (101, 64),
+        (37, 1000),
+        (7, 9),
+    ] {
+        for (core, halo) in [(10usize, 1usize), (33, 17), (64, 10), (129, 17), (1000, 17)] {
+            let tiles = tiling::plan_aligned(h, w, core, halo).unwrap();
+            check_cover(&tiles, h, w, halo.next_multiple_of(2));
+            let plain = tiling::plan(h, w, core, halo).unwrap();
+            let side = |ts: &[tiling::Tile]| ts.iter().map(|t| t.in_h.max(t.in_w)).max().unwrap();
+            assert!(side(&tiles) <= side(&plain) + tiling::ALIGN_ROOM);
+            for t in &tiles {
+                assert!(t.in_y % 2 == 0 && t.in_x % 2 == 0, "{t:?}: an odd corner");
+                assert_eq!((t.in_y + t.in_h) % 2, h % 2, "{t:?}: bottom edge of {h}");
+                assert_eq!((t.in_x + t.in_w) % 2, w % 2, "{t:?}: right edge of {w}");
+            }
+        }
+    }
+}
+
 #[test]
 fn a_24_megapixel_tile_plan_stays_under_the_buffer_limit() {
     let (h, w) = (4000usize, 6000usize);

@@ -7,8 +7,8 @@
 //! - the simd128 GEMM of the CPU backend (src/cpu/gemm_wasm.rs, built with SIMD by
 //!   .cargo/config.toml) equals a scalar reference over odd sizes, register-tile tails, every
 //!   operand layout (plain, transposed, strided) and accumulation;
-//! - the implicit GEMM of the wasm stride-1 convs equals the reference, and the CPU
-//!   conv2d (bias, fused ReLU, every path) equals a direct sum over the window;
+//! - the implicit GEMM of the wasm stride-1 convs equals the reference, the Winograd 3x3 conv
+//!   and the CPU conv2d (bias, fused ReLU, every path) equal a direct sum over the window;
 //! - on the browser's WebGPU adapter, GPU conv2d, conv_transpose2d and matmul equal the CPU
 //!   backend over a few shapes (odd sizes, batch > 1, stride 1/2, padding 0/1/2, dilation 2);
 //!   the `tiled` kernel variant likewise, and the browser's deferred tuning pass.
@@ -456,10 +456,50 @@ fn simd_rows_at_gemm_equals_scalar_reference() {
     }
 }
 
-/// The CPU backend's conv2d in wasm (the stride-1 tap path with its implicit GEMM where Cin
-/// >= 16, im2col otherwise), with bias and fused ReLU, equals a direct f64 sum over the
-/// window: odd sizes, batch > 1, padding 0-2, dilation, rectangular kernels, Cout not a
-/// multiple of the register tile.
+/// conv2d(x, w) + b (then ReLU) at stride 1 as a direct f64 sum over the window: x (N, Cin, H,
+/// W), w (Cout, Cin, kh, kw); the reference of the CPU convs below.
+#[allow(clippy::too_many_arguments)]
+fn direct_conv(
+    [n, ci, h, w, co, kh, kw, ph, pw, d]: [usize; 10],
+    x: &[f32],
+    wt: &[f32],
+    b: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    let (ho, wo) = (h + 2 * ph - d * (kh - 1), w + 2 * pw - d * (kw - 1));
+    let mut want = vec![0.0f32; n * co * ho * wo];
+    for s in 0..n {
+        for o in 0..co {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut acc = b.map_or(0.0, |b| b[o] as f64);
+                    for c in 0..ci {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy + ky * d) as isize - ph as isize;
+                                let ix = (ox + kx * d) as isize - pw as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let xv = x[((s * ci + c) * h + iy as usize) * w + ix as usize];
+                                let wv = wt[((o * ci + c) * kh + ky) * kw + kx];
+                                acc += xv as f64 * wv as f64;
+                            }
+                        }
+                    }
+                    let v = acc as f32;
+                    want[((s * co + o) * ho + oy) * wo + ox] = if relu { v.max(0.0) } else { v };
+                }
+            }
+        }
+    }
+    want
+}
+
+/// The CPU backend's conv2d in wasm (3x3 stride 1 with Cin >= 16: Winograd; other stride-1
+/// kernels with Cin >= 16: the tap path's implicit GEMM; im2col otherwise), with bias and
+/// fused ReLU, equals a direct f64 sum over the window: odd sizes, batch > 1, padding 0-2,
+/// dilation, rectangular kernels, Cout not a multiple of the register tile.
 #[wasm_bindgen_test]
 async fn cpu_conv2d_equals_direct_sum() {
     let cpu = CpuBackend::new();
@@ -473,38 +513,15 @@ async fn cpu_conv2d_equals_direct_sum() {
         [1, 16, 10, 7, 4, 5, 3, 2, 0, 1],
         [2, 3, 7, 5, 8, 3, 3, 1, 1, 1],
     ];
-    for (t, &[n, ci, h, w, co, kh, kw, ph, pw, d]) in shapes.iter().enumerate() {
+    for (t, &shape) in shapes.iter().enumerate() {
+        let [n, ci, h, w, co, kh, kw, ph, pw, d] = shape;
         let t = t as u64;
         let x = uniform_vec(n * ci * h * w, -1.0, 1.0, 800 + t);
         let wt = uniform_vec(co * ci * kh * kw, -1.0, 1.0, 900 + t);
         let b = uniform_vec(co, -1.0, 1.0, 1000 + t);
         let prm = Conv2dParams::new(1, 0, d).with_padding((ph, pw));
         let (ho, wo) = (h + 2 * ph - d * (kh - 1), w + 2 * pw - d * (kw - 1));
-        let mut want = vec![0.0f32; n * co * ho * wo];
-        for s in 0..n {
-            for o in 0..co {
-                for oy in 0..ho {
-                    for ox in 0..wo {
-                        let mut acc = b[o] as f64;
-                        for c in 0..ci {
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let iy = (oy + ky * d) as isize - ph as isize;
-                                    let ix = (ox + kx * d) as isize - pw as isize;
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                        continue;
-                                    }
-                                    let xv = x[((s * ci + c) * h + iy as usize) * w + ix as usize];
-                                    let wv = wt[((o * ci + c) * kh + ky) * kw + kx];
-                                    acc += xv as f64 * wv as f64;
-                                }
-                            }
-                        }
-                        want[((s * co + o) * ho + oy) * wo + ox] = (acc as f32).max(0.0);
-                    }
-                }
-            }
-        }
+        let want = direct_conv(shape, &x, &wt, Some(&b), true);
         let xt = cpu.upload(&[n, ci, h, w], &x).unwrap();
         let wtt = cpu.upload(&[co, ci, kh, kw], &wt).unwrap();
         let bt = cpu.upload(&[co], &b).unwrap();
@@ -513,7 +530,7 @@ async fn cpu_conv2d_equals_direct_sum() {
             .expect("CPU conv2d_relu");
         assert_eq!(y.shape(), &[n, co, ho, wo]);
         compare(
-            &format!("cpu conv2d_relu {:?}", shapes[t as usize]),
+            &format!("cpu conv2d_relu {shape:?}"),
             &read(&cpu, &y).await,
             &want,
             1e-6 * (ci * kh * kw) as f32,
@@ -521,11 +538,49 @@ async fn cpu_conv2d_equals_direct_sum() {
     }
 }
 
-/// The `tiled` kernel variant on the browser's adapter (its WGSL through the browser's own
-/// shader compiler, not naga's): conv2d forward with a bias, backward-input, backward-weight
-/// and matmul against the CPU backend. Then the browser's tuning path on `auto`: unknown
-/// classes run `blocked` and wait; `tune_pending` (the page's gpu_tune) times them and keeps
-/// the winners; the results stay those of the CPU.
+/// The wasm Winograd F(2x2, 3x3) conv (src/cpu/winograd_wasm.rs) equals a direct f64 sum:
+/// even and odd sizes (a last tile half outside the output), padding 0-2, several blocks of
+/// tiles down and across (W = 300: 150 tiles a row, two blocks), batch 2, one output channel,
+/// 1x1 and 1x2 outputs, with and without bias and ReLU.
+#[wasm_bindgen_test]
+fn winograd_conv_equals_direct_sum() {
+    use nnlab::backend::ConvGeom;
+    use nnlab::cpu::winograd_wasm;
+    // (N, Cin, H, W, Cout, pad h, pad w, bias, relu)
+    let cases: &[([usize; 7], bool, bool)] = &[
+        ([1, 16, 9, 11, 5, 1, 1], true, true),
+        ([2, 24, 7, 6, 9, 0, 2], false, false),
+        ([1, 64, 12, 10, 64, 1, 1], true, true),
+        ([1, 16, 5, 300, 8, 1, 1], true, false),
+        ([1, 16, 70, 20, 3, 2, 1], false, true),
+        ([1, 32, 4, 3, 1, 0, 0], true, false),
+        ([2, 16, 1, 2, 4, 1, 1], true, true),
+        ([1, 64, 40, 40, 64, 1, 1], true, true),
+    ];
+    for (t, &([n, ci, h, w, co, ph, pw], bias, relu)) in cases.iter().enumerate() {
+        let t = t as u64;
+        let shape = [n, ci, h, w, co, 3, 3, ph, pw, 1];
+        let x = uniform_vec(n * ci * h * w, -1.0, 1.0, 1100 + t);
+        let wt = uniform_vec(co * ci * 9, -1.0, 1.0, 1200 + t);
+        let b = uniform_vec(co, -1.0, 1.0, 1300 + t);
+        let b = bias.then_some(b.as_slice());
+        let prm = Conv2dParams::new(1, 0, 1).with_padding((ph, pw));
+        let bshape = [co];
+        let g = ConvGeom::conv2d(&[n, ci, h, w], &[co, ci, 3, 3], b.map(|_| &bshape[..]), prm)
+            .expect("a valid conv");
+        assert!(winograd_wasm::applies(&g), "{shape:?} is a Winograd case");
+        let got = winograd_wasm::forward(&g, &x, &wt, b, relu);
+        let want = direct_conv(shape, &x, &wt, b, relu);
+        let err = compare(
+            &format!("winograd conv {shape:?} bias {bias} relu {relu}"),
+            &got,
+            &want,
+            1e-6 * (ci * 9) as f32,
+        );
+        console_log!("winograd {shape:?}: max |diff| {err:.2e}");
+    }
+}
+
 #[wasm_bindgen_test]
 async fn gpu_tiled_variant_and_tuning_pass_equal_cpu() {
     use nnlab::gpu::{Policy, Variant};

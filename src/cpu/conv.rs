@@ -13,12 +13,12 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::gemm_small;
-#[cfg(target_arch = "wasm32")]
-use super::gemm_wasm;
 use super::{
     build_vec, conv_strided, deconv, host, new_tensor, par_chunks, par_for, par_map, sgemm,
     sgemm_ptr, simd, threads, with_scratch, CpuBackend,
 };
+#[cfg(target_arch = "wasm32")]
+use super::{gemm_wasm, winograd_wasm};
 use crate::backend::*;
 use crate::tensor::Tensor;
 use crate::Result;
@@ -363,6 +363,11 @@ fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool)
     let spi = samples_per_item(g);
     if spi > 1 && !g.is_pointwise() {
         return forward_grouped(g, x, w, bias, relu, spi);
+    }
+    // wasm: the 3x3 convs as Winograd F(2x2, 3x3), 2.25x fewer multiply-adds
+    #[cfg(target_arch = "wasm32")]
+    if winograd_wasm::applies(g) {
+        return winograd_wasm::forward(g, x, w, bias, relu);
     }
     if taps_apply(g) {
         return forward_taps(g, x, w, bias, relu);

@@ -20,6 +20,8 @@ pub mod optim;
 pub mod random;
 pub mod reduce;
 pub(crate) mod simd;
+#[cfg(target_arch = "wasm32")]
+pub mod winograd_wasm;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

@@ -336,15 +336,24 @@ pub fn denoise_begin(
     };
     let (h, w) = (passes[0].height, passes[0].width);
     let radius = model.config.receptive_radius();
+    // room for plan_aligned's rounding (crops at even offsets: the wasm convs' rounding then
+    // does not depend on the plan, so any number of workers gives the same pixels)
     let largest = capped_core(
         h,
         w,
         page_tile(be.as_ref(), &model.config)?,
         radius,
         max_pixels as usize,
-    );
+    )
+    .saturating_sub(tiling::ALIGN_ROOM)
+    .max(2);
     let core = split_core(h, w, largest, radius, workers as usize);
-    let tiles = tiling::plan(h, w, core, radius).map_err(err)?;
+    let tiles = tiling::plan_aligned(h, w, core, radius).map_err(err)?;
+    let core = tiles
+        .iter()
+        .map(|t| t.out_h.max(t.out_w))
+        .max()
+        .unwrap_or(core);
     let out = passes.iter().map(|p| vec![0.0f32; p.data.len()]).collect();
     let id = NEXT_JOB.with(|n| {
         let id = n.get();

@@ -348,12 +348,13 @@ test('a 24-megapixel photo is tiled to fit the default limits and a 4 MiB bindin
 
 // ---------------------------------------------------------------- 5. tiles over helper workers
 
-/** A DnCNN weights file (safetensors) of depth 3, width 8, gray, with seeded values: a model
- *  the CPU backend runs in milliseconds per tile. */
+/** A DnCNN weights file (safetensors) of depth 3, width 16, gray, with seeded values: a model
+ *  the CPU backend runs in milliseconds per tile, wide enough that its 3x3 convs take the
+ *  wasm Winograd path (whose rounding depends on a pixel's place in its tile). */
 function tinyDncnn() {
   let s = 12345;
-  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.4;
-  const w = 8;
+  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.3;
+  const w = 16;
   const tensors = [
     ['dncnn.0.weight', [w, 1, 3, 3]], ['dncnn.0.bias', [w]], ['dncnn.2.weight', [w, w, 3, 3]],
     ['dncnn.3.weight', [w]], ['dncnn.3.bias', [w]], ['dncnn.3.running_mean', [w]], ['dncnn.3.running_var', [w], 1],
@@ -379,9 +380,12 @@ function tinyDncnn() {
 test('CPU backend: tiles spread over helper workers give the same pixels as one worker; Cancel stops them', async () => {
   // 1100 x 300 colour with alpha through a gray model: 3 tiles of up to 512 per plane, 9 in all
   const photo = rgbaPng(1100, 300, (x, y) => [(x * 7 + y) % 256, (x + y * 5) % 256, (x * y) % 256, 100 + (x % 150)]);
+  // 299 x 201: one tile on one worker, four of ~150 on three (crops at other offsets, an odd
+  // side), denoised with the x8 self-ensemble (flips and turns)
+  const odd = rgbaPng(299, 201, (x, y) => [(x * 3 + y * 7) % 256, (x * x + y) % 256, (x ^ y) % 256, 255]);
   const weights = tinyDncnn();
-  const run = async (page) => {
-    await upload(page, 'wide.png', photo);
+  const run = async (page, name = 'wide.png', png = photo) => {
+    await upload(page, name, png);
     const r = await outcome(page);
     assert.equal(r.state, 'done', r.error);
     return page.evaluate(async () => {
@@ -418,10 +422,16 @@ test('CPU backend: tiles spread over helper workers give the same pixels as one 
       const again = await outcome(page);
       assert.equal(again.state, 'done', again.error);
     }
+    await page.setChecked('#dn-ensemble', true);
+    results[workers].odd = await run(page, 'odd.png', odd);
+    await page.setChecked('#dn-ensemble', false);
+    console.log(`workers=${workers}, odd.png with the self-ensemble: ${JSON.stringify(results[workers].odd)} ${await page.textContent('#dn-info')}`);
     assert.deepEqual(problems, [], 'no errors in the page or its workers');
     assert.deepEqual(foreign, [], 'no request may leave 127.0.0.1');
   }
   assert.equal(results[3].size, '1100x300');
   assert.equal(results[3].hash, results[1].hash, 'the same pixels from 3 helper workers as from one worker');
   assert.equal(results[3].psnr, results[1].psnr);
+  assert.equal(results[3].odd.size, '299x201');
+  assert.equal(results[3].odd.hash, results[1].odd.hash, 'the same pixels of a photo tiled differently (and flipped) on 3 workers');
 });
