@@ -709,26 +709,11 @@ impl<'b> Graph<'b> {
         momentum: f32,
         eps: f32,
     ) -> Result<Var> {
-        let [xt, gt, bt] = self.vals([x, gamma, beta])?;
         if self.training {
-            let (y, mean, invstd) = self.backend.batchnorm2d_train(
-                &xt,
-                &gt,
-                &bt,
-                running_mean,
-                running_var,
-                momentum,
-                eps,
-            )?;
-            self.push(
-                y,
-                &[x, gamma, beta],
-                Box::new(move |be, gy, _| {
-                    let (gx, gg, gb) = be.batchnorm2d_backward(&xt, gy, &gt, &mean, &invstd)?;
-                    Ok(vec![Some(gx), Some(gg), Some(gb)])
-                }),
-            )
+            let running = [running_mean, running_var];
+            self.batchnorm2d_training([x, gamma, beta], running, momentum, eps, false)
         } else {
+            let [xt, gt, bt] = self.vals([x, gamma, beta])?;
             let y = self
                 .backend
                 .batchnorm2d_eval(&xt, &gt, &bt, running_mean, running_var, eps)?;
@@ -763,6 +748,68 @@ impl<'b> Graph<'b> {
                 }),
             )
         }
+    }
+
+    /// relu(batchnorm2d(x)): in training mode one op each way (`Backend::batchnorm2d_relu_train`
+    /// and its backward), so the ReLU costs no pass and no tensor of its own; in evaluation
+    /// mode the two ops.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batchnorm2d_relu(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<Var> {
+        if self.training {
+            let running = [running_mean, running_var];
+            return self.batchnorm2d_training([x, gamma, beta], running, momentum, eps, true);
+        }
+        let y = self.batchnorm2d(x, gamma, beta, running_mean, running_var, momentum, eps)?;
+        self.relu(y)
+    }
+
+    /// BatchNorm2d in training mode on [x, gamma, beta], followed by a ReLU (fused) when `relu`.
+    fn batchnorm2d_training(
+        &mut self,
+        inputs: [Var; 3],
+        [running_mean, running_var]: [&Tensor; 2],
+        momentum: f32,
+        eps: f32,
+        relu: bool,
+    ) -> Result<Var> {
+        let [xt, gt, bt] = self.vals(inputs)?;
+        let train = if relu {
+            <dyn Backend>::batchnorm2d_relu_train
+        } else {
+            <dyn Backend>::batchnorm2d_train
+        };
+        let (y, mean, invstd) = train(
+            self.backend,
+            &xt,
+            &gt,
+            &bt,
+            running_mean,
+            running_var,
+            momentum,
+            eps,
+        )?;
+        let yt = y.clone();
+        self.push(
+            y,
+            &inputs,
+            Box::new(move |be, gy, _| {
+                let (gx, gg, gb) = if relu {
+                    be.batchnorm2d_relu_backward(&xt, &yt, gy, &gt, &bt, &mean, &invstd)?
+                } else {
+                    be.batchnorm2d_backward(&xt, gy, &gt, &mean, &invstd)?
+                };
+                Ok(vec![Some(gx), Some(gg), Some(gb)])
+            }),
+        )
     }
 }
 

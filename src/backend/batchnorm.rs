@@ -101,3 +101,19 @@ pub fn batchnorm2d_backward_shapes(
     same_shape(x.shape(), gy.shape(), op)?;
     Ok(s)
 }
+
+/// batchnorm2d_relu_backward with `per_channel` = [gamma, beta, mean, invstd]: returns
+/// (N, C, H*W).
+pub fn batchnorm2d_relu_backward_shapes(
+    x: &Tensor,
+    y: &Tensor,
+    gy: &Tensor,
+    per_channel: [&Tensor; 4],
+) -> Result<[usize; 3]> {
+    let op = "batchnorm2d_relu_backward";
+    let names = ["gamma", "beta", "mean", "invstd"];
+    let s = per_channel_shapes(x, &named(per_channel, names), op)?;
+    same_shape(x.shape(), y.shape(), op)?;
+    same_shape(x.shape(), gy.shape(), op)?;
+    Ok(s)
+}

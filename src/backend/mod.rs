@@ -8,8 +8,8 @@ mod conv_geom;
 mod forward;
 
 pub use batchnorm::{
-    batchnorm2d_backward_shapes, batchnorm2d_eval_shapes, batchnorm2d_train_shapes,
-    distinct_from_written,
+    batchnorm2d_backward_shapes, batchnorm2d_eval_shapes, batchnorm2d_relu_backward_shapes,
+    batchnorm2d_train_shapes, distinct_from_written,
 };
 pub use conv_geom::{
     conv2d_shapes, conv_out_size, conv_transpose2d_shapes, conv_transpose_out_size, ConvGeom,
@@ -477,6 +477,43 @@ pub trait Backend {
         mean: &Tensor,
         invstd: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)>;
+    /// relu(batchnorm2d_train(x)) as one op (a conv's BatchNorm and ReLU in training): returns
+    /// (y, batch mean, batch 1/sqrt(var+eps)) as batchnorm2d_train. This composition is the
+    /// definition; the CPU fuses it (the ReLU applied as it normalises, no pass of its own).
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm2d_relu_train(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (z, mean, invstd) =
+            self.batchnorm2d_train(x, gamma, beta, running_mean, running_var, momentum, eps)?;
+        Ok((self.unary(UnaryOp::Relu, &z)?, mean, invstd))
+    }
+    /// The backward of batchnorm2d_relu_train, (gx, ggamma, gbeta), y its output: gy where
+    /// y > 0 (else 0) through batchnorm2d_backward. This composition is the definition; the
+    /// CPU fuses it, recomputing the mask from x, beta and the statistics (bit for bit the
+    /// forward's) instead of reading y.
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm2d_relu_backward(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        gy: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        mean: &Tensor,
+        invstd: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        batchnorm2d_relu_backward_shapes(x, y, gy, [gamma, beta, mean, invstd])?;
+        let gz = self.unary_backward(UnaryOp::Relu, y, gy)?;
+        self.batchnorm2d_backward(x, &gz, gamma, mean, invstd)
+    }
 
     // ---- optimizers, in place on p and the state tensors
     fn sgd_step(&self, p: &Tensor, g: &Tensor, velocity: &Tensor, hp: SgdParams) -> Result<()>;

@@ -162,8 +162,7 @@ impl DnCnn {
         let mut h = g.relu(h)?;
         for (conv, bn) in &self.middle {
             let y = conv.forward(g, h)?;
-            let y = bn.forward(g, y)?;
-            h = g.relu(y)?;
+            h = bn.forward_relu(g, y)?;
         }
         self.last.forward(g, h)
     }

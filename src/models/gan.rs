@@ -281,11 +281,9 @@ impl Module for Generator {
                 let w = self.config.width;
                 let h = l1.forward(g, z)?;
                 let h = g.reshape(h, &[n, 2 * w, 7, 7])?;
-                let h = bn1.forward(g, h)?;
-                let h = g.relu(h)?;
+                let h = bn1.forward_relu(g, h)?;
                 let h = t1.forward(g, h)?;
-                let h = bn2.forward(g, h)?;
-                let h = g.relu(h)?;
+                let h = bn2.forward_relu(g, h)?;
                 let h = out.forward(g, h)?;
                 g.reshape(h, &[n, PIXELS])?
             }

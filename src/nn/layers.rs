@@ -257,13 +257,24 @@ impl BatchNorm2d {
     }
 }
 
-impl Module for BatchNorm2d {
-    fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+impl BatchNorm2d {
+    /// relu(forward(x)), fused in training (`Graph::batchnorm2d_relu`).
+    pub fn forward_relu(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        self.apply(g, x, true)
+    }
+
+    fn apply(&self, g: &mut Graph<'_>, x: Var, relu: bool) -> Result<Var> {
         let c = self.weight.shape()[0];
         check_channels(&self.name, g, x, 4, c, &format!("(N, {c}, H, W)"))?;
         let gamma = g.param(&self.weight);
         let beta = g.param(&self.bias);
-        g.batchnorm2d(
+        let op = if relu {
+            Graph::batchnorm2d_relu
+        } else {
+            Graph::batchnorm2d
+        };
+        op(
+            g,
             x,
             gamma,
             beta,
@@ -272,6 +283,12 @@ impl Module for BatchNorm2d {
             self.momentum,
             self.eps,
         )
+    }
+}
+
+impl Module for BatchNorm2d {
+    fn forward(&self, g: &mut Graph<'_>, x: Var) -> Result<Var> {
+        self.apply(g, x, false)
     }
     fn params(&self) -> Vec<&Param> {
         vec![&self.weight, &self.bias]

@@ -1,6 +1,7 @@
-//! BatchNorm2d (train with running statistics, eval, backward): backward against finite
-//! differences, running statistics and eval by hand, bad input; on the GPU, odd shapes against
-//! the CPU twin, the splitting paths, and the refusals word for word.
+//! BatchNorm2d (train with running statistics, eval, backward) and BatchNorm followed by a ReLU
+//! (one op each way): backward against finite differences, running statistics and eval by
+//! hand, the fused ops against the unfused ones, bad input; on the GPU, odd shapes against the
+//! CPU twin, the splitting paths, and the refusals word for word.
 
 use crate::common::*;
 use nnlab::backend::*;
@@ -9,47 +10,136 @@ use nnlab::gpu::GpuBackend;
 
 // ---------------------------------------------------------------- every backend
 
+/// batchnorm2d's backward (with a ReLU after it, fused, when `relu`) against finite
+/// differences of its forward, with respect to x, gamma and beta (`inputs`, x shaped `xs`).
+fn backward_matches_finite_differences(
+    b: &dyn Backend,
+    xs: [usize; 4],
+    inputs: &[Vec<f32>],
+    gy_seed: u64,
+    relu: bool,
+) {
+    let (c, eps) = (xs[1], 1e-5);
+    let up = |ins: &[Vec<f32>]| [b.t(&xs, &ins[0]), b.t(&[c], &ins[1]), b.t(&[c], &ins[2])];
+    let forward = |ins: &[Vec<f32>]| {
+        let [x, gamma, beta] = up(ins);
+        // fresh running stats every call: the forward output does not depend on them
+        let (rm, rv) = (b.zeros(&[c]).unwrap(), b.fill(&[c], 1.0).unwrap());
+        let train = if relu {
+            <dyn Backend>::batchnorm2d_relu_train
+        } else {
+            <dyn Backend>::batchnorm2d_train
+        };
+        train(b, &x, &gamma, &beta, &rm, &rv, 0.1, eps).unwrap()
+    };
+    let f = |ins: &[Vec<f32>]| b.v(&forward(ins).0);
+    let (y, mean, invstd) = forward(inputs);
+    let [x, gamma, beta] = up(inputs);
+    let gy = rnd(numel(&xs), gy_seed);
+    let gyt = b.t(&xs, &gy);
+    let (gx, gg, gb) = if relu {
+        b.batchnorm2d_relu_backward(&x, &y, &gyt, &gamma, &beta, &mean, &invstd)
+    } else {
+        b.batchnorm2d_backward(&x, &gyt, &gamma, &mean, &invstd)
+    }
+    .unwrap();
+    let name = if relu {
+        "batchnorm2d_relu"
+    } else {
+        "batchnorm2d"
+    };
+    for (k, (what, g)) in [("x", gx), ("gamma", gg), ("beta", gb)]
+        .into_iter()
+        .enumerate()
+    {
+        fd_check(
+            &format!("{name} {what}"),
+            inputs,
+            k,
+            &gy,
+            &b.v(&g),
+            1e-2,
+            &f,
+        );
+    }
+}
+
 backend_test! {
     fn batchnorm_backward_matches_finite_differences(b) {
+        let xs = [3, 2, 3, 2];
+        let x: Vec<f32> = rnd(numel(&xs), 500).iter().map(|v| 2.0 * v + 0.5).collect();
+        let inputs = [x, vec![1.3, -0.7], vec![0.2, 0.4]];
+        backward_matches_finite_differences(b, xs, &inputs, 501, false);
+    }
+}
+
+backend_test! {
+    /// relu(batchnorm2d(x)) as one op: its backward against finite differences. No finite
+    /// difference holds at the ReLU's kink, so x is a grid of 18 values per channel (spacing
+    /// 0.3, scrambled over the samples and pixels) and beta puts every normalised value at
+    /// least 0.05 from 0 (0.12 and 0.06 here), on both sides of it.
+    fn batchnorm_relu_backward_matches_finite_differences(b) {
         let (n, c, h, w) = (3, 2, 3, 2);
-        let xs = [n, c, h, w];
-        let inputs = vec![
-            rnd(n * c * h * w, 500)
-                .iter()
-                .map(|v| 2.0 * v + 0.5)
-                .collect::<Vec<f32>>(),
-            vec![1.3, -0.7],
-            vec![0.2, 0.4],
-        ];
-        let eps = 1e-5;
-        let f = |ins: &[Vec<f32>]| {
-            // fresh running stats every call: the forward output does not depend on them
-            let (rm, rv) = (b.zeros(&[c]).unwrap(), b.fill(&[c], 1.0).unwrap());
-            b.v(&b.batchnorm2d_train(
-                &b.t(&xs, &ins[0]),
-                &b.t(&[c], &ins[1]),
-                &b.t(&[c], &ins[2]),
-                &rm,
-                &rv,
-                0.1,
-                eps,
-            )
-            .unwrap()
-            .0)
-        };
+        let grid: Vec<f32> = (0..n * c * h * w)
+            .map(|k| {
+                let (i, ch, p) = (k / (c * h * w), (k / (h * w)) % c, k % (h * w));
+                let j = i * h * w + p;
+                0.3 * ((j * 7) % 18) as f32 - 2.0 + 0.5 * ch as f32
+            })
+            .collect();
+        let inputs = [grid, vec![1.3, -0.7], vec![0.5, -0.13]];
+        // the normalised values before the ReLU (the unfused op): away from 0, both signs
         let (rm, rv) = (b.zeros(&[c]).unwrap(), b.fill(&[c], 1.0).unwrap());
-        let x = b.t(&xs, &inputs[0]);
-        let gamma = b.t(&[c], &inputs[1]);
-        let (_, mean, invstd) = b
-            .batchnorm2d_train(&x, &gamma, &b.t(&[c], &inputs[2]), &rm, &rv, 0.1, eps)
-            .unwrap();
-        let gy = rnd(n * c * h * w, 501);
-        let (gx, gg, gb) = b
-            .batchnorm2d_backward(&x, &b.t(&xs, &gy), &gamma, &mean, &invstd)
-            .unwrap();
-        fd_check("batchnorm2d x", &inputs, 0, &gy, &b.v(&gx), 1e-2, &f);
-        fd_check("batchnorm2d gamma", &inputs, 1, &gy, &b.v(&gg), 1e-2, &f);
-        fd_check("batchnorm2d beta", &inputs, 2, &gy, &b.v(&gb), 1e-2, &f);
+        let [x, gamma, beta] = [(&[n, c, h, w][..], 0), (&[c], 1), (&[c], 2)]
+            .map(|(s, k)| b.t(s, &inputs[k]));
+        let z = b.v(&b.batchnorm2d_train(&x, &gamma, &beta, &rm, &rv, 0.1, 1e-5).unwrap().0);
+        let nearest = z.iter().map(|v| v.abs()).fold(f32::INFINITY, f32::min);
+        assert!(nearest >= 0.05, "an input lies {nearest} from the ReLU's kink");
+        assert!(z.iter().any(|&v| v < 0.0) && z.iter().any(|&v| v > 0.0));
+        backward_matches_finite_differences(b, [n, c, h, w], &inputs, 511, true);
+    }
+}
+
+backend_test! {
+    /// The fused BatchNorm + ReLU ops give what the unfused ops give (batchnorm2d_train then
+    /// relu; relu's backward then batchnorm2d_backward), running statistics included, on
+    /// tensors large enough that the CPU cuts their planes into several tasks.
+    fn batchnorm_relu_equals_the_unfused_ops(b) {
+        for (shape, seed) in [([3usize, 5, 7, 9], 520u64), ([5, 3, 70, 100], 530)] {
+            let c = shape[1];
+            let len = numel(&shape);
+            let x = b.t(&shape, &rnd_in(len, seed, -2.0, 3.0));
+            let gy = b.t(&shape, &rnd(len, seed + 1));
+            let gamma = b.t(&[c], &rnd_in(c, seed + 2, -1.5, 1.5));
+            let beta = b.t(&[c], &rnd_in(c, seed + 3, -0.5, 0.5));
+            let running = || {
+                let rm = b.t(&[c], &rnd_in(c, seed + 4, -0.1, 0.1));
+                (rm, b.t(&[c], &rnd_in(c, seed + 5, 0.9, 1.1)))
+            };
+            let tag = |what: &str| format!("batchnorm2d_relu {shape:?} {what}");
+            let (frm, frv) = running();
+            let (y, mean, invstd) = b
+                .batchnorm2d_relu_train(&x, &gamma, &beta, &frm, &frv, 0.1, 1e-5)
+                .unwrap();
+            let (rm, rv) = running();
+            let (z, m2, i2) = b
+                .batchnorm2d_train(&x, &gamma, &beta, &rm, &rv, 0.1, 1e-5)
+                .unwrap();
+            let want_y = b.unary(UnaryOp::Relu, &z).unwrap();
+            assert_close(&tag("y"), &b.v(&y), &b.v(&want_y), 1e-6);
+            assert_close(&tag("mean"), &b.v(&mean), &b.v(&m2), 1e-7);
+            assert_close(&tag("invstd"), &b.v(&invstd), &b.v(&i2), 1e-7);
+            assert_close(&tag("running mean"), &b.v(&frm), &b.v(&rm), 1e-7);
+            assert_close(&tag("running var"), &b.v(&frv), &b.v(&rv), 1e-7);
+            let (gx, gg, gb) = b
+                .batchnorm2d_relu_backward(&x, &y, &gy, &gamma, &beta, &mean, &invstd)
+                .unwrap();
+            let gz = b.unary_backward(UnaryOp::Relu, &want_y, &gy).unwrap();
+            let (wx, wg, wb) = b.batchnorm2d_backward(&x, &gz, &gamma, &m2, &i2).unwrap();
+            assert_close(&tag("gx"), &b.v(&gx), &b.v(&wx), 1e-5);
+            assert_close(&tag("ggamma"), &b.v(&gg), &b.v(&wg), 1e-5);
+            assert_close(&tag("gbeta"), &b.v(&gb), &b.v(&wb), 1e-5);
+        }
     }
 }
 
@@ -191,6 +281,23 @@ fn batchnorm_case(g: &GpuBackend, shape: &[usize], seed: u64, tol: f32) {
     same(g, &tag("backward gx"), &gx, &cx, tol);
     same(g, &tag("backward ggamma"), &gg, &cg, tol);
     same(g, &tag("backward gbeta"), &gb, &cb, tol);
+    // BatchNorm + ReLU: the GPU's composition against the CPU's fused kernels
+    let (gy_, gm, gi) = g
+        .batchnorm2d_relu_train(&x.g, &gamma.g, &beta.g, &rm.g, &rv.g, 0.1, 1e-5)
+        .unwrap();
+    let (cy, cm, ci) = cpu
+        .batchnorm2d_relu_train(&x.c, &gamma.c, &beta.c, &rm.c, &rv.c, 0.1, 1e-5)
+        .unwrap();
+    same(g, &tag("relu train y"), &gy_, &cy, tol);
+    let (gx, gg, gb) = g
+        .batchnorm2d_relu_backward(&x.g, &gy_, &gy.g, &gamma.g, &beta.g, &gm, &gi)
+        .unwrap();
+    let (cx, cg, cb) = cpu
+        .batchnorm2d_relu_backward(&x.c, &cy, &gy.c, &gamma.c, &beta.c, &cm, &ci)
+        .unwrap();
+    same(g, &tag("relu backward gx"), &gx, &cx, tol);
+    same(g, &tag("relu backward ggamma"), &gg, &cg, tol);
+    same(g, &tag("relu backward gbeta"), &gb, &cb, tol);
 }
 
 #[test]
@@ -222,7 +329,7 @@ fn gpu_splits_under_low_limits() {
 /// `backend/` (batchnorm.rs).
 #[test]
 fn refusals_are_word_for_word_the_same() {
-    same_refusals(7, |be, case| {
+    same_refusals(9, |be, case| {
         let t = |s: &[usize]| be.fill(s, 1.0).unwrap();
         let (x, one) = (t(&[2, 1, 5, 5]), t(&[1]));
         let (rm, rv) = (t(&[1]), t(&[1]));
@@ -244,6 +351,12 @@ fn refusals_are_word_for_word_the_same() {
                 .map(|_| ()),
             5 => be
                 .batchnorm2d_backward(&x, &t(&[2, 1, 5, 4]), &one, &one, &one)
+                .map(|_| ()),
+            6 => be
+                .batchnorm2d_relu_backward(&x, &x, &x, &one, &t(&[2]), &one, &one)
+                .map(|_| ()),
+            7 => be
+                .batchnorm2d_relu_backward(&x, &t(&[2, 1, 5, 4]), &x, &one, &one, &one, &one)
                 .map(|_| ()),
             _ => be
                 .batchnorm2d_eval(&t(&[2, 5, 5]), &one, &one, &one, &one, 1e-5)
