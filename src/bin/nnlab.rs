@@ -135,7 +135,7 @@ mod dispatch {
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
     nnlab::cpu::keep_freed_memory();
-    if let Err(e) = dispatch::main() {
+    if let Err(e) = nnlab::cpu::on_worker_thread(dispatch::main) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

@@ -353,23 +353,39 @@ where
 }
 
 thread_local! {
-    /// Per-thread scratch (im2col blocks): allocated once per thread, then reused by every op.
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread scratch (im2col blocks, packed operands): allocated once per thread, then
+    /// reused by every op; a stack, so that a nested use gets a buffer of its own.
+    static SCRATCH: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// f(a scratch slice of `len` floats, contents unspecified). The thread's buffer is reused
-/// (grown when too small); a nested call on the same thread (rayon may run another task while
-/// one waits) gets a fresh allocation instead.
+/// f(a scratch slice of `len` floats, contents unspecified). The thread's buffers are reused
+/// (grown when too small); a nested call on the same thread (an op that holds one while its
+/// parallel loop runs part of its work on this thread, or rayon running another task while
+/// one waits) takes the next buffer of the thread's stack, kept as well.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut v) => {
-            if v.len() < len {
-                v.resize(len, 0.0);
-            }
-            f(&mut v[..len])
-        }
-        Err(_) => f(&mut vec![0.0f32; len]),
-    })
+    let mut buf = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let r = f(&mut buf[..len]);
+    SCRATCH.with(|s| s.borrow_mut().push(buf));
+    r
+}
+
+/// Run `f` (a whole command) on a thread of rayon's pool, natively: each op's parallel loop
+/// then runs part of its work on the calling thread and hands the rest to the other workers,
+/// as OpenMP's master thread does. Called from another thread, every op was handed to the
+/// pool and the caller slept until it was done: two thread wake-ups per op, which a GAN step
+/// of ~100 small ops paid at one thread as well. In wasm, `f()` (no pool).
+pub fn on_worker_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        rayon::scope(|_| f())
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        f()
+    }
 }
 
 /// (0..count).map(f).collect(), in parallel natively.
