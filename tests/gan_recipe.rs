@@ -430,3 +430,17 @@ fn decayed_lr_falls_linearly_from_the_start_to_the_end_factor() {
     assert_eq!(gan_tricks::decayed_lr(lr, 1.0, 1234, 3000), lr);
     assert_eq!(gan_tricks::decayed_lr(lr, 0.0, 0, 1), lr);
 }
+
+#[test]
+fn ema_decay_warms_up_to_the_given_decay() {
+    // the first update copies G almost entirely (0.1), later ones approach the decay
+    assert!((gan_tricks::ema_decay_at(0.999, 0) - 0.1).abs() < 1e-7);
+    assert!((gan_tricks::ema_decay_at(0.999, 90) - 0.91).abs() < 1e-6);
+    assert_eq!(gan_tricks::ema_decay_at(0.999, 100_000), 0.999);
+    // never above the given decay
+    assert_eq!(gan_tricks::ema_decay_at(0.05, 0), 0.05);
+    for t in [0, 10, 1000, 9000] {
+        let d = gan_tricks::ema_decay_at(0.999, t);
+        assert!(d > 0.0 && d <= 0.999 && d <= gan_tricks::ema_decay_at(0.999, t + 1));
+    }
+}

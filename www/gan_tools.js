@@ -185,8 +185,8 @@ export async function scoreNow(tab, live = () => true) {
   onProgress(0);
   let scored;
   if (helpers) {
-    const { g } = await call('gan_save');
-    const opts = { total: QUALITY_SAMPLES, seed: QUALITY_SEED, g, dist: state.model.dist, classifier: state.classifierBytes, live, onProgress };
+    const { g, g_ema: ema } = await call('gan_save'); // samples come from G's moving average when it is on
+    const opts = { total: QUALITY_SAMPLES, seed: QUALITY_SEED, g: ema ?? g, dist: state.model.dist, classifier: state.classifierBytes, live, onProgress };
     scored = await scoreSamples(call, helpers, opts);
   } else {
     scored = await scoreHere(call, live, onProgress);

@@ -341,6 +341,14 @@ pub fn ema_update(b: &dyn Backend, ema: &Generator, gen: &Generator, decay: f32)
     Ok(())
 }
 
+/// The decay of an average's `updates`-th update (0-based) with warm-up: min(decay, (1 + t) /
+/// (10 + t)), so a fresh average follows G closely at first instead of holding its random
+/// start for ~1 / (1 - decay) steps (the tab averages from step 0 and shows it at once).
+pub fn ema_decay_at(decay: f32, updates: usize) -> f32 {
+    let t = updates as f32;
+    decay.min((1.0 + t) / (10.0 + t))
+}
+
 /// BatchNorm running statistics that match a generator's (averaged) weights: exact averages
 /// over `batches` forward passes in training mode over fresh z, without a tape
 /// (`nn::recalibrate_batchnorm`; the statistics of averaged weights are not the average of the

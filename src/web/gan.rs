@@ -24,7 +24,7 @@ use crate::models::gan::{
     self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, WeightInit,
 };
 use crate::models::gan_metrics::{class_histogram, classifier_score, frechet_distance};
-use crate::models::gan_tricks::{Perturbation, Tricks};
+use crate::models::gan_tricks::{self, Perturbation, Tricks};
 use crate::models::{Classifier, ClassifierConfig};
 use crate::nn::{Adam, Module, Optimizer};
 use crate::rng;
@@ -37,6 +37,11 @@ const MAX_CHUNK: usize = 500;
 const NEIGHBOUR_NOISE: f32 = 0.25;
 /** Seed of the held-out real digits the Frechet distance compares with. */
 const REFERENCE_SEED: u64 = 777;
+/// BatchNorm statistics of G's moving average (DCGAN): recomputed over this many batches of
+/// this size of fresh z (seeded), before the average samples after training steps.
+const EMA_BN_BATCH: usize = 64;
+const EMA_BN_BATCHES: usize = 8;
+const EMA_BN_SEED: u64 = 4_711;
 
 struct Gan {
     gen: Generator,
@@ -52,6 +57,19 @@ struct Gan {
     tricks: Tricks,
     /// a step whose D half has run (`gan_train_half`) and whose G half is still to run
     pending: Option<PendingHalf>,
+    /// the moving average of G's weights (`gan_set_ema`): what samples and scores come from
+    ema: Option<Ema>,
+}
+
+/// An exponential moving average of G's weights (`gan_tricks::ema_update`, as `nnlab train
+/// gan --ema`), updated after every G step.
+struct Ema {
+    gen: Generator,
+    decay: f32,
+    /// G steps averaged so far (the warm-up of `gan_tricks::ema_decay_at`)
+    updates: usize,
+    /// BatchNorm statistics not yet recomputed for the averaged weights (DCGAN)
+    stale: bool,
 }
 
 /// What a step's D half leaves for its G half: the batch's z, and D's results, read back.
@@ -196,6 +214,7 @@ fn install(gen: Generator, disc: Discriminator, s: Settings) -> Object {
         step: 0,
         tricks: Tricks::default(),
         pending: None,
+        ema: None,
     };
     TAB.with(|t| t.borrow_mut().gan = Some(Rc::new(RefCell::new(gan))));
     o
@@ -405,8 +424,69 @@ fn queue_g_half(b: &dyn Backend, gm: &mut Gan, z: &Tensor) -> Result<Tensor, JsE
         ..
     } = gm;
     let g_loss = gan::train_g_half(b, gen, disc, opt_g, *loss, z).map_err(err)?;
+    if let Some(e) = &mut gm.ema {
+        let decay = gan_tricks::ema_decay_at(e.decay, e.updates);
+        gan_tricks::ema_update(b, &e.gen, gen, decay).map_err(err)?;
+        e.updates += 1;
+        e.stale = true;
+    }
     gm.step += 1;
     Ok(g_loss)
+}
+
+/// The generator that samples and scores come from: the moving average of G when it is on
+/// (its BatchNorm statistics recomputed first where they are stale), else G.
+fn sampler<'a>(b: &dyn Backend, gm: &'a mut Gan) -> Result<&'a Generator, JsError> {
+    let latent = gm.latent;
+    match &mut gm.ema {
+        Some(e) => {
+            if e.stale {
+                gan_tricks::recalibrate_batchnorm(
+                    b,
+                    &e.gen,
+                    latent,
+                    EMA_BN_BATCH,
+                    EMA_BN_BATCHES,
+                    EMA_BN_SEED,
+                )
+                .map_err(err)?;
+                e.stale = false;
+            }
+            Ok(&e.gen)
+        }
+        None => Ok(&gm.gen),
+    }
+}
+
+/// Keep a moving average of G's weights with `decay` (0..1; 0 = off) for samples, scores, the
+/// latent tools and Save: the average of a run shows less of the step-to-step wobble of G's
+/// samples. Turning it on starts the average at the current G; a new decay keeps the average.
+#[wasm_bindgen]
+pub fn gan_set_ema(decay: f32) -> Result<(), JsError> {
+    if !(decay.is_finite() && (0.0..1.0).contains(&decay)) {
+        return Err(invalid(format!(
+            "the EMA decay of G must be in [0, 1) (0 = off), got {decay}"
+        )));
+    }
+    let gan = current()?;
+    let mut gm = gan
+        .try_borrow_mut()
+        .map_err(|_| invalid("the GAN is busy"))?;
+    if decay == 0.0 {
+        gm.ema = None;
+    } else if let Some(e) = &mut gm.ema {
+        e.decay = decay;
+    } else {
+        let b = backend()?;
+        let gen = gan_tricks::ema_copy(b.as_ref(), &gm.gen).map_err(err)?;
+        gm.ema = Some(Ema {
+            gen,
+            decay,
+            updates: 0,
+            stale: false,
+        });
+    }
+    Ok(())
 }
 
 /// `{step, d_loss, g_loss, d_accuracy, diverged}` of the steps whose values were read back:
@@ -569,7 +649,9 @@ pub async fn gan_generate(z: Vec<f32>) -> Result<Float32Array, JsError> {
     let gan = current()?;
     let b = backend()?;
     let t = {
-        let gm = gan.borrow();
+        let mut gm = gan
+            .try_borrow_mut()
+            .map_err(|_| invalid("the GAN is busy"))?;
         let d = gm.gen.config.latent;
         if z.is_empty()
             || !z.len().is_multiple_of(d)
@@ -578,7 +660,7 @@ pub async fn gan_generate(z: Vec<f32>) -> Result<Float32Array, JsError> {
         {
             return Err(invalid(format!("gan_generate: expected 1..={MAX_CHUNK} finite latent vectors of {d} values, got {} values", z.len())));
         }
-        gan::generate(b.as_ref(), &gm.gen, &z).map_err(err)?
+        gan::generate(b.as_ref(), sampler(b.as_ref(), &mut gm)?, &z).map_err(err)?
     };
     let out = b.read(&t).await.map_err(err)?;
     crate::finite::check_output("the generator", &out).map_err(err)?;
@@ -725,8 +807,11 @@ async fn quality_samples(start: usize, count: usize, seed: u32) -> Result<Vec<f3
     let gan = current()?;
     let b = backend()?;
     let fake = {
-        let gm = gan.borrow();
-        gan::generate(b.as_ref(), &gm.gen, &quality_z(&gm, start, count, seed)).map_err(err)?
+        let mut gm = gan
+            .try_borrow_mut()
+            .map_err(|_| invalid("the GAN is busy"))?;
+        let z = quality_z(&gm, start, count, seed);
+        gan::generate(b.as_ref(), sampler(b.as_ref(), &mut gm)?, &z).map_err(err)?
     };
     let fake = b.read(&fake).await.map_err(err)?;
     crate::finite::check_output("the generator", &fake).map_err(err)?;
@@ -922,15 +1007,18 @@ pub fn gan_quality_result() -> Result<JsValue, JsError> {
     })
 }
 
-/// The GAN's weights as safetensors files: `{g, d}` (Uint8Arrays), G with metadata.
+/// The GAN's weights as safetensors files: `{g, d, g_ema}` (Uint8Arrays), G with metadata;
+/// `g_ema` (the moving average of G, in G's format) is null when the average is off.
 #[wasm_bindgen]
 pub async fn gan_save() -> Result<JsValue, JsError> {
     let gan = current()?;
     let b = backend()?;
     let b: &dyn Backend = b.as_ref();
     // copy what to write (names, shapes, tensor handles) so no borrow lives across an await
-    let (g_params, d_params, meta) = {
-        let gm = gan.try_borrow().map_err(|_| invalid("the GAN is busy"))?;
+    let files = {
+        let mut gm = gan
+            .try_borrow_mut()
+            .map_err(|_| invalid("the GAN is busy"))?;
         let mut meta = HashMap::new();
         meta.insert(
             "model".to_string(),
@@ -947,10 +1035,19 @@ pub async fn gan_save() -> Result<JsValue, JsError> {
                 .map(|p| (p.name().to_string(), p.shape().to_vec(), p.value().clone()))
                 .collect::<Vec<_>>()
         };
-        (list(gm.gen.state()), list(gm.disc.state()), meta)
+        // G and its average carry the metadata, D none
+        let mut files = vec![
+            (list(gm.gen.state()), Some(meta.clone())),
+            (list(gm.disc.state()), None),
+        ];
+        if let Some(decay) = gm.ema.as_ref().map(|e| e.decay) {
+            meta.insert("ema_decay".to_string(), decay.to_string());
+            files.push((list(sampler(b, &mut gm)?.state()), Some(meta)));
+        }
+        files
     };
-    let mut files = Vec::new();
-    for (params, meta) in [(g_params, Some(meta)), (d_params, None)] {
+    let mut out = Vec::new();
+    for (params, meta) in files {
         let mut tensors = Vec::with_capacity(params.len());
         for (name, shape, t) in params {
             tensors.push(crate::weights::NamedTensor {
@@ -959,11 +1056,14 @@ pub async fn gan_save() -> Result<JsValue, JsError> {
                 data: b.read(&t).await.map_err(err)?,
             });
         }
-        files.push(crate::weights::to_bytes(&tensors, meta).map_err(err)?);
+        out.push(crate::weights::to_bytes(&tensors, meta).map_err(err)?);
     }
-    let (g, d) = (&files[0], &files[1]);
     let o = Object::new();
-    set(&o, "g", Uint8Array::from(&g[..]));
-    set(&o, "d", Uint8Array::from(&d[..]));
+    set(&o, "g", Uint8Array::from(&out[0][..]));
+    set(&o, "d", Uint8Array::from(&out[1][..]));
+    match out.get(2) {
+        Some(e) => set(&o, "g_ema", Uint8Array::from(&e[..])),
+        None => set(&o, "g_ema", JsValue::NULL),
+    }
     Ok(o.into())
 }

@@ -87,9 +87,11 @@ test('GAN tab on WebGPU: dense GAN trains 50 steps, DCGAN trains, divergence pau
   assert.equal(await page.isVisible('#gan-error'), false, 'no error');
   await page.screenshot({ path: join(OUT, 'gan-dense-50-steps.png'), fullPage: true });
 
-  // ---- the DCGAN trains on WebGPU too (a few steps of batch 16: SwiftShader is slow)
+  // ---- the DCGAN trains on WebGPU too (a few steps of batch 16: SwiftShader is slow), its grid
+  // drawn by the moving average of G (updated on the GPU, BatchNorm statistics recomputed there)
   await page.selectOption('#gan-form [name="arch"]', 'dcgan');
   await setField(page, 'batch', 16);
+  await setField(page, 'ema', 0.9);
   await page.click('#gan-reset');
   await stopped(page);
   const dcBefore = await canvasPixels(page, '#gan-grid');
@@ -98,6 +100,8 @@ test('GAN tab on WebGPU: dense GAN trains 50 steps, DCGAN trains, divergence pau
   assert.doesNotMatch(dcProgress, /NaN|Infinity/);
   assert.match(await page.textContent('#gan-model'), /DCGAN \(width 32\)/);
   assert.notEqual((await canvasPixels(page, '#gan-grid')).hash, dcBefore.hash, 'the DCGAN grid changed');
+  assert.match(await page.textContent('#gan-model'), /moving average of G's weights \(decay 0\.9\)/);
+  await setField(page, 'ema', 0);
   await page.selectOption('#gan-form [name="arch"]', 'dense');
   await setField(page, 'batch', 32);
 

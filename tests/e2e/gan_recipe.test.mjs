@@ -1,5 +1,5 @@
 // End-to-end, the GAN tab's issue-20 parts on the CPU backend (the page's path without WebGPU):
-// "Quick start" trains with its preset and the class histogram of scored samples is drawn beside
+// "Quick start" trains with its preset (samples from the moving average of G) and the class histogram of scored samples is drawn beside
 // the classifier score and Frechet distance while training; the latent tools and "Real or Fake?"
 // work on the model trained in the tab; D's training options (label smoothing, minibatch
 // dispersion, smoothness term, FGSM real digits) train a few finite steps.
@@ -40,6 +40,8 @@ test('GAN tab, CPU path: quick start draws the class histogram while training; l
   assert.equal(await page.getAttribute('#gan-hist', 'data-total'), '500');
   assert.match(caption, /score \d+\.\d\d, Frechet \d+, classes \d+\.\d-\d+\.\d%/);
   assert.equal(await page.inputValue('#gan-form [name="arch"]'), 'dense', 'the preset is in the form');
+  assert.equal(await page.inputValue('#gan-form [name="ema"]'), '0.998');
+  assert.match(await page.textContent('#gan-model'), /moving average of G's weights \(decay 0\.998\)/, 'samples come from the EMA of G');
 
   // the latent tools and the game on the model trained here
   await page.selectOption('#gan-form [name="pick"]', 'a');
