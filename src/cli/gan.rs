@@ -107,6 +107,10 @@ pub struct TrainArgs {
     /// add the minibatch-dispersion feature to D's logit (lets D see samples that look alike)
     #[arg(long)]
     pub mbstd: bool,
+    /// dropout rate after each of D's LeakyReLUs (TensorFlow's DCGAN tutorial: 0.3), kept in
+    /// D's file; with --init the D file's rate unless given (0: off)
+    #[arg(long)]
+    pub dropout: Option<f32>,
     /// spectral normalisation of D's conv and dense weights (W / sigma(W), one power-iteration
     /// step per training step)
     #[arg(long)]
@@ -248,6 +252,11 @@ fn d_path(g_path: &Path) -> PathBuf {
     g_path.with_file_name(format!("{stem}_d.safetensors"))
 }
 
+/// D's dropout rate from a discriminator file's metadata (0 when it has none).
+fn d_dropout(bytes: &[u8]) -> Result<f32> {
+    gan::dropout_from_metadata(&crate::weights::metadata(bytes)?)
+}
+
 /// `nnlab train gan`.
 pub fn train(a: TrainArgs) -> Result<()> {
     if a.steps == 0
@@ -313,7 +322,14 @@ pub fn train(a: TrainArgs) -> Result<()> {
         None => (a.mbstd, false),
     };
     let sn = a.sn || sn_file;
-    let disc = Discriminator::with_init(b, config, a.seed + 100, mbstd, sn, weight_init)?;
+    let mut disc = Discriminator::with_init(b, config, a.seed + 100, mbstd, sn, weight_init)?;
+    let dropout = match (a.dropout, &a.init) {
+        (Some(p), _) => p,
+        (None, Some(p)) => d_dropout(&crate::weights::read_file(&d_path(p))?)
+            .map_err(|e| crate::weights::in_file(&d_path(p), e))?,
+        (None, None) => 0.0,
+    };
+    disc.set_dropout(dropout, a.seed.wrapping_mul(104_729).wrapping_add(17))?;
     if let Some(p) = &a.init {
         crate::weights::load_file(b, &gen.state(), p)?;
         if sn && !sn_file {
@@ -341,7 +357,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     };
     let l = loss(a.loss);
     println!(
-        "options: weight init {:?}, D lr {lr_d}, lr decay to {}x, real label {}, minibatch dispersion {mbstd}, spectral norm {sn}, EMA {}, D smoothness {:?}, FGSM real {:?}",
+        "options: weight init {:?}, D lr {lr_d}, lr decay to {}x, real label {}, minibatch dispersion {mbstd}, spectral norm {sn}, D dropout {dropout}, EMA {}, D smoothness {:?}, FGSM real {:?}",
         a.weight_init, a.lr_decay_to, tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
     );
     println!(
@@ -430,7 +446,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
     meta.insert("steps".to_string(), a.steps.to_string());
     crate::weights::save_file(b, &gen.state(), &a.out, Some(meta.clone()))?;
-    crate::weights::save_file(b, &disc.state(), &d_path(&a.out), Some(meta.clone()))?;
+    let mut d_meta = meta.clone();
+    if dropout > 0.0 {
+        d_meta.insert(gan::DROPOUT_KEY.to_string(), dropout.to_string());
+    }
+    crate::weights::save_file(b, &disc.state(), &d_path(&a.out), Some(d_meta))?;
     if let Some(e) = &ema {
         gan_tricks::recalibrate_batchnorm(b, e, latent(a.latent_dist), 128, 50, a.seed ^ 0xe3a)?;
         meta.insert("ema_decay".to_string(), a.ema.to_string());

@@ -4,7 +4,9 @@
 //!   784 -> 512 -> 256 -> 1 (LeakyReLU 0.2);
 //! * DCGAN-style hybrid: G = dense -> reshape (2w, 7, 7) -> BatchNorm+ReLU -> transposed conv
 //!   stride 2 (w, 14, 14) -> BatchNorm+ReLU -> transposed conv stride 2 -> tanh 28x28;
-//!   D = strided conv (w) + LeakyReLU -> strided conv (2w) + LeakyReLU -> dense -> 1 logit.
+//!   D = strided conv (w) + LeakyReLU -> strided conv (2w) + LeakyReLU -> dense -> 1 logit;
+//!   optionally dropout after each LeakyReLU (`Discriminator::set_dropout`, TensorFlow's DCGAN
+//!   tutorial), its rate kept in the D file's metadata (`DROPOUT_KEY`).
 //!
 //! Digits are scaled to [-1, 1] (tanh range). D outputs a logit; the cross-entropy losses use
 //! BCE with logits, the least-squares losses (Mao et al.) treat the raw output as D's score.
@@ -17,7 +19,7 @@ use crate::data::mnist::Mnist;
 use crate::error::{Error, Result};
 use crate::nn::init::init_tensor;
 use crate::nn::{
-    BatchNorm2d, Conv2d, ConvTranspose2d, Init, Linear, Module, Optimizer, SpectralNorm,
+    BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Init, Linear, Module, Optimizer, SpectralNorm,
 };
 use crate::rng;
 
@@ -324,7 +326,12 @@ pub struct Discriminator {
     mbstd: Option<Linear>,
     /// spectral normalisation of the three weighted layers' weights (in layer order)
     sn: Option<Vec<SpectralNorm>>,
+    /// dropout after each LeakyReLU in training mode (TensorFlow's DCGAN tutorial: 0.3)
+    dropout: Option<Dropout>,
 }
+
+/// Metadata key of D's dropout rate in a discriminator file (absent: no dropout).
+pub const DROPOUT_KEY: &str = "dropout";
 
 /// Power-iteration steps that start a spectrally normalised D's vectors (then one per step).
 const SN_START_ITERATIONS: usize = 10;
@@ -339,6 +346,20 @@ pub fn d_options_from_tensors(ts: &[crate::weights::NamedTensor]) -> (bool, bool
         ts.iter().any(|t| t.name == MBSTD_WEIGHT),
         ts.iter().any(|t| t.name.ends_with(SN_SUFFIX)),
     )
+}
+
+/// D's dropout rate from a discriminator file's metadata (`DROPOUT_KEY`; 0 when absent).
+pub fn dropout_from_metadata(meta: &std::collections::HashMap<String, String>) -> Result<f32> {
+    match meta.get(DROPOUT_KEY) {
+        None => Ok(0.0),
+        Some(v) => {
+            let p: f32 = v.trim().parse().map_err(|_| {
+                Error::Weights(format!("discriminator: bad dropout rate {v:?} in metadata"))
+            })?;
+            crate::nn::dropout::check_rate(p)?;
+            Ok(p)
+        }
+    }
 }
 
 /// Name of the minibatch-dispersion weight in a discriminator file (its presence switches the
@@ -407,6 +428,7 @@ impl Discriminator {
             layers,
             mbstd,
             sn: None,
+            dropout: None,
         };
         if init == WeightInit::Dcgan {
             // each layer its own seed, in layer order (D has no BatchNorm)
@@ -439,6 +461,29 @@ impl Discriminator {
     }
     pub fn has_sn(&self) -> bool {
         self.sn.is_some()
+    }
+    /// Switch dropout with rate `p` on after each of D's LeakyReLUs (0: off); masks drawn from
+    /// `seed`, a fresh one at every forward in training mode (none in evaluation mode).
+    pub fn set_dropout(&mut self, p: f32, seed: u64) -> Result<()> {
+        self.dropout = if p == 0.0 {
+            crate::nn::dropout::check_rate(p)?;
+            None
+        } else {
+            Some(Dropout::new(p, seed)?)
+        };
+        Ok(())
+    }
+    /// D's dropout rate (0 without).
+    pub fn dropout_rate(&self) -> f32 {
+        self.dropout.as_ref().map_or(0.0, |d| d.p)
+    }
+    /// LeakyReLU, then dropout when it is on.
+    fn act(&self, g: &mut Graph<'_>, h: Var) -> Result<Var> {
+        let h = g.leaky_relu(h, SLOPE)?;
+        match &self.dropout {
+            None => Ok(h),
+            Some(d) => d.forward(g, h),
+        }
     }
     /// The weights of the three weighted layers, in order (what spectral norm normalises).
     fn weights(&self) -> [&Param; 3] {
@@ -540,16 +585,16 @@ impl Module for Discriminator {
         let (h, out) = match &self.layers {
             DLayers::Dense { l1, l2, out } => {
                 let h = self.dense(g, l1, 0, x)?;
-                let h = g.leaky_relu(h, SLOPE)?;
+                let h = self.act(g, h)?;
                 let h = self.dense(g, l2, 1, h)?;
-                (g.leaky_relu(h, SLOPE)?, out)
+                (self.act(g, h)?, out)
             }
             DLayers::Dcgan { c1, c2, out } => {
                 let h = g.reshape(x, &[s[0], 1, 28, 28])?;
                 let h = self.conv(g, c1, 0, h)?;
-                let h = g.leaky_relu(h, SLOPE)?;
+                let h = self.act(g, h)?;
                 let h = self.conv(g, c2, 1, h)?;
-                let h = g.leaky_relu(h, SLOPE)?;
+                let h = self.act(g, h)?;
                 (g.flatten(h)?, out)
             }
         };

@@ -11,12 +11,14 @@
 //! opt.step(&g, &model.params())?;
 //! ```
 
+pub mod dropout;
 pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod optim;
 pub mod spectral_norm;
 
+pub use dropout::{dropout, Dropout};
 pub use init::Init;
 pub use layers::{recalibrate_batchnorm, BatchNorm2d, Conv2d, ConvTranspose2d, Linear};
 pub use loss::cross_entropy;

@@ -315,8 +315,13 @@ pub fn gan_load(
             .map_err(|e| invalid(format!("discriminator: {e}")))?
             .iter()
             .any(|t| t.name == gan::MBSTD_WEIGHT);
-    let disc = Discriminator::with_mbstd(b, config, s.seed + 100, mbstd).map_err(err)?;
+    let mut disc = Discriminator::with_mbstd(b, config, s.seed + 100, mbstd).map_err(err)?;
     if !d_bytes.is_empty() {
+        // a D trained with dropout keeps it (its rate is in the file's metadata)
+        let p = crate::weights::metadata(d_bytes)
+            .and_then(|m| gan::dropout_from_metadata(&m))
+            .map_err(|e| invalid(format!("discriminator: {e}")))?;
+        disc.set_dropout(p, s.seed + 200).map_err(err)?;
         crate::weights::load_params(b, &disc.state(), d_bytes).map_err(|e| {
             invalid(format!(
                 "discriminator (does it belong to this generator?): {e}"
@@ -1035,10 +1040,13 @@ pub async fn gan_save() -> Result<JsValue, JsError> {
                 .map(|p| (p.name().to_string(), p.shape().to_vec(), p.value().clone()))
                 .collect::<Vec<_>>()
         };
-        // G and its average carry the metadata, D none
+        // G and its average carry the metadata, D only its dropout rate (if any)
+        let p = gm.disc.dropout_rate();
+        let d_meta =
+            (p > 0.0).then(|| HashMap::from([(gan::DROPOUT_KEY.to_string(), p.to_string())]));
         let mut files = vec![
             (list(gm.gen.state()), Some(meta.clone())),
-            (list(gm.disc.state()), None),
+            (list(gm.disc.state()), d_meta),
         ];
         if let Some(decay) = gm.ema.as_ref().map(|e| e.decay) {
             meta.insert("ema_decay".to_string(), decay.to_string());
