@@ -131,6 +131,7 @@ fn discriminator_dropout_draws_fresh_masks_and_its_rate_is_in_the_metadata() {
         arch: GanArch::Dcgan,
         latent: 8,
         width: 4,
+        extra_conv: false,
     };
     let mut d = Discriminator::new(&b, config, 3).unwrap();
     assert_eq!(d.dropout_rate(), 0.0);

@@ -51,8 +51,11 @@ fn losses(
 }
 
 fn check(arch: GanArch, loss: GanLoss) {
-    let b = CpuBackend::new();
-    let cfg = small_gan(arch);
+    check_config(small_gan(arch), loss)
+}
+
+fn check_config(cfg: GanConfig, loss: GanLoss) {
+    let (b, arch) = (CpuBackend::new(), cfg.arch);
     // BatchNorm in training mode normalises with batch statistics, which finite differences
     // see too; the running-stat update does not change the loss of the next call
     let gen = Generator::new(&b, cfg, 3).unwrap();
@@ -86,7 +89,14 @@ fn check(arch: GanArch, loss: GanLoss) {
         let params = if which == "D" {
             vec![disc.params()[0], *disc.params().last().unwrap()]
         } else {
-            vec![gen.params()[0]]
+            // and the extra stride-1 conv's weight when G has it
+            let mut ps = vec![gen.params()[0]];
+            ps.extend(
+                gen.params()
+                    .into_iter()
+                    .filter(|p| p.name() == "g.m.weight"),
+            );
+            ps
         };
         for p in params {
             let grad = read_blocking(&b, &g.param_grad(p).unwrap()).unwrap();
@@ -126,6 +136,42 @@ fn loss_gradients_and_g_through_d_match_finite_differences() {
     }
 }
 
+/// A DCGAN G with the extra stride-1 transposed conv: gradients vs finite differences (its
+/// weight among the probed), and its file says so (an old file without `g.m.*` does not).
+#[test]
+fn extra_conv_generator_matches_finite_differences_and_its_file_says_so() {
+    let mut cfg = small_gan(GanArch::Dcgan);
+    cfg.extra_conv = true;
+    check_config(cfg, GanLoss::CrossEntropy);
+    let b = CpuBackend::new();
+    for extra in [false, true] {
+        cfg.extra_conv = extra;
+        let gen = Generator::new(&b, cfg, 1).unwrap();
+        assert_eq!(gen.batchnorms().len(), 2 + extra as usize);
+        let ts: Vec<_> = gen
+            .state()
+            .iter()
+            .map(|p| nnlab::weights::NamedTensor {
+                name: p.name().to_string(),
+                shape: p.shape().to_vec(),
+                data: read_blocking(&b, p.value()).unwrap(),
+            })
+            .collect();
+        assert_eq!(gan::config_from_tensors(&ts).unwrap(), cfg);
+        let z = gan::sample_z(3, cfg.latent, Latent::Normal, 4);
+        let out = read_blocking(&b, &gan::generate(&b, &gen, &z).unwrap()).unwrap();
+        assert_eq!(out.len(), 3 * PIXELS);
+        assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+    let dense = GanConfig {
+        arch: GanArch::Dense,
+        latent: 8,
+        width: 4,
+        extra_conv: true,
+    };
+    assert!(Generator::new(&b, dense, 1).is_err());
+}
+
 #[test]
 fn sampling_with_a_seed_repeats() {
     let b = CpuBackend::new();
@@ -157,6 +203,7 @@ fn short_training_moves_d_away_from_chance() {
             arch: GanArch::Dense,
             latent: 16,
             width: 8,
+            extra_conv: false,
         };
         let gen = Generator::new(&b, cfg, 1).unwrap();
         let disc = Discriminator::new(&b, cfg, 2).unwrap();

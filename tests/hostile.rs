@@ -179,6 +179,7 @@ fn fixture() -> &'static Fixture {
             arch: GanArch::Dense,
             latent: 8,
             width: 8,
+            extra_conv: false,
         };
         let g = Generator::new(&b, gc, 1).unwrap();
         let d = Discriminator::new(&b, gc, 2).unwrap();

@@ -197,6 +197,7 @@ pub fn bench_gan(be: &dyn Backend, budget: Duration) -> Result<Vec<(String, f64)
             arch,
             latent: 100,
             width: 32,
+            extra_conv: false,
         };
         let (gen, disc) = (Generator::new(be, cfg, 1)?, Discriminator::new(be, cfg, 2)?);
         let (mut og, mut od) = (Adam::new(2e-4, 0.5, 0.999), Adam::new(2e-4, 0.5, 0.999));

@@ -107,6 +107,10 @@ pub struct TrainArgs {
     /// add the minibatch-dispersion feature to D's logit (lets D see samples that look alike)
     #[arg(long)]
     pub mbstd: bool,
+    /// DCGAN: an extra stride-1 transposed conv (2w -> 2w, 3x3) + BatchNorm/ReLU at 7x7 in G
+    /// (TensorFlow's DCGAN tutorial shape; with --init the G file says)
+    #[arg(long)]
+    pub extra_conv: bool,
     /// dropout rate after each of D's LeakyReLUs (TensorFlow's DCGAN tutorial: 0.3), kept in
     /// D's file; with --init the D file's rate unless given (0: off)
     #[arg(long)]
@@ -284,6 +288,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             },
             latent: a.latent,
             width: a.width,
+            extra_conv: a.extra_conv,
         },
     };
     config.validate()?;
@@ -361,12 +366,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
         a.weight_init, a.lr_decay_to, tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
     );
     println!(
-        "training a {:?} GAN ({:?} loss, latent {} {:?}, width {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
+        "training a {:?} GAN ({:?} loss, latent {} {:?}, width {}, extra stride-1 conv in G {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
         config.arch,
         l,
         config.latent,
         a.latent_dist,
         config.width,
+        config.extra_conv,
         b.info().describe(),
         train.len(),
         a.batch,

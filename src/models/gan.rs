@@ -3,7 +3,9 @@
 //! * dense: MLP generator z -> 256 -> 512 -> 784 (LeakyReLU, tanh out) and MLP discriminator
 //!   784 -> 512 -> 256 -> 1 (LeakyReLU 0.2);
 //! * DCGAN-style hybrid: G = dense -> reshape (2w, 7, 7) -> BatchNorm+ReLU -> transposed conv
-//!   stride 2 (w, 14, 14) -> BatchNorm+ReLU -> transposed conv stride 2 -> tanh 28x28;
+//!   stride 2 (w, 14, 14) -> BatchNorm+ReLU -> transposed conv stride 2 -> tanh 28x28
+//!   (`extra_conv`: a stride-1 transposed conv + BatchNorm+ReLU at 7x7 before the first
+//!   upsampling, as TensorFlow's DCGAN tutorial);
 //!   D = strided conv (w) + LeakyReLU -> strided conv (2w) + LeakyReLU -> dense -> 1 logit;
 //!   optionally dropout after each LeakyReLU (`Discriminator::set_dropout`, TensorFlow's DCGAN
 //!   tutorial), its rate kept in the D file's metadata (`DROPOUT_KEY`).
@@ -60,6 +62,9 @@ pub struct GanConfig {
     pub latent: usize,
     /// base width: DCGAN channels (G's 2w and w, D's w and 2w)
     pub width: usize,
+    /// DCGAN: an extra stride-1 transposed conv 2w -> 2w (3x3) + BatchNorm/ReLU at 7x7 in G,
+    /// before the upsampling (TensorFlow's DCGAN tutorial shape; its tensors `g.m.*`, `g.mbn.*`)
+    pub extra_conv: bool,
 }
 
 impl GanConfig {
@@ -75,6 +80,11 @@ impl GanConfig {
                 "width must be 1..=256, got {}",
                 self.width
             )));
+        }
+        if self.extra_conv && self.arch != GanArch::Dcgan {
+            return Err(Error::Invalid(
+                "the extra stride-1 conv is a DCGAN option (use --arch dcgan)".into(),
+            ));
         }
         Ok(())
     }
@@ -184,6 +194,8 @@ enum GLayers {
     Dcgan {
         l1: Linear,
         bn1: BatchNorm2d,
+        /// the extra stride-1 transposed conv and its BatchNorm (`GanConfig::extra_conv`)
+        mid: Option<(ConvTranspose2d, BatchNorm2d)>,
         t1: ConvTranspose2d,
         bn2: BatchNorm2d,
         out: ConvTranspose2d,
@@ -192,6 +204,9 @@ enum GLayers {
 
 const UP: ConvTranspose2dParams = ConvTranspose2dParams::new(2, 1, 0, 1);
 const DOWN: Conv2dParams = Conv2dParams::new(2, 1, 1);
+/// The extra transposed conv: 3x3, stride 1, padding 1 (7x7 stays 7x7).
+const MID: ConvTranspose2dParams = ConvTranspose2dParams::new(1, 1, 0, 1);
+const MID_KERNEL: usize = 3;
 
 impl Generator {
     pub fn new(b: &dyn Backend, config: GanConfig, seed: u64) -> Result<Generator> {
@@ -206,6 +221,23 @@ impl Generator {
             GanArch::Dcgan => GLayers::Dcgan {
                 l1: Linear::new(b, "g.0", d, 2 * w * 49, true, seed)?,
                 bn1: BatchNorm2d::new(b, "g.1", 2 * w)?,
+                mid: if config.extra_conv {
+                    Some((
+                        ConvTranspose2d::new(
+                            b,
+                            "g.m",
+                            2 * w,
+                            2 * w,
+                            MID_KERNEL,
+                            MID,
+                            true,
+                            seed + 5,
+                        )?,
+                        BatchNorm2d::new(b, "g.mbn", 2 * w)?,
+                    ))
+                } else {
+                    None
+                },
                 t1: ConvTranspose2d::new(b, "g.2", 2 * w, w, 4, UP, true, seed + 1)?,
                 bn2: BatchNorm2d::new(b, "g.3", w)?,
                 out: ConvTranspose2d::new(b, "g.4", w, 1, 4, UP, true, seed + 2)?,
@@ -232,6 +264,7 @@ impl Generator {
                 GLayers::Dcgan {
                     l1,
                     bn1,
+                    mid,
                     t1,
                     bn2,
                     out,
@@ -240,6 +273,10 @@ impl Generator {
                     t1.reinit(b, DCGAN_WEIGHTS, seed + 1)?;
                     out.reinit(b, DCGAN_WEIGHTS, seed + 2)?;
                     dcgan_batchnorm(b, &[bn1, bn2], seed + 3)?;
+                    if let Some((m, mbn)) = mid {
+                        m.reinit(b, DCGAN_WEIGHTS, seed + 5)?;
+                        dcgan_batchnorm(b, &[mbn], seed + 6)?;
+                    }
                 }
             }
         }
@@ -249,7 +286,10 @@ impl Generator {
     pub fn batchnorms(&self) -> Vec<&BatchNorm2d> {
         match &self.layers {
             GLayers::Dense { .. } => Vec::new(),
-            GLayers::Dcgan { bn1, bn2, .. } => vec![bn1, bn2],
+            GLayers::Dcgan { bn1, mid, bn2, .. } => match mid {
+                None => vec![bn1, bn2],
+                Some((_, mbn)) => vec![bn1, mbn, bn2],
+            },
         }
     }
 }
@@ -276,6 +316,7 @@ impl Module for Generator {
             GLayers::Dcgan {
                 l1,
                 bn1,
+                mid,
                 t1,
                 bn2,
                 out,
@@ -283,7 +324,11 @@ impl Module for Generator {
                 let w = self.config.width;
                 let h = l1.forward(g, z)?;
                 let h = g.reshape(h, &[n, 2 * w, 7, 7])?;
-                let h = bn1.forward_relu(g, h)?;
+                let mut h = bn1.forward_relu(g, h)?;
+                if let Some((m, mbn)) = mid {
+                    h = m.forward(g, h)?;
+                    h = mbn.forward_relu(g, h)?;
+                }
                 let h = t1.forward(g, h)?;
                 let h = bn2.forward_relu(g, h)?;
                 let h = out.forward(g, h)?;
@@ -298,23 +343,28 @@ impl Module for Generator {
             GLayers::Dcgan {
                 l1,
                 bn1,
+                mid,
                 t1,
                 bn2,
                 out,
-            } => [
-                l1.params(),
-                bn1.params(),
-                t1.params(),
-                bn2.params(),
-                out.params(),
-            ]
-            .concat(),
+            } => {
+                let mut p = [l1.params(), bn1.params()].concat();
+                if let Some((m, mbn)) = mid {
+                    p.extend(m.params());
+                    p.extend(mbn.params());
+                }
+                [p, t1.params(), bn2.params(), out.params()].concat()
+            }
         }
     }
     fn buffers(&self) -> Vec<&Param> {
         match &self.layers {
             GLayers::Dense { .. } => Vec::new(),
-            GLayers::Dcgan { bn1, bn2, .. } => [bn1.buffers(), bn2.buffers()].concat(),
+            GLayers::Dcgan { .. } => self
+                .batchnorms()
+                .into_iter()
+                .flat_map(|bn| bn.buffers())
+                .collect(),
         }
     }
 }
@@ -845,12 +895,14 @@ pub fn config_from_tensors(ts: &[crate::weights::NamedTensor]) -> Result<GanConf
             arch: GanArch::Dcgan,
             latent,
             width: out / 98,
+            extra_conv: ts.iter().any(|t| t.name == "g.m.weight"),
         }
     } else {
         GanConfig {
             arch: GanArch::Dense,
             latent,
             width: 64,
+            extra_conv: false,
         }
     };
     config.validate()?;

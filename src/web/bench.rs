@@ -171,6 +171,7 @@ pub fn bench_dcgan_setup(width: usize, batch: usize) -> Result<(), JsError> {
         arch: GanArch::Dcgan,
         latent: 100,
         width,
+        extra_conv: false,
     };
     let gen = Generator::new(be.as_ref(), cfg, 1).map_err(err)?;
     let disc = Discriminator::new(be.as_ref(), cfg, 2).map_err(err)?;

@@ -270,6 +270,7 @@ pub fn gan_reset(
         arch,
         latent,
         width,
+        extra_conv: false,
     };
     config.validate().map_err(err)?;
     let b = backend()?;

@@ -30,6 +30,7 @@ pub fn small_gan(arch: GanArch) -> GanConfig {
         arch,
         latent: 8,
         width: 4,
+        extra_conv: false,
     }
 }
 
