@@ -51,6 +51,11 @@ mod dispatch {
         Denoise(dncnn::DenoiseArgs),
         /// Average weights files of one model (stochastic weight averaging of training snapshots)
         Average(dncnn::AverageArgs),
+        /// Grow a trained model into a larger one that computes the same function (Net2Net)
+        Grow {
+            #[command(subcommand)]
+            what: GrowWhat,
+        },
         /// Regenerate a lecture figure from the shipped models
         Figure {
             #[command(subcommand)]
@@ -62,6 +67,13 @@ mod dispatch {
     enum FigureWhat {
         /// sigma=10 model at sigma 5/10/15, blind model at 10/30/50, and the two compared at 10/25/50
         Dncnn(figure::FigureArgs),
+    }
+
+    #[derive(Subcommand)]
+    enum GrowWhat {
+        /// A DnCNN made deeper (identity layers) and wider (copied channels), then trained with
+        /// `nnlab train dncnn --init`
+        Dncnn(dncnn::GrowArgs),
     }
 
     #[derive(Subcommand)]
@@ -125,6 +137,9 @@ mod dispatch {
             },
             Cmd::Denoise(a) => dncnn::denoise(a),
             Cmd::Average(a) => dncnn::average(a),
+            Cmd::Grow {
+                what: GrowWhat::Dncnn(a),
+            } => dncnn::grow(a),
             Cmd::Figure {
                 what: FigureWhat::Dncnn(a),
             } => figure::figure(a),

@@ -1,5 +1,5 @@
-//! The DnCNN commands: `nnlab train dncnn`, `nnlab eval dncnn`, `nnlab denoise` and
-//! `nnlab average`.
+//! The DnCNN commands: `nnlab train dncnn`, `nnlab eval dncnn`, `nnlab denoise`,
+//! `nnlab average` and `nnlab grow dncnn`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -655,25 +655,25 @@ pub fn average(a: AverageArgs) -> Result<()> {
 
 /// The averaged DnCNN `bytes` with BatchNorm statistics recomputed on patches drawn as its
 /// training drew them (settings from `meta`, the last input's metadata).
-fn recalibrated(
-    a: &AverageArgs,
-    bytes: &[u8],
-    meta: &mut HashMap<String, String>,
-    batches: usize,
-) -> Result<Vec<u8>> {
+/// How a weights file's training drew its patches, from its metadata (written by `nnlab train
+/// dncnn`): patch size, batch size and noise (clip and tone mix 0 when absent, as files written
+/// before them were trained). `option` and `whose` name what asks and which file, for errors.
+fn training_draw(
+    meta: &HashMap<String, String>,
+    option: &str,
+    whose: &str,
+) -> Result<(usize, usize, Noise)> {
     let get = |k: &str| {
         meta.get(k).cloned().ok_or_else(|| {
             Error::Weights(format!(
-                "--recalibrate-bn: the last input's metadata has no '{k}' entry (weights written by `nnlab train dncnn` have it)"
+                "{option}: {whose}'s metadata has no '{k}' entry (weights written by `nnlab train dncnn` have it)"
             ))
         })
     };
     let num = |k: &str| -> Result<f64> {
-        get(k)?.parse().map_err(|_| {
-            Error::Weights(format!(
-                "the last input's metadata entry '{k}' is not a number"
-            ))
-        })
+        get(k)?
+            .parse()
+            .map_err(|_| Error::Weights(format!("{whose}'s metadata entry '{k}' is not a number")))
     };
     let mode = parse_mode(&get("mode")?)?;
     let (patch, batch) = (num("patch")? as usize, num("batch")? as usize);
@@ -689,10 +689,38 @@ fn recalibrated(
         || !(0.0..=1.0).contains(&noise.toned)
     {
         return Err(Error::Weights(format!(
-            "the last input's metadata: patch {patch}, batch {batch}, clip_mix {}, tone_mix {} out of range",
+            "{whose}'s metadata: patch {patch}, batch {batch}, clip_mix {}, tone_mix {} out of range",
             noise.clipped, noise.toned
         )));
     }
+    Ok((patch, batch, noise))
+}
+
+/// The training part of the set a `channels`-channel DnCNN trains on, as a patch sampler.
+fn train_sampler(
+    run: &RunArgs,
+    channels: usize,
+    patch: usize,
+) -> Result<(PatchSampler, DenoiseSet)> {
+    let (set, mode_c) = if channels == 1 {
+        (DenoiseSet::Train400, ColorMode::Gray)
+    } else {
+        (DenoiseSet::Cbsd432, ColorMode::Rgb)
+    };
+    let imgs: Vec<Image> = images::load_part(&run.data_dir()?, set, mode_c, Part::Train)?
+        .into_iter()
+        .map(|(_, im)| im)
+        .collect();
+    Ok((PatchSampler::new(imgs, patch)?, set))
+}
+
+fn recalibrated(
+    a: &AverageArgs,
+    bytes: &[u8],
+    meta: &mut HashMap<String, String>,
+    batches: usize,
+) -> Result<Vec<u8>> {
+    let (patch, batch, noise) = training_draw(meta, "--recalibrate-bn", "the last input")?;
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let model = DnCnn::from_weights(b, bytes)?;
@@ -706,16 +734,7 @@ fn recalibrated(
             2 * c + model.config.depth * model.config.width,
         ]),
     )?;
-    let (set, mode_c) = if c == 1 {
-        (DenoiseSet::Train400, ColorMode::Gray)
-    } else {
-        (DenoiseSet::Cbsd432, ColorMode::Rgb)
-    };
-    let imgs: Vec<Image> = images::load_part(&a.run.data_dir()?, set, mode_c, Part::Train)?
-        .into_iter()
-        .map(|(_, im)| im)
-        .collect();
-    let sampler = PatchSampler::new(imgs, patch)?;
+    let (sampler, set) = train_sampler(&a.run, c, patch)?;
     let line = recalibrate_bn(b, &model, &sampler, noise, batch, batches, a.bn.bn_seed)?;
     // a validation line measured with the old statistics no longer describes these weights
     meta.remove("val");
@@ -724,6 +743,138 @@ fn recalibrated(
         format!("{line}, train part of {}", set.folder()),
     );
     pollster::block_on(model.to_weights(b, meta.clone()))
+}
+
+/// `nnlab grow dncnn`: a trained DnCNN grown deeper and wider (Net2Net), same function.
+#[derive(Args, Clone, Debug)]
+pub struct GrowArgs {
+    /// the trained weights to grow (written by `nnlab train dncnn`; its metadata says how its
+    /// training drew patches, which the new layers' statistics are measured on)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// conv layers of the grown model (>= the model's)
+    #[arg(long)]
+    pub depth: usize,
+    /// hidden channels of the grown model (>= the model's)
+    #[arg(long)]
+    pub width: usize,
+    /// the grown weights
+    #[arg(long)]
+    pub out: PathBuf,
+    /// seed of the channels copied and of the noise
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// noise on the added channels' incoming weights, as a fraction of that layer's weight std,
+    /// so copies of one channel train apart (0: the grown model computes exactly the same)
+    #[arg(long, default_value_t = 0.01)]
+    pub noise: f32,
+    /// batches of training patches over which the new layers' BatchNorm statistics (those of
+    /// their input) are measured
+    #[arg(long, default_value_t = 20)]
+    pub stats_batches: usize,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `nnlab grow dncnn`.
+pub fn grow(a: GrowArgs) -> Result<()> {
+    use crate::models::dncnn_grow::{self, GrowPlan};
+    if a.stats_batches == 0 || a.stats_batches > 10_000 {
+        return Err(Error::Invalid(format!(
+            "--stats-batches must be in 1..=10000, got {}",
+            a.stats_batches
+        )));
+    }
+    crate::files::check_writable(&a.out)?;
+    let t0 = Instant::now();
+    let b = a.run.backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let path = model_file(&a.model)?;
+    let bytes = crate::weights::read_file(&path)?;
+    let model = DnCnn::from_weights(b, &bytes).map_err(|e| crate::weights::in_file(&path, e))?;
+    let old = model.config;
+    let plan = GrowPlan {
+        depth: a.depth,
+        width: a.width,
+        seed: a.seed,
+        noise: a.noise,
+    };
+    // the shape is checked before any data is read
+    if a.depth < old.depth || a.width < old.width {
+        return Err(Error::Invalid(format!(
+            "{}: the model is depth {} width {}; grow can only make it deeper or wider (asked for depth {} width {})",
+            path.display(),
+            old.depth,
+            old.width,
+            a.depth,
+            a.width
+        )));
+    }
+    DnCnnConfig {
+        channels: old.channels,
+        depth: a.depth,
+        width: a.width,
+    }
+    .validate()?;
+    let meta_in = crate::weights::metadata(&bytes)?;
+    let stats = if a.depth > old.depth {
+        let (patch, batch, noise) = training_draw(&meta_in, "grow", &path.display().to_string())?;
+        let (sampler, _) = train_sampler(&a.run, old.channels, patch)?;
+        let shape = [batch, old.channels, patch, patch];
+        let seed = a.seed;
+        pollster::block_on(dncnn_grow::hidden_stats(b, &model, a.stats_batches, |k| {
+            b.upload(&shape, &sampler.batch(batch, noise, seed, k as u64).noisy)
+        }))?
+    } else {
+        Vec::new()
+    };
+    let grown = pollster::block_on(dncnn_grow::grow(b, &model, &stats, plan))?;
+    // the training settings stay (so `average --recalibrate-bn` and the model card read them);
+    // what described the old weights goes
+    let mut meta: HashMap<String, String> = meta_in
+        .into_iter()
+        .filter(|(k, _)| {
+            !crate::weights::is_optimizer_state(k)
+                && !matches!(
+                    k.as_str(),
+                    "val"
+                        | "step"
+                        | "averaged"
+                        | "bn_recalibrated"
+                        | "command"
+                        | "final_loss"
+                        | "train_seconds_this_run"
+                )
+        })
+        .collect();
+    meta.insert(
+        "grown_from".to_string(),
+        format!(
+            "{} (depth {} width {}), seed {}, noise {}, {} stats batches",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            old.depth,
+            old.width,
+            a.seed,
+            a.noise,
+            a.stats_batches
+        ),
+    );
+    meta.insert("command".to_string(), command_line());
+    let out = pollster::block_on(grown.to_weights(b, meta))?;
+    crate::files::write_atomic(&a.out, &out)?;
+    println!(
+        "grew {} from depth {} width {} ({} parameters) to depth {} width {} ({} parameters) in {}; written to {}",
+        path.display(),
+        old.depth,
+        old.width,
+        old.parameter_count(),
+        a.depth,
+        a.width,
+        grown.config.parameter_count(),
+        hms(t0.elapsed().as_secs_f64()),
+        a.out.display()
+    );
+    Ok(())
 }
 
 /// Load a DnCNN weights file (shape from the file).

@@ -5,6 +5,7 @@ pub mod autoencoder;
 pub mod classifier;
 pub mod dncnn;
 pub mod dncnn_fused;
+pub mod dncnn_grow;
 pub mod gan;
 pub mod gan_metrics;
 pub mod gan_tricks;
