@@ -16,6 +16,8 @@
 //! 16 output channels held in registers over all taps and source channels: per step NV weight
 //! loads and MR broadcasts feed MR x NV FMAs. The tile's pixels land pixel-major in a
 //! per-sample buffer, transposed into gx's planes at the end (plus the bias, if any).
+//! Where every phase has a 2x2 kernel (4x4 at stride 2: the DCGAN's), `deconv_winograd.rs`
+//! computes the same gather with Winograd F(2x2, 2x2) instead (9 products per 4 outputs).
 //! The im2col + GEMM + col2im path measured 51-71 GFLOP/s on the DCGAN's 128->64 4x4 stride-2
 //! convT at one thread, its GEMM alone ~125 (perf: packing, col2im, junk columns ~30%).
 
@@ -42,11 +44,11 @@ pub(super) fn applies(g: &ConvGeom) -> bool {
 
 /// One axis's stride phases: output index i = first + a s (a < count) reads source index
 /// q0 + a - m for each tap (k, m) of the phase.
-struct Phase {
-    first: usize,
-    count: usize,
-    q0: usize,
-    taps: Vec<(usize, usize)>,
+pub(super) struct Phase {
+    pub(super) first: usize,
+    pub(super) count: usize,
+    pub(super) q0: usize,
+    pub(super) taps: Vec<(usize, usize)>,
 }
 
 /// The phases of one axis (out: output length, src: source length) and the zero border the
@@ -97,6 +99,10 @@ pub(super) fn scatter(g: &ConvGeom, gy: &[f32], w: &[f32], bias: Option<&[f32]>)
     let co16 = co.next_multiple_of(V);
     let (py, pt, pb) = axis(g.h, g.ho, g.kh, g.sh, g.ph, g.dh);
     let (px, pl, pr) = axis(g.w, g.wo, g.kw, g.sw, g.pw, g.dw);
+    #[cfg(target_arch = "x86_64")]
+    if super::deconv_winograd::pays(g, &py, &px) {
+        return super::deconv_winograd::scatter(g, &py, &px, gy, w, bias);
+    }
     let (hp, wp) = (pt + g.ho + pb, pl + g.wo + pr);
     // weights of phase (ry, rx) from wofs[ry * sw + rx]: (tap, Cout, co16), taps row-major
     let mut wofs = Vec::with_capacity(py.len() * px.len());

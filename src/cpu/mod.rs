@@ -11,6 +11,8 @@ pub mod batchnorm;
 pub mod conv;
 mod conv_strided;
 mod deconv;
+#[cfg(target_arch = "x86_64")]
+mod deconv_winograd;
 pub mod elementwise;
 #[cfg(target_arch = "x86_64")]
 mod gemm_small;

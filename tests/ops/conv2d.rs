@@ -510,6 +510,9 @@ backend_test! {
             case([3, 4, 16], (9, 10), 3, 3, 0, 1),
             case([2, 8, 64], (17, 16), 1, 2, 0, 1),
             case([1, 7, 48], (20, 9), (2, 3), (1, 2), (1, 1), 1),
+            // 16 input and 32 output channels: the input gradient by Winograd on each phase
+            // (`cpu/deconv_winograd.rs`), with phases of 8 and 7 rows
+            case([3, 16, 32], (15, 14), 4, 2, 1, 1),
         ];
         for (i, c) in table.into_iter().enumerate() {
             check(b, c, 500 + 10 * i as u64);

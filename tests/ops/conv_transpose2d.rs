@@ -290,6 +290,26 @@ backend_test! {
 }
 
 backend_test! {
+    /// Where the CPU runs Winograd F(2x2, 2x2) on each stride phase (`cpu/deconv_winograd.rs`:
+    /// every phase has two taps, 16 or more input channels): the DCGAN's shape with channels
+    /// not a multiple of 16 and a batch of 5 (sample groups of unequal size), phases of odd
+    /// length (half tiles, output_padding), padding 0 on one axis and 2 on the other, a
+    /// rectangular image, and a 6x6 kernel at stride 3 (two taps per phase too).
+    fn definition_winograd_phase_cases(b) {
+        //                ncc        (h, w)   kernel   (stride, padding, output_padding, dilation)
+        let table = [
+            tcase([5, 17, 28], (7, 7), 4, (2, 1, 0, 1)),
+            tcase([1, 16, 16], (9, 6), 4, (2, 1, 1, 1)),
+            tcase([2, 20, 48], (8, 5), 4, (2, (0, 2), (0, 1), 1)),
+            tcase([2, 33, 32], (6, 6), 6, (3, 2, 0, 1)),
+        ];
+        for (i, c) in table.into_iter().enumerate() {
+            tcheck(b, c, 500 + 10 * i as u64);
+        }
+    }
+}
+
+backend_test! {
     fn bad_input_is_an_error(b) {
         let x = b.t(&[1, 2, 5, 5], &rnd(50, 1));
         let w = b.t(&[3, 2, 3, 3], &rnd(54, 2));
