@@ -300,7 +300,7 @@ fn source_channel_last(g: &ConvGeom, ci: usize, ci16: usize, gyn: &[f32], tmp: &
 
 /// m (rows x co16) = v (rows x ci16) . u (ci16 x co16), by `avx512::tile_bt` tiles of up to
 /// 6 rows x 4 vectors.
-fn gemm(v: &[f32], u: &[f32], m: &mut [f32], (rows, k, n): (usize, usize, usize)) {
+pub(super) fn gemm(v: &[f32], u: &[f32], m: &mut [f32], (rows, k, n): (usize, usize, usize)) {
     assert!(v.len() >= rows * k && u.len() >= k * n && m.len() >= rows * n && n % V == 0);
     let nv = n / V;
     let mut r = 0;

@@ -10,6 +10,8 @@ mod avx512;
 pub mod batchnorm;
 pub mod conv;
 mod conv_strided;
+#[cfg(target_arch = "x86_64")]
+mod conv_winograd;
 mod deconv;
 #[cfg(target_arch = "x86_64")]
 mod deconv_winograd;

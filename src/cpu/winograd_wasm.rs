@@ -13,8 +13,8 @@
 //! crop's corner, so a tiled denoise gets the same pixels from every tile plan only when the
 //! crops keep that parity (`tiling::plan_aligned`, used by the page).
 //!
-//! Natively the direct convs stay (their AVX-512 GEMM is not the bottleneck this fixes: wasm
-//! has 128-bit vectors and 16 registers, so there the multiply-adds are the whole cost).
+//! Natively, an AVX-512 CPU runs the same transforms in `conv_winograd.rs`; other CPUs keep
+//! the direct convs.
 
 use core::arch::wasm32::*;
 

@@ -521,6 +521,45 @@ backend_test! {
 }
 
 backend_test! {
+    /// 3x3 stride-1 convs with 16 or more channels each side, which the CPU runs as Winograd
+    /// F(2x2, 3x3) on AVX-512 (`cpu/conv_winograd.rs`; their input gradient too, the flipped
+    /// weight's forward): channels not a multiple of 16, odd output sizes (half tiles),
+    /// padding 0, 2 and per axis, and an image of more tiles than one work item holds (bands).
+    fn winograd_3x3_cases(b) {
+        let table = [
+            case([3, 17, 28], (9, 11), 3, 1, 1, 1),
+            case([2, 33, 48], (8, 7), 3, 1, 0, 1),
+            case([1, 16, 16], (6, 9), 3, 1, 2, 1),
+            case([2, 20, 32], (7, 10), 3, 1, (1, 0), 1),
+            case([1, 16, 32], (50, 47), 3, 1, 1, 1),
+        ];
+        for (i, c) in table.into_iter().enumerate() {
+            check(b, c, 600 + 10 * i as u64);
+        }
+    }
+}
+
+backend_test! {
+    /// conv2d_relu = max(0, conv2d) on a 3x3 stride-1 conv of 48 channels with a bias (the
+    /// CPU's Winograd path adds the bias and applies the ReLU in its transpose).
+    fn conv2d_relu_winograd_equals_relu_of_conv2d(b) {
+        let (xs, ws) = ([2, 24, 13, 12], [48, 24, 3, 3]);
+        let x = b.t(&xs, &rnd(numel(&xs), 71));
+        let w = b.t(&ws, &rnd(numel(&ws), 72));
+        let bias = b.t(&[48], &rnd(48, 73));
+        let p = Conv2dParams::new(1, 1, 1);
+        let y: Vec<f32> = b
+            .v(&b.conv2d(&x, &w, Some(&bias), p).unwrap())
+            .iter()
+            .map(|v| v.max(0.0))
+            .collect();
+        let yr = b.v(&b.conv2d_relu(&x, &w, Some(&bias), p).unwrap());
+        assert!(y.iter().any(|v| *v == 0.0) && y.iter().any(|v| *v > 0.0));
+        assert_close("conv2d_relu 3x3 stride 1", &yr, &y, 1e-6);
+    }
+}
+
+backend_test! {
     /// conv2d_relu (inference's fused ReLU) = max(0, conv2d) on a strided conv with 48 output
     /// channels (the CPU's `conv_strided.rs` path applies the ReLU in its transpose).
     fn conv2d_relu_strided_equals_relu_of_conv2d(b) {
