@@ -248,28 +248,22 @@ fn weight_transform(
             let (g00, rest) = taps.split_at(co);
             let (g01, rest) = rest.split_at(co);
             let (g10, g11) = rest.split_at(co);
+            // G g G^T with G's rows (1, 0), (1, 1), (0, 1): point (xi, nu) is
+            // a[xi](b[nu](g)), each a sum of one or two taps' rows, written row by row
             for xi in 0..3 {
                 for nu in 0..3 {
                     let row = &mut uf[((xi * 3 + nu) * ci16 + c) * co16..][..co];
-                    for (o, v) in row.iter_mut().enumerate() {
-                        // G g: rows (g0., g0. + g1., g1.), then the same along the row
-                        let h = |j: usize| {
-                            let (a, b) = if j == 0 {
-                                (g00[o], g10[o])
-                            } else {
-                                (g01[o], g11[o])
-                            };
-                            match xi {
-                                0 => a,
-                                1 => a + b,
-                                _ => b,
+                    // (tap rows of the sum, each from (g00, g01, g10, g11))
+                    let ys: &[usize] = [&[0usize][..], &[0, 1], &[1]][xi];
+                    let xs: &[usize] = [&[0usize][..], &[0, 1], &[1]][nu];
+                    row.fill(0.0);
+                    for &y in ys {
+                        for &x in xs {
+                            let src = [g00, g01, g10, g11][2 * y + x];
+                            for (v, s) in row.iter_mut().zip(src) {
+                                *v += *s;
                             }
-                        };
-                        *v = match nu {
-                            0 => h(0),
-                            1 => h(0) + h(1),
-                            _ => h(1),
-                        };
+                        }
                     }
                 }
             }
