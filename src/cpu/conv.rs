@@ -734,7 +734,7 @@ fn backward_input_col2im(g: &ConvGeom, gy: &[f32], w: &[f32]) -> Vec<f32> {
 /// A weight gradient of `wlen` floats summed over `items` work items: the items are cut into
 /// one contiguous run per thread, `add_run(acc, items)` sums a run into its own partial
 /// gradient (zeroed), and the partials are added at the end, in run order.
-fn sum_over_item_runs(
+pub(super) fn sum_over_item_runs(
     items: usize,
     wlen: usize,
     add_run: impl Fn(&mut [f32], std::ops::Range<usize>) + Sync + Send,
@@ -757,6 +757,11 @@ fn sum_over_item_runs(
 /// The (sample, block) items are cut into one contiguous run per thread, each summed into its
 /// own partial weight gradient; the partials are added at the end.
 fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    // AVX-512: the 3x3 convs' weight gradient by the same Winograd transform
+    #[cfg(target_arch = "x86_64")]
+    if conv_winograd::applies(g) {
+        return conv_winograd::backward_weight(g, x, gy);
+    }
     let spi = samples_per_item(g);
     if spi > 1 && !g.is_pointwise() {
         return backward_weight_grouped(g, x, gy, spi);

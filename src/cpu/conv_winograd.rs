@@ -79,21 +79,7 @@ pub(super) fn forward(
             let (tmp, rest) = rest.split_at_mut(tlen);
             let (vb, rest) = rest.split_at_mut(vlen);
             let (mb, yt) = rest.split_at_mut(mlen);
-            src.fill(0.0);
-            // the image rows this band reads: padded rows 2 a0 .. 2 a1 + 2 are image rows
-            // 2 a0 - ph .., clipped to the image
-            let lo = (2 * a0).saturating_sub(g.ph);
-            let hi = (2 * a1 + 2).saturating_sub(g.ph).min(g.h);
-            if lo < hi {
-                let rows = hi - lo;
-                let xn = &x[n * xps..][..xps];
-                channel_last(&xn[lo * g.w..], g.h * g.w, ci, rows * g.w, ci16, tmp);
-                for r in lo..hi {
-                    let at = ((r + g.ph - 2 * a0) * ws + g.pw) * ci16;
-                    let len = g.w * ci16;
-                    src[at..at + len].copy_from_slice(&tmp[(r - lo) * len..][..len]);
-                }
-            }
+            input_band(g, &x[n * xps..][..xps], (a0, a1), (ws, ci16), src, tmp);
             let tiles = (a1 - a0) * tw;
             for t0 in (0..tiles).step_by(ROWS) {
                 let nr = (tiles - t0).min(ROWS);
@@ -172,6 +158,33 @@ pub(super) fn forward(
     y
 }
 
+/// The padded input rows 2 a0 .. 2 a1 + 2 of one sample xn (Cin, H, W) into src, channel-last
+/// (rows of ws pixels of ci16 floats, image pixel (r, c) at padded (r + ph - 2 a0, c + pw)),
+/// zeros around; tmp is scratch of (2 (a1 - a0) + 2) W ci16 floats.
+fn input_band(
+    g: &ConvGeom,
+    xn: &[f32],
+    (a0, a1): (usize, usize),
+    (ws, ci16): (usize, usize),
+    src: &mut [f32],
+    tmp: &mut [f32],
+) {
+    src.fill(0.0);
+    // the image rows this band reads: padded rows 2 a0 .. 2 a1 + 2 are image rows 2 a0 - ph ..,
+    // clipped to the image
+    let lo = (2 * a0).saturating_sub(g.ph);
+    let hi = (2 * a1 + 2).saturating_sub(g.ph).min(g.h);
+    if lo < hi {
+        let rows = hi - lo;
+        channel_last(&xn[lo * g.w..], g.h * g.w, g.cin, rows * g.w, ci16, tmp);
+        for r in lo..hi {
+            let at = ((r + g.ph - 2 * a0) * ws + g.pw) * ci16;
+            let len = g.w * ci16;
+            src[at..at + len].copy_from_slice(&tmp[(r - lo) * len..][..len]);
+        }
+    }
+}
+
 /// rows (ci rows of `cols` floats at lds) transposed into tmp: cols pixels of ci16 floats
 /// (the channels from ci on set to 0).
 fn channel_last(x: &[f32], lds: usize, ci: usize, cols: usize, ci16: usize, tmp: &mut [f32]) {
@@ -218,6 +231,171 @@ fn weight_transform(w: &[f32], ci: usize, co: usize, (ci16, co16): (usize, usize
         }
     });
     u
+}
+
+/// Tiles per step of `backward_weight`: their transforms (16 points each side) stay in L2.
+const GRAD_TILES: usize = 64;
+
+/// gw (Cout, Cin, 3, 3) = the weight gradient of `forward`'s conv, summed over the batch, by
+/// the same transform: per tile, dU[t] += V[t]^T dM[t] with V = B^T d B of the input patch and
+/// dM = A dY A^T of gy's 2x2 block (16 products per channel pair and tile, 36 direct), then
+/// gw = G^T dU G. Call only where `applies(g)`.
+pub(super) fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    let (ci, co) = (g.cin, g.cout);
+    let (ci16, co16) = (ci.next_multiple_of(V), co.next_multiple_of(V));
+    let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
+    let band = (ITEM_TILES / tw).clamp(1, th);
+    let band = th.div_ceil(th.div_ceil(band));
+    let bands = th.div_ceil(band);
+    let ws = 2 * tw + 2;
+    let slen = (2 * band + 2) * ws * ci16;
+    let tlen = (2 * band + 2) * g.w.max(g.wo) * ci16.max(co16);
+    let glen = 2 * band * 2 * tw * co16;
+    let (vlen, mlen) = (16 * GRAD_TILES * ci16, 16 * GRAD_TILES * co16);
+    let (xps, yps, plane) = (g.x_per_sample(), g.y_per_sample(), g.ho * g.wo);
+    assert!(x.len() >= g.n * xps && gy.len() >= g.n * yps);
+    let ulen = 16 * ci16 * co16;
+    let du = super::conv::sum_over_item_runs(g.n * bands, ulen, |acc, run| {
+        with_scratch(slen + tlen + glen + vlen + mlen, |buf| {
+            let (src, rest) = buf.split_at_mut(slen);
+            let (tmp, rest) = rest.split_at_mut(tlen);
+            let (gs, rest) = rest.split_at_mut(glen);
+            let (vb, mb) = rest.split_at_mut(vlen);
+            for item in run {
+                let (n, bi) = (item / bands, item % bands);
+                let (a0, a1) = (bi * band, ((bi + 1) * band).min(th));
+                input_band(g, &x[n * xps..][..xps], (a0, a1), (ws, ci16), src, tmp);
+                // gy's rows 2 a0 .. r1 channel-last in gs (rows of 2 tw pixels), zeros past
+                // Ho and Wo
+                let (r0, r1) = (2 * a0, (2 * a1).min(g.ho));
+                gs.fill(0.0);
+                let gyn = &gy[n * yps..][..yps];
+                channel_last(&gyn[r0 * g.wo..], plane, co, (r1 - r0) * g.wo, co16, tmp);
+                for r in 0..r1 - r0 {
+                    let len = g.wo * co16;
+                    gs[r * 2 * tw * co16..][..len].copy_from_slice(&tmp[r * len..][..len]);
+                }
+                let tiles = (a1 - a0) * tw;
+                for t0 in (0..tiles).step_by(GRAD_TILES) {
+                    let nr = (tiles - t0).min(GRAD_TILES);
+                    let (vplane, mplane) = (nr * ci16, nr * co16);
+                    for j in 0..nr {
+                        let (a, b) = ((t0 + j) / tw, (t0 + j) % tw);
+                        let d = &src[(2 * a * ws + 2 * b) * ci16..];
+                        let e = &gs[(2 * a * 2 * tw + 2 * b) * co16..];
+                        assert!(
+                            d.len() >= (3 * ws + 4) * ci16
+                                && vb.len() >= 15 * vplane + (j + 1) * ci16
+                        );
+                        assert!(
+                            e.len() >= (2 * tw + 2) * co16
+                                && mb.len() >= 15 * mplane + (j + 1) * co16
+                        );
+                        // SAFETY: AVX-512F (`applies`); d holds 4 rows of 4 pixels of ci16
+                        // floats at ws ci16, e 2 rows of 2 pixels of co16 at 2 tw co16, vb and
+                        // mb 16 planes with row j inside (checked above)
+                        unsafe {
+                            input_tile(
+                                d.as_ptr(),
+                                ws * ci16,
+                                ci16,
+                                vb.as_mut_ptr().add(j * ci16),
+                                vplane,
+                            );
+                            grad_tile(
+                                e.as_ptr(),
+                                2 * tw * co16,
+                                co16,
+                                mb.as_mut_ptr().add(j * co16),
+                                mplane,
+                            );
+                        }
+                    }
+                    for t in 0..16 {
+                        let (v, m) = (&vb[t * vplane..][..vplane], &mb[t * mplane..][..mplane]);
+                        let du = &mut acc[t * ci16 * co16..][..ci16 * co16];
+                        let mut c = 0;
+                        while c < ci16 {
+                            let nc = (ci16 - c).min(6);
+                            let mut o = 0;
+                            while o < co16 / V {
+                                let nv = (co16 / V - o).min(4);
+                                // SAFETY: AVX-512F; v holds nr rows of ci16 (columns c..c + nc
+                                // read), m nr rows of co16, du ci16 rows of co16 (rows c..c + nc,
+                                // columns o V..(o + nv) V written)
+                                unsafe {
+                                    avx512::tile_acc_dispatch(
+                                        (nc, nv),
+                                        v.as_ptr().add(c),
+                                        (1, ci16),
+                                        m.as_ptr().add(o * V),
+                                        co16,
+                                        nr,
+                                        du.as_mut_ptr().add(c * co16 + o * V),
+                                        co16,
+                                    )
+                                };
+                                o += nv;
+                            }
+                            c += nc;
+                        }
+                    }
+                }
+            }
+        })
+    });
+    // gw = G^T dU G per (o, c); G^T = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]
+    let gt = |v: [f32; 4]| {
+        [
+            v[0] + 0.5 * (v[1] + v[2]),
+            0.5 * (v[1] - v[2]),
+            0.5 * (v[1] + v[2]) + v[3],
+        ]
+    };
+    let mut gw = vec![0.0f32; co * ci * 9];
+    for o in 0..co {
+        for c in 0..ci {
+            let d = |t: usize| du[(t * ci16 + c) * co16 + o];
+            // columns j of G^T D, then each row of that times G
+            let cols: [[f32; 3]; 4] =
+                std::array::from_fn(|j| gt([d(j), d(4 + j), d(8 + j), d(12 + j)]));
+            for ky in 0..3 {
+                let row = gt([cols[0][ky], cols[1][ky], cols[2][ky], cols[3][ky]]);
+                gw[(o * ci + c) * 9 + ky * 3..][..3].copy_from_slice(&row);
+            }
+        }
+    }
+    gw
+}
+
+/// dM = A dY A^T of one tile, vectors over the output channels: e is gy's 2 x 2 block (rows
+/// `row` floats apart, pixels co16 apart), point t = 4 i + j goes to m + t plane.
+/// A = [[1, 0], [1, 1], [1, -1], [0, -1]].
+///
+/// # Safety
+/// AVX-512F; e holds the 2 x 2 pixels, m the 16 planes' co16 floats.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::needless_range_loop)] // i is a row of two arrays at once
+unsafe fn grad_tile(e: *const f32, row: usize, co16: usize, m: *mut f32, plane: usize) {
+    let a = |y0: __m512, y1: __m512| {
+        [
+            y0,
+            _mm512_add_ps(y0, y1),
+            _mm512_sub_ps(y0, y1),
+            _mm512_sub_ps(_mm512_setzero_ps(), y1),
+        ]
+    };
+    for o in (0..co16).step_by(V) {
+        let ld = |r: usize, x: usize| _mm512_loadu_ps(e.add(r * row + x * co16 + o));
+        // columns first: p[j] = A (column j)
+        let p: [[__m512; 4]; 2] = std::array::from_fn(|j| a(ld(0, j), ld(1, j)));
+        for i in 0..4 {
+            let r = a(p[0][i], p[1][i]);
+            for (j, rv) in r.iter().enumerate() {
+                _mm512_storeu_ps(m.add((4 * i + j) * plane + o), *rv);
+            }
+        }
+    }
 }
 
 /// B^T d along one axis: (d0 - d2, d1 + d2, d2 - d1, d1 - d3).
