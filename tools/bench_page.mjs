@@ -5,12 +5,12 @@
 // ../shared/peer/tfjs with `npm ci` done), then the ratios from this one run.
 // With --page, the Denoise tab itself on the CPU backend (the shipped blind gray model, no
 // noise added): Set12's 01.png (256x256) on 1 worker and on one per core, and a generated
-// colour photo of --mp megapixels (4:3) on one worker per core.
+// colour (--gray: gray) photo of --mp megapixels (4:3) on one worker per core.
 //
 //   node tools/bench_page.mjs [--simd plain] [--runs 5] [--rows gemm,dncnn,dcgan] [--peer /tmp/tfjs]
 //   node tools/bench_page.mjs --backend webgpu,cpu --rows kernels,dncnn,dcgan [--size small]
 //     (WebGPU too: SwiftShader in headless Chromium here)
-//   node tools/bench_page.mjs --page [--mp 12] [--rows '']
+//   node tools/bench_page.mjs --page [--mp 12] [--gray] [--rows '']
 //
 // Needs www/pkg (./build.sh build) and Debian's Chromium. Not part of the tests: timings only.
 import { execFileSync } from 'node:child_process';
@@ -66,8 +66,23 @@ async function nnlabRun() {
   }
 }
 
-/** FLOPs per pixel of a gray (c = 1) or colour DnCNN of depth 10, width 48 (the shipped ones). */
-const SHIPPED_FLOPS_PER_PIXEL = (c) => 2 * 9 * (c * 48 + 8 * 48 * 48 + 48 * c);
+/** The depth and width a shipped DnCNN file states in its safetensors metadata. */
+function shippedShape(file) {
+  const bytes = readFileSync(join(ROOT, 'www', 'models', file));
+  const n = Number(bytes.readBigUInt64LE(0));
+  const meta = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')).__metadata__ || {};
+  const depth = Number(meta.depth);
+  const width = Number(meta.width);
+  if (!(depth >= 2 && width >= 1)) throw new Error(`${file}: no depth/width in its metadata`);
+  return { depth, width };
+}
+
+/** FLOPs per pixel of the shipped blind DnCNN, gray (c = 1) or colour (c = 3): first and last
+ * conv c <-> width, depth - 2 convs width -> width, all 3x3 (the direct conv's count). */
+function shippedFlopsPerPixel(c) {
+  const { depth, width } = shippedShape(c === 1 ? 'dncnn_blind_gray.safetensors' : 'dncnn_blind_color.safetensors');
+  return 2 * 9 * (c * width + (depth - 2) * width * width + width * c);
+}
 
 /** Denoise `bytes` in the Denoise tab (?backend=cpu&workers=N); the page's own time and text. */
 async function pageRun(browser, url, name, bytes, workers) {
@@ -104,7 +119,7 @@ async function pageBench() {
     const cores = (await browser.newPage().then(async (p) => { const n = await p.evaluate(() => navigator.hardwareConcurrency); await p.close(); return n; }));
     for (const workers of [1, null]) {
       const r = await pageRun(browser, server.url, '01.png', set12, workers);
-      const gflops = (SHIPPED_FLOPS_PER_PIXEL(1) * 256 * 256) / r.secs / 1e9;
+      const gflops = (shippedFlopsPerPixel(1) * 256 * 256) / r.secs / 1e9;
       pageGflops[workers ? 'one' : 'all'] = gflops;
       say(`  Denoise tab, 256x256 gray, ${workers ? `workers=${workers}` : `default workers (hardwareConcurrency ${cores})`}: ${r.secs} s, ${gflops.toFixed(2)} GFLOP/s (${r.text.replace(/.* in /, 'in ')})`);
     }
@@ -112,9 +127,12 @@ async function pageBench() {
     if (mp > 0) {
       const w = Math.round(Math.sqrt((mp * 1e6 * 4) / 3));
       const h = Math.round((w * 3) / 4);
-      const photo = rgbaPng(w, h, (x, y) => [(x * 3 + y) % 256, (x + 2 * y) % 256, ((x ^ y) * 5) % 256, 255]);
+      // --gray: equal channels, so the page takes the blind gray model (its depth may differ)
+      const gray = argv.includes('--gray');
+      const photo = rgbaPng(w, h, (x, y) => (gray ? [(x * 3 + y) % 256, (x * 3 + y) % 256, (x * 3 + y) % 256, 255] : [(x * 3 + y) % 256, (x + 2 * y) % 256, ((x ^ y) * 5) % 256, 255]));
       const r = await pageRun(browser, server.url, `photo-${w}x${h}.png`, photo, null);
-      say(`  Denoise tab, ${w}x${h} colour (${((w * h) / 1e6).toFixed(1)} MP), default workers: ${r.secs} s (${r.text.replace(/.* in /, 'in ')}); at that rate 12 MP takes ${((r.secs * 12e6) / (w * h)).toFixed(0)} s`);
+      const { depth, width } = shippedShape(gray ? 'dncnn_blind_gray.safetensors' : 'dncnn_blind_color.safetensors');
+      say(`  Denoise tab, ${w}x${h} ${gray ? 'gray' : 'colour'} (${((w * h) / 1e6).toFixed(1)} MP, model ${depth}x${width}), default workers: ${r.secs} s (${r.text.replace(/.* in /, 'in ')}); at that rate 12 MP takes ${((r.secs * 12e6) / (w * h)).toFixed(0)} s`);
     }
   } finally {
     await browser.close();
@@ -134,7 +152,7 @@ if (opt('rows', 'gemm,dncnn,dcgan')) {
   }
 }
 if (argv.includes('--page')) {
-  say('nnlab Denoise tab (CPU backend, blind gray model, depth 10 width 48):');
+  say(`nnlab Denoise tab (CPU backend, blind gray model, depth ${shippedShape('dncnn_blind_gray.safetensors').depth} width ${shippedShape('dncnn_blind_gray.safetensors').width}):`);
   await pageBench();
 }
 
