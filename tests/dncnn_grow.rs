@@ -5,32 +5,22 @@
 //! identity; its file loads with the right shape and metadata; shrinking, a wrong file and
 //! statistics of another model are clear errors, from the library and from the command line.
 
+#[path = "common/models.rs"]
+mod models_common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use models_common::randomize_batchnorm;
 use nnlab::backend::read_blocking;
 use nnlab::cpu::CpuBackend;
 use nnlab::data::images::{self, Image};
 use nnlab::models::dncnn::{DnCnn, DnCnnConfig};
 use nnlab::models::dncnn_grow::{grow, hidden_stats, insert_positions, ChannelStats, GrowPlan};
-use nnlab::nn::BatchNorm2d;
 use nnlab::{rng, weights, Backend, Tensor};
 
 const EXE: &str = env!("CARGO_BIN_EXE_nnlab");
-
-/// Give a BatchNorm random gamma, beta, running mean and running variance.
-fn randomize(b: &dyn Backend, bn: &BatchNorm2d, seed: u64) {
-    let c = bn.weight.shape()[0];
-    let set = |t: &Tensor, lo: f32, hi: f32, s: u64| {
-        b.assign(t, &b.upload(&[c], &rng::uniform_vec(c, lo, hi, s)).unwrap())
-            .unwrap()
-    };
-    set(bn.weight.value(), 0.5, 2.0, seed);
-    set(bn.bias.value(), -0.5, 0.5, seed + 1);
-    set(bn.running_mean.value(), -0.3, 0.3, seed + 2);
-    set(bn.running_var.value(), 0.2, 3.0, seed + 3);
-}
 
 /// A small DnCNN with non-trivial BatchNorms and a last layer at full scale (so the predicted
 /// noise, and any error in it, is not tiny).
@@ -42,7 +32,7 @@ fn small_model(b: &dyn Backend, channels: usize, depth: usize, width: usize) -> 
     };
     let m = DnCnn::new(b, config, 5).unwrap();
     for (i, bn) in m.batchnorms().into_iter().enumerate() {
-        randomize(b, bn, 100 + 10 * i as u64);
+        randomize_batchnorm(b, bn, 100 + 10 * i as u64);
     }
     let std = (2.0 / (9 * width) as f32).sqrt();
     m.last

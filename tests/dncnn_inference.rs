@@ -9,6 +9,10 @@
 //! CPU twin (the same values rounded to f16) closely, and vs the f32 form loosely, also under
 //! capped limits; skipped (with a line saying so) where the adapter has no `shader-f16`.
 
+#[path = "common/models.rs"]
+mod models_common;
+
+use models_common::randomize_batchnorm;
 use nnlab::autodiff::Graph;
 use nnlab::backend::{read_blocking, Conv2dParams, FusedConv2d};
 use nnlab::cpu::CpuBackend;
@@ -18,19 +22,6 @@ use nnlab::models::dncnn::{fold_batchnorm, DnCnn, DnCnnConfig};
 use nnlab::models::dncnn_fused::{DnCnnFused, PingPong};
 use nnlab::nn::{BatchNorm2d, Conv2d, Module};
 use nnlab::{rng, Backend, Tensor};
-
-/// Give a BatchNorm random gamma, beta, running mean and running variance.
-fn randomize(b: &dyn Backend, bn: &BatchNorm2d, seed: u64) {
-    let c = bn.weight.shape()[0];
-    let set = |t: &Tensor, lo: f32, hi: f32, s: u64| {
-        b.assign(t, &b.upload(&[c], &rng::uniform_vec(c, lo, hi, s)).unwrap())
-            .unwrap()
-    };
-    set(bn.weight.value(), 0.5, 2.0, seed);
-    set(bn.bias.value(), -0.5, 0.5, seed + 1);
-    set(bn.running_mean.value(), -0.3, 0.3, seed + 2);
-    set(bn.running_var.value(), 0.2, 3.0, seed + 3);
-}
 
 fn graph_eval(b: &dyn Backend, model: &DnCnn, x: &Tensor) -> Vec<f32> {
     let mut g = Graph::new(b);
@@ -81,7 +72,7 @@ fn fused_equals_unfused(b: &dyn Backend) {
         };
         let model = DnCnn::new(b, config, 7).unwrap();
         for (i, (_, bn)) in model.middle.iter().enumerate() {
-            randomize(b, bn, 100 + 10 * i as u64);
+            randomize_batchnorm(b, bn, 100 + 10 * i as u64);
         }
         let data = rng::uniform_vec(n * channels * h * w, 0.0, 1.0, 3);
         let plan = DnCnnFused::new(b, &model).unwrap();
@@ -233,8 +224,8 @@ fn f16_matches_twin(g: &GpuBackend, cases: &[(usize, usize, usize, usize, usize)
             DnCnn::new(&cpu, config, 7).unwrap(),
         );
         for (i, ((_, bg), (_, bc))) in mg.middle.iter().zip(&mc.middle).enumerate() {
-            randomize(g, bg, 100 + 10 * i as u64);
-            randomize(&cpu, bc, 100 + 10 * i as u64);
+            randomize_batchnorm(g, bg, 100 + 10 * i as u64);
+            randomize_batchnorm(&cpu, bc, 100 + 10 * i as u64);
         }
         let data = rng::uniform_vec(n * channels * h * w, 0.0, 1.0, 3);
         let (pg, pc) = (
@@ -362,7 +353,7 @@ fn folded_conv_equals_conv_then_batchnorm() {
     for with_bias in [false, true] {
         let conv = Conv2d::new(&b, "c", 5, 6, 3, p, with_bias, 4).unwrap();
         let bn = BatchNorm2d::new(&b, "bn", 6).unwrap();
-        randomize(&b, &bn, 9);
+        randomize_batchnorm(&b, &bn, 9);
         let x = b
             .upload(&[2, 5, 9, 11], &rng::uniform_vec(2 * 5 * 99, -1.0, 1.0, 5))
             .unwrap();

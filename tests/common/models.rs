@@ -11,7 +11,9 @@ use nnlab::autodiff::Param;
 use nnlab::backend::{read_blocking, Backend};
 use nnlab::models::dncnn::{DnCnn, DnCnnConfig};
 use nnlab::models::gan::{GanArch, GanConfig};
+use nnlab::nn::BatchNorm2d;
 use nnlab::rng;
+use nnlab::Tensor;
 
 /// The MNIST folder; a missing data set fails the test (CI always has ../shared/data).
 pub fn mnist_dir() -> PathBuf {
@@ -99,4 +101,18 @@ pub fn probe(
         );
     }
     worst
+}
+
+/// Give a BatchNorm random gamma, beta, running mean and running variance (far from the
+/// identity, so folding and growing are tested where they matter).
+pub fn randomize_batchnorm(b: &dyn Backend, bn: &BatchNorm2d, seed: u64) {
+    let c = bn.weight.shape()[0];
+    let set = |t: &Tensor, lo: f32, hi: f32, s: u64| {
+        b.assign(t, &b.upload(&[c], &rng::uniform_vec(c, lo, hi, s)).unwrap())
+            .unwrap()
+    };
+    set(bn.weight.value(), 0.5, 2.0, seed);
+    set(bn.bias.value(), -0.5, 0.5, seed + 1);
+    set(bn.running_mean.value(), -0.3, 0.3, seed + 2);
+    set(bn.running_var.value(), 0.2, 3.0, seed + 3);
 }
