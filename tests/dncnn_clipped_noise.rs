@@ -240,13 +240,19 @@ fn dark_bias_of_shipped(file: &str, channels: usize) -> f64 {
 #[test]
 fn the_shipped_blind_gray_model_keeps_a_dark_image_dark_under_clipped_noise() {
     let bias = dark_bias_of_shipped("dncnn_blind_gray.safetensors", 1);
-    assert!(bias.abs() <= 1.0, "mean output bias {bias:+.2} levels, outside +-1");
+    assert!(
+        bias.abs() <= 1.0,
+        "mean output bias {bias:+.2} levels, outside +-1"
+    );
 }
 
 #[test]
 fn the_shipped_blind_colour_model_keeps_a_dark_image_dark_under_clipped_noise() {
     let bias = dark_bias_of_shipped("dncnn_blind_color.safetensors", 3);
-    assert!(bias.abs() <= 1.0, "mean output bias {bias:+.2} levels, outside +-1");
+    assert!(
+        bias.abs() <= 1.0,
+        "mean output bias {bias:+.2} levels, outside +-1"
+    );
 }
 
 fn nnlab(args: &[&str]) -> (bool, String) {

@@ -11,12 +11,12 @@
 //! and its backward-weight is `backward_weight` with x and gy swapped. The kernels take the
 //! sizes of both sides explicitly, so output_padding (extra rows no window reaches) just works.
 
-#[cfg(target_arch = "x86_64")]
-use super::{conv_winograd, gemm_small};
 use super::{
     build_vec, conv_strided, deconv, host, new_tensor, par_chunks, par_for, par_map, sgemm,
     sgemm_ptr, simd, threads, with_scratch, CpuBackend,
 };
+#[cfg(target_arch = "x86_64")]
+use super::{conv_winograd, gemm_small};
 #[cfg(target_arch = "wasm32")]
 use super::{gemm_wasm, winograd_wasm};
 use crate::backend::*;
