@@ -190,85 +190,17 @@ pub(crate) unsafe fn tile_dispatch(
     }
 }
 
-/// NR rows of B x NV vectors of 16 rows of C^T: acc[j][v] = sum over kk < k of
-/// b[j ldb + kk] * at[kk lda + 16 v ..], stored at out[j ldo + 16 v ..] (C^T's rows).
+/// NR x NV accumulators over k: acc[j][v] = sum over kk < k of b[j ldj + kk ldk] *
+/// at[kk lda + 16 v ..], stored at out[j ldo + 16 v ..]; with ACC they are added to what out
+/// holds (C += B A, B read at any strides: the Winograd weight gradient sums over tiles so),
+/// without it they replace it (rows of C^T = B A^T with ldk 1: the Winograd per-point GEMMs and
+/// `gemm_small`). ACC is a const so that each use compiles to its own loop.
 ///
 /// # Safety
 /// AVX-512F; every address read or written lies in its allocation.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_bt<const NR: usize, const NV: usize>(
-    b: *const f32,
-    ldb: usize,
-    at: *const f32,
-    lda: usize,
-    k: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
-    let mut acc = [[_mm512_setzero_ps(); NV]; NR];
-    let mut ap = at;
-    for kk in 0..k {
-        let mut av = [_mm512_setzero_ps(); NV];
-        for (v, r) in av.iter_mut().enumerate() {
-            *r = _mm512_loadu_ps(ap.add(16 * v));
-        }
-        for (j, aj) in acc.iter_mut().enumerate() {
-            let bb = _mm512_set1_ps(*b.add(j * ldb + kk));
-            for (a, r) in aj.iter_mut().zip(&av) {
-                *a = _mm512_fmadd_ps(bb, *r, *a);
-            }
-        }
-        ap = ap.add(lda);
-    }
-    for (j, aj) in acc.iter().enumerate() {
-        for (v, a) in aj.iter().enumerate() {
-            _mm512_storeu_ps(out.add(j * ldo + 16 * v), *a);
-        }
-    }
-}
-
-/// `tile_bt::<nr, nv>` for nr in 1..=6, nv in 1..=4.
-///
-/// # Safety
-/// As `tile_bt`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn tile_bt_dispatch(
-    (nr, nv): (usize, usize),
-    b: *const f32,
-    ldb: usize,
-    at: *const f32,
-    lda: usize,
-    k: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
-    macro_rules! go {
-        ($nv:literal; $($r:literal),*) => {
-            match nr {
-                $($r => tile_bt::<$r, $nv>(b, ldb, at, lda, k, out, ldo),)*
-                _ => unreachable!(),
-            }
-        };
-    }
-    match nv {
-        1 => go!(1; 1, 2, 3, 4, 5, 6),
-        2 => go!(2; 1, 2, 3, 4, 5, 6),
-        3 => go!(3; 1, 2, 3, 4, 5, 6),
-        4 => go!(4; 1, 2, 3, 4, 5, 6),
-        _ => unreachable!(),
-    }
-}
-
-/// NR x NV accumulators added into out: out[j ldo + 16 v ..] += sum over kk < k of
-/// b[j ldj + kk ldk] * at[kk lda + 16 v ..] (a GEMM C += B A with B read at any strides: the
-/// Winograd weight gradient sums over tiles this way).
-///
-/// # Safety
-/// AVX-512F; every address read or written lies in its allocation.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_acc<const NR: usize, const NV: usize>(
+unsafe fn gemm_tile<const NR: usize, const NV: usize, const ACC: bool>(
     b: *const f32,
     (ldj, ldk): (usize, usize),
     at: *const f32,
@@ -278,9 +210,11 @@ unsafe fn tile_acc<const NR: usize, const NV: usize>(
     ldo: usize,
 ) {
     let mut acc = [[_mm512_setzero_ps(); NV]; NR];
-    for (j, aj) in acc.iter_mut().enumerate() {
-        for (v, a) in aj.iter_mut().enumerate() {
-            *a = _mm512_loadu_ps(out.add(j * ldo + 16 * v));
+    if ACC {
+        for (j, aj) in acc.iter_mut().enumerate() {
+            for (v, a) in aj.iter_mut().enumerate() {
+                *a = _mm512_loadu_ps(out.add(j * ldo + 16 * v));
+            }
         }
     }
     let (mut ap, mut bp) = (at, b);
@@ -305,12 +239,12 @@ unsafe fn tile_acc<const NR: usize, const NV: usize>(
     }
 }
 
-/// `tile_acc::<nr, nv>` for nr in 1..=6, nv in 1..=4.
+/// `gemm_tile::<nr, nv, ACC>` for nr in 1..=6, nv in 1..=4.
 ///
 /// # Safety
-/// As `tile_acc`.
+/// As `gemm_tile`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn tile_acc_dispatch(
+pub(crate) unsafe fn gemm_tile_dispatch<const ACC: bool>(
     (nr, nv): (usize, usize),
     b: *const f32,
     ld: (usize, usize),
@@ -323,7 +257,7 @@ pub(crate) unsafe fn tile_acc_dispatch(
     macro_rules! go {
         ($nv:literal; $($r:literal),*) => {
             match nr {
-                $($r => tile_acc::<$r, $nv>(b, ld, at, lda, k, out, ldo),)*
+                $($r => gemm_tile::<$r, $nv, ACC>(b, ld, at, lda, k, out, ldo),)*
                 _ => unreachable!(),
             }
         };

@@ -5,7 +5,7 @@
 //! matrices Cin x Cout); each work item (a sample, or a band of tile rows of a large image)
 //! copies its input rows channel-last with a zero border, and runs 6 tiles at a time: their
 //! patches transformed (V = B^T d B, vectors over the channels), the 16 GEMMs M = V U on
-//! `avx512::tile_bt` (V and M in L1), and each tile's A^T M A written pixel-major, then
+//! `avx512::gemm_tile` (V and M in L1), and each tile's A^T M A written pixel-major, then
 //! transposed into y's planes with the bias and ReLU.
 //!
 //! The sums differ from the direct conv's by float rounding only (the transforms hold 1/2, 1
@@ -23,7 +23,7 @@ use std::arch::x86_64::*;
 /// Floats per vector.
 const V: usize = 16;
 
-/// Tiles per GEMM (one `avx512::tile_bt` of 6 rows): their 16 transforms stay in L1.
+/// Tiles per GEMM (one `avx512::gemm_tile` of 6 rows): their 16 transforms stay in L1.
 const ROWS: usize = 6;
 
 /// Tiles per work item at most (a band of whole tile rows): its input rows, channel-last, and
@@ -324,7 +324,7 @@ pub(super) fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                                 // read), m nr rows of co16, du ci16 rows of co16 (rows c..c + nc,
                                 // columns o V..(o + nv) V written)
                                 unsafe {
-                                    avx512::tile_acc_dispatch(
+                                    avx512::gemm_tile_dispatch::<true>(
                                         (nc, nv),
                                         v.as_ptr().add(c),
                                         (1, ci16),

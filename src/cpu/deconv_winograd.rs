@@ -10,7 +10,7 @@
 //!   m0 = (d0 - d1) g0,  m1 = d1 (g0 + g1),  m2 = (d2 - d1) g1;  y0 = m0 + m1,  y1 = m1 + m2.
 //! In 2-D (both axes) a 2x2 block of a phase's outputs takes 9 products where the direct
 //! gather takes 16: per (phase, transform point) one GEMM (tiles x Cin) . (Cin x Cout) over
-//! the source channels, on `avx512::tile_bt`. A phase of 7 x 7 outputs (the DCGAN's 7 -> 14)
+//! the source channels, on `avx512::gemm_tile`. A phase of 7 x 7 outputs (the DCGAN's 7 -> 14)
 //! is 4 x 4 tiles, so 144 products per channel pair where the direct gather has 196.
 //!
 //! The source is copied once per sample channel-last with a zero border (the transforms are
@@ -31,7 +31,7 @@ const V: usize = 16;
 /// one phase's U, stay in L2.
 const GROUP: usize = 4;
 
-/// Tiles per GEMM: one `avx512::tile_bt` of 6 rows; their 9 transforms stay in L1.
+/// Tiles per GEMM: one `avx512::gemm_tile` of 6 rows; their 9 transforms stay in L1.
 const ROWS: usize = 6;
 
 /// Per phase of one axis, the kernel indices of its taps m = 1 and m = 0 (in that order),
@@ -292,7 +292,7 @@ fn source_channel_last(g: &ConvGeom, ci: usize, ci16: usize, gyn: &[f32], tmp: &
     };
 }
 
-/// m (rows x co16) = v (rows x ci16) . u (ci16 x co16), by `avx512::tile_bt` tiles of up to
+/// m (rows x co16) = v (rows x ci16) . u (ci16 x co16), by `avx512::gemm_tile` tiles of up to
 /// 6 rows x 4 vectors.
 pub(super) fn gemm(v: &[f32], u: &[f32], m: &mut [f32], (rows, k, n): (usize, usize, usize)) {
     assert!(v.len() >= rows * k && u.len() >= k * n && m.len() >= rows * n && n % V == 0);
@@ -306,10 +306,10 @@ pub(super) fn gemm(v: &[f32], u: &[f32], m: &mut [f32], (rows, k, n): (usize, us
             // SAFETY: AVX-512F; rows r..r + nr of v and m and columns j V..(j + nvt) V of u
             // and m lie inside the slices (checked above)
             unsafe {
-                avx512::tile_bt_dispatch(
+                avx512::gemm_tile_dispatch::<false>(
                     (nr, nvt),
                     v.as_ptr().add(r * k),
-                    k,
+                    (k, 1),
                     u.as_ptr().add(j * V),
                     n,
                     k,

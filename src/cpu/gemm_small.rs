@@ -135,10 +135,10 @@ fn matmul_bt_padded((m, n, k): (usize, usize, usize), at: &[f32], b: &[f32]) -> 
                         // SAFETY: AVX-512F (`applies`); reads rows n0 + j0 .. + nr of b
                         // (< n) over k, at's k rows of m16, writes ct's rows j0 .. + nr
                         unsafe {
-                            super::avx512::tile_bt_dispatch(
+                            super::avx512::gemm_tile_dispatch::<false>(
                                 (nr, nv),
                                 b.as_ptr().add((n0 + j0) * k),
-                                k,
+                                (k, 1),
                                 at.as_ptr().add(16 * v0),
                                 m16,
                                 k,
