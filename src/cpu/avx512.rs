@@ -1,6 +1,8 @@
-//! AVX-512 register tiles shared by the CPU's hand-written kernels (`deconv.rs`,
-//! `gemm_small.rs`): a block of outputs x 16-float vectors held in registers over a long sum,
-//! and a 16 x 16 transpose.
+//! AVX-512 register tiles shared by the CPU's hand-written kernels: `tile` (a block of output
+//! pixels x 16-channel vectors over the taps of a conv: `deconv.rs`, and through it
+//! `conv_strided.rs`; `gemm_small.rs`), `gemm_tile` (rows x 16-float vectors over a plain
+//! sum: the per-point GEMMs of `conv_winograd.rs` and `deconv_winograd.rs`; `gemm_small.rs`),
+//! and 16 x 16 transposes between channel-last and planar layouts.
 
 use std::arch::x86_64::*;
 
