@@ -41,6 +41,16 @@ pub(super) fn applies(g: &ConvGeom) -> bool {
         && g.cout.next_multiple_of(V) * 4 <= g.cout * 5
 }
 
+/// The tile grid of g's output (th x tw tiles of 2x2 pixels) cut into `bands` work items of
+/// `band` tile rows each (the last may be shorter), about ITEM_TILES tiles per item and the
+/// rows spread evenly: (th, tw, band, bands). `forward` and `backward_weight` cut alike.
+fn tile_bands(g: &ConvGeom) -> (usize, usize, usize, usize) {
+    let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
+    let band = (ITEM_TILES / tw).clamp(1, th);
+    let band = th.div_ceil(th.div_ceil(band));
+    (th, tw, band, th.div_ceil(band))
+}
+
 /// y (N, Cout, Ho, Wo) = conv(x, w) + bias, then max(0, .) with `relu`. Call only where
 /// `applies(g)`.
 pub(super) fn forward(
@@ -53,10 +63,7 @@ pub(super) fn forward(
     let (ci, co) = (g.cin, g.cout);
     let (ci16, co16) = (ci.next_multiple_of(V), co.next_multiple_of(V));
     let u = weight_transform(w, ci, co, (ci16, co16));
-    let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
-    let band = (ITEM_TILES / tw).clamp(1, th);
-    let band = th.div_ceil(th.div_ceil(band));
-    let bands = th.div_ceil(band);
+    let (th, tw, band, bands) = tile_bands(g);
     // a band's padded input rows (2 per tile row + 2) of ws pixels, channel-last
     let ws = 2 * tw + 2;
     let slen = (2 * band + 2) * ws * ci16;
@@ -243,10 +250,7 @@ const GRAD_TILES: usize = 64;
 pub(super) fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let (ci, co) = (g.cin, g.cout);
     let (ci16, co16) = (ci.next_multiple_of(V), co.next_multiple_of(V));
-    let (th, tw) = (g.ho.div_ceil(2), g.wo.div_ceil(2));
-    let band = (ITEM_TILES / tw).clamp(1, th);
-    let band = th.div_ceil(th.div_ceil(band));
-    let bands = th.div_ceil(band);
+    let (th, tw, band, bands) = tile_bands(g);
     let ws = 2 * tw + 2;
     let slen = (2 * band + 2) * ws * ci16;
     let tlen = (2 * band + 2) * g.w.max(g.wo) * ci16.max(co16);
