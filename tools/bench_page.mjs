@@ -77,10 +77,13 @@ function shippedShape(file) {
   return { depth, width };
 }
 
-/** FLOPs per pixel of the shipped blind DnCNN, gray (c = 1) or colour (c = 3): first and last
- * conv c <-> width, depth - 2 convs width -> width, all 3x3 (the direct conv's count). */
+/** The shipped blind DnCNN's file for c channels: gray (c = 1) or colour (c = 3). */
+const blindFile = (c) => (c === 1 ? 'dncnn_blind_gray.safetensors' : 'dncnn_blind_color.safetensors');
+
+/** FLOPs per pixel of the shipped blind DnCNN of c channels: first and last conv c <-> width,
+ * depth - 2 convs width -> width, all 3x3 (the direct conv's count). */
 function shippedFlopsPerPixel(c) {
-  const { depth, width } = shippedShape(c === 1 ? 'dncnn_blind_gray.safetensors' : 'dncnn_blind_color.safetensors');
+  const { depth, width } = shippedShape(blindFile(c));
   return 2 * 9 * (c * width + (depth - 2) * width * width + width * c);
 }
 
@@ -129,9 +132,12 @@ async function pageBench() {
       const h = Math.round((w * 3) / 4);
       // --gray: equal channels, so the page takes the blind gray model (its depth may differ)
       const gray = argv.includes('--gray');
-      const photo = rgbaPng(w, h, (x, y) => (gray ? [(x * 3 + y) % 256, (x * 3 + y) % 256, (x * 3 + y) % 256, 255] : [(x * 3 + y) % 256, (x + 2 * y) % 256, ((x ^ y) * 5) % 256, 255]));
+      const photo = rgbaPng(w, h, (x, y) => {
+        const v = (x * 3 + y) % 256;
+        return gray ? [v, v, v, 255] : [v, (x + 2 * y) % 256, ((x ^ y) * 5) % 256, 255];
+      });
       const r = await pageRun(browser, server.url, `photo-${w}x${h}.png`, photo, null);
-      const { depth, width } = shippedShape(gray ? 'dncnn_blind_gray.safetensors' : 'dncnn_blind_color.safetensors');
+      const { depth, width } = shippedShape(blindFile(gray ? 1 : 3));
       say(`  Denoise tab, ${w}x${h} ${gray ? 'gray' : 'colour'} (${((w * h) / 1e6).toFixed(1)} MP, model ${depth}x${width}), default workers: ${r.secs} s (${r.text.replace(/.* in /, 'in ')}); at that rate 12 MP takes ${((r.secs * 12e6) / (w * h)).toFixed(0)} s`);
     }
   } finally {
@@ -152,7 +158,8 @@ if (opt('rows', 'gemm,dncnn,dcgan')) {
   }
 }
 if (argv.includes('--page')) {
-  say(`nnlab Denoise tab (CPU backend, blind gray model, depth ${shippedShape('dncnn_blind_gray.safetensors').depth} width ${shippedShape('dncnn_blind_gray.safetensors').width}):`);
+  const { depth, width } = shippedShape(blindFile(1));
+  say(`nnlab Denoise tab (CPU backend, blind gray model, depth ${depth} width ${width}):`);
   await pageBench();
 }
 
