@@ -190,6 +190,8 @@ fn fixture() -> &'static Fixture {
         let g0 = weights::from_bytes(&gb).unwrap()[0].name.clone();
         write(&f.path("nan_g.safetensors"), &poisoned(&gb, &g0, f32::NAN));
         write(&f.path("nan_d.safetensors"), &db);
+        let d0 = weights::from_bytes(&db).unwrap()[0].name.clone();
+        write(&f.path("dnan.safetensors"), &poisoned(&db, &d0, f32::NAN));
         f
     })
 }
@@ -749,4 +751,60 @@ fn checkpoints_named_tmp_are_written_whole_and_stop_at_resumes() {
         ["run.tmp", "w.safetensors"],
         "no temporary file left"
     );
+}
+
+#[test]
+fn gan_rejection_sampling_and_its_d_fine_tune() {
+    let f = fixture();
+    let out = scratch("drs");
+    let (g, d, clf) = (
+        f.p("gan_g.safetensors"),
+        f.p("gan_d.safetensors"),
+        f.p("classifier.safetensors"),
+    );
+    // D alone against the fixed G: only D is written
+    let tuned = s(&out.join("tuned.safetensors"));
+    let o = nnlab(&[
+        "train", "gan", "--init", &g, "--d-only", "--steps", "2", "--batch", "4", "--out", &tuned,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("(G fixed)"), "{}", text(&o));
+    assert!(out.join("tuned_d.safetensors").exists());
+    assert!(!out.join("tuned.safetensors").exists());
+    // --d-only needs a trained pair and no EMA
+    fails(
+        &nnlab(&["train", "gan", "--d-only", "--steps", "1", "--out", &tuned]),
+        &["--d-only", "--init"],
+    );
+    let tuned_d = s(&out.join("tuned_d.safetensors"));
+    let eval = |gamma: &str, d: &str| {
+        nnlab(&[
+            "eval",
+            "gan",
+            "--model",
+            &g,
+            "--classifier",
+            &clf,
+            "--samples",
+            "10",
+            "--discriminator",
+            d,
+            "--drs-pool",
+            "20",
+            "--drs-gamma",
+            gamma,
+        ])
+    };
+    // a gamma that keeps nearly everything: one row more, with the count kept
+    let o = eval("-60", &tuned_d);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("rejection by D, gamma -60 (kept "),
+        "{}",
+        text(&o)
+    );
+    // one that keeps too few: a clear error, not fewer samples scored
+    fails(&eval("60", &d), &["gamma 60", "fewer than the 10"]);
+    // a D with NaN weights: refused, not used to pick samples
+    fails(&eval("0", &f.p("dnan.safetensors")), &["non-finite"]);
 }

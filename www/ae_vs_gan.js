@@ -2,38 +2,13 @@
 // reconstructions of held-out digits and its decodings of random codes, beside the GAN's
 // samples, each scored the same way (per-pixel MSE where there is an original to compare with,
 // classifier score and Frechet distance with the shipped classifier, class range).
-import { PIXELS } from './digits.js';
 import { $, fetchBytes } from './util.js';
-import { drawDigits, fmt } from './gan_tools.js';
-import { qualityHelpers, scoreDigits } from './quality_helpers.js';
+import { classRange, drawDigits, fmt, ganSamples } from './gan_tools.js';
+import { scoreGivenDigits } from './quality_helpers.js';
 
 const AE_URL = 'models/ae_plain_k2.safetensors';
 const N = 500;
-const CHUNK = 100;
 const SHOWN = 12;
-
-/**
- * Score `digits` (N x 784) in chunks with the GAN tab's quality numbers: on the CPU backend
- * over the helper workers (quality_helpers.js), else in the tabs' worker.
- */
-async function score({ call, kind, state }, digits) {
-  const helpers = await qualityHelpers(kind);
-  if (helpers) await scoreDigits(call, helpers, { digits, total: N, classifier: state.classifierBytes, pixels: PIXELS });
-  else for (let s = 0; s < N; s += CHUNK) await call('gan_quality_digits', s, digits.subarray(s * PIXELS, (s + CHUNK) * PIXELS));
-  return call('gan_quality_result');
-}
-
-/** The GAN's N samples (from z seeded by `seed`). */
-async function ganSamples(call, seed) {
-  const out = new Float32Array(N * PIXELS);
-  for (let s = 0; s < N; s += CHUNK) out.set(await call('gan_generate', await call('gan_sample_z', CHUNK, seed + s)), s * PIXELS);
-  return out;
-}
-
-const classRange = (q) => {
-  const p = [...q.histogram].map((c) => (100 * c) / q.samples);
-  return `${fmt(Math.min(...p), 1)}–${fmt(Math.max(...p), 1)}%`;
-};
 
 /** Rows of the table: [name, canvas id, digits, MSE or null]. */
 async function compare(tab) {
@@ -48,13 +23,13 @@ async function compare(tab) {
     ['real held-out digits (reference)', 'aevg-real', ae.originals, null],
     ['autoencoder: reconstructions', 'aevg-recon', ae.recon, ae.mse],
     ['autoencoder: random codes', 'aevg-random', ae.random, null],
-    [`GAN (${state.model.arch === 'dcgan' ? `DCGAN width ${state.model.width}` : 'dense'}, step ${state.step}): samples`, 'aevg-gan', await ganSamples(call, 31), null],
+    [`GAN (${state.model.arch === 'dcgan' ? `DCGAN width ${state.model.width}` : 'dense'}, step ${state.step}): samples`, 'aevg-gan', await ganSamples(call, N, 31), null],
   ];
   const table = [];
   for (const [name, id, digits, mse] of rows) {
     out.textContent = `scoring ${name}…`;
     drawDigits($(id), digits, SHOWN, SHOWN);
-    const q = await score(tab, digits);
+    const q = await scoreGivenDigits(tab, digits, N);
     table.push({ name, mse, q });
   }
   return table;

@@ -24,6 +24,7 @@ import {
   showQualityHistory,
 } from './gan_tools.js';
 import { setupAeVsGan } from './ae_vs_gan.js';
+import { setupRejection } from './gan_rejection.js';
 
 const CLASSIFIER_URL = 'models/classifier.safetensors';
 const PRETRAINED_G = 'models/gan_dcgan_g.safetensors';
@@ -108,6 +109,7 @@ export function setupGanTab(call) {
   setupQuality(tab);
   setupGame(tab);
   setupAeVsGan(tab);
+  setupRejection(tab);
   call('backend_info').then((info) => {
     tab.kind = info.kind; // 'cpu': the quality numbers go over helper workers
     showBackend(info);
@@ -159,7 +161,7 @@ function setButtons({ state, form }) {
   const running = state.loop.running;
   const idle = !running && !state.busy;
   $('gan-pause').disabled = !running;
-  for (const id of ['gan-train', 'gan-quick', 'gan-reset', 'gan-pretrained', 'gan-load', 'aevg-run']) $(id).disabled = !idle;
+  for (const id of ['gan-train', 'gan-quick', 'gan-reset', 'gan-pretrained', 'gan-load', 'aevg-run', 'drs-run']) $(id).disabled = !idle;
   for (const id of ['gan-save', 'gan-quality', 'gan-game-new', 'gan-neigh-again']) $(id).disabled = !idle || !has;
   form.dataset.running = String(running);
   form.dataset.busy = String(!idle);

@@ -29,6 +29,19 @@ export const GROUPS = ['p', 'q', 'r'];
 
 export const fmt = (v, d = 3) => (v == null || !Number.isFinite(v) ? String(v) : v.toFixed(d));
 
+/** The smallest and largest class share of a quality answer, as "a–b%". */
+export const classRange = (q) => {
+  const p = [...q.histogram].map((c) => (100 * c) / q.samples);
+  return `${fmt(Math.min(...p), 1)}–${fmt(Math.max(...p), 1)}%`;
+};
+
+/** `n` samples of the GAN (its average where one is kept), z seeded by `seed`, in chunks of 100. */
+export async function ganSamples(call, n, seed) {
+  const out = new Float32Array(n * PIXELS);
+  for (let s = 0; s < n; s += 100) out.set(await call('gan_generate', await call('gan_sample_z', Math.min(100, n - s), seed + s)), s * PIXELS);
+  return out;
+}
+
 // ---------------------------------------------------------------- drawing
 
 /** Draw `count` digits (784 values in [0, 1] each) on `canvas` in `cols` columns. */

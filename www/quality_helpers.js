@@ -3,7 +3,7 @@
 // and, to score samples, a copy of G; chunks of digits are handed out as each helper finishes
 // one. The tabs' worker keeps the chunks in sample order (`gan_quality_keep`) and computes the
 // numbers, so they do not depend on how many helpers there were (sample i's z depends on i alone).
-import { pageDigitBytes } from './digits.js';
+import { PIXELS, pageDigitBytes } from './digits.js';
 import { nextChunk } from './loop.js';
 import { allLanes, helperCount, sharedHelpers } from './workers.js';
 
@@ -71,4 +71,16 @@ export function scoreSamples(call, helpers, { total, seed, g, dist, classifier, 
 export function scoreDigits(call, helpers, { digits, total, classifier, pixels }) {
   const part = (h, start, count) => h.worker.call('gan_quality_digits_part', start, digits.subarray(start * pixels, (start + count) * pixels));
   return spread(call, helpers, total, { load: (h) => loadScorer(h, classifier), part, live: () => true, onProgress: () => {} });
+}
+
+/**
+ * Score `total` given digits (`total` x 784 in [0, 1]) with the GAN tab's quality numbers: on
+ * the CPU backend over the helper workers, else in chunks in the tabs' worker. Resolves to
+ * `gan_quality_result`'s answer.
+ */
+export async function scoreGivenDigits({ call, kind, state }, digits, total, chunk = 100) {
+  const helpers = await qualityHelpers(kind);
+  if (helpers) await scoreDigits(call, helpers, { digits, total, classifier: state.classifierBytes, pixels: PIXELS });
+  else for (let s = 0; s < total; s += chunk) await call('gan_quality_digits', s, digits.subarray(s * PIXELS, (s + chunk) * PIXELS));
+  return call('gan_quality_result');
 }

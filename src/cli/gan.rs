@@ -21,6 +21,7 @@ use crate::models::gan::{
 use crate::models::gan_metrics::{
     class_histogram, class_share_range, classifier_score, frechet_distance,
 };
+use crate::models::gan_rejection;
 use crate::models::gan_tricks::{self as gan_tricks, Perturbation, Tricks};
 use crate::models::Classifier;
 use crate::nn::{Adam, Module, Optimizer};
@@ -119,6 +120,11 @@ pub struct TrainArgs {
     /// step per training step)
     #[arg(long)]
     pub sn: bool,
+    /// train only D, against the fixed G of --init drawn in inference mode (as `eval gan` draws
+    /// it): the D that `eval gan --discriminator` uses for rejection sampling; only D is saved
+    /// (as <stem of --out>_d.safetensors)
+    #[arg(long)]
+    pub d_only: bool,
     /// keep an exponential moving average of G's weights with this decay (e.g. 0.999) and save
     /// it as <stem>_ema.safetensors (BatchNorm statistics recomputed for it); 0 = off
     #[arg(long, default_value_t = 0.0)]
@@ -182,6 +188,23 @@ pub struct EvalArgs {
     /// image (.png or .jpg)
     #[arg(long)]
     pub grid: Option<PathBuf>,
+    /// discriminator rejection sampling (Azadi et al. 2019) with this D weights file (the one
+    /// trained with the models): each model gets a row more per --drs-gamma, of samples kept
+    /// with a probability that grows with D's logit
+    #[arg(long)]
+    pub discriminator: Option<PathBuf>,
+    /// rejection sampling's gamma, comma-separated (0: close to the exact rule exp(logit - max);
+    /// larger keeps fewer samples, negative more)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0",
+        allow_negative_numbers = true
+    )]
+    pub drs_gamma: Vec<f32>,
+    /// rejection sampling draws a pool of this many times --samples candidates
+    #[arg(long, default_value_t = 10)]
+    pub drs_pool: usize,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -274,6 +297,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
         )));
     }
     let tricks = tricks(&a)?;
+    if a.d_only && (a.init.is_none() || a.ema > 0.0) {
+        return Err(Error::Invalid(
+            "--d-only trains D against a trained G: it needs --init (G and its D) and no --ema"
+                .into(),
+        ));
+    }
     let config = match &a.init {
         Some(p) => {
             let bytes = crate::weights::read_file(p)?;
@@ -298,7 +327,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         checks::f32_bytes(&[a.batch, 2 * PIXELS + config.latent]),
     )?;
     // what this run writes can be written, found before the training rather than after
-    crate::files::check_writable(&a.out)?;
+    if !a.d_only {
+        crate::files::check_writable(&a.out)?;
+    }
     crate::files::check_writable(&d_path(&a.out))?;
     if a.ema > 0.0 {
         crate::files::check_writable(&ema_path(&a.out))?;
@@ -366,7 +397,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
         a.weight_init, a.lr_decay_to, tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
     );
     println!(
-        "training a {:?} GAN ({:?} loss, latent {} {:?}, width {}, extra stride-1 conv in G {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
+        "training {}a {:?} GAN ({:?} loss, latent {} {:?}, width {}, extra stride-1 conv in G {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
+        if a.d_only { "only D (G fixed) of " } else { "" },
         config.arch,
         l,
         config.latent,
@@ -399,18 +431,20 @@ pub fn train(a: TrainArgs) -> Result<()> {
             a.seed,
             step as u64,
         )?;
-        let out = gan::train_step_with(
-            b,
-            &gen,
-            &disc,
-            &mut opt_g,
-            &mut opt_d,
-            l,
-            &tricks,
-            &x,
-            &z,
-            a.seed.wrapping_mul(7_919).wrapping_add(step as u64),
-        )?;
+        let seed = a.seed.wrapping_mul(7_919).wrapping_add(step as u64);
+        let out = if a.d_only {
+            let d = gan::train_d_fixed_g(b, &gen, &disc, &mut opt_d, l, &tricks, &x, &z, seed)?;
+            StepOutput {
+                d_loss: d.d_loss,
+                g_loss: b.fill(&[1], 0.0)?,
+                real_out: d.real_out,
+                fake_out: d.fake_out,
+            }
+        } else {
+            gan::train_step_with(
+                b, &gen, &disc, &mut opt_g, &mut opt_d, l, &tricks, &x, &z, seed,
+            )?
+        };
         if let Some(e) = &ema {
             gan_tricks::ema_update(b, e, &gen, a.ema)?;
         }
@@ -427,12 +461,16 @@ pub fn train(a: TrainArgs) -> Result<()> {
         cnt += 1;
         if last.elapsed().as_secs_f64() >= 15.0 || step + 1 == a.steps {
             let el = start.elapsed().as_secs_f64();
+            let g_loss = if a.d_only {
+                "(G fixed)".to_string()
+            } else {
+                format!("{:.3}", gsum / cnt as f64)
+            };
             println!(
-                "step {}/{}  D loss {:.3}  G loss {:.3}  D accuracy {:.1}%  {:.2} steps/s  elapsed {}  ETA {}",
+                "step {}/{}  D loss {:.3}  G loss {g_loss}  D accuracy {:.1}%  {:.2} steps/s  elapsed {}  ETA {}",
                 step + 1,
                 a.steps,
                 dsum / cnt as f64,
-                gsum / cnt as f64,
                 100.0 * asum / cnt as f64,
                 (step + 1) as f64 / el,
                 hms(el),
@@ -451,7 +489,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
     meta.insert("latent_dist".to_string(), format!("{:?}", a.latent_dist));
     meta.insert("train_seconds".to_string(), format!("{secs:.0}"));
     meta.insert("steps".to_string(), a.steps.to_string());
-    crate::weights::save_file(b, &gen.state(), &a.out, Some(meta.clone()))?;
+    if !a.d_only {
+        crate::weights::save_file(b, &gen.state(), &a.out, Some(meta.clone()))?;
+    }
     let mut d_meta = meta.clone();
     if dropout > 0.0 {
         d_meta.insert(gan::DROPOUT_KEY.to_string(), dropout.to_string());
@@ -470,12 +510,20 @@ pub fn train(a: TrainArgs) -> Result<()> {
         crate::finite::check_output("the generator", &digits)?;
         images::save_image(p, &grid_image(&digits)?)?;
     }
-    println!(
-        "trained in {}; generator -> {}, discriminator -> {}",
-        hms(secs),
-        a.out.display(),
-        d_path(&a.out).display()
-    );
+    if a.d_only {
+        println!(
+            "trained D in {}; discriminator -> {}",
+            hms(secs),
+            d_path(&a.out).display()
+        );
+    } else {
+        println!(
+            "trained in {}; generator -> {}, discriminator -> {}",
+            hms(secs),
+            a.out.display(),
+            d_path(&a.out).display()
+        );
+    }
     Ok(())
 }
 
@@ -523,6 +571,70 @@ pub fn load_generator(b: &dyn Backend, path: &Path) -> Result<Generator> {
     load().map_err(|e| crate::weights::in_file(&path, e))
 }
 
+/// Load a discriminator for generators of `config` (minibatch dispersion and spectral norm as
+/// its file has them; inference only, so no dropout).
+fn load_discriminator(b: &dyn Backend, config: GanConfig, path: &Path) -> Result<Discriminator> {
+    let path = model_file(path)?;
+    let bytes = crate::weights::read_file(&path)?;
+    let load = || -> Result<Discriminator> {
+        let (mbstd, sn) = gan::d_options_from_tensors(&crate::weights::from_bytes(&bytes)?);
+        let disc = Discriminator::with_options(b, config, 0, mbstd, sn)?;
+        crate::weights::load_params(b, &disc.state(), &bytes)?;
+        Ok(disc)
+    };
+    load().map_err(|e| crate::weights::in_file(&path, e))
+}
+
+/// `n` digits of `gen`, from latent seed `seed`, in chunks of 500.
+fn generate_digits(
+    b: &dyn Backend,
+    gen: &Generator,
+    n: usize,
+    dist: Latent,
+    seed: u64,
+) -> Result<Vec<f32>> {
+    let mut digits = Vec::with_capacity(n * PIXELS);
+    for start in (0..n).step_by(500) {
+        let m = (start + 500).min(n) - start;
+        let z = gan::sample_z(
+            m,
+            gen.config.latent,
+            dist,
+            seed.wrapping_mul(7).wrapping_add(start as u64),
+        );
+        digits.extend(read_blocking(b, &gan::generate(b, gen, &z)?)?);
+    }
+    Ok(digits)
+}
+
+/// Discriminator rejection sampling: the first `n` digits kept from a pool of `pool` samples
+/// of `gen` (see `gan_rejection`), and how many of the pool were kept.
+#[allow(clippy::too_many_arguments)]
+fn drs_digits(
+    b: &dyn Backend,
+    gen: &Generator,
+    disc: &Discriminator,
+    n: usize,
+    pool: usize,
+    gamma: f32,
+    dist: Latent,
+    seed: u64,
+) -> Result<(Vec<f32>, usize)> {
+    let digits = generate_digits(b, gen, pool, dist, seed ^ 0x5eed_d125)?;
+    let mut logits = Vec::with_capacity(pool);
+    for chunk in digits.chunks(500 * PIXELS) {
+        logits.extend(read_blocking(b, &gan::discriminate(b, disc, chunk)?)?);
+    }
+    let (kept, total) = gan_rejection::select(&logits, gamma, seed, n).map_err(|e| match e {
+        Error::Invalid(m) => Error::Invalid(format!("{m} or raise --drs-pool")),
+        e => e,
+    })?;
+    let out = (kept.iter())
+        .flat_map(|&i| digits[i * PIXELS..(i + 1) * PIXELS].to_vec())
+        .collect();
+    Ok((out, total))
+}
+
 /// `nnlab eval gan`.
 pub fn eval(a: EvalArgs) -> Result<()> {
     if a.samples < 10 {
@@ -539,6 +651,19 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let gens = (a.model.iter())
         .map(|p| Ok((p, load_generator(b, p)?)))
         .collect::<Result<Vec<_>>>()?;
+    // and the discriminator for rejection sampling, built for each generator's shape
+    let discs = (gens.iter())
+        .map(|(_, g)| match &a.discriminator {
+            Some(dp) => load_discriminator(b, g.config, dp).map(Some),
+            None => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if a.discriminator.is_some() {
+        checks::check_memory(
+            &format!("--drs-pool {}", a.drs_pool),
+            checks::f32_bytes(&[a.samples, a.drs_pool, PIXELS]),
+        )?;
+    }
     if let (Some(p), Some((_, gen))) = (&a.grid, gens.first()) {
         images::OutputFormat::from_path(p)?;
         let z = gan::sample_z(64, gen.config.latent, latent(a.latent_dist), GRID_SEED);
@@ -591,23 +716,37 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         "real digits (ceiling)".to_string(),
         row("real digits (ceiling)", &real_probs, &real_feats)?,
     )];
+    let mut discs = discs.into_iter();
     for (path, gen) in gens {
-        let mut digits = Vec::with_capacity(n * PIXELS);
-        for start in (0..n).step_by(500) {
-            let m = (start + 500).min(n) - start;
-            let z = gan::sample_z(
-                m,
-                gen.config.latent,
-                latent(a.latent_dist),
-                a.seed.wrapping_mul(7).wrapping_add(start as u64),
-            );
-            digits.extend(read_blocking(b, &gan::generate(b, &gen, &z)?)?);
-        }
+        let digits = generate_digits(b, &gen, n, latent(a.latent_dist), a.seed)?;
         crate::finite::check_output(&format!("the generator {}", path.display()), &digits)?;
         let (p, f) = classify(b, &clf, &digits)?;
         let name = path.display().to_string();
         let h = row(&name, &p, &f)?;
         hists.push((name, h));
+        let Some(disc) = discs.next().flatten() else {
+            continue;
+        };
+        let pool = n.saturating_mul(a.drs_pool);
+        for &gamma in &a.drs_gamma {
+            let (digits, kept) = drs_digits(
+                b,
+                &gen,
+                &disc,
+                n,
+                pool,
+                gamma,
+                latent(a.latent_dist),
+                a.seed,
+            )?;
+            let (p, f) = classify(b, &clf, &digits)?;
+            let name = format!(
+                "{} + rejection by D, gamma {gamma} (kept {kept} of {pool})",
+                path.display()
+            );
+            let h = row(&name, &p, &f)?;
+            hists.push((name, h));
+        }
     }
     println!("\nclass histograms (the classifier's label of each digit):");
     for (name, h) in hists {

@@ -827,12 +827,47 @@ pub fn train_d_half(
     z: &Tensor,
     seed: u64,
 ) -> Result<DHalf> {
+    d_step(b, gen, true, disc, opt_d, loss, tricks, x, z, seed)
+}
+
+/// D's update against a fixed G whose samples are drawn in inference mode (BatchNorm's running
+/// statistics), as `generate` draws them: the D that rejection sampling (`gan_rejection`) uses
+/// is trained on after the GAN (Azadi et al. 2019) against the G it will filter.
+#[allow(clippy::too_many_arguments)]
+pub fn train_d_fixed_g(
+    b: &dyn Backend,
+    gen: &Generator,
+    disc: &Discriminator,
+    opt_d: &mut dyn Optimizer,
+    loss: GanLoss,
+    tricks: &Tricks,
+    x: &Tensor,
+    z: &Tensor,
+    seed: u64,
+) -> Result<DHalf> {
+    d_step(b, gen, false, disc, opt_d, loss, tricks, x, z, seed)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn d_step(
+    b: &dyn Backend,
+    gen: &Generator,
+    g_training: bool,
+    disc: &Discriminator,
+    opt_d: &mut dyn Optimizer,
+    loss: GanLoss,
+    tricks: &Tricks,
+    x: &Tensor,
+    z: &Tensor,
+    seed: u64,
+) -> Result<DHalf> {
     // spectral norm: one power-iteration step on D's current weights, before its forward passes
     disc.power_iteration(b)?;
     // G runs without a tape (its output is a constant here)
     let fake = {
         let mut g = Graph::new(b);
         g.set_grad_enabled(false);
+        g.set_training(g_training);
         let zv = g.constant(z.clone());
         let f = gen.forward(&mut g, zv)?;
         g.value(f)?.clone()
@@ -881,6 +916,17 @@ pub fn generate(b: &dyn Backend, gen: &Generator, z: &[f32]) -> Result<Tensor> {
     let f = gen.forward(&mut g, zv)?;
     // [-1, 1] -> [0, 1]
     b.affine(g.value(f)?, 0.5, 0.5)
+}
+
+/// D's logits (N, 1) for digits in [0, 1] (N, 784), in inference mode (no dropout).
+pub fn discriminate(b: &dyn Backend, disc: &Discriminator, digits: &[f32]) -> Result<Tensor> {
+    let n = digits.len() / PIXELS;
+    let mut g = Graph::new(b);
+    g.set_grad_enabled(false);
+    g.set_training(false);
+    let x = g.constant(b.upload(&[n, PIXELS], &to_tanh_range(digits))?);
+    let o = disc.forward(&mut g, x)?;
+    Ok(g.value(o)?.clone())
 }
 
 /// Architecture, latent size and width of a generator weights file.

@@ -24,6 +24,7 @@ use crate::models::gan::{
     self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, WeightInit,
 };
 use crate::models::gan_metrics::{class_histogram, classifier_score, frechet_distance};
+use crate::models::gan_rejection;
 use crate::models::gan_tricks::{self, Perturbation, Tricks};
 use crate::models::{Classifier, ClassifierConfig};
 use crate::nn::{Adam, Module, Optimizer};
@@ -673,6 +674,65 @@ pub async fn gan_generate(z: Vec<f32>) -> Result<Float32Array, JsError> {
     Ok(Float32Array::from(&out[..]))
 }
 
+/// Most samples one rejection-sampling pool may hold (2 GB of digits would not fit a tab).
+const MAX_POOL: usize = 20_000;
+
+/// Discriminator rejection sampling (Azadi et al. 2019; `models::gan_rejection`): `pool`
+/// samples of G (its average when one is kept) from latent seed `seed`, D's logit of each, and
+/// the first `n` of those kept at `gamma`. Resolves to `{digits, kept, pool}` (digits: n x 784
+/// in [0, 1], kept: how many of the pool were kept); an error when fewer than `n` are kept or D
+/// is a least-squares one (its output is not a logit).
+#[wasm_bindgen]
+pub async fn gan_rejection_sample(
+    n: usize,
+    pool: usize,
+    gamma: f32,
+    seed: u32,
+) -> Result<JsValue, JsError> {
+    if n == 0 || pool < n || pool > MAX_POOL {
+        return Err(invalid(format!(
+            "rejection sampling: need 1 <= n <= pool <= {MAX_POOL}, got n {n}, pool {pool}"
+        )));
+    }
+    let gan = current()?;
+    let b = backend()?;
+    if gan.borrow().loss == GanLoss::LeastSquares {
+        return Err(invalid(
+            "rejection sampling needs a cross-entropy D (a least-squares D's output is not a log density ratio)",
+        ));
+    }
+    let (mut digits, mut logits) = (Vec::with_capacity(pool * PIXELS), Vec::with_capacity(pool));
+    for start in (0..pool).step_by(MAX_CHUNK) {
+        let m = (start + MAX_CHUNK).min(pool) - start;
+        let t = {
+            let mut gm = gan
+                .try_borrow_mut()
+                .map_err(|_| invalid("the GAN is busy"))?;
+            let z = gan::sample_z(
+                m,
+                gm.gen.config.latent,
+                gm.latent,
+                (seed as u64).wrapping_mul(7_919).wrapping_add(start as u64),
+            );
+            gan::generate(b.as_ref(), sampler(b.as_ref(), &mut gm)?, &z).map_err(err)?
+        };
+        let x = b.read(&t).await.map_err(err)?;
+        crate::finite::check_output("the generator", &x).map_err(err)?;
+        let t = gan::discriminate(b.as_ref(), &gan.borrow().disc, &x).map_err(err)?;
+        logits.extend(b.read(&t).await.map_err(err)?);
+        digits.extend(x);
+    }
+    let (kept, total) = gan_rejection::select(&logits, gamma, seed as u64, n).map_err(err)?;
+    let out: Vec<f32> = (kept.iter())
+        .flat_map(|&i| digits[i * PIXELS..(i + 1) * PIXELS].iter().copied())
+        .collect();
+    let o = Object::new();
+    set(&o, "digits", Float32Array::from(&out[..]));
+    set(&o, "kept", total as u32);
+    set(&o, "pool", pool as u32);
+    Ok(o.into())
+}
+
 /// `steps` latent vectors from `a` to `b` (both ends included), linear or spherical.
 #[wasm_bindgen]
 pub fn gan_interpolate(
@@ -745,15 +805,8 @@ pub async fn gan_discriminate(digits: Vec<f32>) -> Result<Float32Array, JsError>
     let b = backend()?;
     let (t, loss) = {
         let gm = gan.borrow();
-        let mut g = Graph::new(b.as_ref());
-        g.set_grad_enabled(false);
-        g.set_training(false);
-        let x = g.constant(
-            b.upload(&[n, PIXELS], &gan::to_tanh_range(&digits))
-                .map_err(err)?,
-        );
-        let o = gm.disc.forward(&mut g, x).map_err(err)?;
-        (g.value(o).map_err(err)?.clone(), gm.loss)
+        let t = gan::discriminate(b.as_ref(), &gm.disc, &digits).map_err(err)?;
+        (t, gm.loss)
     };
     let out = b.read(&t).await.map_err(err)?;
     crate::finite::check_output("the discriminator", &out).map_err(err)?;

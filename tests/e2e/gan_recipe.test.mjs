@@ -2,7 +2,8 @@
 // "Quick start" trains with its preset (samples from the moving average of G) and the class histogram of scored samples is drawn beside
 // the classifier score and Frechet distance while training; the latent tools and "Real or Fake?"
 // work on the model trained in the tab; D's training options (label smoothing, minibatch
-// dispersion, smoothness term, FGSM real digits) train a few finite steps.
+// dispersion, smoothness term, FGSM real digits) train a few finite steps; "Rejection by D"
+// scores kept samples beside G's own, on the tab-trained GAN and on the pretrained one.
 // Run: node --test tests/e2e/gan_recipe.test.mjs   (after ./build.sh build)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +23,29 @@ const cellClick = async (page, k) => {
   await page.locator('#gan-grid').click({ position: { x: ((k % 8) * 58 + 28) * s, y: (Math.floor(k / 8) * 58 + 28) * s } });
   await stopped(page);
 };
+
+/** "Rejection by D" on the current G and D: two scored rows, D kept part of the pool. */
+async function rejectionByD(page, label) {
+  await page.click('#drs-run');
+  await page.waitForSelector('#drs-table[data-rows="2"], #gan-error:not([hidden])', { timeout: 300_000 });
+  await stopped(page);
+  assert.equal(await page.isVisible('#gan-error'), false, `no error: ${await page.textContent('#gan-error')}`);
+  const rows = await page.$$eval('#drs-table tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  const note = await page.textContent('#drs-out');
+  console.log(`rejection by D (${label}):\n${rows.map((r) => r.join(' | ')).join('\n')}\n${note}`);
+  for (const r of rows) assert.ok(Number(r[1]) >= 1 && Number(r[1]) <= 10 && Number(r[2]) >= 0, `score and distance: ${r}`);
+  const [, kept, pool] = rows[1][0].match(/kept (\d+) of (\d+)/).map(Number);
+  assert.ok(kept >= 500 && kept < pool, `D kept part of the pool: ${rows[1][0]}`);
+  assert.match(note, /^D kept \d+% of G's samples/);
+  for (const id of ['drs-plain', 'drs-kept']) assert.equal(await page.isVisible(`#${id}`), true, `${id} drawn`);
+  // a gamma that keeps too few: a clear message, no table from fewer samples
+  await page.fill('#drs-gamma', '40');
+  await page.click('#drs-run');
+  await page.waitForSelector('#gan-error:not([hidden])', { timeout: 120_000 });
+  assert.match(await page.textContent('#gan-error'), /kept \d+ of 5000 samples, fewer than the 500 asked for: lower gamma/);
+  await stopped(page);
+  await page.fill('#drs-gamma', '0');
+}
 
 test('GAN tab, CPU path: quick start draws the class histogram while training; latent tools and the game on the tab-trained model; D options train', async () => {
   const { page, foreign, problems } = await openPage(S, { args: NO_WEBGPU, hash: '#gan', ignoreLoadFailures: { test: (url) => !OUR_ASSETS.test(url) } });
@@ -59,6 +83,7 @@ test('GAN tab, CPU path: quick start draws the class histogram while training; l
   await page.click('#gan-game-check');
   assert.match(await page.textContent('#gan-game-out'), /You: \d\/8 right\. D: \d\/8 right/);
   await page.screenshot({ path: join(OUT, 'gan-quickstart.png'), fullPage: true });
+  await rejectionByD(page, 'the dense GAN trained here');
 
   // D's options: a DCGAN with all of them trains a few finite steps
   await page.uncheck('#gan-quality-auto');
@@ -84,7 +109,7 @@ test('GAN tab, CPU path: quick start draws the class histogram while training; l
   assert.deepEqual(problems, []);
 });
 
-test('GAN tab, CPU path: the Autoencoder vs GAN panel draws four strips and scores each', async () => {
+test('GAN tab, CPU path: the Autoencoder vs GAN panel draws four strips and scores each; rejection by D on the pretrained pair', async () => {
   const { page, foreign, problems } = await openPage(S, { args: NO_WEBGPU, hash: '#gan', ignoreLoadFailures: { test: (url) => !OUR_ASSETS.test(url) && !/ae_plain_k2/.test(url) } });
   await page.waitForSelector('#gan-backend[data-kind="cpu"]', { timeout: 60_000 });
   await page.click('#aevg-run');
@@ -100,6 +125,8 @@ test('GAN tab, CPU path: the Autoencoder vs GAN panel draws four strips and scor
   for (const id of ['aevg-real', 'aevg-recon', 'aevg-random', 'aevg-gan']) assert.equal(await page.isVisible(`#${id}`), true, `${id} drawn`);
   assert.match(await page.textContent('#aevg-out'), /autoencoder copies a given digit/);
   await page.screenshot({ path: join(OUT, 'gan-ae-vs-gan.png'), fullPage: true });
+  await rejectionByD(page, 'the pretrained DCGAN');
+  await page.screenshot({ path: join(OUT, 'gan-rejection.png'), fullPage: true });
   assert.deepEqual(foreign, []);
   assert.deepEqual(problems, []);
 });
