@@ -101,7 +101,7 @@ mod tests {
         let (k, total) = select(&l, -60.0, 1, 50).unwrap();
         assert_eq!((k, total), ((0..50).collect::<Vec<_>>(), 200));
         let (k, total) = select(&l, 0.0, 1, 5).unwrap();
-        assert!(k.len() == 5 && total >= 5 && total < 200 && k.windows(2).all(|w| w[0] < w[1]));
+        assert!(k.len() == 5 && (5..200).contains(&total) && k.windows(2).all(|w| w[0] < w[1]));
         let e = select(&l, 60.0, 1, 5).unwrap_err().to_string();
         assert!(e.contains("fewer than the 5"), "{e}");
     }
