@@ -299,8 +299,19 @@ fn a_step_in_two_halves_equals_one_step() {
                     &b, &g1, &d1, &mut og1, &mut od1, loss, &tricks, &x, &z, step,
                 )
                 .unwrap();
-                let d =
-                    gan::train_d_half(&b, &g2, &d2, &mut od2, loss, &tricks, &x, &z, step).unwrap();
+                let d = gan::train_d(
+                    &b,
+                    &g2,
+                    gan::GSamples::Training,
+                    &d2,
+                    &mut od2,
+                    loss,
+                    &tricks,
+                    &x,
+                    &z,
+                    step,
+                )
+                .unwrap();
                 // the page reads D's half back before G's half starts
                 let d_loss = read_blocking(&b, &d.d_loss).unwrap();
                 let g_loss = gan::train_g_half(&b, &g2, &d2, &mut og2, loss, &z).unwrap();

@@ -433,7 +433,18 @@ pub fn train(a: TrainArgs) -> Result<()> {
         )?;
         let seed = a.seed.wrapping_mul(7_919).wrapping_add(step as u64);
         let out = if a.d_only {
-            let d = gan::train_d_fixed_g(b, &gen, &disc, &mut opt_d, l, &tricks, &x, &z, seed)?;
+            let d = gan::train_d(
+                b,
+                &gen,
+                gan::GSamples::Inference,
+                &disc,
+                &mut opt_d,
+                l,
+                &tricks,
+                &x,
+                &z,
+                seed,
+            )?;
             StepOutput {
                 d_loss: d.d_loss,
                 g_loss: b.fill(&[1], 0.0)?,

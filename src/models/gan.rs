@@ -780,7 +780,7 @@ pub fn train_step(
 }
 
 /// `train_step` with the training options of `gan_tricks` (label smoothing, D smoothness,
-/// FGSM real digits); `seed` draws the smoothness term's random start. It is `train_d_half`
+/// FGSM real digits); `seed` draws the smoothness term's random start. It is `train_d`
 /// then `train_g_half` on the same z.
 #[allow(clippy::too_many_arguments)]
 pub fn train_step_with(
@@ -795,7 +795,18 @@ pub fn train_step_with(
     z: &Tensor,
     seed: u64,
 ) -> Result<StepOutput> {
-    let d = train_d_half(b, gen, disc, opt_d, loss, tricks, x, z, seed)?;
+    let d = train_d(
+        b,
+        gen,
+        GSamples::Training,
+        disc,
+        opt_d,
+        loss,
+        tricks,
+        x,
+        z,
+        seed,
+    )?;
     let g_loss = train_g_half(b, gen, disc, opt_g, loss, z)?;
     Ok(StepOutput {
         d_loss: d.d_loss,
@@ -812,47 +823,26 @@ pub struct DHalf {
     pub fake_out: Tensor,
 }
 
-/// The first half of a training step: D on real `x` (N, 784 in [-1, 1]) and G(z) (detached),
-/// and D's update. The page runs the halves as separate calls on a slow adapter (Pause waits
-/// for one half, not a whole step); run back to back they are `train_step_with`.
-#[allow(clippy::too_many_arguments)]
-pub fn train_d_half(
-    b: &dyn Backend,
-    gen: &Generator,
-    disc: &Discriminator,
-    opt_d: &mut dyn Optimizer,
-    loss: GanLoss,
-    tricks: &Tricks,
-    x: &Tensor,
-    z: &Tensor,
-    seed: u64,
-) -> Result<DHalf> {
-    d_step(b, gen, true, disc, opt_d, loss, tricks, x, z, seed)
+/// How D's update draws G's samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GSamples {
+    /// in training mode (BatchNorm's batch statistics), as in a GAN step
+    Training,
+    /// in inference mode (BatchNorm's running statistics), as `generate` draws them: for a D
+    /// trained on against a fixed G, the D that rejection sampling (`gan_rejection`) uses
+    /// (Azadi et al. 2019)
+    Inference,
 }
 
-/// D's update against a fixed G whose samples are drawn in inference mode (BatchNorm's running
-/// statistics), as `generate` draws them: the D that rejection sampling (`gan_rejection`) uses
-/// is trained on after the GAN (Azadi et al. 2019) against the G it will filter.
+/// D's update on real `x` (N, 784 in [-1, 1]) and G(z) (detached), G's samples drawn as
+/// `samples` says. With `GSamples::Training` it is the first half of a training step: the page
+/// runs the halves as separate calls on a slow adapter (Pause waits for one half, not a whole
+/// step); run back to back they are `train_step_with`.
 #[allow(clippy::too_many_arguments)]
-pub fn train_d_fixed_g(
+pub fn train_d(
     b: &dyn Backend,
     gen: &Generator,
-    disc: &Discriminator,
-    opt_d: &mut dyn Optimizer,
-    loss: GanLoss,
-    tricks: &Tricks,
-    x: &Tensor,
-    z: &Tensor,
-    seed: u64,
-) -> Result<DHalf> {
-    d_step(b, gen, false, disc, opt_d, loss, tricks, x, z, seed)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn d_step(
-    b: &dyn Backend,
-    gen: &Generator,
-    g_training: bool,
+    samples: GSamples,
     disc: &Discriminator,
     opt_d: &mut dyn Optimizer,
     loss: GanLoss,
@@ -867,7 +857,7 @@ fn d_step(
     let fake = {
         let mut g = Graph::new(b);
         g.set_grad_enabled(false);
-        g.set_training(g_training);
+        g.set_training(samples == GSamples::Training);
         let zv = g.constant(z.clone());
         let f = gen.forward(&mut g, zv)?;
         g.value(f)?.clone()

@@ -416,8 +416,19 @@ fn queue_d_half(
         tricks,
         ..
     } = gm;
-    let d =
-        gan::train_d_half(b, gen, disc, opt_d, *loss, tricks, &x, &z, step_seed).map_err(err)?;
+    let d = gan::train_d(
+        b,
+        gen,
+        gan::GSamples::Training,
+        disc,
+        opt_d,
+        *loss,
+        tricks,
+        &x,
+        &z,
+        step_seed,
+    )
+    .map_err(err)?;
     Ok((d, z))
 }
 
