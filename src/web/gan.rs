@@ -685,7 +685,7 @@ pub async fn gan_generate(z: Vec<f32>) -> Result<Float32Array, JsError> {
     Ok(Float32Array::from(&out[..]))
 }
 
-/// Most samples one rejection-sampling pool may hold (2 GB of digits would not fit a tab).
+/// Most samples one rejection-sampling pool may hold (20,000 digits are 63 MB in the worker).
 const MAX_POOL: usize = 20_000;
 
 /// Discriminator rejection sampling (Azadi et al. 2019; `models::gan_rejection`): `pool`
