@@ -2,7 +2,7 @@
 // reconstructions of held-out digits and its decodings of random codes, beside the GAN's
 // samples, each scored the same way (per-pixel MSE where there is an original to compare with,
 // classifier score and Frechet distance with the shipped classifier, class range).
-import { $, fetchBytes } from './util.js';
+import { $, fetchBytes, setTableRows } from './util.js';
 import { classRange, drawDigits, fmt, ganSamples } from './gan_tools.js';
 import { scoreGivenDigits } from './quality_helpers.js';
 
@@ -36,18 +36,7 @@ async function compare(tab) {
 }
 
 function showTable(table) {
-  const body = $('aevg-table').tBodies[0];
-  body.replaceChildren(
-    ...table.map(({ name, mse, q }) => {
-      const tr = document.createElement('tr');
-      for (const v of [name, mse == null ? '—' : fmt(mse, 4), fmt(q.classifier_score, 2), fmt(q.frechet_distance, 0), classRange(q)]) {
-        const td = document.createElement('td');
-        td.textContent = v;
-        tr.append(td);
-      }
-      return tr;
-    }),
-  );
+  setTableRows($('aevg-table'), table.map(({ name, mse, q }) => [name, mse == null ? '—' : fmt(mse, 4), fmt(q.classifier_score, 2), fmt(q.frechet_distance, 0), classRange(q)]));
   const [, recon, random, gan] = table;
   const ganBeatsRandom = gan.q.frechet_distance < random.q.frechet_distance;
   $('aevg-out').textContent =

@@ -3,7 +3,7 @@
 // with it (Azadi et al. 2019, discriminator rejection sampling) moves the samples toward the
 // data. The current G (its average where one is kept) and the current D: the pretrained pair,
 // or the ones trained in the tab. 500 samples of G alone and 500 kept ones, scored alike.
-import { $ } from './util.js';
+import { $, setTableRows } from './util.js';
 import { classRange, drawDigits, fmt, ganSamples } from './gan_tools.js';
 import { scoreGivenDigits } from './quality_helpers.js';
 
@@ -24,7 +24,7 @@ async function run(tab) {
   const gamma = Number($('drs-gamma').value);
   if (!Number.isFinite(gamma) || Math.abs(gamma) > 50) throw new Error('gamma must be a number between -50 and 50');
   const out = $('drs-out');
-  $('drs-table').tBodies[0].replaceChildren();
+  setTableRows($('drs-table'), []);
   delete $('drs-table').dataset.rows;
   out.textContent = 'drawing samples of G…';
   const plain = await ganSamples(call, N, SEED);
@@ -37,18 +37,7 @@ async function run(tab) {
   for (const [name, digits] of [['G alone', plain], [`G + rejection by D (gamma ${gamma}, kept ${r.kept} of ${r.pool})`, r.digits]]) {
     rows.push([name, await scoreGivenDigits(tab, digits, N)]);
   }
-  const body = $('drs-table').tBodies[0];
-  body.replaceChildren(
-    ...rows.map(([name, q]) => {
-      const tr = document.createElement('tr');
-      for (const v of [name, fmt(q.classifier_score, 2), fmt(q.frechet_distance, 0), classRange(q)]) {
-        const td = document.createElement('td');
-        td.textContent = v;
-        tr.append(td);
-      }
-      return tr;
-    }),
-  );
+  setTableRows($('drs-table'), rows.map(([name, q]) => [name, fmt(q.classifier_score, 2), fmt(q.frechet_distance, 0), classRange(q)]));
   const [[, a], [, b]] = rows;
   out.textContent = `D kept ${fmt((100 * r.kept) / r.pool, 0)}% of G's samples; on ${N} each, the score went from ${fmt(a.classifier_score, 2)} to ${fmt(b.classifier_score, 2)} and the Frechet distance from ${fmt(a.frechet_distance, 0)} to ${fmt(b.frechet_distance, 0)}.`;
   $('drs-table').dataset.rows = String(rows.length);

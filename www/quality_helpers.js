@@ -68,8 +68,8 @@ export function scoreSamples(call, helpers, { total, seed, g, dist, classifier, 
 }
 
 /** Given digits (`total` x 784 values in [0, 1]) scored over `helpers`. */
-export function scoreDigits(call, helpers, { digits, total, classifier, pixels }) {
-  const part = (h, start, count) => h.worker.call('gan_quality_digits_part', start, digits.subarray(start * pixels, (start + count) * pixels));
+export function scoreDigits(call, helpers, { digits, total, classifier }) {
+  const part = (h, start, count) => h.worker.call('gan_quality_digits_part', start, digits.subarray(start * PIXELS, (start + count) * PIXELS));
   return spread(call, helpers, total, { load: (h) => loadScorer(h, classifier), part, live: () => true, onProgress: () => {} });
 }
 
@@ -80,7 +80,7 @@ export function scoreDigits(call, helpers, { digits, total, classifier, pixels }
  */
 export async function scoreGivenDigits({ call, kind, state }, digits, total, chunk = 100) {
   const helpers = await qualityHelpers(kind);
-  if (helpers) await scoreDigits(call, helpers, { digits, total, classifier: state.classifierBytes, pixels: PIXELS });
+  if (helpers) await scoreDigits(call, helpers, { digits, total, classifier: state.classifierBytes });
   else for (let s = 0; s < total; s += chunk) await call('gan_quality_digits', s, digits.subarray(s * PIXELS, (s + chunk) * PIXELS));
   return call('gan_quality_result');
 }

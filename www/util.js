@@ -52,3 +52,18 @@ export function onFirstShown(panel, start) {
   });
   obs.observe(panel, { attributes: true, attributeFilter: ['hidden'] });
 }
+
+/** Replace `table`'s body with one row per entry of `rows` (each an array of cell texts). */
+export function setTableRows(table, rows) {
+  table.tBodies[0].replaceChildren(
+    ...rows.map((cells) => {
+      const tr = document.createElement('tr');
+      for (const v of cells) {
+        const td = document.createElement('td');
+        td.textContent = v;
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+}

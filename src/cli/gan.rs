@@ -636,14 +636,10 @@ fn drs_digits(
     for chunk in digits.chunks(500 * PIXELS) {
         logits.extend(read_blocking(b, &gan::discriminate(b, disc, chunk)?)?);
     }
-    let (kept, total) = gan_rejection::select(&logits, gamma, seed, n).map_err(|e| match e {
+    gan_rejection::keep_digits(&digits, PIXELS, &logits, gamma, seed, n).map_err(|e| match e {
         Error::Invalid(m) => Error::Invalid(format!("{m} or raise --drs-pool")),
         e => e,
-    })?;
-    let out = (kept.iter())
-        .flat_map(|&i| digits[i * PIXELS..(i + 1) * PIXELS].to_vec())
-        .collect();
-    Ok((out, total))
+    })
 }
 
 /// `nnlab eval gan`.

@@ -71,6 +71,30 @@ pub fn select(logits: &[f32], gamma: f32, seed: u64, n: usize) -> Result<(Vec<us
     Ok((k, total))
 }
 
+/// `select` over a pool of digits (`per` values each, in pool order): the first `n` kept,
+/// concatenated, and how many of the pool were kept in all.
+pub fn keep_digits(
+    digits: &[f32],
+    per: usize,
+    logits: &[f32],
+    gamma: f32,
+    seed: u64,
+    n: usize,
+) -> Result<(Vec<f32>, usize)> {
+    if digits.len() != logits.len() * per {
+        return Err(Error::Shape(format!(
+            "rejection sampling: {} values for {} logits of digits of {per}",
+            digits.len(),
+            logits.len()
+        )));
+    }
+    let (kept, total) = select(logits, gamma, seed, n)?;
+    let out = (kept.iter())
+        .flat_map(|&i| digits[i * per..(i + 1) * per].iter().copied())
+        .collect();
+    Ok((out, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +128,14 @@ mod tests {
         assert!(k.len() == 5 && (5..200).contains(&total) && k.windows(2).all(|w| w[0] < w[1]));
         let e = select(&l, 60.0, 1, 5).unwrap_err().to_string();
         assert!(e.contains("fewer than the 5"), "{e}");
+    }
+
+    #[test]
+    fn keep_digits_gathers_the_kept_rows_in_pool_order() {
+        let digits = [0.0, 0.1, 1.0, 1.1, 2.0, 2.1];
+        let (out, total) = keep_digits(&digits, 2, &[0.0, 0.0, 0.0], -60.0, 1, 2).unwrap();
+        assert_eq!((out, total), (vec![0.0, 0.1, 1.0, 1.1], 3));
+        assert!(keep_digits(&digits, 3, &[0.0, 0.0, 0.0], 0.0, 1, 1).is_err());
     }
 
     #[test]

@@ -733,10 +733,8 @@ pub async fn gan_rejection_sample(
         logits.extend(b.read(&t).await.map_err(err)?);
         digits.extend(x);
     }
-    let (kept, total) = gan_rejection::select(&logits, gamma, seed as u64, n).map_err(err)?;
-    let out: Vec<f32> = (kept.iter())
-        .flat_map(|&i| digits[i * PIXELS..(i + 1) * PIXELS].iter().copied())
-        .collect();
+    let (out, total) =
+        gan_rejection::keep_digits(&digits, PIXELS, &logits, gamma, seed as u64, n).map_err(err)?;
     let o = Object::new();
     set(&o, "digits", Float32Array::from(&out[..]));
     set(&o, "kept", total as u32);
