@@ -348,3 +348,33 @@ fn latent_rows_do_not_depend_on_the_chunking() {
         assert_eq!(all, cut);
     }
 }
+
+/// The truncation trick: every value ends within the threshold, values already inside are
+/// kept, the redrawn ones follow the truncated distribution (a normal truncated to +-1 has
+/// standard deviation 0.540), chunks agree with the whole, and bad thresholds are refused.
+#[test]
+fn truncation_redraws_values_beyond_the_threshold() {
+    let (n, d, seed) = (400, 25, 5);
+    let z = gan::sample_z(n, d, Latent::Normal, seed);
+    let mut t = z.clone();
+    gan::truncate_z(&mut t, 0, d, Latent::Normal, seed, 1.0).unwrap();
+    assert!(t.iter().all(|v| v.abs() <= 1.0));
+    let inside = z.iter().zip(&t).filter(|(a, _)| a.abs() <= 1.0);
+    assert!(inside.clone().all(|(a, b)| a == b));
+    assert!(inside.count() < z.len() * 3 / 4, "about 32% must be redrawn");
+    let var = t.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / t.len() as f64;
+    assert!((var.sqrt() - 0.540).abs() < 0.01, "std {}", var.sqrt());
+    // rows 0..150 and 150..400 truncated apart give the whole set's values
+    let (mut a, mut b) = (z[..150 * d].to_vec(), z[150 * d..].to_vec());
+    gan::truncate_z(&mut a, 0, d, Latent::Normal, seed, 1.0).unwrap();
+    gan::truncate_z(&mut b, 150, d, Latent::Normal, seed, 1.0).unwrap();
+    a.extend(b);
+    assert_eq!(a, t);
+    let mut u = gan::sample_z(n, d, Latent::Uniform, seed);
+    gan::truncate_z(&mut u, 0, d, Latent::Uniform, seed, 0.5).unwrap();
+    assert!(u.iter().all(|v| v.abs() <= 0.5));
+    for bad in [0.1, 0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let e = gan::truncate_z(&mut t, 0, d, Latent::Normal, seed, bad).unwrap_err();
+        assert!(e.to_string().contains("truncation threshold"), "{e}");
+    }
+}

@@ -807,4 +807,13 @@ fn gan_rejection_sampling_and_its_d_fine_tune() {
     fails(&eval("60", &d), &["gamma 60", "fewer than the 10"]);
     // a D with NaN weights: refused, not used to pick samples
     fails(&eval("0", &f.p("dnan.safetensors")), &["non-finite"]);
+    // the truncation trick: a row with its threshold said; too small a threshold is refused
+    let truncated = |t: &str| {
+        let args = ["eval", "gan", "--model", &g, "--classifier", &clf, "--samples", "10"];
+        nnlab(&[&args[..], &["--truncation", t]].concat())
+    };
+    let o = truncated("1.5");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("truncated to +-1.5"), "{}", text(&o));
+    fails(&truncated("0.1"), &["--truncation", ">= 0.25", "0.1"]);
 }

@@ -202,6 +202,10 @@ pub struct EvalArgs {
         allow_negative_numbers = true
     )]
     pub drs_gamma: Vec<f32>,
+    /// the truncation trick (Brock et al. 2018): latent values beyond +-T are redrawn, for every
+    /// row of every model (smaller T: more typical digits, less variety; at least 0.25)
+    #[arg(long, value_name = "T")]
+    pub truncation: Option<f32>,
     /// rejection sampling draws a pool of this many times --samples candidates
     #[arg(long, default_value_t = 10)]
     pub drs_pool: usize,
@@ -596,23 +600,30 @@ fn load_discriminator(b: &dyn Backend, config: GanConfig, path: &Path) -> Result
     load().map_err(|e| crate::weights::in_file(&path, e))
 }
 
+/// How `eval gan` draws latent vectors: the distribution and the truncation threshold, if any.
+#[derive(Clone, Copy)]
+struct ZDraw {
+    dist: Latent,
+    truncation: Option<f32>,
+}
+
 /// `n` digits of `gen`, from latent seed `seed`, in chunks of 500.
 fn generate_digits(
     b: &dyn Backend,
     gen: &Generator,
     n: usize,
-    dist: Latent,
+    draw: ZDraw,
     seed: u64,
 ) -> Result<Vec<f32>> {
     let mut digits = Vec::with_capacity(n * PIXELS);
+    let d = gen.config.latent;
     for start in (0..n).step_by(500) {
         let m = (start + 500).min(n) - start;
-        let z = gan::sample_z(
-            m,
-            gen.config.latent,
-            dist,
-            seed.wrapping_mul(7).wrapping_add(start as u64),
-        );
+        let chunk_seed = seed.wrapping_mul(7).wrapping_add(start as u64);
+        let mut z = gan::sample_z(m, d, draw.dist, chunk_seed);
+        if let Some(t) = draw.truncation {
+            gan::truncate_z(&mut z, 0, d, draw.dist, chunk_seed, t)?;
+        }
         digits.extend(read_blocking(b, &gan::generate(b, gen, &z)?)?);
     }
     Ok(digits)
@@ -628,10 +639,10 @@ fn drs_digits(
     n: usize,
     pool: usize,
     gamma: f32,
-    dist: Latent,
+    draw: ZDraw,
     seed: u64,
 ) -> Result<(Vec<f32>, usize)> {
-    let digits = generate_digits(b, gen, pool, dist, seed ^ 0x5eed_d125)?;
+    let digits = generate_digits(b, gen, pool, draw, seed ^ 0x5eed_d125)?;
     let mut logits = Vec::with_capacity(pool);
     for chunk in digits.chunks(500 * PIXELS) {
         logits.extend(read_blocking(b, &gan::discriminate(b, disc, chunk)?)?);
@@ -649,6 +660,17 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             "--samples must be at least 10, got {}",
             a.samples
         )));
+    }
+    let draw = ZDraw {
+        dist: latent(a.latent_dist),
+        truncation: a.truncation,
+    };
+    if let Some(t) = a.truncation {
+        // the same check truncate_z makes, before anything is loaded
+        gan::truncate_z(&mut [], 0, 1, draw.dist, 0, t).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("--truncation: {m}")),
+            e => e,
+        })?;
     }
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
@@ -673,7 +695,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     if let (Some(p), Some((_, gen))) = (&a.grid, gens.first()) {
         images::OutputFormat::from_path(p)?;
-        let z = gan::sample_z(64, gen.config.latent, latent(a.latent_dist), GRID_SEED);
+        let d = gen.config.latent;
+        let mut z = gan::sample_z(64, d, draw.dist, GRID_SEED);
+        if let Some(t) = draw.truncation {
+            gan::truncate_z(&mut z, 0, d, draw.dist, GRID_SEED, t)?;
+        }
         let digits = read_blocking(b, &gan::generate(b, gen, &z)?)?;
         crate::finite::check_output("the generator", &digits)?;
         images::save_image(p, &grid_image(&digits)?)?;
@@ -708,6 +734,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         ReferenceArg::Test => "test digits: even-indexed reference, odd-indexed ceiling",
         ReferenceArg::HeldoutTrain => "held-out training digits: 0..5000 reference, 5000..10000 ceiling",
     });
+    if let Some(t) = draw.truncation {
+        println!("generated rows: latent values truncated to +-{t} (the truncation trick)");
+    }
     println!("| model | classifier score (max 10) | Frechet distance | smallest class % | largest class % |\n|---|---:|---:|---:|---:|");
     let row = |name: &str, probs: &[f32], feats: &[f32]| -> Result<Vec<usize>> {
         let h = class_histogram(probs, 10)?;
@@ -725,7 +754,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     )];
     let mut discs = discs.into_iter();
     for (path, gen) in gens {
-        let digits = generate_digits(b, &gen, n, latent(a.latent_dist), a.seed)?;
+        let digits = generate_digits(b, &gen, n, draw, a.seed)?;
         crate::finite::check_output(&format!("the generator {}", path.display()), &digits)?;
         let (p, f) = classify(b, &clf, &digits)?;
         let name = path.display().to_string();
@@ -743,7 +772,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 n,
                 pool,
                 gamma,
-                latent(a.latent_dist),
+                draw,
                 a.seed,
             )?;
             let (p, f) = classify(b, &clf, &digits)?;

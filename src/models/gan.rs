@@ -106,6 +106,47 @@ pub fn sample_z_rows(start: usize, n: usize, d: usize, latent: Latent, seed: u64
         .collect()
 }
 
+/// Smallest truncation threshold `truncate_z` accepts: below it, rejection of a normal value
+/// would need too many redraws (at 0.25 one draw in five is kept).
+pub const MIN_TRUNCATION: f32 = 0.25;
+/// Redraws per value before `truncate_z` gives up and clamps (at threshold 0.25 that happens
+/// with probability 0.8^64 ~ 6e-7 per value).
+const TRUNCATION_TRIES: u32 = 64;
+
+/// The truncation trick (Brock et al. 2018, BigGAN): every latent value with |z| > `threshold`
+/// is redrawn until it falls inside, so z follows the distribution truncated to
+/// [-threshold, threshold]. A smaller threshold keeps G near the centre of its latent space:
+/// more typical digits, less variety. `z` holds rows start.. of a set seeded by `seed`; each
+/// value's redraws depend only on its index in the set, so chunks of a set agree with the whole.
+pub fn truncate_z(
+    z: &mut [f32],
+    start: usize,
+    d: usize,
+    latent: Latent,
+    seed: u64,
+    threshold: f32,
+) -> Result<()> {
+    if !(threshold >= MIN_TRUNCATION && threshold.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "the truncation threshold must be a number >= {MIN_TRUNCATION}, got {threshold}"
+        )));
+    }
+    let redraw_seed = seed ^ 0x7a11_c0de_5eed;
+    for (k, v) in z.iter_mut().enumerate() {
+        let i = ((start * d + k) as u32).wrapping_mul(TRUNCATION_TRIES);
+        let mut t = 0;
+        while v.abs() > threshold && t < TRUNCATION_TRIES {
+            *v = match latent {
+                Latent::Normal => rng::normal(redraw_seed, i.wrapping_add(t)),
+                Latent::Uniform => -1.0 + 2.0 * rng::uniform01(redraw_seed, i.wrapping_add(t)),
+            };
+            t += 1;
+        }
+        *v = v.clamp(-threshold, threshold);
+    }
+    Ok(())
+}
+
 /// Digits in [0, 1] -> the generator's range [-1, 1].
 pub fn to_tanh_range(x: &[f32]) -> Vec<f32> {
     x.iter().map(|v| 2.0 * v - 1.0).collect()
