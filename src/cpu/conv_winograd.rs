@@ -14,7 +14,7 @@
 
 use super::avx512;
 use super::conv::SharedOut;
-use super::deconv_winograd::gemm;
+use super::deconv_winograd::gemm_points;
 use super::simd::{self, tier, Tier};
 use super::{par_for, with_scratch};
 use crate::backend::ConvGeom;
@@ -109,14 +109,7 @@ pub(super) fn forward(
                         )
                     };
                 }
-                for t in 0..16 {
-                    gemm(
-                        &vb[t * vplane..][..vplane],
-                        &u[t * ci16 * co16..][..ci16 * co16],
-                        &mut mb[t * mplane..][..mplane],
-                        (nr, ci16, co16),
-                    );
-                }
+                gemm_points(16, vb, &u, mb, (nr, ci16, co16));
                 for j in 0..nr {
                     let (a, b) = ((t0 + j) / tw, (t0 + j) % tw);
                     let mut at = [usize::MAX; 4];

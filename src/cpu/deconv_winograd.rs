@@ -173,14 +173,7 @@ pub(super) fn scatter(
                                 };
                             }
                             // M = V . U per transform point
-                            for t in 0..9 {
-                                gemm(
-                                    &vb[t * vplane..][..vplane],
-                                    &uf[t * ci16 * co16..][..ci16 * co16],
-                                    &mut mb[t * mplane..][..mplane],
-                                    (nr, ci16, co16),
-                                );
-                            }
+                            gemm_points(9, vb, uf, mb, (nr, ci16, co16));
                             // Y = A^T M A into the samples' pixel-major outputs
                             for j in 0..nr {
                                 let (s, a, b) = tile_at(r0 + j);
@@ -290,6 +283,27 @@ fn source_channel_last(g: &ConvGeom, ci: usize, ci16: usize, gyn: &[f32], tmp: &
             false,
         )
     };
+}
+
+/// M_t = V_t . U_t at each of `points` transform points: V holds a (rows x ci16) plane per
+/// point, U a (ci16 x co16) one, M a (rows x co16) one, one after another (the Winograd step
+/// between the input and the output transforms, forward and transposed alike).
+pub(super) fn gemm_points(
+    points: usize,
+    v: &[f32],
+    u: &[f32],
+    m: &mut [f32],
+    (rows, ci16, co16): (usize, usize, usize),
+) {
+    let (vplane, uplane, mplane) = (rows * ci16, ci16 * co16, rows * co16);
+    for t in 0..points {
+        gemm(
+            &v[t * vplane..][..vplane],
+            &u[t * uplane..][..uplane],
+            &mut m[t * mplane..][..mplane],
+            (rows, ci16, co16),
+        );
+    }
 }
 
 /// m (rows x co16) = v (rows x ci16) . u (ci16 x co16), by `avx512::gemm_tile` tiles of up to
