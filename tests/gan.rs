@@ -361,7 +361,10 @@ fn truncation_redraws_values_beyond_the_threshold() {
     assert!(t.iter().all(|v| v.abs() <= 1.0));
     let inside = z.iter().zip(&t).filter(|(a, _)| a.abs() <= 1.0);
     assert!(inside.clone().all(|(a, b)| a == b));
-    assert!(inside.count() < z.len() * 3 / 4, "about 32% must be redrawn");
+    assert!(
+        inside.count() < z.len() * 3 / 4,
+        "about 32% must be redrawn"
+    );
     let var = t.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / t.len() as f64;
     assert!((var.sqrt() - 0.540).abs() < 0.01, "std {}", var.sqrt());
     // rows 0..150 and 150..400 truncated apart give the whole set's values

@@ -809,7 +809,16 @@ fn gan_rejection_sampling_and_its_d_fine_tune() {
     fails(&eval("0", &f.p("dnan.safetensors")), &["non-finite"]);
     // the truncation trick: a row with its threshold said; too small a threshold is refused
     let truncated = |t: &str| {
-        let args = ["eval", "gan", "--model", &g, "--classifier", &clf, "--samples", "10"];
+        let args = [
+            "eval",
+            "gan",
+            "--model",
+            &g,
+            "--classifier",
+            &clf,
+            "--samples",
+            "10",
+        ];
         nnlab(&[&args[..], &["--truncation", t]].concat())
     };
     let o = truncated("1.5");

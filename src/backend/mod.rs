@@ -5,6 +5,7 @@
 mod batchnorm;
 pub mod conv_arith;
 mod conv_geom;
+pub mod conv_ops;
 mod forward;
 
 pub use batchnorm::{

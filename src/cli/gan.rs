@@ -765,16 +765,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         };
         let pool = n.saturating_mul(a.drs_pool);
         for &gamma in &a.drs_gamma {
-            let (digits, kept) = drs_digits(
-                b,
-                &gen,
-                &disc,
-                n,
-                pool,
-                gamma,
-                draw,
-                a.seed,
-            )?;
+            let (digits, kept) = drs_digits(b, &gen, &disc, n, pool, gamma, draw, a.seed)?;
             let (p, f) = classify(b, &clf, &digits)?;
             let name = format!(
                 "{} + rejection by D, gamma {gamma} (kept {kept} of {pool})",

@@ -19,6 +19,7 @@ use super::{
 use super::{conv_winograd, gemm_small};
 #[cfg(target_arch = "wasm32")]
 use super::{gemm_wasm, winograd_wasm};
+use crate::backend::conv_ops::ConvKernels;
 use crate::backend::*;
 use crate::tensor::Tensor;
 use crate::Result;
@@ -993,25 +994,57 @@ fn backward_weight_grouped(g: &ConvGeom, x: &[f32], gy: &[f32], spi: usize) -> V
     transposed(&gwt, ckk, cout)
 }
 
-pub fn conv2d(
-    be: &CpuBackend,
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    p: Conv2dParams,
-) -> Result<Tensor> {
-    conv2d_epilogue(be, x, w, b, p, false)
-}
+pub use crate::backend::conv_ops::{
+    conv2d, conv2d_backward_input, conv2d_backward_weight, conv2d_relu, conv_transpose2d,
+    conv_transpose2d_backward_input, conv_transpose2d_backward_weight,
+};
 
-/// relu(conv2d(x, w, b)), the ReLU applied to each output block while it is in cache.
-pub fn conv2d_relu(
-    be: &CpuBackend,
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    p: Conv2dParams,
-) -> Result<Tensor> {
-    conv2d_epilogue(be, x, w, b, p, true)
+impl ConvKernels for CpuBackend {
+    /// The ReLU is applied to each output block while it is in cache.
+    fn conv_forward(
+        &self,
+        g: &ConvGeom,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        relu: bool,
+        op: &str,
+    ) -> Result<Tensor> {
+        Ok(new_tensor(
+            &g.y_shape(),
+            forward_values(g, x, w, b, relu, op)?,
+        ))
+    }
+    fn conv_backward_input(
+        &self,
+        g: &ConvGeom,
+        gy: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        op: &str,
+    ) -> Result<Tensor> {
+        let (gyh, wh) = (host(gy, op)?, host(w, op)?);
+        let bh = b.map(|b| host(b, op)).transpose()?;
+        let bd = bh.as_ref().map(|h| h.read()).transpose()?;
+        let gx = backward_input(
+            g,
+            &gyh.read()?,
+            &wh.read()?,
+            bd.as_deref().map(|v| v.as_slice()),
+        );
+        Ok(new_tensor(&g.x_shape(), gx))
+    }
+    fn conv_backward_weight(
+        &self,
+        g: &ConvGeom,
+        x: &Tensor,
+        gy: &Tensor,
+        op: &str,
+    ) -> Result<Tensor> {
+        let (xh, gyh) = (host(x, op)?, host(gy, op)?);
+        let gw = backward_weight(g, &xh.read()?, &gyh.read()?);
+        Ok(new_tensor(&g.weight_shape(), gw))
+    }
 }
 
 /// The fused inference conv: as `conv2d_relu` (or `conv2d`), written into `out` when given.
@@ -1024,7 +1057,7 @@ pub fn conv2d_fused(
     out: Option<&Tensor>,
 ) -> Result<Tensor> {
     let op = "conv2d_fused";
-    ConvGeom::conv2d_fused(x, c, out)?;
+    let g = ConvGeom::conv2d_fused(x, c, out)?;
     let weight = if c.f16 {
         if c.packed.get().is_none() {
             let w = host(&c.weight, op)?
@@ -1038,12 +1071,12 @@ pub fn conv2d_fused(
     } else {
         &c.weight
     };
-    let (shape, mut y) = conv2d_values(x, weight, c.bias.as_ref(), c.p, c.relu)?;
+    let mut y = forward_values(&g, x, weight, c.bias.as_ref(), c.relu, op)?;
     if c.f16 && c.f16_out {
         y.iter_mut().for_each(|v| *v = round_f16(*v));
     }
     let Some(out) = out else {
-        return Ok(new_tensor(&shape, y));
+        return Ok(new_tensor(&g.y_shape(), y));
     };
     // out takes the new values' storage (no copy; its old buffer is freed, and the next
     // layer's allocation reuses it)
@@ -1056,120 +1089,26 @@ fn round_f16(v: f32) -> f32 {
     half::f16::from_f32(v).to_f32()
 }
 
-fn conv2d_epilogue(
-    _be: &CpuBackend,
+/// The values of conv(x, w) + b (then ReLU) of `g`.
+fn forward_values(
+    g: &ConvGeom,
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
-    p: Conv2dParams,
     relu: bool,
-) -> Result<Tensor> {
-    let (shape, y) = conv2d_values(x, w, b, p, relu)?;
-    Ok(new_tensor(&shape, y))
-}
-
-/// The shape and values of conv2d(x, w) + b (then ReLU).
-fn conv2d_values(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    p: Conv2dParams,
-    relu: bool,
-) -> Result<(Vec<usize>, Vec<f32>)> {
-    let g = ConvGeom::conv2d(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
-    let (xh, wh) = (host(x, "conv2d")?, host(w, "conv2d")?);
-    let bh = b.map(|b| host(b, "conv2d")).transpose()?;
+    op: &str,
+) -> Result<Vec<f32>> {
+    let (xh, wh) = (host(x, op)?, host(w, op)?);
+    let bh = b.map(|b| host(b, op)).transpose()?;
     let bd = bh.as_ref().map(|h| h.read()).transpose()?;
     let y = forward(
-        &g,
+        g,
         &xh.read()?,
         &wh.read()?,
         bd.as_deref().map(|v| v.as_slice()),
         relu,
     );
-    Ok((g.y_shape().to_vec(), y))
-}
-
-pub fn conv2d_backward_input(
-    _be: &CpuBackend,
-    gy: &Tensor,
-    w: &Tensor,
-    x_shape: &[usize],
-    p: Conv2dParams,
-) -> Result<Tensor> {
-    let op = "conv2d_backward_input";
-    let g = ConvGeom::conv2d(x_shape, w.shape(), None, p)?;
-    ConvGeom::check_output_grad(gy.shape(), g.y_shape(), op)?;
-    let (gyh, wh) = (host(gy, op)?, host(w, op)?);
-    let gx = backward_input(&g, &gyh.read()?, &wh.read()?, None);
-    Ok(new_tensor(x_shape, gx))
-}
-
-pub fn conv2d_backward_weight(
-    _be: &CpuBackend,
-    x: &Tensor,
-    gy: &Tensor,
-    w_shape: &[usize],
-    p: Conv2dParams,
-) -> Result<Tensor> {
-    let op = "conv2d_backward_weight";
-    let g = ConvGeom::conv2d(x.shape(), w_shape, None, p)?;
-    ConvGeom::check_output_grad(gy.shape(), g.y_shape(), op)?;
-    let (xh, gyh) = (host(x, op)?, host(gy, op)?);
-    let gw = backward_weight(&g, &xh.read()?, &gyh.read()?);
-    Ok(new_tensor(w_shape, gw))
-}
-
-pub fn conv_transpose2d(
-    _be: &CpuBackend,
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    p: ConvTranspose2dParams,
-) -> Result<Tensor> {
-    let op = "conv_transpose2d";
-    let g = ConvGeom::transposed(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
-    let (xh, wh) = (host(x, op)?, host(w, op)?);
-    let bh = b.map(|b| host(b, op)).transpose()?;
-    let bd = bh.as_ref().map(|h| h.read()).transpose()?;
-    let y = backward_input(
-        &g,
-        &xh.read()?,
-        &wh.read()?,
-        bd.as_deref().map(|v| v.as_slice()),
-    );
-    Ok(new_tensor(&g.x_shape(), y))
-}
-
-pub fn conv_transpose2d_backward_input(
-    _be: &CpuBackend,
-    gy: &Tensor,
-    w: &Tensor,
-    x_shape: &[usize],
-    p: ConvTranspose2dParams,
-) -> Result<Tensor> {
-    let op = "conv_transpose2d_backward_input";
-    let g = ConvGeom::transposed(x_shape, w.shape(), None, p)?;
-    ConvGeom::check_output_grad(gy.shape(), g.x_shape(), op)?;
-    let (gyh, wh) = (host(gy, op)?, host(w, op)?);
-    let gx = forward(&g, &gyh.read()?, &wh.read()?, None, false);
-    Ok(new_tensor(x_shape, gx))
-}
-
-pub fn conv_transpose2d_backward_weight(
-    _be: &CpuBackend,
-    x: &Tensor,
-    gy: &Tensor,
-    w_shape: &[usize],
-    p: ConvTranspose2dParams,
-) -> Result<Tensor> {
-    let op = "conv_transpose2d_backward_weight";
-    let g = ConvGeom::transposed(x.shape(), w_shape, None, p)?;
-    ConvGeom::check_output_grad(gy.shape(), g.x_shape(), op)?;
-    let (xh, gyh) = (host(x, op)?, host(gy, op)?);
-    // in the direct conv, gy is the input and x the output gradient
-    let gw = backward_weight(&g, &gyh.read()?, &xh.read()?);
-    Ok(new_tensor(w_shape, gw))
+    Ok(y)
 }
 
 pub fn matmul(

@@ -18,6 +18,7 @@
 use super::context::{Binding, Shader};
 use super::tuner::{bucket, Variant};
 use super::{GpuBackend, GpuBuffer, Params};
+use crate::backend::conv_ops::ConvKernels;
 use crate::backend::*;
 use crate::tensor::{Storage, Tensor};
 use crate::{Error, Result};
@@ -541,40 +542,48 @@ fn run_bwd_weight_with(
 
 // ---------------------------------------------------------------- the ops
 
-pub fn conv2d(
-    be: &GpuBackend,
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    p: Conv2dParams,
-) -> Result<Tensor> {
-    let g = ConvGeom::conv2d(x.shape(), w.shape(), b.map(|t| t.shape()), p)?;
-    run_data(
-        be,
-        &g,
-        Direction::Forward,
-        x,
-        w,
-        b,
-        Epilogue::default(),
-        "conv2d",
-    )
-}
+pub use crate::backend::conv_ops::{
+    conv2d, conv2d_backward_input, conv2d_backward_weight, conv2d_relu, conv_transpose2d,
+    conv_transpose2d_backward_input, conv_transpose2d_backward_weight,
+};
 
-/// relu(conv2d(x, w, b)) in one launch: the ReLU is the forward kernel's epilogue.
-pub fn conv2d_relu(
-    be: &GpuBackend,
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    p: Conv2dParams,
-) -> Result<Tensor> {
-    let g = ConvGeom::conv2d(x.shape(), w.shape(), b.map(|t| t.shape()), p)?;
-    let ep = Epilogue {
-        relu: true,
-        ..Epilogue::default()
-    };
-    run_data(be, &g, Direction::Forward, x, w, b, ep, "conv2d")
+impl ConvKernels for GpuBackend {
+    /// The ReLU is the forward kernel's epilogue (one launch).
+    fn conv_forward(
+        &self,
+        g: &ConvGeom,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        relu: bool,
+        op: &str,
+    ) -> Result<Tensor> {
+        let ep = Epilogue {
+            relu,
+            ..Epilogue::default()
+        };
+        run_data(self, g, Direction::Forward, x, w, b, ep, op)
+    }
+    fn conv_backward_input(
+        &self,
+        g: &ConvGeom,
+        gy: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        op: &str,
+    ) -> Result<Tensor> {
+        let ep = Epilogue::default();
+        run_data(self, g, Direction::BackwardInput, gy, w, b, ep, op)
+    }
+    fn conv_backward_weight(
+        &self,
+        g: &ConvGeom,
+        x: &Tensor,
+        gy: &Tensor,
+        op: &str,
+    ) -> Result<Tensor> {
+        run_bwd_weight(self, g, x, gy, op)
+    }
 }
 
 /// The fused inference conv in one launch: the weight is packed at the first call and kept in
@@ -647,97 +656,6 @@ pub fn conv2d_fused(
         ep,
         op,
     )
-}
-
-pub fn conv2d_backward_input(
-    be: &GpuBackend,
-    gy: &Tensor,
-    w: &Tensor,
-    x_shape: &[usize],
-    p: Conv2dParams,
-) -> Result<Tensor> {
-    let op = "conv2d_backward_input";
-    let g = ConvGeom::conv2d(x_shape, w.shape(), None, p)?;
-    ConvGeom::check_output_grad(gy.shape(), g.y_shape(), op)?;
-    run_data(
-        be,
-        &g,
-        Direction::BackwardInput,
-        gy,
-        w,
-        None,
-        Epilogue::default(),
-        op,
-    )
-}
-
-pub fn conv2d_backward_weight(
-    be: &GpuBackend,
-    x: &Tensor,
-    gy: &Tensor,
-    w_shape: &[usize],
-    p: Conv2dParams,
-) -> Result<Tensor> {
-    let op = "conv2d_backward_weight";
-    let g = ConvGeom::conv2d(x.shape(), w_shape, None, p)?;
-    ConvGeom::check_output_grad(gy.shape(), g.y_shape(), op)?;
-    run_bwd_weight(be, &g, x, gy, op)
-}
-
-pub fn conv_transpose2d(
-    be: &GpuBackend,
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    p: ConvTranspose2dParams,
-) -> Result<Tensor> {
-    let g = ConvGeom::transposed(x.shape(), w.shape(), b.map(|t| t.shape()), p)?;
-    run_data(
-        be,
-        &g,
-        Direction::BackwardInput,
-        x,
-        w,
-        b,
-        Epilogue::default(),
-        "conv_transpose2d",
-    )
-}
-
-pub fn conv_transpose2d_backward_input(
-    be: &GpuBackend,
-    gy: &Tensor,
-    w: &Tensor,
-    x_shape: &[usize],
-    p: ConvTranspose2dParams,
-) -> Result<Tensor> {
-    let op = "conv_transpose2d_backward_input";
-    let g = ConvGeom::transposed(x_shape, w.shape(), None, p)?;
-    ConvGeom::check_output_grad(gy.shape(), g.x_shape(), op)?;
-    run_data(
-        be,
-        &g,
-        Direction::Forward,
-        gy,
-        w,
-        None,
-        Epilogue::default(),
-        op,
-    )
-}
-
-pub fn conv_transpose2d_backward_weight(
-    be: &GpuBackend,
-    x: &Tensor,
-    gy: &Tensor,
-    w_shape: &[usize],
-    p: ConvTranspose2dParams,
-) -> Result<Tensor> {
-    let op = "conv_transpose2d_backward_weight";
-    let g = ConvGeom::transposed(x.shape(), w_shape, None, p)?;
-    ConvGeom::check_output_grad(gy.shape(), g.x_shape(), op)?;
-    // in the direct conv, gy is the input and x the output gradient
-    run_bwd_weight(be, &g, gy, x, op)
 }
 
 // ---------------------------------------------------------------- matmul
