@@ -381,3 +381,75 @@ fn truncation_redraws_values_beyond_the_threshold() {
         assert!(e.to_string().contains("truncation threshold"), "{e}");
     }
 }
+
+/// G's output for z in training mode (batch statistics), as a step draws it.
+fn generate_training_mode(b: &CpuBackend, gen: &Generator, z: &[f32]) -> Vec<f32> {
+    let mut g = Graph::new(b);
+    g.set_grad_enabled(false);
+    let zv = g.constant(
+        b.upload(&[z.len() / gen.config.latent, gen.config.latent], z)
+            .unwrap(),
+    );
+    let f = gen.forward(&mut g, zv).unwrap();
+    read_blocking(b, g.value(f).unwrap()).unwrap()
+}
+
+/// Deepening G (`grow gan`): the inserted block is the identity in evaluation mode (same
+/// samples up to rounding), and nearly so in training mode, where its BatchNorm uses the
+/// batch's statistics instead of the measured ones; a dense G, one that already has the block
+/// and statistics of another width are refused.
+#[test]
+fn deepened_generator_draws_the_same_samples() {
+    use nnlab::models::gan_grow::{deepen, first_block_stats};
+    let b = CpuBackend::new();
+    let cfg = small_gan(GanArch::Dcgan);
+    let gen = Generator::new(&b, cfg, 3).unwrap();
+    // running statistics of a G's own batches, not the fresh 0 / 1
+    nnlab::models::gan_tricks::recalibrate_batchnorm(&b, &gen, Latent::Normal, 64, 4, 5).unwrap();
+    let stats = first_block_stats(&b, &gen, 8, 64, Latent::Normal, 1).unwrap();
+    assert_eq!(
+        (stats.0.len(), stats.1.len()),
+        (2 * cfg.width, 2 * cfg.width)
+    );
+    assert!(stats.0.iter().all(|m| *m > 0.0) && stats.1.iter().all(|v| *v > 0.0));
+    let grown = deepen(&b, &gen, &stats).unwrap();
+    assert!(grown.config.extra_conv);
+    assert_eq!(grown.batchnorms().len(), 3);
+    let z = gan::sample_z(256, cfg.latent, Latent::Normal, 11);
+    let max_diff = |a: &[f32], c: &[f32]| {
+        a.iter()
+            .zip(c)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let (before, after) = (
+        read_blocking(&b, &gan::generate(&b, &gen, &z).unwrap()).unwrap(),
+        read_blocking(&b, &gan::generate(&b, &grown, &z).unwrap()).unwrap(),
+    );
+    assert!(
+        max_diff(&before, &after) < 1e-5,
+        "{}",
+        max_diff(&before, &after)
+    );
+    let (tb, ta) = (
+        generate_training_mode(&b, &gen, &z),
+        generate_training_mode(&b, &grown, &z),
+    );
+    let mean_diff = tb.iter().zip(&ta).map(|(x, y)| (x - y).abs()).sum::<f32>() / tb.len() as f32;
+    let spread = tb.iter().map(|x| x.abs()).sum::<f32>() / tb.len() as f32;
+    println!("training mode: mean |change| {mean_diff:.2e} against mean |output| {spread:.2e}");
+    assert!(mean_diff < 0.05 * spread, "{mean_diff} vs {spread}");
+    // refusals
+    let refusal = |g: &Generator, s: &(Vec<f64>, Vec<f64>)| match deepen(&b, g, s) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("deepened"),
+    };
+    let e = refusal(&grown, &stats);
+    assert!(e.contains("already has"), "{e}");
+    let dense = Generator::new(&b, small_gan(GanArch::Dense), 3).unwrap();
+    let e = refusal(&dense, &stats);
+    assert!(e.contains("only a DCGAN"), "{e}");
+    let e = refusal(&gen, &(vec![0.5; 3], vec![1.0; 3]));
+    assert!(e.contains("3 channels"), "{e}");
+    assert!(first_block_stats(&b, &dense, 1, 4, Latent::Normal, 1).is_err());
+}

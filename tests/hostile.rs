@@ -826,3 +826,76 @@ fn gan_rejection_sampling_and_its_d_fine_tune() {
     assert!(text(&o).contains("truncated to +-1.5"), "{}", text(&o));
     fails(&truncated("0.1"), &["--truncation", ">= 0.25", "0.1"]);
 }
+
+/// `grow gan`: a DCGAN G gets the extra block and keeps its samples (the largest change is
+/// printed), its D travels beside it, and `train gan --init` goes on from the grown pair; a
+/// dense G and a grown one are refused with the reason.
+#[test]
+fn grow_gan_deepens_a_dcgan_and_refuses_what_it_cannot() {
+    let f = fixture();
+    let out = scratch("grow-gan");
+    let (g, grown) = (
+        s(&out.join("g.safetensors")),
+        s(&out.join("grown.safetensors")),
+    );
+    let args = [
+        "--arch", "dcgan", "--width", "4", "--batch", "4", "--steps", "1",
+    ];
+    let o = nnlab(&[&["train", "gan"][..], &args, &["--out", &g]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = nnlab(&[
+        "grow",
+        "gan",
+        "--model",
+        &g,
+        "--out",
+        &grown,
+        "--stats-batches",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    let change: f32 = t
+        .split("largest pixel change on 64 samples ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no change printed:\n{t}"));
+    assert!(change < 1e-4, "{t}");
+    assert!(out.join("grown_d.safetensors").exists(), "{t}");
+    let o = nnlab(&[
+        "train",
+        "gan",
+        "--init",
+        &grown,
+        "--batch",
+        "4",
+        "--steps",
+        "1",
+        "--out",
+        &s(&out.join("more.safetensors")),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    fails(
+        &nnlab(&[
+            "grow",
+            "gan",
+            "--model",
+            &grown,
+            "--out",
+            &s(&out.join("x.safetensors")),
+        ]),
+        &["already has the extra stride-1 block"],
+    );
+    fails(
+        &nnlab(&[
+            "grow",
+            "gan",
+            "--model",
+            &f.p("gan_g.safetensors"),
+            "--out",
+            &s(&out.join("y.safetensors")),
+        ]),
+        &["only a DCGAN", "gan_g.safetensors"],
+    );
+}

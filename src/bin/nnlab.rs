@@ -74,6 +74,9 @@ mod dispatch {
         /// A DnCNN made deeper (identity layers) and wider (copied channels), then trained with
         /// `nnlab train dncnn --init`
         Dncnn(dncnn::GrowArgs),
+        /// A DCGAN generator with the extra stride-1 block (`--extra-conv`) inserted as the
+        /// identity, then trained with `nnlab train gan --init`
+        Gan(gan::GrowArgs),
     }
 
     #[derive(Subcommand)]
@@ -140,6 +143,9 @@ mod dispatch {
             Cmd::Grow {
                 what: GrowWhat::Dncnn(a),
             } => dncnn::grow(a),
+            Cmd::Grow {
+                what: GrowWhat::Gan(a),
+            } => gan::grow(a),
             Cmd::Figure {
                 what: FigureWhat::Dncnn(a),
             } => figure::figure(a),

@@ -785,3 +785,74 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct GrowArgs {
+    /// the trained DCGAN generator (without the extra block); its D file (<stem>_d.safetensors)
+    /// is copied beside --out when there is one, so `train gan --init OUT` goes on with both
+    #[arg(long)]
+    pub model: PathBuf,
+    /// the deepened generator
+    #[arg(long)]
+    pub out: PathBuf,
+    /// batches of 256 latent vectors over which the new BatchNorm's statistics are measured
+    #[arg(long, default_value_t = 20)]
+    pub stats_batches: usize,
+    /// the latent distribution G was trained with
+    #[arg(long, value_enum, default_value_t = LatentArg::Normal)]
+    pub latent_dist: LatentArg,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `nnlab grow gan`: the extra stride-1 block inserted as the identity (`models::gan_grow`).
+pub fn grow(a: GrowArgs) -> Result<()> {
+    use crate::models::gan_grow;
+    if a.stats_batches == 0 || a.stats_batches > 10_000 {
+        return Err(Error::Invalid(format!(
+            "--stats-batches must be in 1..=10000, got {}",
+            a.stats_batches
+        )));
+    }
+    crate::files::check_writable(&a.out)?;
+    let b = a.run.backend()?;
+    let b: &dyn Backend = b.as_ref();
+    let path = model_file(&a.model)?;
+    let gen = load_generator(b, &path)?;
+    gan_grow::check_deepenable(&gen).map_err(|e| crate::weights::in_file(&path, e))?;
+    let dist = latent(a.latent_dist);
+    let stats = gan_grow::first_block_stats(b, &gen, a.stats_batches, 256, dist, a.seed)?;
+    let grown = gan_grow::deepen(b, &gen, &stats).map_err(|e| crate::weights::in_file(&path, e))?;
+    // the evaluation-mode output is unchanged: shown on the sample grid's z
+    let z = gan::sample_z(64, gen.config.latent, dist, GRID_SEED);
+    let before = read_blocking(b, &gan::generate(b, &gen, &z)?)?;
+    let after = read_blocking(b, &gan::generate(b, &grown, &z)?)?;
+    crate::finite::check_output("the deepened generator", &after)?;
+    let diff = before
+        .iter()
+        .zip(&after)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    let mut meta = crate::weights::metadata(&crate::weights::read_file(&path)?)?;
+    meta.insert("grown_from".to_string(), path.display().to_string());
+    crate::weights::save_file(b, &grown.state(), &a.out, Some(meta))?;
+    let count: usize = grown.params().iter().map(|p| p.value().numel()).sum();
+    println!(
+        "deepened G (extra stride-1 block, {count} parameters) -> {}; largest pixel change on 64 samples {diff:.2e}",
+        a.out.display()
+    );
+    let d_in = d_path(&path);
+    if d_in.exists() {
+        std::fs::copy(&d_in, d_path(&a.out)).map_err(|e| {
+            Error::Io(format!(
+                "copying {} to {}: {e}",
+                d_in.display(),
+                d_path(&a.out).display()
+            ))
+        })?;
+        println!("its D copied -> {}", d_path(&a.out).display());
+    }
+    Ok(())
+}

@@ -323,6 +323,19 @@ impl Generator {
         }
         Ok(gen)
     }
+    /// The DCGAN G's first block, relu(bn1(l1 z)) as (N, 2w, 7, 7): what the extra stride-1
+    /// block reads (and what `gan_grow` measures to insert one). An error for the dense G.
+    pub fn first_block(&self, g: &mut Graph<'_>, z: Var) -> Result<Var> {
+        let GLayers::Dcgan { l1, bn1, .. } = &self.layers else {
+            return Err(Error::Invalid(
+                "the dense generator has no convolutional first block".into(),
+            ));
+        };
+        let (n, w) = (g.shape(z)?[0], self.config.width);
+        let h = l1.forward(g, z)?;
+        let h = g.reshape(h, &[n, 2 * w, 7, 7])?;
+        bn1.forward_relu(g, h)
+    }
     /// The BatchNorm layers, in order (none in the dense G).
     pub fn batchnorms(&self) -> Vec<&BatchNorm2d> {
         match &self.layers {
@@ -355,17 +368,9 @@ impl Module for Generator {
                 out.forward(g, h)?
             }
             GLayers::Dcgan {
-                l1,
-                bn1,
-                mid,
-                t1,
-                bn2,
-                out,
+                mid, t1, bn2, out, ..
             } => {
-                let w = self.config.width;
-                let h = l1.forward(g, z)?;
-                let h = g.reshape(h, &[n, 2 * w, 7, 7])?;
-                let mut h = bn1.forward_relu(g, h)?;
+                let mut h = self.first_block(g, z)?;
                 if let Some((m, mbn)) = mid {
                     h = m.forward(g, h)?;
                     h = mbn.forward_relu(g, h)?;
