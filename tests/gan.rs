@@ -406,7 +406,7 @@ fn deepened_generator_draws_the_same_samples() {
     let gen = Generator::new(&b, cfg, 3).unwrap();
     // running statistics of a G's own batches, not the fresh 0 / 1
     nnlab::models::gan_tricks::recalibrate_batchnorm(&b, &gen, Latent::Normal, 64, 4, 5).unwrap();
-    let stats = first_block_stats(&b, &gen, 8, 64, Latent::Normal, 1).unwrap();
+    let stats = pollster::block_on(first_block_stats(&b, &gen, 8, 64, Latent::Normal, 1)).unwrap();
     assert_eq!(
         (stats.0.len(), stats.1.len()),
         (2 * cfg.width, 2 * cfg.width)
@@ -451,5 +451,5 @@ fn deepened_generator_draws_the_same_samples() {
     assert!(e.contains("only a DCGAN"), "{e}");
     let e = refusal(&gen, &(vec![0.5; 3], vec![1.0; 3]));
     assert!(e.contains("3 channels"), "{e}");
-    assert!(first_block_stats(&b, &dense, 1, 4, Latent::Normal, 1).is_err());
+    assert!(pollster::block_on(first_block_stats(&b, &dense, 1, 4, Latent::Normal, 1)).is_err());
 }

@@ -823,7 +823,14 @@ pub fn grow(a: GrowArgs) -> Result<()> {
     let gen = load_generator(b, &path)?;
     gan_grow::check_deepenable(&gen).map_err(|e| crate::weights::in_file(&path, e))?;
     let dist = latent(a.latent_dist);
-    let stats = gan_grow::first_block_stats(b, &gen, a.stats_batches, 256, dist, a.seed)?;
+    let stats = pollster::block_on(gan_grow::first_block_stats(
+        b,
+        &gen,
+        a.stats_batches,
+        256,
+        dist,
+        a.seed,
+    ))?;
     let grown = gan_grow::deepen(b, &gen, &stats).map_err(|e| crate::weights::in_file(&path, e))?;
     // the evaluation-mode output is unchanged: shown on the sample grid's z
     let z = gan::sample_z(64, gen.config.latent, dist, GRID_SEED);

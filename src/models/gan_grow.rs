@@ -34,8 +34,9 @@ pub fn check_deepenable(gen: &Generator) -> Result<()> {
 }
 
 /// Per-channel mean and (biased) variance of the first block's output, f64 sums over
-/// `batches` batches of `batch` latent vectors drawn from `latent` with seeds from `seed`.
-pub fn first_block_stats(
+/// `batches` batches of `batch` latent vectors drawn from `latent` with seeds from `seed`
+/// (async, as every read of the page's backends).
+pub async fn first_block_stats(
     b: &dyn Backend,
     gen: &Generator,
     batches: usize,
@@ -57,7 +58,7 @@ pub fn first_block_stats(
         g.set_training(false);
         let zv = g.constant(b.upload(&[batch, d], &z)?);
         let h = gen.first_block(&mut g, zv)?;
-        let v = crate::backend::read_blocking(b, g.value(h)?)?;
+        let v = b.read(g.value(h)?).await?;
         let plane = 49;
         for i in 0..batch {
             for ch in 0..c {
