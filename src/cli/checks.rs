@@ -104,3 +104,13 @@ mod tests {
         assert!(check_limit(Some(0)).is_err() && check_limit(None).is_ok());
     }
 }
+
+/// `--stats-batches` of the grow commands: 1..=10000 batches.
+pub fn check_stats_batches(n: usize) -> Result<()> {
+    if n == 0 || n > 10_000 {
+        return Err(Error::Invalid(format!(
+            "--stats-batches must be in 1..=10000, got {n}"
+        )));
+    }
+    Ok(())
+}

@@ -779,12 +779,7 @@ pub struct GrowArgs {
 /// `nnlab grow dncnn`.
 pub fn grow(a: GrowArgs) -> Result<()> {
     use crate::models::dncnn_grow::{self, GrowPlan};
-    if a.stats_batches == 0 || a.stats_batches > 10_000 {
-        return Err(Error::Invalid(format!(
-            "--stats-batches must be in 1..=10000, got {}",
-            a.stats_batches
-        )));
-    }
+    checks::check_stats_batches(a.stats_batches)?;
     crate::files::check_writable(&a.out)?;
     let t0 = Instant::now();
     let b = a.run.backend()?;

@@ -810,12 +810,7 @@ pub struct GrowArgs {
 /// `nnlab grow gan`: the extra stride-1 block inserted as the identity (`models::gan_grow`).
 pub fn grow(a: GrowArgs) -> Result<()> {
     use crate::models::gan_grow;
-    if a.stats_batches == 0 || a.stats_batches > 10_000 {
-        return Err(Error::Invalid(format!(
-            "--stats-batches must be in 1..=10000, got {}",
-            a.stats_batches
-        )));
-    }
+    checks::check_stats_batches(a.stats_batches)?;
     crate::files::check_writable(&a.out)?;
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
