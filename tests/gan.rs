@@ -401,6 +401,7 @@ fn generate_training_mode(b: &CpuBackend, gen: &Generator, z: &[f32]) -> Vec<f32
 #[test]
 fn deepened_generator_draws_the_same_samples() {
     use nnlab::models::gan_grow::{deepen, first_block_stats};
+    use nnlab::models::grow_identity::ChannelStats;
     let b = CpuBackend::new();
     let cfg = small_gan(GanArch::Dcgan);
     let gen = Generator::new(&b, cfg, 3).unwrap();
@@ -408,10 +409,10 @@ fn deepened_generator_draws_the_same_samples() {
     nnlab::models::gan_tricks::recalibrate_batchnorm(&b, &gen, Latent::Normal, 64, 4, 5).unwrap();
     let stats = pollster::block_on(first_block_stats(&b, &gen, 8, 64, Latent::Normal, 1)).unwrap();
     assert_eq!(
-        (stats.0.len(), stats.1.len()),
+        (stats.mean.len(), stats.var.len()),
         (2 * cfg.width, 2 * cfg.width)
     );
-    assert!(stats.0.iter().all(|m| *m > 0.0) && stats.1.iter().all(|v| *v > 0.0));
+    assert!(stats.mean.iter().all(|m| *m > 0.0) && stats.var.iter().all(|v| *v > 0.0));
     let grown = deepen(&b, &gen, &stats).unwrap();
     assert!(grown.config.extra_conv);
     assert_eq!(grown.batchnorms().len(), 3);
@@ -440,7 +441,7 @@ fn deepened_generator_draws_the_same_samples() {
     println!("training mode: mean |change| {mean_diff:.2e} against mean |output| {spread:.2e}");
     assert!(mean_diff < 0.05 * spread, "{mean_diff} vs {spread}");
     // refusals
-    let refusal = |g: &Generator, s: &(Vec<f64>, Vec<f64>)| match deepen(&b, g, s) {
+    let refusal = |g: &Generator, s: &ChannelStats| match deepen(&b, g, s) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("deepened"),
     };
@@ -449,7 +450,11 @@ fn deepened_generator_draws_the_same_samples() {
     let dense = Generator::new(&b, small_gan(GanArch::Dense), 3).unwrap();
     let e = refusal(&dense, &stats);
     assert!(e.contains("only a DCGAN"), "{e}");
-    let e = refusal(&gen, &(vec![0.5; 3], vec![1.0; 3]));
+    let three = ChannelStats {
+        mean: vec![0.5; 3],
+        var: vec![1.0; 3],
+    };
+    let e = refusal(&gen, &three);
     assert!(e.contains("3 channels"), "{e}");
     assert!(pollster::block_on(first_block_stats(&b, &dense, 1, 4, Latent::Normal, 1)).is_err());
 }

@@ -31,12 +31,8 @@ use crate::rng;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-/// Per-channel mean and (biased) variance of one hidden layer's output, over a data sample.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChannelStats {
-    pub mean: Vec<f64>,
-    pub var: Vec<f64>,
-}
+pub use super::grow_identity::ChannelStats;
+use super::grow_identity::{identity_conv3x3, ChannelMoments};
 
 /// Per-channel statistics of each hidden layer's output (after its ReLU; layers 0 .. depth-2)
 /// in evaluation mode, over the batches `noisy(0..batches)` (each (N, C, H, W)): the inputs the
@@ -53,47 +49,19 @@ pub async fn hidden_stats(
         ));
     }
     let DnCnnConfig { depth, width, .. } = model.config;
-    let hidden = depth - 1;
-    let mut sum = vec![vec![0f64; width]; hidden];
-    let mut sq = vec![vec![0f64; width]; hidden];
-    let mut count = 0usize;
+    let mut moments: Vec<ChannelMoments> =
+        (0..depth - 1).map(|_| ChannelMoments::new(width)).collect();
     for k in 0..batches {
         let x = noisy(k)?;
         model.check_input(&x)?;
         let mut h = x.clone();
-        for (l, (s, q)) in sum.iter_mut().zip(&mut sq).enumerate() {
+        for (l, m) in moments.iter_mut().enumerate() {
             h = model.inference_layer(b, l, &x, &h)?;
-            let v = b.read(&h).await?;
             let shape = h.shape();
-            let (n, plane) = (shape[0], shape[2] * shape[3]);
-            for i in 0..n {
-                for (c, (sc, qc)) in s.iter_mut().zip(q.iter_mut()).enumerate() {
-                    let at = (i * width + c) * plane;
-                    for &a in &v[at..at + plane] {
-                        *sc += a as f64;
-                        *qc += (a as f64) * (a as f64);
-                    }
-                }
-            }
-            if l == 0 {
-                count += n * plane;
-            }
+            m.add(&b.read(&h).await?, shape[0], shape[2] * shape[3]);
         }
     }
-    let nf = count as f64;
-    Ok(sum
-        .into_iter()
-        .zip(sq)
-        .map(|(s, q)| {
-            let mean: Vec<f64> = s.iter().map(|v| v / nf).collect();
-            let var = q
-                .iter()
-                .zip(&mean)
-                .map(|(q, m)| (q / nf - m * m).max(0.0))
-                .collect();
-            ChannelStats { mean, var }
-        })
-        .collect())
+    Ok(moments.iter().map(ChannelMoments::stats).collect())
 }
 
 /// How to grow: the target shape, the seed of the channel choice and the noise, and the noise
@@ -256,20 +224,13 @@ fn widen(
 /// conv (identity centre tap) + BatchNorm that is the identity on a ReLU'd input with these
 /// statistics (gamma = sqrt(var + eps), beta = mean = running mean, running var = var).
 fn identity_layer(width: usize, s: &ChannelStats, eps: f32) -> HostLayer {
-    let mut w = vec![0f32; width * width * 9];
-    for c in 0..width {
-        w[(c * width + c) * 9 + 4] = 1.0;
-    }
-    let mean: Vec<f32> = s.mean.iter().map(|&m| m as f32).collect();
-    let var: Vec<f32> = s.var.iter().map(|&v| v as f32).collect();
-    let gamma = var.iter().map(|&v| (v + eps).sqrt()).collect();
     HostLayer {
         cout: width,
         cin: width,
         k: 3,
-        w,
+        w: identity_conv3x3(width),
         bias: None,
-        bn: Some([gamma, mean.clone(), mean, var]),
+        bn: Some(s.identity_batchnorm(eps)),
     }
 }
 

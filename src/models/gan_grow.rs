@@ -15,6 +15,7 @@ use crate::autodiff::Graph;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::models::gan::{self, GanArch, Generator, Latent};
+use crate::models::grow_identity::{identity_conv3x3, ChannelMoments, ChannelStats};
 use crate::nn::Module;
 
 /// A DCGAN G without the extra block (what `deepen` takes), else the reason.
@@ -33,9 +34,9 @@ pub fn check_deepenable(gen: &Generator) -> Result<()> {
     Ok(())
 }
 
-/// Per-channel mean and (biased) variance of the first block's output, f64 sums over
-/// `batches` batches of `batch` latent vectors drawn from `latent` with seeds from `seed`
-/// (async, as every read of the page's backends).
+/// Per-channel mean and (biased) variance of the first block's output over `batches` batches
+/// of `batch` latent vectors drawn from `latent` with seeds from `seed` (async, as every read
+/// of the page's backends).
 pub async fn first_block_stats(
     b: &dyn Backend,
     gen: &Generator,
@@ -43,14 +44,14 @@ pub async fn first_block_stats(
     batch: usize,
     latent: Latent,
     seed: u64,
-) -> Result<(Vec<f64>, Vec<f64>)> {
+) -> Result<ChannelStats> {
     if batches == 0 || batch == 0 {
         return Err(Error::Invalid(
             "grow gan: the statistics need at least one batch of one sample".into(),
         ));
     }
-    let (d, c) = (gen.config.latent, 2 * gen.config.width);
-    let (mut sum, mut sq, mut count) = (vec![0f64; c], vec![0f64; c], 0usize);
+    let d = gen.config.latent;
+    let mut moments = ChannelMoments::new(2 * gen.config.width);
     for k in 0..batches {
         let z = gan::sample_z(batch, d, latent, seed.wrapping_add(k as u64));
         let mut g = Graph::new(b);
@@ -58,64 +59,38 @@ pub async fn first_block_stats(
         g.set_training(false);
         let zv = g.constant(b.upload(&[batch, d], &z)?);
         let h = gen.first_block(&mut g, zv)?;
-        let v = b.read(g.value(h)?).await?;
-        let plane = 49;
-        for i in 0..batch {
-            for ch in 0..c {
-                for &a in &v[(i * c + ch) * plane..][..plane] {
-                    sum[ch] += a as f64;
-                    sq[ch] += (a as f64) * (a as f64);
-                }
-            }
-        }
-        count += batch * plane;
+        moments.add(&b.read(g.value(h)?).await?, batch, 49);
     }
-    let n = count as f64;
-    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
-    let var = sq
-        .iter()
-        .zip(&mean)
-        .map(|(q, m)| (q / n - m * m).max(0.0))
-        .collect();
-    Ok((mean, var))
+    Ok(moments.stats())
 }
 
 /// `gen` (a DCGAN G without the extra block) with the identity block inserted (see the module
 /// doc); `stats` its `first_block_stats`. The other weights are copied; the new G's
 /// evaluation-mode output equals the old one's up to float rounding.
-pub fn deepen(b: &dyn Backend, gen: &Generator, stats: &(Vec<f64>, Vec<f64>)) -> Result<Generator> {
-    let cfg = gen.config;
+pub fn deepen(b: &dyn Backend, gen: &Generator, stats: &ChannelStats) -> Result<Generator> {
     check_deepenable(gen)?;
-    let c = 2 * cfg.width;
-    let (mean, var) = stats;
-    if mean.len() != c || var.len() != c {
+    let c = 2 * gen.config.width;
+    if stats.mean.len() != c || stats.var.len() != c {
         return Err(Error::Invalid(format!(
             "grow gan: statistics of {} channels do not fit a first block of {c}",
-            mean.len()
+            stats.mean.len()
         )));
     }
-    let mut grown_cfg = cfg;
+    let mut grown_cfg = gen.config;
     grown_cfg.extra_conv = true;
     let grown = Generator::new(b, grown_cfg, 0)?;
     let old = gen.state();
-    let eps = grown.batchnorms()[1].eps;
+    let [gamma, beta, running_mean, running_var] =
+        stats.identity_batchnorm(grown.batchnorms()[1].eps);
     for p in grown.state() {
         let name = p.name();
-        let values: Vec<f32> = match name {
-            // the identity: w[c][c][1][1] = 1 in the (in, out, 3, 3) layout
-            "g.m.weight" => (0..c * c * 9)
-                .map(|i| {
-                    if i % 9 == 4 && i / 9 / c == i / 9 % c {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                })
-                .collect(),
+        let values = match name {
+            "g.m.weight" => identity_conv3x3(c),
             "g.m.bias" => vec![0.0; c],
-            "g.mbn.weight" => var.iter().map(|v| (v + eps as f64).sqrt() as f32).collect(),
-            "g.mbn.bias" | "g.mbn.running_mean" => mean.iter().map(|&m| m as f32).collect(),
-            "g.mbn.running_var" => var.iter().map(|&v| v as f32).collect(),
+            "g.mbn.weight" => gamma.clone(),
+            "g.mbn.bias" => beta.clone(),
+            "g.mbn.running_mean" => running_mean.clone(),
+            "g.mbn.running_var" => running_var.clone(),
             _ => {
                 let src = old.iter().find(|q| q.name() == name).ok_or_else(|| {
                     Error::Invalid(format!("grow gan: the generator has no {name}"))

@@ -11,6 +11,7 @@ pub mod gan_grow;
 pub mod gan_metrics;
 pub mod gan_rejection;
 pub mod gan_tricks;
+pub mod grow_identity;
 pub mod pca;
 pub mod semi;
 
