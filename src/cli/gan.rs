@@ -607,6 +607,17 @@ struct ZDraw {
     truncation: Option<f32>,
 }
 
+impl ZDraw {
+    /// `n` latent vectors of size `d` seeded by `seed`, truncated when asked.
+    fn z(&self, n: usize, d: usize, seed: u64) -> Result<Vec<f32>> {
+        let mut z = gan::sample_z(n, d, self.dist, seed);
+        if let Some(t) = self.truncation {
+            gan::truncate_z(&mut z, 0, d, self.dist, seed, t)?;
+        }
+        Ok(z)
+    }
+}
+
 /// `n` digits of `gen`, from latent seed `seed`, in chunks of 500.
 fn generate_digits(
     b: &dyn Backend,
@@ -616,14 +627,10 @@ fn generate_digits(
     seed: u64,
 ) -> Result<Vec<f32>> {
     let mut digits = Vec::with_capacity(n * PIXELS);
-    let d = gen.config.latent;
     for start in (0..n).step_by(500) {
         let m = (start + 500).min(n) - start;
         let chunk_seed = seed.wrapping_mul(7).wrapping_add(start as u64);
-        let mut z = gan::sample_z(m, d, draw.dist, chunk_seed);
-        if let Some(t) = draw.truncation {
-            gan::truncate_z(&mut z, 0, d, draw.dist, chunk_seed, t)?;
-        }
+        let z = draw.z(m, gen.config.latent, chunk_seed)?;
         digits.extend(read_blocking(b, &gan::generate(b, gen, &z)?)?);
     }
     Ok(digits)
@@ -666,8 +673,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         truncation: a.truncation,
     };
     if let Some(t) = a.truncation {
-        // the same check truncate_z makes, before anything is loaded
-        gan::truncate_z(&mut [], 0, 1, draw.dist, 0, t).map_err(|e| match e {
+        // before anything is loaded
+        gan::check_truncation(t).map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(format!("--truncation: {m}")),
             e => e,
         })?;
@@ -695,11 +702,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     if let (Some(p), Some((_, gen))) = (&a.grid, gens.first()) {
         images::OutputFormat::from_path(p)?;
-        let d = gen.config.latent;
-        let mut z = gan::sample_z(64, d, draw.dist, GRID_SEED);
-        if let Some(t) = draw.truncation {
-            gan::truncate_z(&mut z, 0, d, draw.dist, GRID_SEED, t)?;
-        }
+        let z = draw.z(64, gen.config.latent, GRID_SEED)?;
         let digits = read_blocking(b, &gan::generate(b, gen, &z)?)?;
         crate::finite::check_output("the generator", &digits)?;
         images::save_image(p, &grid_image(&digits)?)?;

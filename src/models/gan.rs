@@ -113,6 +113,16 @@ pub const MIN_TRUNCATION: f32 = 0.25;
 /// with probability 0.8^64 ~ 6e-7 per value).
 const TRUNCATION_TRIES: u32 = 64;
 
+/// A threshold `truncate_z` accepts: a number >= `MIN_TRUNCATION`, else the reason.
+pub fn check_truncation(threshold: f32) -> Result<()> {
+    if !(threshold >= MIN_TRUNCATION && threshold.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "the truncation threshold must be a number >= {MIN_TRUNCATION}, got {threshold}"
+        )));
+    }
+    Ok(())
+}
+
 /// The truncation trick (Brock et al. 2018, BigGAN): every latent value with |z| > `threshold`
 /// is redrawn until it falls inside, so z follows the distribution truncated to
 /// [-threshold, threshold]. A smaller threshold keeps G near the centre of its latent space:
@@ -126,11 +136,7 @@ pub fn truncate_z(
     seed: u64,
     threshold: f32,
 ) -> Result<()> {
-    if !(threshold >= MIN_TRUNCATION && threshold.is_finite()) {
-        return Err(Error::Invalid(format!(
-            "the truncation threshold must be a number >= {MIN_TRUNCATION}, got {threshold}"
-        )));
-    }
+    check_truncation(threshold)?;
     let redraw_seed = seed ^ 0x7a11_c0de_5eed;
     for (k, v) in z.iter_mut().enumerate() {
         let i = ((start * d + k) as u32).wrapping_mul(TRUNCATION_TRIES);
