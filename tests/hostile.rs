@@ -777,8 +777,9 @@ fn gan_rejection_sampling_and_its_d_fine_tune() {
         &["--d-only", "--init"],
     );
     let tuned_d = s(&out.join("tuned_d.safetensors"));
-    let eval = |gamma: &str, d: &str| {
-        nnlab(&[
+    // eval gan on the fixture's G with the options given
+    let eval_gan = |options: &[&str]| {
+        let base = [
             "eval",
             "gan",
             "--model",
@@ -787,6 +788,11 @@ fn gan_rejection_sampling_and_its_d_fine_tune() {
             &clf,
             "--samples",
             "10",
+        ];
+        nnlab(&[&base[..], options].concat())
+    };
+    let eval = |gamma: &str, d: &str| {
+        eval_gan(&[
             "--discriminator",
             d,
             "--drs-pool",
@@ -808,19 +814,7 @@ fn gan_rejection_sampling_and_its_d_fine_tune() {
     // a D with NaN weights: refused, not used to pick samples
     fails(&eval("0", &f.p("dnan.safetensors")), &["non-finite"]);
     // the truncation trick: a row with its threshold said; too small a threshold is refused
-    let truncated = |t: &str| {
-        let args = [
-            "eval",
-            "gan",
-            "--model",
-            &g,
-            "--classifier",
-            &clf,
-            "--samples",
-            "10",
-        ];
-        nnlab(&[&args[..], &["--truncation", t]].concat())
-    };
+    let truncated = |t: &str| eval_gan(&["--truncation", t]);
     let o = truncated("1.5");
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("truncated to +-1.5"), "{}", text(&o));
