@@ -132,6 +132,7 @@ fn discriminator_dropout_draws_fresh_masks_and_its_rate_is_in_the_metadata() {
         latent: 8,
         width: 4,
         extra_conv: false,
+        extra_conv_14: false,
     };
     let mut d = Discriminator::new(&b, config, 3).unwrap();
     assert_eq!(d.dropout_rate(), 0.0);

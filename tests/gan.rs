@@ -3,7 +3,7 @@
 //! metrics on known cases.
 
 use nnlab::autodiff::Graph;
-use nnlab::backend::read_blocking;
+use nnlab::backend::{read_blocking, Backend};
 use nnlab::cpu::CpuBackend;
 use nnlab::data::mnist::{Mnist, Split};
 use nnlab::models::gan::{
@@ -89,12 +89,12 @@ fn check_config(cfg: GanConfig, loss: GanLoss) {
         let params = if which == "D" {
             vec![disc.params()[0], *disc.params().last().unwrap()]
         } else {
-            // and the extra stride-1 conv's weight when G has it
+            // and the extra stride-1 convs' weights when G has them
             let mut ps = vec![gen.params()[0]];
             ps.extend(
                 gen.params()
                     .into_iter()
-                    .filter(|p| p.name() == "g.m.weight"),
+                    .filter(|p| p.name() == "g.m.weight" || p.name() == "g.m2.weight"),
             );
             ps
         };
@@ -136,18 +136,25 @@ fn loss_gradients_and_g_through_d_match_finite_differences() {
     }
 }
 
-/// A DCGAN G with the extra stride-1 transposed conv: gradients vs finite differences (its
-/// weight among the probed), and its file says so (an old file without `g.m.*` does not).
+/// A DCGAN G with the extra stride-1 transposed convs (7x7, and 14x14 too): gradients vs
+/// finite differences (their weights among the probed), and its file says which it has (an
+/// old file without `g.m.*` has neither).
 #[test]
 fn extra_conv_generator_matches_finite_differences_and_its_file_says_so() {
     let mut cfg = small_gan(GanArch::Dcgan);
     cfg.extra_conv = true;
     check_config(cfg, GanLoss::CrossEntropy);
+    cfg.extra_conv_14 = true;
+    check_config(cfg, GanLoss::CrossEntropy);
     let b = CpuBackend::new();
-    for extra in [false, true] {
+    for (extra, extra14) in [(false, false), (true, false), (true, true)] {
         cfg.extra_conv = extra;
+        cfg.extra_conv_14 = extra14;
         let gen = Generator::new(&b, cfg, 1).unwrap();
-        assert_eq!(gen.batchnorms().len(), 2 + extra as usize);
+        assert_eq!(
+            gen.batchnorms().len(),
+            2 + extra as usize + extra14 as usize
+        );
         let ts: Vec<_> = gen
             .state()
             .iter()
@@ -168,8 +175,15 @@ fn extra_conv_generator_matches_finite_differences_and_its_file_says_so() {
         latent: 8,
         width: 4,
         extra_conv: true,
+        extra_conv_14: false,
     };
     assert!(Generator::new(&b, dense, 1).is_err());
+    let dense14 = GanConfig {
+        extra_conv: false,
+        extra_conv_14: true,
+        ..dense
+    };
+    assert!(Generator::new(&b, dense14, 1).is_err());
 }
 
 #[test]
@@ -204,6 +218,7 @@ fn short_training_moves_d_away_from_chance() {
             latent: 16,
             width: 8,
             extra_conv: false,
+            extra_conv_14: false,
         };
         let gen = Generator::new(&b, cfg, 1).unwrap();
         let disc = Discriminator::new(&b, cfg, 2).unwrap();
@@ -394,28 +409,19 @@ fn generate_training_mode(b: &CpuBackend, gen: &Generator, z: &[f32]) -> Vec<f32
     read_blocking(b, g.value(f).unwrap()).unwrap()
 }
 
-/// Deepening G (`grow gan`): the inserted block is the identity in evaluation mode (same
-/// samples up to rounding), and nearly so in training mode, where its BatchNorm uses the
-/// batch's statistics instead of the measured ones; a dense G, one that already has the block
-/// and statistics of another width are refused.
+/// Deepening G (`grow gan`), the 7x7 block and then the 14x14 one: each inserted block is the
+/// identity in evaluation mode (same samples up to rounding), and nearly so in training mode,
+/// where its BatchNorm uses the batch's statistics instead of the measured ones; a dense G, one
+/// that already has both blocks and statistics of another width are refused.
 #[test]
 fn deepened_generator_draws_the_same_samples() {
-    use nnlab::models::gan_grow::{deepen, first_block_stats};
+    use nnlab::models::gan_grow::{block_stats, deepen, next_block, GrowBlock};
     use nnlab::models::grow_identity::ChannelStats;
     let b = CpuBackend::new();
     let cfg = small_gan(GanArch::Dcgan);
     let gen = Generator::new(&b, cfg, 3).unwrap();
     // running statistics of a G's own batches, not the fresh 0 / 1
     nnlab::models::gan_tricks::recalibrate_batchnorm(&b, &gen, Latent::Normal, 64, 4, 5).unwrap();
-    let stats = pollster::block_on(first_block_stats(&b, &gen, 8, 64, Latent::Normal, 1)).unwrap();
-    assert_eq!(
-        (stats.mean.len(), stats.var.len()),
-        (2 * cfg.width, 2 * cfg.width)
-    );
-    assert!(stats.mean.iter().all(|m| *m > 0.0) && stats.var.iter().all(|v| *v > 0.0));
-    let grown = deepen(&b, &gen, &stats).unwrap();
-    assert!(grown.config.extra_conv);
-    assert_eq!(grown.batchnorms().len(), 3);
     let z = gan::sample_z(256, cfg.latent, Latent::Normal, 11);
     let max_diff = |a: &[f32], c: &[f32]| {
         a.iter()
@@ -423,30 +429,42 @@ fn deepened_generator_draws_the_same_samples() {
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max)
     };
-    let (before, after) = (
-        read_blocking(&b, &gan::generate(&b, &gen, &z).unwrap()).unwrap(),
-        read_blocking(&b, &gan::generate(&b, &grown, &z).unwrap()).unwrap(),
-    );
-    assert!(
-        max_diff(&before, &after) < 1e-5,
-        "{}",
-        max_diff(&before, &after)
-    );
-    let (tb, ta) = (
-        generate_training_mode(&b, &gen, &z),
-        generate_training_mode(&b, &grown, &z),
-    );
-    let mean_diff = tb.iter().zip(&ta).map(|(x, y)| (x - y).abs()).sum::<f32>() / tb.len() as f32;
-    let spread = tb.iter().map(|x| x.abs()).sum::<f32>() / tb.len() as f32;
-    println!("training mode: mean |change| {mean_diff:.2e} against mean |output| {spread:.2e}");
-    assert!(mean_diff < 0.05 * spread, "{mean_diff} vs {spread}");
+    // the 7x7 block first (2w channels), then the 14x14 one (w channels)
+    let grow = |gen: &Generator, at: GrowBlock, channels: usize| -> (Generator, ChannelStats) {
+        assert_eq!(next_block(gen).unwrap(), at);
+        let stats = pollster::block_on(block_stats(&b, gen, 8, 64, Latent::Normal, 1)).unwrap();
+        assert_eq!((stats.mean.len(), stats.var.len()), (channels, channels));
+        assert!(stats.mean.iter().all(|m| *m > 0.0) && stats.var.iter().all(|v| *v > 0.0));
+        let grown = deepen(&b, gen, &stats).unwrap();
+        assert_eq!(grown.batchnorms().len(), gen.batchnorms().len() + 1);
+        let (before, after) = (
+            read_blocking(&b, &gan::generate(&b, gen, &z).unwrap()).unwrap(),
+            read_blocking(&b, &gan::generate(&b, &grown, &z).unwrap()).unwrap(),
+        );
+        let d = max_diff(&before, &after);
+        assert!(d < 1e-5, "{at:?}: {d}");
+        let (tb, ta) = (
+            generate_training_mode(&b, gen, &z),
+            generate_training_mode(&b, &grown, &z),
+        );
+        let mean_diff =
+            tb.iter().zip(&ta).map(|(x, y)| (x - y).abs()).sum::<f32>() / tb.len() as f32;
+        let spread = tb.iter().map(|x| x.abs()).sum::<f32>() / tb.len() as f32;
+        println!("{at:?}, training mode: mean |change| {mean_diff:.2e} against mean |output| {spread:.2e}");
+        assert!(mean_diff < 0.05 * spread, "{at:?}: {mean_diff} vs {spread}");
+        (grown, stats)
+    };
+    let (grown, stats) = grow(&gen, GrowBlock::At7, 2 * cfg.width);
+    assert!(grown.config.extra_conv && !grown.config.extra_conv_14);
+    let (grown2, _) = grow(&grown, GrowBlock::At14, cfg.width);
+    assert!(grown2.config.extra_conv && grown2.config.extra_conv_14);
     // refusals
     let refusal = |g: &Generator, s: &ChannelStats| match deepen(&b, g, s) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("deepened"),
     };
-    let e = refusal(&grown, &stats);
-    assert!(e.contains("already has"), "{e}");
+    let e = refusal(&grown2, &stats);
+    assert!(e.contains("already has both"), "{e}");
     let dense = Generator::new(&b, small_gan(GanArch::Dense), 3).unwrap();
     let e = refusal(&dense, &stats);
     assert!(e.contains("only a DCGAN"), "{e}");
@@ -456,5 +474,94 @@ fn deepened_generator_draws_the_same_samples() {
     };
     let e = refusal(&gen, &three);
     assert!(e.contains("3 channels"), "{e}");
-    assert!(pollster::block_on(first_block_stats(&b, &dense, 1, 4, Latent::Normal, 1)).is_err());
+    // the 7x7 block's statistics do not fit the 14x14 block
+    let e = refusal(&grown, &stats);
+    assert!(e.contains("channels"), "{e}");
+    assert!(pollster::block_on(block_stats(&b, &dense, 1, 4, Latent::Normal, 1)).is_err());
+    assert!(pollster::block_on(block_stats(&b, &grown2, 1, 4, Latent::Normal, 1)).is_err());
+}
+
+/// Latent Langevin on D (`gan_langevin`): one step is (1 - eps/2) z + (eps/2) grad_z d(G(z)) +
+/// sqrt(eps) xi, with grad_z taken against central finite differences of D's logit of G's
+/// sample (both in inference mode) and xi the documented draw; with a D whose logit does not
+/// depend on its input, many steps keep z standard normal (the prior's own Langevin chain);
+/// bad settings and shapes are refused.
+#[test]
+fn latent_langevin_steps_along_d_and_keeps_the_prior() {
+    use nnlab::models::gan_langevin::langevin;
+    let b = CpuBackend::new();
+    for arch in [GanArch::Dense, GanArch::Dcgan] {
+        let cfg = small_gan(arch);
+        let gen = Generator::new(&b, cfg, 3).unwrap();
+        let disc = Discriminator::new(&b, cfg, 5).unwrap();
+        let (n, d, eps, seed) = (3, cfg.latent, 0.05f32, 9u64);
+        let z0 = gan::sample_z(n, d, Latent::Normal, 4);
+        let zt = b.upload(&[n, d], &z0).unwrap();
+        let z1 = read_blocking(&b, &langevin(&b, &gen, &disc, &zt, 1, eps, seed).unwrap()).unwrap();
+        let xi = rng::normal_vec(n * d, 0.0, eps.sqrt(), seed);
+        let logits = |z: &[f32]| -> Vec<f64> {
+            let x = read_blocking(&b, &gan::generate(&b, &gen, z).unwrap()).unwrap();
+            let l = gan::discriminate(&b, &disc, &x).unwrap();
+            read_blocking(&b, &l)
+                .unwrap()
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
+        };
+        // G's and D's gradients are checked against finite differences above (z among the
+        // probed); this checks the step built from them. The LeakyReLU kinks and f32 logits
+        // leave the differences ~1e-2 off the exact gradient, hence the tolerance.
+        let h = 1e-3f32;
+        let mut worst = 0f64;
+        for i in 0..n * d {
+            let (mut up, mut down) = (z0.clone(), z0.clone());
+            up[i] += h;
+            down[i] -= h;
+            let row = i / d;
+            let fd = (logits(&up)[row] - logits(&down)[row]) / (2.0 * h as f64);
+            // the gradient term the step took: (z1 - (1 - eps/2) z0 - xi) / (eps/2)
+            let took = (z1[i] as f64 - (1.0 - eps as f64 / 2.0) * z0[i] as f64 - xi[i] as f64)
+                / (eps as f64 / 2.0);
+            worst = worst.max((took - fd).abs() / (0.02 + 0.02 * fd.abs()));
+        }
+        assert!(
+            worst < 1.0,
+            "{arch:?}: gradient term off by {worst} x the tolerance"
+        );
+        // zero steps: z unchanged
+        let same =
+            read_blocking(&b, &langevin(&b, &gen, &disc, &zt, 0, eps, seed).unwrap()).unwrap();
+        assert_eq!(same, z0);
+    }
+    // a D blind to its input (every weight 0): the chain is the prior's own, z stays N(0, 1)
+    let cfg = small_gan(GanArch::Dense);
+    let gen = Generator::new(&b, cfg, 3).unwrap();
+    let disc = Discriminator::new(&b, cfg, 5).unwrap();
+    for p in disc.params() {
+        b.assign(
+            p.value(),
+            &b.upload(p.shape(), &vec![0.0; p.value().numel()]).unwrap(),
+        )
+        .unwrap();
+    }
+    let n = 400;
+    let z0 = gan::sample_z(n, cfg.latent, Latent::Normal, 6);
+    let zt = b.upload(&[n, cfg.latent], &z0).unwrap();
+    let z = read_blocking(&b, &langevin(&b, &gen, &disc, &zt, 100, 0.05, 1).unwrap()).unwrap();
+    let mean = z.iter().map(|&v| v as f64).sum::<f64>() / z.len() as f64;
+    let var = z.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / z.len() as f64;
+    println!("after 100 steps on a blind D: mean {mean:.3}, variance {var:.3}");
+    assert!(
+        mean.abs() < 0.05 && (var - 1.0).abs() < 0.08,
+        "{mean} {var}"
+    );
+    // bad settings and shapes
+    let e = |r: nnlab::error::Result<nnlab::tensor::Tensor>| r.unwrap_err().to_string();
+    assert!(e(langevin(&b, &gen, &disc, &zt, 1, 0.0, 1)).contains("step size"));
+    assert!(e(langevin(&b, &gen, &disc, &zt, 1, f32::NAN, 1)).contains("step size"));
+    assert!(e(langevin(&b, &gen, &disc, &zt, 20_000, 0.1, 1)).contains("at most"));
+    let wrong = b
+        .upload(&[2, cfg.latent + 1], &vec![0.0; 2 * (cfg.latent + 1)])
+        .unwrap();
+    assert!(e(langevin(&b, &gen, &disc, &wrong, 1, 0.1, 1)).contains("z must be"));
 }

@@ -380,6 +380,7 @@ fn dcgan_weight_init_draws_weights_from_n_0_002_and_gammas_from_n_1_002() {
         latent: 16,
         width: 8,
         extra_conv: false,
+        extra_conv_14: false,
     };
     let gen = Generator::with_init(&b, cfg, 1, gan::WeightInit::Dcgan).unwrap();
     let disc = Discriminator::with_init(&b, cfg, 2, true, false, gan::WeightInit::Dcgan).unwrap();

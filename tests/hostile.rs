@@ -180,6 +180,7 @@ fn fixture() -> &'static Fixture {
             latent: 8,
             width: 8,
             extra_conv: false,
+            extra_conv_14: false,
         };
         let g = Generator::new(&b, gc, 1).unwrap();
         let d = Discriminator::new(&b, gc, 2).unwrap();
@@ -819,49 +820,113 @@ fn gan_rejection_sampling_and_its_d_fine_tune() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("truncated to +-1.5"), "{}", text(&o));
     fails(&truncated("0.1"), &["--truncation", ">= 0.25", "0.1"]);
+    // latent Langevin on D: a row per step count; it needs D, a step size in (0, 1] and
+    // normal latents, each said before anything is loaded
+    let o = eval_gan(&[
+        "--discriminator",
+        &d,
+        "--langevin",
+        "0,3",
+        "--langevin-eps",
+        "0.1",
+        "--drs-gamma=-60",
+        "--drs-pool",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for steps in ["0", "3"] {
+        let row = format!("latent Langevin on D, {steps} steps of 0.1");
+        assert!(text(&o).contains(&row), "{}", text(&o));
+    }
+    fails(
+        &eval_gan(&["--langevin", "3"]),
+        &["--langevin", "--discriminator"],
+    );
+    fails(
+        &eval_gan(&[
+            "--discriminator",
+            &d,
+            "--langevin",
+            "3",
+            "--langevin-eps",
+            "0",
+        ]),
+        &["--langevin", "step size"],
+    );
+    fails(
+        &eval_gan(&[
+            "--discriminator",
+            &d,
+            "--langevin",
+            "3",
+            "--latent-dist",
+            "uniform",
+        ]),
+        &["--langevin", "normal"],
+    );
+    // a D with NaN weights: refused before any latent moves
+    fails(
+        &eval_gan(&[
+            "--discriminator",
+            &f.p("dnan.safetensors"),
+            "--langevin",
+            "2",
+            "--drs-gamma=-60",
+            "--drs-pool",
+            "1",
+        ]),
+        &["non-finite"],
+    );
 }
 
-/// `grow gan`: a DCGAN G gets the extra block and keeps its samples (the largest change is
-/// printed), its D travels beside it, and `train gan --init` goes on from the grown pair; a
-/// dense G and a grown one are refused with the reason.
+/// `grow gan`: a DCGAN G gets the extra block at 7x7, then at 14x14, and keeps its samples
+/// each time (the largest change is printed), its D travels beside it, and `train gan --init`
+/// goes on from the grown pair; a dense G and one with both blocks are refused with the reason.
 #[test]
 fn grow_gan_deepens_a_dcgan_and_refuses_what_it_cannot() {
     let f = fixture();
     let out = scratch("grow-gan");
-    let (g, grown) = (
+    let (g, grown, grown2) = (
         s(&out.join("g.safetensors")),
         s(&out.join("grown.safetensors")),
+        s(&out.join("grown2.safetensors")),
     );
     let args = [
         "--arch", "dcgan", "--width", "4", "--batch", "4", "--steps", "1",
     ];
     let o = nnlab(&[&["train", "gan"][..], &args, &["--out", &g]].concat());
     assert!(o.status.success(), "{}", text(&o));
-    let o = nnlab(&[
-        "grow",
-        "gan",
-        "--model",
-        &g,
-        "--out",
-        &grown,
-        "--stats-batches",
-        "2",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let t = text(&o);
-    let change: f32 = t
-        .split("largest pixel change on 64 samples ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no change printed:\n{t}"));
-    assert!(change < 1e-4, "{t}");
-    assert!(out.join("grown_d.safetensors").exists(), "{t}");
+    let grow = |from: &str, to: &str, block: &str| {
+        let o = nnlab(&[
+            "grow",
+            "gan",
+            "--model",
+            from,
+            "--out",
+            to,
+            "--stats-batches",
+            "2",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let t = text(&o);
+        assert!(t.contains(block), "{t}");
+        let change: f32 = t
+            .split("largest pixel change on 64 samples ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no change printed:\n{t}"));
+        assert!(change < 1e-4, "{t}");
+    };
+    grow(&g, &grown, "block at 7x7");
+    assert!(out.join("grown_d.safetensors").exists());
+    grow(&grown, &grown2, "block at 14x14");
+    assert!(out.join("grown2_d.safetensors").exists());
     let o = nnlab(&[
         "train",
         "gan",
         "--init",
-        &grown,
+        &grown2,
         "--batch",
         "4",
         "--steps",
@@ -875,11 +940,14 @@ fn grow_gan_deepens_a_dcgan_and_refuses_what_it_cannot() {
             "grow",
             "gan",
             "--model",
-            &grown,
+            &grown2,
             "--out",
             &s(&out.join("x.safetensors")),
         ]),
-        &["already has the extra stride-1 block"],
+        &[
+            "already has both extra stride-1 blocks",
+            "grown2.safetensors",
+        ],
     );
     fails(
         &nnlab(&[

@@ -198,6 +198,7 @@ pub fn bench_gan(be: &dyn Backend, budget: Duration) -> Result<Vec<(String, f64)
             latent: 100,
             width: 32,
             extra_conv: false,
+            extra_conv_14: false,
         };
         let (gen, disc) = (Generator::new(be, cfg, 1)?, Discriminator::new(be, cfg, 2)?);
         let (mut og, mut od) = (Adam::new(2e-4, 0.5, 0.999), Adam::new(2e-4, 0.5, 0.999));

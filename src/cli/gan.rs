@@ -18,6 +18,7 @@ use crate::models::gan::{
     self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, WeightInit,
     PIXELS,
 };
+use crate::models::gan_langevin;
 use crate::models::gan_metrics::{
     class_histogram, class_share_range, classifier_score, frechet_distance,
 };
@@ -209,6 +210,14 @@ pub struct EvalArgs {
     /// rejection sampling draws a pool of this many times --samples candidates
     #[arg(long, default_value_t = 10)]
     pub drs_pool: usize,
+    /// discriminator driven latent sampling (Che et al. 2020) with the --discriminator D: each
+    /// model gets a row more per value, of the same latent draws moved by this many Langevin
+    /// steps towards codes D finds real (normal latents only)
+    #[arg(long, value_delimiter = ',')]
+    pub langevin: Vec<usize>,
+    /// the Langevin step size (see --langevin)
+    #[arg(long, default_value_t = 0.01)]
+    pub langevin_eps: f32,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -322,6 +331,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             latent: a.latent,
             width: a.width,
             extra_conv: a.extra_conv,
+            extra_conv_14: false,
         },
     };
     config.validate()?;
@@ -401,14 +411,14 @@ pub fn train(a: TrainArgs) -> Result<()> {
         a.weight_init, a.lr_decay_to, tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
     );
     println!(
-        "training {}a {:?} GAN ({:?} loss, latent {} {:?}, width {}, extra stride-1 conv in G {}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
+        "training {}a {:?} GAN ({:?} loss, latent {} {:?}, width {}, extra stride-1 convs in G at 7x7 / 14x14 {:?}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
         if a.d_only { "only D (G fixed) of " } else { "" },
         config.arch,
         l,
         config.latent,
         a.latent_dist,
         config.width,
-        config.extra_conv,
+        (config.extra_conv, config.extra_conv_14),
         b.info().describe(),
         train.len(),
         a.batch,
@@ -660,6 +670,33 @@ fn drs_digits(
     })
 }
 
+/// `n` digits of `gen` from the latent draws of `generate_digits`, each moved by `steps`
+/// Langevin steps on D's energy first (see `gan_langevin`).
+#[allow(clippy::too_many_arguments)]
+fn langevin_digits(
+    b: &dyn Backend,
+    gen: &Generator,
+    disc: &Discriminator,
+    n: usize,
+    steps: usize,
+    eps: f32,
+    draw: ZDraw,
+    seed: u64,
+) -> Result<Vec<f32>> {
+    let d = gen.config.latent;
+    let mut digits = Vec::with_capacity(n * PIXELS);
+    for start in (0..n).step_by(500) {
+        let m = (start + 500).min(n) - start;
+        let chunk_seed = seed.wrapping_mul(7).wrapping_add(start as u64);
+        let z = b.upload(&[m, d], &draw.z(m, d, chunk_seed)?)?;
+        let z = gan_langevin::langevin(b, gen, disc, &z, steps, eps, chunk_seed ^ 0x1a9e)?;
+        let z = read_blocking(b, &z)?;
+        crate::finite::check_output("latent Langevin", &z)?;
+        digits.extend(read_blocking(b, &gan::generate(b, gen, &z)?)?);
+    }
+    Ok(digits)
+}
+
 /// `nnlab eval gan`.
 pub fn eval(a: EvalArgs) -> Result<()> {
     if a.samples < 10 {
@@ -678,6 +715,24 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             Error::Invalid(m) => Error::Invalid(format!("--truncation: {m}")),
             e => e,
         })?;
+    }
+    if !a.langevin.is_empty() {
+        if a.discriminator.is_none() {
+            return Err(Error::Invalid(
+                "--langevin needs --discriminator (the D whose logit moves the latents)".into(),
+            ));
+        }
+        if draw.dist != Latent::Normal {
+            return Err(Error::Invalid(
+                "--langevin: the energy assumes normal latents; use --latent-dist normal".into(),
+            ));
+        }
+        for &s in &a.langevin {
+            gan_langevin::check_settings(s, a.langevin_eps).map_err(|e| match e {
+                Error::Invalid(m) => Error::Invalid(format!("--langevin: {m}")),
+                e => e,
+            })?;
+        }
     }
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
@@ -766,6 +821,18 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let Some(disc) = discs.next().flatten() else {
             continue;
         };
+        for &steps in &a.langevin {
+            let eps = a.langevin_eps;
+            let digits = langevin_digits(b, &gen, &disc, n, steps, eps, draw, a.seed)?;
+            crate::finite::check_output("the generator after latent Langevin", &digits)?;
+            let (p, f) = classify(b, &clf, &digits)?;
+            let name = format!(
+                "{} + latent Langevin on D, {steps} steps of {eps}",
+                path.display()
+            );
+            let h = row(&name, &p, &f)?;
+            hists.push((name, h));
+        }
         let pool = n.saturating_mul(a.drs_pool);
         for &gamma in &a.drs_gamma {
             let (digits, kept) = drs_digits(b, &gen, &disc, n, pool, gamma, draw, a.seed)?;
@@ -791,7 +858,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct GrowArgs {
-    /// the trained DCGAN generator (without the extra block); its D file (<stem>_d.safetensors)
+    /// the trained DCGAN generator (without both extra blocks: the one at 7x7 is inserted
+    /// first, then the one at 14x14); its D file (<stem>_d.safetensors)
     /// is copied beside --out when there is one, so `train gan --init OUT` goes on with both
     #[arg(long)]
     pub model: PathBuf,
@@ -810,7 +878,7 @@ pub struct GrowArgs {
     pub run: RunArgs,
 }
 
-/// `nnlab grow gan`: the extra stride-1 block inserted as the identity (`models::gan_grow`).
+/// `nnlab grow gan`: the next extra stride-1 block inserted as the identity (`models::gan_grow`).
 pub fn grow(a: GrowArgs) -> Result<()> {
     use crate::models::gan_grow;
     checks::check_stats_batches(a.stats_batches)?;
@@ -819,9 +887,9 @@ pub fn grow(a: GrowArgs) -> Result<()> {
     let b: &dyn Backend = b.as_ref();
     let path = model_file(&a.model)?;
     let gen = load_generator(b, &path)?;
-    gan_grow::check_deepenable(&gen).map_err(|e| crate::weights::in_file(&path, e))?;
+    let at = gan_grow::next_block(&gen).map_err(|e| crate::weights::in_file(&path, e))?;
     let dist = latent(a.latent_dist);
-    let stats = pollster::block_on(gan_grow::first_block_stats(
+    let stats = pollster::block_on(gan_grow::block_stats(
         b,
         &gen,
         a.stats_batches,
@@ -845,7 +913,8 @@ pub fn grow(a: GrowArgs) -> Result<()> {
     crate::weights::save_file(b, &grown.state(), &a.out, Some(meta))?;
     let count: usize = grown.params().iter().map(|p| p.value().numel()).sum();
     println!(
-        "deepened G (extra stride-1 block, {count} parameters) -> {}; largest pixel change on 64 samples {diff:.2e}",
+        "deepened G ({}, {count} parameters) -> {}; largest pixel change on 64 samples {diff:.2e}",
+        at.describe(),
         a.out.display()
     );
     let d_in = d_path(&path);

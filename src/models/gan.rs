@@ -5,7 +5,8 @@
 //! * DCGAN-style hybrid: G = dense -> reshape (2w, 7, 7) -> BatchNorm+ReLU -> transposed conv
 //!   stride 2 (w, 14, 14) -> BatchNorm+ReLU -> transposed conv stride 2 -> tanh 28x28
 //!   (`extra_conv`: a stride-1 transposed conv + BatchNorm+ReLU at 7x7 before the first
-//!   upsampling, as TensorFlow's DCGAN tutorial);
+//!   upsampling, as TensorFlow's DCGAN tutorial; `extra_conv_14`: one more, w -> w at 14x14
+//!   after it, which `gan_grow` inserts into a G that has the first);
 //!   D = strided conv (w) + LeakyReLU -> strided conv (2w) + LeakyReLU -> dense -> 1 logit;
 //!   optionally dropout after each LeakyReLU (`Discriminator::set_dropout`, TensorFlow's DCGAN
 //!   tutorial), its rate kept in the D file's metadata (`DROPOUT_KEY`).
@@ -65,6 +66,10 @@ pub struct GanConfig {
     /// DCGAN: an extra stride-1 transposed conv 2w -> 2w (3x3) + BatchNorm/ReLU at 7x7 in G,
     /// before the upsampling (TensorFlow's DCGAN tutorial shape; its tensors `g.m.*`, `g.mbn.*`)
     pub extra_conv: bool,
+    /// DCGAN: an extra stride-1 transposed conv w -> w (3x3) + BatchNorm/ReLU at 14x14 in G,
+    /// between the two upsamplings (its tensors `g.m2.*`, `g.m2bn.*`; `nnlab grow gan` inserts
+    /// it into a G that already has `extra_conv`)
+    pub extra_conv_14: bool,
 }
 
 impl GanConfig {
@@ -81,7 +86,7 @@ impl GanConfig {
                 self.width
             )));
         }
-        if self.extra_conv && self.arch != GanArch::Dcgan {
+        if (self.extra_conv || self.extra_conv_14) && self.arch != GanArch::Dcgan {
             return Err(Error::Invalid(
                 "the extra stride-1 conv is a DCGAN option (use --arch dcgan)".into(),
             ));
@@ -245,15 +250,35 @@ enum GLayers {
         mid: Option<(ConvTranspose2d, BatchNorm2d)>,
         t1: ConvTranspose2d,
         bn2: BatchNorm2d,
+        /// the extra stride-1 block at 14x14 (`GanConfig::extra_conv_14`)
+        mid14: Option<(ConvTranspose2d, BatchNorm2d)>,
         out: ConvTranspose2d,
     },
 }
 
 const UP: ConvTranspose2dParams = ConvTranspose2dParams::new(2, 1, 0, 1);
 const DOWN: Conv2dParams = Conv2dParams::new(2, 1, 1);
-/// The extra transposed conv: 3x3, stride 1, padding 1 (7x7 stays 7x7).
+/// The extra transposed convs: 3x3, stride 1, padding 1 (the size stays: 7x7 or 14x14).
 const MID: ConvTranspose2dParams = ConvTranspose2dParams::new(1, 1, 0, 1);
 const MID_KERNEL: usize = 3;
+
+/// An extra stride-1 block of G (3x3 transposed conv c -> c + BatchNorm), when `present`.
+fn mid_block(
+    b: &dyn Backend,
+    present: bool,
+    conv: &str,
+    bn: &str,
+    c: usize,
+    seed: u64,
+) -> Result<Option<(ConvTranspose2d, BatchNorm2d)>> {
+    if !present {
+        return Ok(None);
+    }
+    Ok(Some((
+        ConvTranspose2d::new(b, conv, c, c, MID_KERNEL, MID, true, seed)?,
+        BatchNorm2d::new(b, bn, c)?,
+    )))
+}
 
 impl Generator {
     pub fn new(b: &dyn Backend, config: GanConfig, seed: u64) -> Result<Generator> {
@@ -268,25 +293,10 @@ impl Generator {
             GanArch::Dcgan => GLayers::Dcgan {
                 l1: Linear::new(b, "g.0", d, 2 * w * 49, true, seed)?,
                 bn1: BatchNorm2d::new(b, "g.1", 2 * w)?,
-                mid: if config.extra_conv {
-                    Some((
-                        ConvTranspose2d::new(
-                            b,
-                            "g.m",
-                            2 * w,
-                            2 * w,
-                            MID_KERNEL,
-                            MID,
-                            true,
-                            seed + 5,
-                        )?,
-                        BatchNorm2d::new(b, "g.mbn", 2 * w)?,
-                    ))
-                } else {
-                    None
-                },
+                mid: mid_block(b, config.extra_conv, "g.m", "g.mbn", 2 * w, seed + 5)?,
                 t1: ConvTranspose2d::new(b, "g.2", 2 * w, w, 4, UP, true, seed + 1)?,
                 bn2: BatchNorm2d::new(b, "g.3", w)?,
+                mid14: mid_block(b, config.extra_conv_14, "g.m2", "g.m2bn", w, seed + 7)?,
                 out: ConvTranspose2d::new(b, "g.4", w, 1, 4, UP, true, seed + 2)?,
             },
         };
@@ -314,6 +324,7 @@ impl Generator {
                     mid,
                     t1,
                     bn2,
+                    mid14,
                     out,
                 } => {
                     l1.reinit(b, DCGAN_WEIGHTS, seed)?;
@@ -323,6 +334,10 @@ impl Generator {
                     if let Some((m, mbn)) = mid {
                         m.reinit(b, DCGAN_WEIGHTS, seed + 5)?;
                         dcgan_batchnorm(b, &[mbn], seed + 6)?;
+                    }
+                    if let Some((m, mbn)) = mid14 {
+                        m.reinit(b, DCGAN_WEIGHTS, seed + 7)?;
+                        dcgan_batchnorm(b, &[mbn], seed + 8)?;
                     }
                 }
             }
@@ -342,14 +357,39 @@ impl Generator {
         let h = g.reshape(h, &[n, 2 * w, 7, 7])?;
         bn1.forward_relu(g, h)
     }
+    /// The DCGAN G up to the first upsampling's BatchNorm+ReLU, (N, w, 14, 14): what the extra
+    /// block at 14x14 reads. An error for the dense G.
+    pub fn upsampled_block(&self, g: &mut Graph<'_>, z: Var) -> Result<Var> {
+        let GLayers::Dcgan { mid, t1, bn2, .. } = &self.layers else {
+            return Err(Error::Invalid(
+                "the dense generator has no convolutional blocks".into(),
+            ));
+        };
+        let mut h = self.first_block(g, z)?;
+        if let Some((m, mbn)) = mid {
+            h = m.forward(g, h)?;
+            h = mbn.forward_relu(g, h)?;
+        }
+        let h = t1.forward(g, h)?;
+        bn2.forward_relu(g, h)
+    }
     /// The BatchNorm layers, in order (none in the dense G).
     pub fn batchnorms(&self) -> Vec<&BatchNorm2d> {
         match &self.layers {
             GLayers::Dense { .. } => Vec::new(),
-            GLayers::Dcgan { bn1, mid, bn2, .. } => match mid {
-                None => vec![bn1, bn2],
-                Some((_, mbn)) => vec![bn1, mbn, bn2],
-            },
+            GLayers::Dcgan {
+                bn1,
+                mid,
+                bn2,
+                mid14,
+                ..
+            } => {
+                let mut v = vec![bn1];
+                v.extend(mid.iter().map(|(_, mbn)| mbn));
+                v.push(bn2);
+                v.extend(mid14.iter().map(|(_, mbn)| mbn));
+                v
+            }
         }
     }
 }
@@ -373,16 +413,12 @@ impl Module for Generator {
                 let h = g.leaky_relu(h, SLOPE)?;
                 out.forward(g, h)?
             }
-            GLayers::Dcgan {
-                mid, t1, bn2, out, ..
-            } => {
-                let mut h = self.first_block(g, z)?;
-                if let Some((m, mbn)) = mid {
+            GLayers::Dcgan { mid14, out, .. } => {
+                let mut h = self.upsampled_block(g, z)?;
+                if let Some((m, mbn)) = mid14 {
                     h = m.forward(g, h)?;
                     h = mbn.forward_relu(g, h)?;
                 }
-                let h = t1.forward(g, h)?;
-                let h = bn2.forward_relu(g, h)?;
                 let h = out.forward(g, h)?;
                 g.reshape(h, &[n, PIXELS])?
             }
@@ -398,6 +434,7 @@ impl Module for Generator {
                 mid,
                 t1,
                 bn2,
+                mid14,
                 out,
             } => {
                 let mut p = [l1.params(), bn1.params()].concat();
@@ -405,7 +442,13 @@ impl Module for Generator {
                     p.extend(m.params());
                     p.extend(mbn.params());
                 }
-                [p, t1.params(), bn2.params(), out.params()].concat()
+                p.extend(t1.params());
+                p.extend(bn2.params());
+                if let Some((m, mbn)) = mid14 {
+                    p.extend(m.params());
+                    p.extend(mbn.params());
+                }
+                [p, out.params()].concat()
             }
         }
     }
@@ -984,6 +1027,7 @@ pub fn config_from_tensors(ts: &[crate::weights::NamedTensor]) -> Result<GanConf
             latent,
             width: out / 98,
             extra_conv: ts.iter().any(|t| t.name == "g.m.weight"),
+            extra_conv_14: ts.iter().any(|t| t.name == "g.m2.weight"),
         }
     } else {
         GanConfig {
@@ -991,6 +1035,7 @@ pub fn config_from_tensors(ts: &[crate::weights::NamedTensor]) -> Result<GanConf
             latent,
             width: 64,
             extra_conv: false,
+            extra_conv_14: false,
         }
     };
     config.validate()?;

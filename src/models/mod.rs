@@ -8,6 +8,7 @@ pub mod dncnn_fused;
 pub mod dncnn_grow;
 pub mod gan;
 pub mod gan_grow;
+pub mod gan_langevin;
 pub mod gan_metrics;
 pub mod gan_rejection;
 pub mod gan_tricks;

@@ -172,6 +172,7 @@ pub fn bench_dcgan_setup(width: usize, batch: usize) -> Result<(), JsError> {
         latent: 100,
         width,
         extra_conv: false,
+        extra_conv_14: false,
     };
     let gen = Generator::new(be.as_ref(), cfg, 1).map_err(err)?;
     let disc = Discriminator::new(be.as_ref(), cfg, 2).map_err(err)?;

@@ -272,6 +272,7 @@ pub fn gan_reset(
         latent,
         width,
         extra_conv: false,
+        extra_conv_14: false,
     };
     config.validate().map_err(err)?;
     let b = backend()?;

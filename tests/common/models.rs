@@ -33,6 +33,7 @@ pub fn small_gan(arch: GanArch) -> GanConfig {
         latent: 8,
         width: 4,
         extra_conv: false,
+        extra_conv_14: false,
     }
 }
 
