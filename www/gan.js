@@ -24,6 +24,7 @@ import {
   showQualityHistory,
 } from './gan_tools.js';
 import { setupAeVsGan } from './ae_vs_gan.js';
+import { setupLangevin } from './gan_langevin.js';
 import { setupRejection } from './gan_rejection.js';
 
 const CLASSIFIER_URL = 'models/classifier.safetensors';
@@ -110,6 +111,7 @@ export function setupGanTab(call) {
   setupGame(tab);
   setupAeVsGan(tab);
   setupRejection(tab);
+  setupLangevin(tab);
   call('backend_info').then((info) => {
     tab.kind = info.kind; // 'cpu': the quality numbers go over helper workers
     showBackend(info);
@@ -161,7 +163,7 @@ function setButtons({ state, form }) {
   const running = state.loop.running;
   const idle = !running && !state.busy;
   $('gan-pause').disabled = !running;
-  for (const id of ['gan-train', 'gan-quick', 'gan-reset', 'gan-pretrained', 'gan-load', 'aevg-run', 'drs-run']) $(id).disabled = !idle;
+  for (const id of ['gan-train', 'gan-quick', 'gan-reset', 'gan-pretrained', 'gan-load', 'aevg-run', 'drs-run', 'ddls-run']) $(id).disabled = !idle;
   for (const id of ['gan-save', 'gan-quality', 'gan-game-new', 'gan-neigh-again']) $(id).disabled = !idle || !has;
   form.dataset.running = String(running);
   form.dataset.busy = String(!idle);

@@ -24,6 +24,7 @@ use crate::models::gan::{
     self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, WeightInit,
 };
 use crate::models::gan_metrics::{class_histogram, classifier_score, frechet_distance};
+use crate::models::gan_langevin;
 use crate::models::gan_rejection;
 use crate::models::gan_tricks::{self, Perturbation, Tricks};
 use crate::models::{Classifier, ClassifierConfig};
@@ -683,6 +684,56 @@ pub async fn gan_generate(z: Vec<f32>) -> Result<Float32Array, JsError> {
     };
     let out = b.read(&t).await.map_err(err)?;
     crate::finite::check_output("the generator", &out).map_err(err)?;
+    Ok(Float32Array::from(&out[..]))
+}
+
+/// Latent Langevin on D (Che et al. 2020; `models::gan_langevin`): the latent vectors `z` (a
+/// multiple of d values, at most 500 rows, drawn with `gan_sample_z`) each moved by `steps`
+/// Langevin steps of size `eps` on |z|^2 / 2 - D(G(z)), G the sampler (its average when one is
+/// kept), D the current one; the noise drawn from `seed`. Resolves to the moved z; an error for
+/// uniform latents (the energy assumes a normal prior) or a least-squares D (its output is not
+/// a logit).
+#[wasm_bindgen]
+pub async fn gan_langevin(
+    z: Vec<f32>,
+    steps: usize,
+    eps: f32,
+    seed: u32,
+) -> Result<Float32Array, JsError> {
+    gan_langevin::check_settings(steps, eps).map_err(err)?;
+    let gan = current()?;
+    let b = backend()?;
+    let t = {
+        let mut gm = gan
+            .try_borrow_mut()
+            .map_err(|_| invalid("the GAN is busy"))?;
+        let d = gm.gen.config.latent;
+        if z.is_empty()
+            || !z.len().is_multiple_of(d)
+            || z.len() / d > MAX_CHUNK
+            || z.iter().any(|v| !v.is_finite())
+        {
+            return Err(invalid(format!("gan_langevin: expected 1..={MAX_CHUNK} finite latent vectors of {d} values, got {} values", z.len())));
+        }
+        if gm.latent != Latent::Normal {
+            return Err(invalid(
+                "latent Langevin assumes normal latents; this GAN draws uniform ones",
+            ));
+        }
+        if gm.loss == GanLoss::LeastSquares {
+            return Err(invalid(
+                "latent Langevin needs a cross-entropy D (a least-squares D's output is not a log density ratio)",
+            ));
+        }
+        let zt = b.upload(&[z.len() / d, d], &z).map_err(err)?;
+        sampler(b.as_ref(), &mut gm)?;
+        let gm = &*gm;
+        let gen = gm.ema.as_ref().map_or(&gm.gen, |e| &e.gen);
+        gan_langevin::langevin(b.as_ref(), gen, &gm.disc, &zt, steps, eps, seed as u64)
+            .map_err(err)?
+    };
+    let out = b.read(&t).await.map_err(err)?;
+    crate::finite::check_output("latent Langevin", &out).map_err(err)?;
     Ok(Float32Array::from(&out[..]))
 }
 

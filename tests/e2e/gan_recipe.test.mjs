@@ -3,7 +3,8 @@
 // the classifier score and Frechet distance while training; the latent tools and "Real or Fake?"
 // work on the model trained in the tab; D's training options (label smoothing, minibatch
 // dispersion, smoothness term, FGSM real digits) train a few finite steps; "Rejection by D"
-// scores kept samples beside G's own, on the tab-trained GAN and on the pretrained one.
+// scores kept samples beside G's own, on the tab-trained GAN and on the pretrained one; "Langevin
+// on D" scores moved samples beside G's own on the pretrained one.
 // Run: node --test tests/e2e/gan_recipe.test.mjs   (after ./build.sh build)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -47,6 +48,33 @@ async function rejectionByD(page, label, gamma, someRejected) {
   await page.click('#drs-run');
   await page.waitForSelector('#gan-error:not([hidden])', { timeout: 120_000 });
   assert.match(await page.textContent('#gan-error'), /kept \d+ of 5000 samples, fewer than the 500 asked for: lower gamma/);
+  await stopped(page);
+}
+
+/**
+ * "Langevin on D" on the current G and D: `steps` steps of `eps` moving the 500 latent vectors
+ * of "G alone"; two scored rows and both strips; a step size out of range is refused with a
+ * clear message.
+ */
+async function langevinOnD(page, label, steps, eps) {
+  await page.fill('#ddls-steps', String(steps));
+  await page.fill('#ddls-eps', String(eps));
+  const t0 = Date.now();
+  await page.click('#ddls-run');
+  await page.waitForSelector('#ddls-table[data-rows="2"], #gan-error:not([hidden])', { timeout: 600_000 });
+  await stopped(page);
+  assert.equal(await page.isVisible('#gan-error'), false, `no error: ${await page.textContent('#gan-error')}`);
+  const rows = await page.$$eval('#ddls-table tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  const note = await page.textContent('#ddls-out');
+  console.log(`Langevin on D (${label}, ${((Date.now() - t0) / 1000).toFixed(0)} s):\n${rows.map((r) => r.join(' | ')).join('\n')}\n${note}`);
+  for (const r of rows) assert.ok(Number(r[1]) >= 1 && Number(r[1]) <= 10 && Number(r[2]) >= 0, `score and distance: ${r}`);
+  assert.match(rows[1][0], new RegExp(`Langevin on D \\(${steps} steps of ${eps}\\)`));
+  assert.match(note, /^On the same 500 latent vectors, the score went from/);
+  for (const id of ['ddls-plain', 'ddls-moved']) assert.equal(await page.isVisible(`#${id}`), true, `${id} drawn`);
+  await page.fill('#ddls-eps', '0');
+  await page.click('#ddls-run');
+  await page.waitForSelector('#gan-error:not([hidden])', { timeout: 60_000 });
+  assert.match(await page.textContent('#gan-error'), /step size must be in \(0, 1\]/);
   await stopped(page);
 }
 
@@ -114,7 +142,7 @@ test('GAN tab, CPU path: quick start draws the class histogram while training; l
   assert.deepEqual(problems, []);
 });
 
-test('GAN tab, CPU path: the Autoencoder vs GAN panel draws four strips and scores each; rejection by D on the pretrained pair', async () => {
+test('GAN tab, CPU path: the Autoencoder vs GAN panel draws four strips and scores each; rejection by D and Langevin on D on the pretrained pair', async () => {
   const { page, foreign, problems } = await openPage(S, { args: NO_WEBGPU, hash: '#gan', ignoreLoadFailures: { test: (url) => !OUR_ASSETS.test(url) && !/ae_plain_k2/.test(url) } });
   await page.waitForSelector('#gan-backend[data-kind="cpu"]', { timeout: 60_000 });
   await page.click('#aevg-run');
@@ -132,6 +160,8 @@ test('GAN tab, CPU path: the Autoencoder vs GAN panel draws four strips and scor
   await page.screenshot({ path: join(OUT, 'gan-ae-vs-gan.png'), fullPage: true });
   await rejectionByD(page, 'the pretrained DCGAN', 0, true);
   await page.screenshot({ path: join(OUT, 'gan-rejection.png'), fullPage: true });
+  await langevinOnD(page, 'the pretrained DCGAN', 10, 0.1);
+  await page.screenshot({ path: join(OUT, 'gan-langevin.png'), fullPage: true });
   assert.deepEqual(foreign, []);
   assert.deepEqual(problems, []);
 });
