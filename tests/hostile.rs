@@ -842,26 +842,16 @@ fn gan_rejection_sampling_and_its_d_fine_tune() {
         &eval_gan(&["--langevin", "3"]),
         &["--langevin", "--discriminator"],
     );
+    // the D of the fixture, 3 steps, and one setting more
+    let langevin_with = |extra: &[&str]| {
+        eval_gan(&[&["--discriminator", &d, "--langevin", "3"][..], extra].concat())
+    };
     fails(
-        &eval_gan(&[
-            "--discriminator",
-            &d,
-            "--langevin",
-            "3",
-            "--langevin-eps",
-            "0",
-        ]),
+        &langevin_with(&["--langevin-eps", "0"]),
         &["--langevin", "step size"],
     );
     fails(
-        &eval_gan(&[
-            "--discriminator",
-            &d,
-            "--langevin",
-            "3",
-            "--latent-dist",
-            "uniform",
-        ]),
+        &langevin_with(&["--latent-dist", "uniform"]),
         &["--langevin", "normal"],
     );
     // a D with NaN weights: refused before any latent moves

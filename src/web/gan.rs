@@ -23,8 +23,8 @@ use crate::data::mnist::{Mnist, CLASSES, PIXELS, SIDE};
 use crate::models::gan::{
     self, Discriminator, GanArch, GanConfig, GanLoss, Generator, Latent, StepOutput, WeightInit,
 };
-use crate::models::gan_metrics::{class_histogram, classifier_score, frechet_distance};
 use crate::models::gan_langevin;
+use crate::models::gan_metrics::{class_histogram, classifier_score, frechet_distance};
 use crate::models::gan_rejection;
 use crate::models::gan_tricks::{self, Perturbation, Tricks};
 use crate::models::{Classifier, ClassifierConfig};
@@ -662,6 +662,21 @@ pub fn gan_sample_z(n: usize, seed: u32) -> Result<Float32Array, JsError> {
     ))
 }
 
+/// `z` holds 1..=MAX_CHUNK finite latent vectors of `d` values, else `call`'s error.
+fn check_latents(call: &str, z: &[f32], d: usize) -> Result<(), JsError> {
+    if z.is_empty()
+        || !z.len().is_multiple_of(d)
+        || z.len() / d > MAX_CHUNK
+        || z.iter().any(|v| !v.is_finite())
+    {
+        return Err(invalid(format!(
+            "{call}: expected 1..={MAX_CHUNK} finite latent vectors of {d} values, got {} values",
+            z.len()
+        )));
+    }
+    Ok(())
+}
+
 /// G(z) for latent vectors z (a multiple of d values, at most 500 rows): digits in [0, 1],
 /// 784 values each.
 #[wasm_bindgen]
@@ -672,14 +687,7 @@ pub async fn gan_generate(z: Vec<f32>) -> Result<Float32Array, JsError> {
         let mut gm = gan
             .try_borrow_mut()
             .map_err(|_| invalid("the GAN is busy"))?;
-        let d = gm.gen.config.latent;
-        if z.is_empty()
-            || !z.len().is_multiple_of(d)
-            || z.len() / d > MAX_CHUNK
-            || z.iter().any(|v| !v.is_finite())
-        {
-            return Err(invalid(format!("gan_generate: expected 1..={MAX_CHUNK} finite latent vectors of {d} values, got {} values", z.len())));
-        }
+        check_latents("gan_generate", &z, gm.gen.config.latent)?;
         gan::generate(b.as_ref(), sampler(b.as_ref(), &mut gm)?, &z).map_err(err)?
     };
     let out = b.read(&t).await.map_err(err)?;
@@ -708,13 +716,7 @@ pub async fn gan_langevin(
             .try_borrow_mut()
             .map_err(|_| invalid("the GAN is busy"))?;
         let d = gm.gen.config.latent;
-        if z.is_empty()
-            || !z.len().is_multiple_of(d)
-            || z.len() / d > MAX_CHUNK
-            || z.iter().any(|v| !v.is_finite())
-        {
-            return Err(invalid(format!("gan_langevin: expected 1..={MAX_CHUNK} finite latent vectors of {d} values, got {} values", z.len())));
-        }
+        check_latents("gan_langevin", &z, d)?;
         if gm.latent != Latent::Normal {
             return Err(invalid(
                 "latent Langevin assumes normal latents; this GAN draws uniform ones",
