@@ -636,11 +636,24 @@ fn generate_digits(
     draw: ZDraw,
     seed: u64,
 ) -> Result<Vec<f32>> {
+    generate_moved_digits(b, gen, n, draw, seed, |z, _| Ok(z))
+}
+
+/// `generate_digits` with each chunk's latent vectors passed through `move_z(z, chunk_seed)`
+/// before G runs: the same draws, so rows made with and without a move are paired.
+fn generate_moved_digits(
+    b: &dyn Backend,
+    gen: &Generator,
+    n: usize,
+    draw: ZDraw,
+    seed: u64,
+    move_z: impl Fn(Vec<f32>, u64) -> Result<Vec<f32>>,
+) -> Result<Vec<f32>> {
     let mut digits = Vec::with_capacity(n * PIXELS);
     for start in (0..n).step_by(500) {
         let m = (start + 500).min(n) - start;
         let chunk_seed = seed.wrapping_mul(7).wrapping_add(start as u64);
-        let z = draw.z(m, gen.config.latent, chunk_seed)?;
+        let z = move_z(draw.z(m, gen.config.latent, chunk_seed)?, chunk_seed)?;
         digits.extend(read_blocking(b, &gan::generate(b, gen, &z)?)?);
     }
     Ok(digits)
@@ -684,17 +697,13 @@ fn langevin_digits(
     seed: u64,
 ) -> Result<Vec<f32>> {
     let d = gen.config.latent;
-    let mut digits = Vec::with_capacity(n * PIXELS);
-    for start in (0..n).step_by(500) {
-        let m = (start + 500).min(n) - start;
-        let chunk_seed = seed.wrapping_mul(7).wrapping_add(start as u64);
-        let z = b.upload(&[m, d], &draw.z(m, d, chunk_seed)?)?;
+    generate_moved_digits(b, gen, n, draw, seed, |z, chunk_seed| {
+        let z = b.upload(&[z.len() / d, d], &z)?;
         let z = gan_langevin::langevin(b, gen, disc, &z, steps, eps, chunk_seed ^ 0x1a9e)?;
         let z = read_blocking(b, &z)?;
         crate::finite::check_output("latent Langevin", &z)?;
-        digits.extend(read_blocking(b, &gan::generate(b, gen, &z)?)?);
-    }
-    Ok(digits)
+        Ok(z)
+    })
 }
 
 /// `nnlab eval gan`.

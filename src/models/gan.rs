@@ -280,6 +280,21 @@ fn mid_block(
     )))
 }
 
+/// `h` through an extra stride-1 block (conv, BatchNorm+ReLU) when G has it, else `h`.
+fn mid_forward(
+    g: &mut Graph<'_>,
+    block: &Option<(ConvTranspose2d, BatchNorm2d)>,
+    h: Var,
+) -> Result<Var> {
+    match block {
+        Some((m, mbn)) => {
+            let h = m.forward(g, h)?;
+            mbn.forward_relu(g, h)
+        }
+        None => Ok(h),
+    }
+}
+
 impl Generator {
     pub fn new(b: &dyn Backend, config: GanConfig, seed: u64) -> Result<Generator> {
         config.validate()?;
@@ -365,11 +380,8 @@ impl Generator {
                 "the dense generator has no convolutional blocks".into(),
             ));
         };
-        let mut h = self.first_block(g, z)?;
-        if let Some((m, mbn)) = mid {
-            h = m.forward(g, h)?;
-            h = mbn.forward_relu(g, h)?;
-        }
+        let h = self.first_block(g, z)?;
+        let h = mid_forward(g, mid, h)?;
         let h = t1.forward(g, h)?;
         bn2.forward_relu(g, h)
     }
@@ -414,11 +426,8 @@ impl Module for Generator {
                 out.forward(g, h)?
             }
             GLayers::Dcgan { mid14, out, .. } => {
-                let mut h = self.upsampled_block(g, z)?;
-                if let Some((m, mbn)) = mid14 {
-                    h = m.forward(g, h)?;
-                    h = mbn.forward_relu(g, h)?;
-                }
+                let h = self.upsampled_block(g, z)?;
+                let h = mid_forward(g, mid14, h)?;
                 let h = out.forward(g, h)?;
                 g.reshape(h, &[n, PIXELS])?
             }
