@@ -522,8 +522,9 @@ backend_test! {
 
 backend_test! {
     /// 3x3 stride-1 convs with 16 or more channels each side, which the CPU runs as Winograd
-    /// F(2x2, 3x3) on AVX-512 (`cpu/conv_winograd.rs`; their input gradient too, the flipped
-    /// weight's forward): channels not a multiple of 16, odd output sizes (half tiles),
+    /// F(4x4, 3x3) on AVX-512 (`cpu/conv_winograd.rs`; their input gradient too, the flipped
+    /// weight's forward, and their weight gradient): channels not a multiple of 16, output sizes
+    /// of every remainder by 4 (partial tiles),
     /// padding 0, 2 and per axis, and an image of more tiles than one work item holds (bands).
     fn winograd_3x3_cases(b) {
         let table = [
