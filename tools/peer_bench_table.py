@@ -52,7 +52,9 @@ def parse_nnlab(text, gpu=False):
             vals[f"{photo} s/image"] = float(cells[2])
             vals[photo] = float(cells[3])
         elif section.startswith("DnCNN inference"):
-            if cells[1] == "dncnn_blind_gray 512x512" and not f16:
+            # the sigma-10 gray model is 10x48, PyTorch's `dncnn(1)`; the blind gray one has
+            # been 17x64 since 2026-12-07
+            if cells[1] == "dncnn_s10_gray 512x512" and not f16:
                 vals["dncnn inference 512x512 gray"] = float(cells[2])
         elif section.startswith("DnCNN training"):
             vals["dncnn training 64x40x40"] = float(cells[1])
