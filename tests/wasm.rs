@@ -577,7 +577,11 @@ fn winograd_conv_equals_direct_sum() {
             &want,
             1e-6 * (ci * 9) as f32,
         );
-        console_log!("winograd {shape:?}: max |diff| {err:.2e}");
+        let top = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        console_log!(
+            "winograd {shape:?}: max |diff| {err:.2e}, {:.2e} of the largest value",
+            err / top
+        );
     }
 }
 
