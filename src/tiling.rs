@@ -72,31 +72,43 @@ pub fn plan(h: usize, w: usize, core: usize, halo: usize) -> Result<Vec<Tile>> {
     Ok(tiles)
 }
 
-/// As [`plan`], for a model whose float rounding depends on the parity of a pixel's offset
-/// from its crop's corners (the page's wasm convs work in 2x2 blocks from the crop's corner:
-/// `cpu::winograd_wasm`): every crop starts at an even row and column and ends where the
-/// image ends mod 2, so a pixel's offsets from all four corners keep their parity in every
-/// plan (and under the self-ensemble's flips and turns), and every plan gives the same pixels.
-/// `core` and `halo` are rounded up to even and a crop short of the image's far edge gets one
-/// more row (column) where the image's side is odd: a crop's side is at most
-/// [`ALIGN_ROOM`] more than [`plan`]'s for the same `core` and `halo`.
+/// As [`plan`], for a model whose float rounding depends on a pixel's offset mod 4 from its
+/// crop's corners (the page's wasm convs work in 4x4 blocks from the crop's corner:
+/// `cpu::winograd_wasm`): every crop starts at a row and column that are multiples of 4 and
+/// ends where the image ends mod 4, so a pixel's offsets from all four corners of its crop are
+/// those from the image's corners mod 4 in every plan (and so under the self-ensemble's flips
+/// and turns, which put another corner first), and every plan gives the same pixels, given a
+/// halo that covers the rounding's reach too ([`rounding_radius`]). `core` and `halo` are
+/// rounded up to multiples of 4 and a crop short of the image's far edge gets up to 3 more
+/// rows (columns): a crop's side is at most [`ALIGN_ROOM`] more than [`plan`]'s for the same
+/// `core` and `halo`.
 pub fn plan_aligned(h: usize, w: usize, core: usize, halo: usize) -> Result<Vec<Tile>> {
-    let mut tiles = plan(h, w, core.next_multiple_of(2), halo.next_multiple_of(2))?;
+    let mut tiles = plan(h, w, core.next_multiple_of(4), halo.next_multiple_of(4))?;
     for t in &mut tiles {
-        // in_y and in_x are even (multiples of the even core, less the even halo, or 0)
-        if (t.in_y + t.in_h) % 2 != h % 2 {
-            t.in_h += 1;
-        }
-        if (t.in_x + t.in_w) % 2 != w % 2 {
-            t.in_w += 1;
-        }
+        // in_y and in_x are multiples of 4 (of the core, less the halo, or 0); the far edge
+        // moves on to the image's residue mod 4 (not past the image: the image ends there)
+        t.in_h += (h - (t.in_y + t.in_h)) % 4;
+        t.in_w += (w - (t.in_x + t.in_w)) % 4;
     }
     Ok(tiles)
 }
 
-/// Most extra rows (columns) of a [`plan_aligned`] crop over a [`plan`] one: 1 for the core,
-/// 2 for the halo, 1 at the far edge.
-pub const ALIGN_ROOM: usize = 4;
+/// Most extra rows (columns) of a [`plan_aligned`] crop over a [`plan`] one: 3 for the core,
+/// 3 for each side's halo, 3 at the far edge.
+pub const ALIGN_ROOM: usize = 12;
+
+/// The halo that gives a stack of `radius` 3x3 stride-1 convs (the receptive radius) the same
+/// float pixels from every [`plan_aligned`] plan where each conv may run as Winograd
+/// F(4x4, 3x3) (the page's wasm CPU backend, `cpu::winograd_wasm`). There an output pixel's
+/// rounding depends on more of its tile's 6x6 input patch than its 3x3 window: at offset 0 in
+/// its tile on the inputs 1 before to 3 after it, at 1 on 1 before to 2 after, at 2 on 2
+/// before to 1 after, at 3 on 3 before to 1 after. Followed through the stack (every
+/// layer's tiles on one grid), a pixel depends on inputs up to 2 radius + (radius mod 2)
+/// away, where a direct conv's depend on `radius`; a crop's edge, where the image goes on,
+/// must be that far from every pixel it keeps.
+pub fn rounding_radius(radius: usize) -> usize {
+    2 * radius + radius % 2
+}
 
 /// Byte budget for a tile's largest buffer when the backend states no binding limit (the CPU):
 /// there it is the im2col matrix, 9 x width floats per pixel, and this keeps it near 256 MiB.

@@ -329,29 +329,105 @@ fn check_cover(tiles: &[tiling::Tile], h: usize, w: usize, halo: usize) {
     );
 }
 
-/// `plan_aligned` (the page's tiles): crops at even rows and columns that end at the image's
-/// parity, so a pixel's offset from each corner of its crop has the same parity in every plan;
-/// each pixel covered once, the (even) halo complete, no crop over ALIGN_ROOM larger than
-/// `plan`'s.
+/// Input positions (one axis, from the crop's start) that an output pixel at `u` of a stack of
+/// `layers` 3x3 convs run as Winograd F(4x4, 3x3) (tiles from position 0) depends on, its
+/// rounding included: at offset a in its tile, the patch rows that A^T's row a and B^T reach
+/// (0..=4, 1..=4, 1..=4, 1..=5 of the patch from t - 1, t the tile's start).
+fn winograd_reach(u: isize, layers: usize) -> (isize, isize) {
+    let (mut lo, mut hi) = (u, u);
+    for _ in 0..layers {
+        let (tl, th) = (lo - lo.rem_euclid(4), hi - hi.rem_euclid(4));
+        lo = if lo.rem_euclid(4) == 0 { tl - 1 } else { tl };
+        hi = if hi.rem_euclid(4) == 3 {
+            th + 4
+        } else {
+            th + 3
+        };
+    }
+    (lo, hi)
+}
+
+/// `rounding_radius` is the reach of a pixel's rounding through a stack of F(4x4, 3x3) convs,
+/// and a direct conv's reach (1 per layer) is within it.
 #[test]
-fn aligned_tile_plans_keep_every_pixels_parity() {
+fn rounding_radius_is_the_winograd_reach() {
+    for layers in 0..40usize {
+        let far = (0..4)
+            .map(|u| {
+                let (lo, hi) = winograd_reach(u, layers);
+                (u - lo).max(hi - u) as usize
+            })
+            .max()
+            .unwrap();
+        assert_eq!(tiling::rounding_radius(layers), far, "{layers} layers");
+        assert!(far >= layers);
+    }
+}
+
+/// `plan_aligned` (the page's tiles) with the halo of `rounding_radius`: crops at rows and
+/// columns that are multiples of 4, ending at the image's residue mod 4, so a pixel's offset
+/// from each corner of its crop is the same mod 4 in every plan, and in each of the crop's
+/// orientations (the self-ensemble's flips and turns start the tiles at another corner) every
+/// kept pixel's rounding reach stays inside the crop or ends at the image's edge: every plan
+/// gives the same pixels. Each pixel covered once, the halo complete, no crop over
+/// ALIGN_ROOM larger than `plan`'s.
+#[test]
+fn aligned_tile_plans_keep_every_pixels_offsets_mod_4() {
     for (h, w) in [
         (256usize, 256usize),
         (255, 257),
         (101, 64),
         (37, 1000),
         (7, 9),
+        (298, 203),
     ] {
-        for (core, halo) in [(10usize, 1usize), (33, 17), (64, 10), (129, 17), (1000, 17)] {
+        for (core, radius) in [
+            (10usize, 1usize),
+            (33, 17),
+            (64, 10),
+            (129, 17),
+            (1000, 17),
+            (150, 3),
+        ] {
+            let halo = tiling::rounding_radius(radius);
             let tiles = tiling::plan_aligned(h, w, core, halo).unwrap();
-            check_cover(&tiles, h, w, halo.next_multiple_of(2));
+            check_cover(&tiles, h, w, halo.next_multiple_of(4));
             let plain = tiling::plan(h, w, core, halo).unwrap();
             let side = |ts: &[tiling::Tile]| ts.iter().map(|t| t.in_h.max(t.in_w)).max().unwrap();
             assert!(side(&tiles) <= side(&plain) + tiling::ALIGN_ROOM);
             for t in &tiles {
-                assert!(t.in_y % 2 == 0 && t.in_x % 2 == 0, "{t:?}: an odd corner");
-                assert_eq!((t.in_y + t.in_h) % 2, h % 2, "{t:?}: bottom edge of {h}");
-                assert_eq!((t.in_x + t.in_w) % 2, w % 2, "{t:?}: right edge of {w}");
+                assert!(t.in_y % 4 == 0 && t.in_x % 4 == 0, "{t:?}: a corner off 4");
+                assert_eq!((t.in_y + t.in_h) % 4, h % 4, "{t:?}: bottom edge of {h}");
+                assert_eq!((t.in_x + t.in_w) % 4, w % 4, "{t:?}: right edge of {w}");
+                // per axis: (image side, crop start, crop length, kept start, kept length)
+                for (n, i0, il, o0, ol) in [
+                    (h, t.in_y, t.in_h, t.out_y, t.out_h),
+                    (w, t.in_x, t.in_w, t.out_x, t.out_w),
+                ] {
+                    for x in o0..o0 + ol {
+                        // from the crop's start, and (flipped) from its end
+                        for flip in [false, true] {
+                            let (u, image_u) = if flip {
+                                (i0 + il - 1 - x, n - 1 - x)
+                            } else {
+                                (x - i0, x)
+                            };
+                            assert_eq!(u % 4, image_u % 4, "{t:?}: pixel {x} of {n}, flip {flip}");
+                            let (lo, hi) = winograd_reach(u as isize, radius);
+                            // past the crop's start only where the image starts there too
+                            let start_is_edge = if flip { i0 + il == n } else { i0 == 0 };
+                            let end_is_edge = if flip { i0 == 0 } else { i0 + il == n };
+                            assert!(
+                                lo >= 0 || start_is_edge,
+                                "{t:?}: pixel {x} of {n} reaches {lo}"
+                            );
+                            assert!(
+                                hi < il as isize || end_is_edge,
+                                "{t:?}: pixel {x} of {n} reaches {hi}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

@@ -336,19 +336,27 @@ pub fn denoise_begin(
     };
     let (h, w) = (passes[0].height, passes[0].width);
     let radius = model.config.receptive_radius();
-    // room for plan_aligned's rounding (crops at even offsets: the wasm convs' rounding then
-    // does not depend on the plan, so any number of workers gives the same pixels)
+    // crops at multiples of 4, ending at the image's residue mod 4, with a halo that covers
+    // the rounding's reach (`tiling::rounding_radius`): the wasm convs' rounding then does not
+    // depend on the plan, so any number of workers gives the same pixels. The GPU's direct
+    // convs need the receptive radius only.
+    let cpu = be.info().kind == "cpu";
+    let halo = if cpu {
+        tiling::rounding_radius(radius)
+    } else {
+        radius
+    };
     let largest = capped_core(
         h,
         w,
-        page_tile(be.as_ref(), &model.config)?,
-        radius,
+        page_tile(be.as_ref(), &model.config)?.saturating_sub(2 * (halo - radius)),
+        halo,
         max_pixels as usize,
     )
     .saturating_sub(tiling::ALIGN_ROOM)
-    .max(2);
-    let core = split_core(h, w, largest, radius, workers as usize);
-    let tiles = tiling::plan_aligned(h, w, core, radius).map_err(err)?;
+    .max(4);
+    let core = split_core(h, w, largest, halo, workers as usize);
+    let tiles = tiling::plan_aligned(h, w, core, halo).map_err(err)?;
     let core = tiles
         .iter()
         .map(|t| t.out_h.max(t.out_w))
@@ -375,7 +383,7 @@ pub fn denoise_begin(
     set(&o, "job", id);
     set(&o, "tiles", job.tile_count() as u32);
     set(&o, "tile", core as u32);
-    set(&o, "halo", radius as u32);
+    set(&o, "halo", halo.next_multiple_of(4) as u32);
     set(&o, "passes", job.passes.len() as u32);
     set(&o, "width", w as u32);
     set(&o, "height", h as u32);
