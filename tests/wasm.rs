@@ -538,10 +538,10 @@ async fn cpu_conv2d_equals_direct_sum() {
     }
 }
 
-/// The wasm Winograd F(2x2, 3x3) conv (src/cpu/winograd_wasm.rs) equals a direct f64 sum:
-/// even and odd sizes (a last tile half outside the output), padding 0-2, several blocks of
-/// tiles down and across (W = 300: 150 tiles a row, two blocks), batch 2, one output channel,
-/// 1x1 and 1x2 outputs, with and without bias and ReLU.
+/// The wasm Winograd F(4x4, 3x3) conv (src/cpu/winograd_wasm.rs) equals a direct f64 sum:
+/// sizes of every residue mod 4 (a last tile 1, 2 or 3 pixels into the output, down and
+/// across), padding 0-2, several blocks of tiles down and across (W = 300: 75 tiles a row, two
+/// blocks), batch 2, one output channel, 2x1 and 1x2 outputs, with and without bias and ReLU.
 #[wasm_bindgen_test]
 fn winograd_conv_equals_direct_sum() {
     use nnlab::backend::ConvGeom;
@@ -556,6 +556,7 @@ fn winograd_conv_equals_direct_sum() {
         ([1, 32, 4, 3, 1, 0, 0], true, false),
         ([2, 16, 1, 2, 4, 1, 1], true, true),
         ([1, 64, 40, 40, 64, 1, 1], true, true),
+        ([1, 16, 11, 7, 6, 1, 1], true, true),
     ];
     for (t, &([n, ci, h, w, co, ph, pw], bias, relu)) in cases.iter().enumerate() {
         let t = t as u64;

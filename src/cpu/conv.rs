@@ -370,7 +370,7 @@ fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool)
     if spi > 1 && !g.is_pointwise() {
         return forward_grouped(g, x, w, bias, relu, spi);
     }
-    // wasm: the 3x3 convs as Winograd F(2x2, 3x3), 2.25x fewer multiply-adds
+    // wasm: the 3x3 convs as Winograd F(4x4, 3x3), 4x fewer multiply-adds
     #[cfg(target_arch = "wasm32")]
     if winograd_wasm::applies(g) {
         return winograd_wasm::forward(g, x, w, bias, relu);

@@ -12,8 +12,8 @@
 //!
 //! The sums differ from the direct conv's by float rounding only, a few times more of it than
 //! F(2x2, 3x3) had (factors up to 8 in the transforms: up to 3.7e-6 of the largest value
-//! against 7.7e-7 in `tests/ops` winograd_3x3_cases). As on wasm (`winograd_wasm.rs`, which
-//! keeps F(2x2, 3x3)), that rounding depends on a pixel's place in its tile.
+//! against 7.7e-7 in `tests/ops` winograd_3x3_cases). As on wasm (`winograd_wasm.rs`, the same
+//! F(4x4, 3x3) in simd128), that rounding depends on a pixel's place in its tile.
 
 use super::avx512;
 use super::conv::SharedOut;
