@@ -341,6 +341,7 @@ fn at4(m: [v128; P]) -> [v128; M] {
 /// SAFETY: each of the 4 phases holds 4 nty + 2 rows of rlen >= txp + 1 values; v + 35 stride
 /// + nty txp is inside V.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::needless_range_loop)] // i is a row of six arrays at once
 unsafe fn input_tiles(
     ph: &[f32],
     phase: usize,
@@ -377,6 +378,7 @@ unsafe fn input_tiles(
 /// SAFETY: m + 35 stride + txp is inside M; y's rows 0..nrows (`wo` apart), columns x0..x1,
 /// are this caller's to write.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::needless_range_loop)] // a is a row of six arrays at once
 unsafe fn output_tiles(
     m: *const f32,
     stride: usize,
