@@ -24,6 +24,8 @@ pub mod optim;
 pub mod random;
 pub mod reduce;
 pub(crate) mod simd;
+#[cfg(any(target_arch = "x86_64", target_arch = "wasm32"))]
+mod winograd_g;
 #[cfg(target_arch = "x86_64")]
 mod winograd_transforms;
 #[cfg(target_arch = "wasm32")]

@@ -9,26 +9,14 @@
 //! A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
 //!
 //! and y = A^T ((G g G^T) * (B^T d B)) A for one channel pair. The factors up to 8 cost some
-//! rounding against F(2x2, 3x3), whose transforms hold 1/2 and 1 only; G's sixths are taken in
-//! f64 so the weights add none of their own.
+//! rounding against F(2x2, 3x3), whose transforms hold 1/2 and 1 only; G (`winograd_g.rs`, shared
+//! with the wasm convs) is taken in f64 so the weights add none of their own.
 
+use super::winograd_g::g6;
 use std::arch::x86_64::*;
 
 /// Floats per vector.
 const V: usize = 16;
-
-/// G h of one 3-tap kernel column or row.
-fn g6(h: [f64; 3]) -> [f64; 6] {
-    let (a, b, c) = (h[0], h[1], h[2]);
-    [
-        a / 4.0,
-        -(a + b + c) / 6.0,
-        -(a - b + c) / 6.0,
-        a / 24.0 + b / 12.0 + c / 6.0,
-        a / 24.0 - b / 12.0 + c / 6.0,
-        c,
-    ]
-}
 
 /// U = G g G^T of every (ci, co) 3x3 kernel of w (Cout, Cin, 3, 3): (point t = 6 i + j, input
 /// channel, output channel), zero past ci and co.

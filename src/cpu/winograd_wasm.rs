@@ -22,6 +22,8 @@
 
 use core::arch::wasm32::*;
 
+use super::winograd_g::g6;
+
 use super::conv::SharedOut;
 use super::{gemm_wasm, par_for, with_scratch};
 use crate::backend::ConvGeom;
@@ -42,21 +44,6 @@ const BLOCK_TILES: usize = 56;
 /// cost above the multiplies saved).
 pub fn applies(g: &ConvGeom) -> bool {
     g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.cin >= 16
-}
-
-/// G h of one 3-tap kernel column or row, in f64.
-/// G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6],
-///      [1/24, -1/12, 1/6], [0, 0, 1]].
-fn g6(h: [f64; 3]) -> [f64; P] {
-    let (a, b, c) = (h[0], h[1], h[2]);
-    [
-        a / 4.0,
-        -(a + b + c) / 6.0,
-        -(a - b + c) / 6.0,
-        a / 24.0 + b / 12.0 + c / 6.0,
-        a / 24.0 - b / 12.0 + c / 6.0,
-        c,
-    ]
 }
 
 /// U = G g G^T of every (co, ci) 3x3 kernel of w (Cout, Cin, 3, 3), taken in f64 and stored
