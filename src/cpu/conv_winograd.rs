@@ -70,17 +70,16 @@ pub(super) fn forward(
     bias: Option<&[f32]>,
     relu: bool,
 ) -> Vec<f32> {
-    let (m, pts) = (M, POINTS);
     let (ci, co) = (g.cin, g.cout);
     let (ci16, co16) = (ci.next_multiple_of(V), co.next_multiple_of(V));
     let u = weight_transform(w, ci, co, (ci16, co16));
     let (th, tw, band, bands) = tile_bands(g);
-    // a band's padded input rows (m per tile row + 2) of ws pixels, channel-last
-    let ws = m * tw + 2;
-    let slen = (m * band + 2) * ws * ci16;
-    let tlen = (m * band + 2) * g.w * ci16;
-    let ylen = m * band * g.wo * co16;
-    let (vlen, mlen) = (pts * ROWS * ci16, pts * ROWS * co16);
+    // a band's padded input rows (M per tile row + 2) of ws pixels, channel-last
+    let ws = M * tw + 2;
+    let slen = (M * band + 2) * ws * ci16;
+    let tlen = (M * band + 2) * g.w * ci16;
+    let ylen = M * band * g.wo * co16;
+    let (vlen, mlen) = (POINTS * ROWS * ci16, POINTS * ROWS * co16);
     let (xps, yps, plane) = (g.x_per_sample(), g.y_per_sample(), g.ho * g.wo);
     assert!(x.len() >= g.n * xps && w.len() >= co * ci * 9);
     assert!(bias.is_none_or(|b| b.len() >= co));
@@ -90,28 +89,28 @@ pub(super) fn forward(
     par_for(g.n * bands, |item| {
         let (n, bi) = (item / bands, item % bands);
         let (a0, a1) = (bi * band, ((bi + 1) * band).min(th));
-        // output rows m a0 .. r1 of sample n; input (padded) rows m a0 .. m a1 + 2
-        let (r0, r1) = (m * a0, (m * a1).min(g.ho));
+        // output rows M a0 .. r1 of sample n; input (padded) rows M a0 .. M a1 + 2
+        let (r0, r1) = (M * a0, (M * a1).min(g.ho));
         with_scratch(slen + tlen + vlen + mlen + ylen, |buf| {
             let (src, rest) = buf.split_at_mut(slen);
             let (tmp, rest) = rest.split_at_mut(tlen);
             let (vb, rest) = rest.split_at_mut(vlen);
             let (mb, yt) = rest.split_at_mut(mlen);
-            input_band(g, &x[n * xps..][..xps], (m, a0, a1), (ws, ci16), src, tmp);
+            input_band(g, &x[n * xps..][..xps], (a0, a1), (ws, ci16), src, tmp);
             let tiles = (a1 - a0) * tw;
-            let mut at = vec![usize::MAX; m * m];
+            let mut at = [usize::MAX; M * M];
             for t0 in (0..tiles).step_by(ROWS) {
                 let nr = (tiles - t0).min(ROWS);
                 let (vplane, mplane) = (nr * ci16, nr * co16);
                 for j in 0..nr {
                     let (a, b) = ((t0 + j) / tw, (t0 + j) % tw);
-                    let d = &src[(m * a * ws + m * b) * ci16..];
+                    let d = &src[(M * a * ws + M * b) * ci16..];
                     assert!(
-                        d.len() >= ((m + 1) * ws + m + 2) * ci16
-                            && vb.len() >= (pts - 1) * vplane + (j + 1) * ci16
+                        d.len() >= ((M + 1) * ws + M + 2) * ci16
+                            && vb.len() >= (POINTS - 1) * vplane + (j + 1) * ci16
                     );
-                    // SAFETY: AVX-512F (`applies`); d holds m + 2 rows of m + 2 pixels of
-                    // ci16 floats at ws ci16, vb pts planes of vplane with row j inside
+                    // SAFETY: AVX-512F (`applies`); d holds M + 2 rows of M + 2 pixels of
+                    // ci16 floats at ws ci16, vb POINTS planes of vplane with row j inside
                     // (checked)
                     unsafe {
                         input_tile(
@@ -123,11 +122,11 @@ pub(super) fn forward(
                         )
                     };
                 }
-                gemm_points(pts, vb, &u, mb, (nr, ci16, co16));
+                gemm_points(POINTS, vb, &u, mb, (nr, ci16, co16));
                 for j in 0..nr {
                     let (a, b) = ((t0 + j) / tw, (t0 + j) % tw);
                     for (e, at) in at.iter_mut().enumerate() {
-                        let (i, k) = (m * (a0 + a) + e / m, m * b + e % m);
+                        let (i, k) = (M * (a0 + a) + e / M, M * b + e % M);
                         *at = if i < g.ho && k < g.wo {
                             ((i - r0) * g.wo + k) * co16
                         } else {
@@ -135,8 +134,8 @@ pub(super) fn forward(
                         };
                     }
                     assert!(at.iter().all(|&o| o == usize::MAX || o + co16 <= yt.len()));
-                    assert!(mb.len() >= (pts - 1) * mplane + (j + 1) * co16);
-                    // SAFETY: AVX-512F; mb holds pts planes of mplane with row j inside,
+                    assert!(mb.len() >= (POINTS - 1) * mplane + (j + 1) * co16);
+                    // SAFETY: AVX-512F; mb holds POINTS planes of mplane with row j inside,
                     // every output offset used lies in yt (checked above)
                     unsafe {
                         output_tile(
@@ -173,27 +172,27 @@ pub(super) fn forward(
     y
 }
 
-/// The padded input rows m a0 .. m a1 + 2 of one sample xn (Cin, H, W) into src,
-/// channel-last (rows of ws pixels of ci16 floats, image pixel (r, c) at padded (r + ph - m a0,
-/// c + pw)), zeros around; tmp is scratch of (m (a1 - a0) + 2) W ci16 floats.
+/// The padded input rows M a0 .. M a1 + 2 of one sample xn (Cin, H, W) into src,
+/// channel-last (rows of ws pixels of ci16 floats, image pixel (r, c) at padded (r + ph - M a0,
+/// c + pw)), zeros around; tmp is scratch of (M (a1 - a0) + 2) W ci16 floats.
 fn input_band(
     g: &ConvGeom,
     xn: &[f32],
-    (m, a0, a1): (usize, usize, usize),
+    (a0, a1): (usize, usize),
     (ws, ci16): (usize, usize),
     src: &mut [f32],
     tmp: &mut [f32],
 ) {
     src.fill(0.0);
-    // the image rows this band reads: padded rows m a0 .. m a1 + 2 are image rows m a0 - ph ..,
+    // the image rows this band reads: padded rows M a0 .. M a1 + 2 are image rows M a0 - ph ..,
     // clipped to the image
-    let lo = (m * a0).saturating_sub(g.ph);
-    let hi = (m * a1 + 2).saturating_sub(g.ph).min(g.h);
+    let lo = (M * a0).saturating_sub(g.ph);
+    let hi = (M * a1 + 2).saturating_sub(g.ph).min(g.h);
     if lo < hi {
         let rows = hi - lo;
         channel_last(&xn[lo * g.w..], g.h * g.w, g.cin, rows * g.w, ci16, tmp);
         for r in lo..hi {
-            let at = ((r + g.ph - m * a0) * ws + g.pw) * ci16;
+            let at = ((r + g.ph - M * a0) * ws + g.pw) * ci16;
             let len = g.w * ci16;
             src[at..at + len].copy_from_slice(&tmp[(r - lo) * len..][..len]);
         }
@@ -225,27 +224,26 @@ fn channel_last(x: &[f32], lds: usize, ci: usize, cols: usize, ci16: usize, tmp:
     }
 }
 
-/// Tiles per step of `backward_weight`: their transforms ((m + 2)^2 points each side) stay in
+/// Tiles per step of `backward_weight`: their transforms ((M + 2)^2 points each side) stay in
 /// L2.
 const GRAD_TILES: usize = 64;
 
 /// gw (Cout, Cin, 3, 3) = the weight gradient of `forward`'s conv, summed over the batch, by
 /// the same transform: per tile, dU[t] += V[t]^T dM[t] with V = B^T d B of the input patch and
-/// dM = A dY A^T of gy's m x m block ((m + 2)^2 products per channel pair and tile, 9 m^2
+/// dM = A dY A^T of gy's M x M block ((M + 2)^2 products per channel pair and tile, 9 M^2
 /// direct), then gw = G^T dU G. Call only where `applies(g)`.
 pub(super) fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
-    let (m, pts) = (M, POINTS);
     let (ci, co) = (g.cin, g.cout);
     let (ci16, co16) = (ci.next_multiple_of(V), co.next_multiple_of(V));
     let (th, tw, band, bands) = tile_bands(g);
-    let ws = m * tw + 2;
-    let slen = (m * band + 2) * ws * ci16;
-    let tlen = (m * band + 2) * g.w.max(g.wo) * ci16.max(co16);
-    let glen = m * band * m * tw * co16;
-    let (vlen, mlen) = (pts * GRAD_TILES * ci16, pts * GRAD_TILES * co16);
+    let ws = M * tw + 2;
+    let slen = (M * band + 2) * ws * ci16;
+    let tlen = (M * band + 2) * g.w.max(g.wo) * ci16.max(co16);
+    let glen = M * band * M * tw * co16;
+    let (vlen, mlen) = (POINTS * GRAD_TILES * ci16, POINTS * GRAD_TILES * co16);
     let (xps, yps, plane) = (g.x_per_sample(), g.y_per_sample(), g.ho * g.wo);
     assert!(x.len() >= g.n * xps && gy.len() >= g.n * yps);
-    let ulen = pts * ci16 * co16;
+    let ulen = POINTS * ci16 * co16;
     let du = super::conv::sum_over_item_runs(g.n * bands, ulen, |acc, run| {
         with_scratch(slen + tlen + glen + vlen + mlen, |buf| {
             let (src, rest) = buf.split_at_mut(slen);
@@ -255,16 +253,16 @@ pub(super) fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
             for item in run {
                 let (n, bi) = (item / bands, item % bands);
                 let (a0, a1) = (bi * band, ((bi + 1) * band).min(th));
-                input_band(g, &x[n * xps..][..xps], (m, a0, a1), (ws, ci16), src, tmp);
-                // gy's rows m a0 .. r1 channel-last in gs (rows of m tw pixels), zeros past
+                input_band(g, &x[n * xps..][..xps], (a0, a1), (ws, ci16), src, tmp);
+                // gy's rows M a0 .. r1 channel-last in gs (rows of M tw pixels), zeros past
                 // Ho and Wo
-                let (r0, r1) = (m * a0, (m * a1).min(g.ho));
+                let (r0, r1) = (M * a0, (M * a1).min(g.ho));
                 gs.fill(0.0);
                 let gyn = &gy[n * yps..][..yps];
                 channel_last(&gyn[r0 * g.wo..], plane, co, (r1 - r0) * g.wo, co16, tmp);
                 for r in 0..r1 - r0 {
                     let len = g.wo * co16;
-                    gs[r * m * tw * co16..][..len].copy_from_slice(&tmp[r * len..][..len]);
+                    gs[r * M * tw * co16..][..len].copy_from_slice(&tmp[r * len..][..len]);
                 }
                 let tiles = (a1 - a0) * tw;
                 for t0 in (0..tiles).step_by(GRAD_TILES) {
@@ -272,19 +270,19 @@ pub(super) fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                     let (vplane, mplane) = (nr * ci16, nr * co16);
                     for j in 0..nr {
                         let (a, b) = ((t0 + j) / tw, (t0 + j) % tw);
-                        let d = &src[(m * a * ws + m * b) * ci16..];
-                        let e = &gs[(m * a * m * tw + m * b) * co16..];
+                        let d = &src[(M * a * ws + M * b) * ci16..];
+                        let e = &gs[(M * a * M * tw + M * b) * co16..];
                         assert!(
-                            d.len() >= ((m + 1) * ws + m + 2) * ci16
-                                && vb.len() >= (pts - 1) * vplane + (j + 1) * ci16
+                            d.len() >= ((M + 1) * ws + M + 2) * ci16
+                                && vb.len() >= (POINTS - 1) * vplane + (j + 1) * ci16
                         );
                         assert!(
-                            e.len() >= ((m - 1) * m * tw + m) * co16
-                                && mb.len() >= (pts - 1) * mplane + (j + 1) * co16
+                            e.len() >= ((M - 1) * M * tw + M) * co16
+                                && mb.len() >= (POINTS - 1) * mplane + (j + 1) * co16
                         );
-                        // SAFETY: AVX-512F (`applies`); d holds m + 2 rows of m + 2 pixels of
-                        // ci16 floats at ws ci16, e m rows of m pixels of co16 at m tw co16, vb
-                        // and mb pts planes with row j inside (checked above)
+                        // SAFETY: AVX-512F (`applies`); d holds M + 2 rows of M + 2 pixels of
+                        // ci16 floats at ws ci16, e M rows of M pixels of co16 at M tw co16, vb
+                        // and mb POINTS planes with row j inside (checked above)
                         unsafe {
                             input_tile(
                                 d.as_ptr(),
@@ -295,14 +293,14 @@ pub(super) fn backward_weight(g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
                             );
                             grad_tile(
                                 e.as_ptr(),
-                                m * tw * co16,
+                                M * tw * co16,
                                 co16,
                                 mb.as_mut_ptr().add(j * co16),
                                 mplane,
                             );
                         }
                     }
-                    for t in 0..pts {
+                    for t in 0..POINTS {
                         let (v, mt) = (&vb[t * vplane..][..vplane], &mb[t * mplane..][..mplane]);
                         let du = &mut acc[t * ci16 * co16..][..ci16 * co16];
                         let mut c = 0;

@@ -110,8 +110,7 @@ unsafe fn at4(m: [__m512; 6]) -> [__m512; 4] {
 /// the 4 x 4 results stored at out + at[4 i + j] (usize::MAX: outside the output, dropped).
 ///
 /// # Safety
-/// AVX-512F; m holds the 36 planes' co16 floats, out co16 floats at each used offset; at has
-/// 16 entries.
+/// AVX-512F; m holds the 36 planes' co16 floats, out co16 floats at each used offset.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::needless_range_loop)] // i is a row of six arrays at once
 pub(super) unsafe fn output_tile(
@@ -119,9 +118,8 @@ pub(super) unsafe fn output_tile(
     plane: usize,
     co16: usize,
     out: *mut f32,
-    at: &[usize],
+    at: &[usize; 16],
 ) {
-    debug_assert_eq!(at.len(), 16);
     for o in (0..co16).step_by(V) {
         let ld = |t: usize| _mm512_loadu_ps(m.add(t * plane + o));
         // columns of M (point 6 i + j: i the row) first: z[j] = A^T (column j)
