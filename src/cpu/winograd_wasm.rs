@@ -13,18 +13,18 @@
 //! transforms: tests/wasm.rs checks against a direct sum in f64). That rounding depends on
 //! where a pixel falls in its 4x4 tile, i.e. on its offset mod 4 from the crop's corner, and,
 //! unlike F(2x2, 3x3)'s, on input pixels up to 3 away on one side (a tile's first output row
-//! is summed from patch rows 0..=4, its last from rows 1..=5, where each needs 3): so a tiled denoise gets the same
-//! pixels from every tile plan only when the crops keep those offsets and the halo covers that
-//! reach too (`tiling::plan_aligned`, `tiling::rounding_radius`, used by the page).
+//! is summed from patch rows 0..=4, its last from rows 1..=5, where each needs 3): so a tiled
+//! denoise gets the same pixels from every tile plan only when the crops keep those offsets and
+//! the halo covers that reach too (`tiling::plan_aligned`, `tiling::rounding_radius`, used by
+//! the page).
 //!
 //! Natively, an AVX-512 CPU runs the same transforms in `conv_winograd.rs`; other CPUs keep
 //! the direct convs.
 
 use core::arch::wasm32::*;
 
-use super::winograd_g::g6;
-
 use super::conv::SharedOut;
+use super::winograd_g::g6;
 use super::{gemm_wasm, par_for, with_scratch};
 use crate::backend::ConvGeom;
 
@@ -102,6 +102,21 @@ impl Blocks {
     }
 }
 
+/// The 4x4 transpose of rows a, b, c, d: lane p of each into vector p.
+#[inline(always)]
+fn transpose4([a, b, c, d]: [v128; 4]) -> [v128; 4] {
+    let t0 = i32x4_shuffle::<0, 4, 1, 5>(a, b);
+    let t1 = i32x4_shuffle::<2, 6, 3, 7>(a, b);
+    let t2 = i32x4_shuffle::<0, 4, 1, 5>(c, d);
+    let t3 = i32x4_shuffle::<2, 6, 3, 7>(c, d);
+    [
+        i64x2_shuffle::<0, 2>(t0, t2),
+        i64x2_shuffle::<1, 3>(t0, t2),
+        i64x2_shuffle::<0, 2>(t1, t3),
+        i64x2_shuffle::<1, 3>(t1, t3),
+    ]
+}
+
 /// ph[p][j] = row[s + 4j + p] for p < 4, j < rlen (zero outside the row; all zero without a
 /// row): the row's columns in 4 phases, so that tile column c's patch columns 0..6 are
 /// ph[0..4][c] and ph[0..2][c + 1].
@@ -130,33 +145,16 @@ fn deinterleave4(row: Option<&[f32]>, s: isize, ph: [&mut [f32]; 4]) {
             // SAFETY: row[i..i + 16] is inside the row, each phase holds j + 4 values
             unsafe {
                 let q = row.as_ptr().add(i as usize) as *const v128;
-                let (a, b, c, d) = (
+                // lane p of the 4 vectors into phase p
+                let t = transpose4([
                     v128_load(q),
                     v128_load(q.add(1)),
                     v128_load(q.add(2)),
                     v128_load(q.add(3)),
-                );
-                // a 4x4 transpose: lane p of a, b, c, d into phase p
-                let t0 = i32x4_shuffle::<0, 4, 1, 5>(a, b);
-                let t1 = i32x4_shuffle::<2, 6, 3, 7>(a, b);
-                let t2 = i32x4_shuffle::<0, 4, 1, 5>(c, d);
-                let t3 = i32x4_shuffle::<2, 6, 3, 7>(c, d);
-                v128_store(
-                    p0.as_mut_ptr().add(j) as *mut v128,
-                    i64x2_shuffle::<0, 2>(t0, t2),
-                );
-                v128_store(
-                    p1.as_mut_ptr().add(j) as *mut v128,
-                    i64x2_shuffle::<1, 3>(t0, t2),
-                );
-                v128_store(
-                    p2.as_mut_ptr().add(j) as *mut v128,
-                    i64x2_shuffle::<0, 2>(t1, t3),
-                );
-                v128_store(
-                    p3.as_mut_ptr().add(j) as *mut v128,
-                    i64x2_shuffle::<1, 3>(t1, t3),
-                );
+                ]);
+                for (p, tp) in [&mut *p0, &mut *p1, &mut *p2, &mut *p3].into_iter().zip(t) {
+                    v128_store(p.as_mut_ptr().add(j) as *mut v128, tp);
+                }
             }
             j += 4;
         } else {
@@ -401,16 +399,7 @@ unsafe fn output_tiles(
             let yrow = y.add(a * wo);
             // p[b]: pixel b of 4 tiles; transposed, q[t]: the 4 pixels of tile t
             let p = at4(core::array::from_fn(|j| s[j][a])).map(fin);
-            let t0 = i32x4_shuffle::<0, 4, 1, 5>(p[0], p[1]);
-            let t1 = i32x4_shuffle::<2, 6, 3, 7>(p[0], p[1]);
-            let t2 = i32x4_shuffle::<0, 4, 1, 5>(p[2], p[3]);
-            let t3 = i32x4_shuffle::<2, 6, 3, 7>(p[2], p[3]);
-            let q = [
-                i64x2_shuffle::<0, 2>(t0, t2),
-                i64x2_shuffle::<1, 3>(t0, t2),
-                i64x2_shuffle::<0, 2>(t1, t3),
-                i64x2_shuffle::<1, 3>(t1, t3),
-            ];
+            let q = transpose4(p);
             if xa + 16 <= x1 {
                 for (t, qt) in q.into_iter().enumerate() {
                     v128_store(yrow.add(xa + 4 * t) as *mut v128, qt);
