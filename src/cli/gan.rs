@@ -586,14 +586,18 @@ pub fn classify(b: &dyn Backend, clf: &Classifier, digits: &[f32]) -> Result<(Ve
 /// A path under www/models/ that is not here is looked for where the shipped models are.
 pub fn load_generator(b: &dyn Backend, path: &Path) -> Result<Generator> {
     let path = model_file(path)?;
-    let bytes = crate::weights::read_file(&path)?;
+    generator_from_bytes(b, &path, &crate::weights::read_file(&path)?)
+}
+
+/// The generator in `bytes`, the contents of the file `path` (named in errors).
+fn generator_from_bytes(b: &dyn Backend, path: &Path, bytes: &[u8]) -> Result<Generator> {
     let load = || -> Result<Generator> {
-        let config = gan::config_from_tensors(&crate::weights::from_bytes(&bytes)?)?;
+        let config = gan::config_from_tensors(&crate::weights::from_bytes(bytes)?)?;
         let gen = Generator::new(b, config, 0)?;
-        crate::weights::load_params(b, &gen.state(), &bytes)?;
+        crate::weights::load_params(b, &gen.state(), bytes)?;
         Ok(gen)
     };
-    load().map_err(|e| crate::weights::in_file(&path, e))
+    load().map_err(|e| crate::weights::in_file(path, e))
 }
 
 /// Load a discriminator for generators of `config` (minibatch dispersion and spectral norm as
@@ -895,7 +899,8 @@ pub fn grow(a: GrowArgs) -> Result<()> {
     let b = a.run.backend()?;
     let b: &dyn Backend = b.as_ref();
     let path = model_file(&a.model)?;
-    let gen = load_generator(b, &path)?;
+    let bytes = crate::weights::read_file(&path)?;
+    let gen = generator_from_bytes(b, &path, &bytes)?;
     let at = gan_grow::next_block(&gen).map_err(|e| crate::weights::in_file(&path, e))?;
     let dist = latent(a.latent_dist);
     let stats = pollster::block_on(gan_grow::block_stats(
@@ -917,7 +922,7 @@ pub fn grow(a: GrowArgs) -> Result<()> {
         .zip(&after)
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max);
-    let mut meta = crate::weights::metadata(&crate::weights::read_file(&path)?)?;
+    let mut meta = crate::weights::metadata(&bytes)?;
     meta.insert("grown_from".to_string(), path.display().to_string());
     crate::weights::save_file(b, &grown.state(), &a.out, Some(meta))?;
     let count: usize = grown.params().iter().map(|p| p.value().numel()).sum();
