@@ -121,6 +121,11 @@ pub struct TrainArgs {
     /// step per training step)
     #[arg(long)]
     pub sn: bool,
+    /// DCGAN: give D a residual block at 7x7 (two 3x3 convs 2w -> 2w, h + conv(LeakyReLU(conv(h)))),
+    /// added to an --init D without one as the identity (its second conv starts at zero); kept
+    /// in D's file, which --init then follows
+    #[arg(long)]
+    pub d_block: bool,
     /// train only D, against the fixed G of --init drawn in inference mode (as `eval gan` draws
     /// it): the D that `eval gan --discriminator` uses for rejection sampling; only D is saved
     /// (as <stem of --out>_d.safetensors)
@@ -364,15 +369,25 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let gen = Generator::with_init(b, config, a.seed, weight_init)?;
     // a D file with the minibatch-dispersion weight continues with the feature, one with
     // spectral-norm vectors with spectral norm; --sn adds spectral norm to a D file without it
-    let (mbstd, sn_file) = match &a.init {
-        Some(p) => gan::d_options_from_tensors(
-            &crate::weights::from_bytes(&crate::weights::read_file(&d_path(p))?)
+    let d_tensors = match &a.init {
+        Some(p) => Some(
+            crate::weights::from_bytes(&crate::weights::read_file(&d_path(p))?)
                 .map_err(|e| crate::weights::in_file(&d_path(p), e))?,
         ),
+        None => None,
+    };
+    let (mbstd, sn_file) = match &d_tensors {
+        Some(ts) => gan::d_options_from_tensors(ts),
         None => (a.mbstd, false),
     };
+    let block_file = d_tensors.as_deref().is_some_and(gan::d_block_from_tensors);
+    drop(d_tensors);
     let sn = a.sn || sn_file;
     let mut disc = Discriminator::with_init(b, config, a.seed + 100, mbstd, sn, weight_init)?;
+    // a D file with the block loads into a D with it; one without gets it after loading
+    if block_file || (a.d_block && a.init.is_none()) {
+        disc.add_block(b, a.seed + 300)?;
+    }
     let dropout = match (a.dropout, &a.init) {
         (Some(p), _) => p,
         (None, Some(p)) => d_dropout(&crate::weights::read_file(&d_path(p))?)
@@ -388,6 +403,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
             disc.restart_power_iteration(b, 50)?;
         } else {
             crate::weights::load_file(b, &disc.state(), &d_path(p))?;
+        }
+        if a.d_block && !block_file {
+            disc.add_block(b, a.seed + 300)?;
+            println!("D given the residual block (as the identity)");
         }
         println!(
             "continuing from {} and {}",
@@ -407,8 +426,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     };
     let l = loss(a.loss);
     println!(
-        "options: weight init {:?}, D lr {lr_d}, lr decay to {}x, real label {}, minibatch dispersion {mbstd}, spectral norm {sn}, D dropout {dropout}, EMA {}, D smoothness {:?}, FGSM real {:?}",
-        a.weight_init, a.lr_decay_to, tricks.real_label, a.ema, tricks.smooth, tricks.fgsm
+        "options: weight init {:?}, D lr {lr_d}, lr decay to {}x, real label {}, minibatch dispersion {mbstd}, spectral norm {sn}, D dropout {dropout}, D block {}, EMA {}, D smoothness {:?}, FGSM real {:?}",
+        a.weight_init, a.lr_decay_to, tricks.real_label, disc.has_block(), a.ema, tricks.smooth, tricks.fgsm
     );
     println!(
         "training {}a {:?} GAN ({:?} loss, latent {} {:?}, width {}, extra stride-1 convs in G at 7x7 / 14x14 {:?}) on {}: {} digits, batch {}, {} steps, Adam lr {} beta1 {}, seed {}",
@@ -606,8 +625,12 @@ fn load_discriminator(b: &dyn Backend, config: GanConfig, path: &Path) -> Result
     let path = model_file(path)?;
     let bytes = crate::weights::read_file(&path)?;
     let load = || -> Result<Discriminator> {
-        let (mbstd, sn) = gan::d_options_from_tensors(&crate::weights::from_bytes(&bytes)?);
-        let disc = Discriminator::with_options(b, config, 0, mbstd, sn)?;
+        let ts = crate::weights::from_bytes(&bytes)?;
+        let (mbstd, sn) = gan::d_options_from_tensors(&ts);
+        let mut disc = Discriminator::with_options(b, config, 0, mbstd, sn)?;
+        if gan::d_block_from_tensors(&ts) {
+            disc.add_block(b, 0)?;
+        }
         crate::weights::load_params(b, &disc.state(), &bytes)?;
         Ok(disc)
     };

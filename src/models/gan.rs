@@ -9,7 +9,9 @@
 //!   after it, which `gan_grow` inserts into a G that has the first);
 //!   D = strided conv (w) + LeakyReLU -> strided conv (2w) + LeakyReLU -> dense -> 1 logit;
 //!   optionally dropout after each LeakyReLU (`Discriminator::set_dropout`, TensorFlow's DCGAN
-//!   tutorial), its rate kept in the D file's metadata (`DROPOUT_KEY`).
+//!   tutorial), its rate kept in the D file's metadata (`DROPOUT_KEY`), and a residual block at
+//!   7x7 after the second LeakyReLU (`Discriminator::add_block`: h + conv(LeakyReLU(conv(h))),
+//!   3x3 convs 2w -> 2w; tensors `d.r1.*`, `d.r2.*`), added to a trained D as the identity.
 //!
 //! Digits are scaled to [-1, 1] (tanh range). D outputs a logit; the cross-entropy losses use
 //! BCE with logits, the least-squares losses (Mao et al.) treat the raw output as D's score.
@@ -484,6 +486,17 @@ pub struct Discriminator {
     sn: Option<Vec<SpectralNorm>>,
     /// dropout after each LeakyReLU in training mode (TensorFlow's DCGAN tutorial: 0.3)
     dropout: Option<Dropout>,
+    /// the residual block's two convs (`add_block`)
+    block: Option<(Conv2d, Conv2d)>,
+}
+
+/// Names of the residual block's two convs in a discriminator file (`Discriminator::add_block`).
+pub const D_BLOCK: [&str; 2] = ["d.r1", "d.r2"];
+
+/// Whether a discriminator file's tensors hold the residual block (`Discriminator::add_block`).
+pub fn d_block_from_tensors(ts: &[crate::weights::NamedTensor]) -> bool {
+    let prefix = format!("{}.", D_BLOCK[0]);
+    ts.iter().any(|t| t.name.starts_with(&prefix))
 }
 
 /// Metadata key of D's dropout rate in a discriminator file (absent: no dropout).
@@ -585,6 +598,7 @@ impl Discriminator {
             mbstd,
             sn: None,
             dropout: None,
+            block: None,
         };
         if init == WeightInit::Dcgan {
             // each layer its own seed, in layer order (D has no BatchNorm)
@@ -632,6 +646,37 @@ impl Discriminator {
     /// D's dropout rate (0 without).
     pub fn dropout_rate(&self) -> f32 {
         self.dropout.as_ref().map_or(0.0, |d| d.p)
+    }
+    /// Add the residual block at 7x7 after the second LeakyReLU (and its dropout): h + r2(act(
+    /// r1(h))), r1 and r2 3x3 convs 2w -> 2w with padding 1. r1 starts Kaiming (seed), r2 at
+    /// zero, so D computes what it did before and the block grows from there: more capacity
+    /// for a D that a trained G fools (accuracy near chance) without starting D over. DCGAN D
+    /// only, once, and not with spectral norm (which normalises the three layers it was made
+    /// with).
+    pub fn add_block(&mut self, b: &dyn Backend, seed: u64) -> Result<()> {
+        if self.config.arch != GanArch::Dcgan {
+            return Err(Error::Invalid(
+                "the residual block in D needs a DCGAN discriminator".into(),
+            ));
+        }
+        if self.block.is_some() {
+            return Err(Error::Invalid("D already has the residual block".into()));
+        }
+        if self.sn.is_some() {
+            return Err(Error::Invalid(
+                "the residual block in D does not go with spectral norm".into(),
+            ));
+        }
+        let c = 2 * self.config.width;
+        let same = Conv2dParams::new(1, 1, 1);
+        let r1 = Conv2d::new(b, D_BLOCK[0], c, c, 3, same, true, seed)?;
+        let r2 = Conv2d::new(b, D_BLOCK[1], c, c, 3, same, true, seed + 1)?;
+        b.assign(r2.weight.value(), &b.zeros(r2.weight.shape())?)?;
+        self.block = Some((r1, r2));
+        Ok(())
+    }
+    pub fn has_block(&self) -> bool {
+        self.block.is_some()
     }
     /// LeakyReLU, then dropout when it is on.
     fn act(&self, g: &mut Graph<'_>, h: Var) -> Result<Var> {
@@ -751,6 +796,15 @@ impl Module for Discriminator {
                 let h = self.act(g, h)?;
                 let h = self.conv(g, c2, 1, h)?;
                 let h = self.act(g, h)?;
+                let h = match &self.block {
+                    None => h,
+                    Some((r1, r2)) => {
+                        let r = r1.forward(g, h)?;
+                        let r = self.act(g, r)?;
+                        let r = r2.forward(g, r)?;
+                        g.add(h, r)?
+                    }
+                };
                 (g.flatten(h)?, out)
             }
         };
@@ -771,6 +825,10 @@ impl Module for Discriminator {
         };
         if let Some(w) = &self.mbstd {
             p.extend(w.params());
+        }
+        if let Some((r1, r2)) = &self.block {
+            p.extend(r1.params());
+            p.extend(r2.params());
         }
         p
     }
