@@ -367,44 +367,51 @@ pub fn train(a: TrainArgs) -> Result<()> {
         WeightInitArg::Dcgan => WeightInit::Dcgan,
     };
     let gen = Generator::with_init(b, config, a.seed, weight_init)?;
-    // a D file with the minibatch-dispersion weight continues with the feature, one with
-    // spectral-norm vectors with spectral norm; --sn adds spectral norm to a D file without it
-    let d_tensors = match &a.init {
-        Some(p) => Some(
-            crate::weights::from_bytes(&crate::weights::read_file(&d_path(p))?)
-                .map_err(|e| crate::weights::in_file(&d_path(p), e))?,
-        ),
+    // an --init D file says D's parts (minibatch dispersion, spectral norm, the residual
+    // block) and its dropout rate; --sn adds spectral norm to a D file without it, and
+    // --d-block the block after its weights are loaded (as the identity)
+    let d_file = match &a.init {
+        Some(p) => {
+            let bytes = crate::weights::read_file(&d_path(p))?;
+            let ts = crate::weights::from_bytes(&bytes)
+                .map_err(|e| crate::weights::in_file(&d_path(p), e))?;
+            Some((p, gan::d_options_from_tensors(&ts), bytes))
+        }
         None => None,
     };
-    let (mbstd, sn_file) = match &d_tensors {
-        Some(ts) => gan::d_options_from_tensors(ts),
-        None => (a.mbstd, false),
+    let file = d_file.as_ref().map(|(_, parts, _)| *parts);
+    let parts = match file {
+        Some(f) => gan::DParts {
+            sn: a.sn || f.sn,
+            ..f
+        },
+        None => gan::DParts {
+            mbstd: a.mbstd,
+            sn: a.sn,
+            block: a.d_block,
+        },
     };
-    let block_file = d_tensors.as_deref().is_some_and(gan::d_block_from_tensors);
-    drop(d_tensors);
-    let sn = a.sn || sn_file;
-    let mut disc = Discriminator::with_init(b, config, a.seed + 100, mbstd, sn, weight_init)?;
-    // a D file with the block loads into a D with it; one without gets it after loading
-    if block_file || (a.d_block && a.init.is_none()) {
-        disc.add_block(b, a.seed + 300)?;
-    }
-    let dropout = match (a.dropout, &a.init) {
+    let (mbstd, sn) = (parts.mbstd, parts.sn);
+    let mut disc = Discriminator::with_parts(b, config, a.seed + 100, parts, weight_init)?;
+    let dropout = match (a.dropout, &d_file) {
         (Some(p), _) => p,
-        (None, Some(p)) => d_dropout(&crate::weights::read_file(&d_path(p))?)
-            .map_err(|e| crate::weights::in_file(&d_path(p), e))?,
+        (None, Some((p, _, bytes))) => {
+            d_dropout(bytes).map_err(|e| crate::weights::in_file(&d_path(p), e))?
+        }
         (None, None) => 0.0,
     };
     disc.set_dropout(dropout, a.seed.wrapping_mul(104_729).wrapping_add(17))?;
     if let Some(p) = &a.init {
         crate::weights::load_file(b, &gen.state(), p)?;
-        if sn && !sn_file {
+        let file = file.unwrap_or_default();
+        if sn && !file.sn {
             // the file's weights, then vectors of their own (power iteration from scratch)
             crate::weights::load_file(b, &disc.params(), &d_path(p))?;
             disc.restart_power_iteration(b, 50)?;
         } else {
             crate::weights::load_file(b, &disc.state(), &d_path(p))?;
         }
-        if a.d_block && !block_file {
+        if a.d_block && !file.block {
             disc.add_block(b, a.seed + 300)?;
             println!("D given the residual block (as the identity)");
         }
@@ -625,12 +632,8 @@ fn load_discriminator(b: &dyn Backend, config: GanConfig, path: &Path) -> Result
     let path = model_file(path)?;
     let bytes = crate::weights::read_file(&path)?;
     let load = || -> Result<Discriminator> {
-        let ts = crate::weights::from_bytes(&bytes)?;
-        let (mbstd, sn) = gan::d_options_from_tensors(&ts);
-        let mut disc = Discriminator::with_options(b, config, 0, mbstd, sn)?;
-        if gan::d_block_from_tensors(&ts) {
-            disc.add_block(b, 0)?;
-        }
+        let parts = gan::d_options_from_tensors(&crate::weights::from_bytes(&bytes)?);
+        let disc = Discriminator::with_parts(b, config, 0, parts, WeightInit::Kaiming)?;
         crate::weights::load_params(b, &disc.state(), &bytes)?;
         Ok(disc)
     };

@@ -493,12 +493,6 @@ pub struct Discriminator {
 /// Names of the residual block's two convs in a discriminator file (`Discriminator::add_block`).
 pub const D_BLOCK: [&str; 2] = ["d.r1", "d.r2"];
 
-/// Whether a discriminator file's tensors hold the residual block (`Discriminator::add_block`).
-pub fn d_block_from_tensors(ts: &[crate::weights::NamedTensor]) -> bool {
-    let prefix = format!("{}.", D_BLOCK[0]);
-    ts.iter().any(|t| t.name.starts_with(&prefix))
-}
-
 /// Metadata key of D's dropout rate in a discriminator file (absent: no dropout).
 pub const DROPOUT_KEY: &str = "dropout";
 
@@ -509,12 +503,26 @@ const SN_START_ITERATIONS: usize = 10;
 /// spectral normalisation on when a file is loaded).
 pub const SN_SUFFIX: &str = ".sn_u";
 
-/// (minibatch dispersion, spectral norm) of a discriminator file's tensors.
-pub fn d_options_from_tensors(ts: &[crate::weights::NamedTensor]) -> (bool, bool) {
-    (
-        ts.iter().any(|t| t.name == MBSTD_WEIGHT),
-        ts.iter().any(|t| t.name.ends_with(SN_SUFFIX)),
-    )
+/// The parts a discriminator has beyond its three layers, as its file's tensors show them
+/// (what a loader builds before loading; `Discriminator::with_parts`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DParts {
+    /// the minibatch-dispersion feature (`MBSTD_WEIGHT`)
+    pub mbstd: bool,
+    /// spectral normalisation (vectors named `*SN_SUFFIX`)
+    pub sn: bool,
+    /// the residual block (`D_BLOCK`, `Discriminator::add_block`)
+    pub block: bool,
+}
+
+/// The parts of a discriminator file's D, from its tensors' names.
+pub fn d_options_from_tensors(ts: &[crate::weights::NamedTensor]) -> DParts {
+    let block = format!("{}.", D_BLOCK[0]);
+    DParts {
+        mbstd: ts.iter().any(|t| t.name == MBSTD_WEIGHT),
+        sn: ts.iter().any(|t| t.name.ends_with(SN_SUFFIX)),
+        block: ts.iter().any(|t| t.name.starts_with(&block)),
+    }
 }
 
 /// D's dropout rate from a discriminator file's metadata (`DROPOUT_KEY`; 0 when absent).
@@ -542,16 +550,7 @@ enum DLayers {
 
 impl Discriminator {
     pub fn new(b: &dyn Backend, config: GanConfig, seed: u64) -> Result<Discriminator> {
-        Discriminator::with_mbstd(b, config, seed, false)
-    }
-    /// D with (`mbstd`) or without the minibatch-dispersion feature added to its logit.
-    pub fn with_mbstd(
-        b: &dyn Backend,
-        config: GanConfig,
-        seed: u64,
-        mbstd: bool,
-    ) -> Result<Discriminator> {
-        Discriminator::with_options(b, config, seed, mbstd, false)
+        Discriminator::with_options(b, config, seed, false, false)
     }
     /// D with or without the minibatch-dispersion feature (`mbstd`) and with or without
     /// spectral normalisation of its conv and dense weights (`sn`; see `nn::SpectralNorm`).
@@ -563,6 +562,21 @@ impl Discriminator {
         sn: bool,
     ) -> Result<Discriminator> {
         Discriminator::with_init(b, config, seed, mbstd, sn, WeightInit::Kaiming)
+    }
+    /// D with `parts` (the block added last, at seed + 200), the weights starting as `init`
+    /// says: what a discriminator file with those parts loads into.
+    pub fn with_parts(
+        b: &dyn Backend,
+        config: GanConfig,
+        seed: u64,
+        parts: DParts,
+        init: WeightInit,
+    ) -> Result<Discriminator> {
+        let mut d = Discriminator::with_init(b, config, seed, parts.mbstd, parts.sn, init)?;
+        if parts.block {
+            d.add_block(b, seed + 200)?;
+        }
+        Ok(d)
     }
     /// `with_options` with the weights starting as `init` says.
     pub fn with_init(

@@ -314,19 +314,20 @@ pub fn gan_load(
     crate::weights::load_params(b, &gen.state(), g_bytes)
         .map_err(|e| invalid(format!("generator: {e}")))?;
     // a D file with the minibatch-dispersion weight gets the feature, one with the residual
-    // block the block
-    let d_tensors = if d_bytes.is_empty() {
-        Vec::new()
+    // block the block (the page trains D without spectral norm: a file with its vectors is
+    // refused at loading, as before)
+    let parts = if d_bytes.is_empty() {
+        gan::DParts::default()
     } else {
-        crate::weights::from_bytes(d_bytes).map_err(|e| invalid(format!("discriminator: {e}")))?
-    };
-    let mbstd = d_tensors.iter().any(|t| t.name == gan::MBSTD_WEIGHT);
-    let mut disc = Discriminator::with_mbstd(b, config, s.seed + 100, mbstd).map_err(err)?;
-    if gan::d_block_from_tensors(&d_tensors) {
-        disc.add_block(b, s.seed + 300)
+        let ts = crate::weights::from_bytes(d_bytes)
             .map_err(|e| invalid(format!("discriminator: {e}")))?;
-    }
-    drop(d_tensors);
+        gan::DParts {
+            sn: false,
+            ..gan::d_options_from_tensors(&ts)
+        }
+    };
+    let mut disc = Discriminator::with_parts(b, config, s.seed + 100, parts, WeightInit::Kaiming)
+        .map_err(|e| invalid(format!("discriminator: {e}")))?;
     if !d_bytes.is_empty() {
         // a D trained with dropout keeps it (its rate is in the file's metadata)
         let p = crate::weights::metadata(d_bytes)
