@@ -242,11 +242,11 @@ fn d_residual_block_matches_finite_differences_and_starts_as_the_identity() {
             })
             .collect()
     };
-    assert!(!gan::d_options_from_tensors(&names(&disc)).block);
+    assert!(!gan::d_parts_from_tensors(&names(&disc)).block);
     disc.add_block(&b, 9).unwrap();
     assert!(disc.has_block());
     assert_eq!(logits(&disc), before, "the added block changed D's logits");
-    assert!(gan::d_options_from_tensors(&names(&disc)).block);
+    assert!(gan::d_parts_from_tensors(&names(&disc)).block);
     assert_eq!(disc.params().len(), 6 + 4);
     assert!(disc.add_block(&b, 9).is_err(), "a second block");
     let mut dense = Discriminator::new(&b, small_gan(GanArch::Dense), 5).unwrap();

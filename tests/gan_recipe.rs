@@ -188,7 +188,7 @@ fn spectral_norm_estimates_the_largest_singular_value_and_persists_its_vectors()
     let ts = nnlab::weights::from_bytes(&nnlab::weights::read_file(&path).unwrap()).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(
-        gan::d_options_from_tensors(&ts),
+        gan::d_parts_from_tensors(&ts),
         gan::DParts {
             mbstd: false,
             sn: true,

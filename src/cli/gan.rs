@@ -375,7 +375,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             let bytes = crate::weights::read_file(&d_path(p))?;
             let ts = crate::weights::from_bytes(&bytes)
                 .map_err(|e| crate::weights::in_file(&d_path(p), e))?;
-            Some((p, gan::d_options_from_tensors(&ts), bytes))
+            Some((p, gan::d_parts_from_tensors(&ts), bytes))
         }
         None => None,
     };
@@ -632,7 +632,7 @@ fn load_discriminator(b: &dyn Backend, config: GanConfig, path: &Path) -> Result
     let path = model_file(path)?;
     let bytes = crate::weights::read_file(&path)?;
     let load = || -> Result<Discriminator> {
-        let parts = gan::d_options_from_tensors(&crate::weights::from_bytes(&bytes)?);
+        let parts = gan::d_parts_from_tensors(&crate::weights::from_bytes(&bytes)?);
         let disc = Discriminator::with_parts(b, config, 0, parts, WeightInit::Kaiming)?;
         crate::weights::load_params(b, &disc.state(), &bytes)?;
         Ok(disc)

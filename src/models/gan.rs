@@ -516,7 +516,7 @@ pub struct DParts {
 }
 
 /// The parts of a discriminator file's D, from its tensors' names.
-pub fn d_options_from_tensors(ts: &[crate::weights::NamedTensor]) -> DParts {
+pub fn d_parts_from_tensors(ts: &[crate::weights::NamedTensor]) -> DParts {
     let block = format!("{}.", D_BLOCK[0]);
     DParts {
         mbstd: ts.iter().any(|t| t.name == MBSTD_WEIGHT),

@@ -323,7 +323,7 @@ pub fn gan_load(
             .map_err(|e| invalid(format!("discriminator: {e}")))?;
         gan::DParts {
             sn: false,
-            ..gan::d_options_from_tensors(&ts)
+            ..gan::d_parts_from_tensors(&ts)
         }
     };
     let mut disc = Discriminator::with_parts(b, config, s.seed + 100, parts, WeightInit::Kaiming)
